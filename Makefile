@@ -1,0 +1,20 @@
+# crsd: one command runs it, one command tests it.
+.PHONY: run build test lint bench
+
+run: ## install redis-server if missing, build, start crsd with the embedded defaults
+	./scripts/install-deps.sh
+	cargo build --release
+	./target/release/crsd serve $(ARGS)
+
+build:
+	cargo build --release
+
+test: ## install what is missing and run every test
+	./scripts/test.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+bench: ## benchmarks (not tests): prints ratios against raw redis-server operations
+	./scripts/bench.sh

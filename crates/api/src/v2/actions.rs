@@ -1,0 +1,322 @@
+//! One small handler per v2 action: read the documented parameters, call one service
+//! function, shape the documented response. Field names and types follow each action's
+//! output table in the seed.
+
+use super::Caller;
+use crate::params::Params;
+use crate::AppState;
+use chrono::{DateTime, Utc};
+use crsd_core::model::{Deal, GoodsDetail};
+use crsd_core::{timefmt, Error, Result};
+use crsd_service::{CreateOrder, DescribeQuery, TaskQuery};
+use serde_json::{json, Map, Value};
+
+type Data = Map<String, Value>;
+
+/// Actions of the seed that this version does not carry out yet (backups come with the backup
+/// issue): they answer 6100 rather than pretend.
+const NOT_YET: &[&str] = &[
+    "ManualBackupInstance",
+    "GetBackupDownloadUrl",
+    "GetRedisBackupList",
+    "RestoreInstance",
+    "ExportRedisBackup",
+];
+
+pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Params) -> Result<Data> {
+    let svc = &state.svc;
+    let app = caller.app_id;
+    match action {
+        "DescribeRedisZones" => Ok(zones(state)),
+        "DescribeRedisProduct" => products(state, p),
+        "InquiryRedisPrice" => {
+            let price = svc.inquiry_price(
+                p.required_int("zoneId")?,
+                p.required_int("typeId")?,
+                p.required_int("memSize")?,
+                p.required_int("goodsNum")?,
+                p.required_int("period")?,
+            )?;
+            Ok(data(json!({ "price": price })))
+        }
+        "CreateRedis" => {
+            let order = CreateOrder {
+                zone_id: p.required_int("zoneId")?,
+                type_id: p.required_int("typeId")?,
+                mem_mb: p.required_int("memSize")?,
+                goods_num: p.required_int("goodsNum")?,
+                period: p.required_int("period")?,
+                password: p.get("password").unwrap_or_default().to_string(),
+                project_id: p.int_or("projectId", 0)?,
+                vpc_id: p.int_or("vpcId", 0)?,
+                un_vpc_id: p.str("unVpcId").unwrap_or_default(),
+                subnet_id: p.int_or("subnetId", 0)?,
+                un_subnet_id: p.str("unSubnetId").unwrap_or_default(),
+                name: p.str("redisName").unwrap_or_default(),
+            };
+            let deal = svc.create(app, order).await?;
+            Ok(data(json!({ "dealId": deal.to_string() })))
+        }
+        "RenewRedis" => {
+            let deal = svc
+                .renew(app, &p.required_str("redisId")?, p.required_int("period")?)
+                .await?;
+            Ok(data(json!({ "dealId": deal.to_string() })))
+        }
+        "UpgradeRedisInquiryPrice" => {
+            let price = svc
+                .upgrade_price(app, &p.required_str("redisId")?, p.required_int("memSize")?)
+                .await?;
+            Ok(data(json!({ "price": price })))
+        }
+        "UpgradeRedis" => {
+            let deal = svc
+                .upgrade(app, &p.required_str("redisId")?, p.required_int("memSize")?)
+                .await?;
+            Ok(data(json!({ "dealId": deal.to_string() })))
+        }
+        "DescribeRedisDealDetail" => {
+            let deals = svc.deals(app, &p.array("dealIds")).await?;
+            let tz = svc.time_zone();
+            let list: Vec<Value> = deals.iter().map(|d| deal_json(d, tz)).collect();
+            let mut out = Map::new();
+            out.insert("dealDetails".into(), Value::Array(list));
+            Ok(out)
+        }
+        "DescribeRedis" => describe(state, app, p).await,
+        "SetRedisAutoRenew" => {
+            let flag = p.required_str("isAutoRenew")?;
+            let flag = flag
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| Error::AutoRenewFlag(flag.clone()))?;
+            svc.set_auto_renew(app, &p.array("redisIds"), flag).await?;
+            Ok(Map::new())
+        }
+        "ModifyRedisName" => {
+            let id = p.required_str("redisId")?;
+            let name = p.get("redisName").unwrap_or_default();
+            svc.rename(app, &id, name).await?;
+            Ok(Map::new())
+        }
+        "ModfiyRedisPassword" | "ModifyRedisPassword" => {
+            let id = p.required_str("redisId")?;
+            let old = p.get("oldPassword").unwrap_or_default();
+            let new = p.get("password").unwrap_or_default();
+            let task = svc.modify_password(app, &id, old, new).await?;
+            Ok(request_id(task))
+        }
+        "ResetRedisPassword" => {
+            let id = p.required_str("redisId")?;
+            let task = svc
+                .reset_password(app, &id, p.get("password").unwrap_or_default())
+                .await?;
+            Ok(request_id(task))
+        }
+        "ClearRedis" => {
+            let id = p.required_str("redisId")?;
+            let task = svc
+                .clear(app, &id, p.get("password").unwrap_or_default())
+                .await?;
+            Ok(request_id(task))
+        }
+        "ModifyRedisProject" => {
+            svc.modify_project(app, &p.array("redisIds"), p.required_int("projectId")?)
+                .await?;
+            Ok(Map::new())
+        }
+        "DescribeTaskInfo" => {
+            let task = svc.task_info(app, p.required_int("requestId")?).await?;
+            Ok(data(json!({ "status": task.status.code() })))
+        }
+        "GetRedisTaskList" => task_list(state, app, p).await,
+        a if NOT_YET.contains(&a) => Err(Error::Unsupported(a.to_string())),
+        other => Err(Error::UnknownAction(other.to_string())),
+    }
+}
+
+fn data(v: Value) -> Data {
+    let mut out = Map::new();
+    out.insert("data".into(), v);
+    out
+}
+
+fn request_id(task: i64) -> Data {
+    data(json!({ "requestId": task }))
+}
+
+fn time(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    timefmt::format(t, tz)
+}
+
+fn zones(state: &AppState) -> Data {
+    let zones: Vec<Value> = state
+        .svc
+        .catalog()
+        .zones
+        .iter()
+        .map(|z| json!({ z.id.to_string(): z.name }))
+        .collect();
+    data(json!({ "zones": zones }))
+}
+
+fn products(state: &AppState, p: &Params) -> Result<Data> {
+    let zone_ids = p.int_array("zoneIds")?;
+    let type_id = p.int_or("typeId", 0)?;
+    let list = state.svc.products(&zone_ids, type_id)?;
+    let out: Vec<Value> = list
+        .into_iter()
+        .map(|(zone, types)| {
+            let types: Map<String, Value> = types
+                .into_iter()
+                .map(|t| {
+                    (
+                        t.type_id.to_string(),
+                        json!({
+                            "type": t.type_id,
+                            "typeName": t.type_name,
+                            "minMemSize": t.min_mem_mb,
+                            "maxMemSize": t.max_mem_mb,
+                            "minBuyNum": t.min_buy_num,
+                            "maxBuyNum": t.max_buy_num,
+                        }),
+                    )
+                })
+                .collect();
+            json!({ "zoneId": zone.id, "name": zone.name, "types": types })
+        })
+        .collect();
+    Ok(data(Value::Array(out)))
+}
+
+fn deal_json(d: &Deal, tz: chrono_tz::Tz) -> Value {
+    let goods = match &d.detail {
+        GoodsDetail::Create {
+            mem_mb,
+            months,
+            instance_ids,
+        } => {
+            json!({ "memSize": mem_mb, "timeSpan": months, "timeUnit": "m", "redisIds": instance_ids })
+        }
+        GoodsDetail::Renew {
+            cur_deadline,
+            mem_mb,
+            months,
+            instance_ids,
+        } => json!({
+            "curDeadline": time(*cur_deadline, tz),
+            "memSize": mem_mb,
+            "timeSpan": months,
+            "timeUnit": "m",
+            "redisIds": instance_ids,
+        }),
+        GoodsDetail::Upgrade {
+            old_mem_mb,
+            new_mem_mb,
+            instance_ids,
+        } => {
+            json!({ "oldMemSize": old_mem_mb, "newMemsize": new_mem_mb, "redisIds": instance_ids })
+        }
+    };
+    json!({
+        "dealId": d.id.to_string(),
+        "dealName": d.name,
+        "zoneId": d.zone_id,
+        "goodsNum": d.goods_num,
+        "creator": d.creator,
+        "creatTime": time(d.created_at, tz),
+        "overdueTime": time(d.overdue_at, tz),
+        "endTime": d.end_at.map(|t| time(t, tz)).unwrap_or_default(),
+        "status": d.status,
+        "description": crsd_core::model::deal_status::description(d.status),
+        "price": d.price,
+        "goodsDetail": goods,
+    })
+}
+
+async fn describe(state: &AppState, app: i64, p: &Params) -> Result<Data> {
+    let q = DescribeQuery {
+        limit: p.required_int("limit")?,
+        offset: p.int_or("offset", 0)?,
+        redis_id: p.str("redisId"),
+        redis_name: p.str("redisName"),
+        order_by: p.str("orderBy"),
+        order_type: p.int("orderType")?,
+        vpc_ids: p.int_array("vpcIds")?,
+        un_vpc_ids: p.array("unVpcIds"),
+        subnet_ids: p.int_array("subnetIds")?,
+        un_subnet_ids: p.array("unSubnetIds"),
+        project_ids: p.int_array("projectIds")?,
+    };
+    let (total, views) = state.svc.describe(app, q).await?;
+    let tz = state.svc.time_zone();
+    let set: Vec<Value> = views
+        .into_iter()
+        .map(|v| {
+            let i = v.instance;
+            let created = time(i.created_at, tz);
+            json!({
+                "redisName": i.name,
+                "redisId": i.id,
+                "appId": i.app_id,
+                "appid": i.app_id,
+                "projectId": i.project_id,
+                "regionId": i.region_id,
+                "zoneId": i.zone_id,
+                "vpcId": i.vpc_id,
+                "unVpcId": i.un_vpc_id,
+                "subnetId": i.subnet_id,
+                "unSubnetId": i.un_subnet_id,
+                "status": i.status.code(),
+                "statusDesc": i.status.description(),
+                "wanIp": i.vip,
+                "port": i.port,
+                "createtime": created,
+                "createTime": created,
+                "size": i.mem_mb,
+                "sizeUsed": v.size_used_mb,
+                "typeId": i.type_id,
+                "typeIdDesc": v.type_name,
+                "autoRenewFlag": i.auto_renew,
+                "deadlineTime": time(i.deadline, tz),
+            })
+        })
+        .collect();
+    let mut out = Map::new();
+    out.insert("totalCount".into(), json!(total));
+    out.insert("data".into(), json!({ "redisSet": set }));
+    Ok(out)
+}
+
+async fn task_list(state: &AppState, app: i64, p: &Params) -> Result<Data> {
+    let q = TaskQuery {
+        limit: p.required_int("limit")?,
+        offset: p.int_or("offset", 0)?,
+        redis_id: p.str("redisId"),
+        redis_name: p.str("redisName"),
+        begin_time: p.str("beginTime"),
+        end_time: p.str("endTime"),
+        statuses: p.int_array("taskStatus")?,
+        types: p.array("taskType"),
+    };
+    let (total, list) = state.svc.task_list(app, q).await?;
+    let tz = state.svc.time_zone();
+    let set: Vec<Value> = list
+        .into_iter()
+        .map(|v| {
+            json!({
+                "startTime": time(v.task.created_at, tz),
+                "taskName": v.task.kind.name(),
+                "redisName": v.instance_name,
+                "redisId": v.task.instance_id.clone().unwrap_or_default(),
+                "projectId": v.project_id,
+                "status": v.task.status.code(),
+                "progress": i64::from(v.task.status.is_finished()),
+            })
+        })
+        .collect();
+    let mut out = Map::new();
+    out.insert("totalCount".into(), json!(total));
+    out.insert("data".into(), json!({ "redisTaskSet": set }));
+    Ok(out)
+}

@@ -1,0 +1,119 @@
+//! The one domain error enum.
+//!
+//! Variants are named after what went wrong, never after a dialect's code. Each dialect has
+//! exactly one table from variant to its own code (see `crsd-api`). The `Display` text is the
+//! external message, safe to show to a client; internal detail (causes) travels in
+//! [`Error::Internal`] and is logged where it is handled, never sent.
+
+use thiserror::Error;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    // ---- request shape and authentication (common to every action) ----
+    #[error("missing parameter: {0}")]
+    MissingParameter(String),
+    #[error("invalid parameter {name}: {reason}")]
+    InvalidParameter { name: String, reason: String },
+    #[error("signature verification failed")]
+    SignatureMismatch,
+    #[error("the SecretId does not exist")]
+    SecretIdNotFound,
+    #[error("replayed request: {0}")]
+    Replay(String),
+    #[error("request rate limit exceeded for action {0}")]
+    RateLimited(String),
+    #[error("unknown action: {0}")]
+    UnknownAction(String),
+    #[error("action {0} is not supported by this version")]
+    Unsupported(String),
+
+    // ---- catalog and purchase ----
+    #[error("zone {0} offers no redis service")]
+    NoRedisService(i64),
+    #[error("zone {zone} does not offer instance type {type_id}")]
+    NoTypeIdRedisService { zone: i64, type_id: i64 },
+    #[error("invalid instance type {0} (1: cluster, 2: master-replica)")]
+    InvalidInstanceType(i64),
+    #[error("memSize must be a multiple of 1024 MB, got {0}")]
+    InvalidMemSize(i64),
+    #[error("memSize {mem} is outside the sellable range [{min}, {max}] MB")]
+    MemSizeNotInRange { mem: i64, min: i64, max: i64 },
+    #[error("period {0} exceeds the maximum")]
+    PeriodExceedMaxLimit(i64),
+    #[error("period {0} is below the minimum")]
+    PeriodLessThanMinLimit(i64),
+    #[error("goodsNum {num} is outside [{min}, {max}]")]
+    GoodsNumNotInRange { num: i64, min: i64, max: i64 },
+    #[error("subnet {0} does not exist")]
+    InvalidSubnetId(String),
+    #[error("the account balance is not enough: {needed} cents needed, {available} available")]
+    BalanceNotEnough { needed: i64, available: i64 },
+    #[error("no free port left in the configured range")]
+    NoFreePort,
+
+    // ---- instances ----
+    #[error("instance {0} not found")]
+    InstanceNotFound(String),
+    #[error("instance {0} has been deleted")]
+    InstanceDeleted(String),
+    #[error("instance {0} is isolated")]
+    InstanceIsolated(String),
+    #[error("instance {0} is locked by a running task")]
+    InstanceLocked(String),
+    #[error("instance {id} status does not allow this operation ({status})")]
+    InstanceStatusAbnormal { id: String, status: String },
+    #[error("memSize {requested} is not larger than the current {current} MB; shrinking is not supported")]
+    ReduceCapacityNotAllowed { requested: i64, current: i64 },
+    #[error("isAutoRenew must be 0, 1 or 2, got {0}")]
+    AutoRenewFlag(String),
+    #[error("instance name is longer than 36 characters")]
+    InstanceNameTooLong,
+    #[error("instance name may hold only letters, digits, Chinese characters, '_' and '-'")]
+    InstanceNameRule,
+
+    // ---- passwords ----
+    #[error("password is empty")]
+    PasswordEmpty,
+    #[error("password must be 8-16 characters with at least two of: letters, digits, !@#%^*()")]
+    PasswordRule,
+    #[error("the old password is wrong")]
+    OldPasswordWrong,
+    #[error("the instance password is wrong")]
+    PasswordWrong,
+
+    // ---- deals and tasks ----
+    #[error("deal {0} not found")]
+    DealNotFound(String),
+    #[error("task {0} not found")]
+    TaskNotFound(i64),
+
+    // ---- backups (designed for, built by the backup issue) ----
+    #[error("backup {0} not found for this instance")]
+    BackupNotFound(String),
+    #[error("backup {0} status does not allow this operation")]
+    BackupStatusAbnormal(String),
+    #[error("backup {0} is locked by another task")]
+    BackupLocked(String),
+    #[error("only cluster instances can export backups")]
+    ExportNeedsCluster,
+
+    // ---- everything else ----
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(name: &str, reason: impl Into<String>) -> Error {
+        Error::InvalidParameter {
+            name: name.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An internal failure: `detail` is logged by whoever renders it, never sent to clients.
+    pub fn internal(detail: impl std::fmt::Display) -> Error {
+        Error::Internal(detail.to_string())
+    }
+}

@@ -1,0 +1,308 @@
+//! Domain types: what the store keeps and the service hands to dialects.
+//! Times are UTC; dialects format them in the configured zone.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub app_id: i64,
+    pub uin: String,
+    pub name: String,
+    pub secret_id: String,
+    /// Kept because HMAC verification needs it; the database file is readable by crsd alone.
+    pub secret_key: String,
+    /// Cents.
+    pub balance: i64,
+}
+
+/// Instance status as the v2 API numbers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum InstanceStatus {
+    /// 0: created, processes not yet running.
+    Initializing,
+    /// 1: a task is changing the instance.
+    Busy,
+    /// 2: serving.
+    Running,
+    /// -2: expired and not renewed: processes stopped, data kept.
+    Isolated,
+    /// Removed (processes gone, ports free). Never listed.
+    Deleted,
+}
+
+impl InstanceStatus {
+    pub fn code(self) -> i64 {
+        match self {
+            InstanceStatus::Initializing => 0,
+            InstanceStatus::Busy => 1,
+            InstanceStatus::Running => 2,
+            InstanceStatus::Isolated => -2,
+            InstanceStatus::Deleted => -3,
+        }
+    }
+
+    pub fn from_code(code: i64) -> Option<InstanceStatus> {
+        Some(match code {
+            0 => InstanceStatus::Initializing,
+            1 => InstanceStatus::Busy,
+            2 => InstanceStatus::Running,
+            -2 => InstanceStatus::Isolated,
+            -3 => InstanceStatus::Deleted,
+            _ => return None,
+        })
+    }
+
+    /// The seed's `statusDesc` texts.
+    pub fn description(self) -> &'static str {
+        match self {
+            InstanceStatus::Initializing => "待初始化",
+            InstanceStatus::Busy => "实例在流程中",
+            InstanceStatus::Running => "实例运行中",
+            InstanceStatus::Isolated => "实例已隔离",
+            InstanceStatus::Deleted => "实例已删除",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub id: String,
+    pub app_id: i64,
+    pub name: String,
+    pub project_id: i64,
+    pub zone_id: i64,
+    pub region_id: i64,
+    /// 1 cluster, 2 master-replica.
+    pub type_id: i64,
+    pub mem_mb: i64,
+    pub status: InstanceStatus,
+    /// The address clients connect to (the configured bind address).
+    pub vip: String,
+    /// The master's port.
+    pub port: u16,
+    pub replica_port: u16,
+    pub vpc_id: i64,
+    pub un_vpc_id: String,
+    pub subnet_id: i64,
+    pub un_subnet_id: String,
+    pub created_at: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+    /// 0 notify, 1 auto-renew, 2 neither.
+    pub auto_renew: i64,
+    /// Salted hash of the user's password (see `secret`).
+    pub password_hash: String,
+    /// SHA-256 hex of the user's password, the form redis ACL takes (`#<hex>`), needed to
+    /// re-render a node's config; never the plaintext.
+    pub password_acl: String,
+    /// Secrets of crsd's own ACL users on this instance.
+    pub admin_secret: String,
+    pub repl_secret: String,
+    /// The task that holds the instance, if any.
+    pub lock_task: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DealKind {
+    Create,
+    Renew,
+    Upgrade,
+}
+
+/// Deal status codes and their descriptions, as DescribeRedisDealDetail documents them.
+pub mod deal_status {
+    pub const UNPAID: i64 = 1;
+    pub const PAID: i64 = 2;
+    pub const DELIVERING: i64 = 3;
+    pub const DELIVERED: i64 = 4;
+    pub const DELIVERY_FAILED: i64 = 5;
+    pub const REFUNDED: i64 = 6;
+
+    pub fn description(status: i64) -> &'static str {
+        match status {
+            1 => "未支付",
+            2 => "已支付，未发货",
+            3 => "发货中",
+            4 => "发货成功",
+            5 => "发货失败",
+            6 => "已退款",
+            7 => "已关闭订单",
+            8 => "订单过期",
+            9 => "订单已失效",
+            10 => "产品已失效",
+            11 => "代付拒绝",
+            12 => "支付中",
+            _ => "未知",
+        }
+    }
+}
+
+/// What a deal bought; each kind has its own documented `goodsDetail` shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum GoodsDetail {
+    Create {
+        mem_mb: i64,
+        months: i64,
+        instance_ids: Vec<String>,
+    },
+    Renew {
+        cur_deadline: DateTime<Utc>,
+        mem_mb: i64,
+        months: i64,
+        instance_ids: Vec<String>,
+    },
+    Upgrade {
+        old_mem_mb: i64,
+        new_mem_mb: i64,
+        instance_ids: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deal {
+    pub id: i64,
+    pub app_id: i64,
+    /// The long deal id shown to support ("dealName").
+    pub name: String,
+    pub zone_id: i64,
+    pub goods_num: i64,
+    pub creator: String,
+    pub status: i64,
+    /// Cents.
+    pub price: i64,
+    pub detail: GoodsDetail,
+    pub created_at: DateTime<Utc>,
+    pub overdue_at: DateTime<Utc>,
+    pub end_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaskKind {
+    NewInstance,
+    ResizeInstance,
+    CloseInstance,
+    CleanInstance,
+    StartInstance,
+    DeleteInstance,
+    SetPassword,
+    ImportRdb,
+    ExportBackup,
+    RestoreBackup,
+    RestoreStream,
+    BackupInstance,
+}
+
+impl TaskKind {
+    pub const ALL: [TaskKind; 12] = [
+        TaskKind::NewInstance,
+        TaskKind::ResizeInstance,
+        TaskKind::CloseInstance,
+        TaskKind::CleanInstance,
+        TaskKind::StartInstance,
+        TaskKind::DeleteInstance,
+        TaskKind::SetPassword,
+        TaskKind::ImportRdb,
+        TaskKind::ExportBackup,
+        TaskKind::RestoreBackup,
+        TaskKind::RestoreStream,
+        TaskKind::BackupInstance,
+    ];
+
+    /// The `taskName` GetRedisTaskList documents.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::NewInstance => "newInstance",
+            TaskKind::ResizeInstance => "resizeInstance",
+            TaskKind::CloseInstance => "closeInstance",
+            TaskKind::CleanInstance => "cleanInstance",
+            TaskKind::StartInstance => "startInstance",
+            TaskKind::DeleteInstance => "deleteInstance",
+            TaskKind::SetPassword => "setPassword",
+            TaskKind::ImportRdb => "importRdb",
+            TaskKind::ExportBackup => "exportBackup",
+            TaskKind::RestoreBackup => "restoreBackup",
+            TaskKind::RestoreStream => "restoreStream",
+            TaskKind::BackupInstance => "backupInstance",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<TaskKind> {
+        TaskKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The `taskType.n` filter values: `task_` + name (`task_restoreBackup`, ...).
+    pub fn from_type(t: &str) -> Option<TaskKind> {
+        t.strip_prefix("task_").and_then(TaskKind::from_name)
+    }
+}
+
+/// Task status as DescribeTaskInfo / GetRedisTaskList number it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaskStatus {
+    /// 0
+    Pending,
+    /// 1
+    Running,
+    /// 2
+    Succeeded,
+    /// 3: ended in a defined failure; what it changed was undone.
+    Failed,
+    /// -1: ended by an unexpected error.
+    Error,
+}
+
+impl TaskStatus {
+    pub fn code(self) -> i64 {
+        match self {
+            TaskStatus::Pending => 0,
+            TaskStatus::Running => 1,
+            TaskStatus::Succeeded => 2,
+            TaskStatus::Failed => 3,
+            TaskStatus::Error => -1,
+        }
+    }
+
+    pub fn from_code(code: i64) -> Option<TaskStatus> {
+        Some(match code {
+            0 => TaskStatus::Pending,
+            1 => TaskStatus::Running,
+            2 => TaskStatus::Succeeded,
+            3 => TaskStatus::Failed,
+            -1 => TaskStatus::Error,
+            _ => return None,
+        })
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Error
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: i64,
+    pub app_id: i64,
+    pub kind: TaskKind,
+    pub instance_id: Option<String>,
+    pub deal_id: Option<i64>,
+    pub status: TaskStatus,
+    /// The last step that completed; steps are idempotent, a resumed task starts after it.
+    pub step: i64,
+    pub payload: serde_json::Value,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A task row joined with what GetRedisTaskList shows of its instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskView {
+    pub task: Task,
+    pub instance_name: String,
+    pub project_id: i64,
+}

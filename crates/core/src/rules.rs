@@ -1,0 +1,92 @@
+//! Validation rules exactly as the seeds state them.
+
+use crate::error::{Error, Result};
+
+/// Special characters the v2 password rule names: `!@#%^*()`.
+pub const PASSWORD_SPECIALS: &str = "!@#%^*()";
+
+/// v2 password rule: 8-16 characters, at least two of letters, digits and `!@#%^*()`, and
+/// nothing outside those classes.
+pub fn check_password_v2(password: &str) -> Result<()> {
+    if password.is_empty() {
+        return Err(Error::PasswordEmpty);
+    }
+    let len = password.chars().count();
+    if !(8..=16).contains(&len) {
+        return Err(Error::PasswordRule);
+    }
+    let (mut letters, mut digits, mut specials) = (false, false, false);
+    for c in password.chars() {
+        if c.is_ascii_alphabetic() {
+            letters = true;
+        } else if c.is_ascii_digit() {
+            digits = true;
+        } else if PASSWORD_SPECIALS.contains(c) {
+            specials = true;
+        } else {
+            return Err(Error::PasswordRule);
+        }
+    }
+    if [letters, digits, specials].iter().filter(|b| **b).count() < 2 {
+        return Err(Error::PasswordRule);
+    }
+    Ok(())
+}
+
+/// Instance names: 1-36 letters, digits, Chinese characters (not symbols), `_` and `-`.
+pub fn check_instance_name(name: &str) -> Result<()> {
+    let len = name.chars().count();
+    if len > 36 {
+        return Err(Error::InstanceNameTooLong);
+    }
+    if len == 0 || !name.chars().all(name_char_ok) {
+        return Err(Error::InstanceNameRule);
+    }
+    Ok(())
+}
+
+fn name_char_ok(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-' || is_cjk_ideograph(c)
+}
+
+fn is_cjk_ideograph(c: char) -> bool {
+    matches!(c as u32,
+        0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0x20000..=0x2A6DF | 0xF900..=0xFAFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_rule() {
+        assert!(check_password_v2("49A2d!e@f12e").is_ok());
+        assert!(check_password_v2("12D3E@!r5ed").is_ok());
+        assert!(check_password_v2("abcd1234").is_ok());
+        assert_eq!(check_password_v2(""), Err(Error::PasswordEmpty));
+        assert_eq!(check_password_v2("abc123"), Err(Error::PasswordRule));
+        assert_eq!(check_password_v2("abcdefghij"), Err(Error::PasswordRule));
+        assert_eq!(check_password_v2("12345678"), Err(Error::PasswordRule));
+        assert_eq!(
+            check_password_v2("abcdefgh12345678x"),
+            Err(Error::PasswordRule)
+        );
+        assert_eq!(check_password_v2("abcd 1234"), Err(Error::PasswordRule));
+        assert_eq!(check_password_v2("abcd$1234"), Err(Error::PasswordRule));
+    }
+
+    #[test]
+    fn name_rule() {
+        assert!(check_instance_name("test_API").is_ok());
+        assert!(check_instance_name("测试API专用").is_ok());
+        assert!(check_instance_name("a-b_c").is_ok());
+        assert_eq!(check_instance_name(""), Err(Error::InstanceNameRule));
+        assert_eq!(check_instance_name("a b"), Err(Error::InstanceNameRule));
+        assert_eq!(check_instance_name("名，"), Err(Error::InstanceNameRule));
+        assert_eq!(
+            check_instance_name(&"a".repeat(37)),
+            Err(Error::InstanceNameTooLong)
+        );
+        assert!(check_instance_name(&"a".repeat(36)).is_ok());
+    }
+}

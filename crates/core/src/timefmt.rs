@@ -1,0 +1,34 @@
+//! The seeds print times as `YYYY-MM-DD HH:MM:SS` in the cloud's local time; crsd uses the
+//! operator's configured time zone for both printing and parsing filter bounds.
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+pub const FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+
+pub fn format(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format(FORMAT).to_string()
+}
+
+/// Parses `YYYY-MM-DD HH:MM:SS` in `tz`. None when malformed or not a valid local time.
+pub fn parse(s: &str, tz: Tz) -> Option<DateTime<Utc>> {
+    let naive = NaiveDateTime::parse_from_str(s.trim(), FORMAT).ok()?;
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_in_a_zone() {
+        let tz: Tz = "Asia/Shanghai".parse().unwrap();
+        let t = parse("2017-02-08 16:46:34", tz).unwrap();
+        assert_eq!(format(t, tz), "2017-02-08 16:46:34");
+        assert_eq!(format(t, chrono_tz::UTC), "2017-02-08 08:46:34");
+        assert!(parse("2017-02-30 00:00:00", tz).is_none());
+        assert!(parse("yesterday", tz).is_none());
+    }
+}

@@ -1,0 +1,238 @@
+//! Typed configuration: a TOML file (every key optional, named defaults), then flags and
+//! environment on top. Load errors name the file.
+
+use crsd_core::catalog::Catalog;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Metadata database, instance folders and credentials live here.
+    pub data_dir: PathBuf,
+    /// HTTP(S) listener of the API.
+    pub listen: SocketAddr,
+    /// Time zone of the times the APIs print and parse (IANA name).
+    pub time_zone: String,
+    pub tls: Tls,
+    pub instances: Instances,
+    pub api: Api,
+    pub catalog: Catalog,
+    pub accounts: Accounts,
+    pub loops: Loops,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM certificate chain; HTTPS when set together with `key`.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Instances {
+    /// The only address redis-server processes listen on.
+    pub bind: String,
+    /// The address users are told to connect to (`wanIp`); the bind address when empty.
+    pub host: String,
+    /// Ports handed to instances (two per instance: master and replica), inclusive.
+    pub port_min: u16,
+    pub port_max: u16,
+    /// The redis-server binary (Debian's package).
+    pub redis_server: PathBuf,
+    /// How long a redis-server may take to answer PING after start.
+    pub start_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Api {
+    /// Host names clients may sign with besides the Host header they send.
+    pub public_hosts: Vec<String>,
+    /// Allowed distance of a request's Timestamp from crsd's clock, both ways.
+    pub replay_window_secs: i64,
+    /// Per account and action: sustained requests per second (0 = unlimited) and burst.
+    pub rate_per_second: f64,
+    pub rate_burst: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Accounts {
+    /// Balance (cents) of the account made on first start.
+    pub bootstrap_balance: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Loops {
+    /// Supervisor period (process checks), milliseconds.
+    pub supervise_every_ms: u64,
+    /// Deadline checks period, seconds.
+    pub expiry_every_secs: u64,
+    /// Tasks run at once.
+    pub task_concurrency: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9750)),
+            time_zone: "UTC".into(),
+            tls: Tls::default(),
+            instances: Instances::default(),
+            api: Api::default(),
+            catalog: Catalog::default(),
+            accounts: Accounts::default(),
+            loops: Loops::default(),
+        }
+    }
+}
+
+impl Default for Instances {
+    fn default() -> Instances {
+        Instances {
+            bind: "127.0.0.1".into(),
+            host: String::new(),
+            port_min: 16400,
+            port_max: 17399,
+            redis_server: PathBuf::from("redis-server"),
+            start_timeout_secs: 15,
+        }
+    }
+}
+
+impl Default for Api {
+    fn default() -> Api {
+        let d = crsd_api::ApiConfig::default();
+        Api {
+            public_hosts: d.public_hosts,
+            replay_window_secs: d.replay_window_secs,
+            rate_per_second: d.rate_per_second,
+            rate_burst: d.rate_burst,
+        }
+    }
+}
+
+impl Default for Accounts {
+    fn default() -> Accounts {
+        Accounts {
+            bootstrap_balance: 100_000_000,
+        }
+    }
+}
+
+impl Default for Loops {
+    fn default() -> Loops {
+        Loops {
+            supervise_every_ms: 1000,
+            expiry_every_secs: 30,
+            task_concurrency: 8,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}")]
+    Parse {
+        path: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: String::new(),
+            source,
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return bad("time_zone is not an IANA time zone name");
+        }
+        if self.instances.port_min == 0 || self.instances.port_min > self.instances.port_max {
+            return bad("instances.port_min must be > 0 and <= instances.port_max");
+        }
+        if self.instances.bind.parse::<std::net::IpAddr>().is_err() {
+            return bad("instances.bind must be an IP address");
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return bad("tls.cert and tls.key go together");
+        }
+        if self.catalog.zones.is_empty() || self.catalog.periods.is_empty() {
+            return bad("catalog needs at least one zone and one period");
+        }
+        Ok(())
+    }
+
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.time_zone.parse().unwrap_or(chrono_tz::UTC)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_example_config_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("examples folder") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::load(&path).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n > 0, "no example config found");
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9750");
+        assert_eq!(c.catalog.buy_price(1024, 2, 1), 16000);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        assert!(Config::parse("listen = 5").is_err());
+        assert!(Config::parse("nonsense = 1").is_err());
+        assert!(Config::parse("time_zone = \"Mars/Base\"").is_err());
+        assert!(Config::parse("[instances]\nport_min = 10\nport_max = 5").is_err());
+    }
+}

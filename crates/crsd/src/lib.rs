@@ -1,0 +1,5 @@
+//! The crsd daemon as a library: configuration and the server lifecycle, so integration tests
+//! start the real thing in-process (with an injected clock) as well as the binary.
+
+pub mod config;
+pub mod server;

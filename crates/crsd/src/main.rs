@@ -1,0 +1,164 @@
+//! `crsd`: the self-hosted Cloud Redis Store daemon and its operator commands.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use crsd::config::Config;
+use crsd_core::clock::SystemClock;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "crsd", version, about = "Self-hosted Cloud Redis Store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, env = "CRSD_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, env = "CRSD_LISTEN")]
+        listen: Option<SocketAddr>,
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Manage accounts.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Add an account; prints {"appId","uin","secretId","secretKey"} once.
+    Add {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, env = "CRSD_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Balance in cents.
+        #[arg(long, default_value_t = 100_000_000)]
+        balance: i64,
+    },
+}
+
+fn load(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<Config> {
+    let mut cfg = match config {
+        Some(path) => Config::load(&path)?,
+        None => Config::default(),
+    };
+    if let Some(d) = data_dir {
+        cfg.data_dir = d;
+    }
+    Ok(cfg)
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        match cli.command {
+            Command::Serve {
+                config,
+                data_dir,
+                listen,
+                tls_cert,
+                tls_key,
+            } => {
+                let mut cfg = load(config, data_dir)?;
+                if let Some(l) = listen {
+                    cfg.listen = l;
+                }
+                if tls_cert.is_some() {
+                    cfg.tls.cert = tls_cert;
+                    cfg.tls.key = tls_key;
+                }
+                serve(cfg).await
+            }
+            Command::Account { command } => match command {
+                AccountCommand::Add {
+                    config,
+                    data_dir,
+                    name,
+                    balance,
+                } => account_add(load(config, data_dir)?, name, balance).await,
+            },
+        }
+    })
+}
+
+async fn serve(cfg: Config) -> Result<()> {
+    let mut running = crsd::server::start(cfg, Arc::new(SystemClock)).await?;
+    if let Some(created) = &running.bootstrap {
+        // Printed once, on first start; also kept in credentials.json (0600).
+        println!("{}", serde_json::to_string(created)?);
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = running.wait() => r?,
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down; instances keep running");
+    running.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+async fn account_add(cfg: Config, name: String, balance: i64) -> Result<()> {
+    let store = crsd_store::Store::open(&cfg.data_dir.join("crsd.db"))
+        .await
+        .context("opening the metadata store")?;
+    let engine = crsd_engine::Engine::new(crsd_engine::EngineConfig {
+        redis_server: cfg.instances.redis_server.clone(),
+        bind: cfg.instances.bind.clone(),
+        start_timeout: Duration::from_secs(cfg.instances.start_timeout_secs),
+    });
+    let svc = crsd_service::Service::new(
+        store,
+        engine,
+        Arc::new(SystemClock),
+        crsd_service::ServiceConfig {
+            data_dir: cfg.data_dir.clone(),
+            instance_bind: cfg.instances.bind.clone(),
+            instance_host: cfg.instances.bind.clone(),
+            port_min: cfg.instances.port_min,
+            port_max: cfg.instances.port_max,
+            catalog: cfg.catalog.clone(),
+            time_zone: cfg.tz(),
+            supervise_every: Duration::from_secs(1),
+            expiry_every: Duration::from_secs(30),
+            task_concurrency: 1,
+        },
+    );
+    let created = svc
+        .create_account(crsd_service::NewAccount {
+            name,
+            balance,
+            secret_id: None,
+            secret_key: None,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{}", serde_json::to_string(&created)?);
+    svc.store().close().await;
+    Ok(())
+}

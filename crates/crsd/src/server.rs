@@ -1,0 +1,226 @@
+//! Startup, background loops and ordered shutdown.
+//!
+//! Start: data dir (0700) -> metadata store -> redis-server check -> first account ->
+//! one supervisor pass (re-adopts running instances, restarts dead ones) -> task runner (resumes
+//! unfinished tasks) -> loops -> listener. `/healthz` answers once the listener is up.
+//! Shutdown: one signal; the listener stops taking requests and drains, then the loops stop.
+//! redis-server processes are never stopped by crsd stopping: instances outlive crsd.
+
+use crate::config::Config;
+use anyhow::{bail, Context, Result};
+use axum_server::tls_rustls::RustlsConfig;
+use crsd_core::clock::SharedClock;
+use crsd_engine::{Engine, EngineConfig};
+use crsd_service::{NewAccount, Service, ServiceConfig};
+use crsd_store::Store;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub service: Arc<Service>,
+    /// Set on first start: the account made then (printed once).
+    pub bootstrap: Option<crsd_service::accounts_created::Created>,
+    shutdown: watch::Sender<bool>,
+    handle: axum_server::Handle,
+    tasks: Vec<JoinHandle<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops taking requests, drains for up to `grace`, stops the loops.
+    pub async fn shutdown(self, grace: Duration) {
+        self.handle.graceful_shutdown(Some(grace));
+        let _ = self.server.await;
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(grace, t).await;
+        }
+        self.service.store().close().await;
+    }
+
+    /// Runs until the server ends (error) — used by `crsd serve` with a signal handler.
+    pub async fn wait(&mut self) -> Result<()> {
+        (&mut self.server).await??;
+        Ok(())
+    }
+}
+
+pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
+    cfg.validate()?;
+    prepare_data_dir(&cfg.data_dir)?;
+    check_redis_server(&cfg.instances.redis_server)?;
+    warn_overcommit();
+
+    let store = Store::open(&cfg.data_dir.join("crsd.db"))
+        .await
+        .context("opening the metadata store")?;
+    let engine = Engine::new(EngineConfig {
+        redis_server: cfg.instances.redis_server.clone(),
+        bind: cfg.instances.bind.clone(),
+        start_timeout: Duration::from_secs(cfg.instances.start_timeout_secs),
+    });
+    let svc_cfg = ServiceConfig {
+        data_dir: cfg.data_dir.clone(),
+        instance_bind: cfg.instances.bind.clone(),
+        instance_host: if cfg.instances.host.is_empty() {
+            cfg.instances.bind.clone()
+        } else {
+            cfg.instances.host.clone()
+        },
+        port_min: cfg.instances.port_min,
+        port_max: cfg.instances.port_max,
+        catalog: cfg.catalog.clone(),
+        time_zone: cfg.tz(),
+        supervise_every: Duration::from_millis(cfg.loops.supervise_every_ms.max(50)),
+        expiry_every: Duration::from_secs(cfg.loops.expiry_every_secs.max(1)),
+        task_concurrency: cfg.loops.task_concurrency,
+    };
+    let service = Service::new(store, engine, clock, svc_cfg);
+    let bootstrap = bootstrap_account(&service, &cfg).await?;
+
+    match service.supervise_once().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            restarted = n,
+            "started redis-server processes that were down"
+        ),
+        Err(e) => tracing::error!(error = ?e, "first supervisor pass failed"),
+    }
+
+    let (shutdown, rx) = watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(service.clone().run_tasks(rx.clone())),
+        tokio::spawn(service.clone().run_supervisor(rx.clone())),
+        tokio::spawn(service.clone().run_expiry(rx)),
+    ];
+
+    let app = crsd_api::router(
+        service.clone(),
+        crsd_api::ApiConfig {
+            public_hosts: cfg.api.public_hosts.clone(),
+            replay_window_secs: cfg.api.replay_window_secs,
+            rate_per_second: cfg.api.rate_per_second,
+            rate_burst: cfg.api.rate_burst,
+        },
+    );
+    let listener = std::net::TcpListener::bind(cfg.listen)
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let handle = axum_server::Handle::new();
+    let make = app.into_make_service();
+    let server = match (&cfg.tls.cert, &cfg.tls.key) {
+        (Some(cert), Some(key)) => {
+            let tls = RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| format!("loading TLS certificate {}", cert.display()))?;
+            let srv = axum_server::from_tcp_rustls(listener, tls).handle(handle.clone());
+            tokio::spawn(async move { srv.serve(make).await })
+        }
+        _ => {
+            let srv = axum_server::from_tcp(listener).handle(handle.clone());
+            tokio::spawn(async move { srv.serve(make).await })
+        }
+    };
+    tracing::info!(%addr, tls = cfg.tls.cert.is_some(), "crsd is listening");
+    Ok(Running {
+        addr,
+        service,
+        bootstrap,
+        shutdown,
+        handle,
+        tasks,
+        server,
+    })
+}
+
+fn prepare_data_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir.join("instances"))
+        .with_context(|| format!("creating data dir {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("setting mode 0700 on {}", dir.display()))?;
+    Ok(())
+}
+
+fn check_redis_server(bin: &Path) -> Result<()> {
+    let out = std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .with_context(|| {
+            format!(
+                "cannot run {} (install Debian's redis-server package)",
+                bin.display()
+            )
+        })?;
+    if !out.status.success() {
+        bail!("{} --version failed", bin.display());
+    }
+    tracing::info!(version = %String::from_utf8_lossy(&out.stdout).trim(), "redis-server found");
+    Ok(())
+}
+
+/// BGSAVE and replication fork; with `vm.overcommit_memory = 0` a large fork can fail with
+/// "Cannot allocate memory" (Redis's own advice is 1).
+fn warn_overcommit() {
+    if let Ok(v) = std::fs::read_to_string("/proc/sys/vm/overcommit_memory") {
+        if v.trim() != "1" {
+            tracing::warn!(
+                value = v.trim(),
+                "vm.overcommit_memory is not 1: forks for backups and replica syncs of large instances may fail"
+            );
+        }
+    }
+}
+
+/// On first start (no account yet) makes one, with the bootstrap keys when given, writes
+/// `credentials.json` (0600) and returns it so the caller prints it once.
+async fn bootstrap_account(
+    svc: &Service,
+    cfg: &Config,
+) -> Result<Option<crsd_service::accounts_created::Created>> {
+    if svc.account_count().await? > 0 {
+        return Ok(None);
+    }
+    let created = svc
+        .create_account(NewAccount {
+            name: "default".into(),
+            balance: cfg.accounts.bootstrap_balance,
+            secret_id: std::env::var("CRSD_BOOTSTRAP_SECRET_ID")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            secret_key: std::env::var("CRSD_BOOTSTRAP_SECRET_KEY")
+                .ok()
+                .filter(|s| !s.is_empty()),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the first account: {e:?}"))?;
+    write_secret_file(
+        &cfg.data_dir.join("credentials.json"),
+        &serde_json::to_string_pretty(&created)?,
+    )?;
+    Ok(Some(created))
+}
+
+pub fn write_secret_file(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

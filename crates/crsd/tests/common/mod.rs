@@ -1,0 +1,353 @@
+//! Test harness: a real crsd (in-process, real HTTP on an ephemeral port, real SQLite file,
+//! real redis-server processes) with an isolated data dir and port range per test, and a v2
+//! client that signs like the public SDK. Every redis-server a test started is killed when the
+//! harness drops, even when the test fails.
+
+#![allow(dead_code)]
+
+use base64::Engine as _;
+use crsd::config::Config;
+use crsd_core::clock::OffsetClock;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct TestCrsd {
+    pub running: Option<crsd::server::Running>,
+    pub dir: tempfile::TempDir,
+    pub clock: Arc<OffsetClock>,
+    pub url: String,
+    pub secret_id: String,
+    pub secret_key: String,
+    pub config: Config,
+}
+
+static NONCE: AtomicU64 = AtomicU64::new(1);
+
+/// A port range no other test of this run uses (tests run in parallel).
+pub fn port_range(size: u16) -> (u16, u16) {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let slot = NEXT.fetch_add(1, Ordering::SeqCst) as u16;
+    let base = 20000 + (std::process::id() as u16 % 200) * 100 + slot * size;
+    let base = 20000 + (base - 20000) % 40000;
+    (base, base + size - 1)
+}
+
+pub fn test_config(dir: &Path) -> Config {
+    let mut cfg = Config::default();
+    cfg.data_dir = dir.join("data");
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    let (lo, hi) = port_range(40);
+    cfg.instances.port_min = lo;
+    cfg.instances.port_max = hi;
+    cfg.loops.supervise_every_ms = 200;
+    cfg.loops.expiry_every_secs = 3600;
+    cfg
+}
+
+impl TestCrsd {
+    pub async fn start() -> TestCrsd {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = test_config(dir.path());
+        TestCrsd::start_with(dir, cfg).await
+    }
+
+    pub async fn start_with(dir: tempfile::TempDir, cfg: Config) -> TestCrsd {
+        let clock = Arc::new(OffsetClock::new());
+        let running = crsd::server::start(cfg.clone(), clock.clone())
+            .await
+            .expect("crsd starts");
+        let created = running
+            .bootstrap
+            .clone()
+            .expect("first start makes an account");
+        let scheme = if cfg.tls.cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let url = format!("{scheme}://{}", running.addr);
+        TestCrsd {
+            running: Some(running),
+            dir,
+            clock,
+            url,
+            secret_id: created.secret_id,
+            secret_key: created.secret_key,
+            config: cfg,
+        }
+    }
+
+    pub fn client(&self) -> V2Client {
+        V2Client {
+            url: self.url.clone(),
+            host: self.url.split("://").nth(1).unwrap().to_string(),
+            secret_id: self.secret_id.clone(),
+            secret_key: self.secret_key.clone(),
+            clock: self.clock.clone(),
+            method: "GET",
+            sha256: true,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.data_dir.clone()
+    }
+
+    /// Stops crsd (instances keep running, as in production).
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+impl Drop for TestCrsd {
+    fn drop(&mut self) {
+        kill_redis_under(&self.config.data_dir);
+    }
+}
+
+/// Kills every redis-server whose pid file lies under `dir`.
+pub fn kill_redis_under(dir: &Path) {
+    let Ok(out) = std::process::Command::new("find")
+        .arg(dir)
+        .args(["-name", "*.pid"])
+        .output()
+    else {
+        return;
+    };
+    for path in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Ok(pid) = std::fs::read_to_string(path) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                let cmd =
+                    std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if cmd.contains("redis-server") {
+                    unsafe_kill(pid);
+                }
+            }
+        }
+    }
+}
+
+fn unsafe_kill(pid: i32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
+}
+
+#[derive(Clone)]
+pub struct V2Client {
+    pub url: String,
+    /// The host the client signs with (what it sends as Host).
+    pub host: String,
+    pub secret_id: String,
+    pub secret_key: String,
+    pub clock: Arc<OffsetClock>,
+    pub method: &'static str,
+    pub sha256: bool,
+    pub http: reqwest::Client,
+}
+
+pub fn sign_v2(
+    method: &str,
+    host: &str,
+    params: &[(String, String)],
+    key: &str,
+    sha256: bool,
+) -> String {
+    let mut sorted: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k != "Signature")
+        .map(|(k, v)| (k.replace('_', "."), v.clone()))
+        .collect();
+    sorted.sort();
+    let query: Vec<String> = sorted.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let msg = format!("{method}{host}/v2/index.php?{}", query.join("&"));
+    let raw = if sha256 {
+        let mut m = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+        m.update(msg.as_bytes());
+        m.finalize().into_bytes().to_vec()
+    } else {
+        let mut m = Hmac::<sha1::Sha1>::new_from_slice(key.as_bytes()).unwrap();
+        m.update(msg.as_bytes());
+        m.finalize().into_bytes().to_vec()
+    };
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+impl V2Client {
+    /// The common parameters a client adds, signed.
+    pub fn signed(&self, action: &str, params: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let nonce = NONCE.fetch_add(1, Ordering::SeqCst) + (std::process::id() as u64) * 1_000_000;
+        let ts = crsd_core::clock::Clock::now(&*self.clock).timestamp();
+        all.push(("Action".into(), action.into()));
+        all.push(("Region".into(), "gz".into()));
+        all.push(("SecretId".into(), self.secret_id.clone()));
+        all.push(("Nonce".into(), nonce.to_string()));
+        all.push(("Timestamp".into(), ts.to_string()));
+        all.push((
+            "SignatureMethod".into(),
+            if self.sha256 {
+                "HmacSHA256"
+            } else {
+                "HmacSHA1"
+            }
+            .into(),
+        ));
+        let sig = sign_v2(self.method, &self.host, &all, &self.secret_key, self.sha256);
+        all.push(("Signature".into(), sig));
+        all
+    }
+
+    pub async fn send(&self, params: &[(String, String)]) -> Value {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        let url = format!("{}/v2/index.php", self.url);
+        let resp = if self.method == "POST" {
+            self.http
+                .post(&url)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+        } else {
+            self.http.get(format!("{url}?{body}")).send().await
+        }
+        .expect("request reaches crsd");
+        assert_eq!(resp.status(), 200, "v2 always answers 200");
+        resp.json().await.expect("a JSON body")
+    }
+
+    pub async fn call(&self, action: &str, params: &[(&str, &str)]) -> Value {
+        let signed = self.signed(action, params);
+        self.send(&signed).await
+    }
+
+    /// Calls and asserts success.
+    pub async fn ok(&self, action: &str, params: &[(&str, &str)]) -> Value {
+        let v = self.call(action, params).await;
+        assert_eq!(v["code"], 0, "{action} failed: {v}");
+        assert_eq!(v["codeDesc"], "Success", "{v}");
+        v
+    }
+
+    /// Calls and asserts the module error code in `message` (`(code)...`) and the common code.
+    pub async fn err(
+        &self,
+        action: &str,
+        params: &[(&str, &str)],
+        code: i64,
+        module: Option<i64>,
+    ) -> Value {
+        let v = self.call(action, params).await;
+        assert_eq!(v["code"], code, "{action}: {v}");
+        if let Some(m) = module {
+            let msg = v["message"].as_str().unwrap_or_default();
+            assert!(
+                msg.starts_with(&format!("({m})")),
+                "{action}: expected ({m}) in {v}"
+            );
+        }
+        v
+    }
+
+    /// Waits until DescribeTaskInfo says the task ended; returns its status.
+    pub async fn wait_task(&self, id: i64) -> i64 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v = self
+                .ok("DescribeTaskInfo", &[("requestId", &id.to_string())])
+                .await;
+            let s = v["data"]["status"].as_i64().unwrap();
+            if s == 2 || s == 3 || s == -1 {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "task {id} did not end");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Creates `n` instances (1024 MB, 1 month) and waits until the deal is delivered.
+    pub async fn create(&self, password: &str, n: i64) -> Vec<Value> {
+        let v = self
+            .ok(
+                "CreateRedis",
+                &[
+                    ("zoneId", "100002"),
+                    ("typeId", "2"),
+                    ("memSize", "1024"),
+                    ("goodsNum", &n.to_string()),
+                    ("period", "1"),
+                    ("password", password),
+                ],
+            )
+            .await;
+        let deal = v["data"]["dealId"].as_str().unwrap().to_string();
+        let ids = self.wait_deal(&deal).await;
+        let mut out = Vec::new();
+        for id in ids {
+            out.push(self.describe_one(&id).await);
+        }
+        out
+    }
+
+    pub async fn wait_deal(&self, deal: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v = self
+                .ok("DescribeRedisDealDetail", &[("dealIds.0", deal)])
+                .await;
+            let d = &v["dealDetails"][0];
+            let status = d["status"].as_i64().unwrap();
+            assert_ne!(status, 5, "deal failed: {v}");
+            if status == 4 {
+                return d["goodsDetail"]["redisIds"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap().to_string())
+                    .collect();
+            }
+            assert!(Instant::now() < deadline, "deal {deal} not delivered: {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn describe_one(&self, id: &str) -> Value {
+        let v = self
+            .ok(
+                "DescribeRedis",
+                &[("limit", "10"), ("offset", "0"), ("redisId", id)],
+            )
+            .await;
+        assert_eq!(v["totalCount"], 1, "{v}");
+        v["data"]["redisSet"][0].clone()
+    }
+}
+
+/// A connection to an instance as its user (the `default` ACL user).
+pub async fn redis_conn(
+    host: &str,
+    port: u16,
+    password: &str,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let url = format!("redis://:{}@{host}:{port}/", urlencode(password));
+    let client = redis::Client::open(url)?;
+    client.get_multiplexed_async_connection().await
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}

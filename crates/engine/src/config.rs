@@ -1,0 +1,469 @@
+//! Renders a node's `redis.conf` and installs it in the node folder.
+//!
+//! # Who owns the file
+//!
+//! The engine writes `redis.conf` only in `start`, right before it spawns redis-server.
+//! While the node runs, redis-server owns it: live changes (`maxmemory`, the default user's
+//! password) are persisted by `CONFIG REWRITE`, which rewrites the file in place.
+//!
+//! To let those live changes survive a restart without making the caller's spec useless, the
+//! first line of the file records the sha256 of what was rendered from the spec:
+//!
+//! * same spec as last time  -> the file on disk is kept as is (including everything
+//!   `CONFIG REWRITE` persisted since);
+//! * spec changed (or no file, or no marker) -> the file is rendered again from the spec.
+//!
+//! So the spec wins whenever the caller changes it, and otherwise the live state wins.
+//! `CONFIG REWRITE` keeps comment lines, so the marker survives it.
+//!
+//! # Safety of the rendering
+//!
+//! Every value comes from the spec or the engine config and is validated so it cannot break
+//! out of its line (no control characters, IP addresses parsed, user names restricted);
+//! strings that redis reads as paths or secrets are double-quoted. No plaintext password
+//! is written except `masterauth` on replicas (redis has to log in to its master with it);
+//! the file is created 0600 in a 0700 folder.
+
+use std::fmt::Write as _;
+use std::fs::{self, OpenOptions};
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::io_err;
+use crate::layout::{NodePaths, AOF_DIR, RDB_FILE};
+use crate::{acl_sha256_hex, EngineConfig, EngineError, NodeSpec, Role};
+
+/// First line of every rendered file, followed by the sha256 of the rendered body.
+pub(crate) const MARKER_PREFIX: &str = "# crsd-engine rendered sha256:";
+
+/// ACL rules of the customer's `default` user. All commands on all keys and channels, as
+/// decided for this product. (A multi-tenant deployment may want `-@admin` here: with
+/// `+@all` the customer can `CONFIG SET maxmemory 0`, `SHUTDOWN`, `REPLICAOF` or change
+/// crsd's own ACL users.)
+pub(crate) const DEFAULT_USER_RULES: &str = "~* &* +@all";
+/// crsd's own user: everything.
+const ADMIN_USER_RULES: &str = "~* &* +@all";
+/// What a replica needs to replicate from its master, nothing more (as documented by redis).
+const REPL_USER_RULES: &str = "+psync +replconf +ping";
+
+/// What `install` did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Installed {
+    /// The file was (re)written from the spec.
+    Written,
+    /// The file already held this spec's rendering (possibly with live changes since).
+    Kept,
+}
+
+/// Renders the complete file, marker line included.
+pub(crate) fn render(
+    config: &EngineConfig,
+    spec: &NodeSpec,
+    paths: &NodePaths,
+) -> Result<String, EngineError> {
+    let bind = bind_addr(config)?;
+    if spec.port == 0 {
+        return Err(EngineError::Config(format!(
+            "{}: port must not be 0",
+            spec.name
+        )));
+    }
+    let maxmemory = maxmemory_arg(spec.maxmemory_mb)?;
+    let default_hash = normalize_sha256_hex(&spec.default_password_sha256)?;
+    check_user_name(&spec.admin_user, "admin_user")?;
+    check_user_name(&spec.repl_user, "repl_user")?;
+    if spec.admin_user == spec.repl_user {
+        return Err(EngineError::Config(
+            "admin_user and repl_user must be different users".into(),
+        ));
+    }
+    check_secret(&spec.admin_secret, "admin_secret")?;
+    check_secret(&spec.repl_secret, "repl_secret")?;
+    let dir = path_str(&paths.dir)?;
+    let pid = path_str(&paths.pid)?;
+    let log = path_str(&paths.log)?;
+
+    let mut b = String::new();
+    // Infallible: writing to a String cannot fail.
+    let mut line = |s: &str| {
+        b.push_str(s);
+        b.push('\n');
+    };
+    line("# Managed by crsd-engine for node");
+    line(&format!("# {}", one_line(&spec.name)));
+    line("# Rendered when the node starts with a changed spec; otherwise redis-server");
+    line("# owns this file and CONFIG REWRITE persists live changes in it.");
+    line("");
+    line("# --- process and network");
+    line(&format!("bind {bind}"));
+    line(&format!("port {}", spec.port));
+    line("# crsd detaches redis-server itself (own session) and supervises it.");
+    line("daemonize no");
+    line("supervised no");
+    line("# Keep argv as \"<redis-server> <this file>\": crsd recognises its processes by it.");
+    line("set-proc-title no");
+    line(&format!("pidfile {}", quote(pid)));
+    line(&format!("logfile {}", quote(log)));
+    line("loglevel notice");
+    line("always-show-logo no");
+    line(&format!("dir {}", quote(dir)));
+    line("");
+    line("# --- durability");
+    line("# Every write is appended to the AOF before redis replies, so a kill -9 of this");
+    line("# process loses no acknowledged write; everysec bounds an OS crash to ~1 s.");
+    line("# A master must never come back empty: its replica would resync and wipe itself.");
+    line("appendonly yes");
+    line(&format!("appenddirname {}", quote(AOF_DIR)));
+    line("appendfilename \"appendonly.aof\"");
+    line("appendfsync everysec");
+    line("aof-use-rdb-preamble yes");
+    line("# A kill during a write can cut the last, unacknowledged command: load the rest.");
+    line("aof-load-truncated yes");
+    line("# No automatic RDB snapshots: the AOF is the durable copy, and backups take");
+    line("# snapshots explicitly (BGSAVE on the replica) when they need one.");
+    line("save \"\"");
+    line(&format!("dbfilename {}", quote(RDB_FILE)));
+    line("");
+    line("# --- memory");
+    line("# A cloud store reports OOM to the writer instead of silently evicting data.");
+    line(&format!("maxmemory {maxmemory}"));
+    line("maxmemory-policy noeviction");
+    line("");
+    line("# --- replication");
+    line("# One replica per master: start a full sync at once instead of waiting for more.");
+    line("repl-diskless-sync yes");
+    line("repl-diskless-sync-delay 0");
+    match (spec.role, &spec.master) {
+        (Role::Master, None) => {}
+        (Role::Replica, Some((host, port))) => {
+            check_host(host)?;
+            if *port == 0 {
+                return Err(EngineError::Config("master port must not be 0".into()));
+            }
+            line(&format!("replicaof {} {port}", quote(host)));
+            line(&format!("masteruser {}", spec.repl_user));
+            line(&format!("masterauth {}", quote(&spec.repl_secret)));
+            line("replica-read-only yes");
+            line("replica-serve-stale-data yes");
+        }
+        (Role::Master, Some(_)) => {
+            return Err(EngineError::Config(
+                "a master must not have a master address".into(),
+            ))
+        }
+        (Role::Replica, None) => {
+            return Err(EngineError::Config(
+                "a replica needs its master address".into(),
+            ))
+        }
+    }
+    line("");
+    line("# --- access: ACL users (passwords only as sha256)");
+    line("# Features no user of this node may turn on at runtime.");
+    line("enable-protected-configs no");
+    line("enable-debug-command no");
+    line("enable-module-command no");
+    line(&format!(
+        "user default on #{default_hash} {DEFAULT_USER_RULES}"
+    ));
+    line(&format!(
+        "user {} on #{} {ADMIN_USER_RULES}",
+        spec.admin_user,
+        acl_sha256_hex(&spec.admin_secret)
+    ));
+    line(&format!(
+        "user {} on #{} {REPL_USER_RULES}",
+        spec.repl_user,
+        acl_sha256_hex(&spec.repl_secret)
+    ));
+
+    let digest = hex::encode(Sha256::digest(b.as_bytes()));
+    let mut out = String::with_capacity(b.len() + 100);
+    let _ = writeln!(out, "{MARKER_PREFIX}{digest}");
+    out.push_str(&b);
+    Ok(out)
+}
+
+/// Installs `rendered` as the node's redis.conf unless the file already carries the same
+/// marker line (see the module docs). The file ends up 0600 either way.
+pub(crate) fn install(paths: &NodePaths, rendered: &str) -> Result<Installed, EngineError> {
+    let marker = rendered.lines().next().unwrap_or_default();
+    match fs::read_to_string(&paths.conf) {
+        Ok(existing) if existing.lines().next() == Some(marker) => {
+            fs::set_permissions(&paths.conf, fs::Permissions::from_mode(0o600))
+                .map_err(io_err(format!("chmod 0600 {}", paths.conf.display())))?;
+            return Ok(Installed::Kept);
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(format!("reading {}", paths.conf.display()))(e)),
+    }
+    write_atomically(&paths.conf, rendered.as_bytes())?;
+    Ok(Installed::Written)
+}
+
+/// Whether `conf` is a file this crate rendered (used before deleting a node folder).
+pub(crate) fn is_rendered_by_us(conf: &Path) -> bool {
+    fs::read_to_string(conf)
+        .map(|s| s.starts_with(MARKER_PREFIX))
+        .unwrap_or(false)
+}
+
+/// Writes via a temporary file in the same folder, fsync, rename, fsync of the folder: a
+/// crash never leaves a half-written redis.conf (redis-server would refuse to start).
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| EngineError::Config(format!("{} has no folder", path.display())))?;
+    let tmp = path.with_extension("conf.crsd-tmp");
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(format!("removing {}", tmp.display()))(e)),
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err(format!("creating {}", tmp.display())))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(format!("writing {}", tmp.display())))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err(format!(
+        "renaming {} to {}",
+        tmp.display(),
+        path.display()
+    )))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(format!("syncing folder {}", dir.display())))?;
+    Ok(())
+}
+
+/// The single address instances listen on.
+pub(crate) fn bind_addr(config: &EngineConfig) -> Result<IpAddr, EngineError> {
+    config.bind.trim().parse::<IpAddr>().map_err(|_| {
+        EngineError::Config(format!(
+            "bind must be one IP address, got {:?}",
+            config.bind
+        ))
+    })
+}
+
+/// The address crsd connects to: the bind address, or loopback if it binds to all.
+pub(crate) fn connect_host(config: &EngineConfig) -> Result<String, EngineError> {
+    let ip = match bind_addr(config)? {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Ok(ip.to_string())
+}
+
+/// `maxmemory` value; 0 is refused because redis reads it as "no limit at all".
+pub(crate) fn maxmemory_arg(mb: u64) -> Result<String, EngineError> {
+    if mb == 0 {
+        return Err(EngineError::Config(
+            "maxmemory_mb must be at least 1 (redis reads 0 as unlimited)".into(),
+        ));
+    }
+    if mb.checked_mul(1024 * 1024).is_none() {
+        return Err(EngineError::Config(format!(
+            "maxmemory_mb {mb} is too large"
+        )));
+    }
+    Ok(format!("{mb}mb"))
+}
+
+/// Lowercase 64-digit hex, the only form redis accepts after `#`.
+pub(crate) fn normalize_sha256_hex(s: &str) -> Result<String, EngineError> {
+    if s.len() == 64 && s.bytes().all(|c| c.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(EngineError::Config(
+            "password hash must be 64 hex digits (sha256)".into(),
+        ))
+    }
+}
+
+fn check_user_name(name: &str, what: &str) -> Result<(), EngineError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    if !ok {
+        return Err(EngineError::Config(format!(
+            "{what} must be 1-64 characters of [A-Za-z0-9._-], got {name:?}"
+        )));
+    }
+    if name == "default" {
+        return Err(EngineError::Config(format!(
+            "{what} must not be the customer's user \"default\""
+        )));
+    }
+    Ok(())
+}
+
+fn check_secret(secret: &str, what: &str) -> Result<(), EngineError> {
+    if secret.is_empty() || !secret.bytes().all(|c| c.is_ascii_graphic()) {
+        return Err(EngineError::Config(format!(
+            "{what} must be non-empty printable ASCII without spaces"
+        )));
+    }
+    Ok(())
+}
+
+fn check_host(host: &str) -> Result<(), EngineError> {
+    let ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b':' | b'_'));
+    if !ok {
+        return Err(EngineError::Config(format!(
+            "master host must be a host name or IP address, got {host:?}"
+        )));
+    }
+    Ok(())
+}
+
+fn path_str(p: &Path) -> Result<&str, EngineError> {
+    let s = p
+        .to_str()
+        .ok_or_else(|| EngineError::Config(format!("path {} is not valid UTF-8", p.display())))?;
+    if s.chars().any(char::is_control) {
+        return Err(EngineError::Config(format!(
+            "path {s:?} contains control characters"
+        )));
+    }
+    Ok(s)
+}
+
+/// A double-quoted redis.conf string (redis' parser understands `\\` and `\"`). Callers
+/// have already refused control characters.
+fn quote(s: &str) -> String {
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
+/// For the comment line naming the node: nothing may end the comment early.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    fn spec(role: Role) -> NodeSpec {
+        NodeSpec {
+            name: "crs-test-master".into(),
+            role,
+            port: 7001,
+            dir: PathBuf::from("/srv/crsd/nodes/a b\"c"),
+            maxmemory_mb: 100,
+            default_password_sha256: acl_sha256_hex("pw").to_uppercase(),
+            admin_user: "crsd".into(),
+            admin_secret: "admin-secret".into(),
+            repl_user: "crsd-repl".into(),
+            repl_secret: "repl-secret".into(),
+            master: match role {
+                Role::Master => None,
+                Role::Replica => Some(("127.0.0.1".into(), 7000)),
+            },
+        }
+    }
+
+    fn cfg() -> EngineConfig {
+        EngineConfig {
+            redis_server: "redis-server".into(),
+            bind: "127.0.0.1".into(),
+            start_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn renders_master_without_plaintext_secrets() {
+        let s = spec(Role::Master);
+        let paths = NodePaths::new(&s.dir).expect("paths");
+        let text = render(&cfg(), &s, &paths).expect("render");
+        assert!(text.starts_with(MARKER_PREFIX));
+        assert!(text.contains("\nbind 127.0.0.1\n"));
+        assert!(text.contains("\nport 7001\n"));
+        assert!(text.contains("\nappendonly yes\n"));
+        assert!(text.contains("\nmaxmemory 100mb\n"));
+        assert!(text.contains("\ndir \"/srv/crsd/nodes/a b\\\"c\"\n"));
+        assert!(text.contains(&format!(
+            "\nuser default on #{} ~* &* +@all\n",
+            acl_sha256_hex("pw")
+        )));
+        assert!(text.contains("\nuser crsd-repl on #"));
+        assert!(!text.contains("admin-secret"));
+        assert!(!text.contains("repl-secret"));
+        assert!(!text.contains("replicaof"));
+    }
+
+    #[test]
+    fn renders_replica_with_masterauth() {
+        let s = spec(Role::Replica);
+        let paths = NodePaths::new(&s.dir).expect("paths");
+        let text = render(&cfg(), &s, &paths).expect("render");
+        assert!(text.contains("\nreplicaof \"127.0.0.1\" 7000\n"));
+        assert!(text.contains("\nmasteruser crsd-repl\n"));
+        assert!(text.contains("\nmasterauth \"repl-secret\"\n"));
+        assert!(!text.contains("admin-secret"));
+    }
+
+    #[test]
+    fn refuses_what_could_break_the_file() {
+        let paths = NodePaths::new(Path::new("/srv/x")).expect("paths");
+        let mut s = spec(Role::Master);
+        s.admin_user = "crsd\nuser evil on nopass".into();
+        assert!(render(&cfg(), &s, &paths).is_err());
+        let mut s = spec(Role::Master);
+        s.maxmemory_mb = 0;
+        assert!(render(&cfg(), &s, &paths).is_err());
+        let mut s = spec(Role::Master);
+        s.default_password_sha256 = "abc".into();
+        assert!(render(&cfg(), &s, &paths).is_err());
+        let mut s = spec(Role::Master);
+        s.repl_secret = "two words".into();
+        assert!(render(&cfg(), &s, &paths).is_err());
+        let mut s = spec(Role::Replica);
+        s.master = None;
+        assert!(render(&cfg(), &s, &paths).is_err());
+        let mut c = cfg();
+        c.bind = "127.0.0.1 0.0.0.0".into();
+        assert!(render(&c, &spec(Role::Master), &paths).is_err());
+    }
+
+    #[test]
+    fn marker_depends_on_spec() {
+        let s = spec(Role::Master);
+        let paths = NodePaths::new(&s.dir).expect("paths");
+        let a = render(&cfg(), &s, &paths).expect("render");
+        let mut s2 = s.clone();
+        s2.maxmemory_mb = 200;
+        let b = render(&cfg(), &s2, &paths).expect("render");
+        assert_eq!(a, render(&cfg(), &s, &paths).expect("render"));
+        assert_ne!(a.lines().next(), b.lines().next());
+    }
+}

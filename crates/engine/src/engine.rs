@@ -1,0 +1,470 @@
+//! [`Engine`]: the operations crsd performs on a node, built from the other modules.
+//!
+//! The engine keeps no state about nodes between calls: everything is derived from the
+//! [`NodeSpec`] and the node folder (pid file, redis.conf) plus `/proc`. That is what lets a
+//! restarted crsd (a fresh `Engine`) pick up processes an earlier crsd started.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use tokio::time::Instant;
+
+use crate::admin::{self, Probe, Shutdown};
+use crate::config::{self, Installed};
+use crate::error::io_err;
+use crate::layout::NodePaths;
+use crate::process::{self, POLL_INTERVAL};
+use crate::{EngineConfig, EngineError, NodeHandle, NodeSpec, Role};
+
+/// How long `stop` waits after SHUTDOWN (redis waits up to 10 s for lagging replicas, then
+/// fsyncs the AOF) before it escalates to SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// How long `stop` waits after SIGTERM before SIGKILL.
+const SIGTERM_GRACE: Duration = Duration::from_secs(5);
+/// How long a SIGKILLed process may take to disappear.
+const SIGKILL_GRACE: Duration = Duration::from_secs(5);
+/// Pause between SHUTDOWN attempts that redis refused.
+const SHUTDOWN_RETRY: Duration = Duration::from_millis(200);
+/// Poll interval of `wait_replicas` (replicas acknowledge their offset once a second).
+const REPLICA_POLL: Duration = Duration::from_millis(100);
+
+/// Drives the redis-server processes of nodes. Cheap to clone; holds only the config.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    config: EngineConfig,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Engine {
+        Engine { config }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Writes (or keeps, see [`crate::config`] docs) redis.conf (0600, folder 0700) and starts
+    /// redis-server detached, then polls readiness (PING as the admin user, answered by this
+    /// very pid) until `start_timeout`. On failure the new process is killed and a typed error
+    /// carries the tail of redis.log.
+    ///
+    /// If the node's redis-server is already running, no second one is started: its handle is
+    /// returned once it answers, or [`EngineError::NotReady`] if it does not in time (it is
+    /// then left running).
+    pub async fn start(&self, spec: &NodeSpec) -> Result<NodeHandle, EngineError> {
+        let paths = NodePaths::new(&spec.dir)?;
+        // Validate the whole spec before touching anything.
+        let rendered = config::render(&self.config, spec, &paths)?;
+        prepare_dir(&paths)?;
+
+        if let Some(pid) = process::find_running(&self.config, &paths) {
+            if let Some(handle) = self.await_existing(spec, &paths, pid).await? {
+                tracing::info!(node = %spec.name, pid, "redis-server already running");
+                return Ok(handle);
+            }
+            // It exited while we waited: start a fresh one below.
+        }
+
+        let installed = config::install(&paths, &rendered)?;
+        process::remove_stale_pid_file(&self.config, &paths);
+        let mut child = process::spawn(&self.config, &paths)?;
+        let Some(pid) = child.id() else {
+            return Err(EngineError::Protocol(
+                "spawned redis-server has no pid".into(),
+            ));
+        };
+        tracing::info!(
+            node = %spec.name,
+            pid,
+            port = spec.port,
+            config = if installed == Installed::Written { "rendered" } else { "kept" },
+            "redis-server spawned"
+        );
+
+        let timeout = self.config.start_timeout;
+        let deadline = Instant::now() + timeout;
+        let outcome = tokio::select! {
+            status = child.wait() => Err(status),
+            ready = tokio::time::timeout_at(deadline, self.wait_ready(spec, &paths, pid)) => Ok(ready),
+        };
+        match outcome {
+            Ok(Ok(handle)) => {
+                tracing::info!(node = %spec.name, pid, run_id = %handle.run_id, "redis-server ready");
+                reap_in_background(child, spec.name.clone(), pid);
+                Ok(handle)
+            }
+            Ok(Err(_elapsed)) => {
+                tracing::warn!(node = %spec.name, pid, ?timeout, "redis-server not ready in time; killing it");
+                // Still our unreaped child: its pid cannot have been reused.
+                if let Err(e) = child.start_kill() {
+                    tracing::warn!(node = %spec.name, pid, error = %e, "cannot kill redis-server");
+                }
+                match tokio::time::timeout(SIGKILL_GRACE, child.wait()).await {
+                    Ok(_) => {}
+                    Err(_) => {
+                        tracing::error!(node = %spec.name, pid, "redis-server survived SIGKILL");
+                        return Err(EngineError::StillRunning { pid });
+                    }
+                }
+                process::remove_stale_pid_file(&self.config, &paths);
+                Err(EngineError::TimedOut {
+                    after: timeout,
+                    log_tail: process::log_tail(&paths),
+                })
+            }
+            Err(status) => {
+                process::remove_stale_pid_file(&self.config, &paths);
+                let status = status.map_err(io_err(format!("waiting for pid {pid}")))?;
+                let log_tail = process::log_tail(&paths);
+                tracing::warn!(node = %spec.name, pid, %status, "redis-server exited during start");
+                match (status.code(), status.signal()) {
+                    (Some(code), _) => Err(EngineError::Exited { code, log_tail }),
+                    (None, Some(signal)) => Err(EngineError::Signalled { signal, log_tail }),
+                    (None, None) => Err(EngineError::Exited { code: -1, log_tail }),
+                }
+            }
+        }
+    }
+
+    /// After a crsd restart: is this node's redis-server running and answering? The pid file
+    /// (or a /proc scan) must lead to a live `redis-server <dir>/redis.conf` process, and a
+    /// PING + INFO as the admin user must come back from that very pid on the node's port.
+    /// Nothing is ever signalled. `Ok(None)` covers "not running" as well as "running but not
+    /// answering (yet)": `start` then waits for it rather than starting a second process.
+    pub async fn adopt(&self, spec: &NodeSpec) -> Result<Option<NodeHandle>, EngineError> {
+        let paths = NodePaths::new(&spec.dir)?;
+        let Some(pid) = process::find_running(&self.config, &paths) else {
+            return Ok(None);
+        };
+        match admin::probe(&self.config, spec).await {
+            Ok(p) if p.is(pid, spec, &paths) => {
+                tracing::info!(node = %spec.name, pid, run_id = %p.run_id, "adopted running redis-server");
+                Ok(Some(p.handle()))
+            }
+            Ok(p) => {
+                tracing::warn!(node = %spec.name, pid, answered_pid = p.pid, answered_port = p.port,
+                    "another redis-server answers on this node's port");
+                Ok(None)
+            }
+            Err(e) => {
+                tracing::info!(node = %spec.name, pid, error = %e, "redis-server running but not answering");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Cheap liveness check for a supervisor loop: this node's redis-server process exists
+    /// (not a zombie, cmdline proves it is ours). No network.
+    pub fn is_alive(&self, spec: &NodeSpec) -> bool {
+        match NodePaths::new(&spec.dir) {
+            Ok(paths) => process::find_running(&self.config, &paths).is_some(),
+            Err(_) => false,
+        }
+    }
+
+    /// Stops gracefully: SHUTDOWN as admin (redis fsyncs the AOF), wait; then SIGTERM, wait;
+    /// then SIGKILL. Succeeds at once if the node is not running.
+    pub async fn stop(&self, spec: &NodeSpec) -> Result<(), EngineError> {
+        let paths = NodePaths::new(&spec.dir)?;
+        let Some(pid) = process::find_running(&self.config, &paths) else {
+            process::remove_stale_pid_file(&self.config, &paths);
+            return Ok(());
+        };
+        tracing::info!(node = %spec.name, pid, "stopping redis-server");
+        let cfg = &self.config;
+
+        let mut gone = self.shutdown_gracefully(spec, &paths, pid).await;
+        if !gone {
+            tracing::warn!(node = %spec.name, pid, "redis-server still running; sending SIGTERM");
+            process::signal_ours(pid, libc::SIGTERM, cfg, &paths)?;
+            gone = process::wait_gone(pid, cfg, &paths, Instant::now() + SIGTERM_GRACE).await;
+        }
+        if !gone {
+            tracing::warn!(node = %spec.name, pid, "redis-server ignores SIGTERM; sending SIGKILL");
+            process::signal_ours(pid, libc::SIGKILL, cfg, &paths)?;
+            gone = process::wait_gone(pid, cfg, &paths, Instant::now() + SIGKILL_GRACE).await;
+        }
+        if !gone {
+            return Err(EngineError::StillRunning { pid });
+        }
+        process::remove_stale_pid_file(cfg, &paths);
+        tracing::info!(node = %spec.name, pid, "redis-server stopped");
+        Ok(())
+    }
+
+    /// Stops the node (if running) and removes its folder. Refuses to delete a non-empty
+    /// folder that holds no redis.conf rendered by this crate (a wrong `dir` must not cost
+    /// anyone their files).
+    pub async fn destroy(&self, spec: &NodeSpec) -> Result<(), EngineError> {
+        let paths = NodePaths::new(&spec.dir)?;
+        self.stop(spec).await?;
+        match fs::symlink_metadata(&paths.dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(format!("inspecting {}", paths.dir.display()))(e)),
+            Ok(m) if !m.is_dir() => {
+                return Err(EngineError::Config(format!(
+                    "{} is not a folder; not removing it",
+                    paths.dir.display()
+                )))
+            }
+            Ok(_) => {}
+        }
+        if config::is_rendered_by_us(&paths.conf) {
+            fs::remove_dir_all(&paths.dir)
+                .map_err(io_err(format!("removing {}", paths.dir.display())))?;
+        } else {
+            // Empty folder (e.g. a start that failed validation after creating it): fine.
+            fs::remove_dir(&paths.dir).map_err(|e| {
+                EngineError::Config(format!(
+                    "{} holds no crsd redis.conf; not removing it ({e})",
+                    paths.dir.display()
+                ))
+            })?;
+        }
+        tracing::info!(node = %spec.name, dir = %paths.dir.display(), "node folder removed");
+        Ok(())
+    }
+
+    /// `CONFIG SET maxmemory <mb>mb`, then `CONFIG REWRITE` so it survives a restart.
+    pub async fn set_maxmemory(&self, spec: &NodeSpec, mb: u64) -> Result<(), EngineError> {
+        let value = config::maxmemory_arg(mb)?;
+        let mut con = self.admin_connection(spec).await?;
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(&value)
+            .query_async::<()>(&mut con)
+            .await?;
+        config_rewrite(&mut con).await?;
+        tracing::info!(node = %spec.name, maxmemory = %value, "maxmemory changed");
+        Ok(())
+    }
+
+    /// `ACL SETUSER default on resetpass #<hex>`, then `CONFIG REWRITE`. Afterwards the old
+    /// password fails AUTH. ACLs are not replicated: call it on the master and on the replica.
+    /// Connections already authenticated as `default` stay open.
+    pub async fn set_default_password(
+        &self,
+        spec: &NodeSpec,
+        sha256_hex: &str,
+    ) -> Result<(), EngineError> {
+        let hash = config::normalize_sha256_hex(sha256_hex)?;
+        let mut con = self.admin_connection(spec).await?;
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("default")
+            .arg("on")
+            .arg("resetpass")
+            .arg(format!("#{hash}"))
+            .query_async::<()>(&mut con)
+            .await?;
+        config_rewrite(&mut con).await?;
+        tracing::info!(node = %spec.name, "default user's password changed");
+        Ok(())
+    }
+
+    /// `FLUSHALL SYNC`. On a master (the replica follows; a replica refuses writes).
+    pub async fn flush_all(&self, spec: &NodeSpec) -> Result<(), EngineError> {
+        let mut con = self.admin_connection(spec).await?;
+        redis::cmd("FLUSHALL")
+            .arg("SYNC")
+            .query_async::<()>(&mut con)
+            .await?;
+        tracing::info!(node = %spec.name, "flushed all data");
+        Ok(())
+    }
+
+    /// `used_memory` from `INFO memory`, in bytes.
+    pub async fn used_memory_bytes(&self, spec: &NodeSpec) -> Result<u64, EngineError> {
+        let mut con = self.admin_connection(spec).await?;
+        let info = admin::info(&mut con, "memory").await?;
+        admin::field(&info, "used_memory")
+    }
+
+    /// For a replica: `master_link_status:up` and `master_sync_in_progress:0`.
+    /// [`EngineError::WrongRole`] if the node is a master.
+    pub async fn replica_in_sync(&self, spec: &NodeSpec) -> Result<bool, EngineError> {
+        let mut con = self.admin_connection(spec).await?;
+        let info = admin::info(&mut con, "replication").await?;
+        let role: String = admin::field(&info, "role")?;
+        if role != "slave" {
+            return Err(EngineError::WrongRole {
+                expected: Role::Replica,
+                actual: role,
+            });
+        }
+        let link: String = admin::field(&info, "master_link_status")?;
+        let syncing: u64 = admin::field(&info, "master_sync_in_progress")?;
+        Ok(link == "up" && syncing == 0)
+    }
+
+    /// For a master: waits until at least `n` replicas are online and have acknowledged the
+    /// replication offset the master had when the call began (every write acknowledged before
+    /// this call is on them). Replicas acknowledge once a second, so expect up to ~1 s even
+    /// when they are current.
+    pub async fn wait_replicas(
+        &self,
+        spec: &NodeSpec,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
+        let deadline = Instant::now() + timeout;
+        let mut con = self.admin_connection(spec).await?;
+        let info = admin::info(&mut con, "replication").await?;
+        let role: String = admin::field(&info, "role")?;
+        if role != "master" {
+            return Err(EngineError::WrongRole {
+                expected: Role::Master,
+                actual: role,
+            });
+        }
+        let target: u64 = admin::field(&info, "master_repl_offset")?;
+        let mut caught_up = 0;
+        loop {
+            let Ok(info) =
+                tokio::time::timeout_at(deadline, admin::info(&mut con, "replication")).await
+            else {
+                break;
+            };
+            caught_up = admin::replicas(&info?)?
+                .iter()
+                .filter(|r| r.state == "online" && r.offset >= target)
+                .count();
+            if caught_up >= n {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(REPLICA_POLL).await;
+        }
+        Err(EngineError::ReplicasNotInSync {
+            wanted: n,
+            caught_up,
+            after: timeout,
+        })
+    }
+
+    /// A connection authenticated as the admin user (for backups and other callers).
+    /// [`EngineError::NotRunning`] if nothing listens on the node's port.
+    pub async fn admin_connection(
+        &self,
+        spec: &NodeSpec,
+    ) -> Result<MultiplexedConnection, EngineError> {
+        admin::admin_connection(&self.config, spec).await
+    }
+
+    /// Polls until the server answering on the node's port is `pid`, started for this node.
+    async fn wait_ready(&self, spec: &NodeSpec, paths: &NodePaths, pid: u32) -> NodeHandle {
+        loop {
+            match admin::probe(&self.config, spec).await {
+                Ok(p) if p.is(pid, spec, paths) => return p.handle(),
+                Ok(p) => {
+                    tracing::debug!(node = %spec.name, answered_pid = p.pid, "someone else answers")
+                }
+                Err(e) => tracing::trace!(node = %spec.name, error = %e, "not ready yet"),
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// `start` found a running process: wait for it to answer. `Ok(None)` if it exits.
+    async fn await_existing(
+        &self,
+        spec: &NodeSpec,
+        paths: &NodePaths,
+        pid: u32,
+    ) -> Result<Option<NodeHandle>, EngineError> {
+        let timeout = self.config.start_timeout;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !process::is_our_redis(pid, &self.config, paths) {
+                return Ok(None);
+            }
+            if let Ok(Ok(p)) =
+                tokio::time::timeout_at(deadline, admin::probe(&self.config, spec)).await
+            {
+                if Probe::is(&p, pid, spec, paths) {
+                    return Ok(Some(p.handle()));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(EngineError::NotReady {
+                    pid,
+                    after: timeout,
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+}
+
+impl Engine {
+    /// SHUTDOWN as admin until redis accepts it and exits, within [`SHUTDOWN_GRACE`].
+    ///
+    /// redis refuses SHUTDOWN while it cannot persist safely, e.g. "Writing initial AOF,
+    /// can't exit" right after a replica's full sync; that is transient, so the command is
+    /// repeated rather than escalated to signals at once (SIGTERM is refused the same way).
+    async fn shutdown_gracefully(&self, spec: &NodeSpec, paths: &NodePaths, pid: u32) -> bool {
+        let cfg = &self.config;
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let mut refusals = 0u32;
+        loop {
+            match tokio::time::timeout_at(deadline, admin::shutdown(cfg, spec)).await {
+                Ok(Ok(Shutdown::Accepted)) | Err(_) => {
+                    return process::wait_gone(pid, cfg, paths, deadline).await;
+                }
+                Ok(Ok(Shutdown::Refused(reason))) => {
+                    if refusals == 0 {
+                        tracing::warn!(node = %spec.name, pid, %reason, "redis-server refused SHUTDOWN; retrying");
+                    }
+                    refusals += 1;
+                }
+                Ok(Err(e)) => {
+                    // Not answering, or not accepting the admin credentials: signals next.
+                    tracing::warn!(node = %spec.name, pid, error = %e, "cannot send SHUTDOWN");
+                    return !process::is_our_redis(pid, cfg, paths);
+                }
+            }
+            if !process::is_our_redis(pid, cfg, paths) {
+                return true;
+            }
+            if Instant::now() + SHUTDOWN_RETRY >= deadline {
+                return false;
+            }
+            tokio::time::sleep(SHUTDOWN_RETRY).await;
+        }
+    }
+}
+
+/// Creates the node folder and makes it 0700 (it holds the replica's masterauth).
+fn prepare_dir(paths: &NodePaths) -> Result<(), EngineError> {
+    fs::create_dir_all(&paths.dir).map_err(io_err(format!("creating {}", paths.dir.display())))?;
+    fs::set_permissions(&paths.dir, fs::Permissions::from_mode(0o700))
+        .map_err(io_err(format!("chmod 0700 {}", paths.dir.display())))
+}
+
+async fn config_rewrite(con: &mut MultiplexedConnection) -> Result<(), EngineError> {
+    redis::cmd("CONFIG")
+        .arg("REWRITE")
+        .query_async::<()>(con)
+        .await?;
+    Ok(())
+}
+
+/// The started redis-server is our child until it exits: reap it then (no zombie left in a
+/// long-running crsd) and log how it ended, which is the first thing to read after a crash.
+fn reap_in_background(mut child: tokio::process::Child, node: String, pid: u32) {
+    tokio::spawn(async move {
+        match child.wait().await {
+            Ok(status) if status.success() => {
+                tracing::info!(node = %node, pid, "redis-server exited")
+            }
+            Ok(status) => tracing::warn!(node = %node, pid, %status, "redis-server exited"),
+            Err(e) => tracing::warn!(node = %node, pid, error = %e, "cannot wait for redis-server"),
+        }
+    });
+}

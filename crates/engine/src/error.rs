@@ -1,0 +1,67 @@
+//! The one error type of the engine.
+//!
+//! Start failures are typed (`Exited`, `Signalled`, `TimedOut`) and carry the tail of
+//! `redis.log`, because the reason a redis-server refuses to start (port taken, bad config,
+//! corrupt AOF) is only ever written there; callers can show it to an operator as is.
+
+use std::fmt::Display;
+use std::time::Duration;
+
+use crate::Role;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The new redis-server exited before it answered PING.
+    #[error("redis-server exited with code {code} before it was ready; redis.log ends with:\n{log_tail}")]
+    Exited { code: i32, log_tail: String },
+    /// The new redis-server was killed by a signal before it answered PING.
+    #[error("redis-server was killed by signal {signal} before it was ready; redis.log ends with:\n{log_tail}")]
+    Signalled { signal: i32, log_tail: String },
+    /// The new redis-server did not answer PING within `start_timeout`; it has been killed.
+    #[error("redis-server did not answer PING within {after:?} and was killed; redis.log ends with:\n{log_tail}")]
+    TimedOut { after: Duration, log_tail: String },
+    /// `start` found this node's redis-server already running (not started by this call), but
+    /// it did not answer PING within `start_timeout` (still loading, hung, or it does not
+    /// accept the admin credentials of the spec). It is left running; `stop` it to restart.
+    #[error("the running redis-server (pid {pid}) of this node did not answer PING within {after:?}; left running")]
+    NotReady { pid: u32, after: Duration },
+    /// `stop` could not end the process, even with SIGKILL (e.g. stuck in uninterruptible I/O).
+    #[error("redis-server (pid {pid}) is still running after SHUTDOWN, SIGTERM and SIGKILL")]
+    StillRunning { pid: u32 },
+    /// `wait_replicas` ran out of time.
+    #[error("after {after:?} only {caught_up} of the {wanted} wanted replicas are connected and caught up")]
+    ReplicasNotInSync {
+        wanted: usize,
+        caught_up: usize,
+        after: Duration,
+    },
+    /// A replica-only (or master-only) call was made on a node in the other role.
+    #[error("expected a {expected:?} but redis reports role:{actual}")]
+    WrongRole { expected: Role, actual: String },
+    /// redis answered something this crate cannot read (e.g. a missing INFO field).
+    #[error("unexpected reply from redis-server: {0}")]
+    Protocol(String),
+    /// The spec (or engine config) cannot be rendered safely.
+    #[error("invalid node configuration: {0}")]
+    Config(String),
+    /// Nothing listens on the node's port (connection refused).
+    #[error("redis-server is not running")]
+    NotRunning,
+    /// File or process I/O; the message names the path or action.
+    #[error("{0}")]
+    Io(#[source] std::io::Error),
+    /// Talking to redis-server failed (auth, timeout, error reply, dropped connection).
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+impl From<std::io::Error> for EngineError {
+    fn from(e: std::io::Error) -> Self {
+        EngineError::Io(e)
+    }
+}
+
+/// `map_err` helper that keeps the io error kind and prefixes what was being done.
+pub(crate) fn io_err(context: impl Display) -> impl FnOnce(std::io::Error) -> EngineError {
+    move |e| EngineError::Io(std::io::Error::new(e.kind(), format!("{context}: {e}")))
+}

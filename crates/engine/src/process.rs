@@ -1,0 +1,349 @@
+//! redis-server processes: spawn detached, find, recognise, signal, wait for exit.
+//!
+//! # Recognising our process
+//!
+//! A pid on its own proves nothing: the pid file survives a `kill -9`, and the kernel hands
+//! the number to the next process. A pid is ours only if `/proc/<pid>/cmdline` is exactly
+//! `<redis-server> <node dir>/redis.conf` (redis keeps its argv because the rendered config
+//! says `set-proc-title no`) and the process is not a zombie. The config path names the node,
+//! so it also pins the port. Signals go through a pidfd opened *before* that check, so the
+//! process checked is the process signalled, even if the pid is recycled in between.
+//!
+//! # Detaching
+//!
+//! redis-server runs in its own session (`setsid` in `pre_exec`), with stdin on /dev/null and
+//! stdout/stderr appended to redis.log (config errors are printed there before redis opens its
+//! log), an environment cleared down to an allow-list, and umask 077 so everything it creates
+//! (AOF, RDB, a rewritten redis.conf) is private. Killing crsd, even with SIGKILL, leaves it
+//! running; a later crsd adopts it.
+
+use std::ffi::OsStr;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::io_err;
+use crate::layout::NodePaths;
+use crate::{EngineConfig, EngineError};
+
+/// Environment variables redis-server inherits; everything else is cleared (crsd's own
+/// secrets and settings have no business in a customer's database process).
+const ENV_ALLOW_LIST: &[&str] = &["PATH", "TZ"];
+
+/// How often exit and readiness are polled.
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Spawns redis-server for the node, detached. The returned child is this process's child
+/// until it is reaped; the caller decides when (see `Engine::start`).
+pub(crate) fn spawn(
+    config: &EngineConfig,
+    paths: &NodePaths,
+) -> Result<tokio::process::Child, EngineError> {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&paths.log)
+        .map_err(io_err(format!("opening {}", paths.log.display())))?;
+    let log2 = log
+        .try_clone()
+        .map_err(io_err(format!("duplicating {}", paths.log.display())))?;
+
+    let mut cmd = tokio::process::Command::new(&config.redis_server);
+    cmd.arg(&paths.conf)
+        .current_dir(&paths.dir)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log2))
+        .kill_on_drop(false);
+    for key in ENV_ALLOW_LIST {
+        if let Some(value) = std::env::var_os(key) {
+            cmd.env(key, value);
+        }
+    }
+    // SAFETY: runs in the forked child before exec; setsid(2) and umask(2) are
+    // async-signal-safe and touch no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(io_err(format!(
+        "spawning {} {}",
+        config.redis_server.display(),
+        paths.conf.display()
+    )))
+}
+
+/// The pid of this node's running redis-server: the pid file if it names our process,
+/// otherwise a scan of /proc (covers a pid file not written yet or removed by hand).
+pub(crate) fn find_running(config: &EngineConfig, paths: &NodePaths) -> Option<u32> {
+    if let Some(pid) = read_pid_file(&paths.pid) {
+        if is_our_redis(pid, config, paths) {
+            return Some(pid);
+        }
+    }
+    scan_proc(config, paths)
+}
+
+pub(crate) fn read_pid_file(path: &Path) -> Option<u32> {
+    let text = fs::read_to_string(path).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    // pid 0 and anything that does not fit a pid_t would make kill(2) hit a process group.
+    (pid > 1 && i32::try_from(pid).is_ok()).then_some(pid)
+}
+
+/// Removes the pid file if it does not name a live process of this node (after a kill -9 or
+/// a failed start), so nobody mistakes it for a running node.
+pub(crate) fn remove_stale_pid_file(config: &EngineConfig, paths: &NodePaths) {
+    if let Some(pid) = read_pid_file(&paths.pid) {
+        if is_our_redis(pid, config, paths) {
+            return;
+        }
+    }
+    match fs::remove_file(&paths.pid) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %paths.pid.display(), error = %e, "cannot remove stale pid file")
+        }
+    }
+}
+
+/// Whether `pid` is a live (not zombie) redis-server started for this node.
+pub(crate) fn is_our_redis(pid: u32, config: &EngineConfig, paths: &NodePaths) -> bool {
+    if pid <= 1 || is_zombie_or_gone(pid) {
+        return false;
+    }
+    let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    cmdline_matches(&raw, config, paths)
+}
+
+fn cmdline_matches(raw: &[u8], config: &EngineConfig, paths: &NodePaths) -> bool {
+    let mut args = raw
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(OsStr::from_bytes);
+    let (Some(exe), Some(conf), None) = (args.next(), args.next(), args.next()) else {
+        return false;
+    };
+    let exe = Path::new(exe);
+    let exe_ok = exe == config.redis_server
+        || exe.file_name() == config.redis_server.file_name()
+        || exe
+            .file_name()
+            .is_some_and(|n| n.as_bytes().starts_with(b"redis-server"));
+    exe_ok && Path::new(conf) == paths.conf
+}
+
+/// True when /proc has no such process or it is a zombie/dead (exited, not yet reaped).
+fn is_zombie_or_gone(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // "pid (comm) S ...": comm may contain spaces and parentheses, the state follows the last ')'.
+    match stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+    {
+        Some(state) => matches!(state, "Z" | "X" | "x"),
+        None => true,
+    }
+}
+
+fn scan_proc(config: &EngineConfig, paths: &NodePaths) -> Option<u32> {
+    let entries = fs::read_dir("/proc").ok()?;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if is_our_redis(pid, config, paths) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// A pidfd: a handle on one process that never refers to another, even after pid reuse.
+struct PidFd(OwnedFd);
+
+impl PidFd {
+    fn open(pid: u32) -> io::Result<PidFd> {
+        // SAFETY: plain syscall; on success it returns a new fd we own.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = i32::try_from(fd).map_err(|_| io::Error::other("pidfd out of range"))?;
+        // SAFETY: fd is a freshly opened descriptor nobody else owns.
+        Ok(PidFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn signal(&self, sig: libc::c_int) -> io::Result<()> {
+        // SAFETY: plain syscall on a valid pidfd.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// Sends `sig` to `pid` only if it is this node's redis-server. Returns false (and sends
+/// nothing) if it is not, or no longer, ours.
+pub(crate) fn signal_ours(
+    pid: u32,
+    sig: libc::c_int,
+    config: &EngineConfig,
+    paths: &NodePaths,
+) -> Result<bool, EngineError> {
+    match PidFd::open(pid) {
+        Ok(fd) => {
+            // Checked after the pidfd is open: if the check passes, fd is that process.
+            if !is_our_redis(pid, config, paths) {
+                return Ok(false);
+            }
+            match fd.signal(sig) {
+                Ok(()) => Ok(true),
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+                Err(e) => Err(io_err(format!("signalling pid {pid}"))(e)),
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            // Kernels before 5.3: check-then-kill, the best available.
+            if !is_our_redis(pid, config, paths) {
+                return Ok(false);
+            }
+            // SAFETY: plain syscall; pid > 1 was checked by is_our_redis.
+            if unsafe { libc::kill(pid as libc::pid_t, sig) } == 0 {
+                Ok(true)
+            } else {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::ESRCH) {
+                    Ok(false)
+                } else {
+                    Err(io_err(format!("signalling pid {pid}"))(e))
+                }
+            }
+        }
+        Err(e) => Err(io_err(format!("pidfd_open({pid})"))(e)),
+    }
+}
+
+/// Waits until `pid` is no longer this node's live redis-server, or the deadline passes.
+pub(crate) async fn wait_gone(
+    pid: u32,
+    config: &EngineConfig,
+    paths: &NodePaths,
+    deadline: Instant,
+) -> bool {
+    loop {
+        if !is_our_redis(pid, config, paths) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// The last lines of redis.log (at most ~4 KiB), for error messages.
+pub(crate) fn log_tail(paths: &NodePaths) -> String {
+    const MAX_BYTES: u64 = 4096;
+    const MAX_LINES: usize = 20;
+    let read = || -> io::Result<String> {
+        let mut f = fs::File::open(&paths.log)?;
+        let len = f.metadata()?.len();
+        f.seek(SeekFrom::Start(len.saturating_sub(MAX_BYTES)))?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    match read() {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let start = lines.len().saturating_sub(MAX_LINES);
+            lines[start..].join("\n")
+        }
+        Err(e) => format!("(cannot read {}: {e})", paths.log.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn cfg() -> EngineConfig {
+        EngineConfig {
+            redis_server: "redis-server".into(),
+            bind: "127.0.0.1".into(),
+            start_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn cmdline_must_name_this_nodes_config() {
+        let paths = NodePaths::new(Path::new("/srv/n1")).expect("paths");
+        let c = cfg();
+        assert!(cmdline_matches(
+            b"redis-server\0/srv/n1/redis.conf\0",
+            &c,
+            &paths
+        ));
+        assert!(cmdline_matches(
+            b"/usr/bin/redis-server\0/srv/n1/redis.conf\0",
+            &c,
+            &paths
+        ));
+        assert!(!cmdline_matches(
+            b"redis-server\0/srv/n2/redis.conf\0",
+            &c,
+            &paths
+        ));
+        assert!(!cmdline_matches(b"bash\0/srv/n1/redis.conf\0", &c, &paths));
+        assert!(!cmdline_matches(
+            b"redis-server\0/srv/n1/redis.conf\0--port\0x\0",
+            &c,
+            &paths
+        ));
+        assert!(!cmdline_matches(b"", &c, &paths));
+    }
+
+    #[test]
+    fn own_process_is_not_a_redis_and_is_alive() {
+        let paths = NodePaths::new(Path::new("/srv/n1")).expect("paths");
+        let me = std::process::id();
+        assert!(!is_zombie_or_gone(me));
+        assert!(!is_our_redis(me, &cfg(), &paths));
+        assert!(!signal_ours(me, libc::SIGTERM, &cfg(), &paths).expect("signal"));
+    }
+}

@@ -1,0 +1,184 @@
+//! Test fixtures: a master + replica pair of real redis-server processes in a tempdir, on
+//! free ports, and a guard that SIGKILLs every process whose command line mentions the
+//! tempdir when the test ends (also when it fails or panics).
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crsd_engine::{acl_sha256_hex, Engine, EngineConfig, NodeSpec, Role};
+use redis::aio::MultiplexedConnection;
+use redis::{ConnectionAddr, ConnectionInfo, RedisConnectionInfo};
+use tempfile::TempDir;
+
+pub const PASSWORD: &str = "user-password-1";
+
+/// A port nobody listens on right now (bind to :0, read it, release it).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+pub fn engine_config() -> EngineConfig {
+    EngineConfig {
+        redis_server: PathBuf::from("redis-server"),
+        bind: "127.0.0.1".to_string(),
+        start_timeout: Duration::from_secs(10),
+    }
+}
+
+fn random_secret() -> String {
+    use rand::Rng;
+    rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
+}
+
+pub struct Pair {
+    pub engine: Engine,
+    pub master: NodeSpec,
+    pub replica: NodeSpec,
+    // Dropped after `Drop::drop` has killed the processes using it.
+    pub tmp: TempDir,
+}
+
+impl Pair {
+    pub fn new() -> Pair {
+        let tmp = TempDir::new().expect("tempdir");
+        let admin_secret = random_secret();
+        let repl_secret = random_secret();
+        let master_port = free_port();
+        let node = |name: &str, role: Role, port: u16, master: Option<(String, u16)>| NodeSpec {
+            name: format!("crs-test-{name}"),
+            role,
+            port,
+            dir: tmp.path().join(name),
+            maxmemory_mb: 32,
+            default_password_sha256: acl_sha256_hex(PASSWORD),
+            admin_user: "crsd".to_string(),
+            admin_secret: admin_secret.clone(),
+            repl_user: "crsd-repl".to_string(),
+            repl_secret: repl_secret.clone(),
+            master,
+        };
+        let master = node("master", Role::Master, master_port, None);
+        let replica = node(
+            "replica",
+            Role::Replica,
+            free_port(),
+            Some(("127.0.0.1".to_string(), master_port)),
+        );
+        Pair {
+            engine: Engine::new(engine_config()),
+            master,
+            replica,
+            tmp,
+        }
+    }
+
+    /// Pids of live processes whose command line mentions this test's tempdir.
+    pub fn processes(&self) -> Vec<u32> {
+        processes_mentioning(self.tmp.path())
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        kill_all_mentioning(self.tmp.path());
+    }
+}
+
+pub fn processes_mentioning(path: &Path) -> Vec<u32> {
+    let needle = path.as_os_str().as_encoded_bytes();
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || is_zombie_or_gone(pid) {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            if cmd.windows(needle.len()).any(|w| w == needle) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+pub fn is_zombie_or_gone(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .map_or(true, |s| s == "Z" || s == "X")
+}
+
+pub fn kill_all_mentioning(path: &Path) {
+    let pids = processes_mentioning(path);
+    for pid in &pids {
+        // SAFETY: plain syscall; the pid was just seen running with our tempdir in argv.
+        unsafe {
+            libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|p| !is_zombie_or_gone(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A client connection as the customer (`default` user) with `password`.
+pub async fn user_conn(port: u16, password: &str) -> redis::RedisResult<MultiplexedConnection> {
+    let info = ConnectionInfo {
+        addr: ConnectionAddr::Tcp("127.0.0.1".to_string(), port),
+        redis: RedisConnectionInfo {
+            password: Some(password.to_string()),
+            ..Default::default()
+        },
+    };
+    redis::Client::open(info)?
+        .get_multiplexed_async_connection()
+        .await
+}
+
+pub async fn dbsize(con: &mut MultiplexedConnection) -> redis::RedisResult<u64> {
+    redis::cmd("DBSIZE").query_async(con).await
+}
+
+/// Polls `check` until it returns true or `timeout` passes; panics with `what` then.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Starts master and replica and waits for the replica to be in sync.
+pub async fn start_pair(p: &Pair) -> (crsd_engine::NodeHandle, crsd_engine::NodeHandle) {
+    let m = p.engine.start(&p.master).await.expect("start master");
+    let r = p.engine.start(&p.replica).await.expect("start replica");
+    wait_until("replica in sync", Duration::from_secs(10), || async {
+        p.engine.replica_in_sync(&p.replica).await.unwrap_or(false)
+    })
+    .await;
+    (m, r)
+}

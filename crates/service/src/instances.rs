@@ -1,0 +1,310 @@
+//! Use cases on existing instances: listing, names, projects, auto-renew, passwords, flush.
+
+use crate::Service;
+use crsd_core::model::{Instance, InstanceStatus, TaskKind};
+use crsd_core::{rules, secret, Error, Result};
+use crsd_store::{InstanceFilter, InstanceOrder, NewTask};
+use serde_json::json;
+
+/// DescribeRedis, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct DescribeQuery {
+    pub limit: i64,
+    pub offset: i64,
+    pub redis_id: Option<String>,
+    pub redis_name: Option<String>,
+    /// "redisId", "projectId" or "createtime".
+    pub order_by: Option<String>,
+    /// 1 descending (default), 0 ascending.
+    pub order_type: Option<i64>,
+    pub vpc_ids: Vec<i64>,
+    pub un_vpc_ids: Vec<String>,
+    pub subnet_ids: Vec<i64>,
+    pub un_subnet_ids: Vec<String>,
+    pub project_ids: Vec<i64>,
+}
+
+/// An instance as listings show it.
+#[derive(Debug, Clone)]
+pub struct InstanceView {
+    pub instance: Instance,
+    /// MB in use, from the instance's own INFO (as last polled).
+    pub size_used_mb: i64,
+    pub type_name: String,
+}
+
+/// Limits of a page, as the cloud applies them.
+pub const MAX_PAGE: i64 = 1000;
+
+impl Service {
+    /// DescribeRedis.
+    pub async fn describe(
+        &self,
+        app_id: i64,
+        q: DescribeQuery,
+    ) -> Result<(i64, Vec<InstanceView>)> {
+        if q.limit < 0 || q.limit > MAX_PAGE {
+            return Err(Error::invalid(
+                "limit",
+                format!("must be within [0, {MAX_PAGE}]"),
+            ));
+        }
+        if q.offset < 0 {
+            return Err(Error::invalid("offset", "must not be negative"));
+        }
+        let order_by = match q.order_by.as_deref() {
+            None | Some("") | Some("createtime") | Some("createTime") => InstanceOrder::CreateTime,
+            Some("redisId") => InstanceOrder::Id,
+            Some("projectId") => InstanceOrder::Project,
+            Some(other) => {
+                return Err(Error::invalid(
+                    "orderBy",
+                    format!("{other} is not one of redisId, projectId, createtime"),
+                ))
+            }
+        };
+        let descending = match q.order_type {
+            None | Some(1) => true,
+            Some(0) => false,
+            Some(other) => {
+                return Err(Error::invalid(
+                    "orderType",
+                    format!("{other} is not 0 or 1"),
+                ))
+            }
+        };
+        let filter = InstanceFilter {
+            app_id,
+            ids: q.redis_id.filter(|s| !s.is_empty()).into_iter().collect(),
+            name: q.redis_name.filter(|s| !s.is_empty()),
+            project_ids: q.project_ids,
+            vpc_ids: q.vpc_ids,
+            un_vpc_ids: q.un_vpc_ids,
+            subnet_ids: q.subnet_ids,
+            un_subnet_ids: q.un_subnet_ids,
+            order_by,
+            descending,
+            limit: q.limit,
+            offset: q.offset,
+        };
+        let (total, list) = self.store.list_instances(&filter).await?;
+        let usage = self.usage.read().unwrap_or_else(|e| e.into_inner());
+        let views = list
+            .into_iter()
+            .map(|instance| {
+                let used = usage.get(&instance.id).copied().unwrap_or(0);
+                let type_name = self.type_name(instance.zone_id, instance.type_id);
+                InstanceView {
+                    size_used_mb: (used / (1024 * 1024)) as i64,
+                    type_name,
+                    instance,
+                }
+            })
+            .collect();
+        Ok((total, views))
+    }
+
+    fn type_name(&self, zone_id: i64, type_id: i64) -> String {
+        self.catalog()
+            .zone(zone_id)
+            .and_then(|z| z.types.iter().find(|t| t.type_id == type_id))
+            .map(|t| t.type_name.clone())
+            .unwrap_or_else(|| {
+                if type_id == 1 {
+                    "集群版"
+                } else {
+                    "主从版"
+                }
+                .to_string()
+            })
+    }
+
+    /// SetRedisAutoRenew: all named instances or none.
+    pub async fn set_auto_renew(&self, app_id: i64, ids: &[String], flag: i64) -> Result<()> {
+        if ids.is_empty() {
+            return Err(Error::MissingParameter("redisIds.n".into()));
+        }
+        if !(0..=2).contains(&flag) {
+            return Err(Error::AutoRenewFlag(flag.to_string()));
+        }
+        let mut tx = self.store.write().await?;
+        let mut changed = Vec::new();
+        for id in ids {
+            let inst = self.owned_in_tx(&mut tx, app_id, id).await?;
+            if inst.status == InstanceStatus::Isolated {
+                return Err(Error::InstanceIsolated(id.clone()));
+            }
+            changed.push(inst);
+        }
+        for mut inst in changed {
+            inst.auto_renew = flag;
+            tx.update_instance(&inst).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// ModifyRedisName.
+    pub async fn rename(&self, app_id: i64, id: &str, name: &str) -> Result<()> {
+        let mut tx = self.store.write().await?;
+        let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
+        match inst.status {
+            InstanceStatus::Isolated => return Err(Error::InstanceIsolated(id.into())),
+            InstanceStatus::Running => {}
+            other => {
+                return Err(Error::InstanceStatusAbnormal {
+                    id: id.into(),
+                    status: other.description().into(),
+                })
+            }
+        }
+        rules::check_instance_name(name)?;
+        inst.name = name.to_string();
+        tx.update_instance(&inst).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// ModifyRedisProject: all named instances or none.
+    pub async fn modify_project(&self, app_id: i64, ids: &[String], project_id: i64) -> Result<()> {
+        if ids.is_empty() {
+            return Err(Error::MissingParameter("redisIds.n".into()));
+        }
+        if project_id < 0 {
+            return Err(Error::invalid("projectId", "must not be negative"));
+        }
+        let mut tx = self.store.write().await?;
+        let mut changed = Vec::new();
+        for id in ids {
+            changed.push(self.owned_in_tx(&mut tx, app_id, id).await?);
+        }
+        for mut inst in changed {
+            inst.project_id = project_id;
+            tx.update_instance(&inst).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// ModfiyRedisPassword: checks the old password, then a setPassword task applies the new one.
+    pub async fn modify_password(
+        &self,
+        app_id: i64,
+        id: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<i64> {
+        self.password_task(app_id, id, Some(old), new).await
+    }
+
+    /// ResetRedisPassword: as ModfiyRedisPassword without the old password.
+    pub async fn reset_password(&self, app_id: i64, id: &str, new: &str) -> Result<i64> {
+        self.password_task(app_id, id, None, new).await
+    }
+
+    async fn password_task(
+        &self,
+        app_id: i64,
+        id: &str,
+        old: Option<&str>,
+        new: &str,
+    ) -> Result<i64> {
+        let mut tx = self.store.write().await?;
+        let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
+        check_idle(&inst)?;
+        if old.is_some_and(str::is_empty) {
+            return Err(Error::PasswordEmpty);
+        }
+        rules::check_password_v2(new)?;
+        if let Some(old) = old {
+            if !secret::verify_password(&inst.password_hash, old) {
+                return Err(Error::OldPasswordWrong);
+            }
+        }
+        // Only hashes travel in the task: the plaintext is never stored.
+        let payload = json!({
+            "passwordHash": secret::hash_password(new),
+            "passwordAcl": crsd_engine::acl_sha256_hex(new),
+        });
+        let task_id = self
+            .lock_with_task(&mut tx, &mut inst, TaskKind::SetPassword, payload)
+            .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(task_id)
+    }
+
+    /// ClearRedis: checks the password, then a cleanInstance task flushes every key.
+    pub async fn clear(&self, app_id: i64, id: &str, password: &str) -> Result<i64> {
+        let mut tx = self.store.write().await?;
+        let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
+        check_idle(&inst)?;
+        if password.is_empty() {
+            return Err(Error::PasswordEmpty);
+        }
+        if !secret::verify_password(&inst.password_hash, password) {
+            return Err(Error::PasswordWrong);
+        }
+        let task_id = self
+            .lock_with_task(&mut tx, &mut inst, TaskKind::CleanInstance, json!({}))
+            .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(task_id)
+    }
+
+    pub(crate) async fn owned_in_tx(
+        &self,
+        tx: &mut crsd_store::WriteTx,
+        app_id: i64,
+        id: &str,
+    ) -> Result<Instance> {
+        if id.is_empty() {
+            return Err(Error::MissingParameter("redisId".into()));
+        }
+        match tx.instance(id).await? {
+            Some(i) if i.app_id == app_id && i.status != InstanceStatus::Deleted => Ok(i),
+            _ => Err(Error::InstanceNotFound(id.to_string())),
+        }
+    }
+
+    /// Records `kind` for `inst` and marks the instance busy and locked by it.
+    pub(crate) async fn lock_with_task(
+        &self,
+        tx: &mut crsd_store::WriteTx,
+        inst: &mut Instance,
+        kind: TaskKind,
+        payload: serde_json::Value,
+    ) -> Result<i64> {
+        let task_id = tx
+            .insert_task(
+                &NewTask {
+                    app_id: inst.app_id,
+                    kind,
+                    instance_id: Some(inst.id.clone()),
+                    deal_id: None,
+                    payload,
+                },
+                self.now(),
+            )
+            .await?;
+        inst.lock_task = Some(task_id);
+        inst.status = InstanceStatus::Busy;
+        tx.update_instance(inst).await?;
+        Ok(task_id)
+    }
+}
+
+/// A task may start on an instance only when nothing else holds it and it is serving.
+fn check_idle(inst: &Instance) -> Result<()> {
+    if inst.lock_task.is_some() {
+        return Err(Error::InstanceLocked(inst.id.clone()));
+    }
+    if inst.status != InstanceStatus::Running {
+        return Err(Error::InstanceStatusAbnormal {
+            id: inst.id.clone(),
+            status: inst.status.description().into(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! crsd-service: one function per use case, the task runner that carries out what they
+//! record, and the background loops (supervisor, usage poller, expiry).
+//!
+//! A use case validates its input, checks that the caller owns what it names, and writes the
+//! state change together with the durable task that carries it out, in one transaction. The
+//! runner then executes the task's idempotent steps against the engine. Dialects call these
+//! functions and render their results; they hold no business rules. This crate never speaks
+//! HTTP and never formats a response.
+
+mod accounts;
+mod instances;
+mod loops;
+mod purchase;
+mod runner;
+mod steps;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use crsd_core::catalog::Catalog;
+use crsd_core::clock::SharedClock;
+use crsd_core::model::{Instance, InstanceStatus};
+use crsd_core::{Error, Result};
+use crsd_engine::{Engine, NodeSpec, Role};
+use crsd_store::Store;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+pub use accounts::{AccountCredentials, NewAccount};
+
+/// What account creation hands back (printed once).
+pub mod accounts_created {
+    pub use crate::accounts::Created;
+}
+pub use instances::{DescribeQuery, InstanceView};
+pub use purchase::CreateOrder;
+pub use runner::TaskQuery;
+
+/// The ACL user crsd itself uses on every instance.
+pub const ADMIN_USER: &str = "crsd";
+/// The ACL user replicas use to follow their master.
+pub const REPL_USER: &str = "crsd-repl";
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Instance folders live under `<data_dir>/instances/<id>/{master,replica}`.
+    pub data_dir: PathBuf,
+    /// The address instances listen on, and the only one.
+    pub instance_bind: String,
+    /// The address DescribeRedis shows as `wanIp` (defaults to the bind address).
+    pub instance_host: String,
+    /// Ports crsd hands to instances, inclusive.
+    pub port_min: u16,
+    pub port_max: u16,
+    pub catalog: Catalog,
+    pub time_zone: Tz,
+    /// How often the supervisor checks every process.
+    pub supervise_every: Duration,
+    /// How often deadlines are checked.
+    pub expiry_every: Duration,
+    /// How many tasks run at once.
+    pub task_concurrency: usize,
+}
+
+pub struct Service {
+    store: Store,
+    engine: Arc<Engine>,
+    clock: SharedClock,
+    cfg: ServiceConfig,
+    /// Wakes the runner when a task is recorded.
+    wake: Arc<Notify>,
+    /// Last `used_memory` seen per instance (bytes), refreshed by the usage poller.
+    usage: RwLock<HashMap<String, u64>>,
+    auth_cache: RwLock<HashMap<String, AccountCredentials>>,
+}
+
+impl Service {
+    pub fn new(
+        store: Store,
+        engine: Engine,
+        clock: SharedClock,
+        cfg: ServiceConfig,
+    ) -> Arc<Service> {
+        Arc::new(Service {
+            store,
+            engine: Arc::new(engine),
+            clock,
+            cfg,
+            wake: Arc::new(Notify::new()),
+            usage: RwLock::new(HashMap::new()),
+            auth_cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.cfg
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.cfg.catalog
+    }
+
+    pub fn time_zone(&self) -> Tz {
+        self.cfg.time_zone
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The node spec of one of an instance's redis-server processes.
+    pub fn node_spec(&self, inst: &Instance, role: Role) -> NodeSpec {
+        let role_name = match role {
+            Role::Master => "master",
+            Role::Replica => "replica",
+        };
+        NodeSpec {
+            name: format!("{}-{role_name}", inst.id),
+            role,
+            port: match role {
+                Role::Master => inst.port,
+                Role::Replica => inst.replica_port,
+            },
+            dir: self.instance_dir(&inst.id).join(role_name),
+            maxmemory_mb: inst.mem_mb as u64,
+            default_password_sha256: inst.password_acl.clone(),
+            admin_user: ADMIN_USER.to_string(),
+            admin_secret: inst.admin_secret.clone(),
+            repl_user: REPL_USER.to_string(),
+            repl_secret: inst.repl_secret.clone(),
+            master: match role {
+                Role::Master => None,
+                Role::Replica => Some((self.cfg.instance_bind.clone(), inst.port)),
+            },
+        }
+    }
+
+    pub fn instance_dir(&self, id: &str) -> PathBuf {
+        self.cfg.data_dir.join("instances").join(id)
+    }
+
+    /// The caller's instance `id`; another account's instance does not exist for the caller.
+    async fn owned_instance(&self, app_id: i64, id: &str) -> Result<Instance> {
+        if id.is_empty() {
+            return Err(Error::MissingParameter("redisId".into()));
+        }
+        match self.store.instance(id).await? {
+            Some(i) if i.app_id == app_id && i.status != InstanceStatus::Deleted => Ok(i),
+            _ => Err(Error::InstanceNotFound(id.to_string())),
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Background loops: the supervisor (brings dead redis-server processes back at the same
+//! address, and on start re-adopts what runs), the usage poller (sizeUsed), and expiry
+//! (renew or isolate at the deadline).
+//!
+//! The supervisor reconciles desired against observed state: desired is "every node of a
+//! running instance is alive"; it takes no hints about what changed and is idempotent. It leaves
+//! alone instances whose task starts or stops processes (that task owns them).
+
+use crate::Service;
+use crsd_core::model::{Instance, InstanceStatus, TaskKind};
+use crsd_core::Result;
+use crsd_engine::Role;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The period an automatic renewal buys.
+const AUTO_RENEW_MONTHS: i64 = 1;
+
+impl Service {
+    /// Supervises processes and polls usage until `shutdown` turns true.
+    pub async fn run_supervisor(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = 0u64;
+        loop {
+            if let Err(e) = self.supervise_once().await {
+                tracing::error!(error = ?e, "supervisor pass failed");
+            }
+            if tick % 5 == 0 {
+                self.poll_usage().await;
+            }
+            tick += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.supervise_every) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// Checks every node that should run; restarts the dead ones. Returns how many it restarted.
+    pub async fn supervise_once(&self) -> Result<usize> {
+        let mut restarted = 0;
+        for inst in self.store.live_instances().await? {
+            if !self.should_run(&inst).await? {
+                continue;
+            }
+            for role in [Role::Master, Role::Replica] {
+                let spec = self.node_spec(&inst, role);
+                if self.engine.is_alive(&spec) {
+                    continue;
+                }
+                tracing::warn!(node = %spec.name, port = spec.port, "redis-server is not running; starting it");
+                match self.engine.start(&spec).await {
+                    Ok(h) => {
+                        restarted += 1;
+                        tracing::info!(node = %spec.name, pid = h.pid, "redis-server is back");
+                    }
+                    Err(e) => {
+                        tracing::error!(node = %spec.name, error = ?e, "cannot restart redis-server")
+                    }
+                }
+            }
+        }
+        Ok(restarted)
+    }
+
+    async fn should_run(&self, inst: &Instance) -> Result<bool> {
+        match inst.status {
+            InstanceStatus::Running => Ok(true),
+            InstanceStatus::Busy => {
+                let Some(task_id) = inst.lock_task else {
+                    return Ok(true);
+                };
+                let owner = self.store.task(task_id).await?;
+                Ok(!matches!(
+                    owner.map(|t| t.kind),
+                    Some(
+                        TaskKind::NewInstance
+                            | TaskKind::StartInstance
+                            | TaskKind::CloseInstance
+                            | TaskKind::DeleteInstance
+                            | TaskKind::RestoreBackup
+                    )
+                ))
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn poll_usage(&self) {
+        let Ok(list) = self.store.live_instances().await else {
+            return;
+        };
+        for inst in list
+            .into_iter()
+            .filter(|i| i.status == InstanceStatus::Running)
+        {
+            let spec = self.node_spec(&inst, Role::Master);
+            let fut = self.engine.used_memory_bytes(&spec);
+            if let Ok(Ok(bytes)) = tokio::time::timeout(Duration::from_secs(2), fut).await {
+                self.usage
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(inst.id.clone(), bytes);
+            }
+        }
+    }
+
+    /// Refreshes sizeUsed of one instance now (tests and the API use it after writes).
+    pub async fn refresh_usage(&self, id: &str) -> Result<()> {
+        if let Some(inst) = self.store.instance(id).await? {
+            let spec = self.node_spec(&inst, Role::Master);
+            if let Ok(bytes) = self.engine.used_memory_bytes(&spec).await {
+                self.usage
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.to_string(), bytes);
+            }
+        }
+        Ok(())
+    }
+
+    /// Renews or isolates every instance past its deadline until `shutdown` turns true.
+    pub async fn run_expiry(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.expire_once().await {
+                tracing::error!(error = ?e, "expiry pass failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.expiry_every) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// One expiry pass: an instance past its deadline with auto-renew (flag 1) and enough
+    /// balance is renewed for a month (a deal is recorded); any other is isolated (processes
+    /// stopped, data kept). Returns (renewed, isolated).
+    pub async fn expire_once(&self) -> Result<(usize, usize)> {
+        let now = self.now();
+        let (mut renewed, mut isolated) = (0, 0);
+        for inst in self.store.live_instances().await? {
+            if inst.status != InstanceStatus::Running
+                || inst.lock_task.is_some()
+                || inst.deadline > now
+            {
+                continue;
+            }
+            let mut tx = self.store.write().await?;
+            // Re-read inside the transaction: a user call may have changed it.
+            let Some(mut inst) = tx.instance(&inst.id).await? else {
+                continue;
+            };
+            if inst.status != InstanceStatus::Running
+                || inst.lock_task.is_some()
+                || inst.deadline > now
+            {
+                continue;
+            }
+            let price = self.catalog().buy_price(inst.mem_mb, AUTO_RENEW_MONTHS, 1);
+            let account = tx.account(inst.app_id).await?;
+            match account {
+                Some(acct) if inst.auto_renew == 1 && acct.balance >= price => {
+                    tx.set_balance(acct.app_id, acct.balance - price).await?;
+                    self.record_renewal(
+                        &mut tx,
+                        &mut inst,
+                        &acct.uin,
+                        AUTO_RENEW_MONTHS,
+                        price,
+                        now,
+                    )
+                    .await?;
+                    tx.update_instance(&inst).await?;
+                    renewed += 1;
+                }
+                _ => {
+                    self.lock_with_task(
+                        &mut tx,
+                        &mut inst,
+                        TaskKind::CloseInstance,
+                        serde_json::json!({}),
+                    )
+                    .await?;
+                    isolated += 1;
+                }
+            }
+            tx.commit().await?;
+        }
+        if isolated > 0 {
+            self.wake.notify_one();
+        }
+        Ok((renewed, isolated))
+    }
+}

@@ -1,0 +1,405 @@
+//! Buying things: price inquiries, CreateRedis, RenewRedis, UpgradeRedis, and the deals they
+//! record. Money moves in the same transaction as the deal and the task, so a refusal (too
+//! little balance, a bad parameter) changes nothing.
+
+use crate::Service;
+use chrono::{DateTime, Duration, Months, Utc};
+use crsd_core::catalog::{ProductType, Zone};
+use crsd_core::model::{deal_status, Deal, GoodsDetail, Instance, InstanceStatus, TaskKind};
+use crsd_core::{ids, rules, secret, timefmt, Error, Result};
+use crsd_store::{NewTask, WriteTx};
+use serde_json::json;
+
+/// A CreateRedis order, already parsed by a dialect.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOrder {
+    pub zone_id: i64,
+    pub type_id: i64,
+    pub mem_mb: i64,
+    pub goods_num: i64,
+    pub period: i64,
+    pub password: String,
+    pub project_id: i64,
+    pub vpc_id: i64,
+    pub un_vpc_id: String,
+    pub subnet_id: i64,
+    pub un_subnet_id: String,
+    /// Instance name; the id when empty.
+    pub name: String,
+}
+
+/// Deals are payable for 15 days, as the seed's examples show.
+const DEAL_OVERDUE_DAYS: i64 = 15;
+
+pub(crate) fn add_months(t: DateTime<Utc>, months: i64) -> DateTime<Utc> {
+    t.checked_add_months(Months::new(months.clamp(0, 1200) as u32))
+        .unwrap_or(t)
+}
+
+impl Service {
+    /// DescribeRedisProduct: zones (all, or those named) with the types they sell; `type_id` 0 = all.
+    pub fn products(
+        &self,
+        zone_ids: &[i64],
+        type_id: i64,
+    ) -> Result<Vec<(Zone, Vec<ProductType>)>> {
+        if !(0..=2).contains(&type_id) {
+            return Err(Error::invalid("typeId", "must be 0, 1 or 2"));
+        }
+        Ok(self
+            .catalog()
+            .zones
+            .iter()
+            .filter(|z| zone_ids.is_empty() || zone_ids.contains(&z.id))
+            .map(|z| {
+                let types = z
+                    .types
+                    .iter()
+                    .filter(|t| type_id == 0 || t.type_id == type_id)
+                    .filter(|t| crsd_core::catalog::RUNNABLE_TYPES.contains(&t.type_id))
+                    .cloned()
+                    .collect();
+                (z.clone(), types)
+            })
+            .collect())
+    }
+
+    /// InquiryRedisPrice.
+    pub fn inquiry_price(
+        &self,
+        zone_id: i64,
+        type_id: i64,
+        mem_mb: i64,
+        goods_num: i64,
+        period: i64,
+    ) -> Result<i64> {
+        let (_, product) = self.catalog().product(zone_id, type_id)?;
+        product.check_mem(mem_mb)?;
+        product.check_goods_num(goods_num)?;
+        self.catalog().check_period(period)?;
+        Ok(self.catalog().buy_price(mem_mb, period, goods_num))
+    }
+
+    /// CreateRedis: charges the account, records a deal (发货中) and one newInstance task per
+    /// instance. Returns the deal id.
+    pub async fn create(&self, app_id: i64, order: CreateOrder) -> Result<i64> {
+        let price = self.inquiry_price(
+            order.zone_id,
+            order.type_id,
+            order.mem_mb,
+            order.goods_num,
+            order.period,
+        )?;
+        let (zone, _) = self.catalog().product(order.zone_id, order.type_id)?;
+        if order.vpc_id != 0 && order.subnet_id == 0 && order.un_subnet_id.is_empty() {
+            return Err(Error::InvalidSubnetId(String::new()));
+        }
+        rules::check_password_v2(&order.password)?;
+        if !order.name.is_empty() {
+            rules::check_instance_name(&order.name)?;
+        }
+        let now = self.now();
+        let password_hash = secret::hash_password(&order.password);
+        let password_acl = crsd_engine::acl_sha256_hex(&order.password);
+
+        let mut tx = self.store.write().await?;
+        let account = tx.account(app_id).await?.ok_or(Error::SecretIdNotFound)?;
+        charge(&mut tx, app_id, account.balance, price).await?;
+        let mut free = self.free_ports(&mut tx).await?;
+        let mut instances = Vec::new();
+        for _ in 0..order.goods_num {
+            let id = ids::new_instance_id();
+            let (port, replica_port) = match (free.next(), free.next()) {
+                (Some(a), Some(b)) => (a, b),
+                _ => return Err(Error::NoFreePort),
+            };
+            instances.push(Instance {
+                name: if order.name.is_empty() {
+                    id.clone()
+                } else {
+                    order.name.clone()
+                },
+                id,
+                app_id,
+                project_id: order.project_id,
+                zone_id: order.zone_id,
+                region_id: zone.region_id,
+                type_id: order.type_id,
+                mem_mb: order.mem_mb,
+                status: InstanceStatus::Initializing,
+                vip: self.cfg.instance_host.clone(),
+                port,
+                replica_port,
+                vpc_id: order.vpc_id,
+                un_vpc_id: order.un_vpc_id.clone(),
+                subnet_id: order.subnet_id,
+                un_subnet_id: order.un_subnet_id.clone(),
+                created_at: now,
+                deadline: add_months(now, order.period),
+                auto_renew: 0,
+                password_hash: password_hash.clone(),
+                password_acl: password_acl.clone(),
+                admin_secret: ids::new_secret(),
+                repl_secret: ids::new_secret(),
+                lock_task: None,
+            });
+        }
+        let deal = Deal {
+            id: 0,
+            app_id,
+            name: String::new(),
+            zone_id: order.zone_id,
+            goods_num: order.goods_num,
+            creator: account.uin.clone(),
+            status: deal_status::DELIVERING,
+            price,
+            detail: GoodsDetail::Create {
+                mem_mb: order.mem_mb,
+                months: order.period,
+                instance_ids: instances.iter().map(|i| i.id.clone()).collect(),
+            },
+            created_at: now,
+            overdue_at: now + Duration::days(DEAL_OVERDUE_DAYS),
+            end_at: None,
+        };
+        let deal_id = self.insert_deal(&mut tx, deal).await?;
+        for mut inst in instances {
+            tx.insert_instance(&inst).await?;
+            let task_id = tx
+                .insert_task(
+                    &NewTask {
+                        app_id,
+                        kind: TaskKind::NewInstance,
+                        instance_id: Some(inst.id.clone()),
+                        deal_id: Some(deal_id),
+                        payload: json!({ "price": price / order.goods_num }),
+                    },
+                    now,
+                )
+                .await?;
+            inst.lock_task = Some(task_id);
+            tx.update_instance(&inst).await?;
+        }
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(deal_id)
+    }
+
+    /// RenewRedis: extends the deadline by `period` months; an isolated instance is started again.
+    pub async fn renew(&self, app_id: i64, id: &str, period: i64) -> Result<i64> {
+        let inst = self.owned_instance(app_id, id).await?;
+        if inst.lock_task.is_some() {
+            return Err(Error::InstanceLocked(id.to_string()));
+        }
+        self.catalog().check_period(period)?;
+        let price = self.catalog().buy_price(inst.mem_mb, period, 1);
+        let now = self.now();
+        let mut tx = self.store.write().await?;
+        let account = tx.account(app_id).await?.ok_or(Error::SecretIdNotFound)?;
+        let mut inst = tx
+            .instance(id)
+            .await?
+            .ok_or_else(|| Error::InstanceNotFound(id.to_string()))?;
+        if inst.lock_task.is_some() {
+            return Err(Error::InstanceLocked(id.to_string()));
+        }
+        charge(&mut tx, app_id, account.balance, price).await?;
+        let deal_id = self
+            .record_renewal(&mut tx, &mut inst, &account.uin, period, price, now)
+            .await?;
+        if inst.status == InstanceStatus::Isolated && inst.deadline > now {
+            let task_id = tx
+                .insert_task(
+                    &NewTask {
+                        app_id,
+                        kind: TaskKind::StartInstance,
+                        instance_id: Some(inst.id.clone()),
+                        deal_id: Some(deal_id),
+                        payload: json!({}),
+                    },
+                    now,
+                )
+                .await?;
+            inst.lock_task = Some(task_id);
+            inst.status = InstanceStatus::Busy;
+        }
+        tx.update_instance(&inst).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(deal_id)
+    }
+
+    /// Records a delivered renewal deal and moves the deadline (caller has charged the account).
+    pub(crate) async fn record_renewal(
+        &self,
+        tx: &mut WriteTx,
+        inst: &mut Instance,
+        creator: &str,
+        period: i64,
+        price: i64,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        let deal = Deal {
+            id: 0,
+            app_id: inst.app_id,
+            name: String::new(),
+            zone_id: inst.zone_id,
+            goods_num: 1,
+            creator: creator.to_string(),
+            status: deal_status::DELIVERED,
+            price,
+            detail: GoodsDetail::Renew {
+                cur_deadline: inst.deadline,
+                mem_mb: inst.mem_mb,
+                months: period,
+                instance_ids: vec![inst.id.clone()],
+            },
+            created_at: now,
+            overdue_at: now + Duration::days(DEAL_OVERDUE_DAYS),
+            end_at: Some(now),
+        };
+        let deal_id = self.insert_deal(tx, deal).await?;
+        // An expired instance is renewed from now, a running one from its deadline.
+        let base = inst.deadline.max(now);
+        inst.deadline = add_months(base, period);
+        Ok(deal_id)
+    }
+
+    fn check_upgrade(&self, inst: &Instance, mem_mb: i64) -> Result<i64> {
+        if inst.status != InstanceStatus::Running || inst.lock_task.is_some() {
+            return Err(Error::InstanceStatusAbnormal {
+                id: inst.id.clone(),
+                status: inst.status.description().into(),
+            });
+        }
+        let (_, product) = self.catalog().product(inst.zone_id, inst.type_id)?;
+        product.check_mem(mem_mb)?;
+        if mem_mb <= inst.mem_mb {
+            return Err(Error::ReduceCapacityNotAllowed {
+                requested: mem_mb,
+                current: inst.mem_mb,
+            });
+        }
+        let remaining = (inst.deadline - self.now()).num_seconds();
+        Ok(self.catalog().upgrade_price(inst.mem_mb, mem_mb, remaining))
+    }
+
+    /// UpgradeRedisInquiryPrice.
+    pub async fn upgrade_price(&self, app_id: i64, id: &str, mem_mb: i64) -> Result<i64> {
+        let inst = self.owned_instance(app_id, id).await?;
+        self.check_upgrade(&inst, mem_mb)
+    }
+
+    /// UpgradeRedis: charges, records an upgrade deal and a resizeInstance task that raises
+    /// maxmemory live.
+    pub async fn upgrade(&self, app_id: i64, id: &str, mem_mb: i64) -> Result<i64> {
+        self.owned_instance(app_id, id).await?;
+        let now = self.now();
+        let mut tx = self.store.write().await?;
+        let account = tx.account(app_id).await?.ok_or(Error::SecretIdNotFound)?;
+        let mut inst = tx
+            .instance(id)
+            .await?
+            .ok_or_else(|| Error::InstanceNotFound(id.to_string()))?;
+        let price = self.check_upgrade(&inst, mem_mb)?;
+        charge(&mut tx, app_id, account.balance, price).await?;
+        let deal = Deal {
+            id: 0,
+            app_id,
+            name: String::new(),
+            zone_id: inst.zone_id,
+            goods_num: 1,
+            creator: account.uin.clone(),
+            status: deal_status::DELIVERING,
+            price,
+            detail: GoodsDetail::Upgrade {
+                old_mem_mb: inst.mem_mb,
+                new_mem_mb: mem_mb,
+                instance_ids: vec![inst.id.clone()],
+            },
+            created_at: now,
+            overdue_at: now + Duration::days(DEAL_OVERDUE_DAYS),
+            end_at: None,
+        };
+        let deal_id = self.insert_deal(&mut tx, deal).await?;
+        let task_id = tx
+            .insert_task(
+                &NewTask {
+                    app_id,
+                    kind: TaskKind::ResizeInstance,
+                    instance_id: Some(inst.id.clone()),
+                    deal_id: Some(deal_id),
+                    payload: json!({ "memMb": mem_mb, "price": price }),
+                },
+                now,
+            )
+            .await?;
+        inst.lock_task = Some(task_id);
+        inst.status = InstanceStatus::Busy;
+        tx.update_instance(&inst).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(deal_id)
+    }
+
+    /// DescribeRedisDealDetail: the caller's deals among `ids`; an id that is not the caller's
+    /// deal (or not a number) is DealNotFound.
+    pub async fn deals(&self, app_id: i64, ids: &[String]) -> Result<Vec<Deal>> {
+        if ids.is_empty() {
+            return Err(Error::MissingParameter("dealIds.n".into()));
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for raw in ids {
+            let deal = match raw.trim().parse::<i64>() {
+                Ok(id) => self.store.deal(id).await?,
+                Err(_) => None,
+            };
+            match deal {
+                Some(d) if d.app_id == app_id => out.push(d),
+                _ => return Err(Error::DealNotFound(raw.clone())),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn insert_deal(&self, tx: &mut WriteTx, mut deal: Deal) -> Result<i64> {
+        let id = tx.insert_deal(&deal).await?;
+        // dealName: the local date and the serial, like the cloud's "20160712110021".
+        deal.name = format!(
+            "{}{:06}",
+            timefmt::format(deal.created_at, self.time_zone())
+                .get(0..10)
+                .unwrap_or_default()
+                .replace('-', ""),
+            id % 1_000_000
+        );
+        tx.set_deal_name(id, &deal.name).await?;
+        Ok(id)
+    }
+
+    /// Ports in the configured range that no live instance holds, lowest first.
+    async fn free_ports(&self, tx: &mut WriteTx) -> Result<impl Iterator<Item = u16>> {
+        let used: std::collections::HashSet<u16> = tx.used_ports().await?.into_iter().collect();
+        let bind = self.cfg.instance_bind.clone();
+        Ok((self.cfg.port_min..=self.cfg.port_max)
+            .filter(move |p| !used.contains(p))
+            .filter(move |p| port_is_free(&bind, *p)))
+    }
+}
+
+/// Takes `price` from the account inside the transaction, or refuses with nothing changed.
+async fn charge(tx: &mut WriteTx, app_id: i64, balance: i64, price: i64) -> Result<()> {
+    if balance < price {
+        return Err(Error::BalanceNotEnough {
+            needed: price,
+            available: balance,
+        });
+    }
+    tx.set_balance(app_id, balance - price).await?;
+    Ok(())
+}
+
+/// A port some other program holds is skipped, not handed out.
+fn port_is_free(bind: &str, port: u16) -> bool {
+    std::net::TcpListener::bind((bind, port)).is_ok()
+}

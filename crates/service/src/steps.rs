@@ -1,0 +1,293 @@
+//! The steps of each task kind, and their undo.
+//!
+//! Every step is idempotent: starting a node that runs adopts it, setting maxmemory or a
+//! password twice is harmless, flushing twice is the same flush. The final step writes the
+//! instance, the deal and the task together in one transaction.
+
+use crate::Service;
+use crsd_core::model::{deal_status, Instance, InstanceStatus, Task, TaskKind, TaskStatus};
+use crsd_core::{Error, Result};
+use crsd_engine::Role;
+use std::time::Duration;
+
+/// How long a new replica may take to finish its first sync.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn engine_err(e: crsd_engine::EngineError) -> Error {
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    Error::Internal(detail)
+}
+
+/// What the last transaction of a task writes besides the task itself.
+struct Finish {
+    status: InstanceStatus,
+    mem_mb: Option<i64>,
+    password: Option<(String, String)>,
+    deal: Option<i64>,
+    deleted_refund: Option<i64>,
+}
+
+impl Finish {
+    fn to(status: InstanceStatus) -> Finish {
+        Finish {
+            status,
+            mem_mb: None,
+            password: None,
+            deal: None,
+            deleted_refund: None,
+        }
+    }
+}
+
+impl Service {
+    async fn task_instance(&self, task: &Task) -> Result<Instance> {
+        let id = task
+            .instance_id
+            .as_deref()
+            .ok_or_else(|| Error::internal(format!("task {} names no instance", task.id)))?;
+        self.store
+            .instance(id)
+            .await?
+            .ok_or_else(|| Error::InstanceNotFound(id.to_string()))
+    }
+
+    pub(crate) async fn execute(&self, mut task: Task) -> Result<()> {
+        let inst = self.task_instance(&task).await?;
+        let master = self.node_spec(&inst, Role::Master);
+        let replica = self.node_spec(&inst, Role::Replica);
+        let engine = &self.engine;
+        let finish = match task.kind {
+            TaskKind::NewInstance | TaskKind::StartInstance => {
+                if task.step < 1 {
+                    let (m, r) = tokio::join!(engine.start(&master), engine.start(&replica));
+                    m.map_err(engine_err)?;
+                    r.map_err(engine_err)?;
+                    self.step_done(&mut task, 1).await?;
+                }
+                engine
+                    .wait_replicas(&master, 1, SYNC_TIMEOUT)
+                    .await
+                    .map_err(engine_err)?;
+                let mut f = Finish::to(InstanceStatus::Running);
+                if task.kind == TaskKind::NewInstance {
+                    f.deal = task.deal_id;
+                }
+                f
+            }
+            TaskKind::ResizeInstance => {
+                let mem = payload_i64(&task, "memMb")?;
+                engine
+                    .set_maxmemory(&master, mem as u64)
+                    .await
+                    .map_err(engine_err)?;
+                engine
+                    .set_maxmemory(&replica, mem as u64)
+                    .await
+                    .map_err(engine_err)?;
+                let mut f = Finish::to(InstanceStatus::Running);
+                f.mem_mb = Some(mem);
+                f.deal = task.deal_id;
+                f
+            }
+            TaskKind::SetPassword => {
+                let hash = payload_str(&task, "passwordHash")?;
+                let acl = payload_str(&task, "passwordAcl")?;
+                engine
+                    .set_default_password(&master, &acl)
+                    .await
+                    .map_err(engine_err)?;
+                engine
+                    .set_default_password(&replica, &acl)
+                    .await
+                    .map_err(engine_err)?;
+                let mut f = Finish::to(InstanceStatus::Running);
+                f.password = Some((hash, acl));
+                f
+            }
+            TaskKind::CleanInstance => {
+                engine.flush_all(&master).await.map_err(engine_err)?;
+                Finish::to(InstanceStatus::Running)
+            }
+            TaskKind::CloseInstance => {
+                engine.stop(&replica).await.map_err(engine_err)?;
+                engine.stop(&master).await.map_err(engine_err)?;
+                Finish::to(InstanceStatus::Isolated)
+            }
+            TaskKind::DeleteInstance => {
+                engine.destroy(&replica).await.map_err(engine_err)?;
+                engine.destroy(&master).await.map_err(engine_err)?;
+                let _ = std::fs::remove_dir_all(self.instance_dir(&inst.id));
+                Finish::to(InstanceStatus::Deleted)
+            }
+            other => {
+                return Err(Error::internal(format!(
+                    "task kind {} is not carried out by this version",
+                    other.name()
+                )))
+            }
+        };
+        self.finish(task, TaskStatus::Succeeded, None, finish).await
+    }
+
+    /// Puts things back after a failed task and records how it ended.
+    pub(crate) async fn undo(&self, task: &Task, status: TaskStatus, error: &Error) -> Result<()> {
+        let inst = self.task_instance(task).await?;
+        let master = self.node_spec(&inst, Role::Master);
+        let replica = self.node_spec(&inst, Role::Replica);
+        let engine = &self.engine;
+        let finish = match task.kind {
+            TaskKind::NewInstance => {
+                // Nothing was delivered: remove what was started and give the money back.
+                let _ = engine.destroy(&replica).await;
+                let _ = engine.destroy(&master).await;
+                let _ = std::fs::remove_dir_all(self.instance_dir(&inst.id));
+                let mut f = Finish::to(InstanceStatus::Deleted);
+                f.deal = task.deal_id;
+                f.deleted_refund = Some(payload_i64(task, "price").unwrap_or(0));
+                f
+            }
+            TaskKind::ResizeInstance => {
+                let _ = engine.set_maxmemory(&master, inst.mem_mb as u64).await;
+                let _ = engine.set_maxmemory(&replica, inst.mem_mb as u64).await;
+                let mut f = Finish::to(InstanceStatus::Running);
+                f.deal = task.deal_id;
+                f.deleted_refund = Some(payload_i64(task, "price").unwrap_or(0));
+                f
+            }
+            TaskKind::SetPassword => {
+                let _ = engine
+                    .set_default_password(&master, &inst.password_acl)
+                    .await;
+                let _ = engine
+                    .set_default_password(&replica, &inst.password_acl)
+                    .await;
+                Finish::to(InstanceStatus::Running)
+            }
+            TaskKind::StartInstance | TaskKind::CloseInstance => {
+                // Leave it isolated; the supervisor does not touch isolated instances.
+                let _ = engine.stop(&replica).await;
+                let _ = engine.stop(&master).await;
+                Finish::to(InstanceStatus::Isolated)
+            }
+            _ => Finish::to(inst.status_after_unlock()),
+        };
+        let mut t = task.clone();
+        t.error = Some(format!("{error}: {error:?}"));
+        self.finish(t, status, Some(error), finish).await
+    }
+
+    /// The last transaction of a task: instance, deal, money and the task's end, together.
+    async fn finish(
+        &self,
+        mut task: Task,
+        status: TaskStatus,
+        error: Option<&Error>,
+        f: Finish,
+    ) -> Result<()> {
+        let now = self.now();
+        let mut tx = self.store.write().await?;
+        let id = task.instance_id.clone().unwrap_or_default();
+        if let Some(mut inst) = tx.instance(&id).await? {
+            inst.status = f.status;
+            if inst.lock_task == Some(task.id) {
+                inst.lock_task = None;
+            }
+            if let Some(mem) = f.mem_mb {
+                inst.mem_mb = mem;
+            }
+            if let Some((hash, acl)) = f.password {
+                inst.password_hash = hash;
+                inst.password_acl = acl;
+            }
+            tx.update_instance(&inst).await?;
+        }
+        if let Some(deal_id) = f.deal {
+            if let Some(deal) = tx.deal(deal_id).await? {
+                if let Some(refund) = f.deleted_refund {
+                    if let Some(acct) = tx.account(deal.app_id).await? {
+                        tx.set_balance(deal.app_id, acct.balance + refund).await?;
+                    }
+                    tx.set_deal_status(deal_id, deal_status::DELIVERY_FAILED, Some(now))
+                        .await?;
+                } else if deal.status == deal_status::DELIVERING {
+                    // Delivered once every instance of the deal runs.
+                    let mut all = true;
+                    for other in deal.detail_instance_ids() {
+                        if other == &id {
+                            continue;
+                        }
+                        match tx.instance(other).await? {
+                            Some(i) if i.status == InstanceStatus::Running => {}
+                            _ => all = false,
+                        }
+                    }
+                    if all {
+                        tx.set_deal_status(deal_id, deal_status::DELIVERED, Some(now))
+                            .await?;
+                    }
+                }
+            }
+        }
+        task.status = status;
+        task.updated_at = now;
+        if let Some(e) = error {
+            task.error = Some(format!("{e}"));
+        }
+        tx.update_task(&task).await?;
+        tx.commit().await?;
+        if status == TaskStatus::Succeeded {
+            tracing::info!(task = task.id, kind = task.kind.name(), instance = %id, "task succeeded");
+        }
+        Ok(())
+    }
+}
+
+trait AfterUnlock {
+    fn status_after_unlock(&self) -> InstanceStatus;
+}
+
+impl AfterUnlock for Instance {
+    /// A busy instance goes back to running when its task ends without changing its state.
+    fn status_after_unlock(&self) -> InstanceStatus {
+        match self.status {
+            InstanceStatus::Busy => InstanceStatus::Running,
+            other => other,
+        }
+    }
+}
+
+trait DealInstances {
+    fn detail_instance_ids(&self) -> &[String];
+}
+
+impl DealInstances for crsd_core::model::Deal {
+    fn detail_instance_ids(&self) -> &[String] {
+        use crsd_core::model::GoodsDetail;
+        match &self.detail {
+            GoodsDetail::Create { instance_ids, .. }
+            | GoodsDetail::Renew { instance_ids, .. }
+            | GoodsDetail::Upgrade { instance_ids, .. } => instance_ids,
+        }
+    }
+}
+
+fn payload_i64(task: &Task, key: &str) -> Result<i64> {
+    task.payload
+        .get(key)
+        .and_then(|v| v.as_i64())
+        .ok_or_else(|| Error::internal(format!("task {} payload lacks {key}", task.id)))
+}
+
+fn payload_str(task: &Task, key: &str) -> Result<String> {
+    task.payload
+        .get(key)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| Error::internal(format!("task {} payload lacks {key}", task.id)))
+}

@@ -1,0 +1,575 @@
+//! crsd-store: the metadata store.
+//!
+//! SQLite through sqlx by default (one file under the data dir, WAL, `synchronous=FULL`, mode
+//! 0600 because it holds the API secret keys), with the migrations embedded and applied at open.
+//! Writes go through [`Store::write`], which serialises writers in-process (SQLite has one
+//! writer; taking the lock up front avoids `SQLITE_BUSY` on read-then-write transactions) and
+//! yields a [`WriteTx`]: a state change and the task row that carries it out commit together.
+//!
+//! This crate holds no business rules: it stores and finds what the service decides.
+
+mod rows;
+
+use chrono::{DateTime, Utc};
+use crsd_core::model::{Account, Deal, Instance, InstanceStatus, Task, TaskKind, TaskView};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use rows::{from_millis, millis};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot prepare the database file {path}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl From<StoreError> for crsd_core::Error {
+    fn from(e: StoreError) -> crsd_core::Error {
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            detail.push_str(": ");
+            detail.push_str(&s.to_string());
+            source = s.source();
+        }
+        crsd_core::Error::Internal(detail)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Which instances DescribeRedis-like listings want.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceFilter {
+    pub app_id: i64,
+    pub ids: Vec<String>,
+    /// Substring of the instance name.
+    pub name: Option<String>,
+    pub project_ids: Vec<i64>,
+    pub vpc_ids: Vec<i64>,
+    pub un_vpc_ids: Vec<String>,
+    pub subnet_ids: Vec<i64>,
+    pub un_subnet_ids: Vec<String>,
+    pub order_by: InstanceOrder,
+    pub descending: bool,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InstanceOrder {
+    Id,
+    Project,
+    #[default]
+    CreateTime,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub app_id: i64,
+    pub instance_id: Option<String>,
+    pub instance_name: Option<String>,
+    pub begin: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    pub statuses: Vec<i64>,
+    pub kinds: Vec<TaskKind>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A task to record with the state change it carries out.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub app_id: i64,
+    pub kind: TaskKind,
+    pub instance_id: Option<String>,
+    pub deal_id: Option<i64>,
+    pub payload: serde_json::Value,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` and applies the migrations.
+    pub async fn open(path: &Path) -> Result<Store> {
+        prepare_file(path)?;
+        let url = format!("sqlite://{}", path.display());
+        let options = SqliteConnectOptions::from_str(&url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store {
+            pool,
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Begins the one write transaction.
+    pub async fn write(&self) -> Result<WriteTx> {
+        let guard = self.writer.clone().lock_owned().await;
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx { tx, _guard: guard })
+    }
+
+    // ---------------- accounts ----------------
+
+    pub async fn account_by_secret_id(&self, secret_id: &str) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE secret_id = ?")
+            .bind(secret_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| rows::account(&r)).transpose()
+    }
+
+    pub async fn account(&self, app_id: i64) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE app_id = ?")
+            .bind(app_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| rows::account(&r)).transpose()
+    }
+
+    pub async fn count_accounts(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM accounts")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
+    }
+
+    // ---------------- instances ----------------
+
+    pub async fn instance(&self, id: &str) -> Result<Option<Instance>> {
+        let row = sqlx::query("SELECT * FROM instances WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| rows::instance(&r)).transpose()
+    }
+
+    /// Every instance that still has processes or data (not deleted).
+    pub async fn live_instances(&self) -> Result<Vec<Instance>> {
+        let rows = sqlx::query("SELECT * FROM instances WHERE status != ? ORDER BY created_at")
+            .bind(InstanceStatus::Deleted.code())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::instance).collect()
+    }
+
+    /// One page of an account's visible instances and the total count.
+    pub async fn list_instances(&self, f: &InstanceFilter) -> Result<(i64, Vec<Instance>)> {
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM instances");
+        push_instance_where(&mut count, f);
+        let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
+
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM instances");
+        push_instance_where(&mut q, f);
+        let column = match f.order_by {
+            InstanceOrder::Id => "id",
+            InstanceOrder::Project => "project_id",
+            InstanceOrder::CreateTime => "created_at",
+        };
+        let dir = if f.descending { "DESC" } else { "ASC" };
+        q.push(format!(" ORDER BY {column} {dir}, id {dir} LIMIT "));
+        q.push_bind(f.limit);
+        q.push(" OFFSET ");
+        q.push_bind(f.offset);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        let list = rows.iter().map(rows::instance).collect::<Result<_>>()?;
+        Ok((total, list))
+    }
+
+    // ---------------- deals ----------------
+
+    pub async fn deal(&self, id: i64) -> Result<Option<Deal>> {
+        let row = sqlx::query("SELECT * FROM deals WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| rows::deal(&r)).transpose()
+    }
+
+    // ---------------- tasks ----------------
+
+    pub async fn task(&self, id: i64) -> Result<Option<Task>> {
+        let row = sqlx::query("SELECT * FROM tasks WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| rows::task(&r)).transpose()
+    }
+
+    /// Tasks not yet finished (pending or running), oldest first.
+    pub async fn unfinished_tasks(&self) -> Result<Vec<Task>> {
+        let rows = sqlx::query("SELECT * FROM tasks WHERE status IN (0, 1) ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::task).collect()
+    }
+
+    pub async fn list_tasks(&self, f: &TaskFilter) -> Result<(i64, Vec<TaskView>)> {
+        let base = "FROM tasks t LEFT JOIN instances i ON i.id = t.instance_id";
+        let mut count = QueryBuilder::<Sqlite>::new(format!("SELECT COUNT(*) {base}"));
+        push_task_where(&mut count, f);
+        let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
+
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT t.*, COALESCE(i.name, '') AS instance_name, COALESCE(i.project_id, 0) AS instance_project {base}"
+        ));
+        push_task_where(&mut q, f);
+        q.push(" ORDER BY t.id DESC LIMIT ");
+        q.push_bind(f.limit);
+        q.push(" OFFSET ");
+        q.push_bind(f.offset);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        let list = rows
+            .iter()
+            .map(|r| {
+                Ok(TaskView {
+                    task: rows::task(r)?,
+                    instance_name: r.try_get("instance_name")?,
+                    project_id: r.try_get("instance_project")?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok((total, list))
+    }
+}
+
+fn push_instance_where(q: &mut QueryBuilder<'_, Sqlite>, f: &InstanceFilter) {
+    q.push(" WHERE app_id = ");
+    q.push_bind(f.app_id);
+    q.push(" AND status != ");
+    q.push_bind(InstanceStatus::Deleted.code());
+    push_in(q, "id", &f.ids);
+    if let Some(name) = &f.name {
+        q.push(" AND instr(name, ");
+        q.push_bind(name.clone());
+        q.push(") > 0");
+    }
+    push_in(q, "project_id", &f.project_ids);
+    push_in(q, "vpc_id", &f.vpc_ids);
+    push_in(q, "un_vpc_id", &f.un_vpc_ids);
+    push_in(q, "subnet_id", &f.subnet_ids);
+    push_in(q, "un_subnet_id", &f.un_subnet_ids);
+}
+
+fn push_task_where(q: &mut QueryBuilder<'_, Sqlite>, f: &TaskFilter) {
+    q.push(" WHERE t.app_id = ");
+    q.push_bind(f.app_id);
+    if let Some(id) = &f.instance_id {
+        q.push(" AND t.instance_id = ");
+        q.push_bind(id.clone());
+    }
+    if let Some(name) = &f.instance_name {
+        q.push(" AND i.name = ");
+        q.push_bind(name.clone());
+    }
+    if let Some(begin) = f.begin {
+        q.push(" AND t.created_at >= ");
+        q.push_bind(millis(begin));
+    }
+    if let Some(end) = f.end {
+        q.push(" AND t.created_at <= ");
+        q.push_bind(millis(end));
+    }
+    push_in(q, "t.status", &f.statuses);
+    let kinds: Vec<String> = f.kinds.iter().map(|k| k.name().to_string()).collect();
+    push_in(q, "t.kind", &kinds);
+}
+
+fn push_in<'a, T>(q: &mut QueryBuilder<'a, Sqlite>, column: &str, values: &[T])
+where
+    T: Clone + 'a + sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite> + Send,
+{
+    if values.is_empty() {
+        return;
+    }
+    q.push(format!(" AND {column} IN ("));
+    let mut sep = q.separated(", ");
+    for v in values {
+        sep.push_bind(v.clone());
+    }
+    q.push(")");
+}
+
+fn prepare_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |source| StoreError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(())
+}
+
+/// The one write transaction; dropped without [`WriteTx::commit`] it rolls back.
+pub struct WriteTx {
+    tx: Transaction<'static, Sqlite>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn insert_account(&mut self, a: &Account, now: DateTime<Utc>) -> Result<i64> {
+        let id = sqlx::query(
+            "INSERT INTO accounts (app_id, uin, name, secret_id, secret_key, balance, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(if a.app_id > 0 { Some(a.app_id) } else { None })
+        .bind(&a.uin)
+        .bind(&a.name)
+        .bind(&a.secret_id)
+        .bind(&a.secret_key)
+        .bind(a.balance)
+        .bind(millis(now))
+        .execute(&mut *self.tx)
+        .await?
+        .last_insert_rowid();
+        Ok(id)
+    }
+
+    pub async fn max_app_id(&mut self) -> Result<Option<i64>> {
+        Ok(sqlx::query("SELECT MAX(app_id) FROM accounts")
+            .fetch_one(&mut *self.tx)
+            .await?
+            .try_get(0)?)
+    }
+
+    pub async fn account(&mut self, app_id: i64) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE app_id = ?")
+            .bind(app_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| rows::account(&r)).transpose()
+    }
+
+    pub async fn set_balance(&mut self, app_id: i64, balance: i64) -> Result<()> {
+        sqlx::query("UPDATE accounts SET balance = ? WHERE app_id = ?")
+            .bind(balance)
+            .bind(app_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn instance(&mut self, id: &str) -> Result<Option<Instance>> {
+        let row = sqlx::query("SELECT * FROM instances WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| rows::instance(&r)).transpose()
+    }
+
+    /// Ports held by live instances (master and replica).
+    pub async fn used_ports(&mut self) -> Result<Vec<u16>> {
+        let rows = sqlx::query("SELECT port, replica_port FROM instances WHERE status != ?")
+            .bind(InstanceStatus::Deleted.code())
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let mut ports = Vec::with_capacity(rows.len() * 2);
+        for r in rows {
+            ports.push(r.try_get::<i64, _>(0)? as u16);
+            ports.push(r.try_get::<i64, _>(1)? as u16);
+        }
+        Ok(ports)
+    }
+
+    pub async fn insert_instance(&mut self, i: &Instance) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO instances (id, app_id, name, project_id, zone_id, region_id, type_id, mem_mb,
+               status, vip, port, replica_port, vpc_id, un_vpc_id, subnet_id, un_subnet_id, created_at,
+               deadline, auto_renew, password_hash, password_acl, admin_secret, repl_secret, lock_task)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&i.id)
+        .bind(i.app_id)
+        .bind(&i.name)
+        .bind(i.project_id)
+        .bind(i.zone_id)
+        .bind(i.region_id)
+        .bind(i.type_id)
+        .bind(i.mem_mb)
+        .bind(i.status.code())
+        .bind(&i.vip)
+        .bind(i.port as i64)
+        .bind(i.replica_port as i64)
+        .bind(i.vpc_id)
+        .bind(&i.un_vpc_id)
+        .bind(i.subnet_id)
+        .bind(&i.un_subnet_id)
+        .bind(millis(i.created_at))
+        .bind(millis(i.deadline))
+        .bind(i.auto_renew)
+        .bind(&i.password_hash)
+        .bind(&i.password_acl)
+        .bind(&i.admin_secret)
+        .bind(&i.repl_secret)
+        .bind(i.lock_task)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Writes every mutable column of `i` (the id, owner and secrets of crsd's users never change).
+    pub async fn update_instance(&mut self, i: &Instance) -> Result<()> {
+        sqlx::query(
+            "UPDATE instances SET name = ?, project_id = ?, mem_mb = ?, status = ?, deadline = ?,
+               auto_renew = ?, password_hash = ?, password_acl = ?, lock_task = ?
+             WHERE id = ?",
+        )
+        .bind(&i.name)
+        .bind(i.project_id)
+        .bind(i.mem_mb)
+        .bind(i.status.code())
+        .bind(millis(i.deadline))
+        .bind(i.auto_renew)
+        .bind(&i.password_hash)
+        .bind(&i.password_acl)
+        .bind(i.lock_task)
+        .bind(&i.id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_deal(&mut self, d: &Deal) -> Result<i64> {
+        let detail = serde_json::to_string(&d.detail)
+            .map_err(|e| StoreError::Corrupt(format!("goods detail: {e}")))?;
+        let id = sqlx::query(
+            "INSERT INTO deals (name, app_id, zone_id, goods_num, creator, status, price, detail,
+               created_at, overdue_at, end_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&d.name)
+        .bind(d.app_id)
+        .bind(d.zone_id)
+        .bind(d.goods_num)
+        .bind(&d.creator)
+        .bind(d.status)
+        .bind(d.price)
+        .bind(detail)
+        .bind(millis(d.created_at))
+        .bind(millis(d.overdue_at))
+        .bind(d.end_at.map(millis))
+        .execute(&mut *self.tx)
+        .await?
+        .last_insert_rowid();
+        Ok(id)
+    }
+
+    pub async fn set_deal_name(&mut self, id: i64, name: &str) -> Result<()> {
+        sqlx::query("UPDATE deals SET name = ? WHERE id = ?")
+            .bind(name)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn deal(&mut self, id: i64) -> Result<Option<Deal>> {
+        let row = sqlx::query("SELECT * FROM deals WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| rows::deal(&r)).transpose()
+    }
+
+    pub async fn set_deal_status(
+        &mut self,
+        id: i64,
+        status: i64,
+        end_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE deals SET status = ?, end_at = ? WHERE id = ?")
+            .bind(status)
+            .bind(end_at.map(millis))
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_task(&mut self, t: &NewTask, now: DateTime<Utc>) -> Result<i64> {
+        let id = sqlx::query(
+            "INSERT INTO tasks (app_id, kind, instance_id, deal_id, status, step, payload, created_at, updated_at)
+             VALUES (?, ?, ?, ?, 0, 0, ?, ?, ?)",
+        )
+        .bind(t.app_id)
+        .bind(t.kind.name())
+        .bind(&t.instance_id)
+        .bind(t.deal_id)
+        .bind(t.payload.to_string())
+        .bind(millis(now))
+        .bind(millis(now))
+        .execute(&mut *self.tx)
+        .await?
+        .last_insert_rowid();
+        Ok(id)
+    }
+
+    pub async fn task(&mut self, id: i64) -> Result<Option<Task>> {
+        let row = sqlx::query("SELECT * FROM tasks WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| rows::task(&r)).transpose()
+    }
+
+    pub async fn update_task(&mut self, t: &Task) -> Result<()> {
+        sqlx::query(
+            "UPDATE tasks SET status = ?, step = ?, payload = ?, error = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(t.status.code())
+        .bind(t.step)
+        .bind(t.payload.to_string())
+        .bind(&t.error)
+        .bind(millis(t.updated_at))
+        .bind(t.id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! Row <-> domain mapping. Times are stored as unix milliseconds.
+
+use crate::{Result, StoreError};
+use chrono::{DateTime, TimeZone, Utc};
+use crsd_core::model::{
+    Account, Deal, GoodsDetail, Instance, InstanceStatus, Task, TaskKind, TaskStatus,
+};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+pub fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+pub fn account(r: &SqliteRow) -> Result<Account> {
+    Ok(Account {
+        app_id: r.try_get("app_id")?,
+        uin: r.try_get("uin")?,
+        name: r.try_get("name")?,
+        secret_id: r.try_get("secret_id")?,
+        secret_key: r.try_get("secret_key")?,
+        balance: r.try_get("balance")?,
+    })
+}
+
+pub fn instance(r: &SqliteRow) -> Result<Instance> {
+    let status: i64 = r.try_get("status")?;
+    Ok(Instance {
+        id: r.try_get("id")?,
+        app_id: r.try_get("app_id")?,
+        name: r.try_get("name")?,
+        project_id: r.try_get("project_id")?,
+        zone_id: r.try_get("zone_id")?,
+        region_id: r.try_get("region_id")?,
+        type_id: r.try_get("type_id")?,
+        mem_mb: r.try_get("mem_mb")?,
+        status: InstanceStatus::from_code(status)
+            .ok_or_else(|| StoreError::Corrupt(format!("instance status {status}")))?,
+        vip: r.try_get("vip")?,
+        port: r.try_get::<i64, _>("port")? as u16,
+        replica_port: r.try_get::<i64, _>("replica_port")? as u16,
+        vpc_id: r.try_get("vpc_id")?,
+        un_vpc_id: r.try_get("un_vpc_id")?,
+        subnet_id: r.try_get("subnet_id")?,
+        un_subnet_id: r.try_get("un_subnet_id")?,
+        created_at: from_millis(r.try_get("created_at")?),
+        deadline: from_millis(r.try_get("deadline")?),
+        auto_renew: r.try_get("auto_renew")?,
+        password_hash: r.try_get("password_hash")?,
+        password_acl: r.try_get("password_acl")?,
+        admin_secret: r.try_get("admin_secret")?,
+        repl_secret: r.try_get("repl_secret")?,
+        lock_task: r.try_get("lock_task")?,
+    })
+}
+
+pub fn deal(r: &SqliteRow) -> Result<Deal> {
+    let detail: String = r.try_get("detail")?;
+    let detail: GoodsDetail = serde_json::from_str(&detail)
+        .map_err(|e| StoreError::Corrupt(format!("deal goods detail: {e}")))?;
+    Ok(Deal {
+        id: r.try_get("id")?,
+        app_id: r.try_get("app_id")?,
+        name: r.try_get("name")?,
+        zone_id: r.try_get("zone_id")?,
+        goods_num: r.try_get("goods_num")?,
+        creator: r.try_get("creator")?,
+        status: r.try_get("status")?,
+        price: r.try_get("price")?,
+        detail,
+        created_at: from_millis(r.try_get("created_at")?),
+        overdue_at: from_millis(r.try_get("overdue_at")?),
+        end_at: r.try_get::<Option<i64>, _>("end_at")?.map(from_millis),
+    })
+}
+
+pub fn task(r: &SqliteRow) -> Result<Task> {
+    let kind: String = r.try_get("kind")?;
+    let status: i64 = r.try_get("status")?;
+    let payload: String = r.try_get("payload")?;
+    Ok(Task {
+        id: r.try_get("id")?,
+        app_id: r.try_get("app_id")?,
+        kind: TaskKind::from_name(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("task kind {kind}")))?,
+        instance_id: r.try_get("instance_id")?,
+        deal_id: r.try_get("deal_id")?,
+        status: TaskStatus::from_code(status)
+            .ok_or_else(|| StoreError::Corrupt(format!("task status {status}")))?,
+        step: r.try_get("step")?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|e| StoreError::Corrupt(format!("task payload: {e}")))?,
+        error: r.try_get("error")?,
+        created_at: from_millis(r.try_get("created_at")?),
+        updated_at: from_millis(r.try_get("updated_at")?),
+    })
+}

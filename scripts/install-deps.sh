@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what crsd needs on a Debian machine and is missing: redis-server (Debian's package),
+# and for the compatibility tests python3-venv. Idempotent; does nothing when all is there.
+set -euo pipefail
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+if [ "${1:-}" = "--test" ]; then
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing: ${need[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+# Debian starts a system redis-server on 6379 when the package is installed; crsd does not use it.
+if command -v systemctl >/dev/null 2>&1; then
+  $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
