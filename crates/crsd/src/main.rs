@@ -127,27 +127,11 @@ async fn account_add(cfg: Config, name: String, balance: i64) -> Result<()> {
     let store = crsd_store::Store::open(&cfg.data_dir.join("crsd.db"))
         .await
         .context("opening the metadata store")?;
-    let engine = crsd_engine::Engine::new(crsd_engine::EngineConfig {
-        redis_server: cfg.instances.redis_server.clone(),
-        bind: cfg.instances.bind.clone(),
-        start_timeout: Duration::from_secs(cfg.instances.start_timeout_secs),
-    });
     let svc = crsd_service::Service::new(
         store,
-        engine,
+        crsd_engine::Engine::new(crsd::server::engine_config(&cfg)),
         Arc::new(SystemClock),
-        crsd_service::ServiceConfig {
-            data_dir: cfg.data_dir.clone(),
-            instance_bind: cfg.instances.bind.clone(),
-            instance_host: cfg.instances.bind.clone(),
-            port_min: cfg.instances.port_min,
-            port_max: cfg.instances.port_max,
-            catalog: cfg.catalog.clone(),
-            time_zone: cfg.tz(),
-            supervise_every: Duration::from_secs(1),
-            expiry_every: Duration::from_secs(30),
-            task_concurrency: 1,
-        },
+        crsd::server::service_config(&cfg),
     );
     let created = svc
         .create_account(crsd_service::NewAccount {

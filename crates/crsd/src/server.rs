@@ -59,28 +59,12 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
     let store = Store::open(&cfg.data_dir.join("crsd.db"))
         .await
         .context("opening the metadata store")?;
-    let engine = Engine::new(EngineConfig {
-        redis_server: cfg.instances.redis_server.clone(),
-        bind: cfg.instances.bind.clone(),
-        start_timeout: Duration::from_secs(cfg.instances.start_timeout_secs),
-    });
-    let svc_cfg = ServiceConfig {
-        data_dir: cfg.data_dir.clone(),
-        instance_bind: cfg.instances.bind.clone(),
-        instance_host: if cfg.instances.host.is_empty() {
-            cfg.instances.bind.clone()
-        } else {
-            cfg.instances.host.clone()
-        },
-        port_min: cfg.instances.port_min,
-        port_max: cfg.instances.port_max,
-        catalog: cfg.catalog.clone(),
-        time_zone: cfg.tz(),
-        supervise_every: Duration::from_millis(cfg.loops.supervise_every_ms.max(50)),
-        expiry_every: Duration::from_secs(cfg.loops.expiry_every_secs.max(1)),
-        task_concurrency: cfg.loops.task_concurrency,
-    };
-    let service = Service::new(store, engine, clock, svc_cfg);
+    let service = Service::new(
+        store,
+        Engine::new(engine_config(&cfg)),
+        clock,
+        service_config(&cfg),
+    );
     let bootstrap = bootstrap_account(&service, &cfg).await?;
 
     match service.supervise_once().await {
@@ -137,6 +121,33 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
         tasks,
         server,
     })
+}
+
+pub fn engine_config(cfg: &Config) -> EngineConfig {
+    EngineConfig {
+        redis_server: cfg.instances.redis_server.clone(),
+        bind: cfg.instances.bind.clone(),
+        start_timeout: Duration::from_secs(cfg.instances.start_timeout_secs),
+    }
+}
+
+pub fn service_config(cfg: &Config) -> ServiceConfig {
+    ServiceConfig {
+        data_dir: cfg.data_dir.clone(),
+        instance_bind: cfg.instances.bind.clone(),
+        instance_host: if cfg.instances.host.is_empty() {
+            cfg.instances.bind.clone()
+        } else {
+            cfg.instances.host.clone()
+        },
+        port_min: cfg.instances.port_min,
+        port_max: cfg.instances.port_max,
+        catalog: cfg.catalog.clone(),
+        time_zone: cfg.tz(),
+        supervise_every: Duration::from_millis(cfg.loops.supervise_every_ms.max(50)),
+        expiry_every: Duration::from_secs(cfg.loops.expiry_every_secs.max(1)),
+        task_concurrency: cfg.loops.task_concurrency,
+    }
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<()> {

@@ -113,8 +113,10 @@ pub(crate) fn render(
     line(&format!("dir {}", quote(dir)));
     line("");
     line("# --- durability");
-    line("# Every write is appended to the AOF before redis replies, so a kill -9 of this");
-    line("# process loses no acknowledged write; everysec bounds an OS crash to ~1 s.");
+    line("# redis write()s the AOF buffer before it replies, so a kill -9 of this process");
+    line("# loses no acknowledged write; everysec bounds an OS crash to ~1 s. (Exception:");
+    line("# while a background fsync is still running redis postpones the write, up to 2 s,");
+    line("# and still replies; only a slow disk makes that window matter.)");
     line("# A master must never come back empty: its replica would resync and wipe itself.");
     line("appendonly yes");
     line(&format!("appenddirname {}", quote(AOF_DIR)));

@@ -12,7 +12,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use tokio::time::Instant;
 
-use crate::admin::{self, Probe, Shutdown};
+use crate::admin::{self, Shutdown};
 use crate::config::{self, Installed};
 use crate::error::io_err;
 use crate::layout::NodePaths;
@@ -46,14 +46,19 @@ impl Engine {
         &self.config
     }
 
-    /// Writes (or keeps, see [`crate::config`] docs) redis.conf (0600, folder 0700) and starts
+    /// Writes (or keeps, see "redis.conf" in the [crate] docs) redis.conf (0600, folder 0700) and starts
     /// redis-server detached, then polls readiness (PING as the admin user, answered by this
     /// very pid) until `start_timeout`. On failure the new process is killed and a typed error
     /// carries the tail of redis.log.
     ///
     /// If the node's redis-server is already running, no second one is started: its handle is
     /// returned once it answers, or [`EngineError::NotReady`] if it does not in time (it is
-    /// then left running).
+    /// then left running). The spec is not re-applied to a running process (use the setters,
+    /// or stop + start).
+    ///
+    /// Calls for one node must not run concurrently (the caller serialises per node). If the
+    /// returned future is dropped half-way, the spawned process keeps running and a later
+    /// `start`/`adopt` picks it up.
     pub async fn start(&self, spec: &NodeSpec) -> Result<NodeHandle, EngineError> {
         let paths = NodePaths::new(&spec.dir)?;
         // Validate the whole spec before touching anything.
@@ -116,8 +121,12 @@ impl Engine {
                 })
             }
             Err(status) => {
+                let status = status.map_err(|e| {
+                    // Cannot tell whether it runs: do not leave a half-started process behind.
+                    let _ = child.start_kill();
+                    io_err(format!("waiting for pid {pid}"))(e)
+                })?;
                 process::remove_stale_pid_file(&self.config, &paths);
-                let status = status.map_err(io_err(format!("waiting for pid {pid}")))?;
                 let log_tail = process::log_tail(&paths);
                 tracing::warn!(node = %spec.name, pid, %status, "redis-server exited during start");
                 match (status.code(), status.signal()) {
@@ -387,7 +396,7 @@ impl Engine {
             if let Ok(Ok(p)) =
                 tokio::time::timeout_at(deadline, admin::probe(&self.config, spec)).await
             {
-                if Probe::is(&p, pid, spec, paths) {
+                if p.is(pid, spec, paths) {
                     return Ok(Some(p.handle()));
                 }
             }

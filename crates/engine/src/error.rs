@@ -3,6 +3,9 @@
 //! Start failures are typed (`Exited`, `Signalled`, `TimedOut`) and carry the tail of
 //! `redis.log`, because the reason a redis-server refuses to start (port taken, bad config,
 //! corrupt AOF) is only ever written there; callers can show it to an operator as is.
+//!
+//! Wrapped errors (`Io`, `Redis`) follow the usual convention: their Display says what
+//! failed, the detail is the `source()`; walk the chain to print everything.
 
 use std::fmt::Display;
 use std::time::Duration;
@@ -47,11 +50,11 @@ pub enum EngineError {
     /// Nothing listens on the node's port (connection refused).
     #[error("redis-server is not running")]
     NotRunning,
-    /// File or process I/O; the message names the path or action.
-    #[error("{0}")]
+    /// File or process I/O; the source's message names the path or action.
+    #[error("i/o error")]
     Io(#[source] std::io::Error),
     /// Talking to redis-server failed (auth, timeout, error reply, dropped connection).
-    #[error("redis: {0}")]
+    #[error("redis-server command failed")]
     Redis(#[from] redis::RedisError),
 }
 

@@ -25,11 +25,23 @@
 //! truth after a crash) and `dump.rdb` (only when a snapshot was requested or a replica did a
 //! full sync). The folder itself is 0700.
 //!
+//! # redis.conf: rendered from the spec, then owned by redis-server
+//!
+//! `start` renders redis.conf from the [`NodeSpec`] right before it spawns redis-server; while
+//! the node runs, redis-server owns the file and `CONFIG REWRITE` persists live changes
+//! (`set_maxmemory`, `set_default_password`) in it. The first line records a hash of what the
+//! spec rendered to: if the next `start` gets the same spec, the file on disk is kept as is,
+//! live changes included; if the spec changed, the file is rendered again and the spec wins.
+//! So callers may update their stored spec after a live change (recommended) or not at all.
+//!
 //! # Durability in one paragraph
 //!
 //! Every node runs with `appendonly yes` / `appendfsync everysec`: redis-server writes the AOF
 //! buffer to the file before it replies to a client, so a `kill -9` of the process loses no
-//! acknowledged write (only an OS crash or power loss can lose the last second). This matters
+//! acknowledged write (only an OS crash or power loss can lose the last second). One caveat of
+//! redis itself: while its once-a-second background fsync is still running, it postpones the
+//! write (up to 2 s) but still replies, so on a disk too slow to fsync quickly a `kill -9` in
+//! that window can lose those replies' writes; `appendfsync always` would close it. This matters
 //! beyond the master itself: a master that restarts *empty* at the same address makes its
 //! replica resync and wipe itself too. `start` therefore always brings a node back from its
 //! own AOF, and readiness means `PING` answers `PONG`, which redis only does once the dataset

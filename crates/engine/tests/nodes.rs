@@ -67,6 +67,24 @@ async fn master_and_replica_replicate_and_report_run_id() {
         assert_eq!((again.pid, &again.run_id), (handle.pid, &handle.run_id));
     }
 
+    // Detached: its own session (setsid), and only allow-listed environment variables.
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", m.pid)).expect("stat");
+    let after_comm = &stat[stat.rfind(')').expect("comm") + 2..];
+    let session: u32 = after_comm
+        .split_whitespace()
+        .nth(3)
+        .and_then(|s| s.parse().ok())
+        .expect("session id");
+    assert_eq!(session, m.pid, "redis-server leads its own session");
+    let environ = std::fs::read(format!("/proc/{}/environ", m.pid)).expect("environ");
+    for var in environ.split(|b| *b == 0).filter(|v| !v.is_empty()) {
+        let var = String::from_utf8_lossy(var);
+        assert!(
+            var.starts_with("PATH=") || var.starts_with("TZ="),
+            "unexpected env {var}"
+        );
+    }
+
     // Files: folder 0700, redis.conf 0600, no plaintext admin secret anywhere in it.
     let dir_mode = std::fs::metadata(&p.master.dir)
         .expect("dir")
@@ -514,4 +532,94 @@ async fn wrong_admin_secret_means_not_ready_and_stop_escalates_to_signals() {
         "no process left: {:?}",
         p.processes()
     );
+}
+
+/// Env var that turns `helper_start_master_then_hang` on (it is run in a child process).
+const HELPER_ENV: &str = "CRSD_ENGINE_TEST_HELPER";
+
+#[tokio::test]
+async fn redis_server_survives_sigkill_of_the_process_that_started_it() {
+    use std::io::{BufRead, BufReader};
+    let p = Pair::new();
+    // Run the helper below in a child process: it starts the master and then hangs.
+    let mut child = std::process::Command::new(std::env::current_exe().expect("current_exe"))
+        .args([
+            "helper_start_master_then_hang",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(
+            HELPER_ENV,
+            format!(
+                "{}\n{}\n{}\n{}",
+                p.tmp.path().display(),
+                p.master.port,
+                p.master.admin_secret,
+                p.master.repl_secret
+            ),
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn helper");
+    // Whatever happens below, the helper does not outlive this test.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().expect("stdout");
+    let mut child = KillOnDrop(child);
+    let pid: u32 = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("STARTED ")
+                .and_then(|p| p.trim().parse().ok())
+        })
+        .expect("helper started the master");
+
+    child.0.kill().expect("SIGKILL the helper");
+    child.0.wait().expect("reap the helper");
+
+    assert!(
+        p.engine.is_alive(&p.master),
+        "redis-server outlived its starter"
+    );
+    let adopted = p
+        .engine
+        .adopt(&p.master)
+        .await
+        .expect("adopt")
+        .expect("answers");
+    assert_eq!(adopted.pid, pid);
+    p.engine.stop(&p.master).await.expect("stop");
+    assert!(
+        p.processes().is_empty(),
+        "no process left: {:?}",
+        p.processes()
+    );
+}
+
+#[tokio::test]
+#[ignore = "helper, run in a child process by redis_server_survives_sigkill_of_the_process_that_started_it"]
+async fn helper_start_master_then_hang() {
+    let Ok(args) = std::env::var(HELPER_ENV) else {
+        return;
+    };
+    let args: Vec<&str> = args.split('\n').collect();
+    let spec = support::node_spec(
+        "master",
+        args[1].parse().expect("port"),
+        std::path::Path::new(args[0]),
+        args[2],
+        args[3],
+        None,
+    );
+    let engine = Engine::new(support::engine_config());
+    let handle = engine.start(&spec).await.expect("start");
+    println!("STARTED {}", handle.pid);
+    tokio::time::sleep(Duration::from_secs(60)).await;
 }

@@ -25,7 +25,7 @@ impl Service {
             if let Err(e) = self.supervise_once().await {
                 tracing::error!(error = ?e, "supervisor pass failed");
             }
-            if tick % 5 == 0 {
+            if tick.is_multiple_of(5) {
                 self.poll_usage().await;
             }
             tick += 1;

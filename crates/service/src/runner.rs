@@ -56,7 +56,10 @@ impl Service {
             }
         };
         let begin = time("beginTime", &q.begin_time)?;
-        let end = time("endTime", &q.end_time)?;
+        // [beginTime, endTime] is inclusive at the second the list prints: a task started at
+        // 12:00:00.5 shows `startTime` 12:00:00 and is within `endTime=... 12:00:00`.
+        let end = time("endTime", &q.end_time)?
+            .map(|e| e + chrono::Duration::seconds(1) - chrono::Duration::milliseconds(1));
         for s in &q.statuses {
             if TaskStatus::from_code(*s).is_none() {
                 return Err(Error::invalid(

@@ -39,6 +39,34 @@ fn random_secret() -> String {
         .collect()
 }
 
+/// A node named `name` in `root/name`; a replica if `master` is given.
+pub fn node_spec(
+    name: &str,
+    port: u16,
+    root: &Path,
+    admin_secret: &str,
+    repl_secret: &str,
+    master: Option<(String, u16)>,
+) -> NodeSpec {
+    NodeSpec {
+        name: format!("crs-test-{name}"),
+        role: if master.is_some() {
+            Role::Replica
+        } else {
+            Role::Master
+        },
+        port,
+        dir: root.join(name),
+        maxmemory_mb: 32,
+        default_password_sha256: acl_sha256_hex(PASSWORD),
+        admin_user: "crsd".to_string(),
+        admin_secret: admin_secret.to_string(),
+        repl_user: "crsd-repl".to_string(),
+        repl_secret: repl_secret.to_string(),
+        master,
+    }
+}
+
 pub struct Pair {
     pub engine: Engine,
     pub master: NodeSpec,
@@ -53,24 +81,20 @@ impl Pair {
         let admin_secret = random_secret();
         let repl_secret = random_secret();
         let master_port = free_port();
-        let node = |name: &str, role: Role, port: u16, master: Option<(String, u16)>| NodeSpec {
-            name: format!("crs-test-{name}"),
-            role,
-            port,
-            dir: tmp.path().join(name),
-            maxmemory_mb: 32,
-            default_password_sha256: acl_sha256_hex(PASSWORD),
-            admin_user: "crsd".to_string(),
-            admin_secret: admin_secret.clone(),
-            repl_user: "crsd-repl".to_string(),
-            repl_secret: repl_secret.clone(),
-            master,
-        };
-        let master = node("master", Role::Master, master_port, None);
-        let replica = node(
+        let master = node_spec(
+            "master",
+            master_port,
+            tmp.path(),
+            &admin_secret,
+            &repl_secret,
+            None,
+        );
+        let replica = node_spec(
             "replica",
-            Role::Replica,
             free_port(),
+            tmp.path(),
+            &admin_secret,
+            &repl_secret,
             Some(("127.0.0.1".to_string(), master_port)),
         );
         Pair {
@@ -119,9 +143,10 @@ pub fn is_zombie_or_gone(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return true;
     };
-    stat.rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next())
-        .map_or(true, |s| s == "Z" || s == "X")
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    matches!(state, None | Some("Z" | "X"))
 }
 
 pub fn kill_all_mentioning(path: &Path) {

@@ -1,0 +1,456 @@
+//! `crsd-bench`: what crsd costs over raw redis-server, measured in one run on this machine.
+//!
+//! 1. Provisioning: CreateRedis -> instance running (status 2), p50/p99 over N instances,
+//!    next to raw redis-server spawn-to-PING of a master+replica pair with the same kind of
+//!    config (and of a single process, for scale).
+//! 2. Control-plane throughput: signed DescribeRedis requests per second with M instances
+//!    in the account, next to raw PING round trips per second against one redis-server with
+//!    the same client concurrency.
+//!
+//! Run with `make bench` (release build). Environment: BENCH_CREATE (20), BENCH_INSTANCES
+//! (200), BENCH_SECONDS (5), BENCH_CONCURRENCY (64).
+
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+use crsd::config::Config;
+use crsd_core::clock::SystemClock;
+use hmac::{Hmac, Mac};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let n_create = env_usize("BENCH_CREATE", 20);
+    let n_instances = env_usize("BENCH_INSTANCES", 200);
+    let seconds = env_usize("BENCH_SECONDS", 5) as u64;
+    let concurrency = env_usize("BENCH_CONCURRENCY", 64);
+    let dir = tempfile::tempdir()?;
+
+    println!(
+        "crsd-bench: {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+
+    // ---- raw spawn-to-PING ----
+    let raw_single = raw_spawn(dir.path(), n_create, false).await?;
+    let raw_pair = raw_spawn(dir.path(), n_create, true).await?;
+
+    // ---- crsd ----
+    let mut cfg = Config::default();
+    cfg.data_dir = dir.path().join("crsd");
+    cfg.listen = "127.0.0.1:0".parse()?;
+    cfg.api.rate_per_second = 0.0;
+    cfg.instances.port_min = 40000;
+    cfg.instances.port_max = 40000 + (2 * n_instances as u16) + 2 * n_create as u16 + 100;
+    for z in &mut cfg.catalog.zones {
+        for t in &mut z.types {
+            t.max_buy_num = 50;
+        }
+    }
+    cfg.accounts.bootstrap_balance = i64::MAX / 4;
+    let running = crsd::server::start(cfg.clone(), Arc::new(SystemClock)).await?;
+    let created = running.bootstrap.clone().context("first account")?;
+    let client = Client::new(
+        running.addr.to_string(),
+        created.secret_id.clone(),
+        created.secret_key.clone(),
+    );
+    let result = run_crsd(
+        &client,
+        n_create,
+        n_instances,
+        seconds,
+        concurrency,
+        dir.path(),
+    )
+    .await;
+    running.shutdown(Duration::from_secs(5)).await;
+    kill_all(&cfg.data_dir);
+    let (create, rps, raw_rps) = result?;
+
+    println!();
+    println!("== provisioning: request -> running, {n_create} instances ==");
+    println!(
+        "raw redis-server spawn->PING (1 process)       p50 {:7.1} ms  p99 {:7.1} ms",
+        ms(raw_single.0),
+        ms(raw_single.1)
+    );
+    println!(
+        "raw master+replica spawn->PING->in sync        p50 {:7.1} ms  p99 {:7.1} ms",
+        ms(raw_pair.0),
+        ms(raw_pair.1)
+    );
+    println!(
+        "crsd CreateRedis->status 2 (master+replica)    p50 {:7.1} ms  p99 {:7.1} ms",
+        ms(create.0),
+        ms(create.1)
+    );
+    println!("ratio crsd / raw pair                          p50 {:7.2} x   p99 {:7.2} x   (target <= 1.5 x)", ms(create.0) / ms(raw_pair.0), ms(create.1) / ms(raw_pair.1));
+    println!(
+        "ratio crsd / raw single process                p50 {:7.2} x   p99 {:7.2} x",
+        ms(create.0) / ms(raw_single.0),
+        ms(create.1) / ms(raw_single.1)
+    );
+    println!();
+    println!("== control plane: signed DescribeRedis, {n_instances} instances, {concurrency} concurrent, {seconds} s ==");
+    println!("raw redis PING round trips                     {raw_rps:10.0} /s");
+    println!("crsd signed DescribeRedis                      {rps:10.0} /s   (target >= 10000 /s)");
+    println!(
+        "ratio crsd / raw PING                          {:10.3}",
+        rps / raw_rps
+    );
+    Ok(())
+}
+
+async fn run_crsd(
+    client: &Client,
+    n_create: usize,
+    n_instances: usize,
+    seconds: u64,
+    concurrency: usize,
+    dir: &Path,
+) -> Result<((Duration, Duration), f64, f64)> {
+    // Provisioning latency, one at a time.
+    let mut lat = Vec::new();
+    for _ in 0..n_create {
+        let t0 = Instant::now();
+        let v = client
+            .call(
+                "CreateRedis",
+                &[
+                    ("zoneId", "100002"),
+                    ("typeId", "2"),
+                    ("memSize", "1024"),
+                    ("goodsNum", "1"),
+                    ("period", "1"),
+                    ("password", "Bench2024(x"),
+                ],
+            )
+            .await?;
+        let deal = v["data"]["dealId"].as_str().context("dealId")?.to_string();
+        loop {
+            let d = client
+                .call("DescribeRedisDealDetail", &[("dealIds.0", &deal)])
+                .await?;
+            match d["dealDetails"][0]["status"].as_i64() {
+                Some(4) => break,
+                Some(5) => bail!("deal failed: {d}"),
+                _ => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+        lat.push(t0.elapsed());
+    }
+    lat.sort();
+    let create = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+
+    // Fill the account up to n_instances, 10 per deal.
+    let mut have = n_create;
+    let mut deals = Vec::new();
+    while have < n_instances {
+        let n = (n_instances - have).min(10);
+        let v = client
+            .call(
+                "CreateRedis",
+                &[
+                    ("zoneId", "100002"),
+                    ("typeId", "2"),
+                    ("memSize", "1024"),
+                    ("goodsNum", &n.to_string()),
+                    ("period", "1"),
+                    ("password", "Bench2024(x"),
+                ],
+            )
+            .await?;
+        deals.push(v["data"]["dealId"].as_str().context("dealId")?.to_string());
+        have += n;
+    }
+    for deal in deals {
+        loop {
+            let d = client
+                .call("DescribeRedisDealDetail", &[("dealIds.0", &deal)])
+                .await?;
+            match d["dealDetails"][0]["status"].as_i64() {
+                Some(4) => break,
+                Some(5) => bail!("deal failed: {d}"),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+    let total = client
+        .call("DescribeRedis", &[("limit", "1"), ("offset", "0")])
+        .await?["totalCount"]
+        .as_i64()
+        .unwrap_or(0);
+    if total as usize != n_instances.max(n_create) {
+        bail!("expected {n_instances} instances, DescribeRedis says {total}");
+    }
+
+    // Raw PING throughput against one redis-server, same concurrency, same process.
+    let raw_rps = raw_ping_rps(dir, seconds, concurrency).await?;
+
+    // Signed DescribeRedis throughput.
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for w in 0..concurrency {
+        let c = client.clone();
+        let done = done.clone();
+        workers.push(tokio::spawn(async move {
+            let mut i = w;
+            while Instant::now() < stop {
+                let offset = (i * 10 % n_instances).to_string();
+                let body = c
+                    .raw_call("DescribeRedis", &[("limit", "10"), ("offset", &offset)])
+                    .await?;
+                if !body.starts_with(r#"{"code":0"#) {
+                    bail!("DescribeRedis failed: {body}");
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+                i += concurrency;
+            }
+            Ok::<(), anyhow::Error>(())
+        }));
+    }
+    let t0 = Instant::now();
+    for w in workers {
+        w.await??;
+    }
+    let rps = done.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64();
+    Ok((create, rps, raw_rps))
+}
+
+fn redis_conf(dir: &Path, port: u16, master: Option<u16>) -> Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let mut conf = format!(
+        "bind 127.0.0.1\nport {port}\ndaemonize no\ndir {}\nappendonly yes\nappendfsync everysec\nsave \"\"\nmaxmemory 1gb\n",
+        dir.display()
+    );
+    if let Some(m) = master {
+        conf.push_str(&format!("replicaof 127.0.0.1 {m}\n"));
+    }
+    let path = dir.join("redis.conf");
+    std::fs::write(&path, conf)?;
+    Ok(path)
+}
+
+/// Spawn -> PING answered (and, for a pair, replica in sync), n times.
+async fn raw_spawn(dir: &Path, n: usize, pair: bool) -> Result<(Duration, Duration)> {
+    let mut lat = Vec::new();
+    for i in 0..n {
+        let base = dir.join(format!("raw-{}-{i}", if pair { "pair" } else { "one" }));
+        let mp = free_port()?;
+        let t0 = Instant::now();
+        let mut children = vec![spawn(&redis_conf(&base.join("m"), mp, None)?)?];
+        let rp = if pair {
+            let rp = free_port()?;
+            children.push(spawn(&redis_conf(&base.join("r"), rp, Some(mp))?)?);
+            Some(rp)
+        } else {
+            None
+        };
+        wait_ping(mp).await?;
+        if let Some(rp) = rp {
+            wait_ping(rp).await?;
+            wait_sync(rp).await?;
+        }
+        lat.push(t0.elapsed());
+        for mut c in children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    lat.sort();
+    Ok((percentile(&lat, 0.5), percentile(&lat, 0.99)))
+}
+
+fn spawn(conf: &Path) -> Result<std::process::Child> {
+    Ok(Command::new("redis-server")
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
+async fn wait_ping(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) {
+            if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+                if redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok()
+                {
+                    return Ok(());
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("redis-server on {port} did not answer");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn wait_sync(port: u16) -> Result<()> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+    let mut c = client.get_multiplexed_async_connection().await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut c)
+            .await?;
+        if info.contains("master_link_status:up") && info.contains("master_sync_in_progress:0") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("replica on {port} did not sync");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn raw_ping_rps(dir: &Path, seconds: u64, concurrency: usize) -> Result<f64> {
+    let port = free_port()?;
+    let mut child = spawn(&redis_conf(&dir.join("raw-ping"), port, None)?)?;
+    wait_ping(port).await?;
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let done = done.clone();
+        workers.push(tokio::spawn(async move {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+            // One connection per worker, like one HTTP connection per worker below.
+            let mut c = client.get_multiplexed_async_connection().await?;
+            while Instant::now() < stop {
+                let _: String = redis::cmd("PING").query_async(&mut c).await?;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<(), anyhow::Error>(())
+        }));
+    }
+    let t0 = Instant::now();
+    for w in workers {
+        w.await??;
+    }
+    let rps = done.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(rps)
+}
+
+fn kill_all(data: &Path) {
+    let Ok(out) = Command::new("find")
+        .arg(data)
+        .args(["-name", "*.pid"])
+        .output()
+    else {
+        return;
+    };
+    for path in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Ok(pid) = std::fs::read_to_string(path) {
+            let pid = pid.trim().to_string();
+            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmd.contains("redis-server") {
+                let _ = Command::new("kill").args(["-9", &pid]).status();
+            }
+        }
+    }
+}
+
+/// A v2 client that signs every request (HmacSHA256, fresh Nonce) as the SDK does.
+#[derive(Clone)]
+struct Client {
+    host: String,
+    secret_id: String,
+    secret_key: String,
+    http: reqwest::Client,
+}
+
+static NONCE: AtomicU64 = AtomicU64::new(1);
+
+impl Client {
+    fn new(host: String, secret_id: String, secret_key: String) -> Client {
+        Client {
+            host,
+            secret_id,
+            secret_key,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn query(&self, action: &str, params: &[(&str, &str)]) -> String {
+        let nonce = NONCE.fetch_add(1, Ordering::Relaxed).to_string();
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+            .to_string();
+        let mut all: Vec<(&str, &str)> = params.to_vec();
+        all.extend([
+            ("Action", action),
+            ("SecretId", self.secret_id.as_str()),
+            ("Nonce", nonce.as_str()),
+            ("Timestamp", ts.as_str()),
+            ("SignatureMethod", "HmacSHA256"),
+        ]);
+        all.sort();
+        let plain: Vec<String> = all.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let msg = format!("GET{}/v2/index.php?{}", self.host, plain.join("&"));
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(self.secret_key.as_bytes())
+            .expect("any key length");
+        mac.update(msg.as_bytes());
+        let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        ser.extend_pairs(all.iter());
+        ser.append_pair("Signature", &sig);
+        ser.finish()
+    }
+
+    async fn raw_call(&self, action: &str, params: &[(&str, &str)]) -> Result<String> {
+        let url = format!(
+            "http://{}/v2/index.php?{}",
+            self.host,
+            self.query(action, params)
+        );
+        Ok(self.http.get(url).send().await?.text().await?)
+    }
+
+    async fn call(&self, action: &str, params: &[(&str, &str)]) -> Result<serde_json::Value> {
+        let body = self.raw_call(action, params).await?;
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        if v["code"] != 0 {
+            bail!("{action} failed: {v}");
+        }
+        Ok(v)
+    }
+}

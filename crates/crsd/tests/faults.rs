@@ -1,0 +1,246 @@
+//! Faults with the real binary: kill -9 of crsd while a task runs, restart, re-adoption of
+//! running instances; kill -9 of an instance's redis-server and the supervisor bringing it
+//! back with every acknowledged write.
+
+mod common;
+
+use common::{kill_redis_under, redis_conn, V2Client};
+use crsd_core::clock::OffsetClock;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SECRET_ID: &str = "AKIDfaultsTestSecretId000000000001";
+const SECRET_KEY: &str = "faultsTestSecretKey0000000000001";
+const PASSWORD: &str = "Faults2024(ok";
+
+struct Daemon {
+    child: Option<Child>,
+    data: PathBuf,
+    config: PathBuf,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Daemon {
+    fn new(dir: &Path) -> Daemon {
+        let (lo, hi) = common::port_range(40);
+        let config = dir.join("crsd.toml");
+        std::fs::write(
+            &config,
+            format!("[instances]\nport_min = {lo}\nport_max = {hi}\n[loops]\nsupervise_every_ms = 200\n"),
+        )
+        .unwrap();
+        Daemon {
+            child: None,
+            data: dir.join("data"),
+            config,
+            port: free_port(),
+        }
+    }
+
+    async fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.with_extension("log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_crsd"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .env("CRSD_BOOTSTRAP_SECRET_ID", SECRET_ID)
+            .env("CRSD_BOOTSTRAP_SECRET_KEY", SECRET_KEY)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("crsd binary starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("http://127.0.0.1:{}/healthz", self.port);
+        loop {
+            if let Ok(r) = reqwest::get(&url).await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "crsd did not become healthy");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    fn client(&self) -> V2Client {
+        V2Client {
+            url: format!("http://127.0.0.1:{}", self.port),
+            host: format!("127.0.0.1:{}", self.port),
+            secret_id: SECRET_ID.into(),
+            secret_key: SECRET_KEY.into(),
+            clock: Arc::new(OffsetClock::new()),
+            method: "GET",
+            sha256: true,
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+        kill_redis_under(&self.data);
+    }
+}
+
+fn pid_of(data: &Path, id: &str, role: &str) -> i32 {
+    let p = data.join("instances").join(id).join(role).join("redis.pid");
+    std::fs::read_to_string(&p).unwrap().trim().parse().unwrap()
+}
+
+async fn dbsize(host: &str, port: u16) -> redis::RedisResult<i64> {
+    let mut c = redis_conn(host, port, PASSWORD).await?;
+    redis::cmd("DBSIZE").query_async(&mut c).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_outlive_crsd_and_redis_comes_back_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path());
+    d.start().await;
+    let c = d.client();
+    let inst = c.create(PASSWORD, 1).await.remove(0);
+    let id = inst["redisId"].as_str().unwrap().to_string();
+    let host = inst["wanIp"].as_str().unwrap().to_string();
+    let port = inst["port"].as_u64().unwrap() as u16;
+    let mut conn = redis_conn(&host, port, PASSWORD).await.unwrap();
+    for i in 0..1000 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    // kill -9 crsd: the instance keeps serving.
+    let master_pid = pid_of(&d.data, &id, "master");
+    d.kill9();
+    assert_eq!(dbsize(&host, port).await.unwrap(), 1000);
+
+    // Restart: the same processes are adopted, not restarted.
+    d.start().await;
+    let again = c.describe_one(&id).await;
+    assert_eq!(again["status"], 2);
+    assert_eq!(
+        pid_of(&d.data, &id, "master"),
+        master_pid,
+        "adopted, not restarted"
+    );
+
+    // kill -9 the master's redis-server: the supervisor brings it back with every key.
+    Command::new("kill")
+        .args(["-9", &master_pid.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(n) = dbsize(&host, port).await {
+            assert_eq!(n, 1000, "every acknowledged write survives");
+            break;
+        }
+        assert!(Instant::now() < deadline, "master did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(pid_of(&d.data, &id, "master"), master_pid);
+
+    // kill -9 the replica: it comes back too and follows the master again.
+    let replica_pid = pid_of(&d.data, &id, "replica");
+    Command::new("kill")
+        .args(["-9", &replica_pid.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now_pid = std::fs::read_to_string(
+            d.data
+                .join("instances")
+                .join(&id)
+                .join("replica")
+                .join("redis.pid"),
+        )
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+        if now_pid.is_some_and(|p| p != replica_pid && Path::new(&format!("/proc/{p}")).exists()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replica did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut conn = redis_conn(&host, port, PASSWORD).await.unwrap();
+    let k: String = redis::cmd("GET")
+        .arg("k999")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(k, "999");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_interrupted_by_kill9_ends_in_a_defined_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path());
+    d.start().await;
+    let c = d.client();
+    let v = c
+        .ok(
+            "CreateRedis",
+            &[
+                ("zoneId", "100002"),
+                ("typeId", "2"),
+                ("memSize", "1024"),
+                ("goodsNum", "3"),
+                ("period", "1"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    let deal = v["data"]["dealId"].as_str().unwrap().to_string();
+    // Kill crsd while the newInstance tasks run.
+    d.kill9();
+    d.start().await;
+    // The resumed tasks finish: the deal is delivered and every instance serves.
+    let ids = c.wait_deal(&deal).await;
+    assert_eq!(ids.len(), 3);
+    for id in &ids {
+        let inst = c.describe_one(id).await;
+        assert_eq!(inst["status"], 2, "{inst}");
+        let port = inst["port"].as_u64().unwrap() as u16;
+        assert_eq!(
+            dbsize(inst["wanIp"].as_str().unwrap(), port).await.unwrap(),
+            0
+        );
+    }
+    let tasks = c
+        .ok("GetRedisTaskList", &[("limit", "10"), ("offset", "0")])
+        .await;
+    assert_eq!(tasks["totalCount"], 3);
+    for t in tasks["data"]["redisTaskSet"].as_array().unwrap() {
+        assert_eq!(t["status"], 2, "{t}");
+        assert_eq!(t["progress"], 1);
+    }
+}

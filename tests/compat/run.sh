@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# Compatibility test: a real crsd (HTTPS with a throwaway CA, real redis-server processes)
+# driven by the public qcloudapi-sdk-python 2.0.15 from PyPI (tests/compat/v2_sdk.py).
+#
+# Needs python3 with venv, openssl, redis-server and cargo (or a built target/debug/crsd);
+# curl is used for the readiness probe when present. Network: PyPI only, on the first run
+# (the venv in target/compat-venv is reused). Works as root and as a user.
+#
+# Prints one line per check, then a last line "compat: N passed, M failed"; exits non-zero on
+# any failure. crsd and every redis-server it started are stopped on every exit path.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$ROOT"
+
+SDK_VERSION="2.0.15"
+VENV="$ROOT/target/compat-venv"
+CRSD="$ROOT/target/debug/crsd"
+SECRET_ID="AKIDcrsdCompatTest0000000000000000001"
+SECRET_KEY="crsdCompatTestSecretKey00000000001"
+PORT_MIN=30400
+PORT_MAX=30499
+READY_LIMIT_SECS=30
+
+TMP=""
+CRSD_PID=""
+TEST_PID=""
+STAGE="setup"
+SUMMARY_PRINTED=0
+
+say() { echo "compat: $*" >&2; }
+
+# Every redis-server started for our data dir: the pid files crsd's nodes write, plus a /proc
+# scan for a node started but whose pid file is not written yet. A pid counts only if its
+# /proc/<pid>/cmdline names redis-server (pids are reused; stale pid files survive kill -9).
+redis_pids() {
+  local data="$1" f pid cmd
+  [ -d "$data" ] || return 0
+  {
+    while IFS= read -r -d '' f; do
+      pid="$(tr -dc '0-9' 2>/dev/null <"$f" || true)"
+      if [ -n "$pid" ]; then echo "$pid"; fi
+    done < <(find "$data" -name '*.pid' -type f -print0 2>/dev/null)
+    for f in /proc/[0-9]*/cmdline; do
+      cmd="$(tr '\0' ' ' 2>/dev/null <"$f" || true)"
+      case "$cmd" in
+        *redis-server*"$data/"*) pid="${f#/proc/}"; echo "${pid%/cmdline}" ;;
+      esac
+    done
+  } | sort -un | while read -r pid; do
+    [ "$pid" -gt 1 ] 2>/dev/null || continue
+    cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" || true)"
+    case "$cmd" in *redis-server*) echo "$pid" ;; esac
+  done
+}
+
+wait_gone() { # wait_gone SECS PID...: true once none of the pids is alive
+  local secs="$1" i p alive
+  shift
+  for ((i = 0; i < secs * 10; i++)); do
+    alive=0
+    for p in "$@"; do
+      if kill -0 "$p" 2>/dev/null && ! grep -qs '^State:.*Z' "/proc/$p/status"; then alive=1; fi
+    done
+    [ "$alive" -eq 0 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+cleanup() {
+  local pids
+  if [ -n "$TEST_PID" ] && kill -0 "$TEST_PID" 2>/dev/null; then
+    kill -TERM "$TEST_PID" 2>/dev/null || true
+    wait "$TEST_PID" 2>/dev/null || true
+  fi
+  TEST_PID=""
+  # crsd first, so its supervisor does not start a node again behind our back.
+  if [ -n "$CRSD_PID" ] && kill -0 "$CRSD_PID" 2>/dev/null; then
+    kill -TERM "$CRSD_PID" 2>/dev/null || true
+    wait_gone 10 "$CRSD_PID" || kill -KILL "$CRSD_PID" 2>/dev/null || true
+    wait "$CRSD_PID" 2>/dev/null || true
+  fi
+  CRSD_PID=""
+  if [ -n "$TMP" ] && [ -d "$TMP" ]; then
+    pids="$(redis_pids "$TMP/data" | tr '\n' ' ')"
+    if [ -n "${pids// /}" ]; then
+      # shellcheck disable=SC2086
+      kill -TERM $pids 2>/dev/null || true
+      # shellcheck disable=SC2086
+      wait_gone 10 $pids || kill -KILL $pids 2>/dev/null || true
+    fi
+    rm -rf "$TMP"
+  fi
+  TMP=""
+}
+
+on_exit() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ "$rc" -ne 0 ] && [ -n "$TMP" ] && [ -f "$TMP/crsd.log" ] && [ "$STAGE" != "test" ]; then
+    say "crsd log (last 40 lines):"
+    tail -n 40 "$TMP/crsd.log" >&2 || true
+  fi
+  cleanup
+  if [ "$SUMMARY_PRINTED" -eq 0 ]; then
+    say "failed during: $STAGE"
+    echo "compat: 0 passed, 1 failed"
+    [ "$rc" -eq 0 ] && rc=1
+  fi
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- 1. the SDK in a venv ----------------------------------------------------------------
+STAGE="venv"
+sdk_ok() {
+  [ -x "$VENV/bin/python" ] &&
+    "$VENV/bin/python" -c "import sys, QcloudApi; sys.exit(QcloudApi.__version__ != '$SDK_VERSION')" \
+      >/dev/null 2>&1
+}
+if ! sdk_ok; then
+  rm -rf "$VENV"
+  mkdir -p "$(dirname "$VENV")"
+  python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input \
+    "qcloudapi-sdk-python==$SDK_VERSION"
+  sdk_ok || { say "qcloudapi-sdk-python $SDK_VERSION is not importable from $VENV"; exit 1; }
+fi
+PY="$VENV/bin/python"
+
+# ---- 2. a throwaway CA and server certificate --------------------------------------------
+STAGE="certificates"
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/crsd-compat.XXXXXX")"
+TMP="$(cd "$TMP" && pwd)"
+mkdir -p "$TMP/data"
+(
+  cd "$TMP"
+  cat >ca.ext <<'EOF'
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+EOF
+  cat >server.ext <<'EOF'
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:redis.api.qcloud.com
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid, issuer
+EOF
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key 2>/dev/null
+  openssl req -new -key ca.key -subj "/CN=crsd compat test CA" -out ca.csr
+  openssl x509 -req -in ca.csr -signkey ca.key -days 2 -sha256 -extfile ca.ext -out ca.pem 2>/dev/null
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem 2>/dev/null
+  openssl req -new -key key.pem -subj "/CN=localhost" -out server.csr
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 8)" \
+    -days 2 -sha256 -extfile server.ext -out cert.pem 2>/dev/null
+  openssl verify -CAfile ca.pem cert.pem >/dev/null
+)
+
+# ---- 3. crsd -------------------------------------------------------------------------------
+STAGE="build"
+if command -v cargo >/dev/null 2>&1; then
+  cargo build -q -p crsd
+elif [ ! -x "$CRSD" ]; then
+  say "cargo is not installed and $CRSD does not exist"
+  exit 1
+fi
+
+STAGE="start crsd"
+PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+cat >"$TMP/crsd.toml" <<EOF
+[instances]
+port_min = $PORT_MIN
+port_max = $PORT_MAX
+EOF
+NO_COLOR=1 CRSD_BOOTSTRAP_SECRET_ID="$SECRET_ID" CRSD_BOOTSTRAP_SECRET_KEY="$SECRET_KEY" \
+  "$CRSD" serve --config "$TMP/crsd.toml" --data-dir "$TMP/data" --listen "127.0.0.1:$PORT" \
+  --tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem" >"$TMP/crsd.log" 2>&1 &
+CRSD_PID=$!
+
+STAGE="wait for /healthz"
+probe() {
+  if command -v curl >/dev/null 2>&1; then
+    [ "$(curl -s --noproxy '*' --max-time 2 --cacert "$TMP/ca.pem" -o /dev/null -w '%{http_code}' \
+      "https://127.0.0.1:$PORT/healthz" 2>/dev/null || true)" = "200" ]
+  else
+    SSL_CERT_FILE="$TMP/ca.pem" "$PY" - "$PORT" >/dev/null 2>&1 <<'EOF'
+import http.client, ssl, sys
+c = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), timeout=2,
+                                context=ssl.create_default_context())
+c.request("GET", "/healthz")
+sys.exit(c.getresponse().status != 200)
+EOF
+  fi
+}
+deadline=$((SECONDS + READY_LIMIT_SECS))
+until probe; do
+  if ! kill -0 "$CRSD_PID" 2>/dev/null; then
+    say "crsd exited before it was ready"
+    exit 1
+  fi
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    say "crsd did not answer /healthz with 200 within ${READY_LIMIT_SECS}s"
+    exit 1
+  fi
+  sleep 0.2
+done
+
+# ---- 4. the SDK test -----------------------------------------------------------------------
+STAGE="test"
+set +e
+env -u HTTPS_PROXY -u https_proxy -u HTTP_PROXY -u http_proxy -u ALL_PROXY -u all_proxy \
+  SSL_CERT_FILE="$TMP/ca.pem" \
+  CRSD_HOST="127.0.0.1:$PORT" CRSD_SECRET_ID="$SECRET_ID" CRSD_SECRET_KEY="$SECRET_KEY" \
+  CRSD_COMPAT_RESULT="$TMP/result.json" PYTHONDONTWRITEBYTECODE=1 \
+  "$PY" "$ROOT/tests/compat/v2_sdk.py" &
+TEST_PID=$! # in the background so that a signal to this script is handled at once
+wait "$TEST_PID"
+test_rc=$?
+TEST_PID=""
+set -e
+
+passed=0
+failed=1
+if [ -s "$TMP/result.json" ]; then
+  read -r passed failed < <("$PY" -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["passed"], r["failed"])' "$TMP/result.json")
+fi
+if [ "$test_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  failed=1 # the script died without recording a failure
+fi
+if [ "$failed" -ne 0 ]; then
+  say "crsd log (last 40 lines):"
+  tail -n 40 "$TMP/crsd.log" >&2 || true
+fi
+
+# ---- 5. clean up, then the summary as the last line -----------------------------------------
+STAGE="cleanup"
+trap - EXIT
+cleanup
+SUMMARY_PRINTED=1
+echo "compat: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
