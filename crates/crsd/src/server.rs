@@ -43,6 +43,11 @@ impl Running {
         self.service.store().close().await;
     }
 
+    /// Tells the background loops (supervisor, runner, expiry) to stop, without waiting.
+    pub fn stop_loops(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
     /// Runs until the server ends (error) — used by `crsd serve` with a signal handler.
     pub async fn wait(&mut self) -> Result<()> {
         (&mut self.server).await??;

@@ -108,6 +108,11 @@ impl TestCrsd {
 
 impl Drop for TestCrsd {
     fn drop(&mut self) {
+        // Stop the supervisor first, or it would start the processes killed below again.
+        if let Some(r) = &self.running {
+            r.stop_loops();
+            std::thread::sleep(Duration::from_millis(400));
+        }
         kill_redis_under(&self.config.data_dir);
     }
 }
