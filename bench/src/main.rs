@@ -63,9 +63,11 @@ async fn main() -> Result<()> {
     let raw_pair = raw_spawn(dir.path(), n_create, true).await?;
 
     // ---- crsd ----
-    let mut cfg = Config::default();
-    cfg.data_dir = dir.path().join("crsd");
-    cfg.listen = "127.0.0.1:0".parse()?;
+    let mut cfg = Config {
+        data_dir: dir.path().join("crsd"),
+        listen: "127.0.0.1:0".parse()?,
+        ..Config::default()
+    };
     cfg.api.rate_per_second = 0.0;
     cfg.instances.port_min = 40000;
     cfg.instances.port_max = 40000 + (2 * n_instances as u16) + 2 * n_create as u16 + 100;

@@ -275,13 +275,8 @@ async fn expired_instance_is_isolated_and_renewal_brings_its_data_back() {
             "key:{i} survived isolation"
         );
     }
-    let maxmemory: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("maxmemory")
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    assert_eq!(maxmemory[1], (2 * GB).to_string(), "the upgraded size");
+    let maxmemory = common::info_maxmemory(&mut con).await;
+    assert_eq!(maxmemory, 2 * GB, "the upgraded size");
     assert_eq!(back["size"], 2048);
     assert_eq!(svc.expire_once().await.unwrap(), (0, 0));
     // Running again, it takes settings again.

@@ -872,11 +872,12 @@ async fn clear_needs_the_password_flushes_both_nodes_and_locks_the_instance() {
 
     // Hold the flush inside redis: writes (FLUSHALL is one) wait for 2.5 s while reads and
     // connections go on. The cleanInstance task then holds the instance for that long.
+    let mut admin = common::admin_conn(&crsd.running.as_ref().unwrap().service, &id).await;
     let _: () = redis::cmd("CLIENT")
         .arg("PAUSE")
         .arg(2500)
         .arg("WRITE")
-        .query_async(&mut master)
+        .query_async(&mut admin)
         .await
         .unwrap();
     let held_since = Instant::now();

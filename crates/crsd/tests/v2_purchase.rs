@@ -96,13 +96,7 @@ async fn conn(inst: &Value, password: &str) -> MultiplexedConnection {
 }
 
 async fn maxmemory(conn: &mut MultiplexedConnection) -> u64 {
-    let v: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("maxmemory")
-        .query_async(conn)
-        .await
-        .unwrap();
-    v[1].parse().unwrap()
+    common::info_maxmemory(conn).await
 }
 
 async fn process_id(conn: &mut MultiplexedConnection) -> u64 {

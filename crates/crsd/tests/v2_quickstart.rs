@@ -92,13 +92,24 @@ async fn quick_start_walks_to_a_working_redis() {
         .await
         .unwrap();
     assert_eq!(got, "hello");
-    let maxmemory: Vec<String> = redis::cmd("CONFIG")
+    assert_eq!(
+        common::info_maxmemory(&mut conn).await,
+        1024u64 * 1024 * 1024
+    );
+    // The user's ACL is not crsd's: no CONFIG, SHUTDOWN, ACL SETUSER, REPLICAOF.
+    let denied: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("maxmemory")
         .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(maxmemory[1], (1024u64 * 1024 * 1024).to_string());
+        .await;
+    assert!(denied.is_err(), "CONFIG is an admin command");
+    let denied: redis::RedisResult<()> = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("crsd")
+        .arg("off")
+        .query_async(&mut conn)
+        .await;
+    assert!(denied.is_err(), "users cannot lock crsd out");
     assert!(
         redis_conn(host, port, "wrong-password1").await.is_err(),
         "a wrong password fails AUTH"

@@ -40,11 +40,11 @@ use crate::{acl_sha256_hex, EngineConfig, EngineError, NodeSpec, Role};
 /// First line of every rendered file, followed by the sha256 of the rendered body.
 pub(crate) const MARKER_PREFIX: &str = "# crsd-engine rendered sha256:";
 
-/// ACL rules of the customer's `default` user. All commands on all keys and channels, as
-/// decided for this product. (A multi-tenant deployment may want `-@admin` here: with
-/// `+@all` the customer can `CONFIG SET maxmemory 0`, `SHUTDOWN`, `REPLICAOF` or change
-/// crsd's own ACL users.)
-pub(crate) const DEFAULT_USER_RULES: &str = "~* &* +@all";
+/// ACL rules of the customer's `default` user: every command on all keys and channels except
+/// the `@admin` category. With `+@all` a customer could `CONFIG SET maxmemory 0` (escape the
+/// size they pay for), `SHUTDOWN`, `REPLICAOF`, or `ACL SETUSER crsd off` (lock crsd out), as
+/// managed Redis services forbid too.
+pub(crate) const DEFAULT_USER_RULES: &str = "~* &* +@all -@admin";
 /// crsd's own user: everything.
 const ADMIN_USER_RULES: &str = "~* &* +@all";
 /// What a replica needs to replicate from its master, nothing more (as documented by redis).
@@ -414,7 +414,7 @@ mod tests {
         assert!(text.contains("\nmaxmemory 100mb\n"));
         assert!(text.contains("\ndir \"/srv/crsd/nodes/a b\\\"c\"\n"));
         assert!(text.contains(&format!(
-            "\nuser default on #{} ~* &* +@all\n",
+            "\nuser default on #{} ~* &* +@all -@admin\n",
             acl_sha256_hex("pw")
         )));
         assert!(text.contains("\nuser crsd-repl on #"));

@@ -37,9 +37,11 @@ pub fn port_range(size: u16) -> (u16, u16) {
 }
 
 pub fn test_config(dir: &Path) -> Config {
-    let mut cfg = Config::default();
-    cfg.data_dir = dir.join("data");
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    let mut cfg = Config {
+        data_dir: dir.join("data"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
     let (lo, hi) = port_range(40);
     cfg.instances.port_min = lo;
     cfg.instances.port_max = hi;
@@ -355,4 +357,37 @@ fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
+}
+
+/// `maxmemory` as the instance's user can see it (INFO memory; CONFIG is not the user's).
+pub async fn info_maxmemory(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("maxmemory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("INFO memory has maxmemory")
+}
+
+/// A connection as crsd's own ACL user on an instance's master (for what users may not do).
+pub async fn admin_conn(
+    svc: &crsd_service::Service,
+    id: &str,
+) -> redis::aio::MultiplexedConnection {
+    let inst = svc.store().instance(id).await.unwrap().expect("instance");
+    let url = format!(
+        "redis://{}:{}@{}:{}/",
+        crsd_service::ADMIN_USER,
+        inst.admin_secret,
+        inst.vip,
+        inst.port
+    );
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
