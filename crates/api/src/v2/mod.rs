@@ -51,7 +51,9 @@ pub async fn handle(
         .unwrap_or_default();
     let result = match authenticate(&state, method.as_str(), &host, &pairs, &params).await {
         Ok(caller) => {
-            if state.limiter.allow(caller.app_id, &action) {
+            if !actions::is_known(&action) {
+                Err(Error::UnknownAction(action.clone()))
+            } else if state.limiter.allow(caller.app_id, &action) {
                 actions::dispatch(&state, &caller, &action, &params).await
             } else {
                 Err(Error::RateLimited(action.clone()))
