@@ -69,8 +69,8 @@ async fn main() -> Result<()> {
         ..Config::default()
     };
     cfg.api.rate_per_second = 0.0;
-    cfg.instances.port_min = 40000;
-    cfg.instances.port_max = 40000 + (2 * n_instances as u16) + 2 * n_create as u16 + 100;
+    cfg.instances.port_min = 18000; // below the kernel's ephemeral range, like the default
+    cfg.instances.port_max = 18000 + (2 * n_instances as u16) + 2 * n_create as u16 + 100;
     for z in &mut cfg.catalog.zones {
         for t in &mut z.types {
             t.max_buy_num = 50;
@@ -251,7 +251,7 @@ async fn run_crsd(
 fn redis_conf(dir: &Path, port: u16, master: Option<u16>) -> Result<std::path::PathBuf> {
     std::fs::create_dir_all(dir)?;
     let mut conf = format!(
-        "bind 127.0.0.1\nport {port}\ndaemonize no\ndir {}\nappendonly yes\nappendfsync everysec\nsave \"\"\nmaxmemory 1gb\n",
+        "bind 127.0.0.1\nport {port}\ndaemonize no\ndir {}\nappendonly yes\nappendfsync everysec\nsave \"\"\nmaxmemory 1gb\nrepl-diskless-sync-delay 0\n",
         dir.display()
     );
     if let Some(m) = master {
