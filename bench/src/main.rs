@@ -7,7 +7,8 @@
 //!    in the account, next to raw PING round trips per second against one redis-server with
 //!    the same client concurrency.
 //!
-//! Run with `make bench` (release build). Environment: BENCH_CREATE (20), BENCH_INSTANCES
+//! Run with `make bench` (release build). Environment: BENCH_ACTION (DescribeRedis; e.g.
+//! DescribeRedisZones measures the HTTP + signature path alone), BENCH_CREATE (20), BENCH_INSTANCES
 //! (200), BENCH_SECONDS (5), BENCH_CONCURRENCY (64).
 
 use anyhow::{bail, Context, Result};
@@ -229,7 +230,10 @@ async fn run_crsd(
             while Instant::now() < stop {
                 let offset = (i * 10 % n_instances).to_string();
                 let body = c
-                    .raw_call("DescribeRedis", &[("limit", "10"), ("offset", &offset)])
+                    .raw_call(
+                        &std::env::var("BENCH_ACTION").unwrap_or("DescribeRedis".into()),
+                        &[("limit", "10"), ("offset", &offset)],
+                    )
                     .await?;
                 if !body.starts_with(r#"{"code":0"#) {
                     bail!("DescribeRedis failed: {body}");
