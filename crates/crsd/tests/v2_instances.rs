@@ -6,54 +6,16 @@
 
 mod common;
 
-use chrono::{DateTime, Months, Utc};
-use common::{redis_conn, TestCrsd, V2Client};
-use crsd_service::{NewAccount, Service};
+use chrono::Months;
+use common::{main_app_id, other_account, parse_time, redis_conn, service, TestCrsd, V2Client};
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "49A2d!e@f12e";
 const NEW_PASSWORD: &str = "12D3E@!r5ed";
 
 // ---------------------------------------------------------------- helpers
-
-fn service(crsd: &TestCrsd) -> Arc<Service> {
-    crsd.running.as_ref().unwrap().service.clone()
-}
-
-fn main_app_id(crsd: &TestCrsd) -> i64 {
-    crsd.running
-        .as_ref()
-        .unwrap()
-        .bootstrap
-        .as_ref()
-        .unwrap()
-        .app_id
-}
-
-/// A second account with its own keys, and a client signing with them.
-async fn other_account(crsd: &TestCrsd) -> V2Client {
-    let created = service(crsd)
-        .create_account(NewAccount {
-            name: "other".into(),
-            balance: 100_000_000,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut c = crsd.client();
-    c.secret_id = created.secret_id;
-    c.secret_key = created.secret_key;
-    c
-}
-
-fn parse_time(crsd: &TestCrsd, s: &Value) -> DateTime<Utc> {
-    let s = s.as_str().unwrap_or_else(|| panic!("a time string: {s}"));
-    crsd_core::timefmt::parse(s, service(crsd).time_zone())
-        .unwrap_or_else(|| panic!("YYYY-MM-DD HH:MM:SS: {s}"))
-}
 
 fn id_of(inst: &Value) -> String {
     inst["redisId"].as_str().unwrap().to_string()
@@ -1036,7 +998,7 @@ async fn task_info_and_task_list_filter_page_and_stay_private() {
         "InvalidParameter",
     )
     .await;
-    let other = other_account(&crsd).await;
+    let other = other_account(&crsd, 100_000_000).await.0;
     let theirs = refused(
         &other,
         "DescribeTaskInfo",
@@ -1261,7 +1223,7 @@ async fn another_account_sees_nothing_and_changes_nothing() {
     assert_eq!(c.wait_task(task).await, 2);
     let before = c.describe_one(&id).await;
 
-    let other = other_account(&crsd).await;
+    let other = other_account(&crsd, 100_000_000).await.0;
     assert_eq!(describe(&other, &[]).await["totalCount"], 0);
     let v = describe(&other, &[("redisId", &id)]).await;
     assert_eq!(v["totalCount"], 0);

@@ -5,31 +5,17 @@
 mod common;
 
 use chrono::{DateTime, Months, Utc};
-use common::{redis_conn, TestCrsd, V2Client};
-use crsd_service::{NewAccount, Service};
+use common::{
+    balance, main_app_id, other_account, parse_time, redis_conn, service, TestCrsd, V2Client,
+};
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
-use std::sync::Arc;
 
 const PASSWORD: &str = "49A2d!e@f12e";
 const PRICE_PER_GB_MONTH: i64 = 8000;
 const GB: u64 = 1024 * 1024 * 1024;
 
 // ---------------------------------------------------------------- helpers
-
-fn service(crsd: &TestCrsd) -> Arc<Service> {
-    crsd.running.as_ref().unwrap().service.clone()
-}
-
-fn main_app_id(crsd: &TestCrsd) -> i64 {
-    crsd.running
-        .as_ref()
-        .unwrap()
-        .bootstrap
-        .as_ref()
-        .unwrap()
-        .app_id
-}
 
 fn main_uin(crsd: &TestCrsd) -> String {
     crsd.running
@@ -40,32 +26,6 @@ fn main_uin(crsd: &TestCrsd) -> String {
         .unwrap()
         .uin
         .clone()
-}
-
-async fn balance(crsd: &TestCrsd, app_id: i64) -> i64 {
-    service(crsd).balance(app_id).await.unwrap()
-}
-
-/// A second account with `balance` cents and a client that signs with its keys.
-async fn other_account(crsd: &TestCrsd, balance: i64) -> (V2Client, i64) {
-    let created = service(crsd)
-        .create_account(NewAccount {
-            name: "other".into(),
-            balance,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut c = crsd.client();
-    c.secret_id = created.secret_id;
-    c.secret_key = created.secret_key;
-    (c, created.app_id)
-}
-
-fn parse_time(crsd: &TestCrsd, s: &Value) -> DateTime<Utc> {
-    let s = s.as_str().unwrap_or_else(|| panic!("a time string: {s}"));
-    crsd_core::timefmt::parse(s, service(crsd).time_zone())
-        .unwrap_or_else(|| panic!("YYYY-MM-DD HH:MM:SS: {s}"))
 }
 
 fn fmt_time(crsd: &TestCrsd, t: DateTime<Utc>) -> String {

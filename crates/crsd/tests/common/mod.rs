@@ -391,3 +391,46 @@ pub async fn admin_conn(
         .await
         .unwrap()
 }
+
+/// The running crsd's service.
+pub fn service(crsd: &TestCrsd) -> Arc<crsd_service::Service> {
+    crsd.running.as_ref().unwrap().service.clone()
+}
+
+/// The app id of the account made on first start.
+pub fn main_app_id(crsd: &TestCrsd) -> i64 {
+    crsd.running
+        .as_ref()
+        .unwrap()
+        .bootstrap
+        .as_ref()
+        .unwrap()
+        .app_id
+}
+
+pub async fn balance(crsd: &TestCrsd, app_id: i64) -> i64 {
+    service(crsd).balance(app_id).await.unwrap()
+}
+
+/// A second account with `balance` cents, a client that signs with its keys, and its app id.
+pub async fn other_account(crsd: &TestCrsd, balance: i64) -> (V2Client, i64) {
+    let created = service(crsd)
+        .create_account(crsd_service::NewAccount {
+            name: "other".into(),
+            balance,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut c = crsd.client();
+    c.secret_id = created.secret_id;
+    c.secret_key = created.secret_key;
+    (c, created.app_id)
+}
+
+/// A `YYYY-MM-DD HH:MM:SS` field in crsd's time zone.
+pub fn parse_time(crsd: &TestCrsd, s: &Value) -> chrono::DateTime<chrono::Utc> {
+    let s = s.as_str().unwrap_or_else(|| panic!("a time string: {s}"));
+    crsd_core::timefmt::parse(s, service(crsd).time_zone())
+        .unwrap_or_else(|| panic!("YYYY-MM-DD HH:MM:SS: {s}"))
+}
