@@ -160,6 +160,17 @@ pub enum GoodsDetail {
     },
 }
 
+impl GoodsDetail {
+    /// The instances a deal is about.
+    pub fn instance_ids(&self) -> &[String] {
+        match self {
+            GoodsDetail::Create { instance_ids, .. }
+            | GoodsDetail::Renew { instance_ids, .. }
+            | GoodsDetail::Upgrade { instance_ids, .. } => instance_ids,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deal {
     pub id: i64,

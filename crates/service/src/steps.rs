@@ -218,7 +218,7 @@ impl Service {
                 } else if deal.status == deal_status::DELIVERING {
                     // Delivered once every instance of the deal runs.
                     let mut all = true;
-                    for other in deal.detail_instance_ids() {
+                    for other in deal.detail.instance_ids() {
                         if other == &id {
                             continue;
                         }
@@ -258,21 +258,6 @@ impl AfterUnlock for Instance {
         match self.status {
             InstanceStatus::Busy => InstanceStatus::Running,
             other => other,
-        }
-    }
-}
-
-trait DealInstances {
-    fn detail_instance_ids(&self) -> &[String];
-}
-
-impl DealInstances for crsd_core::model::Deal {
-    fn detail_instance_ids(&self) -> &[String] {
-        use crsd_core::model::GoodsDetail;
-        match &self.detail {
-            GoodsDetail::Create { instance_ids, .. }
-            | GoodsDetail::Renew { instance_ids, .. }
-            | GoodsDetail::Upgrade { instance_ids, .. } => instance_ids,
         }
     }
 }
