@@ -16,7 +16,8 @@ use crate::admin::{self, Shutdown};
 use crate::config::{self, Installed};
 use crate::error::io_err;
 use crate::layout::NodePaths;
-use crate::process::{self, POLL_INTERVAL};
+use crate::poll::Backoff;
+use crate::process;
 use crate::{EngineConfig, EngineError, NodeHandle, NodeSpec, Role};
 
 /// How long `stop` waits after SHUTDOWN (redis waits up to 10 s for lagging replicas, then
@@ -28,8 +29,9 @@ const SIGTERM_GRACE: Duration = Duration::from_secs(5);
 const SIGKILL_GRACE: Duration = Duration::from_secs(5);
 /// Pause between SHUTDOWN attempts that redis refused.
 const SHUTDOWN_RETRY: Duration = Duration::from_millis(200);
-/// Poll interval of `wait_replicas` (replicas acknowledge their offset once a second).
-const REPLICA_POLL: Duration = Duration::from_millis(100);
+/// Longest pause between polls of `wait_replicas` (replicas acknowledge their offset once a
+/// second; a new replica reports it as soon as its first sync ends).
+const REPLICA_POLL_CAP: Duration = Duration::from_millis(100);
 
 /// Drives the redis-server processes of nodes. Cheap to clone; holds only the config.
 #[derive(Clone, Debug)]
@@ -65,7 +67,14 @@ impl Engine {
         let rendered = config::render(&self.config, spec, &paths)?;
         prepare_dir(&paths)?;
 
-        if let Some(pid) = process::find_running(&self.config, &paths) {
+        // No redis.conf yet means no process can be running for this node (its command line
+        // names that file); skipping the /proc scan keeps a first start cheap on a busy host.
+        let running = if paths.conf.exists() {
+            process::find_running(&self.config, &paths)
+        } else {
+            None
+        };
+        if let Some(pid) = running {
             if let Some(handle) = self.await_existing(spec, &paths, pid).await? {
                 tracing::info!(node = %spec.name, pid, "redis-server already running");
                 return Ok(handle);
@@ -310,6 +319,53 @@ impl Engine {
         Ok(link == "up" && syncing == 0)
     }
 
+    /// For a replica: waits until [`Engine::replica_in_sync`] holds, i.e. the replica has
+    /// loaded the master's data set and streams from it. This is what a new or restarted
+    /// pair waits for: the master's own view lags behind (it marks the replica online only
+    /// after its cron notices the transfer ended, up to 1/hz later).
+    pub async fn wait_replica_synced(
+        &self,
+        spec: &NodeSpec,
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
+        let deadline = Instant::now() + timeout;
+        let mut con = self.admin_connection(spec).await?;
+        let mut backoff = Backoff::new(
+            Duration::from_millis(1),
+            Duration::from_millis(100),
+            REPLICA_POLL_CAP,
+        );
+        loop {
+            let info = tokio::time::timeout_at(deadline, admin::info(&mut con, "replication"))
+                .await
+                .map_err(|_| EngineError::ReplicasNotInSync {
+                    wanted: 1,
+                    caught_up: 0,
+                    after: timeout,
+                })??;
+            let role: String = admin::field(&info, "role")?;
+            if role != "slave" {
+                return Err(EngineError::WrongRole {
+                    expected: Role::Replica,
+                    actual: role,
+                });
+            }
+            let link: String = admin::field(&info, "master_link_status")?;
+            let syncing: u64 = admin::field(&info, "master_sync_in_progress")?;
+            if link == "up" && syncing == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(EngineError::ReplicasNotInSync {
+                    wanted: 1,
+                    caught_up: 0,
+                    after: timeout,
+                });
+            }
+            backoff.wait().await;
+        }
+    }
+
     /// For a master: waits until at least `n` replicas are online and have acknowledged the
     /// replication offset the master had when the call began (every write acknowledged before
     /// this call is on them). Replicas acknowledge once a second, so expect up to ~1 s even
@@ -332,6 +388,11 @@ impl Engine {
         }
         let target: u64 = admin::field(&info, "master_repl_offset")?;
         let mut caught_up = 0;
+        let mut backoff = Backoff::new(
+            Duration::from_millis(1),
+            Duration::from_millis(100),
+            REPLICA_POLL_CAP,
+        );
         loop {
             let Ok(info) =
                 tokio::time::timeout_at(deadline, admin::info(&mut con, "replication")).await
@@ -348,7 +409,7 @@ impl Engine {
             if Instant::now() >= deadline {
                 break;
             }
-            tokio::time::sleep(REPLICA_POLL).await;
+            backoff.wait().await;
         }
         Err(EngineError::ReplicasNotInSync {
             wanted: n,
@@ -368,6 +429,7 @@ impl Engine {
 
     /// Polls until the server answering on the node's port is `pid`, started for this node.
     async fn wait_ready(&self, spec: &NodeSpec, paths: &NodePaths, pid: u32) -> NodeHandle {
+        let mut backoff = Backoff::process();
         loop {
             match admin::probe(&self.config, spec).await {
                 Ok(p) if p.is(pid, spec, paths) => return p.handle(),
@@ -376,7 +438,7 @@ impl Engine {
                 }
                 Err(e) => tracing::trace!(node = %spec.name, error = %e, "not ready yet"),
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
+            backoff.wait().await;
         }
     }
 
@@ -389,6 +451,7 @@ impl Engine {
     ) -> Result<Option<NodeHandle>, EngineError> {
         let timeout = self.config.start_timeout;
         let deadline = Instant::now() + timeout;
+        let mut backoff = Backoff::process();
         loop {
             if !process::is_our_redis(pid, &self.config, paths) {
                 return Ok(None);
@@ -406,7 +469,7 @@ impl Engine {
                     after: timeout,
                 });
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
+            backoff.wait().await;
         }
     }
 }

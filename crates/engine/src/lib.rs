@@ -52,6 +52,7 @@ mod config;
 mod engine;
 mod error;
 mod layout;
+mod poll;
 mod process;
 
 use std::path::PathBuf;

@@ -25,20 +25,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::error::io_err;
 use crate::layout::NodePaths;
+use crate::poll::Backoff;
 use crate::{EngineConfig, EngineError};
 
 /// Environment variables redis-server inherits; everything else is cleared (crsd's own
 /// secrets and settings have no business in a customer's database process).
 const ENV_ALLOW_LIST: &[&str] = &["PATH", "TZ"];
-
-/// How often exit and readiness are polled.
-pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Spawns redis-server for the node, detached. The returned child is this process's child
 /// until it is reaped; the caller decides when (see `Engine::start`).
@@ -264,6 +261,7 @@ pub(crate) async fn wait_gone(
     paths: &NodePaths,
     deadline: Instant,
 ) -> bool {
+    let mut backoff = Backoff::process();
     loop {
         if !is_our_redis(pid, config, paths) {
             return true;
@@ -271,7 +269,7 @@ pub(crate) async fn wait_gone(
         if Instant::now() >= deadline {
             return false;
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        backoff.wait().await;
     }
 }
 

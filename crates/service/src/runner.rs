@@ -184,10 +184,4 @@ impl Service {
         tx.commit().await?;
         Ok(())
     }
-
-    /// Records that `step` is done.
-    pub(crate) async fn step_done(&self, task: &mut Task, step: i64) -> Result<()> {
-        task.step = step;
-        self.save_task(task).await
-    }
 }

@@ -57,21 +57,22 @@ impl Service {
             .ok_or_else(|| Error::InstanceNotFound(id.to_string()))
     }
 
-    pub(crate) async fn execute(&self, mut task: Task) -> Result<()> {
+    pub(crate) async fn execute(&self, task: Task) -> Result<()> {
         let inst = self.task_instance(&task).await?;
         let master = self.node_spec(&inst, Role::Master);
         let replica = self.node_spec(&inst, Role::Replica);
         let engine = &self.engine;
         let finish = match task.kind {
             TaskKind::NewInstance | TaskKind::StartInstance => {
-                if task.step < 1 {
-                    let (m, r) = tokio::join!(engine.start(&master), engine.start(&replica));
-                    m.map_err(engine_err)?;
-                    r.map_err(engine_err)?;
-                    self.step_done(&mut task, 1).await?;
-                }
+                // The master is spawned first (join! polls it first and a start does its
+                // file work and spawn before it first waits), so the replica usually finds
+                // it listening; otherwise the replica retries on its own a second later.
+                // `start` adopts a node that already runs, so a resumed task starts again.
+                let (m, r) = tokio::join!(engine.start(&master), engine.start(&replica));
+                m.map_err(engine_err)?;
+                r.map_err(engine_err)?;
                 engine
-                    .wait_replicas(&master, 1, SYNC_TIMEOUT)
+                    .wait_replica_synced(&replica, SYNC_TIMEOUT)
                     .await
                     .map_err(engine_err)?;
                 let mut f = Finish::to(InstanceStatus::Running);

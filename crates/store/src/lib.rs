@@ -9,6 +9,7 @@
 //! This crate holds no business rules: it stores and finds what the service decides.
 
 mod rows;
+mod snapshot;
 
 use chrono::{DateTime, Utc};
 use crsd_core::model::{Account, Deal, Instance, InstanceStatus, Task, TaskKind, TaskView};
@@ -56,6 +57,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct Store {
     pool: SqlitePool,
     writer: Arc<tokio::sync::Mutex<()>>,
+    instances: Arc<snapshot::InstanceSnapshot>,
 }
 
 /// Which instances DescribeRedis-like listings want.
@@ -127,6 +129,7 @@ impl Store {
         Ok(Store {
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(())),
+            instances: Arc::default(),
         })
     }
 
@@ -138,7 +141,12 @@ impl Store {
     pub async fn write(&self) -> Result<WriteTx> {
         let guard = self.writer.clone().lock_owned().await;
         let tx = self.pool.begin().await?;
-        Ok(WriteTx { tx, _guard: guard })
+        Ok(WriteTx {
+            tx,
+            _guard: guard,
+            instances: self.instances.clone(),
+            wrote_instances: false,
+        })
     }
 
     // ---------------- accounts ----------------
@@ -185,27 +193,16 @@ impl Store {
         rows.iter().map(rows::instance).collect()
     }
 
-    /// One page of an account's visible instances and the total count.
+    /// One page of an account's visible instances and the total count, from the in-memory
+    /// copy (see the `snapshot` module).
     pub async fn list_instances(&self, f: &InstanceFilter) -> Result<(i64, Vec<Instance>)> {
-        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM instances");
-        push_instance_where(&mut count, f);
-        let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
-
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM instances");
-        push_instance_where(&mut q, f);
-        let column = match f.order_by {
-            InstanceOrder::Id => "id",
-            InstanceOrder::Project => "project_id",
-            InstanceOrder::CreateTime => "created_at",
-        };
-        let dir = if f.descending { "DESC" } else { "ASC" };
-        q.push(format!(" ORDER BY {column} {dir}, id {dir} LIMIT "));
-        q.push_bind(f.limit);
-        q.push(" OFFSET ");
-        q.push_bind(f.offset);
-        let rows = q.build().fetch_all(&self.pool).await?;
-        let list = rows.iter().map(rows::instance).collect::<Result<_>>()?;
-        Ok((total, list))
+        if let Some(all) = self.instances.get() {
+            return Ok(snapshot::page(&all, f));
+        }
+        let generation = self.instances.generation();
+        let all = Arc::new(snapshot::group(self.live_instances().await?));
+        self.instances.install(generation, all.clone());
+        Ok(snapshot::page(&all, f))
     }
 
     // ---------------- deals ----------------
@@ -263,24 +260,6 @@ impl Store {
             .collect::<Result<_>>()?;
         Ok((total, list))
     }
-}
-
-fn push_instance_where(q: &mut QueryBuilder<'_, Sqlite>, f: &InstanceFilter) {
-    q.push(" WHERE app_id = ");
-    q.push_bind(f.app_id);
-    q.push(" AND status != ");
-    q.push_bind(InstanceStatus::Deleted.code());
-    push_in(q, "id", &f.ids);
-    if let Some(name) = &f.name {
-        q.push(" AND instr(name, ");
-        q.push_bind(name.clone());
-        q.push(") > 0");
-    }
-    push_in(q, "project_id", &f.project_ids);
-    push_in(q, "vpc_id", &f.vpc_ids);
-    push_in(q, "un_vpc_id", &f.un_vpc_ids);
-    push_in(q, "subnet_id", &f.subnet_ids);
-    push_in(q, "un_subnet_id", &f.un_subnet_ids);
 }
 
 fn push_task_where(q: &mut QueryBuilder<'_, Sqlite>, f: &TaskFilter) {
@@ -345,11 +324,16 @@ fn prepare_file(path: &Path) -> Result<()> {
 pub struct WriteTx {
     tx: Transaction<'static, Sqlite>,
     _guard: tokio::sync::OwnedMutexGuard<()>,
+    instances: Arc<snapshot::InstanceSnapshot>,
+    wrote_instances: bool,
 }
 
 impl WriteTx {
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
+        if self.wrote_instances {
+            self.instances.invalidate();
+        }
         Ok(())
     }
 
@@ -418,6 +402,7 @@ impl WriteTx {
     }
 
     pub async fn insert_instance(&mut self, i: &Instance) -> Result<()> {
+        self.wrote_instances = true;
         sqlx::query(
             "INSERT INTO instances (id, app_id, name, project_id, zone_id, region_id, type_id, mem_mb,
                status, vip, port, replica_port, vpc_id, un_vpc_id, subnet_id, un_subnet_id, created_at,
@@ -455,6 +440,7 @@ impl WriteTx {
 
     /// Writes every mutable column of `i` (the id, owner and secrets of crsd's users never change).
     pub async fn update_instance(&mut self, i: &Instance) -> Result<()> {
+        self.wrote_instances = true;
         sqlx::query(
             "UPDATE instances SET name = ?, project_id = ?, mem_mb = ?, status = ?, deadline = ?,
                auto_renew = ?, password_hash = ?, password_acl = ?, lock_task = ?

@@ -9,9 +9,33 @@ use chrono::{DateTime, Utc};
 use crsd_core::model::{Deal, GoodsDetail};
 use crsd_core::{timefmt, Error, Result};
 use crsd_service::{CreateOrder, DescribeQuery, TaskQuery};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-type Data = Map<String, Value>;
+/// The top-level fields an action answers besides `code`, `message` and `codeDesc`, each
+/// rendered to JSON text when it is added. Listings add typed rows that serialize straight to
+/// text: building them as `Value` maps first cost DescribeRedis more than everything else in
+/// the request.
+#[derive(Debug, Default)]
+pub struct Data(Vec<(&'static str, Box<RawValue>)>);
+
+impl Data {
+    pub fn new() -> Data {
+        Data::default()
+    }
+
+    pub fn with(mut self, name: &'static str, value: &impl Serialize) -> Result<Data> {
+        let raw = serde_json::value::to_raw_value(value)
+            .map_err(|e| Error::internal(format!("rendering {name}: {e}")))?;
+        self.0.push((name, raw));
+        Ok(self)
+    }
+
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &RawValue)> {
+        self.0.iter().map(|(k, v)| (*k, v.as_ref()))
+    }
+}
 
 /// Actions of the seed that this version does not carry out yet (backups come with the backup
 /// issue): they answer 6100 rather than pretend.
@@ -54,7 +78,7 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
     let svc = &state.svc;
     let app = caller.app_id;
     match action {
-        "DescribeRedisZones" => Ok(zones(state)),
+        "DescribeRedisZones" => zones(state),
         "DescribeRedisProduct" => products(state, p),
         "InquiryRedisPrice" => {
             let price = svc.inquiry_price(
@@ -64,7 +88,7 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
                 p.required_int("goodsNum")?,
                 p.required_int("period")?,
             )?;
-            Ok(data(json!({ "price": price })))
+            data(json!({ "price": price }))
         }
         "CreateRedis" => {
             let order = CreateOrder {
@@ -82,33 +106,31 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
                 name: p.str("redisName").unwrap_or_default(),
             };
             let deal = svc.create(app, order).await?;
-            Ok(data(json!({ "dealId": deal.to_string() })))
+            data(json!({ "dealId": deal.to_string() }))
         }
         "RenewRedis" => {
             let deal = svc
                 .renew(app, &p.required_str("redisId")?, p.required_int("period")?)
                 .await?;
-            Ok(data(json!({ "dealId": deal.to_string() })))
+            data(json!({ "dealId": deal.to_string() }))
         }
         "UpgradeRedisInquiryPrice" => {
             let price = svc
                 .upgrade_price(app, &p.required_str("redisId")?, p.required_int("memSize")?)
                 .await?;
-            Ok(data(json!({ "price": price })))
+            data(json!({ "price": price }))
         }
         "UpgradeRedis" => {
             let deal = svc
                 .upgrade(app, &p.required_str("redisId")?, p.required_int("memSize")?)
                 .await?;
-            Ok(data(json!({ "dealId": deal.to_string() })))
+            data(json!({ "dealId": deal.to_string() }))
         }
         "DescribeRedisDealDetail" => {
             let deals = svc.deals(app, &p.array("dealIds")).await?;
             let tz = svc.time_zone();
             let list: Vec<Value> = deals.iter().map(|d| deal_json(d, tz)).collect();
-            let mut out = Map::new();
-            out.insert("dealDetails".into(), Value::Array(list));
-            Ok(out)
+            Data::new().with("dealDetails", &list)
         }
         "DescribeRedis" => describe(state, app, p).await,
         "SetRedisAutoRenew" => {
@@ -118,43 +140,43 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
                 .parse::<i64>()
                 .map_err(|_| Error::AutoRenewFlag(flag.clone()))?;
             svc.set_auto_renew(app, &p.array("redisIds"), flag).await?;
-            Ok(Map::new())
+            Ok(Data::new())
         }
         "ModifyRedisName" => {
             let id = p.required_str("redisId")?;
             let name = p.get("redisName").unwrap_or_default();
             svc.rename(app, &id, name).await?;
-            Ok(Map::new())
+            Ok(Data::new())
         }
         "ModfiyRedisPassword" | "ModifyRedisPassword" => {
             let id = p.required_str("redisId")?;
             let old = p.get("oldPassword").unwrap_or_default();
             let new = p.get("password").unwrap_or_default();
             let task = svc.modify_password(app, &id, old, new).await?;
-            Ok(request_id(task))
+            request_id(task)
         }
         "ResetRedisPassword" => {
             let id = p.required_str("redisId")?;
             let task = svc
                 .reset_password(app, &id, p.get("password").unwrap_or_default())
                 .await?;
-            Ok(request_id(task))
+            request_id(task)
         }
         "ClearRedis" => {
             let id = p.required_str("redisId")?;
             let task = svc
                 .clear(app, &id, p.get("password").unwrap_or_default())
                 .await?;
-            Ok(request_id(task))
+            request_id(task)
         }
         "ModifyRedisProject" => {
             svc.modify_project(app, &p.array("redisIds"), p.required_int("projectId")?)
                 .await?;
-            Ok(Map::new())
+            Ok(Data::new())
         }
         "DescribeTaskInfo" => {
             let task = svc.task_info(app, p.required_int("requestId")?).await?;
-            Ok(data(json!({ "status": task.status.code() })))
+            data(json!({ "status": task.status.code() }))
         }
         "GetRedisTaskList" => task_list(state, app, p).await,
         a if NOT_YET.contains(&a) => Err(Error::Unsupported(a.to_string())),
@@ -162,13 +184,11 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
     }
 }
 
-fn data(v: Value) -> Data {
-    let mut out = Map::new();
-    out.insert("data".into(), v);
-    out
+fn data(v: Value) -> Result<Data> {
+    Data::new().with("data", &v)
 }
 
-fn request_id(task: i64) -> Data {
+fn request_id(task: i64) -> Result<Data> {
     data(json!({ "requestId": task }))
 }
 
@@ -176,7 +196,7 @@ fn time(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
     timefmt::format(t, tz)
 }
 
-fn zones(state: &AppState) -> Data {
+fn zones(state: &AppState) -> Result<Data> {
     let zones: Vec<Value> = state
         .svc
         .catalog()
@@ -213,7 +233,7 @@ fn products(state: &AppState, p: &Params) -> Result<Data> {
             json!({ "zoneId": zone.id, "name": zone.name, "types": types })
         })
         .collect();
-    Ok(data(Value::Array(out)))
+    data(Value::Array(out))
 }
 
 fn deal_json(d: &Deal, tz: chrono_tz::Tz) -> Value {
@@ -277,42 +297,78 @@ async fn describe(state: &AppState, app: i64, p: &Params) -> Result<Data> {
     };
     let (total, views) = state.svc.describe(app, q).await?;
     let tz = state.svc.time_zone();
-    let set: Vec<Value> = views
-        .into_iter()
+    let set: Vec<RedisRow> = views
+        .iter()
         .map(|v| {
-            let i = v.instance;
+            let i = &v.instance;
             let created = time(i.created_at, tz);
-            json!({
-                "redisName": i.name,
-                "redisId": i.id,
-                "appId": i.app_id,
-                "appid": i.app_id,
-                "projectId": i.project_id,
-                "regionId": i.region_id,
-                "zoneId": i.zone_id,
-                "vpcId": i.vpc_id,
-                "unVpcId": i.un_vpc_id,
-                "subnetId": i.subnet_id,
-                "unSubnetId": i.un_subnet_id,
-                "status": i.status.code(),
-                "statusDesc": i.status.description(),
-                "wanIp": i.vip,
-                "port": i.port,
-                "createtime": created,
-                "createTime": created,
-                "size": i.mem_mb,
-                "sizeUsed": v.size_used_mb,
-                "typeId": i.type_id,
-                "typeIdDesc": v.type_name,
-                "autoRenewFlag": i.auto_renew,
-                "deadlineTime": time(i.deadline, tz),
-            })
+            RedisRow {
+                redis_name: &i.name,
+                redis_id: &i.id,
+                app_id: i.app_id,
+                appid: i.app_id,
+                project_id: i.project_id,
+                region_id: i.region_id,
+                zone_id: i.zone_id,
+                vpc_id: i.vpc_id,
+                un_vpc_id: &i.un_vpc_id,
+                subnet_id: i.subnet_id,
+                un_subnet_id: &i.un_subnet_id,
+                status: i.status.code(),
+                status_desc: i.status.description(),
+                wan_ip: &i.vip,
+                port: i.port,
+                createtime: created.clone(),
+                create_time: created,
+                size: i.mem_mb,
+                size_used: v.size_used_mb,
+                type_id: i.type_id,
+                type_id_desc: &v.type_name,
+                auto_renew_flag: i.auto_renew,
+                deadline_time: time(i.deadline, tz),
+            }
         })
         .collect();
-    let mut out = Map::new();
-    out.insert("totalCount".into(), json!(total));
-    out.insert("data".into(), json!({ "redisSet": set }));
-    Ok(out)
+    Data::new()
+        .with("totalCount", &total)?
+        .with("data", &RedisSet { redis_set: set })
+}
+
+/// `data` of DescribeRedis.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RedisSet<'a> {
+    redis_set: Vec<RedisRow<'a>>,
+}
+
+/// One entry of `data.redisSet`, with the seed's field names (both spellings it uses for the
+/// app id and the creation time).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RedisRow<'a> {
+    redis_name: &'a str,
+    redis_id: &'a str,
+    app_id: i64,
+    appid: i64,
+    project_id: i64,
+    region_id: i64,
+    zone_id: i64,
+    vpc_id: i64,
+    un_vpc_id: &'a str,
+    subnet_id: i64,
+    un_subnet_id: &'a str,
+    status: i64,
+    status_desc: &'a str,
+    wan_ip: &'a str,
+    port: u16,
+    createtime: String,
+    create_time: String,
+    size: i64,
+    size_used: i64,
+    type_id: i64,
+    type_id_desc: &'a str,
+    auto_renew_flag: i64,
+    deadline_time: String,
 }
 
 async fn task_list(state: &AppState, app: i64, p: &Params) -> Result<Data> {
@@ -342,8 +398,7 @@ async fn task_list(state: &AppState, app: i64, p: &Params) -> Result<Data> {
             })
         })
         .collect();
-    let mut out = Map::new();
-    out.insert("totalCount".into(), json!(total));
-    out.insert("data".into(), json!({ "redisTaskSet": set }));
-    Ok(out)
+    Data::new()
+        .with("totalCount", &total)?
+        .with("data", &json!({ "redisTaskSet": set }))
 }

@@ -17,7 +17,6 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use crsd_core::Error;
-use serde_json::{Map, Value};
 
 pub const PATH: &str = "/v2/index.php";
 
@@ -62,23 +61,23 @@ pub async fn handle(
         Err(e) => Err(e),
     };
     let body = match result {
-        Ok(data) => success(data),
-        Err(e) => errors::render(&action, &e),
+        Ok(data) => success(&data),
+        Err(e) => errors::render(&action, &e).to_string(),
     };
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn success(data: Map<String, Value>) -> Value {
-    let mut out = Map::new();
-    out.insert("code".into(), Value::from(0));
-    out.insert("message".into(), Value::from(""));
-    out.insert("codeDesc".into(), Value::from("Success"));
-    out.extend(data);
-    Value::Object(out)
+/// `{"code":0,"message":"","codeDesc":"Success", ...the action's fields}`.
+fn success(data: &actions::Data) -> String {
+    let mut out = String::from(r#"{"code":0,"message":"","codeDesc":"Success""#);
+    for (name, value) in data.fields() {
+        out.push_str(",\"");
+        out.push_str(name);
+        out.push_str("\":");
+        out.push_str(value.get());
+    }
+    out.push('}');
+    out
 }
 
 /// Signature pipeline: common params -> key lookup -> string to sign (Host header as received,
