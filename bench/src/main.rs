@@ -29,6 +29,18 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// p50 and p99 of raw single, raw pair and crsd create, in that order.
+type Latencies = (
+    (Duration, Duration),
+    (Duration, Duration),
+    (Duration, Duration),
+);
+
+fn p50_p99(samples: &mut [Duration]) -> (Duration, Duration) {
+    samples.sort();
+    (percentile(samples, 0.5), percentile(samples, 0.99))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
@@ -58,10 +70,6 @@ async fn main() -> Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     );
-
-    // ---- raw spawn-to-PING ----
-    let raw_single = raw_spawn(dir.path(), n_create, false).await?;
-    let raw_pair = raw_spawn(dir.path(), n_create, true).await?;
 
     // ---- crsd ----
     let mut cfg = Config {
@@ -96,7 +104,7 @@ async fn main() -> Result<()> {
     .await;
     running.shutdown(Duration::from_secs(5)).await;
     kill_all(&cfg.data_dir);
-    let (create, rps, raw_rps) = result?;
+    let ((raw_single, raw_pair, create), rps, raw_rps) = result?;
 
     println!();
     println!("== provisioning: request -> running, {n_create} instances ==");
@@ -139,10 +147,15 @@ async fn run_crsd(
     seconds: u64,
     concurrency: usize,
     dir: &Path,
-) -> Result<((Duration, Duration), f64, f64)> {
-    // Provisioning latency, one at a time.
+) -> Result<(Latencies, f64, f64)> {
+    // Provisioning latency, one at a time, each crsd create right after one raw single spawn
+    // and one raw pair spawn, so that all three see the same machine.
     let mut lat = Vec::new();
-    for _ in 0..n_create {
+    let mut raw_single = Vec::new();
+    let mut raw_pair = Vec::new();
+    for i in 0..n_create {
+        raw_single.push(raw_spawn_once(dir, i, false).await?);
+        raw_pair.push(raw_spawn_once(dir, i, true).await?);
         let t0 = Instant::now();
         let v = client
             .call(
@@ -170,8 +183,11 @@ async fn run_crsd(
         }
         lat.push(t0.elapsed());
     }
-    lat.sort();
-    let create = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    let create = (
+        p50_p99(&mut raw_single),
+        p50_p99(&mut raw_pair),
+        p50_p99(&mut lat),
+    );
 
     // Fill the account up to n_instances, 10 per deal.
     let mut have = n_create;
@@ -266,34 +282,30 @@ fn redis_conf(dir: &Path, port: u16, master: Option<u16>) -> Result<std::path::P
     Ok(path)
 }
 
-/// Spawn -> PING answered (and, for a pair, replica in sync), n times.
-async fn raw_spawn(dir: &Path, n: usize, pair: bool) -> Result<(Duration, Duration)> {
-    let mut lat = Vec::new();
-    for i in 0..n {
-        let base = dir.join(format!("raw-{}-{i}", if pair { "pair" } else { "one" }));
-        let mp = free_port()?;
-        let t0 = Instant::now();
-        let mut children = vec![spawn(&redis_conf(&base.join("m"), mp, None)?)?];
-        let rp = if pair {
-            let rp = free_port()?;
-            children.push(spawn(&redis_conf(&base.join("r"), rp, Some(mp))?)?);
-            Some(rp)
-        } else {
-            None
-        };
-        wait_ping(mp).await?;
-        if let Some(rp) = rp {
-            wait_ping(rp).await?;
-            wait_sync(rp).await?;
-        }
-        lat.push(t0.elapsed());
-        for mut c in children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+/// Spawn -> PING answered (and, for a pair, replica in sync), once.
+async fn raw_spawn_once(dir: &Path, i: usize, pair: bool) -> Result<Duration> {
+    let base = dir.join(format!("raw-{}-{i}", if pair { "pair" } else { "one" }));
+    let mp = free_port()?;
+    let t0 = Instant::now();
+    let mut children = vec![spawn(&redis_conf(&base.join("m"), mp, None)?)?];
+    let rp = if pair {
+        let rp = free_port()?;
+        children.push(spawn(&redis_conf(&base.join("r"), rp, Some(mp))?)?);
+        Some(rp)
+    } else {
+        None
+    };
+    wait_ping(mp).await?;
+    if let Some(rp) = rp {
+        wait_ping(rp).await?;
+        wait_sync(rp).await?;
     }
-    lat.sort();
-    Ok((percentile(&lat, 0.5), percentile(&lat, 0.99)))
+    let took = t0.elapsed();
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    Ok(took)
 }
 
 fn spawn(conf: &Path) -> Result<std::process::Child> {

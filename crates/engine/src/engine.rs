@@ -32,6 +32,9 @@ const SHUTDOWN_RETRY: Duration = Duration::from_millis(200);
 /// Longest pause between polls of `wait_replicas` (replicas acknowledge their offset once a
 /// second; a new replica reports it as soon as its first sync ends).
 const REPLICA_POLL_CAP: Duration = Duration::from_millis(100);
+/// How long a replica's link may stay down with no sync in progress before
+/// `wait_replica_synced` reconnects it (a handshake takes about a millisecond).
+const REPLICA_NUDGE_AFTER: Duration = Duration::from_millis(5);
 
 /// Drives the redis-server processes of nodes. Cheap to clone; holds only the config.
 #[derive(Clone, Debug)]
@@ -323,11 +326,22 @@ impl Engine {
     /// loaded the master's data set and streams from it. This is what a new or restarted
     /// pair waits for: the master's own view lags behind (it marks the replica online only
     /// after its cron notices the transfer ended, up to 1/hz later).
+    ///
+    /// A replica that found its master not yet listening retries only from its once-a-second
+    /// cron. When the pair was started together that is the common race, so a replica whose
+    /// link stays down without a sync in progress for [`REPLICA_NUDGE_AFTER`] is told its
+    /// master again (`REPLICAOF NO ONE`, then `REPLICAOF host port`, which connects at once).
+    /// That happens once per call; the replica's data is replaced by the master's either way.
     pub async fn wait_replica_synced(
         &self,
         spec: &NodeSpec,
         timeout: Duration,
     ) -> Result<(), EngineError> {
+        let not_in_sync = || EngineError::ReplicasNotInSync {
+            wanted: 1,
+            caught_up: 0,
+            after: timeout,
+        };
         let deadline = Instant::now() + timeout;
         let mut con = self.admin_connection(spec).await?;
         let mut backoff = Backoff::new(
@@ -335,14 +349,12 @@ impl Engine {
             Duration::from_millis(100),
             REPLICA_POLL_CAP,
         );
+        let mut down_since: Option<Instant> = None;
+        let mut nudged = false;
         loop {
             let info = tokio::time::timeout_at(deadline, admin::info(&mut con, "replication"))
                 .await
-                .map_err(|_| EngineError::ReplicasNotInSync {
-                    wanted: 1,
-                    caught_up: 0,
-                    after: timeout,
-                })??;
+                .map_err(|_| not_in_sync())??;
             let role: String = admin::field(&info, "role")?;
             if role != "slave" {
                 return Err(EngineError::WrongRole {
@@ -355,12 +367,21 @@ impl Engine {
             if link == "up" && syncing == 0 {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
-                return Err(EngineError::ReplicasNotInSync {
-                    wanted: 1,
-                    caught_up: 0,
-                    after: timeout,
-                });
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(not_in_sync());
+            }
+            if syncing == 0 {
+                let since = *down_since.get_or_insert(now);
+                if !nudged && now - since >= REPLICA_NUDGE_AFTER {
+                    if let Some((host, port)) = &spec.master {
+                        tracing::info!(node = %spec.name, "replica not connected to its master yet; telling it again");
+                        replicaof(&mut con, Some((host, *port))).await?;
+                        nudged = true;
+                    }
+                }
+            } else {
+                down_since = None;
             }
             backoff.wait().await;
         }
@@ -517,6 +538,27 @@ fn prepare_dir(paths: &NodePaths) -> Result<(), EngineError> {
     fs::create_dir_all(&paths.dir).map_err(io_err(format!("creating {}", paths.dir.display())))?;
     fs::set_permissions(&paths.dir, fs::Permissions::from_mode(0o700))
         .map_err(io_err(format!("chmod 0700 {}", paths.dir.display())))
+}
+
+/// `REPLICAOF NO ONE` followed, for `Some`, by `REPLICAOF host port`: the replica drops its
+/// (possibly waiting) link and connects to the master at once.
+async fn replicaof(
+    con: &mut MultiplexedConnection,
+    master: Option<(&str, u16)>,
+) -> Result<(), EngineError> {
+    redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async::<()>(con)
+        .await?;
+    if let Some((host, port)) = master {
+        redis::cmd("REPLICAOF")
+            .arg(host)
+            .arg(port)
+            .query_async::<()>(con)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn config_rewrite(con: &mut MultiplexedConnection) -> Result<(), EngineError> {

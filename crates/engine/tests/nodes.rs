@@ -623,3 +623,48 @@ async fn helper_start_master_then_hang() {
     println!("STARTED {}", handle.pid);
     tokio::time::sleep(Duration::from_secs(60)).await;
 }
+
+#[tokio::test]
+async fn a_replica_started_before_its_master_is_reconnected_without_waiting_for_its_cron() {
+    let p = Pair::new();
+    // The replica comes up first and finds nobody on the master's port; on its own it would
+    // try again only from its once-a-second cron.
+    p.engine.start(&p.replica).await.expect("start replica");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    p.engine.start(&p.master).await.expect("start master");
+    let t0 = Instant::now();
+    p.engine
+        .wait_replica_synced(&p.replica, Duration::from_secs(10))
+        .await
+        .expect("replica in sync");
+    let took = t0.elapsed();
+    assert!(
+        p.engine
+            .replica_in_sync(&p.replica)
+            .await
+            .expect("replica info"),
+        "in sync after the wait"
+    );
+    // Well under the cron's second (the nudge comes after a few ms of a down link).
+    assert!(took < Duration::from_millis(700), "took {took:?}");
+
+    // And it really replicates.
+    let mut master = user_conn(p.master.port, PASSWORD).await.expect("auth");
+    redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async::<()>(&mut master)
+        .await
+        .expect("SET");
+    p.engine
+        .wait_replicas(&p.master, 1, Duration::from_secs(10))
+        .await
+        .expect("caught up");
+    let mut replica = user_conn(p.replica.port, PASSWORD).await.expect("auth");
+    let v: Option<String> = redis::cmd("GET")
+        .arg("k")
+        .query_async(&mut replica)
+        .await
+        .expect("GET");
+    assert_eq!(v.as_deref(), Some("v"));
+}

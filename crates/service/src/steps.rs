@@ -64,13 +64,26 @@ impl Service {
         let engine = &self.engine;
         let finish = match task.kind {
             TaskKind::NewInstance | TaskKind::StartInstance => {
-                // The master is spawned first (join! polls it first and a start does its
-                // file work and spawn before it first waits), so the replica usually finds
-                // it listening; otherwise the replica retries on its own a second later.
-                // `start` adopts a node that already runs, so a resumed task starts again.
-                let (m, r) = tokio::join!(engine.start(&master), engine.start(&replica));
-                m.map_err(engine_err)?;
-                r.map_err(engine_err)?;
+                // Both nodes start at once, each on its own task so that their file work
+                // and spawn run in parallel. If the replica comes up before its master
+                // listens, `wait_replica_synced` reconnects it. `start` adopts a node that
+                // already runs, so a resumed task simply starts again.
+                let (m, r) = tokio::join!(
+                    tokio::spawn({
+                        let engine = engine.clone();
+                        let spec = master.clone();
+                        async move { engine.start(&spec).await }
+                    }),
+                    tokio::spawn({
+                        let engine = engine.clone();
+                        let spec = replica.clone();
+                        async move { engine.start(&spec).await }
+                    }),
+                );
+                m.map_err(|e| Error::internal(format!("starting the master: {e}")))?
+                    .map_err(engine_err)?;
+                r.map_err(|e| Error::internal(format!("starting the replica: {e}")))?
+                    .map_err(engine_err)?;
                 engine
                     .wait_replica_synced(&replica, SYNC_TIMEOUT)
                     .await
