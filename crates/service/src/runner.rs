@@ -136,11 +136,21 @@ impl Service {
     /// Executes one task to its end, catching panics.
     async fn run_one(self: &Arc<Self>, mut task: Task) {
         if task.status == TaskStatus::Pending {
+            // Marked in the background: the mark only moves a pending task, so it cannot undo
+            // an end the steps record first, and the first step need not wait for a commit.
             task.status = TaskStatus::Running;
-            if let Err(e) = self.save_task(&task).await {
-                tracing::error!(task = task.id, error = ?e, "cannot mark the task running");
-                return;
-            }
+            let svc = self.clone();
+            let id = task.id;
+            tokio::spawn(async move {
+                let marked = async {
+                    let mut tx = svc.store.write().await?;
+                    tx.mark_task_running(id, svc.now()).await?;
+                    tx.commit().await
+                };
+                if let Err(e) = marked.await {
+                    tracing::warn!(task = id, error = ?e, "cannot mark the task running");
+                }
+            });
         } else {
             tracing::info!(
                 task = task.id,

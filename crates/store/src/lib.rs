@@ -12,7 +12,9 @@ mod rows;
 mod snapshot;
 
 use chrono::{DateTime, Utc};
-use crsd_core::model::{Account, Deal, Instance, InstanceStatus, Task, TaskKind, TaskView};
+use crsd_core::model::{
+    Account, Deal, Instance, InstanceStatus, Task, TaskKind, TaskStatus, TaskView,
+};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use std::path::Path;
@@ -542,6 +544,19 @@ impl WriteTx {
             .fetch_optional(&mut *self.tx)
             .await?;
         row.map(|r| rows::task(&r)).transpose()
+    }
+
+    /// Pending -> running, and nothing else: a late mark can never overwrite how the task
+    /// ended, so the runner need not wait for it before the task starts working.
+    pub async fn mark_task_running(&mut self, id: i64, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE tasks SET status = ?, updated_at = ? WHERE id = ? AND status = ?")
+            .bind(TaskStatus::Running.code())
+            .bind(millis(now))
+            .bind(id)
+            .bind(TaskStatus::Pending.code())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     pub async fn update_task(&mut self, t: &Task) -> Result<()> {
