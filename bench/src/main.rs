@@ -7,9 +7,14 @@
 //!    in the account, next to raw PING round trips per second against one redis-server with
 //!    the same client concurrency.
 //!
+//! With `BENCH_SUITE=backups` (`make bench-backups`) it measures backups instead: see
+//! `backups.rs`.
+//!
 //! Run with `make bench` (release build). Environment: BENCH_ACTION (DescribeRedis; e.g.
 //! DescribeRedisZones measures the HTTP + signature path alone), BENCH_CREATE (20), BENCH_INSTANCES
 //! (200), BENCH_SECONDS (5), BENCH_CONCURRENCY (64).
+
+mod backups;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
@@ -63,6 +68,9 @@ async fn main() -> Result<()> {
     let seconds = env_usize("BENCH_SECONDS", 5) as u64;
     let concurrency = env_usize("BENCH_CONCURRENCY", 64);
     let dir = tempfile::tempdir()?;
+    if std::env::var("BENCH_SUITE").as_deref() == Ok("backups") {
+        return backups::run(dir.path()).await;
+    }
 
     println!(
         "crsd-bench: {} cores",

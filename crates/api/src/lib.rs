@@ -5,6 +5,7 @@
 //! primitives; each dialect module turns a request into one service call and renders the result
 //! or the error in its own shape and codes. Handlers never touch the store or the engine.
 
+pub mod download;
 pub mod guard;
 pub mod params;
 pub mod sign_v2;
@@ -44,23 +45,67 @@ impl Default for ApiConfig {
 pub struct AppState {
     pub svc: Arc<Service>,
     pub cfg: ApiConfig,
+    pub downloads: Downloads,
     pub replay: guard::ReplayGuard,
     pub limiter: guard::RateLimiter,
 }
 
 pub type SharedState = Arc<AppState>;
 
-pub fn router(svc: Arc<Service>, cfg: ApiConfig) -> Router {
+/// Backup download URLs: who signs them and the two public base URLs they start with
+/// (`data.intranet` and `data.extranet` of GetBackupDownloadUrl).
+pub struct Downloads {
+    pub signer: download::DownloadSigner,
+    pub intranet_base: String,
+    pub extranet_base: String,
+}
+
+pub fn router(svc: Arc<Service>, cfg: ApiConfig, downloads: Downloads) -> Router {
     let state = Arc::new(AppState {
         replay: guard::ReplayGuard::new(cfg.replay_window_secs),
         limiter: guard::RateLimiter::new(cfg.rate_per_second, cfg.rate_burst),
         svc,
         cfg,
+        downloads,
     });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v2/index.php", get(v2::handle).post(v2::handle))
+        .route(
+            "/download/{file}",
+            get(download_backup).head(download_backup),
+        )
         .with_state(state)
+}
+
+/// `GET /download/<backupId>.rdb?<token>`: 403 unless the token is this backup's, unaltered
+/// and unexpired; 404 once the backup is gone; else the file, streamed (Range supported).
+async fn download_backup(
+    State(state): State<SharedState>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(backup_id) = file.strip_suffix(".rdb") else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let token = req.uri().query().unwrap_or_default().to_string();
+    if state
+        .downloads
+        .signer
+        .verify(backup_id, &token, state.svc.now())
+        .is_err()
+    {
+        return (StatusCode::FORBIDDEN, "invalid or expired download link\n").into_response();
+    }
+    match state.svc.backup_file(backup_id).await {
+        Ok(Some(found)) => download::serve_file(&found.path, &file, req).await,
+        Ok(None) => (StatusCode::NOT_FOUND, "no such backup\n").into_response(),
+        Err(e) => {
+            tracing::error!(error = ?e, backup = backup_id, "download lookup failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 async fn healthz(State(_state): State<SharedState>) -> (StatusCode, &'static str) {

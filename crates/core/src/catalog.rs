@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 /// Types crsd can really run today. Cluster (1) is refused with NoTypeIdRedisService until it exists.
 pub const RUNNABLE_TYPES: &[i64] = &[2];
+/// typeId of the cluster edition (集群版).
+pub const CLUSTER_TYPE_ID: i64 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

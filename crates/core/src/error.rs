@@ -89,7 +89,7 @@ pub enum Error {
     #[error("task {0} not found")]
     TaskNotFound(i64),
 
-    // ---- backups (designed for, built by the backup issue) ----
+    // ---- backups ----
     #[error("backup {0} not found for this instance")]
     BackupNotFound(String),
     #[error("backup {0} status does not allow this operation")]
@@ -98,6 +98,10 @@ pub enum Error {
     BackupLocked(String),
     #[error("only cluster instances can export backups")]
     ExportNeedsCluster,
+    #[error("at most {limit} manual backups of an instance a day")]
+    BackupQuotaExceeded { limit: i64 },
+    #[error("the backup file does not match its record: {0}")]
+    BackupCorrupt(String),
 
     // ---- everything else ----
     #[error("internal error")]

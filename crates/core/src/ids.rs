@@ -13,6 +13,16 @@ pub fn new_instance_id() -> String {
     format!("crs-{tail}")
 }
 
+/// A backup id: a random UUID, like the cloud's (`fb8d2cd6-f6ee-11e6-ac36-525400394272`).
+pub fn new_backup_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Does `s` have the shape of a backup id (a UUID)?
+pub fn looks_like_backup_id(s: &str) -> bool {
+    uuid::Uuid::try_parse(s).is_ok()
+}
+
 /// A random secret for crsd's own ACL users (admin, replication): 32 hex characters.
 pub fn new_secret() -> String {
     let bytes: [u8; 16] = rand::thread_rng().gen();

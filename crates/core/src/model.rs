@@ -317,3 +317,102 @@ pub struct TaskView {
     pub instance_name: String,
     pub project_id: i64,
 }
+
+/// Who asked for a backup: the `backupType` GetRedisBackupList shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BackupKind {
+    /// ManualBackupInstance.
+    Manual,
+    /// The daily automatic backup.
+    System,
+}
+
+impl BackupKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackupKind::Manual => "manualBackupInstance",
+            BackupKind::System => "systemBackupInstance",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<BackupKind> {
+        match name {
+            "manualBackupInstance" => Some(BackupKind::Manual),
+            "systemBackupInstance" => Some(BackupKind::System),
+            _ => None,
+        }
+    }
+}
+
+/// Where a backup is in its life. A backup gets a record only once its file is whole in the
+/// backup store (the backup task writes the record and finishes in one transaction), so
+/// there is no "being taken" state and a listed backup is always a complete file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackupState {
+    /// Usable: restorable and downloadable.
+    Normal,
+    /// Older than the retention: the file is gone, the record stays listed as expired.
+    Expired,
+    /// Being exported (cluster instances).
+    Exporting,
+    /// Exported (cluster instances): downloadable.
+    Exported,
+}
+
+impl BackupState {
+    pub fn code(self) -> i64 {
+        match self {
+            BackupState::Normal => 2,
+            BackupState::Expired => -1,
+            BackupState::Exporting => 3,
+            BackupState::Exported => 4,
+        }
+    }
+
+    pub fn from_code(code: i64) -> Option<BackupState> {
+        Some(match code {
+            2 => BackupState::Normal,
+            -1 => BackupState::Expired,
+            3 => BackupState::Exporting,
+            4 => BackupState::Exported,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backup {
+    /// A UUID.
+    pub id: String,
+    pub app_id: i64,
+    pub instance_id: String,
+    pub kind: BackupKind,
+    pub remark: String,
+    pub state: BackupState,
+    /// The task that uses the backup (a restore), if any: the backup shows as locked.
+    pub lock_task: Option<i64>,
+    /// Bytes of the RDB file.
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the RDB file, checked before every restore.
+    pub sha256: String,
+    /// When the backup task began: `startTime`, and what the time filters compare.
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+}
+
+impl Backup {
+    /// The `status` GetRedisBackupList documents: 1 locked by another task, 2 normal,
+    /// -1 expired, 3 being exported, 4 exported.
+    pub fn status_code(&self) -> i64 {
+        if self.lock_task.is_some() && self.state == BackupState::Normal {
+            1
+        } else {
+            self.state.code()
+        }
+    }
+
+    /// The `locked` flag: 1 while a task holds the backup.
+    pub fn locked(&self) -> i64 {
+        i64::from(self.lock_task.is_some())
+    }
+}

@@ -21,6 +21,7 @@ pub struct Config {
     pub catalog: Catalog,
     pub accounts: Accounts,
     pub loops: Loops,
+    pub backups: Backups,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -68,6 +69,27 @@ pub struct Accounts {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct Backups {
+    /// Folder of the local backup store; `<data_dir>/backups` when empty.
+    pub dir: Option<PathBuf>,
+    /// Backups older than this many days are expired (file removed, listed as -1).
+    pub retention_days: i64,
+    /// Local time (`time_zone`) of the daily automatic backup, "HH:MM".
+    pub daily_at: String,
+    /// Manual backups allowed per instance and day.
+    pub manual_per_day: i64,
+    /// How long a download URL stays valid.
+    pub url_ttl_hours: u64,
+    /// Start of `data.intranet` / `data.extranet` download URLs, e.g. "http://10.0.0.5:9750".
+    /// Empty: this listener's own address (http, or https with [tls]).
+    pub intranet_base_url: String,
+    pub extranet_base_url: String,
+    /// How long one snapshot (BGSAVE on the replica) may take.
+    pub snapshot_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Loops {
     /// Supervisor period (process checks), milliseconds.
     pub supervise_every_ms: u64,
@@ -89,7 +111,29 @@ impl Default for Config {
             catalog: Catalog::default(),
             accounts: Accounts::default(),
             loops: Loops::default(),
+            backups: Backups::default(),
         }
+    }
+}
+
+impl Default for Backups {
+    fn default() -> Backups {
+        Backups {
+            dir: None,
+            retention_days: 7,
+            daily_at: "03:00".into(),
+            manual_per_day: 24,
+            url_ttl_hours: 12,
+            intranet_base_url: String::new(),
+            extranet_base_url: String::new(),
+            snapshot_timeout_secs: 3600,
+        }
+    }
+}
+
+impl Backups {
+    pub fn daily_time(&self) -> Option<chrono::NaiveTime> {
+        chrono::NaiveTime::parse_from_str(self.daily_at.trim(), "%H:%M").ok()
     }
 }
 
@@ -195,6 +239,23 @@ impl Config {
         if self.catalog.zones.is_empty() || self.catalog.periods.is_empty() {
             return bad("catalog needs at least one zone and one period");
         }
+        if self.backups.daily_time().is_none() {
+            return bad("backups.daily_at must be HH:MM");
+        }
+        if self.backups.retention_days < 1 || self.backups.url_ttl_hours < 1 {
+            return bad("backups.retention_days and backups.url_ttl_hours must be at least 1");
+        }
+        if self.backups.manual_per_day < 0 {
+            return bad("backups.manual_per_day must not be negative");
+        }
+        for url in [
+            &self.backups.intranet_base_url,
+            &self.backups.extranet_base_url,
+        ] {
+            if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+                return bad("backups.*_base_url must start with http:// or https://");
+            }
+        }
         Ok(())
     }
 
@@ -234,5 +295,8 @@ mod tests {
         assert!(Config::parse("nonsense = 1").is_err());
         assert!(Config::parse("time_zone = \"Mars/Base\"").is_err());
         assert!(Config::parse("[instances]\nport_min = 10\nport_max = 5").is_err());
+        assert!(Config::parse("[backups]\ndaily_at = \"25:00\"").is_err());
+        assert!(Config::parse("[backups]\nretention_days = 0").is_err());
+        assert!(Config::parse("[backups]\nintranet_base_url = \"ftp://x\"").is_err());
     }
 }

@@ -9,9 +9,10 @@
 use crate::config::Config;
 use anyhow::{bail, Context, Result};
 use axum_server::tls_rustls::RustlsConfig;
+use crsd_backupstore::{BackupStore, LocalStore};
 use crsd_core::clock::SharedClock;
 use crsd_engine::{Engine, EngineConfig};
-use crsd_service::{NewAccount, Service, ServiceConfig};
+use crsd_service::{BackupSettings, NewAccount, Service, ServiceConfig};
 use crsd_store::Store;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -67,10 +68,16 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
     let service = Service::new(
         store,
         Engine::new(engine_config(&cfg)),
+        backup_store(&cfg)?,
         clock,
         service_config(&cfg),
     );
     let bootstrap = bootstrap_account(&service, &cfg).await?;
+    match service.sweep_backup_store().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(files = n, "removed unfinished backup files"),
+        Err(e) => tracing::error!(error = ?e, "cannot sweep the backup store"),
+    }
 
     match service.supervise_once().await {
         Ok(0) => {}
@@ -85,9 +92,29 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
     let tasks = vec![
         tokio::spawn(service.clone().run_tasks(rx.clone())),
         tokio::spawn(service.clone().run_supervisor(rx.clone())),
-        tokio::spawn(service.clone().run_expiry(rx)),
+        tokio::spawn(service.clone().run_expiry(rx.clone())),
+        tokio::spawn(service.clone().run_backup_schedule(rx)),
     ];
 
+    let listener = std::net::TcpListener::bind(cfg.listen)
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let own_base = format!(
+        "{}://{addr}",
+        if cfg.tls.cert.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    );
+    let base_or_own = |configured: &str| {
+        if configured.is_empty() {
+            own_base.clone()
+        } else {
+            configured.trim_end_matches('/').to_string()
+        }
+    };
     let app = crsd_api::router(
         service.clone(),
         crsd_api::ApiConfig {
@@ -96,11 +123,15 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
             rate_per_second: cfg.api.rate_per_second,
             rate_burst: cfg.api.rate_burst,
         },
+        crsd_api::Downloads {
+            signer: crsd_api::download::DownloadSigner::new(
+                download_key(&cfg.data_dir)?,
+                Duration::from_secs(cfg.backups.url_ttl_hours * 3600),
+            ),
+            intranet_base: base_or_own(&cfg.backups.intranet_base_url),
+            extranet_base: base_or_own(&cfg.backups.extranet_base_url),
+        },
     );
-    let listener = std::net::TcpListener::bind(cfg.listen)
-        .with_context(|| format!("binding {}", cfg.listen))?;
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
     let handle = axum_server::Handle::new();
     let make = app.into_make_service();
     let server = match (&cfg.tls.cert, &cfg.tls.key) {
@@ -152,7 +183,45 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
         supervise_every: Duration::from_millis(cfg.loops.supervise_every_ms.max(50)),
         expiry_every: Duration::from_secs(cfg.loops.expiry_every_secs.max(1)),
         task_concurrency: cfg.loops.task_concurrency,
+        backups: BackupSettings {
+            retention: chrono::Duration::days(cfg.backups.retention_days),
+            daily_at: cfg.backups.daily_time().unwrap_or_default(),
+            manual_per_day: cfg.backups.manual_per_day,
+            snapshot_timeout: Duration::from_secs(cfg.backups.snapshot_timeout_secs.max(1)),
+        },
     }
+}
+
+/// The local backup store under the configured folder (default `<data_dir>/backups`).
+pub fn backup_store(cfg: &Config) -> Result<Arc<dyn BackupStore>> {
+    let dir = cfg
+        .backups
+        .dir
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("backups"));
+    let store = LocalStore::open(&dir)
+        .with_context(|| format!("opening the backup store {}", dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// The key that signs download URLs: 32 random bytes made on first start, kept in
+/// `<data_dir>/download.key` (0600) so links survive a restart.
+fn download_key(data_dir: &Path) -> Result<[u8; 32]> {
+    use rand::RngCore;
+    let path = data_dir.join("download.key");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            return bytes
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("{} is not 32 bytes", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let mut key = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut key);
+    write_secret_bytes(&path, &key)?;
+    Ok(key)
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<()> {
@@ -224,6 +293,11 @@ async fn bootstrap_account(
 }
 
 pub fn write_secret_file(path: &Path, text: &str) -> Result<()> {
+    write_secret_bytes(path, format!("{text}\n").as_bytes())
+}
+
+/// Writes a file only crsd may read (0600): temporary name, fsync, rename.
+fn write_secret_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -234,8 +308,7 @@ pub fn write_secret_file(path: &Path, text: &str) -> Result<()> {
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.write_all(b"\n")?;
+    f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     Ok(())

@@ -490,7 +490,7 @@ async fn bad_signatures_keys_replays_and_missing_parameters_are_refused() {
         ),
     )
     .await;
-    assert_error(&v, 6100, "UnsupportedOperation");
+    assert_error(&v, 5000, "InstanceNotExists");
 
     // Hosts: the Host header as sent, or a configured public host; nothing else.
     assert!(crsd

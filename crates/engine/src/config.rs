@@ -25,16 +25,16 @@
 //! the file is created 0600 in a 0700 folder.
 
 use std::fmt::Write as _;
-use std::fs::{self, OpenOptions};
-use std::io::Write as _;
+use std::fs;
 use std::net::IpAddr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::durable;
 use crate::error::io_err;
-use crate::layout::{NodePaths, AOF_DIR, RDB_FILE};
+use crate::layout::{NodePaths, AOF_DIR, AOF_FILE, RDB_FILE};
 use crate::{acl_sha256_hex, EngineConfig, EngineError, NodeSpec, Role};
 
 /// First line of every rendered file, followed by the sha256 of the rendered body.
@@ -120,7 +120,7 @@ pub(crate) fn render(
     line("# A master must never come back empty: its replica would resync and wipe itself.");
     line("appendonly yes");
     line(&format!("appenddirname {}", quote(AOF_DIR)));
-    line("appendfilename \"appendonly.aof\"");
+    line(&format!("appendfilename {}", quote(AOF_FILE)));
     line("appendfsync everysec");
     line("aof-use-rdb-preamble yes");
     line("# A kill during a write can cut the last, unacknowledged command: load the rest.");
@@ -227,25 +227,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(format!("removing {}", tmp.display()))(e)),
     }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err(format!("creating {}", tmp.display())))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(io_err(format!("writing {}", tmp.display())))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io_err(format!(
-        "renaming {} to {}",
-        tmp.display(),
-        path.display()
-    )))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(format!("syncing folder {}", dir.display())))?;
-    Ok(())
+    durable::write_new_synced(&tmp, bytes)?;
+    durable::rename_synced(dir, &tmp, path)
 }
 
 /// The single address instances listen on.

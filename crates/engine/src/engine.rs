@@ -18,6 +18,7 @@ use crate::error::io_err;
 use crate::layout::NodePaths;
 use crate::poll::Backoff;
 use crate::process;
+use crate::restore;
 use crate::{EngineConfig, EngineError, NodeHandle, NodeSpec, Role};
 
 /// How long `stop` waits after SHUTDOWN (redis waits up to 10 s for lagging replicas, then
@@ -216,9 +217,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Stops the node (if running) and removes its folder. Refuses to delete a non-empty
-    /// folder that holds no redis.conf rendered by this crate (a wrong `dir` must not cost
-    /// anyone their files).
+    /// Stops the node (if running) and removes its folder, restore folders included. Refuses
+    /// to delete a non-empty folder that holds no redis.conf rendered by this crate (a wrong
+    /// `dir` must not cost anyone their files), unless it holds nothing but the folders of a
+    /// restore staged for a node that never started.
     pub async fn destroy(&self, spec: &NodeSpec) -> Result<(), EngineError> {
         let paths = NodePaths::new(&spec.dir)?;
         self.stop(spec).await?;
@@ -233,7 +235,7 @@ impl Engine {
             }
             Ok(_) => {}
         }
-        if config::is_rendered_by_us(&paths.conf) {
+        if config::is_rendered_by_us(&paths.conf) || restore::holds_only_restore_folders(&paths)? {
             fs::remove_dir_all(&paths.dir)
                 .map_err(io_err(format!("removing {}", paths.dir.display())))?;
         } else {
@@ -534,7 +536,7 @@ impl Engine {
 }
 
 /// Creates the node folder and makes it 0700 (it holds the replica's masterauth).
-fn prepare_dir(paths: &NodePaths) -> Result<(), EngineError> {
+pub(crate) fn prepare_dir(paths: &NodePaths) -> Result<(), EngineError> {
     fs::create_dir_all(&paths.dir).map_err(io_err(format!("creating {}", paths.dir.display())))?;
     fs::set_permissions(&paths.dir, fs::Permissions::from_mode(0o700))
         .map_err(io_err(format!("chmod 0700 {}", paths.dir.display())))

@@ -31,13 +31,30 @@ pub enum EngineError {
     /// `stop` could not end the process, even with SIGKILL (e.g. stuck in uninterruptible I/O).
     #[error("redis-server (pid {pid}) is still running after SHUTDOWN, SIGTERM and SIGKILL")]
     StillRunning { pid: u32 },
-    /// `wait_replicas` ran out of time.
+    /// The call needs the node stopped (it replaces files redis-server has open), but its
+    /// redis-server runs.
+    #[error("redis-server (pid {pid}) of this node is running; stop it first")]
+    NodeRunning { pid: u32 },
+    /// `wait_replicas`, `wait_replica_synced` or `replication_barrier` ran out of time.
     #[error("after {after:?} only {caught_up} of the {wanted} wanted replicas are connected and caught up")]
     ReplicasNotInSync {
         wanted: usize,
         caught_up: usize,
         after: Duration,
     },
+    /// The background save of `snapshot` ended with an error (fork failed, disk full, ...).
+    #[error("redis-server could not write its snapshot; redis.log ends with:\n{log_tail}")]
+    SnapshotFailed { log_tail: String },
+    /// `snapshot` gave up waiting. The save it asked for may still run (or start later, if
+    /// it was scheduled behind an AOF rewrite) and then replace dump.rdb.
+    #[error("the snapshot did not finish within {after:?}")]
+    SnapshotTimedOut { after: Duration },
+    /// The file is not a complete, readable RDB (`check_rdb`, `stage_restore`).
+    #[error("not a valid RDB file: {detail}")]
+    CorruptRdb { detail: String },
+    /// `swap_in_restore` found neither a staged restore nor one already swapped in.
+    #[error("no restore is staged for this node")]
+    NoRestoreStaged,
     /// A replica-only (or master-only) call was made on a node in the other role.
     #[error("expected a {expected:?} but redis reports role:{actual}")]
     WrongRole { expected: Role, actual: String },

@@ -13,7 +13,14 @@ pub(crate) const CONF_FILE: &str = "redis.conf";
 pub(crate) const PID_FILE: &str = "redis.pid";
 pub(crate) const LOG_FILE: &str = "redis.log";
 pub(crate) const AOF_DIR: &str = "appendonlydir";
+/// `appendfilename`: redis names the files inside [`AOF_DIR`] after it.
+pub(crate) const AOF_FILE: &str = "appendonly.aof";
 pub(crate) const RDB_FILE: &str = "dump.rdb";
+/// Suffixes of [`AOF_DIR`] for a restore (see `restore.rs`): the complete staged AOF, the
+/// staging area it is built in, and the node's own AOF kept until the restore is finished.
+const RESTORE_SUFFIX: &str = ".restore";
+const STAGING_SUFFIX: &str = ".restore-partial";
+const BEFORE_RESTORE_SUFFIX: &str = ".before-restore";
 
 #[derive(Clone, Debug)]
 pub(crate) struct NodePaths {
@@ -21,6 +28,16 @@ pub(crate) struct NodePaths {
     pub conf: PathBuf,
     pub pid: PathBuf,
     pub log: PathBuf,
+    /// The AOF folder redis-server loads at start.
+    pub aof_dir: PathBuf,
+    /// Where `snapshot` finds the RDB redis wrote (`dbfilename`).
+    pub rdb: PathBuf,
+    /// A complete AOF folder waiting to be swapped in.
+    pub restore_dir: PathBuf,
+    /// Where `restore_dir` is built; never loaded, never swapped in.
+    pub staging_dir: PathBuf,
+    /// The node's own AOF folder while a swapped-in restore is not finished yet.
+    pub before_restore_dir: PathBuf,
 }
 
 impl NodePaths {
@@ -41,6 +58,11 @@ impl NodePaths {
             conf: dir.join(CONF_FILE),
             pid: dir.join(PID_FILE),
             log: dir.join(LOG_FILE),
+            aof_dir: dir.join(AOF_DIR),
+            rdb: dir.join(RDB_FILE),
+            restore_dir: dir.join(format!("{AOF_DIR}{RESTORE_SUFFIX}")),
+            staging_dir: dir.join(format!("{AOF_DIR}{STAGING_SUFFIX}")),
+            before_restore_dir: dir.join(format!("{AOF_DIR}{BEFORE_RESTORE_SUFFIX}")),
             dir,
         })
     }

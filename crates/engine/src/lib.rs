@@ -12,6 +12,10 @@
 //! * **Redis connections for admin commands**: live changes (`CONFIG SET`, `ACL SETUSER`,
 //!   persisted with `CONFIG REWRITE`), `FLUSHALL`, `INFO` queries and replication checks,
 //!   always authenticated as crsd's own ACL user.
+//! * **Backup and restore primitives**: a replication barrier, a point-in-time RDB of a
+//!   node (`BGSAVE` on the replica), checking an RDB file, and staging an RDB as a node's
+//!   data with a way back (see `snapshot.rs` and `restore.rs`). Where backups are kept and
+//!   when they are taken is the caller's business.
 //!
 //! # What it must not touch
 //!
@@ -23,7 +27,9 @@
 //!
 //! `redis.conf` (0600), `redis.pid`, `redis.log`, `appendonlydir/` (the AOF, the source of
 //! truth after a crash) and `dump.rdb` (only when a snapshot was requested or a replica did a
-//! full sync). The folder itself is 0700.
+//! full sync). During a restore also `appendonlydir.restore/`, `appendonlydir.before-restore/`
+//! and, after a crash, `appendonlydir.restore-partial/` or `*.trash/`. The folder itself
+//! is 0700.
 //!
 //! # redis.conf: rendered from the spec, then owned by redis-server
 //!
@@ -49,11 +55,14 @@
 
 mod admin;
 mod config;
+mod durable;
 mod engine;
 mod error;
 mod layout;
 mod poll;
 mod process;
+mod restore;
+mod snapshot;
 
 use std::path::PathBuf;
 use std::time::Duration;

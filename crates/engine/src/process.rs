@@ -53,19 +53,13 @@ pub(crate) fn spawn(
         .try_clone()
         .map_err(io_err(format!("duplicating {}", paths.log.display())))?;
 
-    let mut cmd = tokio::process::Command::new(&config.redis_server);
+    let mut cmd = redis_command(config);
     cmd.arg(&paths.conf)
         .current_dir(&paths.dir)
-        .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2))
         .kill_on_drop(false);
-    for key in ENV_ALLOW_LIST {
-        if let Some(value) = std::env::var_os(key) {
-            cmd.env(key, value);
-        }
-    }
     // SAFETY: runs in the forked child before exec; setsid(2) and umask(2) are
     // async-signal-safe and touch no memory of the parent.
     unsafe {
@@ -82,6 +76,35 @@ pub(crate) fn spawn(
         config.redis_server.display(),
         paths.conf.display()
     )))
+}
+
+/// A command running the configured redis-server executable with the environment cleared
+/// down to [`ENV_ALLOW_LIST`].
+fn redis_command(config: &EngineConfig) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(&config.redis_server);
+    cmd.env_clear();
+    for key in ENV_ALLOW_LIST {
+        if let Some(value) = std::env::var_os(key) {
+            cmd.env(key, value);
+        }
+    }
+    cmd
+}
+
+/// `redis-check-rdb <rdb>`, run as the configured redis-server executable itself: redis is
+/// one program that picks its mode from the name it is called by (`argv[0]` containing
+/// `redis-check-rdb`; Debian's `/usr/bin/redis-check-rdb` is the same binary). So the check
+/// needs no second path in the config and always uses the version that will load the file.
+/// Killed if the caller drops the future; output is captured.
+pub(crate) fn check_rdb_command(config: &EngineConfig, rdb: &Path) -> tokio::process::Command {
+    let mut cmd = redis_command(config);
+    cmd.arg0("redis-check-rdb")
+        .arg(rdb)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
 }
 
 /// The pid of this node's running redis-server: the pid file if it names our process,

@@ -1,5 +1,6 @@
 //! crsd-service: one function per use case, the task runner that carries out what they
-//! record, and the background loops (supervisor, usage poller, expiry).
+//! record, and the background loops (supervisor, usage poller, expiry, backup schedule and
+//! retention).
 //!
 //! A use case validates its input, checks that the caller owns what it names, and writes the
 //! state change together with the durable task that carries it out, in one transaction. The
@@ -8,6 +9,7 @@
 //! HTTP and never formats a response.
 
 mod accounts;
+mod backups;
 mod instances;
 mod loops;
 mod purchase;
@@ -16,6 +18,7 @@ mod steps;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use crsd_backupstore::BackupStore;
 use crsd_core::catalog::Catalog;
 use crsd_core::clock::SharedClock;
 use crsd_core::model::{Instance, InstanceStatus};
@@ -34,6 +37,7 @@ pub use accounts::{AccountCredentials, NewAccount};
 pub mod accounts_created {
     pub use crate::accounts::Created;
 }
+pub use backups::{BackupDownload, BackupQuery, BackupSettings};
 pub use instances::{DescribeQuery, InstanceView};
 pub use purchase::CreateOrder;
 pub use runner::TaskQuery;
@@ -62,11 +66,14 @@ pub struct ServiceConfig {
     pub expiry_every: Duration,
     /// How many tasks run at once.
     pub task_concurrency: usize,
+    pub backups: BackupSettings,
 }
 
 pub struct Service {
     store: Store,
     engine: Arc<Engine>,
+    /// Where backup files live.
+    backup_store: Arc<dyn BackupStore>,
     clock: SharedClock,
     cfg: ServiceConfig,
     /// Wakes the runner when a task is recorded.
@@ -80,12 +87,14 @@ impl Service {
     pub fn new(
         store: Store,
         engine: Engine,
+        backup_store: Arc<dyn BackupStore>,
         clock: SharedClock,
         cfg: ServiceConfig,
     ) -> Arc<Service> {
         Arc::new(Service {
             store,
             engine: Arc::new(engine),
+            backup_store,
             clock,
             cfg,
             wake: Arc::new(Notify::new()),

@@ -194,4 +194,10 @@ impl Service {
         tx.commit().await?;
         Ok(())
     }
+
+    /// Records that `step` is done (steps before it are not repeated when the task resumes).
+    pub(crate) async fn step_done(&self, task: &mut Task, step: i64) -> Result<()> {
+        task.step = step;
+        self.save_task(task).await
+    }
 }

@@ -5,7 +5,7 @@
 //! instance, the deal and the task together in one transaction.
 
 use crate::Service;
-use crsd_core::model::{deal_status, Instance, InstanceStatus, Task, TaskKind, TaskStatus};
+use crsd_core::model::{deal_status, Backup, Instance, InstanceStatus, Task, TaskKind, TaskStatus};
 use crsd_core::{Error, Result};
 use crsd_engine::Role;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use std::time::Duration;
 /// How long a new replica may take to finish its first sync.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn engine_err(e: crsd_engine::EngineError) -> Error {
+pub(crate) fn engine_err(e: crsd_engine::EngineError) -> Error {
     let mut detail = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
@@ -25,22 +25,28 @@ fn engine_err(e: crsd_engine::EngineError) -> Error {
 }
 
 /// What the last transaction of a task writes besides the task itself.
-struct Finish {
-    status: InstanceStatus,
-    mem_mb: Option<i64>,
-    password: Option<(String, String)>,
-    deal: Option<i64>,
-    deleted_refund: Option<i64>,
+pub(crate) struct Finish {
+    pub status: InstanceStatus,
+    pub mem_mb: Option<i64>,
+    pub password: Option<(String, String)>,
+    pub deal: Option<i64>,
+    pub deleted_refund: Option<i64>,
+    /// A backup the task took: recorded only now, with the task's end.
+    pub new_backup: Option<Backup>,
+    /// A backup the task held (a restore): released with the task's end.
+    pub unlock_backup: Option<String>,
 }
 
 impl Finish {
-    fn to(status: InstanceStatus) -> Finish {
+    pub fn to(status: InstanceStatus) -> Finish {
         Finish {
             status,
             mem_mb: None,
             password: None,
             deal: None,
             deleted_refund: None,
+            new_backup: None,
+            unlock_backup: None,
         }
     }
 }
@@ -57,7 +63,7 @@ impl Service {
             .ok_or_else(|| Error::InstanceNotFound(id.to_string()))
     }
 
-    pub(crate) async fn execute(&self, task: Task) -> Result<()> {
+    pub(crate) async fn execute(&self, mut task: Task) -> Result<()> {
         let inst = self.task_instance(&task).await?;
         let master = self.node_spec(&inst, Role::Master);
         let replica = self.node_spec(&inst, Role::Replica);
@@ -139,6 +145,8 @@ impl Service {
                 let _ = std::fs::remove_dir_all(self.instance_dir(&inst.id));
                 Finish::to(InstanceStatus::Deleted)
             }
+            TaskKind::BackupInstance => self.take_backup(&task, &inst).await?,
+            TaskKind::RestoreBackup => self.restore_backup(&mut task, &inst).await?,
             other => {
                 return Err(Error::internal(format!(
                     "task kind {} is not carried out by this version",
@@ -189,6 +197,11 @@ impl Service {
                 let _ = engine.stop(&master).await;
                 Finish::to(InstanceStatus::Isolated)
             }
+            TaskKind::BackupInstance => {
+                self.undo_backup(task, &inst).await;
+                Finish::to(inst.status_after_unlock())
+            }
+            TaskKind::RestoreBackup => self.undo_restore(task, &inst).await?,
             _ => Finish::to(inst.status_after_unlock()),
         };
         let mut t = task.clone();
@@ -220,6 +233,17 @@ impl Service {
                 inst.password_acl = acl;
             }
             tx.update_instance(&inst).await?;
+        }
+        if let Some(backup) = &f.new_backup {
+            tx.insert_backup(backup).await?;
+        }
+        if let Some(backup_id) = &f.unlock_backup {
+            if let Some(mut backup) = tx.backup(backup_id).await? {
+                if backup.lock_task == Some(task.id) {
+                    backup.lock_task = None;
+                    tx.update_backup(&backup).await?;
+                }
+            }
         }
         if let Some(deal_id) = f.deal {
             if let Some(deal) = tx.deal(deal_id).await? {

@@ -13,7 +13,8 @@ mod snapshot;
 
 use chrono::{DateTime, Utc};
 use crsd_core::model::{
-    Account, Deal, Instance, InstanceStatus, Task, TaskKind, TaskStatus, TaskView,
+    Account, Backup, BackupState, Deal, Instance, InstanceStatus, Task, TaskKind, TaskStatus,
+    TaskView,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
@@ -97,6 +98,18 @@ pub struct TaskFilter {
     pub end: Option<DateTime<Utc>>,
     pub statuses: Vec<i64>,
     pub kinds: Vec<TaskKind>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Which backups GetRedisBackupList-like listings want: one instance's, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct BackupFilter {
+    pub app_id: i64,
+    pub instance_id: String,
+    /// Inclusive bounds on `started_at`.
+    pub begin: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -217,6 +230,53 @@ impl Store {
         row.map(|r| rows::deal(&r)).transpose()
     }
 
+    // ---------------- backups ----------------
+
+    pub async fn backup(&self, id: &str) -> Result<Option<Backup>> {
+        let row = sqlx::query("SELECT * FROM backups WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| rows::backup(&r)).transpose()
+    }
+
+    /// One page of an instance's backups, newest first, and the total count.
+    pub async fn list_backups(&self, f: &BackupFilter) -> Result<(i64, Vec<Backup>)> {
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM backups");
+        push_backup_where(&mut count, f);
+        let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM backups");
+        push_backup_where(&mut q, f);
+        q.push(" ORDER BY started_at DESC, id DESC LIMIT ");
+        q.push_bind(f.limit);
+        q.push(" OFFSET ");
+        q.push_bind(f.offset);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        let list = rows.iter().map(rows::backup).collect::<Result<_>>()?;
+        Ok((total, list))
+    }
+
+    /// Unexpired backups that started before `before`, oldest first (retention).
+    pub async fn backups_started_before(&self, before: DateTime<Utc>) -> Result<Vec<Backup>> {
+        let rows = sqlx::query(
+            "SELECT * FROM backups WHERE state != ? AND started_at < ? ORDER BY started_at",
+        )
+        .bind(BackupState::Expired.code())
+        .bind(millis(before))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::backup).collect()
+    }
+
+    /// Whole files a listed backup needs: every unexpired backup (for the startup sweep).
+    pub async fn live_backups(&self) -> Result<Vec<Backup>> {
+        let rows = sqlx::query("SELECT * FROM backups WHERE state != ?")
+            .bind(BackupState::Expired.code())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::backup).collect()
+    }
+
     // ---------------- tasks ----------------
 
     pub async fn task(&self, id: i64) -> Result<Option<Task>> {
@@ -261,6 +321,21 @@ impl Store {
             })
             .collect::<Result<_>>()?;
         Ok((total, list))
+    }
+}
+
+fn push_backup_where(q: &mut QueryBuilder<'_, Sqlite>, f: &BackupFilter) {
+    q.push(" WHERE app_id = ");
+    q.push_bind(f.app_id);
+    q.push(" AND instance_id = ");
+    q.push_bind(f.instance_id.clone());
+    if let Some(begin) = f.begin {
+        q.push(" AND started_at >= ");
+        q.push_bind(millis(begin));
+    }
+    if let Some(end) = f.end {
+        q.push(" AND started_at <= ");
+        q.push_bind(millis(end));
     }
 }
 
@@ -544,6 +619,104 @@ impl WriteTx {
             .fetch_optional(&mut *self.tx)
             .await?;
         row.map(|r| rows::task(&r)).transpose()
+    }
+
+    pub async fn backup(&mut self, id: &str) -> Result<Option<Backup>> {
+        let row = sqlx::query("SELECT * FROM backups WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| rows::backup(&r)).transpose()
+    }
+
+    pub async fn insert_backup(&mut self, b: &Backup) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO backups (id, app_id, instance_id, kind, remark, state, lock_task, size,
+               sha256, started_at, finished_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&b.id)
+        .bind(b.app_id)
+        .bind(&b.instance_id)
+        .bind(b.kind.name())
+        .bind(&b.remark)
+        .bind(b.state.code())
+        .bind(b.lock_task)
+        .bind(b.size as i64)
+        .bind(&b.sha256)
+        .bind(millis(b.started_at))
+        .bind(millis(b.finished_at))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Writes the mutable columns of `b`: its state and lock.
+    pub async fn update_backup(&mut self, b: &Backup) -> Result<()> {
+        sqlx::query("UPDATE backups SET state = ?, lock_task = ? WHERE id = ?")
+            .bind(b.state.code())
+            .bind(b.lock_task)
+            .bind(&b.id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Tasks of `kind` on `instance_id` created at or after `since` that did not fail, whose
+    /// payload field `field` equals `value` (e.g. manual backups of the day).
+    pub async fn count_tasks_since(
+        &mut self,
+        instance_id: &str,
+        kind: TaskKind,
+        since: DateTime<Utc>,
+        field: &str,
+        value: &str,
+    ) -> Result<i64> {
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM tasks WHERE instance_id = ? AND kind = ? AND created_at >= ?
+               AND status IN (?, ?, ?) AND json_extract(payload, '$.' || ?) = ?",
+        )
+        .bind(instance_id)
+        .bind(kind.name())
+        .bind(millis(since))
+        .bind(TaskStatus::Pending.code())
+        .bind(TaskStatus::Running.code())
+        .bind(TaskStatus::Succeeded.code())
+        .bind(field)
+        .bind(value)
+        .fetch_one(&mut *self.tx)
+        .await?
+        .try_get(0)?;
+        Ok(n)
+    }
+
+    /// Records the daily backup of `instance_id` for `day`; false if that day already has one.
+    pub async fn claim_daily_backup(
+        &mut self,
+        day: &str,
+        instance_id: &str,
+        task_id: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO daily_backups (day, instance_id, task_id) VALUES (?, ?, ?)
+             ON CONFLICT (day, instance_id) DO NOTHING",
+        )
+        .bind(day)
+        .bind(instance_id)
+        .bind(task_id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Whether `instance_id` has its daily backup for `day`.
+    pub async fn has_daily_backup(&mut self, day: &str, instance_id: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM daily_backups WHERE day = ? AND instance_id = ?")
+            .bind(day)
+            .bind(instance_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(row.is_some())
     }
 
     /// Pending -> running, and nothing else: a late mark can never overwrite how the task

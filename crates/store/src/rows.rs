@@ -3,7 +3,8 @@
 use crate::{Result, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
 use crsd_core::model::{
-    Account, Deal, GoodsDetail, Instance, InstanceStatus, Task, TaskKind, TaskStatus,
+    Account, Backup, BackupKind, BackupState, Deal, GoodsDetail, Instance, InstanceStatus, Task,
+    TaskKind, TaskStatus,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
@@ -99,5 +100,25 @@ pub fn task(r: &SqliteRow) -> Result<Task> {
         error: r.try_get("error")?,
         created_at: from_millis(r.try_get("created_at")?),
         updated_at: from_millis(r.try_get("updated_at")?),
+    })
+}
+
+pub fn backup(r: &SqliteRow) -> Result<Backup> {
+    let kind: String = r.try_get("kind")?;
+    let state: i64 = r.try_get("state")?;
+    Ok(Backup {
+        id: r.try_get("id")?,
+        app_id: r.try_get("app_id")?,
+        instance_id: r.try_get("instance_id")?,
+        kind: BackupKind::from_name(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("backup kind {kind}")))?,
+        remark: r.try_get("remark")?,
+        state: BackupState::from_code(state)
+            .ok_or_else(|| StoreError::Corrupt(format!("backup state {state}")))?,
+        lock_task: r.try_get("lock_task")?,
+        size: r.try_get::<i64, _>("size")? as u64,
+        sha256: r.try_get("sha256")?,
+        started_at: from_millis(r.try_get("started_at")?),
+        finished_at: from_millis(r.try_get("finished_at")?),
     })
 }

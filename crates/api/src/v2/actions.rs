@@ -8,7 +8,7 @@ use crate::AppState;
 use chrono::{DateTime, Utc};
 use crsd_core::model::{Deal, GoodsDetail};
 use crsd_core::{timefmt, Error, Result};
-use crsd_service::{CreateOrder, DescribeQuery, TaskQuery};
+use crsd_service::{BackupQuery, CreateOrder, DescribeQuery, TaskQuery};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -37,16 +37,6 @@ impl Data {
     }
 }
 
-/// Actions of the seed that this version does not carry out yet (backups come with the backup
-/// issue): they answer 6100 rather than pretend.
-const NOT_YET: &[&str] = &[
-    "ManualBackupInstance",
-    "GetBackupDownloadUrl",
-    "GetRedisBackupList",
-    "RestoreInstance",
-    "ExportRedisBackup",
-];
-
 /// Every action name this dialect answers (the seed's, plus the ModifyRedisPassword spelling).
 const KNOWN: &[&str] = &[
     "DescribeRedisZones",
@@ -67,11 +57,16 @@ const KNOWN: &[&str] = &[
     "ModifyRedisProject",
     "DescribeTaskInfo",
     "GetRedisTaskList",
+    "ManualBackupInstance",
+    "GetBackupDownloadUrl",
+    "GetRedisBackupList",
+    "RestoreInstance",
+    "ExportRedisBackup",
 ];
 
 /// Known actions only get a rate-limit bucket, so unknown names cannot grow the table.
 pub fn is_known(action: &str) -> bool {
-    KNOWN.contains(&action) || NOT_YET.contains(&action)
+    KNOWN.contains(&action)
 }
 
 pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Params) -> Result<Data> {
@@ -179,7 +174,39 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
             data(json!({ "status": task.status.code() }))
         }
         "GetRedisTaskList" => task_list(state, app, p).await,
-        a if NOT_YET.contains(&a) => Err(Error::Unsupported(a.to_string())),
+        "ManualBackupInstance" => {
+            let id = p.required_str("redisId")?;
+            let task = svc
+                .manual_backup(app, &id, p.get("remark").unwrap_or_default())
+                .await?;
+            request_id(task)
+        }
+        "GetRedisBackupList" => backup_list(state, app, p).await,
+        "GetBackupDownloadUrl" => {
+            let id = p.required_str("redisId")?;
+            let backup_id = p.required_str("backupId")?;
+            let backup = svc.backup_for_download(app, &id, &backup_id).await?;
+            let now = svc.now();
+            let d = &state.downloads;
+            data(json!({
+                "intranet": d.signer.url(&d.intranet_base, &backup.id, now),
+                "extranet": d.signer.url(&d.extranet_base, &backup.id, now),
+            }))
+        }
+        "RestoreInstance" => {
+            let id = p.required_str("redisId")?;
+            let backup_id = p.required_str("backupId")?;
+            let task = svc
+                .restore(app, &id, p.get("password").unwrap_or_default(), &backup_id)
+                .await?;
+            request_id(task)
+        }
+        "ExportRedisBackup" => {
+            let id = p.required_str("redisId")?;
+            let backup_id = p.required_str("backupId")?;
+            let task = svc.export_backup(app, &id, &backup_id).await?;
+            request_id(task)
+        }
         other => Err(Error::UnknownAction(other.to_string())),
     }
 }
@@ -369,6 +396,34 @@ struct RedisRow<'a> {
     type_id_desc: &'a str,
     auto_renew_flag: i64,
     deadline_time: String,
+}
+
+async fn backup_list(state: &AppState, app: i64, p: &Params) -> Result<Data> {
+    let q = BackupQuery {
+        redis_id: p.required_str("redisId")?,
+        limit: p.required_int("limit")?,
+        offset: p.int_or("offset", 0)?,
+        begin_time: p.str("beginTime"),
+        end_time: p.str("endTime"),
+    };
+    let (total, list) = state.svc.backup_list(app, q).await?;
+    let tz = state.svc.time_zone();
+    let set: Vec<Value> = list
+        .iter()
+        .map(|b| {
+            json!({
+                "startTime": time(b.started_at, tz),
+                "backupId": b.id,
+                "backupType": b.kind.name(),
+                "status": b.status_code(),
+                "remark": b.remark,
+                "locked": b.locked(),
+            })
+        })
+        .collect();
+    Data::new()
+        .with("totalCount", &total)?
+        .with("data", &json!({ "redisBackupSet": set }))
 }
 
 async fn task_list(state: &AppState, app: i64, p: &Params) -> Result<Data> {

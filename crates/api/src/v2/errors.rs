@@ -112,6 +112,11 @@ fn table(action: &str, e: &Error) -> (i64, Option<i64>, &'static str, String) {
         DealNotFound(_) => (5000, Some(11059), "DealIdNotFound", "订单号不存在".into()),
         TaskNotFound(id) => param(11201, "InvalidParameter", &format!("业务参数错误: 任务 {id} 不存在")),
         BackupNotFound(_) => (5000, Some(11213), "BackupNotExists", "根据backupId，没有找到实例对应的备份".into()),
+        BackupStatusAbnormal(_) if action == "ExportRedisBackup" => failed(
+            10711,
+            "BackupStatusInvalid",
+            "备份状态无效（集群版只能导出状态为2的备份）",
+        ),
         BackupStatusAbnormal(_) => failed(10711, "BackupStatusAbnormal", "备份状态异常，暂不能执行该操作"),
         BackupLocked(_) => failed(10710, "BackupLockedError", "备份已被其它任务锁住，暂时不能执行该操作"),
         ExportNeedsCluster => failed(
@@ -119,6 +124,13 @@ fn table(action: &str, e: &Error) -> (i64, Option<i64>, &'static str, String) {
             "OnlyClusterInstanceCanExportBackup",
             "只有集群版的实例才支持导出备份",
         ),
+        BackupQuotaExceeded { limit } => (
+            4400,
+            None,
+            "RequestLimitExceeded",
+            format!("超过配额: 每个实例每天最多手动备份 {limit} 次"),
+        ),
+        BackupCorrupt(_) => failed(10711, "BackupStatusAbnormal", "备份文件校验失败，暂不能执行该操作"),
         Internal(_) => (6000, None, "InternalError", "服务器内部错误".into()),
     }
 }

@@ -207,3 +207,109 @@ pub async fn start_pair(p: &Pair) -> (crsd_engine::NodeHandle, crsd_engine::Node
     .await;
     (m, r)
 }
+
+/// Every key of db 0 with its value rendered as text (strings, hashes, lists, sets), for
+/// comparing whole data sets.
+pub async fn dataset(
+    con: &mut MultiplexedConnection,
+) -> redis::RedisResult<std::collections::BTreeMap<String, String>> {
+    let mut keys = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(con)
+            .await?;
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE").arg(&key).query_async(con).await?;
+        let value = match kind.as_str() {
+            "string" => redis::cmd("GET").arg(&key).query_async(con).await?,
+            "hash" => {
+                let mut v: Vec<(String, String)> =
+                    redis::cmd("HGETALL").arg(&key).query_async(con).await?;
+                v.sort();
+                format!("{v:?}")
+            }
+            "list" => {
+                let v: Vec<String> = redis::cmd("LRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(con)
+                    .await?;
+                format!("{v:?}")
+            }
+            "set" => {
+                let mut v: Vec<String> = redis::cmd("SMEMBERS").arg(&key).query_async(con).await?;
+                v.sort();
+                format!("{v:?}")
+            }
+            other => panic!("dataset: key {key} has unsupported type {other}"),
+        };
+        out.insert(key, format!("{kind}:{value}"));
+    }
+    Ok(out)
+}
+
+/// Starts a plain redis-server (no password, no AOF, no crsd config) in `root/name` that
+/// loads a copy of `rdb`, and returns a connection once it answers PING (i.e. has loaded
+/// the file). Its command line names `root`, so a `Pair` whose tempdir is `root` kills it.
+pub async fn load_rdb_in_scratch_server(
+    root: &Path,
+    name: &str,
+    rdb: &Path,
+) -> MultiplexedConnection {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).expect("mkdir scratch");
+    std::fs::copy(rdb, dir.join("copy.rdb")).expect("copy rdb");
+    let port = free_port();
+    let conf = dir.join("scratch.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "bind 127.0.0.1\nport {port}\ndir \"{}\"\ndbfilename \"copy.rdb\"\n\
+             appendonly no\nsave \"\"\ndaemonize no\nlogfile \"{}\"\n",
+            dir.display(),
+            dir.join("scratch.log").display()
+        ),
+    )
+    .expect("write scratch.conf");
+    let mut child = std::process::Command::new("redis-server")
+        .arg(&conf)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn scratch redis-server");
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("client");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut con) = client.get_multiplexed_async_connection().await {
+            if let Ok(pong) = redis::cmd("PING").query_async::<String>(&mut con).await {
+                if pong == "PONG" {
+                    // Reaped by this thread once `kill_all_mentioning(root)` kills it.
+                    std::thread::spawn(move || child.wait());
+                    return con;
+                }
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(dir.join("scratch.log")).unwrap_or_default();
+            panic!("scratch redis-server exited with {status}:\n{log}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "scratch redis-server did not load {}",
+            rdb.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

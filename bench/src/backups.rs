@@ -1,0 +1,422 @@
+//! The backup benchmark (`BENCH_SUITE=backups`): one instance filled like
+//! `DEBUG POPULATE <BENCH_KEYS> key 200` (5,000,000 keys of 200 bytes by default), then, in one
+//! run and interleaved so both sides see the same machine:
+//!
+//! 1. backup: crsd's ManualBackupInstance task (request -> DescribeTaskInfo says 2) next to a
+//!    raw `BGSAVE` of the same data on the same replica;
+//! 2. download: the backup through crsd's signed URL next to Debian's nginx serving the same
+//!    file with sendfile, both fetched with `curl -o /dev/null`;
+//! 3. restore: crsd's RestoreInstance task next to a raw redis-server start that loads the same
+//!    RDB; crsd's time is shown twice: until the master serves the restored data again, and
+//!    until the task ends (which includes the replica's full resync).
+
+use crate::Client;
+use anyhow::{bail, Context, Result};
+use crsd::config::Config;
+use crsd_core::clock::SystemClock;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "Bench2024(x";
+const VALUE_SIZE: usize = 200;
+const ROUNDS: usize = 3;
+
+pub async fn run(dir: &Path) -> Result<()> {
+    let keys = crate::env_usize("BENCH_KEYS", 5_000_000);
+    let mut cfg = Config {
+        data_dir: dir.join("crsd"),
+        listen: "127.0.0.1:0".parse()?,
+        ..Config::default()
+    };
+    cfg.api.rate_per_second = 0.0;
+    cfg.instances.port_min = 18500;
+    cfg.instances.port_max = 18599;
+    cfg.instances.start_timeout_secs = 600;
+    cfg.accounts.bootstrap_balance = i64::MAX / 4;
+    let running = crsd::server::start(cfg.clone(), Arc::new(SystemClock)).await?;
+    let created = running.bootstrap.clone().context("first account")?;
+    let client = Client::new(
+        running.addr.to_string(),
+        created.secret_id.clone(),
+        created.secret_key.clone(),
+    );
+    let result = measure(&client, &running.service, keys, dir).await;
+    running.shutdown(Duration::from_secs(5)).await;
+    crate::kill_all(&cfg.data_dir);
+    result
+}
+
+async fn measure(
+    client: &Client,
+    svc: &crsd_service::Service,
+    keys: usize,
+    dir: &Path,
+) -> Result<()> {
+    let v = client
+        .call(
+            "CreateRedis",
+            &[
+                ("zoneId", "100002"),
+                ("typeId", "2"),
+                ("memSize", "8192"),
+                ("goodsNum", "1"),
+                ("period", "1"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await?;
+    let deal = v["data"]["dealId"].as_str().context("dealId")?.to_string();
+    let id = loop {
+        let d = client
+            .call("DescribeRedisDealDetail", &[("dealIds.0", &deal)])
+            .await?;
+        match d["dealDetails"][0]["status"].as_i64() {
+            Some(4) => {
+                break d["dealDetails"][0]["goodsDetail"]["redisIds"][0]
+                    .as_str()
+                    .context("redisIds")?
+                    .to_string()
+            }
+            Some(5) => bail!("deal failed: {d}"),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let inst = svc.store().instance(&id).await?.context("instance")?;
+    let mut user = connect(&format!("redis://:{PASSWORD}@127.0.0.1:{}/", inst.port)).await?;
+    let admin_url = |port: u16| {
+        format!(
+            "redis://{}:{}@127.0.0.1:{port}/",
+            crsd_service::ADMIN_USER,
+            inst.admin_secret
+        )
+    };
+    let mut replica_admin = connect(&admin_url(inst.replica_port)).await?;
+
+    println!("crsd-bench backups: {keys} keys of {VALUE_SIZE} bytes");
+    let t0 = Instant::now();
+    populate(&mut user, keys).await?;
+    loop {
+        let n: usize = redis::cmd("DBSIZE").query_async(&mut replica_admin).await?;
+        if n >= keys {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "filled master and replica in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    // ---- backup vs raw BGSAVE, interleaved ----
+    let mut raw_bgsave = Vec::new();
+    let mut crsd_backup = Vec::new();
+    let mut backup_id = String::new();
+    for _ in 0..ROUNDS {
+        raw_bgsave.push(bgsave(&mut replica_admin).await?);
+        let t = Instant::now();
+        let v = client
+            .call(
+                "ManualBackupInstance",
+                &[("redisId", &id), ("remark", "bench")],
+            )
+            .await?;
+        wait_task(
+            client,
+            v["data"]["requestId"].as_i64().context("requestId")?,
+        )
+        .await?;
+        crsd_backup.push(t.elapsed());
+    }
+    let list = client
+        .call(
+            "GetRedisBackupList",
+            &[("redisId", &id), ("limit", "1"), ("offset", "0")],
+        )
+        .await?;
+    backup_id.push_str(
+        list["data"]["redisBackupSet"][0]["backupId"]
+            .as_str()
+            .context("backupId")?,
+    );
+    let backup = svc.store().backup(&backup_id).await?.context("backup")?;
+    let file = svc
+        .backup_file(&backup_id)
+        .await?
+        .context("backup file")?
+        .path;
+
+    // ---- download vs nginx sendfile ----
+    let urls = client
+        .call(
+            "GetBackupDownloadUrl",
+            &[("redisId", &id), ("backupId", &backup_id)],
+        )
+        .await?;
+    let url = urls["data"]["intranet"]
+        .as_str()
+        .context("url")?
+        .to_string();
+    let nginx = Nginx::start(dir, &file)?;
+    let mut t_nginx = Vec::new();
+    let mut t_crsd = Vec::new();
+    for _ in 0..5 {
+        t_nginx.push(curl(&nginx.url)?);
+        t_crsd.push(curl(&url)?);
+    }
+    drop(nginx);
+
+    // ---- restore vs raw restart loading the same RDB ----
+    let mut raw_restart = Vec::new();
+    let mut crsd_master = Vec::new();
+    let mut crsd_restore = Vec::new();
+    for round in 0..ROUNDS {
+        raw_restart.push(raw_load(dir, &file, round).await?);
+        let (serving, done) = restore(client, &id, &backup_id, inst.port).await?;
+        crsd_master.push(serving);
+        crsd_restore.push(done);
+    }
+
+    let mb = backup.size as f64 / 1e6;
+    let med = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (rb, cb) = (med(&mut raw_bgsave), med(&mut crsd_backup));
+    let (tn, tc) = (med(&mut t_nginx), med(&mut t_crsd));
+    let (rr, cm, cr) = (
+        med(&mut raw_restart),
+        med(&mut crsd_master),
+        med(&mut crsd_restore),
+    );
+    println!("RDB: {mb:.0} MB; medians of {ROUNDS} rounds (download: 5)");
+    println!(
+        "backup    crsd ManualBackupInstance task {:8.2} s   raw BGSAVE on the replica   {:8.2} s   ratio {:5.2} x (target <= 1.1 x)",
+        cb.as_secs_f64(),
+        rb.as_secs_f64(),
+        cb.as_secs_f64() / rb.as_secs_f64()
+    );
+    println!(
+        "download  crsd signed URL {:8.0} MB/s        nginx sendfile {:8.0} MB/s           ratio {:5.2}   (target >= 0.9)",
+        mb / tc.as_secs_f64(),
+        mb / tn.as_secs_f64(),
+        tn.as_secs_f64() / tc.as_secs_f64()
+    );
+    println!(
+        "restore   crsd master serving again {:8.2} s  raw redis-server loading the RDB {:8.2} s   ratio {:5.2} x (target <= 1.2 x)",
+        cm.as_secs_f64(),
+        rr.as_secs_f64(),
+        cm.as_secs_f64() / rr.as_secs_f64()
+    );
+    println!(
+        "restore   crsd task incl. replica resync {:8.2} s                                       ratio {:5.2} x",
+        cr.as_secs_f64(),
+        cr.as_secs_f64() / rr.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn connect(url: &str) -> Result<redis::aio::MultiplexedConnection> {
+    Ok(redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?)
+}
+
+/// `key:N` -> `value:N` padded with zero bytes to 200 bytes: what DEBUG POPULATE writes.
+async fn populate(c: &mut redis::aio::MultiplexedConnection, keys: usize) -> Result<()> {
+    const BATCH: usize = 10_000;
+    let mut i = 0;
+    while i < keys {
+        let mut pipe = redis::pipe();
+        for j in i..(i + BATCH).min(keys) {
+            let mut v = format!("value:{j}").into_bytes();
+            v.resize(VALUE_SIZE, 0);
+            pipe.cmd("SET").arg(format!("key:{j}")).arg(v).ignore();
+        }
+        pipe.query_async::<()>(c).await?;
+        i += BATCH;
+    }
+    Ok(())
+}
+
+async fn info_field(c: &mut redis::aio::MultiplexedConnection, field: &str) -> Result<String> {
+    let info: String = redis::cmd("INFO").arg("persistence").query_async(c).await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_string())
+        .with_context(|| format!("INFO persistence has no {field}"))
+}
+
+/// BGSAVE until the save it started has finished.
+async fn bgsave(c: &mut redis::aio::MultiplexedConnection) -> Result<Duration> {
+    let before: u64 = info_field(c, "rdb_saves").await?.parse()?;
+    let t = Instant::now();
+    redis::cmd("BGSAVE")
+        .arg("SCHEDULE")
+        .query_async::<()>(c)
+        .await?;
+    loop {
+        let saves: u64 = info_field(c, "rdb_saves").await?.parse()?;
+        if saves > before && info_field(c, "rdb_bgsave_in_progress").await? == "0" {
+            if info_field(c, "rdb_last_bgsave_status").await? != "ok" {
+                bail!("raw BGSAVE failed");
+            }
+            return Ok(t.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn wait_task(client: &Client, task: i64) -> Result<()> {
+    loop {
+        let v = client
+            .call("DescribeTaskInfo", &[("requestId", &task.to_string())])
+            .await?;
+        match v["data"]["status"].as_i64() {
+            Some(2) => return Ok(()),
+            Some(3) | Some(-1) => bail!("task {task} failed"),
+            _ => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
+
+/// RestoreInstance: (until the master answers PING again after going away, until the task ends).
+async fn restore(
+    client: &Client,
+    id: &str,
+    backup_id: &str,
+    port: u16,
+) -> Result<(Duration, Duration)> {
+    let url = format!("redis://:{PASSWORD}@127.0.0.1:{port}/");
+    let t = Instant::now();
+    let v = client
+        .call(
+            "RestoreInstance",
+            &[
+                ("redisId", id),
+                ("password", PASSWORD),
+                ("backupId", backup_id),
+            ],
+        )
+        .await?;
+    let task = v["data"]["requestId"].as_i64().context("requestId")?;
+    let mut went_away = false;
+    let serving = loop {
+        let pong = match connect(&url).await {
+            Ok(mut c) => redis::cmd("PING").query_async::<String>(&mut c).await.ok(),
+            Err(_) => None,
+        };
+        match pong {
+            Some(_) if went_away => break t.elapsed(),
+            Some(_) => {}
+            None => went_away = true,
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    wait_task(client, task).await?;
+    Ok((serving, t.elapsed()))
+}
+
+/// A raw redis-server started on a copy of the RDB, until PING answers (after loading).
+async fn raw_load(dir: &Path, rdb: &Path, round: usize) -> Result<Duration> {
+    let d = dir.join(format!("raw-load-{round}"));
+    std::fs::create_dir_all(&d)?;
+    std::fs::copy(rdb, d.join("dump.rdb"))?;
+    let port = crate::free_port()?;
+    let t = Instant::now();
+    let mut child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "no", "--dbfilename", "dump.rdb", "--dir"])
+        .arg(&d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let url = format!("redis://127.0.0.1:{port}/");
+    let took = loop {
+        if let Ok(mut c) = connect(&url).await {
+            if redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .is_ok()
+            {
+                break t.elapsed();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&d);
+    Ok(took)
+}
+
+/// `curl -s -o /dev/null URL`, timed.
+fn curl(url: &str) -> Result<Duration> {
+    let t = Instant::now();
+    let ok = Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", url])
+        .status()?
+        .success();
+    if !ok {
+        bail!("curl {url} failed");
+    }
+    Ok(t.elapsed())
+}
+
+/// Debian's nginx serving one file with sendfile, on a free port, stopped on drop.
+struct Nginx {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Nginx {
+    fn start(dir: &Path, file: &Path) -> Result<Nginx> {
+        let root = dir.join("nginx");
+        std::fs::create_dir_all(&root)?;
+        let name = file.file_name().context("file name")?.to_string_lossy();
+        let port = crate::free_port()?;
+        let conf = root.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "daemon off;\nuser root;\nworker_processes 1;\npid {r}/nginx.pid;\nerror_log {r}/error.log;\n\
+                 events {{ worker_connections 64; }}\n\
+                 http {{ access_log off; sendfile on; tcp_nopush on;\n\
+                 server {{ listen 127.0.0.1:{port}; root {d}; }} }}\n",
+                r = root.display(),
+                d = file.parent().context("folder")?.display(),
+            ),
+        )?;
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nginx (apt-get install nginx)")?;
+        let url = format!("http://127.0.0.1:{port}/{name}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("nginx did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Nginx { child, url })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

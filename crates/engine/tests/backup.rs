@@ -1,0 +1,406 @@
+//! Backup and restore primitives against real redis-server processes: the replication
+//! barrier, snapshots of the replica (loaded into a scratch redis-server to compare), the
+//! RDB check, and restore staging on a stopped pair.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crsd_engine::EngineError;
+use redis::aio::MultiplexedConnection;
+use support::{dataset, load_rdb_in_scratch_server, start_pair, user_conn, Pair, PASSWORD};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn set_many(con: &mut MultiplexedConnection, prefix: &str, range: std::ops::Range<u32>) {
+    let mut pipe = redis::pipe();
+    for i in range {
+        pipe.cmd("SET")
+            .arg(format!("{prefix}:{i}"))
+            .arg(format!("{prefix}-value-{i}"))
+            .ignore();
+    }
+    pipe.query_async::<()>(con).await.expect("SETs");
+}
+
+/// Barrier on the master, snapshot on the replica, and the file moved to `to`.
+async fn back_up(p: &Pair, to: &Path) {
+    p.engine
+        .replication_barrier(&p.master, 1, TIMEOUT)
+        .await
+        .expect("barrier");
+    let rdb = p
+        .engine
+        .snapshot(&p.replica, TIMEOUT)
+        .await
+        .expect("snapshot");
+    assert_eq!(rdb, p.replica.dir.join("dump.rdb"));
+    std::fs::rename(&rdb, to).expect("move the snapshot away");
+}
+
+async fn master_data(p: &Pair) -> BTreeMap<String, String> {
+    let mut con = user_conn(p.master.port, PASSWORD).await.expect("auth");
+    dataset(&mut con).await.expect("master data")
+}
+
+async fn replica_data(p: &Pair) -> BTreeMap<String, String> {
+    let mut con = user_conn(p.replica.port, PASSWORD).await.expect("auth");
+    dataset(&mut con).await.expect("replica data")
+}
+
+#[tokio::test]
+async fn barrier_makes_every_acknowledged_write_readable_on_the_replica_at_once() {
+    const N: u32 = 1000;
+    let p = Pair::new();
+    start_pair(&p).await;
+    let mut master = user_conn(p.master.port, PASSWORD).await.expect("auth");
+    let mut replica = user_conn(p.replica.port, PASSWORD).await.expect("auth");
+
+    for round in 0..3 {
+        let prefix = format!("r{round}");
+        set_many(&mut master, &prefix, 0..N).await;
+        let t0 = Instant::now();
+        p.engine
+            .replication_barrier(&p.master, 1, TIMEOUT)
+            .await
+            .expect("barrier");
+        let took = t0.elapsed();
+        let keys: Vec<String> = (0..N).map(|i| format!("{prefix}:{i}")).collect();
+        let values: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut replica)
+            .await
+            .expect("MGET on replica");
+        let missing = values.iter().filter(|v| v.is_none()).count();
+        assert_eq!(missing, 0, "round {round}: keys missing on the replica");
+        assert_eq!(
+            values[N as usize - 1].as_deref(),
+            Some(format!("{prefix}-value-{}", N - 1).as_str())
+        );
+        // WAIT asks the replica for its offset at once: no waiting for its 1 s ACK.
+        assert!(took < Duration::from_millis(300), "barrier took {took:?}");
+    }
+
+    // More replicas than there are: a typed error once the timeout has passed.
+    let t0 = Instant::now();
+    match p
+        .engine
+        .replication_barrier(&p.master, 2, Duration::from_millis(200))
+        .await
+    {
+        Err(EngineError::ReplicasNotInSync {
+            wanted: 2,
+            caught_up: 1,
+            ..
+        }) => {}
+        other => panic!("expected ReplicasNotInSync, got {other:?}"),
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(200));
+    // Only a master has replicas to wait for.
+    assert!(matches!(
+        p.engine
+            .replication_barrier(&p.replica, 1, Duration::from_millis(100))
+            .await,
+        Err(EngineError::WrongRole { .. })
+    ));
+}
+
+#[tokio::test]
+async fn snapshot_of_the_replica_holds_every_key_and_two_in_a_row_differ() {
+    let p = Pair::new();
+    start_pair(&p).await;
+    let mut master = user_conn(p.master.port, PASSWORD).await.expect("auth");
+    set_many(&mut master, "k", 0..500).await;
+    redis::cmd("HSET")
+        .arg("h")
+        .arg("f1")
+        .arg("v1")
+        .arg("f2")
+        .arg("v2")
+        .query_async::<()>(&mut master)
+        .await
+        .expect("HSET");
+    redis::cmd("RPUSH")
+        .arg("l")
+        .arg("a")
+        .arg("b")
+        .arg("c")
+        .query_async::<()>(&mut master)
+        .await
+        .expect("RPUSH");
+
+    let first = p.tmp.path().join("first.rdb");
+    back_up(&p, &first).await;
+    let bytes = std::fs::read(&first).expect("read snapshot");
+    assert!(bytes.starts_with(b"REDIS00"), "{:?}", &bytes[..9]);
+    p.engine.check_rdb(&first).await.expect("check_rdb");
+
+    let expected = master_data(&p).await;
+    assert_eq!(expected.len(), 502);
+    let mut scratch = load_rdb_in_scratch_server(p.tmp.path(), "scratch1", &first).await;
+    assert_eq!(dataset(&mut scratch).await.expect("scratch data"), expected);
+
+    // A second snapshot right away (same second as the first): it is a new save, and it
+    // has the key written in between.
+    redis::cmd("SET")
+        .arg("between")
+        .arg("snapshots")
+        .query_async::<()>(&mut master)
+        .await
+        .expect("SET");
+    let second = p.tmp.path().join("second.rdb");
+    back_up(&p, &second).await;
+    p.engine.check_rdb(&second).await.expect("check_rdb");
+    let mut scratch = load_rdb_in_scratch_server(p.tmp.path(), "scratch2", &second).await;
+    let v: Option<String> = redis::cmd("GET")
+        .arg("between")
+        .query_async(&mut scratch)
+        .await
+        .expect("GET");
+    assert_eq!(v.as_deref(), Some("snapshots"));
+    assert_eq!(dataset(&mut scratch).await.expect("data").len(), 503);
+}
+
+#[tokio::test]
+async fn snapshots_taken_while_a_client_writes_are_consistent_and_complete() {
+    let p = Pair::new();
+    start_pair(&p).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, acked) = (stop.clone(), acked.clone());
+        let mut con = user_conn(p.master.port, PASSWORD).await.expect("auth");
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                // One key and the counter together: any consistent snapshot has
+                // counter == number of k:* keys.
+                redis::pipe()
+                    .atomic()
+                    .cmd("SET")
+                    .arg(format!("k:{n}"))
+                    .arg(n)
+                    .ignore()
+                    .cmd("INCR")
+                    .arg("counter")
+                    .ignore()
+                    .query_async::<()>(&mut con)
+                    .await
+                    .expect("MULTI/EXEC");
+                n += 1;
+                acked.store(n, Ordering::SeqCst);
+            }
+            n
+        })
+    };
+
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let acked_before = acked.load(Ordering::SeqCst);
+        let rdb = p.tmp.path().join(format!("live{round}.rdb"));
+        back_up(&p, &rdb).await;
+        p.engine.check_rdb(&rdb).await.expect("check_rdb");
+        let mut scratch =
+            load_rdb_in_scratch_server(p.tmp.path(), &format!("scratch{round}"), &rdb).await;
+        let counter: u64 = redis::cmd("GET")
+            .arg("counter")
+            .query_async(&mut scratch)
+            .await
+            .expect("GET counter");
+        let keys: u64 = redis::cmd("DBSIZE")
+            .query_async(&mut scratch)
+            .await
+            .expect("DBSIZE");
+        assert_eq!(
+            keys,
+            counter + 1,
+            "round {round}: counter and keys disagree"
+        );
+        assert!(
+            counter >= acked_before,
+            "round {round}: snapshot has {counter} writes, {acked_before} were acknowledged before the barrier"
+        );
+        let last: Option<u64> = redis::cmd("GET")
+            .arg(format!("k:{}", counter - 1))
+            .query_async(&mut scratch)
+            .await
+            .expect("GET last");
+        assert_eq!(last, Some(counter - 1));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let written = writer.await.expect("writer");
+    assert!(written > 0);
+}
+
+#[tokio::test]
+async fn check_rdb_rejects_truncated_flipped_and_foreign_files() {
+    let p = Pair::new();
+    start_pair(&p).await;
+    let mut master = user_conn(p.master.port, PASSWORD).await.expect("auth");
+    set_many(&mut master, "k", 0..1000).await;
+    let good = p.tmp.path().join("good.rdb");
+    back_up(&p, &good).await;
+    p.engine.check_rdb(&good).await.expect("a good file passes");
+    let bytes = std::fs::read(&good).expect("read");
+    assert!(bytes.len() > 1000, "{} bytes", bytes.len());
+
+    let write = |name: &str, content: &[u8]| -> PathBuf {
+        let path = p.tmp.path().join(name);
+        std::fs::write(&path, content).expect("write");
+        path
+    };
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 2] ^= 0x01;
+    let cases = [
+        write("truncated.rdb", &bytes[..bytes.len() / 2]),
+        write("no-checksum.rdb", &bytes[..bytes.len() - 4]),
+        write("flipped.rdb", &flipped),
+        write("aof.rdb", b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"),
+        write("text.rdb", b"hello world\n"),
+        write("empty.rdb", b""),
+        write("magic-only.rdb", b"REDIS0010"),
+    ];
+    for path in &cases {
+        match p.engine.check_rdb(path).await {
+            Err(EngineError::CorruptRdb { detail }) => assert!(!detail.is_empty()),
+            other => panic!("{}: expected CorruptRdb, got {other:?}", path.display()),
+        }
+    }
+    assert!(matches!(
+        p.engine.check_rdb(&p.tmp.path().join("missing.rdb")).await,
+        Err(EngineError::Io(_))
+    ));
+}
+
+#[tokio::test]
+async fn restore_puts_a_snapshot_back_on_the_pair_and_can_be_rolled_back() {
+    let p = Pair::new();
+    start_pair(&p).await;
+    let mut master = user_conn(p.master.port, PASSWORD).await.expect("auth");
+
+    // State A, backed up.
+    set_many(&mut master, "a", 0..200).await;
+    redis::cmd("HSET")
+        .arg("h")
+        .arg("f")
+        .arg("A")
+        .query_async::<()>(&mut master)
+        .await
+        .expect("HSET");
+    let state_a = master_data(&p).await;
+    let backup = p.tmp.path().join("backup-a.rdb");
+    back_up(&p, &backup).await;
+    p.engine.check_rdb(&backup).await.expect("check_rdb");
+
+    // State B: changed, deleted and new keys, on both nodes.
+    set_many(&mut master, "b", 0..50).await;
+    let mut pipe = redis::pipe();
+    for i in 0..100 {
+        pipe.cmd("SET").arg(format!("a:{i}")).arg("B").ignore();
+    }
+    for i in 150..200 {
+        pipe.cmd("DEL").arg(format!("a:{i}")).ignore();
+    }
+    pipe.cmd("HSET").arg("h").arg("f").arg("B").ignore();
+    pipe.query_async::<()>(&mut master).await.expect("state B");
+    drop(master);
+    p.engine
+        .replication_barrier(&p.master, 1, TIMEOUT)
+        .await
+        .expect("barrier");
+    assert_ne!(master_data(&p).await, state_a);
+
+    // Staging may happen while the node runs; the rest refuses.
+    p.engine
+        .stage_restore(&p.master, &backup)
+        .expect("stage while running");
+    for spec in [&p.master, &p.replica] {
+        for (what, result) in [
+            ("swap", p.engine.swap_in_restore(spec)),
+            ("roll back", p.engine.roll_back_restore(spec)),
+            ("discard", p.engine.discard_data(spec)),
+        ] {
+            assert!(
+                matches!(result, Err(EngineError::NodeRunning { .. })),
+                "{what} on {}: {result:?}",
+                spec.name
+            );
+        }
+    }
+
+    p.engine.stop(&p.replica).await.expect("stop replica");
+    p.engine.stop(&p.master).await.expect("stop master");
+    p.engine.swap_in_restore(&p.master).expect("swap");
+    p.engine.swap_in_restore(&p.master).expect("swap again");
+    p.engine.discard_data(&p.replica).expect("discard replica");
+    assert!(!p.replica.dir.join("appendonlydir").exists());
+    assert!(!p.replica.dir.join("dump.rdb").exists());
+
+    p.engine.start(&p.master).await.expect("start master");
+    p.engine.start(&p.replica).await.expect("start replica");
+    p.engine
+        .wait_replica_synced(&p.replica, TIMEOUT)
+        .await
+        .expect("replica synced");
+    assert_eq!(master_data(&p).await, state_a, "master holds state A");
+    assert_eq!(replica_data(&p).await, state_a, "replica holds state A");
+    p.engine.finish_restore(&p.master).expect("finish");
+    assert!(!p.master.dir.join("appendonlydir.before-restore").exists());
+
+    // The restored master takes writes and keeps them across a restart (its AOF goes on
+    // from the restored base).
+    let mut master = user_conn(p.master.port, PASSWORD).await.expect("auth");
+    redis::cmd("SET")
+        .arg("c")
+        .arg("C")
+        .query_async::<()>(&mut master)
+        .await
+        .expect("SET");
+    drop(master);
+    let state_c = master_data(&p).await;
+    assert_eq!(state_c.len(), state_a.len() + 1);
+
+    // Roll back: stage A again, swap it in, change our mind before starting.
+    p.engine.stage_restore(&p.master, &backup).expect("stage");
+    p.engine.stop(&p.replica).await.expect("stop replica");
+    p.engine.stop(&p.master).await.expect("stop master");
+    p.engine.swap_in_restore(&p.master).expect("swap");
+    p.engine.roll_back_restore(&p.master).expect("roll back");
+    p.engine
+        .roll_back_restore(&p.master)
+        .expect("roll back again");
+    assert!(!p.master.dir.join("appendonlydir.restore").exists());
+    assert!(!p.master.dir.join("appendonlydir.before-restore").exists());
+    p.engine.start(&p.master).await.expect("start master");
+    p.engine.start(&p.replica).await.expect("start replica");
+    p.engine
+        .wait_replica_synced(&p.replica, TIMEOUT)
+        .await
+        .expect("replica synced");
+    assert_eq!(master_data(&p).await, state_c, "master is back to state C");
+    p.engine
+        .replication_barrier(&p.master, 1, TIMEOUT)
+        .await
+        .expect("barrier");
+    assert_eq!(
+        replica_data(&p).await,
+        state_c,
+        "replica is back to state C"
+    );
+
+    // Nothing staged, nothing swapped: nothing to swap in.
+    p.engine.stop(&p.master).await.expect("stop master");
+    assert!(matches!(
+        p.engine.swap_in_restore(&p.master),
+        Err(EngineError::NoRestoreStaged)
+    ));
+
+    // destroy removes the node folder with whatever a restore left in it.
+    p.engine.stage_restore(&p.master, &backup).expect("stage");
+    p.engine.destroy(&p.master).await.expect("destroy");
+    assert!(!p.master.dir.exists());
+}

@@ -1,0 +1,613 @@
+//! Backups: ManualBackupInstance, GetRedisBackupList, GetBackupDownloadUrl, RestoreInstance
+//! and ExportRedisBackup, the daily automatic backup, and retention.
+//!
+//! # What a user can rely on
+//! * A listed backup is a whole RDB file. The backup task snapshots the replica (BGSAVE, so
+//!   the master never forks) after a replication barrier (so every write the master
+//!   acknowledged before the request is in it), moves the file into the backup store, and
+//!   only then records the backup, in the transaction that ends the task. A failed or
+//!   interrupted backup leaves no record and, through the store, no file.
+//! * A restore checks the file against its recorded SHA-256 and with redis-check-rdb before
+//!   it touches the instance. It then stops the pair, swaps the master's AOF folder for one
+//!   built from the backup (the old folder is kept aside), starts the master on it and lets the
+//!   replica full-sync from scratch. Anything failing after the swap swaps the old folder
+//!   back: the instance ends with the backup's data or with its own, never a mix.
+//! * Backups past the retention are expired: the file is removed, the record stays with
+//!   status -1.
+//! * Once a day at `daily_at` (operator's time zone) every running instance gets a system
+//!   backup. The day is recorded with the task, so a restart never backs up twice a day,
+//!   and an instance busy at that time is picked up as soon as it is idle again that day.
+
+use crate::steps::Finish;
+use crate::Service;
+use chrono::{DateTime, NaiveTime, TimeZone, Utc};
+use crsd_backupstore::BackupKey;
+use crsd_core::model::{Backup, BackupKind, BackupState, Instance, InstanceStatus, Task, TaskKind};
+use crsd_core::{ids, secret, timefmt, Error, Result};
+use crsd_engine::Role;
+use crsd_store::{BackupFilter, NewTask};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Longest remark a backup keeps.
+const MAX_REMARK_CHARS: usize = 256;
+/// How long the replica may take to receive every write acknowledged before a backup.
+const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a restored pair's replica may take to full-sync.
+const RESTORE_SYNC_TIMEOUT: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    /// Backups older than this are expired.
+    pub retention: chrono::Duration,
+    /// Local time of the daily automatic backup.
+    pub daily_at: NaiveTime,
+    /// Manual backups allowed per instance and day (the seed asks for 24).
+    pub manual_per_day: i64,
+    /// How long one snapshot (BGSAVE) may take.
+    pub snapshot_timeout: Duration,
+}
+
+impl Default for BackupSettings {
+    fn default() -> BackupSettings {
+        BackupSettings {
+            retention: chrono::Duration::days(7),
+            daily_at: NaiveTime::from_hms_opt(3, 0, 0).unwrap_or_default(),
+            manual_per_day: 24,
+            snapshot_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// GetRedisBackupList, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct BackupQuery {
+    pub redis_id: String,
+    pub limit: i64,
+    pub offset: i64,
+    pub begin_time: Option<String>,
+    pub end_time: Option<String>,
+}
+
+/// A file a download URL may stream.
+#[derive(Debug, Clone)]
+pub struct BackupDownload {
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+impl Service {
+    /// ManualBackupInstance: records a backup task; the instance keeps serving meanwhile.
+    pub async fn manual_backup(&self, app_id: i64, redis_id: &str, remark: &str) -> Result<i64> {
+        if remark.chars().count() > MAX_REMARK_CHARS {
+            return Err(Error::invalid(
+                "remark",
+                format!("at most {MAX_REMARK_CHARS} characters"),
+            ));
+        }
+        let mut tx = self.store.write().await?;
+        let mut inst = self.owned_in_tx(&mut tx, app_id, redis_id).await?;
+        check_backupable(&inst)?;
+        let day_start = self.local_day_start(self.now());
+        let today = tx
+            .count_tasks_since(
+                &inst.id,
+                TaskKind::BackupInstance,
+                day_start,
+                "backupType",
+                BackupKind::Manual.name(),
+            )
+            .await?;
+        let limit = self.cfg.backups.manual_per_day;
+        if today >= limit {
+            return Err(Error::BackupQuotaExceeded { limit });
+        }
+        let task_id = self
+            .lock_for_backup(&mut tx, &mut inst, BackupKind::Manual, remark)
+            .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(task_id)
+    }
+
+    /// GetRedisBackupList: one instance's backups, newest first.
+    pub async fn backup_list(&self, app_id: i64, q: BackupQuery) -> Result<(i64, Vec<Backup>)> {
+        if q.limit < 0 || q.limit > crate::instances::MAX_PAGE {
+            return Err(Error::invalid("limit", "must be within [0, 1000]"));
+        }
+        if q.offset < 0 {
+            return Err(Error::invalid("offset", "must not be negative"));
+        }
+        let inst = self.owned_instance(app_id, &q.redis_id).await?;
+        let begin = self.parse_time("beginTime", &q.begin_time)?;
+        // Inclusive at the printed second, like GetRedisTaskList.
+        let end = self
+            .parse_time("endTime", &q.end_time)?
+            .map(|e| e + chrono::Duration::seconds(1) - chrono::Duration::milliseconds(1));
+        let filter = BackupFilter {
+            app_id,
+            instance_id: inst.id,
+            begin,
+            end,
+            limit: q.limit,
+            offset: q.offset,
+        };
+        Ok(self.store.list_backups(&filter).await?)
+    }
+
+    /// GetBackupDownloadUrl's checks: the instance's own backup, in a downloadable state.
+    /// The URL itself is the HTTP layer's (it signs it).
+    pub async fn backup_for_download(
+        &self,
+        app_id: i64,
+        redis_id: &str,
+        backup_id: &str,
+    ) -> Result<Backup> {
+        let inst = self.owned_instance(app_id, redis_id).await?;
+        let backup = self.owned_backup(&inst, backup_id).await?;
+        match backup.state {
+            BackupState::Normal | BackupState::Exported => Ok(backup),
+            BackupState::Expired | BackupState::Exporting => {
+                Err(Error::BackupStatusAbnormal(backup.id))
+            }
+        }
+    }
+
+    /// The file behind a download URL whose signature was checked; None once the backup is
+    /// gone (expired, deleted).
+    pub async fn backup_file(&self, backup_id: &str) -> Result<Option<BackupDownload>> {
+        let Some(backup) = self.store.backup(backup_id).await? else {
+            return Ok(None);
+        };
+        if !matches!(backup.state, BackupState::Normal | BackupState::Exported) {
+            return Ok(None);
+        }
+        let key = backup_key(&backup);
+        Ok(self
+            .backup_store
+            .local_path(&key)
+            .map(|path| BackupDownload {
+                path,
+                size: backup.size,
+            }))
+    }
+
+    /// RestoreInstance: checks, then a task that puts the backup's data in place.
+    pub async fn restore(
+        &self,
+        app_id: i64,
+        redis_id: &str,
+        password: &str,
+        backup_id: &str,
+    ) -> Result<i64> {
+        let mut tx = self.store.write().await?;
+        let mut inst = self.owned_in_tx(&mut tx, app_id, redis_id).await?;
+        let mut backup = match tx.backup(backup_id).await? {
+            Some(b) if b.instance_id == inst.id && b.app_id == app_id => b,
+            _ => return Err(Error::BackupNotFound(backup_id.to_string())),
+        };
+        if password.is_empty() {
+            return Err(Error::PasswordEmpty);
+        }
+        if !secret::verify_password(&inst.password_hash, password) {
+            return Err(Error::PasswordWrong);
+        }
+        // The backup's own lock first: restoring the very backup a running restore uses is
+        // 10710, any other operation on the held instance 10707.
+        if backup.lock_task.is_some() {
+            return Err(Error::BackupLocked(backup.id));
+        }
+        if inst.lock_task.is_some() {
+            return Err(Error::InstanceLocked(inst.id));
+        }
+        if inst.status != InstanceStatus::Running {
+            return Err(Error::InstanceStatusAbnormal {
+                id: inst.id.clone(),
+                status: inst.status.description().into(),
+            });
+        }
+        if backup.state != BackupState::Normal {
+            return Err(Error::BackupStatusAbnormal(backup.id));
+        }
+        let task_id = self
+            .lock_with_task(
+                &mut tx,
+                &mut inst,
+                TaskKind::RestoreBackup,
+                json!({ "backupId": backup.id }),
+            )
+            .await?;
+        backup.lock_task = Some(task_id);
+        tx.update_backup(&backup).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(task_id)
+    }
+
+    /// ExportRedisBackup: only cluster instances export their backups (a master-replica
+    /// backup is one RDB, downloadable as it is), and there are no cluster instances yet.
+    pub async fn export_backup(&self, app_id: i64, redis_id: &str, backup_id: &str) -> Result<i64> {
+        let inst = self.owned_instance(app_id, redis_id).await?;
+        if inst.type_id != crsd_core::catalog::CLUSTER_TYPE_ID {
+            return Err(Error::ExportNeedsCluster);
+        }
+        let backup = self.owned_backup(&inst, backup_id).await?;
+        Err(Error::BackupStatusAbnormal(backup.id))
+    }
+
+    /// Runs the daily backups and the retention until `shutdown` turns true.
+    pub async fn run_backup_schedule(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            match self.daily_backups_once().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(instances = n, "daily backups recorded"),
+                Err(e) => tracing::error!(error = ?e, "daily backup pass failed"),
+            }
+            match self.expire_backups_once().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(backups = n, "backups expired"),
+                Err(e) => tracing::error!(error = ?e, "backup retention pass failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.expiry_every) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// Records today's system backup for every running, idle instance that existed at
+    /// today's backup time and has none yet, once that time has passed. Returns how many.
+    pub async fn daily_backups_once(&self) -> Result<usize> {
+        let now = self.now();
+        let tz = self.time_zone();
+        let local = now.with_timezone(&tz);
+        let today = local.date_naive();
+        let Some(due) = tz
+            .from_local_datetime(&today.and_time(self.cfg.backups.daily_at))
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+        else {
+            return Ok(0);
+        };
+        if now < due {
+            return Ok(0);
+        }
+        let day = today.format("%Y-%m-%d").to_string();
+        let mut recorded = 0;
+        for candidate in self.store.live_instances().await? {
+            if candidate.status != InstanceStatus::Running
+                || candidate.lock_task.is_some()
+                || candidate.created_at > due
+            {
+                continue;
+            }
+            let mut tx = self.store.write().await?;
+            if tx.has_daily_backup(&day, &candidate.id).await? {
+                continue;
+            }
+            let Some(mut inst) = tx.instance(&candidate.id).await? else {
+                continue;
+            };
+            if check_backupable(&inst).is_err() {
+                continue;
+            }
+            let task_id = self
+                .lock_for_backup(&mut tx, &mut inst, BackupKind::System, "")
+                .await?;
+            if !tx.claim_daily_backup(&day, &inst.id, task_id).await? {
+                continue; // dropped: rolls back
+            }
+            tx.commit().await?;
+            recorded += 1;
+        }
+        if recorded > 0 {
+            self.wake.notify_one();
+        }
+        Ok(recorded)
+    }
+
+    /// Expires backups past the retention: file removed, record kept with status -1.
+    /// A backup held by a task (a restore) waits for the next pass.
+    pub async fn expire_backups_once(&self) -> Result<usize> {
+        let cutoff = self.now() - self.cfg.backups.retention;
+        let mut expired = 0;
+        for old in self.store.backups_started_before(cutoff).await? {
+            let mut tx = self.store.write().await?;
+            let Some(mut backup) = tx.backup(&old.id).await? else {
+                continue;
+            };
+            if backup.lock_task.is_some() || backup.state == BackupState::Expired {
+                continue;
+            }
+            backup.state = BackupState::Expired;
+            tx.update_backup(&backup).await?;
+            tx.commit().await?;
+            // The record says expired first: a download that races this sees 404, never a
+            // file that is being removed.
+            self.delete_backup_file(&backup).await?;
+            expired += 1;
+        }
+        Ok(expired)
+    }
+
+    /// Removes temporary files a crash left in the backup store (call at start).
+    pub async fn sweep_backup_store(&self) -> Result<usize> {
+        let store = self.backup_store.clone();
+        tokio::task::spawn_blocking(move || store.sweep())
+            .await
+            .map_err(|e| Error::internal(format!("sweep panicked: {e}")))?
+            .map_err(|e| Error::internal(format!("sweeping the backup store: {e}")))
+    }
+
+    // ---------------- task steps ----------------
+
+    /// task_backupInstance: barrier on the master, snapshot on the replica, file into the
+    /// store; the record is written by the task's final transaction.
+    pub(crate) async fn take_backup(&self, task: &Task, inst: &Instance) -> Result<Finish> {
+        let backup_id = payload_str(task, "backupId")?;
+        let kind = BackupKind::from_name(&payload_str(task, "backupType")?)
+            .ok_or_else(|| Error::internal(format!("task {}: bad backupType", task.id)))?;
+        let remark = payload_str(task, "remark").unwrap_or_default();
+        let master = self.node_spec(inst, Role::Master);
+        let replica = self.node_spec(inst, Role::Replica);
+        self.engine
+            .replication_barrier(&master, 1, BARRIER_TIMEOUT)
+            .await
+            .map_err(crate::steps::engine_err)?;
+        let rdb = self
+            .engine
+            .snapshot(&replica, self.cfg.backups.snapshot_timeout)
+            .await
+            .map_err(crate::steps::engine_err)?;
+        let key = BackupKey {
+            instance_id: inst.id.clone(),
+            backup_id: backup_id.clone(),
+        };
+        let store = self.backup_store.clone();
+        let stored = {
+            let key = key.clone();
+            // No record exists yet, so a file under this id is what an interrupted attempt of
+            // this very task left: replace it.
+            tokio::task::spawn_blocking(move || {
+                store.delete(&key).and_then(|()| store.ingest(&key, &rdb))
+            })
+            .await
+            .map_err(|e| Error::internal(format!("ingest panicked: {e}")))?
+            .map_err(|e| Error::internal(format!("storing backup {backup_id}: {e}")))?
+        };
+        let mut f = Finish::to(InstanceStatus::Running);
+        f.new_backup = Some(Backup {
+            id: backup_id,
+            app_id: inst.app_id,
+            instance_id: inst.id.clone(),
+            kind,
+            remark,
+            state: BackupState::Normal,
+            lock_task: None,
+            size: stored.size,
+            sha256: stored.sha256,
+            started_at: task.created_at,
+            finished_at: self.now(),
+        });
+        Ok(f)
+    }
+
+    /// After a failed backup: no file under its id (the record was never written).
+    pub(crate) async fn undo_backup(&self, task: &Task, inst: &Instance) {
+        if let Ok(backup_id) = payload_str(task, "backupId") {
+            let key = BackupKey {
+                instance_id: inst.id.clone(),
+                backup_id,
+            };
+            let store = self.backup_store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.delete(&key)).await;
+        }
+    }
+
+    /// task_restoreBackup. Steps: 1 = file verified and staged next to the master's data;
+    /// 2 = pair stopped and the staged data swapped in (old data kept aside); then start,
+    /// resync, drop the old data.
+    pub(crate) async fn restore_backup(&self, task: &mut Task, inst: &Instance) -> Result<Finish> {
+        let backup_id = payload_str(task, "backupId")?;
+        let backup = self
+            .store
+            .backup(&backup_id)
+            .await?
+            .ok_or_else(|| Error::BackupNotFound(backup_id.clone()))?;
+        let master = self.node_spec(inst, Role::Master);
+        let replica = self.node_spec(inst, Role::Replica);
+        let engine = &self.engine;
+        let err = crate::steps::engine_err;
+        if task.step < 2 {
+            // Check the file before anything is touched; a resumed task checks again.
+            let path = self.verified_backup_file(&backup).await?;
+            engine.check_rdb(&path).await.map_err(|e| {
+                Error::BackupCorrupt(format!("redis-check-rdb refused {}: {e}", backup.id))
+            })?;
+            engine.stage_restore(&master, &path).map_err(err)?;
+            self.step_done(task, 1).await?;
+            engine.stop(&replica).await.map_err(err)?;
+            engine.stop(&master).await.map_err(err)?;
+            engine.swap_in_restore(&master).map_err(err)?;
+            engine.discard_data(&replica).map_err(err)?;
+            self.step_done(task, 2).await?;
+        }
+        engine.start(&master).await.map_err(err)?;
+        engine.start(&replica).await.map_err(err)?;
+        engine
+            .wait_replica_synced(&replica, RESTORE_SYNC_TIMEOUT)
+            .await
+            .map_err(err)?;
+        engine.finish_restore(&master).map_err(err)?;
+        let mut f = Finish::to(InstanceStatus::Running);
+        f.unlock_backup = Some(backup.id);
+        Ok(f)
+    }
+
+    /// After a failed restore: the master's own data back in place, the pair running.
+    pub(crate) async fn undo_restore(&self, task: &Task, inst: &Instance) -> Result<Finish> {
+        let master = self.node_spec(inst, Role::Master);
+        let replica = self.node_spec(inst, Role::Replica);
+        let engine = &self.engine;
+        let err = crate::steps::engine_err;
+        if task.step >= 1 {
+            engine.stop(&replica).await.map_err(err)?;
+            engine.stop(&master).await.map_err(err)?;
+            engine.roll_back_restore(&master).map_err(err)?;
+            if task.step >= 2 {
+                engine.discard_data(&replica).map_err(err)?;
+            }
+        }
+        engine.start(&master).await.map_err(err)?;
+        engine.start(&replica).await.map_err(err)?;
+        engine
+            .wait_replica_synced(&replica, RESTORE_SYNC_TIMEOUT)
+            .await
+            .map_err(err)?;
+        engine.finish_restore(&master).map_err(err)?;
+        let mut f = Finish::to(InstanceStatus::Running);
+        f.unlock_backup = payload_str(task, "backupId").ok();
+        Ok(f)
+    }
+
+    // ---------------- helpers ----------------
+
+    /// The backup's local file after its SHA-256 matched the record.
+    async fn verified_backup_file(&self, backup: &Backup) -> Result<PathBuf> {
+        let path = self
+            .backup_store
+            .local_path(&backup_key(backup))
+            .ok_or_else(|| Error::BackupCorrupt(format!("backup {} has no file", backup.id)))?;
+        let p = path.clone();
+        let actual = tokio::task::spawn_blocking(move || sha256_file(&p))
+            .await
+            .map_err(|e| Error::internal(format!("hashing panicked: {e}")))?
+            .map_err(|e| Error::BackupCorrupt(format!("reading backup {}: {e}", backup.id)))?;
+        if actual != backup.sha256 {
+            return Err(Error::BackupCorrupt(format!(
+                "backup {}: SHA-256 {actual} differs from the recorded {}",
+                backup.id, backup.sha256
+            )));
+        }
+        Ok(path)
+    }
+
+    async fn delete_backup_file(&self, backup: &Backup) -> Result<()> {
+        let key = backup_key(backup);
+        let store = self.backup_store.clone();
+        tokio::task::spawn_blocking(move || store.delete(&key))
+            .await
+            .map_err(|e| Error::internal(format!("delete panicked: {e}")))?
+            .map_err(|e| Error::internal(format!("deleting backup {}: {e}", backup.id)))
+    }
+
+    async fn owned_backup(&self, inst: &Instance, backup_id: &str) -> Result<Backup> {
+        if backup_id.is_empty() {
+            return Err(Error::MissingParameter("backupId".into()));
+        }
+        match self.store.backup(backup_id).await? {
+            Some(b) if b.instance_id == inst.id && b.app_id == inst.app_id => Ok(b),
+            _ => Err(Error::BackupNotFound(backup_id.to_string())),
+        }
+    }
+
+    /// Records a backup task and holds the instance with it. The instance stays "running"
+    /// (it serves throughout); the lock keeps other tasks off it meanwhile.
+    async fn lock_for_backup(
+        &self,
+        tx: &mut crsd_store::WriteTx,
+        inst: &mut Instance,
+        kind: BackupKind,
+        remark: &str,
+    ) -> Result<i64> {
+        let task_id = tx
+            .insert_task(
+                &NewTask {
+                    app_id: inst.app_id,
+                    kind: TaskKind::BackupInstance,
+                    instance_id: Some(inst.id.clone()),
+                    deal_id: None,
+                    payload: json!({
+                        "backupId": ids::new_backup_id(),
+                        "backupType": kind.name(),
+                        "remark": remark,
+                    }),
+                },
+                self.now(),
+            )
+            .await?;
+        inst.lock_task = Some(task_id);
+        tx.update_instance(inst).await?;
+        Ok(task_id)
+    }
+
+    fn local_day_start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let tz = self.time_zone();
+        let day = now.with_timezone(&tz).date_naive();
+        tz.from_local_datetime(&day.and_time(NaiveTime::MIN))
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(now)
+    }
+
+    fn parse_time(&self, name: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>> {
+        match v.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(s) => timefmt::parse(s, self.time_zone())
+                .map(Some)
+                .ok_or_else(|| Error::invalid(name, "expected YYYY-MM-DD HH:MM:SS")),
+        }
+    }
+}
+
+/// A backup may start on a running instance that no task holds.
+fn check_backupable(inst: &Instance) -> Result<()> {
+    if inst.lock_task.is_some() {
+        return Err(Error::InstanceLocked(inst.id.clone()));
+    }
+    if inst.status != InstanceStatus::Running {
+        return Err(Error::InstanceStatusAbnormal {
+            id: inst.id.clone(),
+            status: inst.status.description().into(),
+        });
+    }
+    Ok(())
+}
+
+fn backup_key(b: &Backup) -> BackupKey {
+    BackupKey {
+        instance_id: b.instance_id.clone(),
+        backup_id: b.id.clone(),
+    }
+}
+
+fn payload_str(task: &Task, key: &str) -> Result<String> {
+    task.payload
+        .get(key)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| Error::internal(format!("task {} payload lacks {key}", task.id)))
+}
+
+/// Lowercase hex SHA-256 of a file, read in 1 MiB chunks.
+fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
