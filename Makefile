@@ -1,5 +1,5 @@
 # crsd: one command runs it, one command tests it.
-.PHONY: run build test lint bench
+.PHONY: run build test lint bench bench-backups
 
 run: ## install redis-server if missing, build, start crsd with the embedded defaults
 	./scripts/install-deps.sh
@@ -18,3 +18,6 @@ lint:
 
 bench: ## benchmarks (not tests): prints ratios against raw redis-server operations
 	./scripts/bench.sh
+
+bench-backups: ## backup, download and restore of 5,000,000 keys against BGSAVE, nginx and a raw load
+	BENCH_SUITE=backups ./scripts/bench.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what crsd needs on a Debian machine and is missing: redis-server (Debian's package),
-# and for the compatibility tests python3-venv. Idempotent; does nothing when all is there.
+# for the tests python3-venv, openssl and curl, and for the backup benchmark nginx and curl.
+# Idempotent; does nothing when all is there.
 set -euo pipefail
 
 need=()
@@ -8,7 +9,12 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 if [ "${1:-}" = "--test" ]; then
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  command -v curl >/dev/null 2>&1 || need+=(curl)
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+fi
+if [ "${1:-}" = "--bench" ]; then
+  command -v curl >/dev/null 2>&1 || need+=(curl)
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
@@ -18,6 +24,8 @@ echo "installing: ${need[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 # Debian starts a system redis-server on 6379 when the package is installed; crsd does not use it.
+# Likewise nginx on port 80, which only the backup benchmark runs, on its own port.
 if command -v systemctl >/dev/null 2>&1; then
   $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+  $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
 fi
