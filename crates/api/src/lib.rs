@@ -8,7 +8,9 @@
 pub mod download;
 pub mod guard;
 pub mod params;
+pub mod sign_tc3;
 pub mod sign_v2;
+pub mod tc3;
 pub mod v2;
 
 use axum::extract::State;
@@ -71,6 +73,7 @@ pub fn router(svc: Arc<Service>, cfg: ApiConfig, downloads: Downloads) -> Router
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v2/index.php", get(v2::handle).post(v2::handle))
+        .route("/", get(tc3::handle).post(tc3::handle))
         .route(
             "/download/{file}",
             get(download_backup).head(download_backup),

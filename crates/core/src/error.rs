@@ -18,6 +18,8 @@ pub enum Error {
     InvalidParameter { name: String, reason: String },
     #[error("signature verification failed")]
     SignatureMismatch,
+    #[error("malformed Authorization header: {0}")]
+    MalformedAuthorization(String),
     #[error("the SecretId does not exist")]
     SecretIdNotFound,
     #[error("replayed request: {0}")]

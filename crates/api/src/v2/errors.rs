@@ -34,6 +34,7 @@ fn table(action: &str, e: &Error) -> (i64, Option<i64>, &'static str, String) {
         UnknownAction(a) => (4000, None, "InvalidAction", format!("Action {a:?} 不存在")),
         Unsupported(a) => (6100, None, "UnsupportedOperation", format!("本版本内不支持此接口: {a}")),
         SignatureMismatch => (4100, None, "AuthFailure.SignatureFailure", "身份验证失败，签名不正确".into()),
+        MalformedAuthorization(why) => (4100, None, "AuthFailure.InvalidAuthorization", format!("身份验证失败: {why}")),
         SecretIdNotFound => (4104, None, "AuthFailure.SecretIdNotFound", "SecretId 不存在".into()),
         RateLimited(a) => (4400, None, "RequestLimitExceeded", format!("请求的次数超过了配额限制: {a}")),
         Replay(why) => (4500, None, "RequestReplay", format!("重放攻击: {why}")),

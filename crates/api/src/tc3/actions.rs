@@ -1,0 +1,330 @@
+//! One small handler per API 3.0 action: read the model's request fields, call one service
+//! function, shape the model's response fields (tencentcloud-sdk-python-redis 3.1.189,
+//! `tencentcloud/redis/v20180412/models.py`). Where seed 002's sample says `RedisBackupSet`,
+//! the model's `BackupSet` is used (the SDKs read that name).
+
+use super::params::Params3;
+use crate::AppState;
+use chrono::{DateTime, Utc};
+use crsd_core::model::{BackupKind, Instance, TaskStatus};
+use crsd_core::{timefmt, Error, Result};
+use crsd_service::{BackupQuery, DescribeQuery};
+use serde_json::{json, Map, Value};
+
+/// Every action of the redis 2018-04-12 model (RedisClient). This version carries out
+/// DescribeInstances, DescribeInstanceBackups, ManualBackupInstance, DescribeBackupUrl,
+/// RestoreInstance and DescribeTaskInfo (see `dispatch`); the others answer
+/// UnsupportedOperation naming themselves, and a name outside the model is InvalidAction.
+pub const MODEL: &[&str] = &[
+    "AddReplicationInstance",
+    "AllocateWanAddress",
+    "ApplyParamsTemplate",
+    "AssociateSecurityGroups",
+    "ChangeInstanceRole",
+    "ChangeMasterInstance",
+    "ChangeReplicaToMaster",
+    "CleanUpInstance",
+    "ClearInstance",
+    "CloneInstances",
+    "CloseLog",
+    "CloseSSL",
+    "CreateExportTask",
+    "CreateInstanceAccount",
+    "CreateInstances",
+    "CreateParamTemplate",
+    "CreateReplicationGroup",
+    "DeleteExportTask",
+    "DeleteInstanceAccount",
+    "DeleteParamTemplate",
+    "DeleteReplicationInstance",
+    "DescribeAutoBackupConfig",
+    "DescribeBackupDetail",
+    "DescribeBackupDownloadRestriction",
+    "DescribeBackupEncryptConfig",
+    "DescribeBackupUrl",
+    "DescribeBandwidthRange",
+    "DescribeCommonDBInstances",
+    "DescribeDBSecurityGroups",
+    "DescribeExportTasks",
+    "DescribeGlobalReplicationArea",
+    "DescribeInstanceAccount",
+    "DescribeInstanceBackups",
+    "DescribeInstanceDTSInfo",
+    "DescribeInstanceDealDetail",
+    "DescribeInstanceEvents",
+    "DescribeInstanceLogDelivery",
+    "DescribeInstanceMonitorBigKey",
+    "DescribeInstanceMonitorBigKeySizeDist",
+    "DescribeInstanceMonitorBigKeyTypeDist",
+    "DescribeInstanceMonitorHotKey",
+    "DescribeInstanceMonitorSIP",
+    "DescribeInstanceMonitorTookDist",
+    "DescribeInstanceMonitorTopNCmd",
+    "DescribeInstanceMonitorTopNCmdTook",
+    "DescribeInstanceNodeInfo",
+    "DescribeInstanceParamRecords",
+    "DescribeInstanceParams",
+    "DescribeInstancePasswordPolicy",
+    "DescribeInstanceSecurityGroup",
+    "DescribeInstanceShards",
+    "DescribeInstanceSpecBandwidth",
+    "DescribeInstanceSupportFeature",
+    "DescribeInstanceZoneInfo",
+    "DescribeInstances",
+    "DescribeLogInstanceList",
+    "DescribeLogs",
+    "DescribeMaintenanceWindow",
+    "DescribeParamTemplateInfo",
+    "DescribeParamTemplates",
+    "DescribeProductInfo",
+    "DescribeProjectSecurityGroup",
+    "DescribeProjectSecurityGroups",
+    "DescribeProxySlowLog",
+    "DescribeRedisClusterOverview",
+    "DescribeRedisClusters",
+    "DescribeReplicationGroup",
+    "DescribeReplicationGroupInstance",
+    "DescribeSSLStatus",
+    "DescribeSecondLevelBackupInfo",
+    "DescribeSlowLog",
+    "DescribeTaskInfo",
+    "DescribeTaskList",
+    "DescribeTendisSlowLog",
+    "DestroyPostpaidInstance",
+    "DestroyPrepaidInstance",
+    "DisableReplicaReadonly",
+    "DisassociateSecurityGroups",
+    "EnableReplicaReadonly",
+    "InquiryPriceCreateInstance",
+    "InquiryPriceRenewInstance",
+    "InquiryPriceUpgradeInstance",
+    "KillMasterGroup",
+    "ManualBackupInstance",
+    "ModfiyInstancePassword",
+    "ModifyAutoBackupConfig",
+    "ModifyBackupDownloadRestriction",
+    "ModifyBackupEncrypt",
+    "ModifyConnectionConfig",
+    "ModifyDBInstanceSecurityGroups",
+    "ModifyInstance",
+    "ModifyInstanceAccount",
+    "ModifyInstanceAvailabilityZones",
+    "ModifyInstanceBackupMode",
+    "ModifyInstanceChargeType",
+    "ModifyInstanceEvent",
+    "ModifyInstanceLogDelivery",
+    "ModifyInstanceParams",
+    "ModifyInstancePassword",
+    "ModifyInstancePasswordPolicy",
+    "ModifyInstanceReadOnly",
+    "ModifyLog",
+    "ModifyMaintenanceWindow",
+    "ModifyNetworkConfig",
+    "ModifyParamTemplate",
+    "ModifyReplicationGroup",
+    "OpenLog",
+    "OpenSSL",
+    "ReleaseWanAddress",
+    "RemoveReplicationGroup",
+    "RemoveReplicationInstance",
+    "RenewInstance",
+    "ResetPassword",
+    "RestoreInstance",
+    "StartupInstance",
+    "SwitchAccessNewInstance",
+    "SwitchInstanceVip",
+    "SwitchProxy",
+    "UpgradeInstance",
+    "UpgradeInstanceProductVersion",
+    "UpgradeInstanceVersion",
+    "UpgradeProxyVersion",
+    "UpgradeSmallVersion",
+    "UpgradeVersionToMultiAvailabilityZones",
+];
+
+pub async fn dispatch(
+    state: &AppState,
+    app: i64,
+    action: &str,
+    p: &Params3,
+) -> Result<Map<String, Value>> {
+    let svc = &state.svc;
+    let tz = svc.time_zone();
+    let time = |t: DateTime<Utc>| timefmt::format(t, tz);
+    match action {
+        "DescribeInstances" => {
+            let q = DescribeQuery {
+                limit: p.int_or("Limit", 20)?,
+                offset: p.int_or("Offset", 0)?,
+                redis_id: p.str("InstanceId"),
+                redis_name: p.str("SearchKey").or_else(|| p.str("InstanceName")),
+                order_by: p.str("OrderBy"),
+                order_type: p.int("OrderType")?,
+                project_ids: p.int_list("ProjectIds")?,
+                ..Default::default()
+            };
+            let (total, views) = svc.describe(app, q).await?;
+            let set: Vec<Value> = views
+                .iter()
+                .map(|v| instance_set(&v.instance, v.size_used_mb, &time))
+                .collect();
+            Ok(fields([
+                ("TotalCount", json!(total)),
+                ("InstanceSet", json!(set)),
+            ]))
+        }
+        "DescribeInstanceBackups" => {
+            let id = p.required_str("InstanceId")?;
+            let statuses = p.int_list("Status")?;
+            let q = BackupQuery {
+                redis_id: id.clone(),
+                limit: p.int_or("Limit", 20)?,
+                offset: p.int_or("Offset", 0)?,
+                begin_time: p.str("BeginTime"),
+                end_time: p.str("EndTime"),
+            };
+            let (total, list) = svc.backup_list(app, q).await?;
+            let name = svc
+                .store()
+                .instance(&id)
+                .await?
+                .map(|i| i.name)
+                .unwrap_or_default();
+            let retention = svc.config().backups.retention;
+            let set: Vec<Value> = list
+                .iter()
+                .filter(|b| statuses.is_empty() || statuses.contains(&b.status_code()))
+                .map(|b| {
+                    json!({
+                        "StartTime": time(b.started_at),
+                        "BackupId": b.id,
+                        "BackupType": match b.kind {
+                            BackupKind::Manual => "0",
+                            BackupKind::System => "1",
+                        },
+                        "Status": b.status_code(),
+                        "Remark": b.remark,
+                        "Locked": b.locked(),
+                        "BackupSize": b.size,
+                        "FullBackup": 0,
+                        "InstanceType": 17,
+                        "InstanceId": b.instance_id,
+                        "InstanceName": name,
+                        "Region": "",
+                        "EndTime": time(b.finished_at),
+                        "FileType": "RDB-Redis 7.0",
+                        "ExpireTime": time(b.started_at + retention),
+                        "Encrypted": false,
+                    })
+                })
+                .collect();
+            let total = if statuses.is_empty() {
+                total
+            } else {
+                set.len() as i64
+            };
+            Ok(fields([
+                ("TotalCount", json!(total)),
+                ("BackupSet", json!(set)),
+            ]))
+        }
+        "ManualBackupInstance" => {
+            let id = p.required_str("InstanceId")?;
+            let task = svc
+                .manual_backup(app, &id, &p.str("Remark").unwrap_or_default())
+                .await?;
+            Ok(fields([("TaskId", json!(task))]))
+        }
+        "DescribeBackupUrl" => {
+            let id = p.required_str("InstanceId")?;
+            let backup_id = p.required_str("BackupId")?;
+            let backup = svc.backup_for_download(app, &id, &backup_id).await?;
+            let now = svc.now();
+            let d = &state.downloads;
+            let extranet = d.signer.url(&d.extranet_base, &backup.id, now);
+            let intranet = d.signer.url(&d.intranet_base, &backup.id, now);
+            let file = format!("{}.rdb", backup.id);
+            Ok(fields([
+                ("DownloadUrl", json!([extranet])),
+                ("InnerDownloadUrl", json!([intranet])),
+                ("Filenames", json!([file])),
+                (
+                    "BackupInfos",
+                    json!([{
+                        "FileName": file,
+                        "FileSize": backup.size,
+                        "DownloadUrl": extranet,
+                        "InnerDownloadUrl": intranet,
+                    }]),
+                ),
+            ]))
+        }
+        "RestoreInstance" => {
+            let id = p.required_str("InstanceId")?;
+            let backup_id = p.required_str("BackupId")?;
+            let task = svc
+                .restore(app, &id, &p.str("Password").unwrap_or_default(), &backup_id)
+                .await?;
+            Ok(fields([("TaskId", json!(task))]))
+        }
+        "DescribeTaskInfo" => {
+            let task = svc.task_info(app, p.required_int("TaskId")?).await?;
+            let status = match task.status {
+                TaskStatus::Pending => "preparing",
+                TaskStatus::Running => "running",
+                TaskStatus::Succeeded => "succeed",
+                TaskStatus::Failed => "failed",
+                TaskStatus::Error => "error",
+            };
+            Ok(fields([
+                ("Status", json!(status)),
+                ("StartTime", json!(time(task.created_at))),
+                ("TaskType", json!(task.kind.name())),
+                ("InstanceId", json!(task.instance_id.unwrap_or_default())),
+                ("TaskMessage", json!(task.error.unwrap_or_default())),
+            ]))
+        }
+        a if MODEL.contains(&a) => Err(Error::Unsupported(a.to_string())),
+        other => Err(Error::UnknownAction(other.to_string())),
+    }
+}
+
+fn fields<const N: usize>(list: [(&str, Value); N]) -> Map<String, Value> {
+    list.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// One `InstanceSet` entry: the model's fields crsd has; the rest keep neutral values.
+fn instance_set(i: &Instance, size_used_mb: i64, time: &dyn Fn(DateTime<Utc>) -> String) -> Value {
+    json!({
+        "InstanceName": i.name,
+        "InstanceId": i.id,
+        "Appid": i.app_id,
+        "ProjectId": i.project_id,
+        "RegionId": i.region_id,
+        "ZoneId": i.zone_id,
+        "VpcId": i.vpc_id,
+        "SubnetId": i.subnet_id,
+        "Status": i.status.code(),
+        "WanIp": i.vip,
+        "Port": i.port,
+        "Createtime": time(i.created_at),
+        "Size": i.mem_mb as f64,
+        "SizeUsed": size_used_mb as f64,
+        "Type": if i.type_id == 1 { 18 } else { 17 },
+        "AutoRenewFlag": i.auto_renew,
+        "DeadlineTime": time(i.deadline),
+        "Engine": "Redis",
+        "ProductType": if i.type_id == 1 { "cluster" } else { "standalone" },
+        "UniqVpcId": i.un_vpc_id,
+        "UniqSubnetId": i.un_subnet_id,
+        "BillingMode": 1,
+        "InstanceTitle": i.status.description(),
+        "SubStatus": 0,
+        "RedisShardSize": i.mem_mb,
+        "RedisShardNum": 1,
+        "RedisReplicasNum": 1,
+        "NoAuth": false,
+        "CurrentRedisVersion": "7.0",
+        "DeleteProtectionSwitch": 0,
+    })
+}

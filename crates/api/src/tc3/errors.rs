@@ -1,0 +1,56 @@
+//! The one table from domain error to API 3.0 error codes (`Response.Error.Code`), using the
+//! codes the redis 2018-04-12 model documents (seed 004 lists RestoreInstance's) and the
+//! common ones (AuthFailure.*, MissingParameter, RequestLimitExceeded, InternalError, ...).
+
+use crsd_core::Error;
+
+/// `(Code, Message)` for an error.
+pub fn code(e: &Error) -> (&'static str, String) {
+    use Error::*;
+    let msg = e.to_string();
+    let code = match e {
+        MissingParameter(_) => "MissingParameter",
+        InvalidParameter { .. } => "InvalidParameterValue",
+        SignatureMismatch => "AuthFailure.SignatureFailure",
+        MalformedAuthorization(_) => "AuthFailure.InvalidAuthorization",
+        SecretIdNotFound => "AuthFailure.SecretIdNotFound",
+        Replay(why) if why.contains("Timestamp") => "AuthFailure.SignatureExpire",
+        Replay(_) => "AuthFailure.InvalidAuthorization",
+        RateLimited(_) => "RequestLimitExceeded",
+        UnknownAction(_) => "InvalidAction",
+        Unsupported(_) => "UnsupportedOperation",
+        NoRedisService(_) | NoTypeIdRedisService { .. } | InvalidInstanceType(_) => {
+            "InvalidParameterValue.SpecNotExist"
+        }
+        InvalidMemSize(_) | MemSizeNotInRange { .. } => "InvalidParameterValue.SpecNotExist",
+        PeriodExceedMaxLimit(_) | PeriodLessThanMinLimit(_) => "InvalidParameterValue.Period",
+        GoodsNumNotInRange { .. } => "InvalidParameterValue",
+        InvalidSubnetId(_) => "InvalidParameterValue.SubnetNotExist",
+        BalanceNotEnough { .. } => "UnauthorizedOperation.NotEnoughAmount",
+        NoFreePort => "ResourceInsufficient",
+        InstanceNotFound(_) | InstanceDeleted(_) => "ResourceNotFound.InstanceNotExists",
+        InstanceIsolated(_) | InstanceStatusAbnormal { .. } => {
+            "ResourceUnavailable.InstanceStatusAbnormal"
+        }
+        InstanceLocked(_) => "ResourceUnavailable.InstanceLockedError",
+        ReduceCapacityNotAllowed { .. } => "InvalidParameterValue.ReduceCapacityNotAllowed",
+        AutoRenewFlag(_) => "InvalidParameterValue",
+        InstanceNameTooLong | InstanceNameRule => "InvalidParameterValue.InstanceNameRuleError",
+        PasswordEmpty => "InvalidParameterValue.PasswordEmpty",
+        PasswordRule => "InvalidParameterValue.PasswordRuleError",
+        OldPasswordWrong | PasswordWrong => "InvalidParameterValue.PasswordError",
+        DealNotFound(_) => "ResourceNotFound",
+        TaskNotFound(_) => "ResourceNotFound",
+        BackupNotFound(_) => "InvalidParameterValue.BackupNotExists",
+        BackupStatusAbnormal(_) | BackupCorrupt(_) => "ResourceUnavailable.BackupStatusAbnormal",
+        BackupLocked(_) => "ResourceUnavailable.BackupLockedError",
+        ExportNeedsCluster => "UnsupportedOperation.OnlyClusterInstanceCanExportBackup",
+        BackupQuotaExceeded { .. } => "RequestLimitExceeded",
+        Internal(_) => "InternalError",
+    };
+    let msg = match e {
+        Internal(_) => "internal error".to_string(),
+        _ => msg,
+    };
+    (code, msg)
+}
