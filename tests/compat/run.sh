@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Compatibility test: a real crsd (HTTPS with a throwaway CA, real redis-server processes)
-# driven by the public qcloudapi-sdk-python 2.0.15 from PyPI (tests/compat/v2_sdk.py).
+# driven by the public qcloudapi-sdk-python 2.0.15 from PyPI (tests/compat/v2_sdk.py), then by
+# tencentcloud-sdk-python (redis 3.1.189) and tccli 3.1.189.1 through API 3.0
+# (tests/compat/v3_sdk.py), both against the same crsd.
 #
 # Needs python3 with venv, openssl, redis-server and cargo (or a built target/debug/crsd);
 # curl is used for the readiness probe when present. Network: PyPI only, on the first run
@@ -14,6 +16,8 @@ ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
 
 SDK_VERSION="2.0.15"
+V3_REDIS_VERSION="3.1.189"
+TCCLI_VERSION="3.1.189.1"
 VENV="$ROOT/target/compat-venv"
 CRSD="$ROOT/target/debug/crsd"
 SECRET_ID="AKIDcrsdCompatTest0000000000000000001"
@@ -117,17 +121,27 @@ trap 'exit 143' TERM
 # ---- 1. the SDK in a venv ----------------------------------------------------------------
 STAGE="venv"
 sdk_ok() {
-  [ -x "$VENV/bin/python" ] &&
+  [ -x "$VENV/bin/python" ] && [ -x "$VENV/bin/tccli" ] &&
     "$VENV/bin/python" -c "import sys, QcloudApi; sys.exit(QcloudApi.__version__ != '$SDK_VERSION')" \
-      >/dev/null 2>&1
+      >/dev/null 2>&1 &&
+    "$VENV/bin/python" - "$V3_REDIS_VERSION" "$TCCLI_VERSION" >/dev/null 2>&1 <<'EOF'
+import sys
+from importlib.metadata import version
+from tencentcloud.redis.v20180412 import redis_client  # noqa: F401
+sys.exit(version("tencentcloud-sdk-python-redis") != sys.argv[1] or version("tccli") != sys.argv[2])
+EOF
 }
 if ! sdk_ok; then
   rm -rf "$VENV"
   mkdir -p "$(dirname "$VENV")"
   python3 -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input \
-    "qcloudapi-sdk-python==$SDK_VERSION"
-  sdk_ok || { say "qcloudapi-sdk-python $SDK_VERSION is not importable from $VENV"; exit 1; }
+    "qcloudapi-sdk-python==$SDK_VERSION" "tencentcloud-sdk-python-redis==$V3_REDIS_VERSION" \
+    tencentcloud-sdk-python-common "tccli==$TCCLI_VERSION"
+  sdk_ok || {
+    say "qcloudapi-sdk-python $SDK_VERSION, tencentcloud-sdk-python-redis $V3_REDIS_VERSION or tccli $TCCLI_VERSION is not usable from $VENV"
+    exit 1
+  }
 fi
 PY="$VENV/bin/python"
 
@@ -210,28 +224,42 @@ until probe; do
   sleep 0.2
 done
 
-# ---- 4. the SDK test -----------------------------------------------------------------------
+# ---- 4. the SDK tests: v2, then API 3.0 (SDK and tccli) -----------------------------------
 STAGE="test"
-set +e
-env -u HTTPS_PROXY -u https_proxy -u HTTP_PROXY -u http_proxy -u ALL_PROXY -u all_proxy \
-  SSL_CERT_FILE="$TMP/ca.pem" \
-  CRSD_HOST="127.0.0.1:$PORT" CRSD_SECRET_ID="$SECRET_ID" CRSD_SECRET_KEY="$SECRET_KEY" \
-  CRSD_COMPAT_RESULT="$TMP/result.json" PYTHONDONTWRITEBYTECODE=1 \
-  "$PY" "$ROOT/tests/compat/v2_sdk.py" &
-TEST_PID=$! # in the background so that a signal to this script is handled at once
-wait "$TEST_PID"
-test_rc=$?
-TEST_PID=""
-set -e
+run_test() { # run_test SCRIPT RESULT_FILE [VAR=VALUE...]: sets test_rc, test_passed, test_failed
+  local script="$1" result="$2"
+  shift 2
+  set +e
+  env -u HTTPS_PROXY -u https_proxy -u HTTP_PROXY -u http_proxy -u ALL_PROXY -u all_proxy \
+    SSL_CERT_FILE="$TMP/ca.pem" \
+    CRSD_HOST="127.0.0.1:$PORT" CRSD_SECRET_ID="$SECRET_ID" CRSD_SECRET_KEY="$SECRET_KEY" \
+    CRSD_COMPAT_RESULT="$result" PYTHONDONTWRITEBYTECODE=1 "$@" \
+    "$PY" "$ROOT/tests/compat/$script" &
+  TEST_PID=$! # in the background so that a signal to this script is handled at once
+  wait "$TEST_PID"
+  test_rc=$?
+  TEST_PID=""
+  set -e
+  test_passed=0
+  test_failed=1
+  if [ -s "$result" ]; then
+    read -r test_passed test_failed < <("$PY" -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["passed"], r["failed"])' "$result")
+  fi
+  if [ "$test_rc" -ne 0 ] && [ "$test_failed" -eq 0 ]; then
+    test_failed=1 # the script died without recording a failure
+  fi
+}
 
-passed=0
-failed=1
-if [ -s "$TMP/result.json" ]; then
-  read -r passed failed < <("$PY" -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["passed"], r["failed"])' "$TMP/result.json")
-fi
-if [ "$test_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
-  failed=1 # the script died without recording a failure
-fi
+run_test v2_sdk.py "$TMP/result.json"
+passed=$test_passed
+failed=$test_failed
+
+mkdir -p "$TMP/v3"
+run_test v3_sdk.py "$TMP/result_v3.json" \
+  CRSD_CA="$TMP/ca.pem" CRSD_TCCLI="$VENV/bin/tccli" CRSD_SCRATCH="$TMP/v3"
+passed=$((passed + test_passed))
+failed=$((failed + test_failed))
+
 if [ "$failed" -ne 0 ]; then
   say "crsd log (last 40 lines):"
   tail -n 40 "$TMP/crsd.log" >&2 || true

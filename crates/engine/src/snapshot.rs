@@ -110,9 +110,10 @@ impl Engine {
     /// ended (see the module docs). A save already running when the call came is waited
     /// out first: its data predates the call.
     ///
-    /// When this returns `Ok` the file is complete and durable: redis writes
-    /// `temp-<pid>.rdb`, fsyncs it, renames it to dump.rdb and fsyncs the folder before the
-    /// save counts as done. The caller moves the file away (same filesystem: a rename)
+    /// When this returns `Ok` the file is complete: redis writes `temp-<pid>.rdb`, fsyncs
+    /// it and renames it to dump.rdb before the save counts as done. redis 7.0 does not
+    /// fsync the folder after that rename, so the caller makes the name durable when it
+    /// moves the file away (rename, then fsync of the destination folder). It must move it
     /// before anything can write dump.rdb again: the next snapshot, and also a full resync
     /// of this replica, which stores the master's RDB under the same name.
     ///

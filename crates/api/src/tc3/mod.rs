@@ -204,9 +204,19 @@ async fn authenticate_tc3(
         payload: body,
         timestamp,
     };
-    if auth.service != SERVICE || sign_tc3::verify(&creds.secret_key, &auth, &req).is_err() {
-        return Err(Error::SignatureMismatch);
+    if auth.service != SERVICE {
+        return Err(Error::MalformedAuthorization(format!(
+            "credential scope names service {:?}, not {SERVICE}",
+            auth.service
+        )));
     }
+    sign_tc3::verify(&creds.secret_key, &auth, &req).map_err(|e| {
+        if e.code() == "AuthFailure.InvalidAuthorization" {
+            Error::MalformedAuthorization(e.to_string())
+        } else {
+            Error::SignatureMismatch
+        }
+    })?;
     // TC3 requests carry no Nonce: only the time window applies.
     let now = state.svc.now().timestamp();
     if (now - timestamp).abs() > state.cfg.replay_window_secs {

@@ -277,7 +277,8 @@ pub async fn load_rdb_in_scratch_server(
         &conf,
         format!(
             "bind 127.0.0.1\nport {port}\ndir \"{}\"\ndbfilename \"copy.rdb\"\n\
-             appendonly no\nsave \"\"\ndaemonize no\nlogfile \"{}\"\n",
+             appendonly no\nsave \"\"\ndaemonize no\nlogfile \"{}\"\n\
+             set-proc-title no\n",
             dir.display(),
             dir.join("scratch.log").display()
         ),
@@ -295,7 +296,8 @@ pub async fn load_rdb_in_scratch_server(
         if let Ok(mut con) = client.get_multiplexed_async_connection().await {
             if let Ok(pong) = redis::cmd("PING").query_async::<String>(&mut con).await {
                 if pong == "PONG" {
-                    // Reaped by this thread once `kill_all_mentioning(root)` kills it.
+                    // Reaped by this thread once `kill_all_mentioning(root)` kills it (the
+                    // config keeps the command line naming `root`: set-proc-title no).
                     std::thread::spawn(move || child.wait());
                     return con;
                 }

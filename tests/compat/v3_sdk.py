@@ -1,0 +1,466 @@
+#!/usr/bin/env python3
+"""Compatibility test: drives crsd's Tencent Cloud API 3.0 dialect (redis 2018-04-12) with the
+public tencentcloud-sdk-python (RedisClient, typed models; TC3-HMAC-SHA256 and the old
+HmacSHA256 signature) and with tccli 3.1.189.1, over HTTPS with the test CA, then checks the
+Redis data with a raw socket. The instance is made through v2 CreateRedis with the v2 SDK
+(qcloudapi-sdk-python, in the same venv), since 3.0 CreateInstances is not built yet.
+
+Environment: CRSD_HOST (host:port of crsd's HTTPS listener), CRSD_SECRET_ID, CRSD_SECRET_KEY,
+CRSD_CA (the test CA, PEM), SSL_CERT_FILE (the same CA, for the v2 SDK and urllib), CRSD_TCCLI
+(the tccli executable), CRSD_SCRATCH (an empty directory this script may use), and optionally
+CRSD_COMPAT_RESULT (a file that receives {"passed": N, "failed": M}). Prints one line per
+check; exits 1 if any check failed.
+
+TLS trust: the SDK takes the CA as HttpProfile(certification=PATH). tccli has no CA option and
+the SDK passes requests an explicit `verify=certifi.where()`, so REQUESTS_CA_BUNDLE and
+SSL_CERT_FILE are ignored (checked below). tccli is therefore run with a private copy of the
+certifi package (its bundle plus the test CA) first on PYTHONPATH: what a user does by
+appending a CA to certifi's bundle, without touching the venv.
+"""
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import traceback
+import urllib.request
+
+from QcloudApi.qcloudapi import QcloudApi
+import QcloudApi.modules.redis as redis_v2_module
+
+from tencentcloud.common import credential
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.redis.v20180412 import models, redis_client
+
+HOST = os.environ["CRSD_HOST"]
+SECRET_ID = os.environ["CRSD_SECRET_ID"]
+SECRET_KEY = os.environ["CRSD_SECRET_KEY"]
+CA = os.environ["CRSD_CA"]
+TCCLI = os.environ["CRSD_TCCLI"]
+SCRATCH = os.environ["CRSD_SCRATCH"]
+RESULT_FILE = os.environ.get("CRSD_COMPAT_RESULT")
+
+PASSWORD = "V3sdk!pw9x"
+REGION = "ap-guangzhou"
+POLL_LIMIT_SECS = 60
+TCCLI_TIMEOUT_SECS = 120
+
+redis_v2_module.Redis.requestHost = HOST
+
+passed = 0
+failed = 0
+
+
+def check(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print("ok   v3: %s" % name, flush=True)
+    else:
+        failed += 1
+        print("FAIL v3: %s%s" % (name, (": " + str(detail)[:600]) if detail else ""), flush=True)
+    return ok
+
+
+def note(msg):
+    print("     v3: %s" % msg, flush=True)
+
+
+def brief(x):
+    if hasattr(x, "to_json_string"):
+        return x.to_json_string()[:400]
+    return json.dumps(x, ensure_ascii=False, default=str)[:400]
+
+
+def poll(what, fn, done):
+    deadline = time.time() + POLL_LIMIT_SECS
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if done(last):
+            return last
+        time.sleep(0.25)
+    note("%s: gave up after %ss, last answer %s" % (what, POLL_LIMIT_SECS, brief(last or {})))
+    return None
+
+
+# ---- raw Redis (RESP inline commands), as v2_sdk.py --------------------------------------
+
+def redis_session(host, port, commands):
+    replies = []
+    with socket.create_connection((host, port), timeout=5) as s:
+        f = s.makefile("rb")
+        for cmd in commands:
+            s.sendall(cmd.encode() + b"\r\n")
+            replies.append(read_reply(f))
+    return replies
+
+
+def read_reply(f):
+    line = f.readline()
+    if not line:
+        raise AssertionError("redis closed the connection")
+    if line.startswith(b"$"):
+        n = int(line[1:].strip())
+        if n < 0:
+            return line.rstrip(b"\r\n")
+        body = f.read(n + 2)
+        return line + body.rstrip(b"\r\n")
+    return line.rstrip(b"\r\n")
+
+
+# ---- clients --------------------------------------------------------------------------------
+
+def sdk(sign_method="TC3-HMAC-SHA256", req_method="POST", secret_key=SECRET_KEY,
+        secret_id=SECRET_ID):
+    hp = HttpProfile(endpoint=HOST, reqMethod=req_method, certification=CA, reqTimeout=30)
+    cp = ClientProfile(signMethod=sign_method, httpProfile=hp)
+    return redis_client.RedisClient(credential.Credential(secret_id, secret_key), REGION, cp)
+
+
+def request(cls, **fields):
+    r = cls()
+    for k, v in fields.items():
+        setattr(r, k, v)
+    return r
+
+
+def sdk_error(fn):
+    """Runs fn; returns the TencentCloudSDKException it raised, or None."""
+    try:
+        fn()
+    except TencentCloudSDKException as e:
+        return e
+    return None
+
+
+def create_instance_v2():
+    """v2 CreateRedis with the v2 SDK, waited until delivered; the instance id."""
+    api = QcloudApi("redis", {"Region": "gz", "secretId": SECRET_ID, "secretKey": SECRET_KEY,
+                              "method": "POST"})
+    r = json.loads(api.call("CreateRedis", {"zoneId": 100002, "typeId": 2, "memSize": 1024,
+                                             "goodsNum": 1, "period": 1, "password": PASSWORD}))
+    deal = (r.get("data") or {}).get("dealId")
+    if not check("v2 CreateRedis (to get an instance) returns a dealId", r.get("code") == 0 and deal,
+                 brief(r)):
+        return None
+
+    def status(a):
+        d = a.get("dealDetails") or []
+        return d[0].get("status") if d else None
+
+    r = poll("DescribeRedisDealDetail",
+             lambda: json.loads(api.call("DescribeRedisDealDetail", {"dealIds": [deal]})),
+             lambda a: status(a) not in (None, 1, 2, 3, 12))
+    ok = r is not None and status(r) == 4
+    if not check("v2 deal delivered", ok, brief(r or {})):
+        return None
+    ids = r["dealDetails"][0]["goodsDetail"]["redisIds"]
+    return ids[0] if len(ids) == 1 else None
+
+
+def wait_task_sdk(c, task, what):
+    r = poll("DescribeTaskInfo",
+             lambda: c.DescribeTaskInfo(request(models.DescribeTaskInfoRequest, TaskId=task)),
+             lambda a: a.Status not in ("preparing", "running"))
+    return check("DescribeTaskInfo(%s task %s) reaches \"succeed\"" % (what, task),
+                 r is not None and r.Status == "succeed", brief(r or {}))
+
+
+# ---- the SDK walk ---------------------------------------------------------------------------
+
+def sdk_walk(redis_id):
+    c = sdk()
+
+    r = c.DescribeInstances(request(models.DescribeInstancesRequest, Limit=20, Offset=0))
+    found = [i for i in (r.InstanceSet or []) if i.InstanceId == redis_id]
+    ok = len(found) == 1 and found[0].Status == 2 and found[0].Size == 1024.0 \
+        and bool(found[0].WanIp) and bool(found[0].Port) and r.TotalCount >= 1 \
+        and bool(r.RequestId)
+    if not check("DescribeInstances (TC3 POST, typed) lists %s: Status 2, Size 1024, WanIp, Port"
+                 % redis_id, ok, brief(r)):
+        return None
+    host, port = found[0].WanIp, int(found[0].Port)
+
+    r = c.DescribeInstances(request(models.DescribeInstancesRequest, InstanceId=redis_id,
+                                    Limit=10, Offset=0))
+    check("DescribeInstances filtered by InstanceId",
+          r.TotalCount == 1 and [i.InstanceId for i in r.InstanceSet] == [redis_id], brief(r))
+
+    r = sdk(req_method="GET").DescribeInstances(
+        request(models.DescribeInstancesRequest, InstanceId=redis_id, Limit=10, Offset=0))
+    check("DescribeInstances (TC3 GET)",
+          r.TotalCount == 1 and [i.InstanceId for i in r.InstanceSet] == [redis_id], brief(r))
+
+    for method, req_method in (("HmacSHA256", "POST"), ("HmacSHA256", "GET"),
+                               ("HmacSHA1", "POST")):
+        r = sdk(sign_method=method, req_method=req_method).DescribeInstances(
+            request(models.DescribeInstancesRequest, InstanceId=redis_id, Limit=10, Offset=0))
+        check("DescribeInstances (old signature %s, %s)" % (method, req_method),
+              r.TotalCount == 1 and [i.InstanceId for i in r.InstanceSet] == [redis_id],
+              brief(r))
+
+    rep = redis_session(host, port, ["AUTH " + PASSWORD, "SET v3:1 one", "SET v3:2 two",
+                                     "DEL v3:3"])
+    check("redis: keys written before the backup", rep == [b"+OK", b"+OK", b"+OK", b":0"],
+          repr(rep))
+
+    remark = "v3 sdk 备份 & x=1"  # UTF-8 (sent as \uXXXX by the SDK) and specials
+    r = c.ManualBackupInstance(request(models.ManualBackupInstanceRequest, InstanceId=redis_id,
+                                       Remark=remark, StorageDays=7))
+    if not check("ManualBackupInstance returns a TaskId", isinstance(r.TaskId, int), brief(r)):
+        return None
+    if not wait_task_sdk(c, r.TaskId, "ManualBackupInstance"):
+        return None
+
+    r = c.DescribeInstanceBackups(request(models.DescribeInstanceBackupsRequest,
+                                          InstanceId=redis_id, Limit=20, Offset=0, Status=[2]))
+    mine = [b for b in (r.BackupSet or []) if b.Remark == remark]
+    ok = len(mine) == 1 and bool(mine[0].BackupId) and mine[0].Status == 2 \
+        and mine[0].Locked == 0 and mine[0].BackupType == "0" and mine[0].InstanceId == redis_id
+    if not check("DescribeInstanceBackups shows it (BackupSet: Status 2, Locked 0, BackupType \"0\")",
+                 ok, brief(r)):
+        return None
+    backup_id = mine[0].BackupId
+
+    r = c.DescribeBackupUrl(request(models.DescribeBackupUrlRequest, InstanceId=redis_id,
+                                    BackupId=backup_id))
+    infos = r.BackupInfos or []
+    url = infos[0].DownloadUrl if infos else ""
+    ok = bool(url) and url.startswith("https://") and r.DownloadUrl == [url] \
+        and bool(infos[0].InnerDownloadUrl)
+    if check("DescribeBackupUrl: BackupInfos[0].DownloadUrl (https)", ok, brief(r)):
+        try:
+            ctx = ssl.create_default_context(cafile=CA)
+            with urllib.request.urlopen(url, timeout=30, context=ctx) as resp:
+                status, body = resp.status, resp.read()
+            check("download over HTTPS: 200, REDIS00..., FileSize bytes",
+                  status == 200 and body.startswith(b"REDIS00")
+                  and len(body) == infos[0].FileSize,
+                  "%s %r len %d FileSize %s" % (status, body[:16], len(body), infos[0].FileSize))
+        except Exception as e:  # noqa: BLE001 - reported as a failed check
+            check("download over HTTPS: 200, REDIS00..., FileSize bytes", False, repr(e))
+
+    rep = redis_session(host, port, ["AUTH " + PASSWORD, "SET v3:1 changed", "DEL v3:2",
+                                     "SET v3:3 new"])
+    check("redis: keys changed after the backup", rep == [b"+OK", b"+OK", b":1", b"+OK"],
+          repr(rep))
+
+    e = sdk_error(lambda: c.RestoreInstance(request(
+        models.RestoreInstanceRequest, InstanceId=redis_id, BackupId=backup_id,
+        Password="Wrong123pw")))
+    check("RestoreInstance with a wrong password raises InvalidParameterValue.PasswordError",
+          e is not None and e.get_code() == "InvalidParameterValue.PasswordError"
+          and bool(e.get_request_id()), repr(e))
+
+    r = c.RestoreInstance(request(models.RestoreInstanceRequest, InstanceId=redis_id,
+                                  BackupId=backup_id, Password=PASSWORD))
+    if not check("RestoreInstance returns a TaskId", isinstance(r.TaskId, int), brief(r)):
+        return None
+    if not wait_task_sdk(c, r.TaskId, "RestoreInstance"):
+        return None
+    rep = redis_session(host, port, ["AUTH " + PASSWORD, "GET v3:1", "GET v3:2", "GET v3:3"])
+    check("after RestoreInstance the keys hold the backed-up values",
+          rep == [b"+OK", b"$3\r\none", b"$3\r\ntwo", b"$-1"], repr(rep))
+
+    # Refusals through the SDK.
+    e = sdk_error(lambda: c.ManualBackupInstance(request(models.ManualBackupInstanceRequest,
+                                                         InstanceId="crs-nosuch00")))
+    check("an unknown instance raises ResourceNotFound.InstanceNotExists",
+          e is not None and e.get_code() == "ResourceNotFound.InstanceNotExists", repr(e))
+    e = sdk_error(lambda: c.DescribeBackupUrl(request(models.DescribeBackupUrlRequest,
+                                                      InstanceId=redis_id, BackupId="nosuch")))
+    check("an unknown backup raises InvalidParameterValue.BackupNotExists",
+          e is not None and e.get_code() == "InvalidParameterValue.BackupNotExists", repr(e))
+    e = sdk_error(lambda: sdk(secret_key=SECRET_KEY + "x").DescribeInstances(
+        models.DescribeInstancesRequest()))
+    check("a wrong SecretKey raises AuthFailure.SignatureFailure",
+          e is not None and e.get_code() == "AuthFailure.SignatureFailure", repr(e))
+    e = sdk_error(lambda: sdk(sign_method="HmacSHA256", secret_key=SECRET_KEY + "x")
+                  .DescribeInstances(models.DescribeInstancesRequest()))
+    check("a wrong SecretKey (old signature) raises AuthFailure.SignatureFailure",
+          e is not None and e.get_code() == "AuthFailure.SignatureFailure", repr(e))
+    e = sdk_error(lambda: sdk(secret_id="AKIDnoSuchKey000000000000000000000000")
+                  .DescribeInstances(models.DescribeInstancesRequest()))
+    check("an unknown SecretId raises AuthFailure.SecretIdNotFound",
+          e is not None and e.get_code() == "AuthFailure.SecretIdNotFound", repr(e))
+    e = sdk_error(lambda: c.CreateInstances(request(
+        models.CreateInstancesRequest, TypeId=17, MemSize=1024, GoodsNum=1, Period=1,
+        BillingMode=1, ZoneId=100002, Password=PASSWORD)))
+    check("CreateInstances raises UnsupportedOperation naming it",
+          e is not None and e.get_code() == "UnsupportedOperation"
+          and "CreateInstances" in (e.get_message() or ""), repr(e))
+    return host, port
+
+
+# ---- tccli ----------------------------------------------------------------------------------
+
+def tccli_env(extra=None):
+    env = dict(os.environ)
+    for k in ("TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY", "TENCENTCLOUD_TOKEN",
+              "TENCENTCLOUD_REGION", "TCCLI_PROFILE", "PYTHONPATH", "REQUESTS_CA_BUNDLE"):
+        env.pop(k, None)
+    env["HOME"] = os.path.join(SCRATCH, "home")
+    env.update(extra or {})
+    return env
+
+
+def certifi_overlay():
+    """A copy of the certifi package whose bundle also trusts the test CA; its parent dir."""
+    import certifi
+    src = os.path.dirname(certifi.__file__)
+    root = os.path.join(SCRATCH, "pylib")
+    dst = os.path.join(root, "certifi")
+    if not os.path.isdir(dst):
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        with open(os.path.join(dst, "cacert.pem"), "a") as f, open(CA) as ca:
+            f.write("\n# crsd compat test CA\n" + ca.read())
+    return root
+
+
+def tccli(args, env_extra=None, trust=True):
+    """Runs tccli; returns (exit code, stdout, stderr, parsed JSON or None)."""
+    extra = dict(env_extra or {})
+    if trust:
+        extra["PYTHONPATH"] = certifi_overlay()
+    p = subprocess.run([TCCLI] + args, env=tccli_env(extra), capture_output=True, text=True,
+                       timeout=TCCLI_TIMEOUT_SECS)
+    try:
+        out = json.loads(p.stdout)
+    except ValueError:
+        out = None
+    return p.returncode, p.stdout, p.stderr, out
+
+
+def tccli_walk(redis_id, host, port):
+    endpoint = "https://" + HOST
+    os.makedirs(os.path.join(SCRATCH, "home"), exist_ok=True)
+
+    # Credentials and region through `tccli configure set` (HOME is a scratch dir).
+    rc, out, err, _ = tccli(["configure", "set", "secretId", SECRET_ID, "secretKey", SECRET_KEY,
+                             "region", REGION, "output", "json"], trust=False)
+    check("tccli configure set secretId/secretKey/region", rc == 0, out + err)
+
+    # Without the CA in certifi's bundle, TLS fails whatever REQUESTS_CA_BUNDLE/SSL_CERT_FILE
+    # say (the SDK passes verify=certifi.where()). Recorded, not counted.
+    rc, out, err, _ = tccli(["redis", "DescribeInstances", "--endpoint", endpoint],
+                            env_extra={"REQUESTS_CA_BUNDLE": CA, "SSL_CERT_FILE": CA},
+                            trust=False)
+    note("tccli with REQUESTS_CA_BUNDLE/SSL_CERT_FILE only: exit %d, %s"
+         % (rc, "CERTIFICATE_VERIFY_FAILED" if "CERTIFICATE_VERIFY_FAILED" in out + err
+            else (out + err).strip()[:160]))
+
+    rc, out, err, r = tccli(["redis", "DescribeInstances", "--InstanceId", redis_id,
+                             "--endpoint", endpoint])
+    ok = rc == 0 and r is not None and r.get("TotalCount") == 1 \
+        and [i.get("InstanceId") for i in r.get("InstanceSet") or []] == [redis_id] \
+        and r["InstanceSet"][0].get("Status") == 2
+    check("tccli redis DescribeInstances --InstanceId (--endpoint https://HOST:PORT)", ok,
+          (out + err)[:400])
+
+    rc, out, err, r = tccli(["redis", "DescribeInstances", "--Limit", "10", "--Offset", "0",
+                             "--endpoint", HOST])
+    ok = rc == 0 and r is not None and redis_id in [i.get("InstanceId")
+                                                   for i in r.get("InstanceSet") or []]
+    check("tccli redis DescribeInstances (--endpoint HOST:PORT)", ok, (out + err)[:400])
+
+    # Credentials from the environment, no profile files.
+    rc, out, err, r = tccli(["redis", "DescribeInstances", "--InstanceId", redis_id,
+                             "--endpoint", endpoint],
+                            env_extra={"HOME": os.path.join(SCRATCH, "home-env"),
+                                       "TENCENTCLOUD_SECRET_ID": SECRET_ID,
+                                       "TENCENTCLOUD_SECRET_KEY": SECRET_KEY,
+                                       "TENCENTCLOUD_REGION": REGION})
+    ok = rc == 0 and r is not None and r.get("TotalCount") == 1
+    check("tccli with TENCENTCLOUD_SECRET_ID/KEY/REGION from the environment", ok,
+          (out + err)[:400])
+
+    rep = redis_session(host, port, ["AUTH " + PASSWORD, "SET cli:1 alpha", "DEL cli:2"])
+    check("redis: keys written before the tccli backup", rep == [b"+OK", b"+OK", b":0"],
+          repr(rep))
+
+    remark = "tccli backup"
+    rc, out, err, r = tccli(["redis", "ManualBackupInstance", "--InstanceId", redis_id,
+                             "--Remark", remark, "--endpoint", endpoint])
+    task = (r or {}).get("TaskId")
+    if not check("tccli redis ManualBackupInstance returns a TaskId",
+                 rc == 0 and isinstance(task, int) and bool((r or {}).get("RequestId")),
+                 (out + err)[:400]):
+        return
+    if not tccli_wait(task, endpoint, "ManualBackupInstance"):
+        return
+
+    rc, out, err, r = tccli(["redis", "DescribeInstanceBackups", "--InstanceId", redis_id,
+                             "--Status", "[2]", "--Limit", "50", "--endpoint", endpoint])
+    mine = [b for b in (r or {}).get("BackupSet") or [] if b.get("Remark") == remark]
+    ok = rc == 0 and len(mine) == 1 and mine[0].get("Status") == 2 \
+        and mine[0].get("Locked") == 0 and mine[0].get("BackupType") == "0"
+    if not check("tccli redis DescribeInstanceBackups --Status '[2]' shows it", ok,
+                 (out + err)[:400]):
+        return
+    backup_id = mine[0]["BackupId"]
+
+    rep = redis_session(host, port, ["AUTH " + PASSWORD, "SET cli:1 beta", "SET cli:2 gamma"])
+    check("redis: keys changed after the tccli backup", rep == [b"+OK", b"+OK", b"+OK"],
+          repr(rep))
+
+    rc, out, err, r = tccli(["redis", "RestoreInstance", "--InstanceId", redis_id,
+                             "--BackupId", backup_id, "--Password", "Wrong123pw",
+                             "--endpoint", endpoint])
+    check("tccli RestoreInstance with a wrong password: exit 255, PasswordError",
+          rc == 255 and "InvalidParameterValue.PasswordError" in out + err,
+          "exit %d: %s" % (rc, (out + err)[:300]))
+
+    rc, out, err, r = tccli(["redis", "RestoreInstance", "--InstanceId", redis_id,
+                             "--BackupId", backup_id, "--Password", PASSWORD,
+                             "--endpoint", endpoint])
+    task = (r or {}).get("TaskId")
+    if not check("tccli redis RestoreInstance returns a TaskId",
+                 rc == 0 and isinstance(task, int), (out + err)[:400]):
+        return
+    if not tccli_wait(task, endpoint, "RestoreInstance"):
+        return
+    rep = redis_session(host, port, ["AUTH " + PASSWORD, "GET cli:1", "GET cli:2"])
+    check("after the tccli restore the keys hold the backed-up values",
+          rep == [b"+OK", b"$5\r\nalpha", b"$-1"], repr(rep))
+
+
+def tccli_wait(task, endpoint, what):
+    def info():
+        return tccli(["redis", "DescribeTaskInfo", "--TaskId", str(task),
+                      "--endpoint", endpoint])[3] or {}
+
+    r = poll("tccli DescribeTaskInfo", info,
+             lambda a: a.get("Status") not in (None, "preparing", "running"))
+    return check("tccli redis DescribeTaskInfo (%s task %s) reaches \"succeed\"" % (what, task),
+                 r is not None and r.get("Status") == "succeed", brief(r or {}))
+
+
+def main():
+    redis_id = create_instance_v2()
+    if not redis_id:
+        return
+    addr = sdk_walk(redis_id)
+    if not addr:
+        return
+    tccli_walk(redis_id, *addr)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception:
+        traceback.print_exc()
+        check("the walk ran to its end without an exception", False)
+    finally:
+        if RESULT_FILE:
+            with open(RESULT_FILE, "w") as f:
+                json.dump({"passed": passed, "failed": failed}, f)
+    print("v3_sdk: %d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
