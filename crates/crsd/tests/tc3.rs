@@ -870,3 +870,142 @@ async fn refusals_are_http_200_json_with_the_documented_codes() {
         "old signature, 10 min old",
     );
 }
+
+/// Polls DescribeTaskInfo (3.0) until the task ends; returns its Status.
+async fn wait_task3(c: &Tc3Client, task: i64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = c.ok("DescribeTaskInfo", json!({ "TaskId": task })).await;
+        let s = r["Status"].as_str().unwrap().to_string();
+        if s != "preparing" && s != "running" {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "task {task} did not end");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn modify_clear_renew_upgrade_and_task_list_over_tc3() {
+    let crsd = TestCrsd::start().await;
+    let v2 = crsd.client();
+    let c = Tc3Client::new(&crsd);
+    let made = create(&v2, 2).await;
+    let (a, b) = (v2_id(&made[0]), v2_id(&made[1]));
+
+    // ModifyInstance rename pairs ids and names by index; v2 sees the names.
+    c.ok(
+        "ModifyInstance",
+        json!({"Operation": "rename", "InstanceIds": [a, b], "InstanceNames": ["alpha", "beta"]}),
+    )
+    .await;
+    assert_eq!(v2.describe_one(&a).await["redisName"], "alpha");
+    assert_eq!(v2.describe_one(&b).await["redisName"], "beta");
+    c.err(
+        "ModifyInstance",
+        json!({"Operation": "rename", "InstanceIds": [a, b], "InstanceNames": ["only-one"]}),
+        "InvalidParameterValue",
+    )
+    .await;
+    assert_eq!(v2.describe_one(&a).await["redisName"], "alpha", "unchanged");
+    c.ok(
+        "ModifyInstance",
+        json!({"Operation": "modifyProject", "InstanceIds": [a], "ProjectId": 7}),
+    )
+    .await;
+    assert_eq!(v2.describe_one(&a).await["projectId"], 7);
+    c.ok(
+        "ModifyInstance",
+        json!({"Operation": "modifyAutoRenew", "InstanceIds": [a, b], "AutoRenews": [1, 2]}),
+    )
+    .await;
+    assert_eq!(v2.describe_one(&a).await["autoRenewFlag"], 1);
+    assert_eq!(v2.describe_one(&b).await["autoRenewFlag"], 2);
+    c.err(
+        "ModifyInstance",
+        json!({"Operation": "modifyDeleteProtectionSwitch", "InstanceIds": [a]}),
+        "InvalidParameterValue",
+    )
+    .await;
+
+    // ClearInstance checks the password, then really flushes.
+    let host = made[0]["wanIp"].as_str().unwrap();
+    let port = made[0]["port"].as_u64().unwrap() as u16;
+    let mut conn = redis_conn(host, port, PASSWORD).await.unwrap();
+    set(&mut conn, "k", "v").await;
+    c.err(
+        "ClearInstance",
+        json!({"InstanceId": a, "Password": "Wrong-pass1"}),
+        "InvalidParameterValue.PasswordError",
+    )
+    .await;
+    assert_eq!(get(&mut conn, "k").await.as_deref(), Some("v"));
+    let r = c
+        .ok(
+            "ClearInstance",
+            json!({"InstanceId": a, "Password": PASSWORD}),
+        )
+        .await;
+    let clear_task = r["TaskId"].as_i64().unwrap();
+    assert_eq!(wait_task3(&c, clear_task).await, "succeed");
+    assert_eq!(get(&mut conn, "k").await, None);
+
+    // RenewInstance and UpgradeInstance make deals v2 can look up.
+    let deadline_before = v2.describe_one(&b).await["deadlineTime"].clone();
+    let r = c
+        .ok("RenewInstance", json!({"InstanceId": b, "Period": 1}))
+        .await;
+    let deal = r["DealName"].as_str().unwrap().to_string();
+    assert_eq!(r["DealId"], r["DealName"]);
+    let d = v2
+        .ok("DescribeRedisDealDetail", &[("dealIds.0", &deal)])
+        .await;
+    assert_eq!(d["dealDetails"][0]["dealId"], deal, "{d}");
+    assert_ne!(v2.describe_one(&b).await["deadlineTime"], deadline_before);
+    c.err(
+        "RenewInstance",
+        json!({"InstanceId": b, "Period": 1000}),
+        "InvalidParameterValue.Period",
+    )
+    .await;
+    let r = c
+        .ok("UpgradeInstance", json!({"InstanceId": b, "MemSize": 2048}))
+        .await;
+    assert!(r["DealName"].as_str().is_some_and(|s| !s.is_empty()), "{r}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while v2.describe_one(&b).await["size"] != 2048 {
+        assert!(Instant::now() < deadline, "upgrade did not land");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.err(
+        "UpgradeInstance",
+        json!({"InstanceId": b, "MemSize": 1024}),
+        "InvalidParameterValue.ReduceCapacityNotAllowed",
+    )
+    .await;
+
+    // DescribeTaskList: the clear task with the model's codes; filters by type and result.
+    let r = c
+        .ok(
+            "DescribeTaskList",
+            json!({"InstanceId": a, "TaskTypes": ["004"], "Limit": 10, "Offset": 0}),
+        )
+        .await;
+    assert_eq!(r["TotalCount"], 1, "{r}");
+    let t = &r["Tasks"][0];
+    assert_eq!(t["TaskId"], clear_task, "{t}");
+    assert_eq!(t["TaskType"], "004", "{t}");
+    assert_eq!(t["Result"], 2, "{t}");
+    assert_eq!(t["InstanceName"], "alpha", "{t}");
+    assert_eq!(t["ProjectId"], 7, "{t}");
+    let r = c
+        .ok("DescribeTaskList", json!({"InstanceId": a, "Result": [4]}))
+        .await;
+    assert_eq!(r["TotalCount"], 0, "{r}");
+    c.err(
+        "DescribeTaskList",
+        json!({"TaskTypes": ["999"]}),
+        "InvalidParameterValue",
+    )
+    .await;
+}

@@ -6,14 +6,15 @@
 use super::params::Params3;
 use crate::AppState;
 use chrono::{DateTime, Utc};
-use crsd_core::model::{BackupKind, Instance, TaskStatus};
+use crsd_core::model::{BackupKind, Instance, TaskKind, TaskStatus};
 use crsd_core::{timefmt, Error, Result};
-use crsd_service::{BackupQuery, DescribeQuery};
+use crsd_service::{BackupQuery, DescribeQuery, TaskQuery};
 use serde_json::{json, Map, Value};
 
 /// Every action of the redis 2018-04-12 model (RedisClient). This version carries out
 /// DescribeInstances, DescribeInstanceBackups, ManualBackupInstance, DescribeBackupUrl,
-/// RestoreInstance and DescribeTaskInfo (see `dispatch`); the others answer
+/// RestoreInstance, DescribeTaskInfo, DescribeTaskList, ClearInstance, ModifyInstance,
+/// RenewInstance and UpgradeInstance (see `dispatch`); the others answer
 /// UnsupportedOperation naming themselves, and a name outside the model is InvalidAction.
 pub const MODEL: &[&str] = &[
     "AddReplicationInstance",
@@ -284,9 +285,178 @@ pub async fn dispatch(
                 ("TaskMessage", json!(task.error.unwrap_or_default())),
             ]))
         }
+        "DescribeTaskList" => {
+            let results = p.int_list("Result")?;
+            let statuses = results
+                .iter()
+                .map(|r| match r {
+                    0 => Ok(0),
+                    1 => Ok(1),
+                    2 => Ok(2),
+                    4 => Ok(3),
+                    other => Err(Error::invalid(
+                        "Result",
+                        format!("{other} is not 0, 1, 2 or 4"),
+                    )),
+                })
+                .collect::<Result<Vec<i64>>>()?;
+            let types = p
+                .str_list("TaskTypes")
+                .iter()
+                .map(|code| {
+                    kind_of_code(code)
+                        .map(|k| format!("task_{}", k.name()))
+                        .ok_or_else(|| Error::invalid("TaskTypes", format!("unknown type {code}")))
+                })
+                .collect::<Result<Vec<String>>>()?;
+            let q = TaskQuery {
+                limit: p.int_or("Limit", 20)?,
+                offset: p.int_or("Offset", 0)?,
+                redis_id: p.str("InstanceId"),
+                redis_name: p.str("InstanceName"),
+                begin_time: p.str("BeginTime"),
+                end_time: p.str("EndTime"),
+                statuses,
+                types,
+            };
+            let (total, list) = svc.task_list(app, q).await?;
+            let tasks: Vec<Value> = list
+                .iter()
+                .map(|v| {
+                    let t = &v.task;
+                    let result = match t.status {
+                        TaskStatus::Pending => 0,
+                        TaskStatus::Running => 1,
+                        TaskStatus::Succeeded => 2,
+                        TaskStatus::Failed | TaskStatus::Error => 4,
+                    };
+                    json!({
+                        "TaskId": t.id,
+                        "StartTime": time(t.created_at),
+                        "TaskType": code_of_kind(t.kind),
+                        "InstanceName": v.instance_name,
+                        "InstanceId": t.instance_id.clone().unwrap_or_default(),
+                        "ProjectId": v.project_id,
+                        "Progress": if t.status.is_finished() { 1.0 } else { 0.0 },
+                        "EndTime": if t.status.is_finished() { time(t.updated_at) } else { String::new() },
+                        "Result": result,
+                    })
+                })
+                .collect();
+            Ok(fields([
+                ("TotalCount", json!(total)),
+                ("Tasks", json!(tasks)),
+            ]))
+        }
+        "ClearInstance" => {
+            let id = p.required_str("InstanceId")?;
+            let task = svc
+                .clear(app, &id, &p.str("Password").unwrap_or_default())
+                .await?;
+            Ok(fields([("TaskId", json!(task))]))
+        }
+        "ModifyInstance" => {
+            let op = p.required_str("Operation")?;
+            let mut ids = p.str_list("InstanceIds");
+            if ids.is_empty() {
+                ids.extend(p.str("InstanceId"));
+            }
+            if ids.is_empty() {
+                return Err(Error::MissingParameter("InstanceIds".into()));
+            }
+            match op.as_str() {
+                "rename" => {
+                    let mut names = p.str_list("InstanceNames");
+                    if names.is_empty() {
+                        names.extend(p.str("InstanceName"));
+                    }
+                    if names.len() != ids.len() {
+                        return Err(Error::invalid(
+                            "InstanceNames",
+                            "must pair with InstanceIds by index",
+                        ));
+                    }
+                    for (id, name) in ids.iter().zip(&names) {
+                        svc.rename(app, id, name.trim_end()).await?;
+                    }
+                }
+                "modifyProject" => {
+                    svc.modify_project(app, &ids, p.required_int("ProjectId")?)
+                        .await?;
+                }
+                "modifyAutoRenew" => {
+                    let mut flags = p.int_list("AutoRenews")?;
+                    if flags.is_empty() {
+                        flags.extend(p.int("AutoRenew")?);
+                    }
+                    if flags.len() == 1 && ids.len() > 1 {
+                        flags = vec![flags[0]; ids.len()];
+                    }
+                    if flags.len() != ids.len() {
+                        return Err(Error::invalid(
+                            "AutoRenews",
+                            "must pair with InstanceIds by index",
+                        ));
+                    }
+                    for (id, flag) in ids.iter().zip(flags) {
+                        svc.set_auto_renew(app, std::slice::from_ref(id), flag)
+                            .await?;
+                    }
+                }
+                other => {
+                    return Err(Error::invalid(
+                        "Operation",
+                        format!("{other} is not rename, modifyProject or modifyAutoRenew"),
+                    ))
+                }
+            }
+            Ok(Map::new())
+        }
+        "RenewInstance" => {
+            let id = p.required_str("InstanceId")?;
+            let deal = svc.renew(app, &id, p.required_int("Period")?).await?;
+            Ok(fields([
+                ("DealId", json!(deal.to_string())),
+                ("DealName", json!(deal.to_string())),
+            ]))
+        }
+        "UpgradeInstance" => {
+            let id = p.required_str("InstanceId")?;
+            let deal = svc.upgrade(app, &id, p.required_int("MemSize")?).await?;
+            Ok(fields([
+                ("DealId", json!(deal.to_string())),
+                ("DealName", json!(deal.to_string())),
+            ]))
+        }
         a if MODEL.contains(&a) => Err(Error::Unsupported(a.to_string())),
         other => Err(Error::UnknownAction(other.to_string())),
     }
+}
+
+/// The model's task type codes (DescribeTaskList `TaskTypes`).
+const TASK_CODES: &[(TaskKind, &str)] = &[
+    (TaskKind::NewInstance, "001"),
+    (TaskKind::ResizeInstance, "002"),
+    (TaskKind::CloseInstance, "003"),
+    (TaskKind::CleanInstance, "004"),
+    (TaskKind::StartInstance, "005"),
+    (TaskKind::DeleteInstance, "006"),
+    (TaskKind::SetPassword, "007"),
+    (TaskKind::ExportBackup, "009"),
+    (TaskKind::RestoreBackup, "010"),
+    (TaskKind::BackupInstance, "012"),
+];
+
+fn code_of_kind(kind: TaskKind) -> &'static str {
+    TASK_CODES
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, c)| *c)
+        .unwrap_or("")
+}
+
+fn kind_of_code(code: &str) -> Option<TaskKind> {
+    TASK_CODES.iter().find(|(_, c)| *c == code).map(|(k, _)| *k)
 }
 
 fn fields<const N: usize>(list: [(&str, Value); N]) -> Map<String, Value> {
