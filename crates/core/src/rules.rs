@@ -33,6 +33,58 @@ pub fn check_password_v2(password: &str) -> Result<()> {
     Ok(())
 }
 
+/// Special characters the API 3.0 password rule names.
+pub const PASSWORD_SPECIALS_API3: &str = "()`~!@#$%^&*-+=_|{}[]:;<>,.?/";
+
+/// Which dialect's password rule applies: each API documents its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordPolicy {
+    /// v2: 8-16 characters, two of letters / digits / `!@#%^*()`.
+    V2,
+    /// API 3.0: 8-64 characters, two of lower case / upper case / digits / the specials of
+    /// [`PASSWORD_SPECIALS_API3`], not starting with `/`.
+    Api3,
+}
+
+impl PasswordPolicy {
+    pub fn check(self, password: &str) -> Result<()> {
+        match self {
+            PasswordPolicy::V2 => check_password_v2(password),
+            PasswordPolicy::Api3 => check_password_api3(password),
+        }
+    }
+}
+
+/// The API 3.0 password rule (see [`PasswordPolicy::Api3`]).
+pub fn check_password_api3(password: &str) -> Result<()> {
+    if password.is_empty() {
+        return Err(Error::PasswordEmpty);
+    }
+    let len = password.chars().count();
+    if !(8..=64).contains(&len) || password.starts_with('/') {
+        return Err(Error::PasswordRule);
+    }
+    let mut classes = [false; 4];
+    for c in password.chars() {
+        let class = if c.is_ascii_lowercase() {
+            0
+        } else if c.is_ascii_uppercase() {
+            1
+        } else if c.is_ascii_digit() {
+            2
+        } else if PASSWORD_SPECIALS_API3.contains(c) {
+            3
+        } else {
+            return Err(Error::PasswordRule);
+        };
+        classes[class] = true;
+    }
+    if classes.iter().filter(|b| **b).count() < 2 {
+        return Err(Error::PasswordRule);
+    }
+    Ok(())
+}
+
 /// Instance names: 1-36 letters, digits, Chinese characters (not symbols), `_` and `-`.
 pub fn check_instance_name(name: &str) -> Result<()> {
     let len = name.chars().count();
@@ -57,6 +109,23 @@ fn is_cjk_ideograph(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api3_password_rule() {
+        let ok = |p: &str| check_password_api3(p).is_ok();
+        assert!(ok("abcdefg1"));
+        assert!(ok("abcdEFGH"));
+        assert!(ok("myp@ss w/+=".replace(' ', "x").as_str()));
+        assert!(ok(&format!("Aa1{}", "x".repeat(61))));
+        assert!(!ok(&format!("Aa1{}", "x".repeat(62))), "65 characters");
+        assert!(!ok("abcdefgh"), "one class");
+        assert!(!ok("/abcdefg1"), "leading slash");
+        assert!(!ok("abc1"), "short");
+        assert!(!ok("abcdefg1 "), "space is no class");
+        assert_eq!(check_password_api3(""), Err(Error::PasswordEmpty));
+        assert!(PasswordPolicy::V2.check("abcdefgh1234567890").is_err());
+        assert!(PasswordPolicy::Api3.check("abcdefgh1234567890").is_ok());
+    }
 
     #[test]
     fn password_rule() {

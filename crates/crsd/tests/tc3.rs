@@ -1009,3 +1009,94 @@ async fn modify_clear_renew_upgrade_and_task_list_over_tc3() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn passwords_follow_the_api3_rule() {
+    let crsd = TestCrsd::start().await;
+    let v2 = crsd.client();
+    let c = Tc3Client::new(&crsd);
+    let made = create(&v2, 1).await;
+    let id = v2_id(&made[0]);
+    let host = made[0]["wanIp"].as_str().unwrap().to_string();
+    let port = made[0]["port"].as_u64().unwrap() as u16;
+    // 20 characters with `$`: too long and an unknown special for v2, fine for 3.0.
+    let long = "Abcdefghijklmnop$123";
+    v2.err(
+        "ResetRedisPassword",
+        &[("redisId", &id), ("password", long)],
+        4000,
+        Some(11058),
+    )
+    .await;
+
+    for (old, new, code) in [
+        ("Wrong-pass1", long, "InvalidParameterValue.PasswordError"),
+        (
+            PASSWORD,
+            "/Abcdefg123",
+            "InvalidParameterValue.PasswordRuleError",
+        ),
+        (
+            PASSWORD,
+            "abcdefghijk",
+            "InvalidParameterValue.PasswordRuleError",
+        ),
+        (PASSWORD, "", "InvalidParameterValue.PasswordEmpty"),
+    ] {
+        c.err(
+            "ModifyInstancePassword",
+            json!({"InstanceId": id, "OldPassword": old, "Password": new}),
+            code,
+        )
+        .await;
+    }
+    assert!(redis_conn(&host, port, PASSWORD).await.is_ok(), "unchanged");
+
+    let r = c
+        .ok(
+            "ModifyInstancePassword",
+            json!({"InstanceId": id, "OldPassword": PASSWORD, "Password": long}),
+        )
+        .await;
+    assert_eq!(
+        wait_task3(&c, r["TaskId"].as_i64().unwrap()).await,
+        "succeed"
+    );
+    assert!(
+        redis_conn(&host, port, long).await.is_ok(),
+        "new password works"
+    );
+    assert!(
+        redis_conn(&host, port, PASSWORD).await.is_err(),
+        "old one fails"
+    );
+
+    // The misspelled twin of the model, and ResetPassword without the old one.
+    let r = c
+        .ok(
+            "ModfiyInstancePassword",
+            json!({"InstanceId": id, "OldPassword": long, "Password": "Second-pass-2"}),
+        )
+        .await;
+    assert_eq!(
+        wait_task3(&c, r["TaskId"].as_i64().unwrap()).await,
+        "succeed"
+    );
+    let r = c
+        .ok(
+            "ResetPassword",
+            json!({"InstanceId": id, "Password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(
+        wait_task3(&c, r["TaskId"].as_i64().unwrap()).await,
+        "succeed"
+    );
+    assert!(redis_conn(&host, port, PASSWORD).await.is_ok());
+    c.err(
+        "ResetPassword",
+        json!({"InstanceId": id, "NoAuth": true}),
+        "InvalidParameterValue",
+    )
+    .await;
+}

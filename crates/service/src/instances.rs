@@ -2,7 +2,8 @@
 
 use crate::Service;
 use crsd_core::model::{Instance, InstanceStatus, TaskKind};
-use crsd_core::{rules, secret, Error, Result};
+use crsd_core::rules::{self, PasswordPolicy};
+use crsd_core::{secret, Error, Result};
 use crsd_store::{InstanceFilter, InstanceOrder, NewTask};
 use serde_json::json;
 
@@ -186,20 +187,28 @@ impl Service {
         Ok(())
     }
 
-    /// ModfiyRedisPassword: checks the old password, then a setPassword task applies the new one.
+    /// ModfiyRedisPassword / ModifyInstancePassword: checks the old password, then a
+    /// setPassword task applies the new one. `policy` is the calling dialect's rule.
     pub async fn modify_password(
         &self,
         app_id: i64,
         id: &str,
         old: &str,
         new: &str,
+        policy: PasswordPolicy,
     ) -> Result<i64> {
-        self.password_task(app_id, id, Some(old), new).await
+        self.password_task(app_id, id, Some(old), new, policy).await
     }
 
-    /// ResetRedisPassword: as ModfiyRedisPassword without the old password.
-    pub async fn reset_password(&self, app_id: i64, id: &str, new: &str) -> Result<i64> {
-        self.password_task(app_id, id, None, new).await
+    /// ResetRedisPassword / ResetPassword: as modify_password without the old password.
+    pub async fn reset_password(
+        &self,
+        app_id: i64,
+        id: &str,
+        new: &str,
+        policy: PasswordPolicy,
+    ) -> Result<i64> {
+        self.password_task(app_id, id, None, new, policy).await
     }
 
     async fn password_task(
@@ -208,6 +217,7 @@ impl Service {
         id: &str,
         old: Option<&str>,
         new: &str,
+        policy: PasswordPolicy,
     ) -> Result<i64> {
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
@@ -215,7 +225,7 @@ impl Service {
         if old.is_some_and(str::is_empty) {
             return Err(Error::PasswordEmpty);
         }
-        rules::check_password_v2(new)?;
+        policy.check(new)?;
         if let Some(old) = old {
             if !secret::verify_password(&inst.password_hash, old) {
                 return Err(Error::OldPasswordWrong);

@@ -7,6 +7,7 @@ use super::params::Params3;
 use crate::AppState;
 use chrono::{DateTime, Utc};
 use crsd_core::model::{BackupKind, Instance, TaskKind, TaskStatus};
+use crsd_core::rules::PasswordPolicy;
 use crsd_core::{timefmt, Error, Result};
 use crsd_service::{BackupQuery, DescribeQuery, TaskQuery};
 use serde_json::{json, Map, Value};
@@ -14,7 +15,8 @@ use serde_json::{json, Map, Value};
 /// Every action of the redis 2018-04-12 model (RedisClient). This version carries out
 /// DescribeInstances, DescribeInstanceBackups, ManualBackupInstance, DescribeBackupUrl,
 /// RestoreInstance, DescribeTaskInfo, DescribeTaskList, ClearInstance, ModifyInstance,
-/// RenewInstance and UpgradeInstance (see `dispatch`); the others answer
+/// ModifyInstancePassword (and ModfiyInstancePassword), ResetPassword, RenewInstance and
+/// UpgradeInstance (see `dispatch`); the others answer
 /// UnsupportedOperation naming themselves, and a name outside the model is InvalidAction.
 pub const MODEL: &[&str] = &[
     "AddReplicationInstance",
@@ -411,6 +413,33 @@ pub async fn dispatch(
                 }
             }
             Ok(Map::new())
+        }
+        "ModifyInstancePassword" | "ModfiyInstancePassword" => {
+            let id = p.required_str("InstanceId")?;
+            let old = p.str("OldPassword").unwrap_or_default();
+            let new = p.str("Password").unwrap_or_default();
+            let task = svc
+                .modify_password(app, &id, &old, &new, PasswordPolicy::Api3)
+                .await?;
+            Ok(fields([("TaskId", json!(task))]))
+        }
+        "ResetPassword" => {
+            let id = p.required_str("InstanceId")?;
+            if p.str("NoAuth").is_some_and(|v| v == "true" || v == "1") {
+                return Err(Error::invalid(
+                    "NoAuth",
+                    "password-less instances are not offered by this operator",
+                ));
+            }
+            let task = svc
+                .reset_password(
+                    app,
+                    &id,
+                    &p.str("Password").unwrap_or_default(),
+                    PasswordPolicy::Api3,
+                )
+                .await?;
+            Ok(fields([("TaskId", json!(task))]))
         }
         "RenewInstance" => {
             let id = p.required_str("InstanceId")?;

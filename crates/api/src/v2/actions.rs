@@ -7,6 +7,7 @@ use crate::params::Params;
 use crate::AppState;
 use chrono::{DateTime, Utc};
 use crsd_core::model::{Deal, GoodsDetail};
+use crsd_core::rules::PasswordPolicy;
 use crsd_core::{timefmt, Error, Result};
 use crsd_service::{BackupQuery, CreateOrder, DescribeQuery, TaskQuery};
 use serde::Serialize;
@@ -147,13 +148,20 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
             let id = p.required_str("redisId")?;
             let old = p.get("oldPassword").unwrap_or_default();
             let new = p.get("password").unwrap_or_default();
-            let task = svc.modify_password(app, &id, old, new).await?;
+            let task = svc
+                .modify_password(app, &id, old, new, PasswordPolicy::V2)
+                .await?;
             request_id(task)
         }
         "ResetRedisPassword" => {
             let id = p.required_str("redisId")?;
             let task = svc
-                .reset_password(app, &id, p.get("password").unwrap_or_default())
+                .reset_password(
+                    app,
+                    &id,
+                    p.get("password").unwrap_or_default(),
+                    PasswordPolicy::V2,
+                )
                 .await?;
             request_id(task)
         }
