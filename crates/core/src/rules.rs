@@ -37,9 +37,10 @@ pub fn check_password_v2(password: &str) -> Result<()> {
 pub const PASSWORD_SPECIALS_API3: &str = "()`~!@#$%^&*-+=_|{}[]:;<>,.?/";
 
 /// Which dialect's password rule applies: each API documents its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PasswordPolicy {
     /// v2: 8-16 characters, two of letters / digits / `!@#%^*()`.
+    #[default]
     V2,
     /// API 3.0: 8-64 characters, two of lower case / upper case / digits / the specials of
     /// [`PASSWORD_SPECIALS_API3`], not starting with `/`.

@@ -1100,3 +1100,87 @@ async fn passwords_follow_the_api3_rule() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn create_instances_with_product_info_and_price_and_v2_sees_them() {
+    let crsd = TestCrsd::start().await;
+    let v2 = crsd.client();
+    let c = Tc3Client::new(&crsd);
+
+    let r = c.ok("DescribeProductInfo", json!({})).await;
+    let zones: Vec<&Value> = r["RegionSet"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|reg| reg["ZoneSet"].as_array().unwrap())
+        .collect();
+    let gz = zones
+        .iter()
+        .find(|z| z["OldZoneId"] == 100002)
+        .unwrap_or_else(|| panic!("zone 100002: {r}"));
+    assert_eq!(gz["ProductSet"][0]["Type"], 17, "{gz}");
+    assert_eq!(gz["ProductSet"][0]["Version"], "Redis-7.0", "{gz}");
+
+    let r = c
+        .ok(
+            "InquiryPriceCreateInstance",
+            json!({"TypeId": 17, "MemSize": 1024, "GoodsNum": 1, "Period": 2, "BillingMode": 1, "ZoneId": 100002}),
+        )
+        .await;
+    assert_eq!(r["Price"], 16000.0, "the seed's 1024 MB x 2 months: {r}");
+    assert_eq!(r["AmountUnit"], "pent");
+
+    let base = json!({"TypeId": 17, "MemSize": 1024, "GoodsNum": 2, "Period": 1,
+        "BillingMode": 1, "ZoneId": 100002, "Password": "Api3-Password-Long-2024", "AutoRenew": 1});
+    for (field, value) in [
+        ("TypeId", json!(18)),
+        ("TypeId", json!(8)),
+        ("BillingMode", json!(0)),
+    ] {
+        let mut bad = base.clone();
+        bad[field] = value;
+        c.err("CreateInstances", bad, "InvalidParameterValue").await;
+    }
+    let mut bad = base.clone();
+    bad["Password"] = json!("/starts-with-slash1");
+    c.err(
+        "CreateInstances",
+        bad,
+        "InvalidParameterValue.PasswordRuleError",
+    )
+    .await;
+    assert_eq!(
+        v2.ok("DescribeRedis", &[("limit", "10"), ("offset", "0")])
+            .await["totalCount"],
+        0,
+        "refusals create nothing"
+    );
+
+    let r = c.ok("CreateInstances", base).await;
+    let ids: Vec<String> = r["InstanceIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "{r}");
+    assert_eq!(r["DealId"], r["DealName"]);
+    let deal = r["DealName"].as_str().unwrap().to_string();
+    assert_eq!(v2.wait_deal(&deal).await.len(), 2);
+    for id in &ids {
+        let one = c.ok("DescribeInstances", json!({"InstanceId": id})).await;
+        let inst = &one["InstanceSet"][0];
+        assert_eq!(inst["Status"], 2, "{inst}");
+        assert_eq!(inst["Type"], 17, "{inst}");
+        assert_eq!(inst["AutoRenewFlag"], 1, "{inst}");
+        let v = v2.describe_one(id).await;
+        assert_eq!(v["typeId"], 2, "v2 sees the master-replica product: {v}");
+        let host = inst["WanIp"].as_str().unwrap();
+        let port = inst["Port"].as_u64().unwrap() as u16;
+        let mut conn = redis_conn(host, port, "Api3-Password-Long-2024")
+            .await
+            .expect("the 3.0 password works");
+        set(&mut conn, "hello", "world").await;
+        assert_eq!(get(&mut conn, "hello").await.as_deref(), Some("world"));
+    }
+}

@@ -6,6 +6,7 @@ use crate::Service;
 use chrono::{DateTime, Duration, Months, Utc};
 use crsd_core::catalog::{ProductType, Zone};
 use crsd_core::model::{deal_status, Deal, GoodsDetail, Instance, InstanceStatus, TaskKind};
+use crsd_core::rules::PasswordPolicy;
 use crsd_core::{ids, rules, secret, timefmt, Error, Result};
 use crsd_store::{NewTask, WriteTx};
 use serde_json::json;
@@ -26,6 +27,8 @@ pub struct CreateOrder {
     pub un_subnet_id: String,
     /// Instance name; the id when empty.
     pub name: String,
+    /// The calling dialect's password rule.
+    pub password_policy: PasswordPolicy,
 }
 
 /// Deals are payable for 15 days, as the seed's examples show.
@@ -94,7 +97,7 @@ impl Service {
         if order.vpc_id != 0 && order.subnet_id == 0 && order.un_subnet_id.is_empty() {
             return Err(Error::InvalidSubnetId(String::new()));
         }
-        rules::check_password_v2(&order.password)?;
+        order.password_policy.check(&order.password)?;
         if !order.name.is_empty() {
             rules::check_instance_name(&order.name)?;
         }

@@ -9,14 +9,15 @@ use chrono::{DateTime, Utc};
 use crsd_core::model::{BackupKind, Instance, TaskKind, TaskStatus};
 use crsd_core::rules::PasswordPolicy;
 use crsd_core::{timefmt, Error, Result};
-use crsd_service::{BackupQuery, DescribeQuery, TaskQuery};
+use crsd_service::{BackupQuery, CreateOrder, DescribeQuery, TaskQuery};
 use serde_json::{json, Map, Value};
 
 /// Every action of the redis 2018-04-12 model (RedisClient). This version carries out
 /// DescribeInstances, DescribeInstanceBackups, ManualBackupInstance, DescribeBackupUrl,
 /// RestoreInstance, DescribeTaskInfo, DescribeTaskList, ClearInstance, ModifyInstance,
-/// ModifyInstancePassword (and ModfiyInstancePassword), ResetPassword, RenewInstance and
-/// UpgradeInstance (see `dispatch`); the others answer
+/// ModifyInstancePassword (and ModfiyInstancePassword), ResetPassword, RenewInstance,
+/// UpgradeInstance, DescribeProductInfo, InquiryPriceCreateInstance and CreateInstances
+/// (see `dispatch`); the others answer
 /// UnsupportedOperation naming themselves, and a name outside the model is InvalidAction.
 pub const MODEL: &[&str] = &[
     "AddReplicationInstance",
@@ -441,6 +442,116 @@ pub async fn dispatch(
                 .await?;
             Ok(fields([("TaskId", json!(task))]))
         }
+        "DescribeProductInfo" => {
+            let mut zones = Vec::new();
+            for z in &svc.catalog().zones {
+                let products: Vec<Value> = z
+                    .types
+                    .iter()
+                    .filter(|t| t.type_id == MASTER_REPLICA)
+                    .map(|t| {
+                        json!({
+                            "Type": API3_STANDARD_7_0,
+                            "TypeName": "Redis 主从版",
+                            "MinBuyNum": t.min_buy_num,
+                            "MaxBuyNum": t.max_buy_num,
+                            "Saleout": false,
+                            "Engine": "Redis",
+                            "Version": "Redis-7.0",
+                            "TotalSize": sizes_gb(t.min_mem_mb, t.max_mem_mb),
+                            "ShardSize": sizes_gb(t.min_mem_mb, t.max_mem_mb),
+                            "ReplicaNum": ["1"],
+                            "ShardNum": ["1"],
+                            "PayMode": "1",
+                            "EnableRepicaReadOnly": false,
+                            "EnableReplicaReadOnly": false,
+                        })
+                    })
+                    .collect();
+                zones.push((
+                    z.region_id,
+                    json!({
+                        "ZoneId": z.id.to_string(),
+                        "ZoneName": z.name,
+                        "IsSaleout": products.is_empty(),
+                        "IsDefault": false,
+                        "NetWorkType": ["basenet"],
+                        "ProductSet": products,
+                        "OldZoneId": z.id,
+                    }),
+                ));
+            }
+            let mut regions: Vec<(i64, Vec<Value>)> = Vec::new();
+            for (region, zone) in zones {
+                match regions.iter_mut().find(|(r, _)| *r == region) {
+                    Some((_, list)) => list.push(zone),
+                    None => regions.push((region, vec![zone])),
+                }
+            }
+            let set: Vec<Value> = regions
+                .into_iter()
+                .map(|(region, zones)| {
+                    json!({
+                        "RegionId": region.to_string(),
+                        "RegionName": "",
+                        "RegionShortName": "",
+                        "Area": "",
+                        "ZoneSet": zones,
+                    })
+                })
+                .collect();
+            Ok(fields([("RegionSet", json!(set))]))
+        }
+        "InquiryPriceCreateInstance" => {
+            let (zone, type_id) = zone_and_type(state, p)?;
+            let price = svc.inquiry_price(
+                zone,
+                type_id,
+                p.required_int("MemSize")?,
+                p.required_int("GoodsNum")?,
+                p.required_int("Period")?,
+            )?;
+            Ok(price_fields(price))
+        }
+        "CreateInstances" => {
+            let (zone_id, type_id) = zone_and_type(state, p)?;
+            if p.str("NoAuth").is_some_and(|v| v == "true" || v == "1") {
+                return Err(Error::invalid(
+                    "NoAuth",
+                    "password-less instances are not offered by this operator",
+                ));
+            }
+            let order = CreateOrder {
+                zone_id,
+                type_id,
+                mem_mb: p.required_int("MemSize")?,
+                goods_num: p.required_int("GoodsNum")?,
+                period: p.required_int("Period")?,
+                password: p.str("Password").unwrap_or_default(),
+                project_id: p.int_or("ProjectId", 0)?,
+                vpc_id: 0,
+                un_vpc_id: p.str("VpcId").unwrap_or_default(),
+                subnet_id: 0,
+                un_subnet_id: p.str("SubnetId").unwrap_or_default(),
+                name: p.str("InstanceName").unwrap_or_default(),
+                password_policy: PasswordPolicy::Api3,
+            };
+            let deal = svc.create(app, order).await?;
+            let ids: Vec<String> = svc
+                .deals(app, &[deal.to_string()])
+                .await?
+                .first()
+                .map(|d| d.detail.instance_ids().to_vec())
+                .unwrap_or_default();
+            if let Some(flag) = p.int("AutoRenew")? {
+                svc.set_auto_renew(app, &ids, flag).await?;
+            }
+            Ok(fields([
+                ("DealId", json!(deal.to_string())),
+                ("DealName", json!(deal.to_string())),
+                ("InstanceIds", json!(ids)),
+            ]))
+        }
         "RenewInstance" => {
             let id = p.required_str("InstanceId")?;
             let deal = svc.renew(app, &id, p.required_int("Period")?).await?;
@@ -460,6 +571,80 @@ pub async fn dispatch(
         a if MODEL.contains(&a) => Err(Error::Unsupported(a.to_string())),
         other => Err(Error::UnknownAction(other.to_string())),
     }
+}
+
+/// v2's typeId of the master-replica product, and the API 3.0 TypeId crsd sells it as:
+/// Debian's redis-server is 7.0, so "Redis 7.0 standard" (17); 18 (7.0 cluster) comes with
+/// cluster instances.
+const MASTER_REPLICA: i64 = 2;
+const API3_STANDARD_7_0: i64 = 17;
+const API3_CLUSTER_7_0: i64 = 18;
+
+/// The zone (ZoneId, else the first of the catalog) and the catalog type of a 3.0 TypeId,
+/// with the billing mode checked: only prepaid (1) is offered.
+fn zone_and_type(state: &AppState, p: &Params3) -> Result<(i64, i64)> {
+    let type_id = match p.required_int("TypeId")? {
+        API3_STANDARD_7_0 => MASTER_REPLICA,
+        API3_CLUSTER_7_0 => {
+            return Err(Error::invalid(
+                "TypeId",
+                "18 (Redis 7.0 cluster) is not offered yet; use 17 (Redis 7.0 standard)",
+            ))
+        }
+        other => {
+            return Err(Error::invalid(
+                "TypeId",
+                format!("{other} is not offered: this service runs Redis 7.0, TypeId 17"),
+            ))
+        }
+    };
+    match p.int("BillingMode")? {
+        Some(1) => {}
+        Some(0) => {
+            return Err(Error::invalid(
+                "BillingMode",
+                "postpaid (0) is not offered yet; use prepaid (1)",
+            ))
+        }
+        Some(other) => {
+            return Err(Error::invalid(
+                "BillingMode",
+                format!("{other} is not 0 or 1"),
+            ))
+        }
+        None => return Err(Error::MissingParameter("BillingMode".into())),
+    }
+    let zone = match p.int("ZoneId")? {
+        Some(z) => z,
+        None => state
+            .svc
+            .catalog()
+            .zones
+            .first()
+            .map(|z| z.id)
+            .ok_or_else(|| Error::invalid("ZoneId", "no zone is configured"))?,
+    };
+    Ok((zone, type_id))
+}
+
+/// Sizes a product sells, in GB (1 GB steps), as ProductConf lists them.
+fn sizes_gb(min_mb: i64, max_mb: i64) -> Vec<String> {
+    (min_mb / 1024..=max_mb / 1024)
+        .filter(|g| *g > 0)
+        .map(|g| g.to_string())
+        .collect()
+}
+
+/// InquiryPrice* answers: cents, which the model calls `pent`.
+fn price_fields(cents: i64) -> Map<String, Value> {
+    fields([
+        ("Price", json!(cents as f64)),
+        ("HighPrecisionPrice", json!(cents as f64)),
+        ("OriginalPrice", json!(cents as f64)),
+        ("HighPrecisionOriginalPrice", json!(cents as f64)),
+        ("Currency", json!("CNY")),
+        ("AmountUnit", json!("pent")),
+    ])
 }
 
 /// The model's task type codes (DescribeTaskList `TaskTypes`).

@@ -100,6 +100,7 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
                 subnet_id: p.int_or("subnetId", 0)?,
                 un_subnet_id: p.str("unSubnetId").unwrap_or_default(),
                 name: p.str("redisName").unwrap_or_default(),
+                password_policy: PasswordPolicy::V2,
             };
             let deal = svc.create(app, order).await?;
             data(json!({ "dealId": deal.to_string() }))
