@@ -1184,3 +1184,78 @@ async fn create_instances_with_product_info_and_price_and_v2_sees_them() {
         assert_eq!(get(&mut conn, "hello").await.as_deref(), Some("world"));
     }
 }
+
+/// Polls DescribeInstances until the instance's Status is `want` (or it is gone, for None).
+async fn wait_status(c: &Tc3Client, id: &str, want: Option<i64>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = c.ok("DescribeInstances", json!({ "InstanceId": id })).await;
+        let got = r["InstanceSet"][0]["Status"].as_i64();
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{id}: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn destroy_prepaid_startup_and_clean_up() {
+    let crsd = TestCrsd::start().await;
+    let v2 = crsd.client();
+    let c = Tc3Client::new(&crsd);
+    let made = create(&v2, 1).await;
+    let id = v2_id(&made[0]);
+    let host = made[0]["wanIp"].as_str().unwrap().to_string();
+    let port = made[0]["port"].as_u64().unwrap() as u16;
+    let mut conn = redis_conn(&host, port, PASSWORD).await.unwrap();
+    set(&mut conn, "kept", "yes").await;
+
+    for action in ["StartupInstance", "CleanUpInstance"] {
+        c.err(
+            action,
+            json!({ "InstanceId": id }),
+            "ResourceUnavailable.InstanceStatusAbnormal",
+        )
+        .await;
+    }
+
+    let r = c
+        .ok("DestroyPrepaidInstance", json!({ "InstanceId": id }))
+        .await;
+    assert!(r["DealName"].as_str().is_some_and(|s| !s.is_empty()), "{r}");
+    wait_status(&c, &id, Some(-2)).await;
+    assert!(redis_conn(&host, port, PASSWORD).await.is_err(), "stopped");
+
+    let r = c.ok("StartupInstance", json!({ "InstanceId": id })).await;
+    assert_eq!(
+        wait_task3(&c, r["TaskId"].as_i64().unwrap()).await,
+        "succeed"
+    );
+    wait_status(&c, &id, Some(2)).await;
+    let mut conn = redis_conn(&host, port, PASSWORD).await.unwrap();
+    assert_eq!(
+        get(&mut conn, "kept").await.as_deref(),
+        Some("yes"),
+        "data kept"
+    );
+
+    c.ok("DestroyPrepaidInstance", json!({ "InstanceId": id }))
+        .await;
+    wait_status(&c, &id, Some(-2)).await;
+    let dir = crsd.data_dir().join("instances").join(&id);
+    assert!(dir.exists());
+    let r = c.ok("CleanUpInstance", json!({ "InstanceId": id })).await;
+    assert_eq!(
+        wait_task3(&c, r["TaskId"].as_i64().unwrap()).await,
+        "succeed"
+    );
+    wait_status(&c, &id, None).await;
+    assert!(!dir.exists(), "instance files removed");
+    c.err(
+        "StartupInstance",
+        json!({ "InstanceId": id }),
+        "ResourceNotFound.InstanceNotExists",
+    )
+    .await;
+}

@@ -244,6 +244,54 @@ impl Service {
         Ok(task_id)
     }
 
+    /// DestroyPrepaidInstance: isolates a running instance now, as the deadline would:
+    /// processes stopped, data kept (a closeInstance task). No money is returned.
+    pub async fn isolate(&self, app_id: i64, id: &str) -> Result<i64> {
+        let mut tx = self.store.write().await?;
+        let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
+        check_idle(&inst)?;
+        let task_id = self
+            .lock_with_task(&mut tx, &mut inst, TaskKind::CloseInstance, json!({}))
+            .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(task_id)
+    }
+
+    /// StartupInstance: an isolated instance whose paid period has not ended runs again (a
+    /// startInstance task); one past its deadline needs a renewal instead.
+    pub async fn startup(&self, app_id: i64, id: &str) -> Result<i64> {
+        let mut tx = self.store.write().await?;
+        let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
+        check_isolated(&inst)?;
+        if inst.deadline <= self.now() {
+            return Err(Error::InstanceStatusAbnormal {
+                id: inst.id.clone(),
+                status: "expired: renew it to start it again".into(),
+            });
+        }
+        let task_id = self
+            .lock_with_task(&mut tx, &mut inst, TaskKind::StartInstance, json!({}))
+            .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(task_id)
+    }
+
+    /// CleanUpInstance: deletes an isolated instance for good: processes, ports and files (a
+    /// deleteInstance task). Its backups stay until their retention ends.
+    pub async fn clean_up(&self, app_id: i64, id: &str) -> Result<i64> {
+        let mut tx = self.store.write().await?;
+        let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
+        check_isolated(&inst)?;
+        let task_id = self
+            .lock_with_task(&mut tx, &mut inst, TaskKind::DeleteInstance, json!({}))
+            .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(task_id)
+    }
+
     /// ClearRedis: checks the password, then a cleanInstance task flushes every key.
     pub async fn clear(&self, app_id: i64, id: &str, password: &str) -> Result<i64> {
         let mut tx = self.store.write().await?;
@@ -303,6 +351,20 @@ impl Service {
         tx.update_instance(inst).await?;
         Ok(task_id)
     }
+}
+
+/// Startup and clean-up apply to an isolated instance that no task holds.
+fn check_isolated(inst: &Instance) -> Result<()> {
+    if inst.lock_task.is_some() {
+        return Err(Error::InstanceLocked(inst.id.clone()));
+    }
+    if inst.status != InstanceStatus::Isolated {
+        return Err(Error::InstanceStatusAbnormal {
+            id: inst.id.clone(),
+            status: inst.status.description().into(),
+        });
+    }
+    Ok(())
 }
 
 /// A task may start on an instance only when nothing else holds it and it is serving.

@@ -16,8 +16,9 @@ use serde_json::{json, Map, Value};
 /// DescribeInstances, DescribeInstanceBackups, ManualBackupInstance, DescribeBackupUrl,
 /// RestoreInstance, DescribeTaskInfo, DescribeTaskList, ClearInstance, ModifyInstance,
 /// ModifyInstancePassword (and ModfiyInstancePassword), ResetPassword, RenewInstance,
-/// UpgradeInstance, DescribeProductInfo, InquiryPriceCreateInstance and CreateInstances
-/// (see `dispatch`); the others answer
+/// UpgradeInstance, DescribeProductInfo, InquiryPriceCreateInstance, CreateInstances,
+/// DestroyPrepaidInstance, StartupInstance and CleanUpInstance (see `dispatch`); the others
+/// answer
 /// UnsupportedOperation naming themselves, and a name outside the model is InvalidAction.
 pub const MODEL: &[&str] = &[
     "AddReplicationInstance",
@@ -551,6 +552,22 @@ pub async fn dispatch(
                 ("DealName", json!(deal.to_string())),
                 ("InstanceIds", json!(ids)),
             ]))
+        }
+        "DestroyPrepaidInstance" => {
+            let task = svc.isolate(app, &p.required_str("InstanceId")?).await?;
+            // No refund deal is recorded: the name carries the isolation task's id.
+            Ok(fields([
+                ("DealId", json!(task.to_string())),
+                ("DealName", json!(task.to_string())),
+            ]))
+        }
+        "StartupInstance" => {
+            let task = svc.startup(app, &p.required_str("InstanceId")?).await?;
+            Ok(fields([("TaskId", json!(task))]))
+        }
+        "CleanUpInstance" => {
+            let task = svc.clean_up(app, &p.required_str("InstanceId")?).await?;
+            Ok(fields([("TaskId", json!(task))]))
         }
         "RenewInstance" => {
             let id = p.required_str("InstanceId")?;
