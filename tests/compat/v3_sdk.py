@@ -3,7 +3,7 @@
 public tencentcloud-sdk-python (RedisClient, typed models; TC3-HMAC-SHA256 and the old
 HmacSHA256 signature) and with tccli 3.1.189.1, over HTTPS with the test CA, then checks the
 Redis data with a raw socket. The instance is made through v2 CreateRedis with the v2 SDK
-(qcloudapi-sdk-python, in the same venv), since 3.0 CreateInstances is not built yet.
+(qcloudapi-sdk-python, in the same venv): one instance serves both dialects.
 
 Environment: CRSD_HOST (host:port of crsd's HTTPS listener), CRSD_SECRET_ID, CRSD_SECRET_KEY,
 CRSD_CA (the test CA, PEM), SSL_CERT_FILE (the same CA, for the v2 SDK and urllib), CRSD_TCCLI
@@ -290,12 +290,11 @@ def sdk_walk(redis_id):
                   .DescribeInstances(models.DescribeInstancesRequest()))
     check("an unknown SecretId raises AuthFailure.SecretIdNotFound",
           e is not None and e.get_code() == "AuthFailure.SecretIdNotFound", repr(e))
-    e = sdk_error(lambda: c.CreateInstances(request(
-        models.CreateInstancesRequest, TypeId=17, MemSize=1024, GoodsNum=1, Period=1,
-        BillingMode=1, ZoneId=100002, Password=PASSWORD)))
-    check("CreateInstances raises UnsupportedOperation naming it",
+    e = sdk_error(lambda: c.AllocateWanAddress(request(
+        models.AllocateWanAddressRequest, InstanceId="crs-00000000")))
+    check("AllocateWanAddress (not carried out) raises UnsupportedOperation naming it",
           e is not None and e.get_code() == "UnsupportedOperation"
-          and "CreateInstances" in (e.get_message() or ""), repr(e))
+          and "AllocateWanAddress" in (e.get_message() or ""), repr(e))
     return host, port
 
 

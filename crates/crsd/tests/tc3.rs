@@ -1,8 +1,8 @@
 //! The Tencent Cloud API 3.0 dialect (redis 2018-04-12) end to end: real HTTP on `/`, real
 //! redis-server processes, real backup files. Requests are signed here, by a small TC3 and
 //! old-signature signer written from Tencent's documentation and the SDK captures
-//! (independent of `crsd_api::sign_tc3`). Instances are made through v2 `CreateRedis` (3.0
-//! `CreateInstances` is not built yet).
+//! (independent of `crsd_api::sign_tc3`). Most instances are made through v2 `CreateRedis`,
+//! which also shows that one instance serves both dialects.
 
 mod common;
 
@@ -797,8 +797,8 @@ async fn refusals_are_http_200_json_with_the_documented_codes() {
     // A model action not built yet, and a name outside the model.
     let v = c
         .err(
-            "CreateInstances",
-            json!({"TypeId": 17, "MemSize": 1024, "GoodsNum": 1, "Period": 1, "BillingMode": 1, "ZoneId": 100002}),
+            "AllocateWanAddress",
+            json!({"InstanceId": "crs-00000000"}),
             "UnsupportedOperation",
         )
         .await;
@@ -806,7 +806,7 @@ async fn refusals_are_http_200_json_with_the_documented_codes() {
         v["Error"]["Message"]
             .as_str()
             .unwrap()
-            .contains("CreateInstances"),
+            .contains("AllocateWanAddress"),
         "{v}"
     );
     c.err("DescribeFooBar", json!({}), "InvalidAction").await;
@@ -955,8 +955,12 @@ async fn modify_clear_renew_upgrade_and_task_list_over_tc3() {
     let r = c
         .ok("RenewInstance", json!({"InstanceId": b, "Period": 1}))
         .await;
-    let deal = r["DealName"].as_str().unwrap().to_string();
-    assert_eq!(r["DealId"], r["DealName"]);
+    let deal = r["DealId"].as_str().unwrap().to_string();
+    let d3 = c
+        .ok("DescribeInstanceDealDetail", json!({ "DealIds": [deal] }))
+        .await;
+    assert_eq!(d3["DealDetails"][0]["DealName"], r["DealName"], "{d3}");
+    assert_eq!(d3["DealDetails"][0]["InstanceIds"], json!([b]), "{d3}");
     let d = v2
         .ok("DescribeRedisDealDetail", &[("dealIds.0", &deal)])
         .await;
@@ -1164,9 +1168,35 @@ async fn create_instances_with_product_info_and_price_and_v2_sees_them() {
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids.len(), 2, "{r}");
-    assert_eq!(r["DealId"], r["DealName"]);
-    let deal = r["DealName"].as_str().unwrap().to_string();
+    let deal = r["DealId"].as_str().unwrap().to_string();
     assert_eq!(v2.wait_deal(&deal).await.len(), 2);
+    let d3 = c
+        .ok("DescribeInstanceDealDetail", json!({ "DealIds": [deal] }))
+        .await;
+    let detail = &d3["DealDetails"][0];
+    assert_eq!(detail["DealName"], r["DealName"], "{d3}");
+    assert_eq!(detail["Status"], 4, "delivered: {d3}");
+    assert_eq!(detail["GoodsNum"], 2, "{d3}");
+    let r = c
+        .ok(
+            "InquiryPriceRenewInstance",
+            json!({"InstanceId": ids[0], "Period": 2}),
+        )
+        .await;
+    assert_eq!(r["Price"], 16000.0, "{r}");
+    let r = c
+        .ok(
+            "InquiryPriceUpgradeInstance",
+            json!({"InstanceId": ids[0], "MemSize": 2048}),
+        )
+        .await;
+    assert!(r["Price"].as_f64().is_some_and(|p| p > 0.0), "{r}");
+    c.err(
+        "DescribeInstanceDealDetail",
+        json!({ "DealIds": ["999999999"] }),
+        "ResourceNotFound",
+    )
+    .await;
     for id in &ids {
         let one = c.ok("DescribeInstances", json!({"InstanceId": id})).await;
         let inst = &one["InstanceSet"][0];

@@ -188,6 +188,13 @@ impl Service {
         Ok(deal_id)
     }
 
+    /// What RenewRedis / RenewInstance would charge for `period` months of the instance.
+    pub async fn renew_price(&self, app_id: i64, id: &str, period: i64) -> Result<i64> {
+        let inst = self.owned_instance(app_id, id).await?;
+        self.catalog().check_period(period)?;
+        Ok(self.catalog().buy_price(inst.mem_mb, period, 1))
+    }
+
     /// RenewRedis: extends the deadline by `period` months; an isolated instance is started again.
     pub async fn renew(&self, app_id: i64, id: &str, period: i64) -> Result<i64> {
         let inst = self.owned_instance(app_id, id).await?;

@@ -17,7 +17,8 @@ use serde_json::{json, Map, Value};
 /// RestoreInstance, DescribeTaskInfo, DescribeTaskList, ClearInstance, ModifyInstance,
 /// ModifyInstancePassword (and ModfiyInstancePassword), ResetPassword, RenewInstance,
 /// UpgradeInstance, DescribeProductInfo, InquiryPriceCreateInstance, CreateInstances,
-/// DestroyPrepaidInstance, StartupInstance and CleanUpInstance (see `dispatch`); the others
+/// DestroyPrepaidInstance, StartupInstance, CleanUpInstance, InquiryPriceRenewInstance,
+/// InquiryPriceUpgradeInstance and DescribeInstanceDealDetail (see `dispatch`); the others
 /// answer
 /// UnsupportedOperation naming themselves, and a name outside the model is InvalidAction.
 pub const MODEL: &[&str] = &[
@@ -538,20 +539,60 @@ pub async fn dispatch(
                 password_policy: PasswordPolicy::Api3,
             };
             let deal = svc.create(app, order).await?;
-            let ids: Vec<String> = svc
-                .deals(app, &[deal.to_string()])
-                .await?
-                .first()
-                .map(|d| d.detail.instance_ids().to_vec())
-                .unwrap_or_default();
+            let recorded = deal_record(svc, app, deal).await?;
+            let ids: Vec<String> = recorded.detail.instance_ids().to_vec();
             if let Some(flag) = p.int("AutoRenew")? {
                 svc.set_auto_renew(app, &ids, flag).await?;
             }
             Ok(fields([
                 ("DealId", json!(deal.to_string())),
-                ("DealName", json!(deal.to_string())),
+                ("DealName", json!(recorded.name)),
                 ("InstanceIds", json!(ids)),
             ]))
+        }
+        "InquiryPriceRenewInstance" => {
+            let price = svc
+                .renew_price(
+                    app,
+                    &p.required_str("InstanceId")?,
+                    p.required_int("Period")?,
+                )
+                .await?;
+            Ok(price_fields(price))
+        }
+        "InquiryPriceUpgradeInstance" => {
+            let price = svc
+                .upgrade_price(
+                    app,
+                    &p.required_str("InstanceId")?,
+                    p.required_int("MemSize")?,
+                )
+                .await?;
+            Ok(price_fields(price))
+        }
+        "DescribeInstanceDealDetail" => {
+            let ids = p.str_list("DealIds");
+            let deals = svc.deals(app, &ids).await?;
+            let details: Vec<Value> = deals
+                .iter()
+                .map(|d| {
+                    json!({
+                        "DealId": d.id.to_string(),
+                        "DealName": d.name,
+                        "ZoneId": d.zone_id,
+                        "GoodsNum": d.goods_num,
+                        "Creater": d.creator,
+                        "CreatTime": time(d.created_at),
+                        "OverdueTime": time(d.overdue_at),
+                        "EndTime": d.end_at.map(time).unwrap_or_default(),
+                        "Status": d.status,
+                        "Description": crsd_core::model::deal_status::description(d.status),
+                        "Price": d.price as f64,
+                        "InstanceIds": d.detail.instance_ids(),
+                    })
+                })
+                .collect();
+            Ok(fields([("DealDetails", json!(details))]))
         }
         "DestroyPrepaidInstance" => {
             let task = svc.isolate(app, &p.required_str("InstanceId")?).await?;
@@ -572,17 +613,19 @@ pub async fn dispatch(
         "RenewInstance" => {
             let id = p.required_str("InstanceId")?;
             let deal = svc.renew(app, &id, p.required_int("Period")?).await?;
+            let recorded = deal_record(svc, app, deal).await?;
             Ok(fields([
                 ("DealId", json!(deal.to_string())),
-                ("DealName", json!(deal.to_string())),
+                ("DealName", json!(recorded.name)),
             ]))
         }
         "UpgradeInstance" => {
             let id = p.required_str("InstanceId")?;
             let deal = svc.upgrade(app, &id, p.required_int("MemSize")?).await?;
+            let recorded = deal_record(svc, app, deal).await?;
             Ok(fields([
                 ("DealId", json!(deal.to_string())),
-                ("DealName", json!(deal.to_string())),
+                ("DealName", json!(recorded.name)),
             ]))
         }
         a if MODEL.contains(&a) => Err(Error::Unsupported(a.to_string())),
@@ -662,6 +705,19 @@ fn price_fields(cents: i64) -> Map<String, Value> {
         ("Currency", json!("CNY")),
         ("AmountUnit", json!("pent")),
     ])
+}
+
+/// The deal a purchase use case just recorded.
+async fn deal_record(
+    svc: &crsd_service::Service,
+    app: i64,
+    deal: i64,
+) -> Result<crsd_core::model::Deal> {
+    svc.deals(app, &[deal.to_string()])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::internal(format!("deal {deal} vanished")))
 }
 
 /// The model's task type codes (DescribeTaskList `TaskTypes`).
