@@ -1289,3 +1289,135 @@ async fn destroy_prepaid_startup_and_clean_up() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn auto_backup_config_drives_the_daily_backups() {
+    use chrono::{Datelike, TimeZone};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::test_config(dir.path());
+    cfg.backups.daily_at = "03:00".into();
+    cfg.time_zone = "Asia/Shanghai".into();
+    let crsd = TestCrsd::start_with(dir, cfg).await;
+    let tz: chrono_tz::Tz = "Asia/Shanghai".parse().unwrap();
+    let v2 = crsd.client();
+    let c = Tc3Client::new(&crsd);
+    let made = create(&v2, 2).await;
+    let (a, b) = (v2_id(&made[0]), v2_id(&made[1]));
+    let svc = common::service(&crsd);
+
+    // Defaults: every day, in the operator's 03:00 hour.
+    let r = c
+        .ok("DescribeAutoBackupConfig", json!({ "InstanceId": a }))
+        .await;
+    assert_eq!(r["TimePeriod"], "03:00-04:00", "{r}");
+    assert_eq!(r["WeekDays"].as_array().unwrap().len(), 7, "{r}");
+    assert_eq!(r["BackupStorageDays"], 7);
+
+    // `a`: only on the day after tomorrow's week day, at 05:00.
+    let tomorrow = svc.now().with_timezone(&tz).date_naive() + chrono::Days::new(1);
+    let day_after = tomorrow + chrono::Days::new(1);
+    let name = |d: chrono::NaiveDate| match d.weekday() {
+        chrono::Weekday::Mon => "Monday",
+        chrono::Weekday::Tue => "Tuesday",
+        chrono::Weekday::Wed => "Wednesday",
+        chrono::Weekday::Thu => "Thursday",
+        chrono::Weekday::Fri => "Friday",
+        chrono::Weekday::Sat => "Saturday",
+        chrono::Weekday::Sun => "Sunday",
+    };
+    for (bad, code) in [
+        (
+            json!({"InstanceId": a, "TimePeriod": "05:30-06:30"}),
+            "InvalidParameterValue",
+        ),
+        (
+            json!({"InstanceId": a, "WeekDays": ["Funday"]}),
+            "InvalidParameterValue",
+        ),
+        (
+            json!({"InstanceId": a, "BackupStorageDays": 30}),
+            "InvalidParameterValue",
+        ),
+    ] {
+        c.err("ModifyAutoBackupConfig", bad, code).await;
+    }
+    let r = c
+        .ok(
+            "ModifyAutoBackupConfig",
+            json!({"InstanceId": a, "WeekDays": [name(day_after)], "TimePeriod": "05:00-06:00", "AutoBackupType": 1}),
+        )
+        .await;
+    assert_eq!(r["TimePeriod"], "05:00-06:00", "{r}");
+    assert_eq!(r["WeekDays"], json!([name(day_after)]), "{r}");
+    let r = c
+        .ok("DescribeAutoBackupConfig", json!({ "InstanceId": a }))
+        .await;
+    assert_eq!(r["TimePeriod"], "05:00-06:00", "kept: {r}");
+
+    let at = |d: chrono::NaiveDate, h: u32, m: u32| {
+        tz.from_local_datetime(&d.and_hms_opt(h, m, 0).unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let backed_up = |r: &Value| r["TotalCount"].as_i64().unwrap();
+    // A backup task holds its instance until it ends: wait for `n` backups of `id`.
+    let wait_backups = |id: String, n: i64| {
+        let c = &c;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let r = c
+                    .ok("DescribeInstanceBackups", json!({ "InstanceId": id }))
+                    .await;
+                if r["TotalCount"] == n {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "{id}: {r}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    // Tomorrow 03:01: only `b` (every day, 03:00).
+    crsd.clock.advance(at(tomorrow, 3, 1) - svc.now());
+    assert_eq!(svc.daily_backups_once().await.unwrap(), 1, "tomorrow 03:01");
+    wait_backups(b.clone(), 1).await;
+    // Tomorrow 05:01: not `a`'s day.
+    crsd.clock.advance(at(tomorrow, 5, 1) - svc.now());
+    assert_eq!(svc.daily_backups_once().await.unwrap(), 0, "tomorrow 05:01");
+    // The day after, 03:01: `b` again; 04:59: still not `a`; 05:01: `a`.
+    crsd.clock.advance(at(day_after, 3, 1) - svc.now());
+    assert_eq!(
+        svc.daily_backups_once().await.unwrap(),
+        1,
+        "day after 03:01"
+    );
+    crsd.clock.advance(at(day_after, 4, 59) - svc.now());
+    assert_eq!(
+        svc.daily_backups_once().await.unwrap(),
+        0,
+        "day after 04:59"
+    );
+    crsd.clock.advance(at(day_after, 5, 1) - svc.now());
+    assert_eq!(
+        svc.daily_backups_once().await.unwrap(),
+        1,
+        "day after 05:01"
+    );
+    assert_eq!(svc.daily_backups_once().await.unwrap(), 0, "once a day");
+    // Let the tasks finish, then count system backups per instance.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ra = c
+            .ok("DescribeInstanceBackups", json!({ "InstanceId": a }))
+            .await;
+        let rb = c
+            .ok("DescribeInstanceBackups", json!({ "InstanceId": b }))
+            .await;
+        if backed_up(&ra) == 1 && backed_up(&rb) == 2 {
+            assert_eq!(ra["BackupSet"][0]["BackupType"], "1", "{ra}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "a: {ra}\nb: {rb}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

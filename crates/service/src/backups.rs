@@ -20,7 +20,7 @@
 
 use crate::steps::Finish;
 use crate::Service;
-use chrono::{DateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Timelike, Utc, Weekday};
 use crsd_backupstore::BackupKey;
 use crsd_core::model::{Backup, BackupKind, BackupState, Instance, InstanceStatus, Task, TaskKind};
 use crsd_core::{ids, secret, timefmt, Error, Result};
@@ -60,6 +60,58 @@ impl Default for BackupSettings {
             snapshot_timeout: Duration::from_secs(3600),
         }
     }
+}
+
+/// When an instance's automatic backup runs: on these local week days, at this local hour
+/// (API 3.0 DescribeAutoBackupConfig / ModifyAutoBackupConfig). Without settings of its own
+/// an instance is backed up every day at `BackupSettings::daily_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoBackupConfig {
+    pub week_days: Vec<Weekday>,
+    pub start: NaiveTime,
+}
+
+impl AutoBackupConfig {
+    /// English day names, Monday first, as the model spells them.
+    pub fn week_day_names(&self) -> Vec<&'static str> {
+        ALL_DAYS
+            .iter()
+            .filter(|d| self.week_days.contains(d))
+            .map(|d| day_name(*d))
+            .collect()
+    }
+
+    /// `HH:00-HH:00`, the one-hour window the backup starts in.
+    pub fn time_period(&self) -> String {
+        let h = self.start.hour();
+        format!("{:02}:00-{:02}:00", h, (h + 1) % 24)
+    }
+}
+
+const ALL_DAYS: [Weekday; 7] = [
+    Weekday::Mon,
+    Weekday::Tue,
+    Weekday::Wed,
+    Weekday::Thu,
+    Weekday::Fri,
+    Weekday::Sat,
+    Weekday::Sun,
+];
+
+fn day_name(d: Weekday) -> &'static str {
+    match d {
+        Weekday::Mon => "Monday",
+        Weekday::Tue => "Tuesday",
+        Weekday::Wed => "Wednesday",
+        Weekday::Thu => "Thursday",
+        Weekday::Fri => "Friday",
+        Weekday::Sat => "Saturday",
+        Weekday::Sun => "Sunday",
+    }
+}
+
+fn parse_day(name: &str) -> Option<Weekday> {
+    ALL_DAYS.into_iter().find(|d| day_name(*d) == name.trim())
 }
 
 /// GetRedisBackupList, parsed.
@@ -261,30 +313,88 @@ impl Service {
         }
     }
 
-    /// Records today's system backup for every running, idle instance that existed at
-    /// today's backup time and has none yet, once that time has passed. Returns how many.
+    /// An instance's automatic backup settings (the operator's default when it has none).
+    pub async fn auto_backup_config(&self, app_id: i64, id: &str) -> Result<AutoBackupConfig> {
+        let inst = self.owned_instance(app_id, id).await?;
+        self.config_of(&inst.id).await
+    }
+
+    /// Changes an instance's automatic backup days and/or hour (`HH:00-HH:00`).
+    pub async fn set_auto_backup_config(
+        &self,
+        app_id: i64,
+        id: &str,
+        week_days: Option<Vec<String>>,
+        time_period: Option<String>,
+    ) -> Result<AutoBackupConfig> {
+        let inst = self.owned_instance(app_id, id).await?;
+        let mut cfg = self.config_of(&inst.id).await?;
+        if let Some(days) = week_days {
+            let mut parsed = Vec::new();
+            for d in &days {
+                let day = parse_day(d).ok_or_else(|| {
+                    Error::invalid("WeekDays", format!("{d} is not Monday..Sunday"))
+                })?;
+                if !parsed.contains(&day) {
+                    parsed.push(day);
+                }
+            }
+            if parsed.is_empty() {
+                return Err(Error::invalid("WeekDays", "name at least one day"));
+            }
+            cfg.week_days = parsed;
+        }
+        if let Some(period) = time_period {
+            cfg.start = parse_period(&period)?;
+        }
+        let days: Vec<&str> = cfg.week_day_names();
+        let mut tx = self.store.write().await?;
+        tx.set_backup_config(&inst.id, &days.join(","), i64::from(cfg.start.hour()))
+            .await?;
+        tx.commit().await?;
+        Ok(cfg)
+    }
+
+    async fn config_of(&self, instance_id: &str) -> Result<AutoBackupConfig> {
+        Ok(match self.store.backup_config(instance_id).await? {
+            Some((days, hour)) => AutoBackupConfig {
+                week_days: days.split(',').filter_map(parse_day).collect(),
+                start: NaiveTime::from_hms_opt(hour.clamp(0, 23) as u32, 0, 0)
+                    .unwrap_or(self.cfg.backups.daily_at),
+            },
+            None => AutoBackupConfig {
+                week_days: ALL_DAYS.to_vec(),
+                start: self.cfg.backups.daily_at,
+            },
+        })
+    }
+
+    /// Records today's system backup for every running, idle instance whose settings name
+    /// today, that existed at today's backup time and has none yet, once that time has
+    /// passed. Returns how many.
     pub async fn daily_backups_once(&self) -> Result<usize> {
         let now = self.now();
         let tz = self.time_zone();
         let local = now.with_timezone(&tz);
         let today = local.date_naive();
-        let Some(due) = tz
-            .from_local_datetime(&today.and_time(self.cfg.backups.daily_at))
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
-        else {
-            return Ok(0);
-        };
-        if now < due {
-            return Ok(0);
-        }
         let day = today.format("%Y-%m-%d").to_string();
         let mut recorded = 0;
         for candidate in self.store.live_instances().await? {
-            if candidate.status != InstanceStatus::Running
-                || candidate.lock_task.is_some()
-                || candidate.created_at > due
-            {
+            if candidate.status != InstanceStatus::Running || candidate.lock_task.is_some() {
+                continue;
+            }
+            let cfg = self.config_of(&candidate.id).await?;
+            if !cfg.week_days.contains(&today.weekday()) {
+                continue;
+            }
+            let Some(due) = tz
+                .from_local_datetime(&today.and_time(cfg.start))
+                .earliest()
+                .map(|t| t.with_timezone(&Utc))
+            else {
+                continue;
+            };
+            if now < due || candidate.created_at > due {
                 continue;
             }
             let mut tx = self.store.write().await?;
@@ -564,6 +674,18 @@ impl Service {
                 .ok_or_else(|| Error::invalid(name, "expected YYYY-MM-DD HH:MM:SS")),
         }
     }
+}
+
+/// `HH:00-HH:00` (one whole hour; `23:00-00:00` wraps) -> the start hour.
+fn parse_period(period: &str) -> Result<NaiveTime> {
+    let bad = || Error::invalid("TimePeriod", format!("{period} is not HH:00-HH:00"));
+    let (from, to) = period.trim().split_once('-').ok_or_else(bad)?;
+    let parse = |s: &str| NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| bad());
+    let (from, to) = (parse(from)?, parse(to)?);
+    if from.minute() != 0 || to.minute() != 0 || (from.hour() + 1) % 24 != to.hour() {
+        return Err(bad());
+    }
+    Ok(from)
 }
 
 /// A backup may start on a running instance that no task holds.

@@ -37,7 +37,7 @@ pub use accounts::{AccountCredentials, NewAccount};
 pub mod accounts_created {
     pub use crate::accounts::Created;
 }
-pub use backups::{BackupDownload, BackupQuery, BackupSettings};
+pub use backups::{AutoBackupConfig, BackupDownload, BackupQuery, BackupSettings};
 pub use instances::{DescribeQuery, InstanceView};
 pub use purchase::CreateOrder;
 pub use runner::TaskQuery;

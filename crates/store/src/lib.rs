@@ -268,6 +268,16 @@ impl Store {
         rows.iter().map(rows::backup).collect()
     }
 
+    /// An instance's automatic backup settings: (comma-separated day names, local hour).
+    pub async fn backup_config(&self, instance_id: &str) -> Result<Option<(String, i64)>> {
+        let row =
+            sqlx::query("SELECT week_days, start_hour FROM backup_configs WHERE instance_id = ?")
+                .bind(instance_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
     /// Whole files a listed backup needs: every unexpired backup (for the startup sweep).
     pub async fn live_backups(&self) -> Result<Vec<Backup>> {
         let rows = sqlx::query("SELECT * FROM backups WHERE state != ?")
@@ -707,6 +717,25 @@ impl WriteTx {
         .execute(&mut *self.tx)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn set_backup_config(
+        &mut self,
+        instance_id: &str,
+        week_days: &str,
+        start_hour: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO backup_configs (instance_id, week_days, start_hour) VALUES (?, ?, ?)
+             ON CONFLICT (instance_id) DO UPDATE SET week_days = excluded.week_days,
+               start_hour = excluded.start_hour",
+        )
+        .bind(instance_id)
+        .bind(week_days)
+        .bind(start_hour)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     /// Whether `instance_id` has its daily backup for `day`.

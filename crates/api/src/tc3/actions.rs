@@ -18,8 +18,8 @@ use serde_json::{json, Map, Value};
 /// ModifyInstancePassword (and ModfiyInstancePassword), ResetPassword, RenewInstance,
 /// UpgradeInstance, DescribeProductInfo, InquiryPriceCreateInstance, CreateInstances,
 /// DestroyPrepaidInstance, StartupInstance, CleanUpInstance, InquiryPriceRenewInstance,
-/// InquiryPriceUpgradeInstance and DescribeInstanceDealDetail (see `dispatch`); the others
-/// answer
+/// InquiryPriceUpgradeInstance, DescribeInstanceDealDetail, DescribeAutoBackupConfig and
+/// ModifyAutoBackupConfig (see `dispatch`); the others answer
 /// UnsupportedOperation naming themselves, and a name outside the model is InvalidAction.
 pub const MODEL: &[&str] = &[
     "AddReplicationInstance",
@@ -593,6 +593,49 @@ pub async fn dispatch(
                 })
                 .collect();
             Ok(fields([("DealDetails", json!(details))]))
+        }
+        "DescribeAutoBackupConfig" => {
+            let cfg = svc
+                .auto_backup_config(app, &p.required_str("InstanceId")?)
+                .await?;
+            let days = svc.config().backups.retention.num_days();
+            Ok(fields([
+                ("AutoBackupType", json!(1)),
+                ("WeekDays", json!(cfg.week_day_names())),
+                ("TimePeriod", json!(cfg.time_period())),
+                ("BackupStorageDays", json!(days)),
+                ("BinlogStorageDays", json!(days)),
+            ]))
+        }
+        "ModifyAutoBackupConfig" => {
+            let id = p.required_str("InstanceId")?;
+            if let Some(t) = p.int("AutoBackupType")? {
+                if t != 1 {
+                    return Err(Error::invalid(
+                        "AutoBackupType",
+                        "only 1 (timed backup) exists",
+                    ));
+                }
+            }
+            let days = svc.config().backups.retention.num_days();
+            if let Some(d) = p.int("BackupStorageDays")? {
+                if d != days {
+                    return Err(Error::invalid(
+                        "BackupStorageDays",
+                        format!("this operator keeps backups {days} days"),
+                    ));
+                }
+            }
+            let week_days = p.get("WeekDays").map(|_| p.str_list("WeekDays"));
+            let cfg = svc
+                .set_auto_backup_config(app, &id, week_days, p.str("TimePeriod"))
+                .await?;
+            Ok(fields([
+                ("AutoBackupType", json!(1)),
+                ("WeekDays", json!(cfg.week_day_names())),
+                ("TimePeriod", json!(cfg.time_period())),
+                ("BackupStorageDays", json!(days)),
+            ]))
         }
         "DestroyPrepaidInstance" => {
             let task = svc.isolate(app, &p.required_str("InstanceId")?).await?;
