@@ -1421,3 +1421,78 @@ async fn auto_backup_config_drives_the_daily_backups() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn slow_log_and_node_info() {
+    let crsd = TestCrsd::start().await;
+    let v2 = crsd.client();
+    let c = Tc3Client::new(&crsd);
+    let made = create(&v2, 1).await;
+    let id = v2_id(&made[0]);
+    let host = made[0]["wanIp"].as_str().unwrap();
+    let port = made[0]["port"].as_u64().unwrap() as u16;
+
+    let r = c.ok("DescribeSlowLog", json!({ "InstanceId": id })).await;
+    assert_eq!(r["TotalCount"], 0, "a fresh instance: {r}");
+
+    // A script busy for well over redis's 10 ms slow-log threshold.
+    let mut conn = redis_conn(host, port, PASSWORD).await.unwrap();
+    let _: i64 = redis::cmd("EVAL")
+        .arg("local i = 0 while i < 5000000 do i = i + 1 end return i")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let r = c
+        .ok("DescribeSlowLog", json!({ "InstanceId": id, "Limit": 10 }))
+        .await;
+    assert!(r["TotalCount"].as_i64().unwrap() >= 1, "{r}");
+    let e = r["InstanceSlowlogDetail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["Command"]
+                .as_str()
+                .is_some_and(|c| c.eq_ignore_ascii_case("eval"))
+        })
+        .unwrap_or_else(|| panic!("the EVAL: {r}"));
+    assert!(e["Duration"].as_i64().unwrap() >= 10, "{e}");
+    assert!(
+        e["CommandLine"].as_str().unwrap().contains("5000000"),
+        "{e}"
+    );
+    assert_eq!(e["Node"], "master");
+    assert_eq!(e["Client"], "127.0.0.1", "{e}");
+    let r = c
+        .ok(
+            "DescribeSlowLog",
+            json!({ "InstanceId": id, "MinQueryTime": 3_600_000 }),
+        )
+        .await;
+    assert_eq!(r["TotalCount"], 0, "nothing took an hour: {r}");
+    c.err(
+        "DescribeSlowLog",
+        json!({ "InstanceId": id, "Role": "boss" }),
+        "InvalidParameterValue",
+    )
+    .await;
+
+    let r = c
+        .ok("DescribeInstanceNodeInfo", json!({ "InstanceId": id }))
+        .await;
+    assert_eq!(r["RedisCount"], 2, "{r}");
+    let roles: Vec<&str> = r["Redis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["NodeRole"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["master", "slave"], "{r}");
+    c.err(
+        "DescribeInstanceNodeInfo",
+        json!({ "InstanceId": "crs-00000000" }),
+        "ResourceNotFound.InstanceNotExists",
+    )
+    .await;
+}

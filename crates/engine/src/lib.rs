@@ -62,6 +62,7 @@ mod layout;
 mod poll;
 mod process;
 mod restore;
+mod slowlog;
 mod snapshot;
 
 use std::path::PathBuf;
@@ -71,6 +72,7 @@ use sha2::{Digest, Sha256};
 
 pub use engine::Engine;
 pub use error::EngineError;
+pub use slowlog::SlowlogEntry;
 
 /// Settings shared by every node this engine drives.
 #[derive(Clone, Debug)]

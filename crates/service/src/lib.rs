@@ -12,6 +12,7 @@ mod accounts;
 mod backups;
 mod instances;
 mod loops;
+mod observe;
 mod purchase;
 mod runner;
 mod steps;
@@ -39,6 +40,7 @@ pub mod accounts_created {
 }
 pub use backups::{AutoBackupConfig, BackupDownload, BackupQuery, BackupSettings};
 pub use instances::{DescribeQuery, InstanceView};
+pub use observe::{NodeInfo, SlowCommand, SlowLogQuery};
 pub use purchase::CreateOrder;
 pub use runner::TaskQuery;
 

@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use crsd_core::model::{BackupKind, Instance, TaskKind, TaskStatus};
 use crsd_core::rules::PasswordPolicy;
 use crsd_core::{timefmt, Error, Result};
-use crsd_service::{BackupQuery, CreateOrder, DescribeQuery, TaskQuery};
+use crsd_engine::Role;
+use crsd_service::{BackupQuery, CreateOrder, DescribeQuery, SlowLogQuery, TaskQuery};
 use serde_json::{json, Map, Value};
 
 /// Every action of the redis 2018-04-12 model (RedisClient). This version carries out
@@ -18,8 +19,9 @@ use serde_json::{json, Map, Value};
 /// ModifyInstancePassword (and ModfiyInstancePassword), ResetPassword, RenewInstance,
 /// UpgradeInstance, DescribeProductInfo, InquiryPriceCreateInstance, CreateInstances,
 /// DestroyPrepaidInstance, StartupInstance, CleanUpInstance, InquiryPriceRenewInstance,
-/// InquiryPriceUpgradeInstance, DescribeInstanceDealDetail, DescribeAutoBackupConfig and
-/// ModifyAutoBackupConfig (see `dispatch`); the others answer
+/// InquiryPriceUpgradeInstance, DescribeInstanceDealDetail, DescribeAutoBackupConfig,
+/// ModifyAutoBackupConfig, DescribeSlowLog and DescribeInstanceNodeInfo (see `dispatch`);
+/// the others answer
 /// UnsupportedOperation naming themselves, and a name outside the model is InvalidAction.
 pub const MODEL: &[&str] = &[
     "AddReplicationInstance",
@@ -635,6 +637,69 @@ pub async fn dispatch(
                 ("WeekDays", json!(cfg.week_day_names())),
                 ("TimePeriod", json!(cfg.time_period())),
                 ("BackupStorageDays", json!(days)),
+            ]))
+        }
+        "DescribeSlowLog" => {
+            let id = p.required_str("InstanceId")?;
+            let role = p.str("Role").unwrap_or_else(|| "master".into());
+            let replica = match role.as_str() {
+                "" | "master" => false,
+                "slave" | "replica" => true,
+                other => {
+                    return Err(Error::invalid(
+                        "Role",
+                        format!("{other} is not master or slave"),
+                    ))
+                }
+            };
+            let q = SlowLogQuery {
+                begin_time: p.str("BeginTime"),
+                end_time: p.str("EndTime"),
+                min_ms: p.int_or("MinQueryTime", 0)?,
+                replica,
+                limit: p.int_or("Limit", 20)?,
+                offset: p.int_or("Offset", 0)?,
+            };
+            let (total, list) = svc.slow_log(app, &id, q).await?;
+            let details: Vec<Value> = list
+                .iter()
+                .map(|c| {
+                    json!({
+                        "Duration": c.entry.micros / 1000,
+                        "Client": c.entry.client.split(':').next().unwrap_or_default(),
+                        "Command": c.entry.args.first().cloned().unwrap_or_default(),
+                        "CommandLine": c.entry.args.join(" "),
+                        "ExecuteTime": time(c.at),
+                        "Node": c.node,
+                    })
+                })
+                .collect();
+            Ok(fields([
+                ("TotalCount", json!(total)),
+                ("InstanceSlowlogDetail", json!(details)),
+                ("InstanceSlowLogDetail", json!(details)),
+            ]))
+        }
+        "DescribeInstanceNodeInfo" => {
+            let nodes = svc.nodes(app, &p.required_str("InstanceId")?).await?;
+            let redis: Vec<Value> = nodes
+                .iter()
+                .map(|n| {
+                    json!({
+                        "NodeId": n.node_id,
+                        "NodeRole": match n.role { Role::Master => "master", Role::Replica => "slave" },
+                        "ClusterId": 0,
+                        "ZoneId": n.zone_id,
+                    })
+                })
+                .collect();
+            Ok(fields([
+                ("ProxyCount", json!(0)),
+                ("Proxy", json!([])),
+                ("RedisCount", json!(redis.len())),
+                ("Redis", json!(redis)),
+                ("TendisCount", json!(0)),
+                ("Tendis", json!([])),
             ]))
         }
         "DestroyPrepaidInstance" => {
