@@ -127,12 +127,36 @@ impl Engine {
     ) -> Result<PathBuf, EngineError> {
         let paths = NodePaths::new(&spec.dir)?;
         let deadline = Instant::now() + timeout;
-        let mut con = self.admin_connection(spec).await?;
+        let mut con = self.patient_admin_connection(spec, deadline).await?;
         tokio::time::timeout_at(deadline, save_in_background(&mut con, &paths))
             .await
             .map_err(|_| EngineError::SnapshotTimedOut { after: timeout })??;
         tracing::info!(node = %spec.name, rdb = %paths.rdb.display(), "snapshot written");
         Ok(paths.rdb)
+    }
+
+    /// An admin connection, retried until `deadline` while the node is too busy to answer
+    /// the login in time (e.g. a customer's long script on the replica): a busy node is not
+    /// a failed backup.
+    async fn patient_admin_connection(
+        &self,
+        spec: &NodeSpec,
+        deadline: Instant,
+    ) -> Result<MultiplexedConnection, EngineError> {
+        let mut backoff = Backoff::new(
+            Duration::from_millis(10),
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+        );
+        loop {
+            match self.admin_connection(spec).await {
+                Err(EngineError::Redis(e)) if e.is_timeout() && Instant::now() < deadline => {
+                    tracing::info!(node = %spec.name, "node busy; connecting again");
+                    backoff.wait().await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Checks that `path` is a complete, readable RDB: it must start with `REDIS`, and

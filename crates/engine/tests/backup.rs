@@ -424,3 +424,39 @@ async fn restore_puts_a_snapshot_back_on_the_pair_and_can_be_rolled_back() {
     p.engine.destroy(&p.master).await.expect("destroy");
     assert!(!p.master.dir.exists());
 }
+
+#[tokio::test]
+async fn snapshot_waits_out_a_replica_busy_with_a_long_script() {
+    let p = Pair::new();
+    start_pair(&p).await;
+    let mut master = user_conn(p.master.port, PASSWORD).await.expect("auth");
+    set_many(&mut master, "busy", 0..100).await;
+    p.engine
+        .replication_barrier(&p.master, 1, Duration::from_secs(10))
+        .await
+        .expect("barrier");
+    // A read-only script that keeps the replica busy for 2.5 s (longer than a login may
+    // take), started just before the snapshot.
+    let mut replica = user_conn(p.replica.port, PASSWORD).await.expect("auth");
+    let script = tokio::spawn(async move {
+        redis::cmd("EVAL_RO")
+            .arg(
+                "local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] \
+                 while true do local n = redis.call('TIME') \
+                 if n[1] * 1000000 + n[2] - s > 2500000 then return 1 end end",
+            )
+            .arg(0)
+            .query_async::<i64>(&mut replica)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t0 = Instant::now();
+    let rdb = p
+        .engine
+        .snapshot(&p.replica, Duration::from_secs(30))
+        .await
+        .expect("the snapshot waits for the busy replica instead of failing");
+    assert!(t0.elapsed() >= Duration::from_secs(1), "it really waited");
+    assert_eq!(script.await.expect("join").expect("script"), 1);
+    p.engine.check_rdb(&rdb).await.expect("a whole RDB");
+}
