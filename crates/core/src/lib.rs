@@ -10,6 +10,7 @@ pub mod clock;
 pub mod error;
 pub mod ids;
 pub mod model;
+pub mod params;
 pub mod rules;
 pub mod secret;
 pub mod timefmt;

@@ -100,6 +100,8 @@ pub struct Instance {
     pub repl_secret: String,
     /// The task that holds the instance, if any.
     pub lock_task: Option<i64>,
+    /// Redis parameters the user set (see `params`), by name.
+    pub params: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,10 +205,11 @@ pub enum TaskKind {
     RestoreBackup,
     RestoreStream,
     BackupInstance,
+    ModifyParams,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 12] = [
+    pub const ALL: [TaskKind; 13] = [
         TaskKind::NewInstance,
         TaskKind::ResizeInstance,
         TaskKind::CloseInstance,
@@ -219,6 +222,7 @@ impl TaskKind {
         TaskKind::RestoreBackup,
         TaskKind::RestoreStream,
         TaskKind::BackupInstance,
+        TaskKind::ModifyParams,
     ];
 
     /// The `taskName` GetRedisTaskList documents.
@@ -236,6 +240,7 @@ impl TaskKind {
             TaskKind::RestoreBackup => "restoreBackup",
             TaskKind::RestoreStream => "restoreStream",
             TaskKind::BackupInstance => "backupInstance",
+            TaskKind::ModifyParams => "modifyParams",
         }
     }
 

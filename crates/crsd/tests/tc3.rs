@@ -1496,3 +1496,143 @@ async fn slow_log_and_node_info() {
     )
     .await;
 }
+
+/// `CONFIG GET name` on a node, as crsd's admin user.
+async fn config_get(crsd: &TestCrsd, id: &str, replica: bool, name: &str) -> String {
+    let svc = common::service(crsd);
+    let inst = svc.store().instance(id).await.unwrap().unwrap();
+    let role = if replica {
+        crsd_engine::Role::Replica
+    } else {
+        crsd_engine::Role::Master
+    };
+    svc.engine()
+        .get_param(&svc.node_spec(&inst, role), name)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn instance_params_change_live_and_stay() {
+    let crsd = TestCrsd::start().await;
+    let v2 = crsd.client();
+    let c = Tc3Client::new(&crsd);
+    let made = create(&v2, 1).await;
+    let id = v2_id(&made[0]);
+
+    let r = c
+        .ok("DescribeInstanceParams", json!({ "InstanceId": id }))
+        .await;
+    let policy = r["InstanceEnumParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["ParamName"] == "maxmemory-policy")
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(policy["CurrentValue"], "noeviction", "{policy}");
+    assert!(r["InstanceIntegerParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["ParamName"] == "timeout"));
+
+    // Refusals change nothing: not on the allow-list, out of range, wrong enum value.
+    for (key, value) in [
+        ("appendonly", "no"),
+        ("timeout", "99999"),
+        ("maxmemory-policy", "all"),
+    ] {
+        c.err(
+            "ModifyInstanceParams",
+            json!({"InstanceId": id, "InstanceParams": [{"Key": key, "Value": value}]}),
+            "InvalidParameterValue",
+        )
+        .await;
+    }
+    assert_eq!(config_get(&crsd, &id, false, "appendonly").await, "yes");
+    assert_eq!(config_get(&crsd, &id, false, "timeout").await, "0");
+
+    let r = c
+        .ok(
+            "ModifyInstanceParams",
+            json!({"InstanceId": id, "InstanceParams": [
+                {"Key": "maxmemory-policy", "Value": "allkeys-lru"},
+                {"Key": "timeout", "Value": "300"}]}),
+        )
+        .await;
+    assert_eq!(r["Changed"], true, "{r}");
+    assert_eq!(
+        wait_task3(&c, r["TaskId"].as_i64().unwrap()).await,
+        "succeed"
+    );
+    for replica in [false, true] {
+        assert_eq!(
+            config_get(&crsd, &id, replica, "maxmemory-policy").await,
+            "allkeys-lru"
+        );
+        assert_eq!(config_get(&crsd, &id, replica, "timeout").await, "300");
+    }
+    let r = c
+        .ok(
+            "ModifyInstanceParams",
+            json!({"InstanceId": id, "InstanceParams": [{"Key": "timeout", "Value": "300"}]}),
+        )
+        .await;
+    assert_eq!(r["Changed"], false, "same value: {r}");
+    let r = c
+        .ok(
+            "DescribeTaskList",
+            json!({"InstanceId": id, "TaskTypes": ["034"]}),
+        )
+        .await;
+    assert_eq!(r["TotalCount"], 1, "{r}");
+
+    // Kept across a spec change (the upgrade re-renders redis.conf at the next start) and a
+    // kill -9 of the master, which the supervisor brings back.
+    let r = c
+        .ok(
+            "UpgradeInstance",
+            json!({"InstanceId": id, "MemSize": 2048}),
+        )
+        .await;
+    assert!(r["DealName"].is_string());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while v2.describe_one(&id).await["size"] != 2048 || v2.describe_one(&id).await["status"] != 2 {
+        assert!(Instant::now() < deadline, "upgrade did not land");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let svc = common::service(&crsd);
+    let inst = svc.store().instance(&id).await.unwrap().unwrap();
+    let master = svc.node_spec(&inst, crsd_engine::Role::Master);
+    let pid: i32 = std::fs::read_to_string(master.dir.join("redis.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(v) = svc.engine().get_param(&master, "maxmemory-policy").await {
+            let new_pid: i32 = std::fs::read_to_string(master.dir.join("redis.pid"))
+                .unwrap_or_default()
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            if new_pid != pid && new_pid != 0 {
+                assert_eq!(v, "allkeys-lru", "kept after restart");
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "master did not come back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(config_get(&crsd, &id, false, "timeout").await, "300");
+    assert_eq!(
+        config_get(&crsd, &id, false, "maxmemory").await,
+        (2048u64 * 1024 * 1024).to_string()
+    );
+}

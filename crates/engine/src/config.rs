@@ -134,6 +134,14 @@ pub(crate) fn render(
     line("# A cloud store reports OOM to the writer instead of silently evicting data.");
     line(&format!("maxmemory {maxmemory}"));
     line("maxmemory-policy noeviction");
+    if !spec.params.is_empty() {
+        line("");
+        line("# --- parameters the instance's user set (they override the above)");
+        for (name, value) in &spec.params {
+            check_param(name, value)?;
+            line(&format!("{name} {}", quote(value)));
+        }
+    }
     line("");
     line("# --- replication");
     line("# One replica per master: start a full sync at once instead of waiting for more.");
@@ -332,6 +340,20 @@ fn path_str(p: &Path) -> Result<&str, EngineError> {
 
 /// A double-quoted redis.conf string (redis' parser understands `\\` and `\"`). Callers
 /// have already refused control characters.
+/// A user parameter must stay one harmless directive line.
+pub(crate) fn check_param(name: &str, value: &str) -> Result<(), EngineError> {
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !name_ok || value.chars().any(char::is_control) {
+        return Err(EngineError::Config(format!(
+            "parameter {name:?} cannot be written to redis.conf"
+        )));
+    }
+    Ok(())
+}
+
 fn quote(s: &str) -> String {
     let mut q = String::with_capacity(s.len() + 2);
     q.push('"');
@@ -370,6 +392,7 @@ mod tests {
             admin_secret: "admin-secret".into(),
             repl_user: "crsd-repl".into(),
             repl_secret: "repl-secret".into(),
+            params: Vec::new(),
             master: match role {
                 Role::Master => None,
                 Role::Replica => Some(("127.0.0.1".into(), 7000)),

@@ -307,6 +307,42 @@ impl Engine {
         admin::field(&info, "used_memory")
     }
 
+    /// Applies user parameters live (`CONFIG SET` each) and persists them (`CONFIG REWRITE`).
+    /// Validated like the rendered config; a value redis refuses is an error and the
+    /// parameters set before it stay set (the caller sets the old values back).
+    pub async fn set_params(
+        &self,
+        spec: &NodeSpec,
+        params: &[(String, String)],
+    ) -> Result<(), EngineError> {
+        for (name, value) in params {
+            config::check_param(name, value)?;
+        }
+        let mut con = self.admin_connection(spec).await?;
+        for (name, value) in params {
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(name)
+                .arg(value)
+                .query_async::<()>(&mut con)
+                .await?;
+        }
+        config_rewrite(&mut con).await
+    }
+
+    /// `CONFIG GET name` as the admin user.
+    pub async fn get_param(&self, spec: &NodeSpec, name: &str) -> Result<String, EngineError> {
+        let mut con = self.admin_connection(spec).await?;
+        let pair: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(name)
+            .query_async(&mut con)
+            .await?;
+        pair.get(1)
+            .cloned()
+            .ok_or_else(|| EngineError::Protocol(format!("CONFIG GET {name} answered {pair:?}")))
+    }
+
     /// For a replica: `master_link_status:up` and `master_sync_in_progress:0`.
     /// [`EngineError::WrongRole`] if the node is a master.
     pub async fn replica_in_sync(&self, spec: &NodeSpec) -> Result<bool, EngineError> {

@@ -131,6 +131,10 @@ pub struct NodeSpec {
     pub repl_secret: String,
     /// `Some((host, port))` of the master for [`Role::Replica`], `None` for a master.
     pub master: Option<(String, u16)>,
+    /// Further redis parameters the caller allows its users to set (name, value), written
+    /// after crsd's own settings so they take precedence. Names must be lower-case
+    /// `[a-z0-9-]`; values must not hold control characters.
+    pub params: Vec<(String, String)>,
 }
 
 /// A running redis-server of a node.

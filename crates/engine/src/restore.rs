@@ -220,6 +220,7 @@ mod tests {
             admin_secret: "a".into(),
             repl_user: "crsd-repl".into(),
             repl_secret: "r".into(),
+            params: Vec::new(),
             master: None,
         }
     }

@@ -368,7 +368,7 @@ fn check_isolated(inst: &Instance) -> Result<()> {
 }
 
 /// A task may start on an instance only when nothing else holds it and it is serving.
-fn check_idle(inst: &Instance) -> Result<()> {
+pub(crate) fn check_idle(inst: &Instance) -> Result<()> {
     if inst.lock_task.is_some() {
         return Err(Error::InstanceLocked(inst.id.clone()));
     }

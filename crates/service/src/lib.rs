@@ -153,6 +153,11 @@ impl Service {
                 Role::Master => None,
                 Role::Replica => Some((self.cfg.instance_bind.clone(), inst.port)),
             },
+            params: inst
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 

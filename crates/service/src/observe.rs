@@ -2,6 +2,8 @@
 
 use crate::Service;
 use chrono::{DateTime, TimeZone, Utc};
+use crsd_core::model::TaskKind;
+use crsd_core::params::{self, ParamDef};
 use crsd_core::{timefmt, Error, Result};
 use crsd_engine::{Role, SlowlogEntry};
 
@@ -92,6 +94,65 @@ impl Service {
             .take(q.limit as usize)
             .collect();
         Ok((total, page))
+    }
+
+    /// Every parameter users may set, with the instance's current value.
+    pub async fn instance_params(
+        &self,
+        app_id: i64,
+        id: &str,
+    ) -> Result<Vec<(&'static ParamDef, String)>> {
+        let inst = self.owned_instance(app_id, id).await?;
+        Ok(params::PARAMS
+            .iter()
+            .map(|d| {
+                let v = inst.params.get(d.name).cloned();
+                (d, v.unwrap_or_else(|| d.default.to_string()))
+            })
+            .collect())
+    }
+
+    /// ModifyInstanceParams: checks every pair against the allow-list, then a modifyParams
+    /// task applies the changed ones live and keeps them (redis.conf and the instance
+    /// record). `(false, None)` when nothing changes.
+    pub async fn modify_params(
+        &self,
+        app_id: i64,
+        id: &str,
+        pairs: &[(String, String)],
+    ) -> Result<(bool, Option<i64>)> {
+        if pairs.is_empty() {
+            return Err(Error::MissingParameter("InstanceParams".into()));
+        }
+        let mut tx = self.store.write().await?;
+        let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
+        let mut changes = serde_json::Map::new();
+        for (name, value) in pairs {
+            params::check(name, value)?;
+            let current = inst
+                .params
+                .get(name)
+                .cloned()
+                .or_else(|| params::find(name).map(|d| d.default.to_string()));
+            if current.as_deref() != Some(value.as_str()) {
+                changes.insert(name.clone(), serde_json::Value::from(value.clone()));
+            }
+        }
+        if changes.is_empty() {
+            return Ok((false, None));
+        }
+        crate::instances::check_idle(&inst)?;
+        let task = self
+            .lock_with_task(
+                &mut tx,
+                &mut inst,
+                TaskKind::ModifyParams,
+                serde_json::json!({ "params": changes }),
+            )
+            .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok((true, Some(task)))
     }
 
     /// The instance's redis-server nodes: its master and its replica.

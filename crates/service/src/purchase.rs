@@ -145,6 +145,7 @@ impl Service {
                 admin_secret: ids::new_secret(),
                 repl_secret: ids::new_secret(),
                 lock_task: None,
+                params: Default::default(),
             });
         }
         let deal = Deal {

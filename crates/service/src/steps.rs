@@ -35,6 +35,8 @@ pub(crate) struct Finish {
     pub new_backup: Option<Backup>,
     /// A backup the task held (a restore): released with the task's end.
     pub unlock_backup: Option<String>,
+    /// User parameters to record (merged into the instance's).
+    pub params: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl Finish {
@@ -47,6 +49,7 @@ impl Finish {
             deleted_refund: None,
             new_backup: None,
             unlock_backup: None,
+            params: None,
         }
     }
 }
@@ -146,6 +149,21 @@ impl Service {
                 Finish::to(InstanceStatus::Deleted)
             }
             TaskKind::BackupInstance => self.take_backup(&task, &inst).await?,
+            TaskKind::ModifyParams => {
+                let changes = payload_params(&task)?;
+                let list: Vec<(String, String)> = changes.clone().into_iter().collect();
+                engine
+                    .set_params(&master, &list)
+                    .await
+                    .map_err(engine_err)?;
+                engine
+                    .set_params(&replica, &list)
+                    .await
+                    .map_err(engine_err)?;
+                let mut f = Finish::to(InstanceStatus::Running);
+                f.params = Some(changes);
+                f
+            }
             TaskKind::RestoreBackup => self.restore_backup(&mut task, &inst).await?,
             other => {
                 return Err(Error::internal(format!(
@@ -202,6 +220,25 @@ impl Service {
                 Finish::to(inst.status_after_unlock())
             }
             TaskKind::RestoreBackup => self.undo_restore(task, &inst).await?,
+            TaskKind::ModifyParams => {
+                // Back to what the instance had (or the default) for every name touched.
+                if let Ok(changes) = payload_params(task) {
+                    let old: Vec<(String, String)> = changes
+                        .keys()
+                        .map(|name| {
+                            let v = inst.params.get(name).cloned().unwrap_or_else(|| {
+                                crsd_core::params::find(name)
+                                    .map(|d| d.default.to_string())
+                                    .unwrap_or_default()
+                            });
+                            (name.clone(), v)
+                        })
+                        .collect();
+                    let _ = engine.set_params(&master, &old).await;
+                    let _ = engine.set_params(&replica, &old).await;
+                }
+                Finish::to(inst.status_after_unlock())
+            }
             _ => Finish::to(inst.status_after_unlock()),
         };
         let mut t = task.clone();
@@ -227,6 +264,9 @@ impl Service {
             }
             if let Some(mem) = f.mem_mb {
                 inst.mem_mb = mem;
+            }
+            if let Some(changes) = f.params {
+                inst.params.extend(changes);
             }
             if let Some((hash, acl)) = f.password {
                 inst.password_hash = hash;
@@ -298,6 +338,18 @@ impl AfterUnlock for Instance {
             other => other,
         }
     }
+}
+
+fn payload_params(task: &Task) -> Result<std::collections::BTreeMap<String, String>> {
+    task.payload
+        .get("params")
+        .and_then(|v| v.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .ok_or_else(|| Error::internal(format!("task {} payload lacks params", task.id)))
 }
 
 fn payload_i64(task: &Task, key: &str) -> Result<i64> {

@@ -334,6 +334,11 @@ impl Store {
     }
 }
 
+fn params_json(i: &Instance) -> Result<String> {
+    serde_json::to_string(&i.params)
+        .map_err(|e| StoreError::Corrupt(format!("instance params: {e}")))
+}
+
 fn push_backup_where(q: &mut QueryBuilder<'_, Sqlite>, f: &BackupFilter) {
     q.push(" WHERE app_id = ");
     q.push_bind(f.app_id);
@@ -493,8 +498,9 @@ impl WriteTx {
         sqlx::query(
             "INSERT INTO instances (id, app_id, name, project_id, zone_id, region_id, type_id, mem_mb,
                status, vip, port, replica_port, vpc_id, un_vpc_id, subnet_id, un_subnet_id, created_at,
-               deadline, auto_renew, password_hash, password_acl, admin_secret, repl_secret, lock_task)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               deadline, auto_renew, password_hash, password_acl, admin_secret, repl_secret, lock_task,
+               params)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&i.id)
         .bind(i.app_id)
@@ -520,6 +526,7 @@ impl WriteTx {
         .bind(&i.admin_secret)
         .bind(&i.repl_secret)
         .bind(i.lock_task)
+        .bind(params_json(i)?)
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -530,7 +537,7 @@ impl WriteTx {
         self.wrote_instances = true;
         sqlx::query(
             "UPDATE instances SET name = ?, project_id = ?, mem_mb = ?, status = ?, deadline = ?,
-               auto_renew = ?, password_hash = ?, password_acl = ?, lock_task = ?
+               auto_renew = ?, password_hash = ?, password_acl = ?, lock_task = ?, params = ?
              WHERE id = ?",
         )
         .bind(&i.name)
@@ -542,6 +549,7 @@ impl WriteTx {
         .bind(&i.password_hash)
         .bind(&i.password_acl)
         .bind(i.lock_task)
+        .bind(params_json(i)?)
         .bind(&i.id)
         .execute(&mut *self.tx)
         .await?;

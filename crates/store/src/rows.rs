@@ -58,6 +58,8 @@ pub fn instance(r: &SqliteRow) -> Result<Instance> {
         admin_secret: r.try_get("admin_secret")?,
         repl_secret: r.try_get("repl_secret")?,
         lock_task: r.try_get("lock_task")?,
+        params: serde_json::from_str(&r.try_get::<String, _>("params")?)
+            .map_err(|e| StoreError::Corrupt(format!("instance params: {e}")))?,
     })
 }
 

@@ -35,6 +35,7 @@ fn instance(id: &str, app_id: i64, name: &str, project_id: i64, created_s: i64) 
         admin_secret: "s".into(),
         repl_secret: "r".into(),
         lock_task: None,
+        params: Default::default(),
     }
 }
 

@@ -7,6 +7,7 @@ use super::params::Params3;
 use crate::AppState;
 use chrono::{DateTime, Utc};
 use crsd_core::model::{BackupKind, Instance, TaskKind, TaskStatus};
+use crsd_core::params::ParamKind;
 use crsd_core::rules::PasswordPolicy;
 use crsd_core::{timefmt, Error, Result};
 use crsd_engine::Role;
@@ -20,8 +21,8 @@ use serde_json::{json, Map, Value};
 /// UpgradeInstance, DescribeProductInfo, InquiryPriceCreateInstance, CreateInstances,
 /// DestroyPrepaidInstance, StartupInstance, CleanUpInstance, InquiryPriceRenewInstance,
 /// InquiryPriceUpgradeInstance, DescribeInstanceDealDetail, DescribeAutoBackupConfig,
-/// ModifyAutoBackupConfig, DescribeSlowLog and DescribeInstanceNodeInfo (see `dispatch`);
-/// the others answer
+/// ModifyAutoBackupConfig, DescribeSlowLog, DescribeInstanceNodeInfo, DescribeInstanceParams
+/// and ModifyInstanceParams (see `dispatch`); the others answer
 /// UnsupportedOperation naming themselves, and a name outside the model is InvalidAction.
 pub const MODEL: &[&str] = &[
     "AddReplicationInstance",
@@ -702,6 +703,74 @@ pub async fn dispatch(
                 ("Tendis", json!([])),
             ]))
         }
+        "DescribeInstanceParams" => {
+            let list = svc
+                .instance_params(app, &p.required_str("InstanceId")?)
+                .await?;
+            let (mut enums, mut ints, mut texts) = (Vec::new(), Vec::new(), Vec::new());
+            for (def, current) in &list {
+                let base = json!({
+                    "ParamName": def.name,
+                    "NeedRestart": "false",
+                    "DefaultValue": def.default,
+                    "CurrentValue": current,
+                    "Tips": def.tips,
+                    "Status": 1,
+                });
+                let mut v = base.as_object().cloned().unwrap_or_default();
+                match def.kind {
+                    ParamKind::Enum(values) => {
+                        v.insert("ValueType".into(), json!("enum"));
+                        v.insert("EnumValue".into(), json!(values));
+                        enums.push(Value::Object(v));
+                    }
+                    ParamKind::Integer { min, max } => {
+                        v.insert("ValueType".into(), json!("integer"));
+                        v.insert("Min".into(), json!(min.to_string()));
+                        v.insert("Max".into(), json!(max.to_string()));
+                        v.insert("Unit".into(), json!(""));
+                        ints.push(Value::Object(v));
+                    }
+                    ParamKind::Text { chars } => {
+                        v.insert("ValueType".into(), json!("text"));
+                        v.insert("TextValue".into(), json!([chars]));
+                        texts.push(Value::Object(v));
+                    }
+                }
+            }
+            Ok(fields([
+                ("TotalCount", json!(list.len())),
+                ("InstanceEnumParam", json!(enums)),
+                ("InstanceIntegerParam", json!(ints)),
+                ("InstanceTextParam", json!(texts)),
+                ("InstanceMultiParam", json!([])),
+            ]))
+        }
+        "ModifyInstanceParams" => {
+            let id = p.required_str("InstanceId")?;
+            let pairs: Vec<(String, String)> = match p.get("InstanceParams") {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|item| {
+                        let key = item.get("Key").and_then(Value::as_str);
+                        let value = item.get("Value").map(|v| match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        });
+                        match (key, value) {
+                            (Some(k), Some(v)) => Ok((k.to_string(), v)),
+                            _ => Err(Error::invalid("InstanceParams", "each needs Key and Value")),
+                        }
+                    })
+                    .collect::<Result<_>>()?,
+                _ => return Err(Error::MissingParameter("InstanceParams".into())),
+            };
+            let (changed, task) = svc.modify_params(app, &id, &pairs).await?;
+            Ok(fields([
+                ("Changed", json!(changed)),
+                ("TaskId", json!(task.unwrap_or(0))),
+            ]))
+        }
         "DestroyPrepaidInstance" => {
             let task = svc.isolate(app, &p.required_str("InstanceId")?).await?;
             // No refund deal is recorded: the name carries the isolation task's id.
@@ -840,6 +909,7 @@ const TASK_CODES: &[(TaskKind, &str)] = &[
     (TaskKind::ExportBackup, "009"),
     (TaskKind::RestoreBackup, "010"),
     (TaskKind::BackupInstance, "012"),
+    (TaskKind::ModifyParams, "034"),
 ];
 
 fn code_of_kind(kind: TaskKind) -> &'static str {

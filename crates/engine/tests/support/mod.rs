@@ -64,6 +64,7 @@ pub fn node_spec(
         repl_user: "crsd-repl".to_string(),
         repl_secret: repl_secret.to_string(),
         master,
+        params: Vec::new(),
     }
 }
 
