@@ -1636,3 +1636,58 @@ async fn instance_params_change_live_and_stay() {
         (2048u64 * 1024 * 1024).to_string()
     );
 }
+
+#[tokio::test]
+async fn describe_instance_backups_filters_by_status_with_the_models_default() {
+    let crsd = TestCrsd::start().await;
+    let v2 = crsd.client();
+    let c = Tc3Client::new(&crsd);
+    let id = v2_id(&create(&v2, 1).await[0]);
+    for _ in 0..2 {
+        let r = c
+            .ok("ManualBackupInstance", json!({ "InstanceId": id }))
+            .await;
+        assert_eq!(
+            wait_task3(&c, r["TaskId"].as_i64().unwrap()).await,
+            "succeed"
+        );
+    }
+    let count = |r: &Value| r["TotalCount"].as_i64().unwrap();
+    let r = c
+        .ok(
+            "DescribeInstanceBackups",
+            json!({ "InstanceId": id, "Limit": 1 }),
+        )
+        .await;
+    assert_eq!(
+        (count(&r), r["BackupSet"].as_array().unwrap().len()),
+        (2, 1),
+        "{r}"
+    );
+
+    // Expired by retention: gone from the default ([2]) listing, there with Status [-1].
+    crsd.clock.advance(chrono::Duration::days(8));
+    assert_eq!(
+        common::service(&crsd).expire_backups_once().await.unwrap(),
+        2
+    );
+    let r = c
+        .ok("DescribeInstanceBackups", json!({ "InstanceId": id }))
+        .await;
+    assert_eq!(count(&r), 0, "{r}");
+    let r = c
+        .ok(
+            "DescribeInstanceBackups",
+            json!({ "InstanceId": id, "Status": [-1], "Limit": 1, "Offset": 1 }),
+        )
+        .await;
+    assert_eq!(count(&r), 2, "{r}");
+    assert_eq!(r["BackupSet"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["BackupSet"][0]["Status"], -1, "{r}");
+    c.err(
+        "DescribeInstanceBackups",
+        json!({ "InstanceId": id, "Limit": 101 }),
+        "InvalidParameterValue",
+    )
+    .await;
+}

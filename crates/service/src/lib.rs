@@ -39,7 +39,7 @@ pub mod accounts_created {
     pub use crate::accounts::Created;
 }
 pub use backups::{AutoBackupConfig, BackupDownload, BackupQuery, BackupSettings};
-pub use instances::{DescribeQuery, InstanceView};
+pub use instances::{DescribeQuery, InstanceView, MAX_PAGE};
 pub use observe::{NodeInfo, SlowCommand, SlowLogQuery};
 pub use purchase::CreateOrder;
 pub use runner::TaskQuery;

@@ -184,15 +184,38 @@ pub async fn dispatch(
         }
         "DescribeInstanceBackups" => {
             let id = p.required_str("InstanceId")?;
-            let statuses = p.int_list("Status")?;
+            // The model's default filter is [2] (normal backups).
+            let mut statuses = p.int_list("Status")?;
+            if statuses.is_empty() {
+                statuses.push(2);
+            }
+            let (limit, offset) = (p.int_or("Limit", 20)?, p.int_or("Offset", 0)?);
+            if !(0..=100).contains(&limit) || offset < 0 {
+                return Err(Error::invalid(
+                    "Limit",
+                    "Limit is 0-100 and Offset not negative",
+                ));
+            }
+            // An instance keeps few backups (its retention's worth): read them all, filter
+            // by status, then page, so TotalCount counts what matches.
             let q = BackupQuery {
                 redis_id: id.clone(),
-                limit: p.int_or("Limit", 20)?,
-                offset: p.int_or("Offset", 0)?,
+                limit: crsd_service::MAX_PAGE,
+                offset: 0,
                 begin_time: p.str("BeginTime"),
                 end_time: p.str("EndTime"),
             };
-            let (total, list) = svc.backup_list(app, q).await?;
+            let (_, all) = svc.backup_list(app, q).await?;
+            let matching: Vec<_> = all
+                .into_iter()
+                .filter(|b| statuses.contains(&b.status_code()))
+                .collect();
+            let total = matching.len();
+            let list: Vec<_> = matching
+                .into_iter()
+                .skip(offset as usize)
+                .take(limit as usize)
+                .collect();
             let name = svc
                 .store()
                 .instance(&id)
@@ -202,7 +225,6 @@ pub async fn dispatch(
             let retention = svc.config().backups.retention;
             let set: Vec<Value> = list
                 .iter()
-                .filter(|b| statuses.is_empty() || statuses.contains(&b.status_code()))
                 .map(|b| {
                     json!({
                         "StartTime": time(b.started_at),
@@ -227,11 +249,6 @@ pub async fn dispatch(
                     })
                 })
                 .collect();
-            let total = if statuses.is_empty() {
-                total
-            } else {
-                set.len() as i64
-            };
             Ok(fields([
                 ("TotalCount", json!(total)),
                 ("BackupSet", json!(set)),
