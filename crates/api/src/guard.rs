@@ -33,6 +33,38 @@ impl ReplayGuard {
         }
     }
 
+    /// [`ReplayGuard::check`] with its refusal as the domain error every dialect renders.
+    pub fn admit(
+        &self,
+        secret_id: &str,
+        nonce: &str,
+        timestamp: i64,
+        now: i64,
+    ) -> Result<(), crsd_core::Error> {
+        self.check(secret_id, nonce, timestamp, now)
+            .map_err(|e| match e {
+                ReplayError::Stale => self.stale(timestamp, now),
+                ReplayError::NonceReused => {
+                    crsd_core::Error::Replay(format!("Nonce {nonce} was already used"))
+                }
+            })
+    }
+
+    /// The timestamp window alone, for signatures that carry no nonce (TC3).
+    pub fn admit_time(&self, timestamp: i64, now: i64) -> Result<(), crsd_core::Error> {
+        if (now - timestamp).abs() > self.window {
+            return Err(self.stale(timestamp, now));
+        }
+        Ok(())
+    }
+
+    fn stale(&self, timestamp: i64, now: i64) -> crsd_core::Error {
+        crsd_core::Error::Replay(format!(
+            "Timestamp {timestamp} is more than {} s from the server time {now}",
+            self.window
+        ))
+    }
+
     /// Checks the timestamp against `now` and records the nonce. Call only after the
     /// signature verified, so nobody can burn another's nonces.
     pub fn check(

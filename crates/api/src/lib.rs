@@ -111,6 +111,17 @@ async fn download_backup(
     }
 }
 
+/// The host a client signed with: the Host header exactly as received (tccli sends
+/// `http://127.0.0.1:PORT`), else the request URI's authority.
+pub(crate) fn request_host(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> String {
+    headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
 async fn healthz(State(_state): State<SharedState>) -> (StatusCode, &'static str) {
     (StatusCode::OK, "ok\n")
 }

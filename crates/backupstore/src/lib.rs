@@ -15,7 +15,7 @@ mod key;
 mod local;
 
 pub use key::BackupKey;
-pub use local::LocalStore;
+pub use local::{hash_file, LocalStore};
 
 use std::path::{Path, PathBuf};
 

@@ -216,6 +216,12 @@ fn copy_in(src: &Path, mut out: File, tmp: &Path) -> Result<Stored, StoreError> 
     Ok(stored)
 }
 
+/// Size and SHA-256 of a file, read the way `ingest` reads it: what a restore checks a stored
+/// backup against its record with.
+pub fn hash_file(path: &Path) -> io::Result<Stored> {
+    hash_copy(&mut File::open(path)?, None)
+}
+
 /// Reads `input` to its end in [`CHUNK`]s, hashing and, when given, writing every chunk.
 fn hash_copy(input: &mut File, mut out: Option<&mut File>) -> io::Result<Stored> {
     let mut buf = vec![0u8; CHUNK];

@@ -4,108 +4,15 @@
 
 mod common;
 
-use common::{kill_redis_under, redis_conn, V2Client};
-use crsd_core::clock::OffsetClock;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use common::daemon::Daemon;
+use common::redis_conn;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SECRET_ID: &str = "AKIDfaultsTestSecretId000000000001";
 const SECRET_KEY: &str = "faultsTestSecretKey0000000000001";
 const PASSWORD: &str = "Faults2024(ok";
-
-struct Daemon {
-    child: Option<Child>,
-    data: PathBuf,
-    config: PathBuf,
-    port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Daemon {
-    fn new(dir: &Path) -> Daemon {
-        let (lo, hi) = common::port_range(40);
-        let config = dir.join("crsd.toml");
-        std::fs::write(
-            &config,
-            format!("[instances]\nport_min = {lo}\nport_max = {hi}\n[loops]\nsupervise_every_ms = 200\n"),
-        )
-        .unwrap();
-        Daemon {
-            child: None,
-            data: dir.join("data"),
-            config,
-            port: free_port(),
-        }
-    }
-
-    async fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data.with_extension("log"))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_crsd"))
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .env("CRSD_BOOTSTRAP_SECRET_ID", SECRET_ID)
-            .env("CRSD_BOOTSTRAP_SECRET_KEY", SECRET_KEY)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("crsd binary starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let url = format!("http://127.0.0.1:{}/healthz", self.port);
-        loop {
-            if let Ok(r) = reqwest::get(&url).await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "crsd did not become healthy");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    fn client(&self) -> V2Client {
-        V2Client {
-            url: format!("http://127.0.0.1:{}", self.port),
-            host: format!("127.0.0.1:{}", self.port),
-            secret_id: SECRET_ID.into(),
-            secret_key: SECRET_KEY.into(),
-            clock: Arc::new(OffsetClock::new()),
-            method: "GET",
-            sha256: true,
-            http: reqwest::Client::new(),
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill9();
-        kill_redis_under(&self.data);
-    }
-}
 
 fn pid_of(data: &Path, id: &str, role: &str) -> i32 {
     let p = data.join("instances").join(id).join(role).join("redis.pid");
@@ -120,7 +27,7 @@ async fn dbsize(host: &str, port: u16) -> redis::RedisResult<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_outlive_crsd_and_redis_comes_back_with_its_data() {
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path());
+    let mut d = Daemon::new(dir.path(), SECRET_ID, SECRET_KEY);
     d.start().await;
     let c = d.client();
     let inst = c.create(PASSWORD, 1).await.remove(0);
@@ -203,7 +110,7 @@ async fn instances_outlive_crsd_and_redis_comes_back_with_its_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_interrupted_by_kill9_ends_in_a_defined_state() {
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path());
+    let mut d = Daemon::new(dir.path(), SECRET_ID, SECRET_KEY);
     d.start().await;
     let c = d.client();
     let v = c

@@ -7,15 +7,14 @@
 
 mod common;
 
-use common::{kill_redis_under, redis_conn, V2Client};
-use crsd_core::clock::OffsetClock;
+use common::daemon::{free_port, Daemon};
+use common::{redis_conn, V2Client};
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SECRET_ID: &str = "AKIDfaultsBackupSecretId0000000001";
@@ -26,142 +25,6 @@ const BIG_KEYS: usize = 300_000;
 const VALUE_LEN: usize = 500;
 
 // ---------------- the real binary ----------------
-
-struct Daemon {
-    child: Option<Child>,
-    /// The test's temporary folder: every process of this test names it in its argv.
-    root: PathBuf,
-    data: PathBuf,
-    config: PathBuf,
-    port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Daemon {
-    fn new(dir: &Path) -> Daemon {
-        let (lo, hi) = common::port_range(40);
-        let config = dir.join("crsd.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[instances]\nport_min = {lo}\nport_max = {hi}\n\
-                 [loops]\nsupervise_every_ms = 200\nexpiry_every_secs = 3600\n"
-            ),
-        )
-        .unwrap();
-        Daemon {
-            child: None,
-            root: dir.to_path_buf(),
-            data: dir.join("data"),
-            config,
-            port: free_port(),
-        }
-    }
-
-    async fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data.with_extension("log"))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_crsd"))
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .env("CRSD_BOOTSTRAP_SECRET_ID", SECRET_ID)
-            .env("CRSD_BOOTSTRAP_SECRET_KEY", SECRET_KEY)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("crsd binary starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let url = format!("http://127.0.0.1:{}/healthz", self.port);
-        loop {
-            if let Ok(r) = reqwest::get(&url).await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "crsd did not become healthy");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    fn client(&self) -> V2Client {
-        V2Client {
-            url: format!("http://127.0.0.1:{}", self.port),
-            host: format!("127.0.0.1:{}", self.port),
-            secret_id: SECRET_ID.into(),
-            secret_key: SECRET_KEY.into(),
-            clock: Arc::new(OffsetClock::new()),
-            method: "GET",
-            sha256: true,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn node_dir(&self, id: &str, role: &str) -> PathBuf {
-        self.data.join("instances").join(id).join(role)
-    }
-
-    fn store_dir(&self) -> PathBuf {
-        self.data.join("backups")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill9();
-        if std::thread::panicking() {
-            // What crsd said, for the failure report (the folder is removed after this).
-            let log = std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            eprintln!("---- crsd log (last 60 lines) ----");
-            for l in &lines[lines.len().saturating_sub(60)..] {
-                eprintln!("{l}");
-            }
-        }
-        kill_redis_under(&self.data);
-        // Also what has no pid file: a scratch redis-server, a save child whose parent died.
-        kill_procs_naming(&self.root);
-    }
-}
-
-/// kill -9 every process whose command line names `dir` (this test's own temp folder).
-fn kill_procs_naming(dir: &Path) {
-    let needle = dir.to_string_lossy().into_owned();
-    let me = std::process::id().to_string();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name == me || !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmd).contains(&needle) {
-            let _ = Command::new("kill").args(["-9", &name]).status();
-        }
-    }
-}
 
 fn pid_of(d: &Daemon, id: &str, role: &str) -> i32 {
     let p = d.node_dir(id, role).join("redis.pid");
@@ -620,7 +483,7 @@ async fn wait_for_backup_point(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crsd_killed_during_a_backup_leaves_only_whole_backups() {
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path());
+    let mut d = Daemon::new(dir.path(), SECRET_ID, SECRET_KEY);
     d.start().await;
     let c = d.client();
     let (id, host, port) = create_one(&c).await;
@@ -753,7 +616,7 @@ async fn change_to_state_b(conn: &mut MultiplexedConnection) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crsd_killed_during_a_restore_leaves_one_whole_data_set() {
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path());
+    let mut d = Daemon::new(dir.path(), SECRET_ID, SECRET_KEY);
     d.start().await;
     let c = d.client();
     let (id, host, port) = create_one(&c).await;
@@ -911,7 +774,7 @@ async fn crsd_killed_during_a_restore_leaves_one_whole_data_set() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_killed_during_a_backup_leaves_no_partial_backup() {
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path());
+    let mut d = Daemon::new(dir.path(), SECRET_ID, SECRET_KEY);
     d.start().await;
     let c = d.client();
     let (id, host, port) = create_one(&c).await;
@@ -980,7 +843,7 @@ async fn replica_killed_during_a_backup_leaves_no_partial_backup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_holds_every_write_acknowledged_before_the_request() {
     let dir = tempfile::tempdir().unwrap();
-    let mut d = Daemon::new(dir.path());
+    let mut d = Daemon::new(dir.path(), SECRET_ID, SECRET_KEY);
     d.start().await;
     let c = d.client();
     let (id, host, port) = create_one(&c).await;

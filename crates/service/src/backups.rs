@@ -23,7 +23,7 @@ use crate::Service;
 use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Timelike, Utc, Weekday};
 use crsd_backupstore::BackupKey;
 use crsd_core::model::{Backup, BackupKind, BackupState, Instance, InstanceStatus, Task, TaskKind};
-use crsd_core::{ids, secret, timefmt, Error, Result};
+use crsd_core::{ids, secret, Error, Result};
 use crsd_engine::Role;
 use crsd_store::{BackupFilter, NewTask};
 use serde_json::json;
@@ -114,7 +114,7 @@ fn parse_day(name: &str) -> Option<Weekday> {
     ALL_DAYS.into_iter().find(|d| day_name(*d) == name.trim())
 }
 
-/// GetRedisBackupList, parsed.
+/// GetRedisBackupList / DescribeInstanceBackups, parsed.
 #[derive(Debug, Clone, Default)]
 pub struct BackupQuery {
     pub redis_id: String,
@@ -122,6 +122,17 @@ pub struct BackupQuery {
     pub offset: i64,
     pub begin_time: Option<String>,
     pub end_time: Option<String>,
+    /// Only backups whose `status` is one of these; all when empty.
+    pub statuses: Vec<i64>,
+}
+
+/// One page of an instance's backups.
+#[derive(Debug, Clone)]
+pub struct BackupPage {
+    /// How many match, over all pages.
+    pub total: i64,
+    pub backups: Vec<Backup>,
+    pub instance_name: String,
 }
 
 /// A file a download URL may stream.
@@ -166,7 +177,7 @@ impl Service {
     }
 
     /// GetRedisBackupList: one instance's backups, newest first.
-    pub async fn backup_list(&self, app_id: i64, q: BackupQuery) -> Result<(i64, Vec<Backup>)> {
+    pub async fn backup_list(&self, app_id: i64, q: BackupQuery) -> Result<BackupPage> {
         if q.limit < 0 || q.limit > crate::instances::MAX_PAGE {
             return Err(Error::invalid("limit", "must be within [0, 1000]"));
         }
@@ -175,19 +186,40 @@ impl Service {
         }
         let inst = self.owned_instance(app_id, &q.redis_id).await?;
         let begin = self.parse_time("beginTime", &q.begin_time)?;
-        // Inclusive at the printed second, like GetRedisTaskList.
-        let end = self
-            .parse_time("endTime", &q.end_time)?
-            .map(|e| e + chrono::Duration::seconds(1) - chrono::Duration::milliseconds(1));
-        let filter = BackupFilter {
+        let end = self.parse_end_time("endTime", &q.end_time)?;
+        let mut filter = BackupFilter {
             app_id,
-            instance_id: inst.id,
+            instance_id: inst.id.clone(),
             begin,
             end,
             limit: q.limit,
             offset: q.offset,
         };
-        Ok(self.store.list_backups(&filter).await?)
+        let (total, backups) = if q.statuses.is_empty() {
+            self.store.list_backups(&filter).await?
+        } else {
+            // The status shown is derived (state and lock); an instance keeps only its
+            // retention's worth of backups, so filter them all here, then page.
+            filter.limit = i64::MAX;
+            filter.offset = 0;
+            let (_, all) = self.store.list_backups(&filter).await?;
+            let hits: Vec<Backup> = all
+                .into_iter()
+                .filter(|b| q.statuses.contains(&b.status_code()))
+                .collect();
+            let total = hits.len() as i64;
+            let page = hits
+                .into_iter()
+                .skip(q.offset as usize)
+                .take(q.limit as usize)
+                .collect();
+            (total, page)
+        };
+        Ok(BackupPage {
+            total,
+            backups,
+            instance_name: inst.name,
+        })
     }
 
     /// GetBackupDownloadUrl's checks: the instance's own backup, in a downloadable state.
@@ -595,10 +627,11 @@ impl Service {
             .local_path(&backup_key(backup))
             .ok_or_else(|| Error::BackupCorrupt(format!("backup {} has no file", backup.id)))?;
         let p = path.clone();
-        let actual = tokio::task::spawn_blocking(move || sha256_file(&p))
+        let actual = tokio::task::spawn_blocking(move || crsd_backupstore::hash_file(&p))
             .await
             .map_err(|e| Error::internal(format!("hashing panicked: {e}")))?
-            .map_err(|e| Error::BackupCorrupt(format!("reading backup {}: {e}", backup.id)))?;
+            .map_err(|e| Error::BackupCorrupt(format!("reading backup {}: {e}", backup.id)))?
+            .sha256;
         if actual != backup.sha256 {
             return Err(Error::BackupCorrupt(format!(
                 "backup {}: SHA-256 {actual} differs from the recorded {}",
@@ -665,15 +698,6 @@ impl Service {
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or(now)
     }
-
-    fn parse_time(&self, name: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>> {
-        match v.as_deref().map(str::trim) {
-            None | Some("") => Ok(None),
-            Some(s) => timefmt::parse(s, self.time_zone())
-                .map(Some)
-                .ok_or_else(|| Error::invalid(name, "expected YYYY-MM-DD HH:MM:SS")),
-        }
-    }
 }
 
 /// `HH:00-HH:00` (one whole hour; `23:00-00:00` wraps) -> the start hour.
@@ -715,21 +739,4 @@ fn payload_str(task: &Task, key: &str) -> Result<String> {
         .and_then(|v| v.as_str())
         .map(str::to_string)
         .ok_or_else(|| Error::internal(format!("task {} payload lacks {key}", task.id)))
-}
-
-/// Lowercase hex SHA-256 of a file, read in 1 MiB chunks.
-fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }

@@ -38,7 +38,7 @@ pub use accounts::{AccountCredentials, NewAccount};
 pub mod accounts_created {
     pub use crate::accounts::Created;
 }
-pub use backups::{AutoBackupConfig, BackupDownload, BackupQuery, BackupSettings};
+pub use backups::{AutoBackupConfig, BackupDownload, BackupPage, BackupQuery, BackupSettings};
 pub use instances::{DescribeQuery, InstanceView, MAX_PAGE};
 pub use observe::{NodeInfo, SlowCommand, SlowLogQuery};
 pub use purchase::CreateOrder;
@@ -163,6 +163,32 @@ impl Service {
 
     pub fn instance_dir(&self, id: &str) -> PathBuf {
         self.cfg.data_dir.join("instances").join(id)
+    }
+
+    /// A `YYYY-MM-DD HH:MM:SS` filter bound in the operator's time zone; None when absent.
+    pub(crate) fn parse_time(
+        &self,
+        name: &str,
+        v: &Option<String>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        match v.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(s) => crsd_core::timefmt::parse(s, self.time_zone())
+                .map(Some)
+                .ok_or_else(|| Error::invalid(name, "expected YYYY-MM-DD HH:MM:SS")),
+        }
+    }
+
+    /// An end bound, inclusive at the second the lists print: something started at
+    /// 12:00:00.5 shows 12:00:00 and is within `endTime=... 12:00:00`.
+    pub(crate) fn parse_end_time(
+        &self,
+        name: &str,
+        v: &Option<String>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        Ok(self
+            .parse_time(name, v)?
+            .map(|e| e + chrono::Duration::seconds(1) - chrono::Duration::milliseconds(1)))
     }
 
     /// The caller's instance `id`; another account's instance does not exist for the caller.

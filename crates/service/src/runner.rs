@@ -7,9 +7,8 @@
 //! undone, nothing changed) or in error (-1: an unexpected failure, e.g. a panic).
 
 use crate::Service;
-use chrono::{DateTime, Utc};
 use crsd_core::model::{Task, TaskKind, TaskStatus, TaskView};
-use crsd_core::{timefmt, Error, Result};
+use crsd_core::{Error, Result};
 use crsd_store::TaskFilter;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -46,20 +45,8 @@ impl Service {
         if q.offset < 0 {
             return Err(Error::invalid("offset", "must not be negative"));
         }
-        let tz = self.time_zone();
-        let time = |name: &str, v: &Option<String>| -> Result<Option<DateTime<Utc>>> {
-            match v.as_deref().map(str::trim) {
-                None | Some("") => Ok(None),
-                Some(s) => timefmt::parse(s, tz)
-                    .map(Some)
-                    .ok_or_else(|| Error::invalid(name, "expected YYYY-MM-DD HH:MM:SS")),
-            }
-        };
-        let begin = time("beginTime", &q.begin_time)?;
-        // [beginTime, endTime] is inclusive at the second the list prints: a task started at
-        // 12:00:00.5 shows `startTime` 12:00:00 and is within `endTime=... 12:00:00`.
-        let end = time("endTime", &q.end_time)?
-            .map(|e| e + chrono::Duration::seconds(1) - chrono::Duration::milliseconds(1));
+        let begin = self.parse_time("beginTime", &q.begin_time)?;
+        let end = self.parse_end_time("endTime", &q.end_time)?;
         for s in &q.statuses {
             if TaskStatus::from_code(*s).is_none() {
                 return Err(Error::invalid(

@@ -196,32 +196,16 @@ pub async fn dispatch(
                     "Limit is 0-100 and Offset not negative",
                 ));
             }
-            // An instance keeps few backups (its retention's worth): read them all, filter
-            // by status, then page, so TotalCount counts what matches.
             let q = BackupQuery {
-                redis_id: id.clone(),
-                limit: crsd_service::MAX_PAGE,
-                offset: 0,
+                redis_id: id,
+                limit,
+                offset,
                 begin_time: p.str("BeginTime"),
                 end_time: p.str("EndTime"),
+                statuses,
             };
-            let (_, all) = svc.backup_list(app, q).await?;
-            let matching: Vec<_> = all
-                .into_iter()
-                .filter(|b| statuses.contains(&b.status_code()))
-                .collect();
-            let total = matching.len();
-            let list: Vec<_> = matching
-                .into_iter()
-                .skip(offset as usize)
-                .take(limit as usize)
-                .collect();
-            let name = svc
-                .store()
-                .instance(&id)
-                .await?
-                .map(|i| i.name)
-                .unwrap_or_default();
+            let page = svc.backup_list(app, q).await?;
+            let (total, list, name) = (page.total, page.backups, page.instance_name);
             let retention = svc.config().backups.retention;
             let set: Vec<Value> = list
                 .iter()
@@ -448,12 +432,7 @@ pub async fn dispatch(
         }
         "ResetPassword" => {
             let id = p.required_str("InstanceId")?;
-            if p.str("NoAuth").is_some_and(|v| v == "true" || v == "1") {
-                return Err(Error::invalid(
-                    "NoAuth",
-                    "password-less instances are not offered by this operator",
-                ));
-            }
+            refuse_no_auth(p)?;
             let task = svc
                 .reset_password(
                     app,
@@ -537,12 +516,7 @@ pub async fn dispatch(
         }
         "CreateInstances" => {
             let (zone_id, type_id) = zone_and_type(state, p)?;
-            if p.str("NoAuth").is_some_and(|v| v == "true" || v == "1") {
-                return Err(Error::invalid(
-                    "NoAuth",
-                    "password-less instances are not offered by this operator",
-                ));
-            }
+            refuse_no_auth(p)?;
             let order = CreateOrder {
                 zone_id,
                 type_id,
@@ -879,6 +853,17 @@ fn zone_and_type(state: &AppState, p: &Params3) -> Result<(i64, i64)> {
             .ok_or_else(|| Error::invalid("ZoneId", "no zone is configured"))?,
     };
     Ok((zone, type_id))
+}
+
+/// `NoAuth: true` asks for a password-less instance, which this operator does not offer.
+fn refuse_no_auth(p: &Params3) -> Result<()> {
+    if p.str("NoAuth").is_some_and(|v| v == "true" || v == "1") {
+        return Err(Error::invalid(
+            "NoAuth",
+            "password-less instances are not offered by this operator",
+        ));
+    }
+    Ok(())
 }
 
 /// Sizes a product sells, in GB (1 GB steps), as ProductConf lists them.

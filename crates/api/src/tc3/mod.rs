@@ -16,7 +16,6 @@ mod actions;
 mod errors;
 pub mod params;
 
-use crate::guard::ReplayError;
 use crate::sign_tc3;
 use crate::sign_v2::{self, SignatureMethod};
 use crate::SharedState;
@@ -63,12 +62,7 @@ pub async fn handle(
     body: Bytes,
 ) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| uri.authority().map(|a| a.to_string()))
-        .unwrap_or_default();
+    let host = crate::request_host(&headers, &uri);
     let query = query.unwrap_or_default();
     let result = match authenticate(&state, &method, &host, &headers, &query, &body).await {
         Ok(req) => {
@@ -110,13 +104,7 @@ async fn authenticate(
     query: &str,
     body: &[u8],
 ) -> Result<Authenticated, Error> {
-    let header_str = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    if let Some(auth) = header_str("authorization") {
+    if let Some(auth) = header(headers, "authorization") {
         return authenticate_tc3(state, method, headers, query, body, &auth).await;
     }
     // The old signature: parameters in the form body (POST) or the query (GET).
@@ -157,7 +145,9 @@ async fn authenticate(
     if !signed_ok {
         return Err(Error::SignatureMismatch);
     }
-    check_replay(state, &secret_id, &nonce, timestamp)?;
+    state
+        .replay
+        .admit(&secret_id, &nonce, timestamp, state.svc.now().timestamp())?;
     Ok(Authenticated {
         app_id: creds.app_id,
         action: get("Action").unwrap_or_default(),
@@ -173,17 +163,12 @@ async fn authenticate_tc3(
     body: &[u8],
     authorization: &str,
 ) -> Result<Authenticated, Error> {
-    let header_str = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
     let auth = sign_tc3::parse_authorization(authorization)
         .map_err(|e| Error::MalformedAuthorization(e.to_string()))?;
-    let action = header_str("x-tc-action").ok_or(Error::MissingParameter("X-TC-Action".into()))?;
-    check_version(header_str("x-tc-version").as_deref())?;
-    let timestamp = parse_timestamp(header_str("x-tc-timestamp").as_deref())?;
+    let action =
+        header(headers, "x-tc-action").ok_or(Error::MissingParameter("X-TC-Action".into()))?;
+    check_version(header(headers, "x-tc-version").as_deref())?;
+    let timestamp = parse_timestamp(header(headers, "x-tc-timestamp").as_deref())?;
     let creds = state.svc.credentials(&auth.secret_id).await?;
     let all_headers: Vec<(String, String)> = headers
         .iter()
@@ -218,13 +203,9 @@ async fn authenticate_tc3(
         }
     })?;
     // TC3 requests carry no Nonce: only the time window applies.
-    let now = state.svc.now().timestamp();
-    if (now - timestamp).abs() > state.cfg.replay_window_secs {
-        return Err(Error::Replay(format!(
-            "Timestamp {timestamp} is more than {} s from the server time {now}",
-            state.cfg.replay_window_secs
-        )));
-    }
+    state
+        .replay
+        .admit_time(timestamp, state.svc.now().timestamp())?;
     let params = if *method == Method::POST {
         Params3::from_json(body)?
     } else {
@@ -253,21 +234,9 @@ fn parse_timestamp(v: Option<&str>) -> Result<i64, Error> {
         .ok_or_else(|| Error::invalid("Timestamp", "must be unix seconds"))
 }
 
-fn check_replay(
-    state: &SharedState,
-    secret_id: &str,
-    nonce: &str,
-    timestamp: i64,
-) -> Result<(), Error> {
-    let now = state.svc.now().timestamp();
-    state
-        .replay
-        .check(secret_id, nonce, timestamp, now)
-        .map_err(|e| match e {
-            ReplayError::Stale => Error::Replay(format!(
-                "Timestamp {timestamp} is more than {} s from the server time {now}",
-                state.cfg.replay_window_secs
-            )),
-            ReplayError::NonceReused => Error::Replay(format!("Nonce {nonce} was already used")),
-        })
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }

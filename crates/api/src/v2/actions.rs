@@ -414,8 +414,10 @@ async fn backup_list(state: &AppState, app: i64, p: &Params) -> Result<Data> {
         offset: p.int_or("offset", 0)?,
         begin_time: p.str("beginTime"),
         end_time: p.str("endTime"),
+        statuses: Vec::new(),
     };
-    let (total, list) = state.svc.backup_list(app, q).await?;
+    let page = state.svc.backup_list(app, q).await?;
+    let (total, list) = (page.total, page.backups);
     let tz = state.svc.time_zone();
     let set: Vec<Value> = list
         .iter()

@@ -8,7 +8,6 @@
 mod actions;
 mod errors;
 
-use crate::guard::ReplayError;
 use crate::params::Params;
 use crate::sign_v2::{self, SignatureMethod};
 use crate::SharedState;
@@ -42,12 +41,7 @@ pub async fn handle(
     let pairs = sign_v2::parse_pairs(&raw);
     let params = Params::from_pairs(&pairs);
     let action = params.get("Action").unwrap_or_default().to_string();
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| uri.authority().map(|a| a.to_string()))
-        .unwrap_or_default();
+    let host = crate::request_host(&headers, &uri);
     let result = match authenticate(&state, method.as_str(), &host, &pairs, &params).await {
         Ok(caller) => {
             if !actions::is_known(&action) {
@@ -116,17 +110,9 @@ async fn authenticate(
     if !signed_ok {
         return Err(Error::SignatureMismatch);
     }
-    let now = state.svc.now().timestamp();
     state
         .replay
-        .check(secret_id, nonce, timestamp, now)
-        .map_err(|e| match e {
-            ReplayError::Stale => Error::Replay(format!(
-                "Timestamp {timestamp} is more than {} s from the server time {now}",
-                state.cfg.replay_window_secs
-            )),
-            ReplayError::NonceReused => Error::Replay(format!("Nonce {nonce} was already used")),
-        })?;
+        .admit(secret_id, nonce, timestamp, state.svc.now().timestamp())?;
     Ok(Caller {
         app_id: creds.app_id,
     })

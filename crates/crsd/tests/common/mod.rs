@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use base64::Engine as _;
 use crsd::config::Config;
 use crsd_core::clock::OffsetClock;
