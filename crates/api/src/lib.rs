@@ -8,6 +8,7 @@
 pub mod download;
 pub mod guard;
 pub mod params;
+pub mod sign_co;
 pub mod sign_tc3;
 pub mod sign_v2;
 pub mod tc3;
