@@ -75,6 +75,10 @@ pub trait BackupStore: Send + Sync + 'static {
     /// Removes the backup; removing a missing one is Ok.
     fn delete(&self, key: &BackupKey) -> Result<(), StoreError>;
 
+    /// Every backup stored, in no particular order (entries that are not backups are skipped).
+    /// The service compares it with its records at start to remove files a crash orphaned.
+    fn list(&self) -> Result<Vec<BackupKey>, StoreError>;
+
     /// Removes temporary files left by a crash; returns how many. Call at startup, before any
     /// ingest: an ingest in flight would lose its temporary file.
     fn sweep(&self) -> Result<usize, StoreError>;

@@ -164,6 +164,30 @@ impl BackupStore for LocalStore {
         }
     }
 
+    fn list(&self) -> Result<Vec<BackupKey>, StoreError> {
+        let mut keys = Vec::new();
+        for instance in fs::read_dir(&self.root).map_err(io_err("list", &self.root))? {
+            let dir = instance.map_err(io_err("list", &self.root))?.path();
+            let Some(instance_id) = dir.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if instance_id == TMP_DIR || !dir.is_dir() {
+                continue;
+            }
+            for file in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
+                let path = file.map_err(io_err("list", &dir))?.path();
+                let backup_id = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".rdb"));
+                if let Some(key) = backup_id.and_then(|b| BackupKey::new(instance_id, b).ok()) {
+                    keys.push(key);
+                }
+            }
+        }
+        Ok(keys)
+    }
+
     fn sweep(&self) -> Result<usize, StoreError> {
         let tmp_dir = self.root.join(TMP_DIR);
         let entries = match fs::read_dir(&tmp_dir) {

@@ -196,6 +196,29 @@ fn delete_is_idempotent() {
 }
 
 #[test]
+fn list_names_every_stored_backup_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("backups");
+    let store = LocalStore::open(&root).unwrap();
+    assert!(store.list().unwrap().is_empty());
+    for name in ["b-1", "b-2"] {
+        let (src, _) = write_src(dir.path(), name, 100);
+        store.ingest(&key(name), &src).unwrap();
+    }
+    let (src, _) = write_src(dir.path(), "other", 100);
+    let other = BackupKey::new("crs-other", "b-3").unwrap();
+    store.ingest(&other, &src).unwrap();
+    // Debris that is not a backup: a stray file and a temporary.
+    fs::write(root.join("crs-abc123").join("notes.txt"), b"x").unwrap();
+    fs::write(root.join(".tmp").join("x.part"), b"x").unwrap();
+    let mut got = store.list().unwrap();
+    got.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+    assert_eq!(got, vec![key("b-1"), key("b-2"), other.clone()]);
+    store.delete(&key("b-1")).unwrap();
+    assert_eq!(store.list().unwrap().len(), 2);
+}
+
+#[test]
 fn sweep_removes_part_files() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::open(dir.path().join("backups")).unwrap();

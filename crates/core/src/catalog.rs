@@ -30,6 +30,13 @@ pub struct Zone {
     pub name: String,
     /// DescribeRedis `regionId` (1 Guangzhou, 4 Shanghai, 5 Hong Kong, ...).
     pub region_id: i64,
+    /// The Capital Online dialect's `RegionId` of this zone (a site, e.g. `CN_Guangzhou_A`);
+    /// `zone_<id>` when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_id: Option<String>,
+    /// The Capital Online dialect's `RegionName` (an area, e.g. `中国大陆`); empty when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
     pub types: Vec<ProductType>,
 }
 
@@ -65,16 +72,18 @@ fn master_replica() -> ProductType {
 
 fn default_zones() -> Vec<Zone> {
     [
-        (100002, "广州二区", 1),
-        (200001, "上海一区", 4),
-        (300001, "香港一区", 5),
-        (400001, "北美一区", 6),
+        (100002, "广州二区", 1, "CN_Guangzhou_A", "中国大陆"),
+        (200001, "上海一区", 4, "CN_Shanghai_A", "中国大陆"),
+        (300001, "香港一区", 5, "CN_Hongkong_A", "亚太地区"),
+        (400001, "北美一区", 6, "US_SiliconValley_A", "北美地区"),
     ]
     .into_iter()
-    .map(|(id, name, region_id)| Zone {
+    .map(|(id, name, region_id, site, area)| Zone {
         id,
         name: name.into(),
         region_id,
+        site_id: Some(site.into()),
+        area: Some(area.into()),
         types: vec![master_replica()],
     })
     .collect()
@@ -143,6 +152,29 @@ impl Catalog {
         let months = remaining / (30.0 * 86400.0);
         let gb = (new_mb - old_mb).max(0) as f64 / 1024.0;
         (self.price_per_gb_month as f64 * gb * months).round() as i64
+    }
+}
+
+impl Zone {
+    /// The Capital Online `RegionId` of this zone.
+    pub fn site_id(&self) -> String {
+        self.site_id
+            .clone()
+            .unwrap_or_else(|| format!("zone_{}", self.id))
+    }
+
+    /// Whether the zone sells a type crsd can run.
+    pub fn sells(&self) -> bool {
+        self.types
+            .iter()
+            .any(|t| RUNNABLE_TYPES.contains(&t.type_id))
+    }
+}
+
+impl Catalog {
+    /// The zone whose Capital Online `RegionId` is `site`.
+    pub fn zone_by_site(&self, site: &str) -> Option<&Zone> {
+        self.zones.iter().find(|z| z.site_id() == site)
     }
 }
 

@@ -239,6 +239,11 @@ impl Config {
         if self.catalog.zones.is_empty() || self.catalog.periods.is_empty() {
             return bad("catalog needs at least one zone and one period");
         }
+        let mut sites: Vec<String> = self.catalog.zones.iter().map(|z| z.site_id()).collect();
+        sites.sort();
+        if sites.windows(2).any(|w| w[0] == w[1]) {
+            return bad("catalog zones need distinct site_id values");
+        }
         if self.backups.daily_time().is_none() {
             return bad("backups.daily_at must be HH:MM");
         }
@@ -298,5 +303,14 @@ mod tests {
         assert!(Config::parse("[backups]\ndaily_at = \"25:00\"").is_err());
         assert!(Config::parse("[backups]\nretention_days = 0").is_err());
         assert!(Config::parse("[backups]\nintranet_base_url = \"ftp://x\"").is_err());
+        let zone = |id: i64| {
+            format!(
+                "[[catalog.zones]]\nid = {id}\nname = \"z\"\nregion_id = 1\nsite_id = \"S\"\n\
+                 [[catalog.zones.types]]\ntype_id = 2\ntype_name = \"t\"\nmin_mem_mb = 1024\n\
+                 max_mem_mb = 2048\nmin_buy_num = 1\nmax_buy_num = 1\n"
+            )
+        };
+        assert!(Config::parse(&zone(1)).is_ok());
+        assert!(Config::parse(&format!("{}{}", zone(1), zone(2))).is_err());
     }
 }

@@ -478,13 +478,59 @@ impl Service {
         Ok(expired)
     }
 
-    /// Removes temporary files a crash left in the backup store (call at start).
+    /// DeleteBackup: forgets one of the instance's backups and removes its file. A backup a
+    /// running restore uses is refused (BackupLocked). The record goes first, in its own
+    /// commit: a download racing this sees 404, and a crash before the file is removed leaves
+    /// an orphan that the start-up sweep removes.
+    pub async fn delete_backup(&self, app_id: i64, redis_id: &str, backup_id: &str) -> Result<()> {
+        if backup_id.is_empty() {
+            return Err(Error::MissingParameter("backupId".into()));
+        }
+        let mut tx = self.store.write().await?;
+        let inst = self.owned_in_tx(&mut tx, app_id, redis_id).await?;
+        let backup = match tx.backup(backup_id).await? {
+            Some(b) if b.instance_id == inst.id && b.app_id == app_id => b,
+            _ => return Err(Error::BackupNotFound(backup_id.to_string())),
+        };
+        if backup.lock_task.is_some() {
+            return Err(Error::BackupLocked(backup.id));
+        }
+        tx.delete_backup(&backup.id).await?;
+        tx.commit().await?;
+        self.delete_backup_file(&backup).await
+    }
+
+    /// At start, before any task runs: removes temporary files a crash left in the backup
+    /// store, and stored files no usable backup record names (a crash between a record's
+    /// expiry or deletion and its file's removal, or a backup task interrupted between
+    /// storing its file and recording it, which stores it again when it resumes).
+    /// Returns how many files went.
     pub async fn sweep_backup_store(&self) -> Result<usize> {
         let store = self.backup_store.clone();
-        tokio::task::spawn_blocking(move || store.sweep())
-            .await
-            .map_err(|e| Error::internal(format!("sweep panicked: {e}")))?
-            .map_err(|e| Error::internal(format!("sweeping the backup store: {e}")))
+        let (temporaries, stored) = tokio::task::spawn_blocking(move || {
+            Ok::<_, crsd_backupstore::StoreError>((store.sweep()?, store.list()?))
+        })
+        .await
+        .map_err(|e| Error::internal(format!("sweep panicked: {e}")))?
+        .map_err(|e| Error::internal(format!("sweeping the backup store: {e}")))?;
+        let mut removed = temporaries;
+        for key in stored {
+            let usable = self.store.backup(&key.backup_id).await?.is_some_and(|b| {
+                b.instance_id == key.instance_id
+                    && matches!(b.state, BackupState::Normal | BackupState::Exported)
+            });
+            if !usable {
+                let store = self.backup_store.clone();
+                let name = key.to_string();
+                tokio::task::spawn_blocking(move || store.delete(&key))
+                    .await
+                    .map_err(|e| Error::internal(format!("delete panicked: {e}")))?
+                    .map_err(|e| Error::internal(format!("removing orphan {name}: {e}")))?;
+                tracing::info!(backup = %name, "removed a backup file no record names");
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     // ---------------- task steps ----------------

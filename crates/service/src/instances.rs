@@ -292,6 +292,32 @@ impl Service {
         Ok(task_id)
     }
 
+    /// DeleteDBInstance: deletes an instance for good at once, running or isolated: processes
+    /// stopped, ports and files freed (a deleteInstance task); afterwards no dialect lists it.
+    /// No money is returned. Its backups stay until their retention ends.
+    pub async fn delete(&self, app_id: i64, id: &str) -> Result<i64> {
+        let mut tx = self.store.write().await?;
+        let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
+        if inst.lock_task.is_some() {
+            return Err(Error::InstanceLocked(inst.id.clone()));
+        }
+        if !matches!(
+            inst.status,
+            InstanceStatus::Running | InstanceStatus::Isolated
+        ) {
+            return Err(Error::InstanceStatusAbnormal {
+                id: inst.id.clone(),
+                status: inst.status.description().into(),
+            });
+        }
+        let task_id = self
+            .lock_with_task(&mut tx, &mut inst, TaskKind::DeleteInstance, json!({}))
+            .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(task_id)
+    }
+
     /// ClearRedis: checks the password, then a cleanInstance task flushes every key.
     pub async fn clear(&self, app_id: i64, id: &str, password: &str) -> Result<i64> {
         let mut tx = self.store.write().await?;

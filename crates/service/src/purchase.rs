@@ -29,6 +29,10 @@ pub struct CreateOrder {
     pub name: String,
     /// The calling dialect's password rule.
     pub password_policy: PasswordPolicy,
+    /// A port the client asked for (one instance only); allocated from the range when None.
+    pub port: Option<u16>,
+    /// Auto-renew flag of the new instances (0 manual, 1 auto, 2 never).
+    pub auto_renew: i64,
 }
 
 /// Deals are payable for 15 days, as the seed's examples show.
@@ -108,11 +112,25 @@ impl Service {
         let mut tx = self.store.write().await?;
         let account = tx.account(app_id).await?.ok_or(Error::SecretIdNotFound)?;
         charge(&mut tx, app_id, account.balance, price).await?;
-        let mut free = self.free_ports(&mut tx).await?;
+        if !(0..=2).contains(&order.auto_renew) {
+            return Err(Error::AutoRenewFlag(order.auto_renew.to_string()));
+        }
+        let requested = match order.port {
+            Some(p) => Some(self.check_requested_port(&mut tx, p, order.goods_num).await?),
+            None => None,
+        };
+        let mut free = self
+            .free_ports(&mut tx)
+            .await?
+            .filter(move |p| Some(*p) != requested);
         let mut instances = Vec::new();
-        for _ in 0..order.goods_num {
+        for n in 0..order.goods_num {
             let id = ids::new_instance_id();
-            let (port, replica_port) = match (free.next(), free.next()) {
+            let port = match requested.filter(|_| n == 0) {
+                Some(p) => Some(p),
+                None => free.next(),
+            };
+            let (port, replica_port) = match (port, free.next()) {
                 (Some(a), Some(b)) => (a, b),
                 _ => return Err(Error::NoFreePort),
             };
@@ -139,7 +157,7 @@ impl Service {
                 un_subnet_id: order.un_subnet_id.clone(),
                 created_at: now,
                 deadline: add_months(now, order.period),
-                auto_renew: 0,
+                auto_renew: order.auto_renew,
                 password_hash: password_hash.clone(),
                 password_acl: password_acl.clone(),
                 admin_secret: ids::new_secret(),
@@ -389,6 +407,28 @@ impl Service {
     }
 
     /// Ports in the configured range that no live instance holds, lowest first.
+    /// A port a client chose: inside the operator's range and free, for a single instance.
+    async fn check_requested_port(&self, tx: &mut WriteTx, port: u16, count: i64) -> Result<u16> {
+        let (min, max) = (self.cfg.port_min, self.cfg.port_max);
+        if !(min..=max).contains(&port) {
+            return Err(Error::invalid(
+                "port",
+                format!("{port} is outside this operator's instance ports {min}-{max}"),
+            ));
+        }
+        if count != 1 {
+            return Err(Error::invalid(
+                "port",
+                "a port can be chosen for one instance at a time (instances share one address)",
+            ));
+        }
+        if tx.used_ports().await?.contains(&port) || !port_is_free(&self.cfg.instance_bind, port)
+        {
+            return Err(Error::invalid("port", format!("{port} is already in use")));
+        }
+        Ok(port)
+    }
+
     async fn free_ports(&self, tx: &mut WriteTx) -> Result<impl Iterator<Item = u16>> {
         let used: std::collections::HashSet<u16> = tx.used_ports().await?.into_iter().collect();
         let bind = self.cfg.instance_bind.clone();

@@ -680,6 +680,15 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Forgets a backup (DeleteBackup); the caller removes its file after the commit.
+    pub async fn delete_backup(&mut self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM backups WHERE id = ?")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
     /// Tasks of `kind` on `instance_id` created at or after `since` that did not fail, whose
     /// payload field `field` equals `value` (e.g. manual backups of the day).
     pub async fn count_tasks_since(

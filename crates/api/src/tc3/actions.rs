@@ -531,6 +531,8 @@ pub async fn dispatch(
                 un_subnet_id: p.str("SubnetId").unwrap_or_default(),
                 name: p.str("InstanceName").unwrap_or_default(),
                 password_policy: PasswordPolicy::Api3,
+                port: None,
+                auto_renew: 0,
             };
             let deal = svc.create(app, order).await?;
             let recorded = deal_record(svc, app, deal).await?;

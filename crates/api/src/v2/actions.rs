@@ -101,6 +101,8 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
                 un_subnet_id: p.str("unSubnetId").unwrap_or_default(),
                 name: p.str("redisName").unwrap_or_default(),
                 password_policy: PasswordPolicy::V2,
+                port: None,
+                auto_renew: 0,
             };
             let deal = svc.create(app, order).await?;
             data(json!({ "dealId": deal.to_string() }))
