@@ -5,6 +5,7 @@
 //! primitives; each dialect module turns a request into one service call and renders the result
 //! or the error in its own shape and codes. Handlers never touch the store or the engine.
 
+pub mod co;
 pub mod download;
 pub mod guard;
 pub mod params;
@@ -75,6 +76,8 @@ pub fn router(svc: Arc<Service>, cfg: ApiConfig, downloads: Downloads) -> Router
         .route("/healthz", get(healthz))
         .route("/v2/index.php", get(v2::handle).post(v2::handle))
         .route("/", get(tc3::handle).post(tc3::handle))
+        .route("/redis", get(co::handle).post(co::handle))
+        .route("/redis/", get(co::handle).post(co::handle))
         .route(
             "/download/{file}",
             get(download_backup).head(download_backup),

@@ -116,7 +116,10 @@ impl Service {
             return Err(Error::AutoRenewFlag(order.auto_renew.to_string()));
         }
         let requested = match order.port {
-            Some(p) => Some(self.check_requested_port(&mut tx, p, order.goods_num).await?),
+            Some(p) => Some(
+                self.check_requested_port(&mut tx, p, order.goods_num)
+                    .await?,
+            ),
             None => None,
         };
         let mut free = self
@@ -422,8 +425,7 @@ impl Service {
                 "a port can be chosen for one instance at a time (instances share one address)",
             ));
         }
-        if tx.used_ports().await?.contains(&port) || !port_is_free(&self.cfg.instance_bind, port)
-        {
+        if tx.used_ports().await?.contains(&port) || !port_is_free(&self.cfg.instance_bind, port) {
             return Err(Error::invalid("port", format!("{port} is already in use")));
         }
         Ok(port)

@@ -1,0 +1,388 @@
+//! One small handler per action of the Capital Online Redis OpenAPI: read the documented
+//! request fields, call one service function, shape `Data` with the documented field names
+//! and JSON types (arrays stay arrays, `[]` when empty; ints are numbers; `MasterInfo` is a
+//! string): the Go SDK fails to parse anything else.
+
+use super::Answer;
+use crate::tc3::params::Params3;
+use crate::AppState;
+use chrono::{DateTime, Utc};
+use crsd_core::catalog::{Zone, RUNNABLE_TYPES};
+use crsd_core::model::{Backup, BackupKind, BackupState, Instance, InstanceStatus, TaskKind};
+use crsd_core::rules::PasswordPolicy;
+use crsd_core::{timefmt, Error, Result};
+use crsd_service::{BackupQuery, CreateOrder, DescribeQuery};
+use serde_json::{json, Value};
+
+/// A `PaasGoodsId` is this plus the memory size in GB (70001 = 1 GB master-replica).
+pub const GOODS_BASE: i64 = 70000;
+/// The documented default `ServicePort`: instances share one address here, so it means
+/// "any free port of the operator's range".
+const DEFAULT_PORT: i64 = 9736;
+/// Ports the API reserves (documented as refused).
+const RESERVED_PORTS: &[i64] = &[9100, 9121, 9122, 16379];
+/// At most this many instances per CreateDBInstance.
+const MAX_AMOUNT: i64 = 3;
+const MASTER_REPLICA: i64 = 2;
+const VERSION: &str = "7.0";
+const SUB_PRODUCT: &str = "Redis 主从版";
+
+pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> Result<Answer> {
+    let svc = &state.svc;
+    let tz = svc.time_zone();
+    let time = |t: DateTime<Utc>| timefmt::format(t, tz);
+    match action {
+        "DescribeRegins" => {
+            let regions: Vec<Value> = svc
+                .catalog()
+                .zones
+                .iter()
+                .map(|z| {
+                    json!({
+                        "CityId": z.id.to_string(),
+                        "CityName": z.name,
+                        "IsSaling": i64::from(z.sells()),
+                        "RegionId": z.site_id(),
+                        "RegionName": z.area.clone().unwrap_or_default(),
+                        "SiteName": z.name,
+                    })
+                })
+                .collect();
+            Ok(query(json!(regions)))
+        }
+        "DescribeAvailableDBConfig" => {
+            let zone = site(state, p)?;
+            let specs: Vec<Value> = zone
+                .types
+                .iter()
+                .filter(|t| t.type_id == MASTER_REPLICA && RUNNABLE_TYPES.contains(&t.type_id))
+                .flat_map(|t| (t.min_mem_mb / 1024)..=(t.max_mem_mb / 1024))
+                .filter(|gb| *gb > 0)
+                .map(|gb| {
+                    json!({ "CPU": 0, "Name": format!("{gb}G"), "PaasGoodsId": GOODS_BASE + gb, "RAM": gb })
+                })
+                .collect();
+            let products: Vec<Value> = if specs.is_empty() {
+                Vec::new()
+            } else {
+                vec![json!({
+                    "Version": VERSION,
+                    "Architectures": [{
+                        "ArchitectureName": "主从",
+                        "ArchitectureType": 1,
+                        "SubProductName": SUB_PRODUCT,
+                        "EnginesType": [],
+                        "NetworkLinks": [{
+                            "DescDetail": "默认链路：实例监听运营方配置的地址。",
+                            "LinkType": "default_link",
+                            "Name": "默认链路",
+                        }],
+                        "ComputeRoles": [{
+                            "ComputeName": "通用型",
+                            "ComputeType": 0,
+                            "Standards": { "AttachDisk": [], "CpuRam": specs },
+                        }],
+                    }],
+                })]
+            };
+            Ok(query(json!({
+                "ProductName": "redis",
+                "RegionId": zone.site_id(),
+                "Products": products,
+            })))
+        }
+        "CreateDBInstance" => {
+            let zone = site(state, p)?;
+            let vdc = p.required_str("VdcId")?;
+            let pipe = p.required_str("BasePipeId")?;
+            let name = p.required_str("InstanceName")?;
+            let goods = p.required_int("PaasGoodsId")?;
+            let password = p.required_str("Password")?;
+            let amount = p.int_or("Amount", 1)?;
+            if !(1..=MAX_AMOUNT).contains(&amount) {
+                return Err(Error::invalid(
+                    "Amount",
+                    format!("{amount} is not 1-{MAX_AMOUNT}"),
+                ));
+            }
+            let port = match p.int("ServicePort")? {
+                None | Some(DEFAULT_PORT) => None,
+                Some(port) if !(1024..=65535).contains(&port) || RESERVED_PORTS.contains(&port) => {
+                    return Err(Error::invalid(
+                        "ServicePort",
+                        format!("{port} is not 1024-65535 or is one of 9100, 9121, 9122, 16379"),
+                    ))
+                }
+                Some(port) => Some(port as u16),
+            };
+            let mem_gb = goods - GOODS_BASE;
+            if mem_gb <= 0 {
+                return Err(Error::invalid(
+                    "PaasGoodsId",
+                    format!("{goods} is not a spec of DescribeAvailableDBConfig"),
+                ));
+            }
+            let period = svc.catalog().periods.iter().copied().min().unwrap_or(1);
+            let order = CreateOrder {
+                zone_id: zone.id,
+                type_id: MASTER_REPLICA,
+                mem_mb: mem_gb * 1024,
+                goods_num: amount,
+                period,
+                password,
+                project_id: 0,
+                vpc_id: 0,
+                un_vpc_id: vdc,
+                subnet_id: 0,
+                un_subnet_id: pipe,
+                name,
+                password_policy: PasswordPolicy::Api3,
+                port,
+                // Pay as you go: the instance renews itself each period until deleted.
+                auto_renew: 1,
+            };
+            let deal = svc.create(app, order).await.map_err(|e| match e {
+                Error::MemSizeNotInRange { .. } | Error::InvalidMemSize(_) => Error::invalid(
+                    "PaasGoodsId",
+                    format!("{goods} is not a spec of DescribeAvailableDBConfig"),
+                ),
+                other => renamed(other, "port", "ServicePort"),
+            })?;
+            let ids: Vec<String> = svc
+                .deals(app, &[deal.to_string()])
+                .await?
+                .first()
+                .map(|d| d.detail.instance_ids().to_vec())
+                .unwrap_or_default();
+            Ok(Answer {
+                data: json!({ "InstancesUuid": ids }),
+                task_id: deal.to_string(),
+            })
+        }
+        "DescribeDBInstances" => {
+            let uuid = p.str("InstanceUuid").filter(|s| !s.is_empty());
+            let name = p.str("InstanceName").filter(|s| !s.is_empty());
+            let ip = p.str("IP").filter(|s| !s.is_empty());
+            let tag = p.str("TagName").filter(|s| !s.is_empty());
+            let mut views = Vec::new();
+            loop {
+                let q = DescribeQuery {
+                    limit: crsd_service::MAX_PAGE,
+                    offset: views.len() as i64,
+                    redis_id: uuid.clone(),
+                    redis_name: name.clone(),
+                    ..Default::default()
+                };
+                let (total, page) = svc.describe(app, q).await?;
+                let done = page.is_empty() || views.len() + page.len() >= total as usize;
+                views.extend(page);
+                if done {
+                    break;
+                }
+            }
+            let mut list = Vec::new();
+            for v in views {
+                let i = &v.instance;
+                // Instances carry no tags, so a tag filter matches none.
+                if tag.is_some() || ip.as_ref().is_some_and(|ip| !i.vip.contains(ip.as_str())) {
+                    continue;
+                }
+                let (status, status_str) = status(state, i).await;
+                list.push(instance(state, i, status, status_str, &time));
+            }
+            Ok(query(json!(list)))
+        }
+        "DeleteDBInstance" => {
+            let task = svc.delete(app, &p.required_str("InstanceUuid")?).await?;
+            Ok(started(task))
+        }
+        "DescribeBackups" => {
+            let id = p.required_str("InstanceUuid")?;
+            let mut backups = Vec::new();
+            loop {
+                let q = BackupQuery {
+                    redis_id: id.clone(),
+                    limit: crsd_service::MAX_PAGE,
+                    offset: backups.len() as i64,
+                    ..Default::default()
+                };
+                let page = svc.backup_list(app, q).await?;
+                let done = page.backups.is_empty()
+                    || backups.len() + page.backups.len() >= page.total as usize;
+                backups.extend(page.backups);
+                if done {
+                    break;
+                }
+            }
+            let list: Vec<Value> = backups.iter().map(|b| backup(b, &time)).collect();
+            Ok(query(json!(list)))
+        }
+        "DownloadBackup" => {
+            let id = p.required_str("InstanceUuid")?;
+            let backup_id = p.required_str("BackupId")?;
+            let b = svc.backup_for_download(app, &id, &backup_id).await?;
+            let now = svc.now();
+            let d = &state.downloads;
+            let mut data = backup(&b, &time);
+            data["ShardId"] = json!("");
+            data["BackupDownloadUrl"] = json!(d.signer.url(&d.extranet_base, &b.id, now));
+            data["BackupIntranetDownloadUrl"] = json!(d.signer.url(&d.intranet_base, &b.id, now));
+            Ok(query(data))
+        }
+        "CreateBackup" => {
+            let id = p.required_str("InstanceUuid")?;
+            if let Some(kind) = p.str("BackupType").filter(|s| !s.is_empty()) {
+                if kind != "full-backup" {
+                    return Err(Error::invalid(
+                        "BackupType",
+                        format!("{kind} is not full-backup, the only type"),
+                    ));
+                }
+            }
+            let desc = p.str("Desc").unwrap_or_default();
+            let task = svc
+                .manual_backup(app, &id, &desc)
+                .await
+                .map_err(|e| renamed(e, "remark", "Desc"))?;
+            Ok(started(task))
+        }
+        "DeleteBackup" => {
+            let id = p.required_str("InstanceUuid")?;
+            let backup_id = p.required_str("BackupId")?;
+            svc.delete_backup(app, &id, &backup_id).await?;
+            // Done before the answer: there is no task to wait for.
+            Ok(Answer {
+                data: json!({}),
+                task_id: String::new(),
+            })
+        }
+        other => Err(Error::UnknownAction(other.to_string())),
+    }
+}
+
+/// A query's answer: `Data`, no task.
+fn query(data: Value) -> Answer {
+    Answer {
+        data,
+        task_id: String::new(),
+    }
+}
+
+/// An asynchronous write's answer: `Data` `{}` and the task that carries it out.
+fn started(task: i64) -> Answer {
+    Answer {
+        data: json!({}),
+        task_id: task.to_string(),
+    }
+}
+
+/// An invalid-parameter error of the service, under this dialect's parameter name.
+fn renamed(e: Error, from: &str, to: &str) -> Error {
+    match e {
+        Error::InvalidParameter { name, reason } if name == from => Error::invalid(to, reason),
+        other => other,
+    }
+}
+
+/// The zone `RegionId` names.
+fn site<'a>(state: &'a AppState, p: &Params3) -> Result<&'a Zone> {
+    let id = p.required_str("RegionId")?;
+    state
+        .svc
+        .catalog()
+        .zone_by_site(&id)
+        .ok_or_else(|| Error::invalid("RegionId", format!("{id} is not a site of DescribeRegins")))
+}
+
+/// `Status` and `StatusStr` of an instance; a busy one says what it is busy with.
+async fn status(state: &AppState, i: &Instance) -> (&'static str, &'static str) {
+    match i.status {
+        InstanceStatus::Initializing => ("CREATING", "创建中"),
+        InstanceStatus::Running => ("RUNNING", "运行中"),
+        InstanceStatus::Isolated => ("STOPPED", "已停止"),
+        InstanceStatus::Deleted => ("DELETED", "已删除"),
+        InstanceStatus::Busy => {
+            let kind = match i.lock_task {
+                Some(task) => state
+                    .svc
+                    .task_info(i.app_id, task)
+                    .await
+                    .ok()
+                    .map(|t| t.kind),
+                None => None,
+            };
+            match kind {
+                Some(TaskKind::DeleteInstance) => ("DELETING", "删除中"),
+                Some(TaskKind::RestoreBackup) => ("RESTORING", "恢复中"),
+                Some(TaskKind::CloseInstance) => ("STOPPING", "停止中"),
+                Some(TaskKind::StartInstance) => ("STARTING", "启动中"),
+                _ => ("CHANGING", "变更中"),
+            }
+        }
+    }
+}
+
+fn instance(
+    state: &AppState,
+    i: &Instance,
+    status: &str,
+    status_str: &str,
+    time: &dyn Fn(DateTime<Utc>) -> String,
+) -> Value {
+    let zone = state.svc.catalog().zone(i.zone_id);
+    let zone_name = zone.map(|z| z.name.clone()).unwrap_or_default();
+    let area = zone.and_then(|z| z.area.clone()).unwrap_or_default();
+    json!({
+        "InstanceUuid": i.id,
+        "InstanceName": i.name,
+        "RegionId": zone.map(Zone::site_id).unwrap_or_default(),
+        "DisplayName": if area.is_empty() { zone_name.clone() } else { format!("{area}-{zone_name}") },
+        "VdcId": i.un_vpc_id,
+        "VdcName": zone_name,
+        "AppName": "",
+        "IP": i.vip,
+        "Port": i.port,
+        "Ram": i.mem_mb,
+        "Cpu": 0,
+        "Status": status,
+        "StatusStr": status_str,
+        "Version": VERSION,
+        "SubProductName": SUB_PRODUCT,
+        "SubProductKey": "redis-replication",
+        "LinkType": "default_link",
+        "LinkTypeStr": "默认链路",
+        "CreatedTime": time(i.created_at),
+        "ResourceId": i.id,
+        "ProjectName": "",
+        "Tags": [],
+        "MasterInfo": "",
+        "RoGroups": null,
+        "RelationService": null,
+        "CloneServices": null,
+    })
+}
+
+/// A backup's documented fields. `Status`: `finished` (usable), `restoring` (a restore is
+/// using it: it cannot be deleted meanwhile), `expired` (past the retention, file gone).
+fn backup(b: &Backup, time: &dyn Fn(DateTime<Utc>) -> String) -> Value {
+    let status = match b.state {
+        BackupState::Normal if b.lock_task.is_some() => "restoring",
+        BackupState::Normal | BackupState::Exported => "finished",
+        BackupState::Exporting => "exporting",
+        BackupState::Expired => "expired",
+    };
+    json!({
+        "BackupId": b.id,
+        "BackupMode": match b.kind {
+            BackupKind::Manual => "manual",
+            BackupKind::System => "automatic",
+        },
+        "BackupSize": b.size,
+        "BackupType": "full-backup",
+        "Desc": b.remark,
+        "StartTime": time(b.started_at),
+        "EndTime": time(b.finished_at),
+        "InstanceId": b.instance_id,
+        "Status": status,
+    })
+}

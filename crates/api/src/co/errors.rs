@@ -1,0 +1,65 @@
+//! The one table from domain error to the Capital Online dialect's HTTP status and `Code`.
+//!
+//! The documented codes: 400 ArgMissing / InvalidParameter / BadArgs / UnsupportedOperation,
+//! 404 ResourceNotFound, 409 ResourceInUse, 500 InternalError / CreateOrderExcept. The API
+//! documents no code for authentication failures; crsd answers those 401 with the names
+//! clients of this signature family know (InvalidAccessKeyId, SignatureDoesNotMatch,
+//! SignatureNonceUsed, InvalidTimeStamp.Expired), and too many requests 429 Throttling.
+
+use axum::http::StatusCode;
+use crsd_core::Error;
+
+/// `(HTTP status, Code, Message)` for an error.
+pub fn code(e: &Error) -> (StatusCode, &'static str, String) {
+    use Error::*;
+    const BAD: StatusCode = StatusCode::BAD_REQUEST;
+    const AUTH: StatusCode = StatusCode::UNAUTHORIZED;
+    let (status, code) = match e {
+        MissingParameter(_) => (BAD, "ArgMissing"),
+        InvalidParameter { .. } => (BAD, "InvalidParameter"),
+        SecretIdNotFound => (AUTH, "InvalidAccessKeyId"),
+        SignatureMismatch | MalformedAuthorization(_) => (AUTH, "SignatureDoesNotMatch"),
+        Replay(why) if why.contains("Timestamp") => (AUTH, "InvalidTimeStamp.Expired"),
+        Replay(_) => (AUTH, "SignatureNonceUsed"),
+        RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "Throttling"),
+        UnknownAction(_) => (BAD, "InvalidParameter"),
+        Unsupported(_) | ExportNeedsCluster => (BAD, "UnsupportedOperation"),
+        NoRedisService(_)
+        | NoTypeIdRedisService { .. }
+        | InvalidInstanceType(_)
+        | InvalidMemSize(_)
+        | MemSizeNotInRange { .. }
+        | PeriodExceedMaxLimit(_)
+        | PeriodLessThanMinLimit(_)
+        | GoodsNumNotInRange { .. }
+        | InvalidSubnetId(_)
+        | AutoRenewFlag(_)
+        | InstanceNameTooLong
+        | InstanceNameRule
+        | PasswordEmpty
+        | PasswordRule
+        | OldPasswordWrong
+        | PasswordWrong => (BAD, "InvalidParameter"),
+        // The order could not be placed: the account cannot pay, or the host has no port.
+        BalanceNotEnough { .. } | NoFreePort => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "CreateOrderExcept")
+        }
+        InstanceNotFound(_) | InstanceDeleted(_) | DealNotFound(_) | TaskNotFound(_) => {
+            (StatusCode::NOT_FOUND, "ResourceNotFound")
+        }
+        BackupNotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFound"),
+        InstanceLocked(_) | BackupLocked(_) => (StatusCode::CONFLICT, "ResourceInUse"),
+        InstanceIsolated(_)
+        | InstanceStatusAbnormal { .. }
+        | ReduceCapacityNotAllowed { .. }
+        | BackupStatusAbnormal(_)
+        | BackupCorrupt(_)
+        | BackupQuotaExceeded { .. } => (BAD, "UnsupportedOperation"),
+        Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+    };
+    let message = match e {
+        Internal(_) => "internal error".to_string(),
+        _ => e.to_string(),
+    };
+    (status, code, message)
+}

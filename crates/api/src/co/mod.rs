@@ -1,0 +1,183 @@
+//! The Capital Online (首云 cdsapi) Redis OpenAPI dialect: `/redis` and `/redis/`.
+//!
+//! * The common parameters (`Action`, `AccessKeyId`, `SignatureMethod` HMAC-SHA1,
+//!   `SignatureVersion` 1.0, `SignatureNonce`, `Timestamp` `yyyy-MM-ddTHH:mm:ssZ`,
+//!   `Version` 2019-08-08, `Signature`) are always in the query, and the signature covers
+//!   exactly the query parameters received (see `sign_co`), never the body.
+//! * Business parameters: the query of a GET (any body is ignored); the JSON body of a POST,
+//!   parsed whatever the Content-Type (the Go SDK sends none), `null` meaning absent, plus any
+//!   the client also put in the query (cds-python-sdk puts them in both).
+//! * A repeated query name: the first occurrence counts (the 2026 reference client appends
+//!   the business parameters a second time after `Signature`).
+//! * Accounts are the Tencent dialects' accounts: `AccessKeyId` is the SecretId, so a user
+//!   sees the same instances through every dialect.
+//!
+//! Answers are `{"Code":"Success","Message":..,"Data":..,"TaskId":..}` with HTTP 200; errors
+//! carry the documented HTTP status and `Code` (see `errors`).
+
+mod actions;
+mod errors;
+
+use crate::sign_co;
+use crate::sign_v2::parse_pairs;
+use crate::tc3::params::Params3;
+use crate::SharedState;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, Method};
+use axum::response::{IntoResponse, Response};
+use chrono::NaiveDateTime;
+use crsd_core::Error;
+use serde_json::{json, Value};
+
+/// The API version this dialect speaks.
+pub const VERSION: &str = "2019-08-08";
+/// The one signature method and version the API documents.
+const SIGNATURE_METHOD: &str = "HMAC-SHA1";
+const SIGNATURE_VERSION: &str = "1.0";
+/// Common parameters: never an action's own.
+const COMMON: &[&str] = &[
+    "Action",
+    "AccessKeyId",
+    "Signature",
+    "SignatureMethod",
+    "SignatureVersion",
+    "SignatureNonce",
+    "Timestamp",
+    "Version",
+    "Token",
+];
+
+/// What an action handler returns: `Data` and `TaskId` ("" for queries).
+pub(crate) struct Answer {
+    data: Value,
+    task_id: String,
+}
+
+pub async fn handle(
+    State(state): State<SharedState>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let pairs = first_wins(parse_pairs(&query.unwrap_or_default()));
+    let result = match authenticate(&state, &method, &pairs).await {
+        Ok((app_id, action)) => match params(&method, &pairs, &body) {
+            Ok(p) if state.limiter.allow(app_id, &action) => {
+                actions::dispatch(&state, app_id, &action, &p).await
+            }
+            Ok(_) => Err(Error::RateLimited(action)),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(answer) => envelope(
+            axum::http::StatusCode::OK,
+            "Success",
+            "Success.",
+            answer.data,
+            answer.task_id,
+        ),
+        Err(e) => {
+            if let Error::Internal(detail) = &e {
+                tracing::error!(detail = %detail, "internal error");
+            }
+            let (status, code, message) = errors::code(&e);
+            envelope(status, code, &message, Value::Null, String::new())
+        }
+    }
+}
+
+fn envelope(
+    status: axum::http::StatusCode,
+    code: &str,
+    message: &str,
+    data: Value,
+    task_id: String,
+) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        json!({ "Code": code, "Message": message, "Data": data, "TaskId": task_id }).to_string(),
+    )
+        .into_response()
+}
+
+/// The decoded query with only the first occurrence of each name, in wire order.
+fn first_wins(pairs: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut seen = std::collections::HashSet::new();
+    pairs
+        .into_iter()
+        .filter(|(k, _)| seen.insert(k.clone()))
+        .collect()
+}
+
+/// Checks the common parameters and the signature; returns the account and the action.
+async fn authenticate(
+    state: &SharedState,
+    method: &Method,
+    pairs: &[(String, String)],
+) -> Result<(i64, String), Error> {
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    };
+    for name in [
+        "Action",
+        "AccessKeyId",
+        "Signature",
+        "SignatureMethod",
+        "SignatureVersion",
+        "SignatureNonce",
+        "Timestamp",
+        "Version",
+    ] {
+        if get(name).is_empty() {
+            return Err(Error::MissingParameter(name.into()));
+        }
+    }
+    let must_be = |name: &str, want: &str| {
+        if get(name) == want {
+            Ok(())
+        } else {
+            Err(Error::invalid(name, format!("{} is not {want}", get(name))))
+        }
+    };
+    must_be("SignatureMethod", SIGNATURE_METHOD)?;
+    must_be("SignatureVersion", SIGNATURE_VERSION)?;
+    must_be("Version", VERSION)?;
+    let timestamp = NaiveDateTime::parse_from_str(get("Timestamp"), "%Y-%m-%dT%H:%M:%SZ")
+        .map_err(|_| Error::invalid("Timestamp", "must be UTC yyyy-MM-ddTHH:mm:ssZ"))?
+        .and_utc()
+        .timestamp();
+    let access_key = get("AccessKeyId");
+    let creds = state.svc.credentials(access_key).await?;
+    if !sign_co::verify(&creds.secret_key, method.as_str(), pairs, get("Signature")) {
+        return Err(Error::SignatureMismatch);
+    }
+    state.replay.admit(
+        access_key,
+        get("SignatureNonce"),
+        timestamp,
+        state.svc.now().timestamp(),
+    )?;
+    Ok((creds.app_id, get("Action").to_string()))
+}
+
+/// The action's parameters: the query's (GET), or the JSON body's over the query's (POST).
+fn params(method: &Method, pairs: &[(String, String)], body: &[u8]) -> Result<Params3, Error> {
+    let mut p = Params3::from_pairs(pairs, COMMON);
+    if *method == Method::POST {
+        let body = Params3::from_json(body)?;
+        for (k, v) in body.0 {
+            if !v.is_null() {
+                p.0.insert(k, v);
+            }
+        }
+    }
+    Ok(p)
+}
