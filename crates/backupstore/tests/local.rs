@@ -212,7 +212,7 @@ fn list_names_every_stored_backup_and_nothing_else() {
     fs::write(root.join("crs-abc123").join("notes.txt"), b"x").unwrap();
     fs::write(root.join(".tmp").join("x.part"), b"x").unwrap();
     let mut got = store.list().unwrap();
-    got.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+    got.sort_by_key(|k| k.to_string());
     assert_eq!(got, vec![key("b-1"), key("b-2"), other.clone()]);
     store.delete(&key("b-1")).unwrap();
     assert_eq!(store.list().unwrap().len(), 2);
