@@ -1755,3 +1755,48 @@ async fn backup_that_does_not_fit_fails_and_leaves_nothing() {
     let scratch = ScratchRedis::load(&body).await;
     assert_eq!(dump(&mut scratch.conn().await).await, dump(&mut m).await);
 }
+
+// ---------------------------------------------------------------- orphans
+
+/// What a crash leaves when it falls between a record's change and its file's removal (a
+/// deleted backup's file, an expired backup's file, a backup task's stored file not yet
+/// recorded): the start-up sweep removes exactly those files and keeps every usable backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_sweep_removes_files_no_usable_record_names() {
+    let crsd = TestCrsd::start().await;
+    let c = crsd.client();
+    let svc = service(&crsd);
+    let inst = c.create(PASSWORD, 1).await.remove(0);
+    let id = id_of(&inst);
+    let kept = backup_ok(&crsd, &c, &id, "kept").await;
+    let expired = backup_ok(&crsd, &c, &id, "expired").await;
+    let kept_file = stored_file(&crsd, &id, &kept);
+    let bytes = std::fs::read(&kept_file).unwrap();
+
+    // Mark the second one expired the way the retention pass does, record first.
+    let mut tx = svc.store().write().await.unwrap();
+    let mut b = tx.backup(&expired).await.unwrap().unwrap();
+    b.state = crsd_core::model::BackupState::Expired;
+    tx.update_backup(&b).await.unwrap();
+    tx.commit().await.unwrap();
+    // Its file is still there, as after a crash right after the record changed.
+    let expired_file = stored_file(&crsd, &id, &expired);
+    assert!(expired_file.is_file());
+    // A file no record names (a deleted backup's, or an unrecorded task's).
+    let orphan = stored_file(&crsd, &id, "0f0e0d0c-0000-4000-8000-000000000001");
+    std::fs::write(&orphan, &bytes).unwrap();
+    // A file under another instance's folder with a usable backup's id is not that backup.
+    let misplaced = stored_file(&crsd, "crs-elsewhere", &kept);
+    std::fs::create_dir_all(misplaced.parent().unwrap()).unwrap();
+    std::fs::write(&misplaced, &bytes).unwrap();
+
+    assert_eq!(svc.sweep_backup_store().await.unwrap(), 3);
+    assert!(kept_file.is_file(), "a usable backup keeps its file");
+    assert_eq!(std::fs::read(&kept_file).unwrap(), bytes);
+    for gone in [&expired_file, &orphan, &misplaced] {
+        assert!(!gone.exists(), "{} should be gone", gone.display());
+    }
+    assert_eq!(svc.sweep_backup_store().await.unwrap(), 0, "nothing left to sweep");
+    // The kept backup still downloads whole.
+    assert_eq!(download_backup(&crsd, &c, &id, &kept).await, bytes);
+}
