@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 /// Types crsd can really run today. Cluster (1) is refused with NoTypeIdRedisService until it exists.
 pub const RUNNABLE_TYPES: &[i64] = &[2];
+/// A month of postpaid use is 30 days of hours.
+pub const HOURS_PER_MONTH: i64 = 720;
 /// typeId of the cluster edition (集群版).
 pub const CLUSTER_TYPE_ID: i64 = 1;
 
@@ -145,6 +147,13 @@ impl Catalog {
         self.price_per_gb_month * mem_mb / 1024 * months * num
     }
 
+    /// Price of one hour of a postpaid instance of `mem_mb`: the month price over 720 hours,
+    /// rounded up to the cent.
+    pub fn hour_price(&self, mem_mb: i64) -> i64 {
+        let month = self.price_per_gb_month * mem_mb / 1024;
+        (month + HOURS_PER_MONTH - 1) / HOURS_PER_MONTH
+    }
+
     /// Price of growing from `old_mb` to `new_mb` for the `remaining_secs` left of the period
     /// (a month counts as 30 days), rounded to the cent.
     pub fn upgrade_price(&self, old_mb: i64, new_mb: i64, remaining_secs: i64) -> i64 {
@@ -216,6 +225,14 @@ mod tests {
         assert_eq!(c.buy_price(1024, 1, 1), 8000);
         // The seed's upgrade example: 1024 -> 2048 MB with 3.0575 months (91.7 days) left = 24460 cents.
         assert_eq!(c.upgrade_price(1024, 2048, 7_925_040), 24460);
+        // Postpaid: 8000 cents a GB-month is 11.1 cents an hour, charged 12.
+        assert_eq!(c.hour_price(1024), 12);
+        let exact = Catalog {
+            price_per_gb_month: 7200,
+            ..Catalog::default()
+        };
+        assert_eq!(exact.hour_price(1024), 10, "no rounding when it divides");
+        assert_eq!(exact.hour_price(2048), 20);
     }
 
     #[test]

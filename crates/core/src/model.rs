@@ -65,6 +65,35 @@ impl InstanceStatus {
     }
 }
 
+/// How an instance is paid for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BillingMode {
+    /// 0: pay as you go, charged by the hour from the account's balance; no deadline for the
+    /// user; isolated when the balance cannot pay the next hour.
+    Postpaid,
+    /// 1: a period paid in advance, renewed or isolated at its deadline.
+    #[default]
+    Prepaid,
+}
+
+impl BillingMode {
+    /// API 3.0 `BillingMode`.
+    pub fn code(self) -> i64 {
+        match self {
+            BillingMode::Postpaid => 0,
+            BillingMode::Prepaid => 1,
+        }
+    }
+
+    pub fn from_code(code: i64) -> Option<BillingMode> {
+        match code {
+            0 => Some(BillingMode::Postpaid),
+            1 => Some(BillingMode::Prepaid),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     pub id: String,
@@ -87,9 +116,12 @@ pub struct Instance {
     pub subnet_id: i64,
     pub un_subnet_id: String,
     pub created_at: DateTime<Utc>,
+    /// Prepaid: the end of the paid period. Postpaid: the end of the last hour charged (the
+    /// expiry pass charges the next hours when it passes).
     pub deadline: DateTime<Utc>,
     /// 0 notify, 1 auto-renew, 2 neither.
     pub auto_renew: i64,
+    pub billing: BillingMode,
     /// Salted hash of the user's password (see `secret`).
     pub password_hash: String,
     /// SHA-256 hex of the user's password, the form redis ACL takes (`#<hex>`), needed to

@@ -1139,7 +1139,7 @@ async fn create_instances_with_product_info_and_price_and_v2_sees_them() {
     for (field, value) in [
         ("TypeId", json!(18)),
         ("TypeId", json!(8)),
-        ("BillingMode", json!(0)),
+        ("BillingMode", json!(2)),
     ] {
         let mut bad = base.clone();
         bad[field] = value;
@@ -1288,6 +1288,156 @@ async fn destroy_prepaid_startup_and_clean_up() {
         "ResourceNotFound.InstanceNotExists",
     )
     .await;
+}
+
+/// Sets an account's balance directly (what an operator's top-up would do).
+async fn set_balance(crsd: &TestCrsd, app_id: i64, cents: i64) {
+    let svc = common::service(crsd);
+    let mut tx = svc.store().write().await.unwrap();
+    tx.set_balance(app_id, cents).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn postpaid_is_charged_by_the_hour_and_destroyed_with_destroy_postpaid() {
+    let crsd = TestCrsd::start().await;
+    let v2 = crsd.client();
+    let c = Tc3Client::new(&crsd);
+    let svc = common::service(&crsd);
+    let app = common::main_app_id(&crsd);
+    let password = "Api3-Password-Long-2024";
+    // 8000 cents a GB-month over 720 hours, rounded up: 12 cents an hour for 1 GB.
+    let hour = 12;
+
+    let r = c
+        .ok(
+            "InquiryPriceCreateInstance",
+            json!({"TypeId": 17, "MemSize": 1024, "GoodsNum": 2, "BillingMode": 0, "ZoneId": 100002}),
+        )
+        .await;
+    assert_eq!(r["Price"], (2 * hour) as f64, "an hour of two: {r}");
+
+    let before = common::balance(&crsd, app).await;
+    let order = json!({"TypeId": 17, "MemSize": 1024, "GoodsNum": 1, "BillingMode": 0,
+        "ZoneId": 100002, "Password": password});
+    let r = c.ok("CreateInstances", order.clone()).await;
+    let id = r["InstanceIds"][0].as_str().unwrap().to_string();
+    v2.wait_deal(r["DealId"].as_str().unwrap()).await;
+    assert_eq!(
+        common::balance(&crsd, app).await,
+        before - hour,
+        "the first hour"
+    );
+    let inst = c.ok("DescribeInstances", json!({"InstanceId": id})).await["InstanceSet"][0].clone();
+    assert_eq!(inst["BillingMode"], 0, "{inst}");
+    assert_eq!(inst["DeadlineTime"], "0000-00-00 00:00:00", "{inst}");
+    assert_eq!(
+        v2.describe_one(&id).await["deadlineTime"],
+        "0000-00-00 00:00:00"
+    );
+    let host = inst["WanIp"].as_str().unwrap().to_string();
+    let port = inst["Port"].as_u64().unwrap() as u16;
+    set(
+        &mut redis_conn(&host, port, password).await.unwrap(),
+        "kept",
+        "yes",
+    )
+    .await;
+
+    // The prepaid-only actions refuse it, and change nothing.
+    c.err(
+        "DestroyPrepaidInstance",
+        json!({"InstanceId": id}),
+        "InvalidParameterValue",
+    )
+    .await;
+    c.err(
+        "RenewInstance",
+        json!({"InstanceId": id, "Period": 1}),
+        "InvalidParameterValue",
+    )
+    .await;
+    assert_eq!(common::balance(&crsd, app).await, before - hour);
+    wait_status(&c, &id, Some(2)).await;
+
+    // 2.5 hours after creation: the hours [1h, 2h) and [2h, 3h) are charged, once.
+    crsd.clock.advance(chrono::Duration::minutes(150));
+    assert_eq!(svc.expire_once().await.unwrap(), (1, 0));
+    assert_eq!(common::balance(&crsd, app).await, before - 3 * hour);
+    assert_eq!(svc.expire_once().await.unwrap(), (0, 0), "nothing owed yet");
+    assert_eq!(common::balance(&crsd, app).await, before - 3 * hour);
+
+    // An hour the balance cannot pay stops it; nothing is charged.
+    set_balance(&crsd, app, hour - 1).await;
+    crsd.clock.advance(chrono::Duration::minutes(31));
+    assert_eq!(svc.expire_once().await.unwrap(), (0, 1));
+    wait_status(&c, &id, Some(-2)).await;
+    assert_eq!(common::balance(&crsd, app).await, hour - 1);
+    assert!(redis_conn(&host, port, password).await.is_err(), "stopped");
+    assert_eq!(
+        svc.expire_once().await.unwrap(),
+        (0, 0),
+        "an isolated one is not charged"
+    );
+    c.err(
+        "StartupInstance",
+        json!({"InstanceId": id}),
+        "UnauthorizedOperation.NotEnoughAmount",
+    )
+    .await;
+    // Topped up, it starts again (its first hour charged) with its data.
+    set_balance(&crsd, app, 1000).await;
+    let r = c.ok("StartupInstance", json!({"InstanceId": id})).await;
+    assert_eq!(
+        wait_task3(&c, r["TaskId"].as_i64().unwrap()).await,
+        "succeed"
+    );
+    assert_eq!(common::balance(&crsd, app).await, 1000 - hour);
+    let mut conn = redis_conn(&host, port, password).await.unwrap();
+    assert_eq!(get(&mut conn, "kept").await.as_deref(), Some("yes"));
+
+    // DestroyPostpaidInstance isolates it; CleanUpInstance removes it.
+    let r = c
+        .ok("DestroyPostpaidInstance", json!({"InstanceId": id}))
+        .await;
+    assert_eq!(
+        wait_task3(&c, r["TaskId"].as_i64().unwrap()).await,
+        "succeed"
+    );
+    wait_status(&c, &id, Some(-2)).await;
+    let r = c.ok("CleanUpInstance", json!({"InstanceId": id})).await;
+    assert_eq!(
+        wait_task3(&c, r["TaskId"].as_i64().unwrap()).await,
+        "succeed"
+    );
+    wait_status(&c, &id, None).await;
+
+    // A prepaid instance refuses DestroyPostpaidInstance; a postpaid one becomes prepaid
+    // with RenewInstance's ModifyPayMode=prepaid.
+    set_balance(&crsd, app, 100_000).await;
+    let r = c.ok("CreateInstances", order).await;
+    let id = r["InstanceIds"][0].as_str().unwrap().to_string();
+    v2.wait_deal(r["DealId"].as_str().unwrap()).await;
+    let r = c
+        .ok(
+            "RenewInstance",
+            json!({"InstanceId": id, "Period": 1, "ModifyPayMode": "prepaid"}),
+        )
+        .await;
+    assert!(r["DealId"].as_str().is_some(), "{r}");
+    assert_eq!(common::balance(&crsd, app).await, 100_000 - hour - 8000);
+    let inst = c.ok("DescribeInstances", json!({"InstanceId": id})).await["InstanceSet"][0].clone();
+    assert_eq!(inst["BillingMode"], 1, "{inst}");
+    assert_ne!(inst["DeadlineTime"], "0000-00-00 00:00:00", "{inst}");
+    c.err(
+        "DestroyPostpaidInstance",
+        json!({"InstanceId": id}),
+        "InvalidParameterValue",
+    )
+    .await;
+    // Prepaid now: the hourly pass leaves it alone.
+    crsd.clock.advance(chrono::Duration::hours(5));
+    assert_eq!(svc.expire_once().await.unwrap(), (0, 0));
 }
 
 #[tokio::test]

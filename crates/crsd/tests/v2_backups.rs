@@ -1796,7 +1796,11 @@ async fn start_up_sweep_removes_files_no_usable_record_names() {
     for gone in [&expired_file, &orphan, &misplaced] {
         assert!(!gone.exists(), "{} should be gone", gone.display());
     }
-    assert_eq!(svc.sweep_backup_store().await.unwrap(), 0, "nothing left to sweep");
+    assert_eq!(
+        svc.sweep_backup_store().await.unwrap(),
+        0,
+        "nothing left to sweep"
+    );
     // The kept backup still downloads whole.
     assert_eq!(download_backup(&crsd, &c, &id, &kept).await, bytes);
 }

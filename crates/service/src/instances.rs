@@ -1,7 +1,7 @@
 //! Use cases on existing instances: listing, names, projects, auto-renew, passwords, flush.
 
 use crate::Service;
-use crsd_core::model::{Instance, InstanceStatus, TaskKind};
+use crsd_core::model::{BillingMode, Instance, InstanceStatus, TaskKind};
 use crsd_core::rules::{self, PasswordPolicy};
 use crsd_core::{secret, Error, Result};
 use crsd_store::{InstanceFilter, InstanceOrder, NewTask};
@@ -244,11 +244,23 @@ impl Service {
         Ok(task_id)
     }
 
-    /// DestroyPrepaidInstance: isolates a running instance now, as the deadline would:
-    /// processes stopped, data kept (a closeInstance task). No money is returned.
-    pub async fn isolate(&self, app_id: i64, id: &str) -> Result<i64> {
+    /// DestroyPrepaidInstance / DestroyPostpaidInstance: isolates a running instance of that
+    /// billing mode now, as the deadline (or an unpaid hour) would: processes stopped, data
+    /// kept, no more hours charged (a closeInstance task). No money is returned.
+    pub async fn isolate(&self, app_id: i64, id: &str, billing: BillingMode) -> Result<i64> {
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
+        if inst.billing != billing {
+            return Err(Error::invalid(
+                "InstanceId",
+                match inst.billing {
+                    BillingMode::Prepaid => format!("{id} is prepaid: use DestroyPrepaidInstance"),
+                    BillingMode::Postpaid => {
+                        format!("{id} is postpaid: use DestroyPostpaidInstance")
+                    }
+                },
+            ));
+        }
         check_idle(&inst)?;
         let task_id = self
             .lock_with_task(&mut tx, &mut inst, TaskKind::CloseInstance, json!({}))
@@ -258,17 +270,34 @@ impl Service {
         Ok(task_id)
     }
 
-    /// StartupInstance: an isolated instance whose paid period has not ended runs again (a
-    /// startInstance task); one past its deadline needs a renewal instead.
+    /// StartupInstance: an isolated instance runs again (a startInstance task): a prepaid one
+    /// whose paid period has not ended (past the deadline: renew it), a postpaid one when the
+    /// balance pays its first hour, charged now.
     pub async fn startup(&self, app_id: i64, id: &str) -> Result<i64> {
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
         check_isolated(&inst)?;
-        if inst.deadline <= self.now() {
-            return Err(Error::InstanceStatusAbnormal {
-                id: inst.id.clone(),
-                status: "expired: renew it to start it again".into(),
-            });
+        let now = self.now();
+        match inst.billing {
+            BillingMode::Prepaid if inst.deadline <= now => {
+                return Err(Error::InstanceStatusAbnormal {
+                    id: inst.id.clone(),
+                    status: "expired: renew it to start it again".into(),
+                });
+            }
+            BillingMode::Prepaid => {}
+            BillingMode::Postpaid => {
+                let price = self.catalog().hour_price(inst.mem_mb);
+                let account = tx.account(app_id).await?.ok_or(Error::SecretIdNotFound)?;
+                if account.balance < price {
+                    return Err(Error::BalanceNotEnough {
+                        needed: price,
+                        available: account.balance,
+                    });
+                }
+                tx.set_balance(app_id, account.balance - price).await?;
+                inst.deadline = now + chrono::Duration::hours(1);
+            }
         }
         let task_id = self
             .lock_with_task(&mut tx, &mut inst, TaskKind::StartInstance, json!({}))

@@ -7,7 +7,7 @@
 //! alone instances whose task starts or stops processes (that task owns them).
 
 use crate::Service;
-use crsd_core::model::{Instance, InstanceStatus, TaskKind};
+use crsd_core::model::{BillingMode, Instance, InstanceStatus, TaskKind};
 use crsd_core::Result;
 use crsd_engine::Role;
 use std::sync::Arc;
@@ -139,8 +139,9 @@ impl Service {
     }
 
     /// One expiry pass: an instance past its deadline with auto-renew (flag 1) and enough
-    /// balance is renewed for a month (a deal is recorded); any other is isolated (processes
-    /// stopped, data kept). Returns (renewed, isolated).
+    /// balance is renewed for a month (a deal is recorded); a postpaid one is charged for
+    /// every hour begun since (the next hour included) when the balance pays it; any other is
+    /// isolated (processes stopped, data kept). Returns (renewed or charged, isolated).
     pub async fn expire_once(&self) -> Result<(usize, usize)> {
         let now = self.now();
         let (mut renewed, mut isolated) = (0, 0);
@@ -162,8 +163,30 @@ impl Service {
             {
                 continue;
             }
-            let price = self.catalog().buy_price(inst.mem_mb, AUTO_RENEW_MONTHS, 1);
             let account = tx.account(inst.app_id).await?;
+            if inst.billing == BillingMode::Postpaid {
+                // Hours from the end of the last one charged through the one now running.
+                let hours = (now - inst.deadline).num_hours() + 1;
+                let price = self.catalog().hour_price(inst.mem_mb) * hours;
+                if let Some(acct) = account.filter(|a| a.balance >= price) {
+                    tx.set_balance(acct.app_id, acct.balance - price).await?;
+                    inst.deadline += chrono::Duration::hours(hours);
+                    tx.update_instance(&inst).await?;
+                    renewed += 1;
+                } else {
+                    self.lock_with_task(
+                        &mut tx,
+                        &mut inst,
+                        TaskKind::CloseInstance,
+                        serde_json::json!({}),
+                    )
+                    .await?;
+                    isolated += 1;
+                }
+                tx.commit().await?;
+                continue;
+            }
+            let price = self.catalog().buy_price(inst.mem_mb, AUTO_RENEW_MONTHS, 1);
             match account {
                 Some(acct) if inst.auto_renew == 1 && acct.balance >= price => {
                     tx.set_balance(acct.app_id, acct.balance - price).await?;

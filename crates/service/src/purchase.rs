@@ -5,7 +5,9 @@
 use crate::Service;
 use chrono::{DateTime, Duration, Months, Utc};
 use crsd_core::catalog::{ProductType, Zone};
-use crsd_core::model::{deal_status, Deal, GoodsDetail, Instance, InstanceStatus, TaskKind};
+use crsd_core::model::{
+    deal_status, BillingMode, Deal, GoodsDetail, Instance, InstanceStatus, TaskKind,
+};
 use crsd_core::rules::PasswordPolicy;
 use crsd_core::{ids, rules, secret, timefmt, Error, Result};
 use crsd_store::{NewTask, WriteTx};
@@ -33,6 +35,8 @@ pub struct CreateOrder {
     pub port: Option<u16>,
     /// Auto-renew flag of the new instances (0 manual, 1 auto, 2 never).
     pub auto_renew: i64,
+    /// Prepaid for `period` months, or postpaid (charged by the hour; `period` unused).
+    pub billing: BillingMode,
 }
 
 /// Deals are payable for 15 days, as the seed's examples show.
@@ -87,16 +91,40 @@ impl Service {
         Ok(self.catalog().buy_price(mem_mb, period, goods_num))
     }
 
-    /// CreateRedis: charges the account, records a deal (发货中) and one newInstance task per
-    /// instance. Returns the deal id.
+    /// What `goods_num` postpaid instances cost an hour (InquiryPriceCreateInstance,
+    /// BillingMode 0).
+    pub fn hourly_price(
+        &self,
+        zone_id: i64,
+        type_id: i64,
+        mem_mb: i64,
+        goods_num: i64,
+    ) -> Result<i64> {
+        let (_, product) = self.catalog().product(zone_id, type_id)?;
+        product.check_mem(mem_mb)?;
+        product.check_goods_num(goods_num)?;
+        Ok(self.catalog().hour_price(mem_mb) * goods_num)
+    }
+
+    /// CreateRedis: charges the account (the period, or a postpaid instance's first hour),
+    /// records a deal (发货中) and one newInstance task per instance. Returns the deal id.
     pub async fn create(&self, app_id: i64, order: CreateOrder) -> Result<i64> {
-        let price = self.inquiry_price(
-            order.zone_id,
-            order.type_id,
-            order.mem_mb,
-            order.goods_num,
-            order.period,
-        )?;
+        let price = match order.billing {
+            BillingMode::Prepaid => self.inquiry_price(
+                order.zone_id,
+                order.type_id,
+                order.mem_mb,
+                order.goods_num,
+                order.period,
+            )?,
+            BillingMode::Postpaid => {
+                self.hourly_price(order.zone_id, order.type_id, order.mem_mb, order.goods_num)?
+            }
+        };
+        let months = match order.billing {
+            BillingMode::Prepaid => order.period,
+            BillingMode::Postpaid => 0,
+        };
         let (zone, _) = self.catalog().product(order.zone_id, order.type_id)?;
         if order.vpc_id != 0 && order.subnet_id == 0 && order.un_subnet_id.is_empty() {
             return Err(Error::InvalidSubnetId(String::new()));
@@ -106,6 +134,10 @@ impl Service {
             rules::check_instance_name(&order.name)?;
         }
         let now = self.now();
+        let deadline = match order.billing {
+            BillingMode::Prepaid => add_months(now, order.period),
+            BillingMode::Postpaid => now + Duration::hours(1),
+        };
         let password_hash = secret::hash_password(&order.password);
         let password_acl = crsd_engine::acl_sha256_hex(&order.password);
 
@@ -159,8 +191,9 @@ impl Service {
                 subnet_id: order.subnet_id,
                 un_subnet_id: order.un_subnet_id.clone(),
                 created_at: now,
-                deadline: add_months(now, order.period),
+                deadline,
                 auto_renew: order.auto_renew,
+                billing: order.billing,
                 password_hash: password_hash.clone(),
                 password_acl: password_acl.clone(),
                 admin_secret: ids::new_secret(),
@@ -180,7 +213,7 @@ impl Service {
             price,
             detail: GoodsDetail::Create {
                 mem_mb: order.mem_mb,
-                months: order.period,
+                months,
                 instance_ids: instances.iter().map(|i| i.id.clone()).collect(),
             },
             created_at: now,
@@ -218,10 +251,18 @@ impl Service {
     }
 
     /// RenewRedis: extends the deadline by `period` months; an isolated instance is started again.
-    pub async fn renew(&self, app_id: i64, id: &str, period: i64) -> Result<i64> {
+    /// A postpaid instance is renewed only when `to_prepaid` (RenewInstance's
+    /// `ModifyPayMode=prepaid`): it becomes prepaid from the end of the hour already charged.
+    pub async fn renew(&self, app_id: i64, id: &str, period: i64, to_prepaid: bool) -> Result<i64> {
         let inst = self.owned_instance(app_id, id).await?;
         if inst.lock_task.is_some() {
             return Err(Error::InstanceLocked(id.to_string()));
+        }
+        if inst.billing == BillingMode::Postpaid && !to_prepaid {
+            return Err(Error::invalid(
+                "instanceId",
+                format!("{id} is postpaid: it has no period to renew (ModifyPayMode=prepaid makes it prepaid)"),
+            ));
         }
         self.catalog().check_period(period)?;
         let price = self.catalog().buy_price(inst.mem_mb, period, 1);
@@ -239,6 +280,7 @@ impl Service {
         let deal_id = self
             .record_renewal(&mut tx, &mut inst, &account.uin, period, price, now)
             .await?;
+        inst.billing = BillingMode::Prepaid;
         if inst.status == InstanceStatus::Isolated && inst.deadline > now {
             let task_id = tx
                 .insert_task(

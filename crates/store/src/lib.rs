@@ -499,8 +499,8 @@ impl WriteTx {
             "INSERT INTO instances (id, app_id, name, project_id, zone_id, region_id, type_id, mem_mb,
                status, vip, port, replica_port, vpc_id, un_vpc_id, subnet_id, un_subnet_id, created_at,
                deadline, auto_renew, password_hash, password_acl, admin_secret, repl_secret, lock_task,
-               params)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               params, billing_mode)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&i.id)
         .bind(i.app_id)
@@ -527,6 +527,7 @@ impl WriteTx {
         .bind(&i.repl_secret)
         .bind(i.lock_task)
         .bind(params_json(i)?)
+        .bind(i.billing.code())
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -537,7 +538,8 @@ impl WriteTx {
         self.wrote_instances = true;
         sqlx::query(
             "UPDATE instances SET name = ?, project_id = ?, mem_mb = ?, status = ?, deadline = ?,
-               auto_renew = ?, password_hash = ?, password_acl = ?, lock_task = ?, params = ?
+               auto_renew = ?, password_hash = ?, password_acl = ?, lock_task = ?, params = ?,
+               billing_mode = ?
              WHERE id = ?",
         )
         .bind(&i.name)
@@ -550,6 +552,7 @@ impl WriteTx {
         .bind(&i.password_acl)
         .bind(i.lock_task)
         .bind(params_json(i)?)
+        .bind(i.billing.code())
         .bind(&i.id)
         .execute(&mut *self.tx)
         .await?;

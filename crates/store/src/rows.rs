@@ -3,8 +3,8 @@
 use crate::{Result, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
 use crsd_core::model::{
-    Account, Backup, BackupKind, BackupState, Deal, GoodsDetail, Instance, InstanceStatus, Task,
-    TaskKind, TaskStatus,
+    Account, Backup, BackupKind, BackupState, BillingMode, Deal, GoodsDetail, Instance,
+    InstanceStatus, Task, TaskKind, TaskStatus,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
@@ -53,6 +53,11 @@ pub fn instance(r: &SqliteRow) -> Result<Instance> {
         created_at: from_millis(r.try_get("created_at")?),
         deadline: from_millis(r.try_get("deadline")?),
         auto_renew: r.try_get("auto_renew")?,
+        billing: {
+            let code: i64 = r.try_get("billing_mode")?;
+            BillingMode::from_code(code)
+                .ok_or_else(|| StoreError::Corrupt(format!("instance billing mode {code}")))?
+        },
         password_hash: r.try_get("password_hash")?,
         password_acl: r.try_get("password_acl")?,
         admin_secret: r.try_get("admin_secret")?,

@@ -30,6 +30,7 @@ fn instance(id: &str, app_id: i64, name: &str, project_id: i64, created_s: i64) 
         created_at: Utc.timestamp_opt(1_700_000_000 + created_s, 0).unwrap(),
         deadline: Utc.timestamp_opt(1_800_000_000, 0).unwrap(),
         auto_renew: 0,
+        billing: crsd_core::model::BillingMode::Prepaid,
         password_hash: "h".into(),
         password_acl: "a".into(),
         admin_secret: "s".into(),

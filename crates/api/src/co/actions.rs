@@ -8,7 +8,9 @@ use crate::tc3::params::Params3;
 use crate::AppState;
 use chrono::{DateTime, Utc};
 use crsd_core::catalog::{Zone, RUNNABLE_TYPES};
-use crsd_core::model::{Backup, BackupKind, BackupState, Instance, InstanceStatus, TaskKind};
+use crsd_core::model::{
+    Backup, BackupKind, BackupState, BillingMode, Instance, InstanceStatus, TaskKind,
+};
 use crsd_core::rules::PasswordPolicy;
 use crsd_core::{timefmt, Error, Result};
 use crsd_service::{BackupQuery, CreateOrder, DescribeQuery};
@@ -122,13 +124,12 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
                     format!("{goods} is not a spec of DescribeAvailableDBConfig"),
                 ));
             }
-            let period = svc.catalog().periods.iter().copied().min().unwrap_or(1);
             let order = CreateOrder {
                 zone_id: zone.id,
                 type_id: MASTER_REPLICA,
                 mem_mb: mem_gb * 1024,
                 goods_num: amount,
-                period,
+                period: 0,
                 password,
                 project_id: 0,
                 vpc_id: 0,
@@ -138,8 +139,9 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
                 name,
                 password_policy: PasswordPolicy::Api3,
                 port,
-                // Pay as you go: the instance renews itself each period until deleted.
-                auto_renew: 1,
+                auto_renew: 0,
+                // Pay as you go: charged by the hour until deleted.
+                billing: BillingMode::Postpaid,
             };
             let deal = svc.create(app, order).await.map_err(|e| match e {
                 Error::MemSizeNotInRange { .. } | Error::InvalidMemSize(_) => Error::invalid(

@@ -6,7 +6,7 @@
 use super::params::Params3;
 use crate::AppState;
 use chrono::{DateTime, Utc};
-use crsd_core::model::{BackupKind, Instance, TaskKind, TaskStatus};
+use crsd_core::model::{BackupKind, BillingMode, Instance, TaskKind, TaskStatus};
 use crsd_core::params::ParamKind;
 use crsd_core::rules::PasswordPolicy;
 use crsd_core::{timefmt, Error, Result};
@@ -19,8 +19,8 @@ use serde_json::{json, Map, Value};
 /// RestoreInstance, DescribeTaskInfo, DescribeTaskList, ClearInstance, ModifyInstance,
 /// ModifyInstancePassword (and ModfiyInstancePassword), ResetPassword, RenewInstance,
 /// UpgradeInstance, DescribeProductInfo, InquiryPriceCreateInstance, CreateInstances,
-/// DestroyPrepaidInstance, StartupInstance, CleanUpInstance, InquiryPriceRenewInstance,
-/// InquiryPriceUpgradeInstance, DescribeInstanceDealDetail, DescribeAutoBackupConfig,
+/// DestroyPrepaidInstance, DestroyPostpaidInstance, StartupInstance, CleanUpInstance,
+/// InquiryPriceRenewInstance, InquiryPriceUpgradeInstance, DescribeInstanceDealDetail, DescribeAutoBackupConfig,
 /// ModifyAutoBackupConfig, DescribeSlowLog, DescribeInstanceNodeInfo, DescribeInstanceParams
 /// and ModifyInstanceParams (see `dispatch`); the others answer
 /// UnsupportedOperation naming themselves, and a name outside the model is InvalidAction.
@@ -504,25 +504,29 @@ pub async fn dispatch(
             Ok(fields([("RegionSet", json!(set))]))
         }
         "InquiryPriceCreateInstance" => {
-            let (zone, type_id) = zone_and_type(state, p)?;
-            let price = svc.inquiry_price(
-                zone,
-                type_id,
-                p.required_int("MemSize")?,
-                p.required_int("GoodsNum")?,
-                p.required_int("Period")?,
-            )?;
+            let (zone, type_id, billing) = zone_and_type(state, p)?;
+            let (mem, num) = (p.required_int("MemSize")?, p.required_int("GoodsNum")?);
+            let price = match billing {
+                BillingMode::Prepaid => {
+                    svc.inquiry_price(zone, type_id, mem, num, p.required_int("Period")?)?
+                }
+                // The price of one hour.
+                BillingMode::Postpaid => svc.hourly_price(zone, type_id, mem, num)?,
+            };
             Ok(price_fields(price))
         }
         "CreateInstances" => {
-            let (zone_id, type_id) = zone_and_type(state, p)?;
+            let (zone_id, type_id, billing) = zone_and_type(state, p)?;
             refuse_no_auth(p)?;
             let order = CreateOrder {
                 zone_id,
                 type_id,
                 mem_mb: p.required_int("MemSize")?,
                 goods_num: p.required_int("GoodsNum")?,
-                period: p.required_int("Period")?,
+                period: match billing {
+                    BillingMode::Prepaid => p.required_int("Period")?,
+                    BillingMode::Postpaid => 0,
+                },
                 password: p.str("Password").unwrap_or_default(),
                 project_id: p.int_or("ProjectId", 0)?,
                 vpc_id: 0,
@@ -533,6 +537,7 @@ pub async fn dispatch(
                 password_policy: PasswordPolicy::Api3,
                 port: None,
                 auto_renew: 0,
+                billing,
             };
             let deal = svc.create(app, order).await?;
             let recorded = deal_record(svc, app, deal).await?;
@@ -765,12 +770,18 @@ pub async fn dispatch(
             ]))
         }
         "DestroyPrepaidInstance" => {
-            let task = svc.isolate(app, &p.required_str("InstanceId")?).await?;
+            let id = p.required_str("InstanceId")?;
+            let task = svc.isolate(app, &id, BillingMode::Prepaid).await?;
             // No refund deal is recorded: the name carries the isolation task's id.
             Ok(fields([
                 ("DealId", json!(task.to_string())),
                 ("DealName", json!(task.to_string())),
             ]))
+        }
+        "DestroyPostpaidInstance" => {
+            let id = p.required_str("InstanceId")?;
+            let task = svc.isolate(app, &id, BillingMode::Postpaid).await?;
+            Ok(fields([("TaskId", json!(task))]))
         }
         "StartupInstance" => {
             let task = svc.startup(app, &p.required_str("InstanceId")?).await?;
@@ -782,7 +793,19 @@ pub async fn dispatch(
         }
         "RenewInstance" => {
             let id = p.required_str("InstanceId")?;
-            let deal = svc.renew(app, &id, p.required_int("Period")?).await?;
+            let to_prepaid = match p.str("ModifyPayMode").unwrap_or_default().as_str() {
+                "" => false,
+                m if m.eq_ignore_ascii_case("prepaid") => true,
+                other => {
+                    return Err(Error::invalid(
+                        "ModifyPayMode",
+                        format!("{other} is not prepaid"),
+                    ))
+                }
+            };
+            let deal = svc
+                .renew(app, &id, p.required_int("Period")?, to_prepaid)
+                .await?;
             let recorded = deal_record(svc, app, deal).await?;
             Ok(fields([
                 ("DealId", json!(deal.to_string())),
@@ -809,10 +832,12 @@ pub async fn dispatch(
 const MASTER_REPLICA: i64 = 2;
 const API3_STANDARD_7_0: i64 = 17;
 const API3_CLUSTER_7_0: i64 = 18;
+/// `DeadlineTime` of a postpaid instance.
+const NO_DEADLINE: &str = "0000-00-00 00:00:00";
 
-/// The zone (ZoneId, else the first of the catalog) and the catalog type of a 3.0 TypeId,
-/// with the billing mode checked: only prepaid (1) is offered.
-fn zone_and_type(state: &AppState, p: &Params3) -> Result<(i64, i64)> {
+/// The zone (ZoneId, else the first of the catalog), the catalog type of a 3.0 TypeId and
+/// the BillingMode (0 postpaid, 1 prepaid) of a purchase.
+fn zone_and_type(state: &AppState, p: &Params3) -> Result<(i64, i64, BillingMode)> {
     let type_id = match p.required_int("TypeId")? {
         API3_STANDARD_7_0 => MASTER_REPLICA,
         API3_CLUSTER_7_0 => {
@@ -828,14 +853,8 @@ fn zone_and_type(state: &AppState, p: &Params3) -> Result<(i64, i64)> {
             ))
         }
     };
-    match p.int("BillingMode")? {
-        Some(1) => {}
-        Some(0) => {
-            return Err(Error::invalid(
-                "BillingMode",
-                "postpaid (0) is not offered yet; use prepaid (1)",
-            ))
-        }
+    let billing = match p.int("BillingMode")? {
+        Some(code @ (0 | 1)) => BillingMode::from_code(code).unwrap_or_default(),
         Some(other) => {
             return Err(Error::invalid(
                 "BillingMode",
@@ -843,7 +862,7 @@ fn zone_and_type(state: &AppState, p: &Params3) -> Result<(i64, i64)> {
             ))
         }
         None => return Err(Error::MissingParameter("BillingMode".into())),
-    }
+    };
     let zone = match p.int("ZoneId")? {
         Some(z) => z,
         None => state
@@ -854,7 +873,7 @@ fn zone_and_type(state: &AppState, p: &Params3) -> Result<(i64, i64)> {
             .map(|z| z.id)
             .ok_or_else(|| Error::invalid("ZoneId", "no zone is configured"))?,
     };
-    Ok((zone, type_id))
+    Ok((zone, type_id, billing))
 }
 
 /// `NoAuth: true` asks for a password-less instance, which this operator does not offer.
@@ -951,12 +970,16 @@ fn instance_set(i: &Instance, size_used_mb: i64, time: &dyn Fn(DateTime<Utc>) ->
         "SizeUsed": size_used_mb as f64,
         "Type": if i.type_id == 1 { 18 } else { 17 },
         "AutoRenewFlag": i.auto_renew,
-        "DeadlineTime": time(i.deadline),
+        // A postpaid instance has no deadline; the console shows this zero time.
+        "DeadlineTime": match i.billing {
+            BillingMode::Prepaid => time(i.deadline),
+            BillingMode::Postpaid => NO_DEADLINE.to_string(),
+        },
         "Engine": "Redis",
         "ProductType": if i.type_id == 1 { "cluster" } else { "standalone" },
         "UniqVpcId": i.un_vpc_id,
         "UniqSubnetId": i.un_subnet_id,
-        "BillingMode": 1,
+        "BillingMode": i.billing.code(),
         "InstanceTitle": i.status.description(),
         "SubStatus": 0,
         "RedisShardSize": i.mem_mb,

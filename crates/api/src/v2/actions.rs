@@ -6,7 +6,7 @@ use super::Caller;
 use crate::params::Params;
 use crate::AppState;
 use chrono::{DateTime, Utc};
-use crsd_core::model::{Deal, GoodsDetail};
+use crsd_core::model::{BillingMode, Deal, GoodsDetail};
 use crsd_core::rules::PasswordPolicy;
 use crsd_core::{timefmt, Error, Result};
 use crsd_service::{BackupQuery, CreateOrder, DescribeQuery, TaskQuery};
@@ -103,13 +103,19 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
                 password_policy: PasswordPolicy::V2,
                 port: None,
                 auto_renew: 0,
+                billing: BillingMode::Prepaid,
             };
             let deal = svc.create(app, order).await?;
             data(json!({ "dealId": deal.to_string() }))
         }
         "RenewRedis" => {
             let deal = svc
-                .renew(app, &p.required_str("redisId")?, p.required_int("period")?)
+                .renew(
+                    app,
+                    &p.required_str("redisId")?,
+                    p.required_int("period")?,
+                    false,
+                )
                 .await?;
             data(json!({ "dealId": deal.to_string() }))
         }
@@ -363,7 +369,12 @@ async fn describe(state: &AppState, app: i64, p: &Params) -> Result<Data> {
                 type_id: i.type_id,
                 type_id_desc: &v.type_name,
                 auto_renew_flag: i.auto_renew,
-                deadline_time: time(i.deadline, tz),
+                // v2 has no postpaid billing; a postpaid instance (made through another
+                // dialect) shows the zero time API 3.0 shows.
+                deadline_time: match i.billing {
+                    BillingMode::Prepaid => time(i.deadline, tz),
+                    BillingMode::Postpaid => "0000-00-00 00:00:00".to_string(),
+                },
             }
         })
         .collect();
