@@ -2,11 +2,13 @@
 # Compatibility test: a real crsd (HTTPS with a throwaway CA, real redis-server processes)
 # driven by the public qcloudapi-sdk-python 2.0.15 from PyPI (tests/compat/v2_sdk.py), then by
 # tencentcloud-sdk-python (redis 3.1.189) and tccli 3.1.189.1 through API 3.0
-# (tests/compat/v3_sdk.py), both against the same crsd.
+# (tests/compat/v3_sdk.py), then by cds-python-sdk 0.14 and the documentation's reference code
+# through the Capital Online Redis OpenAPI on /redis (tests/compat/co_sdk.py), all against the
+# same crsd.
 #
-# Needs python3 with venv, openssl, redis-server and cargo (or a built target/debug/crsd);
-# curl is used for the readiness probe when present. Network: PyPI only, on the first run
-# (the venv in target/compat-venv is reused). Works as root and as a user.
+# Needs python3 with venv, openssl, redis-server, redis-cli and cargo (or a built
+# target/debug/crsd); curl is used for the readiness probe when present. Network: PyPI only, on
+# the first run (the venv in target/compat-venv is reused). Works as root and as a user.
 #
 # Prints one line per check, then a last line "compat: N passed, M failed"; exits non-zero on
 # any failure. crsd and every redis-server it started are stopped on every exit path.
@@ -18,6 +20,7 @@ cd "$ROOT"
 SDK_VERSION="2.0.15"
 V3_REDIS_VERSION="3.1.189"
 TCCLI_VERSION="3.1.189.1"
+CDS_SDK_VERSION="0.14"
 VENV="$ROOT/target/compat-venv"
 CRSD="$ROOT/target/debug/crsd"
 SECRET_ID="AKIDcrsdCompatTest0000000000000000001"
@@ -124,11 +127,14 @@ sdk_ok() {
   [ -x "$VENV/bin/python" ] && [ -x "$VENV/bin/tccli" ] &&
     "$VENV/bin/python" -c "import sys, QcloudApi; sys.exit(QcloudApi.__version__ != '$SDK_VERSION')" \
       >/dev/null 2>&1 &&
-    "$VENV/bin/python" - "$V3_REDIS_VERSION" "$TCCLI_VERSION" >/dev/null 2>&1 <<'EOF'
+    "$VENV/bin/python" - "$V3_REDIS_VERSION" "$TCCLI_VERSION" "$CDS_SDK_VERSION" >/dev/null 2>&1 <<'EOF'
 import sys
 from importlib.metadata import version
 from tencentcloud.redis.v20180412 import redis_client  # noqa: F401
-sys.exit(version("tencentcloud-sdk-python-redis") != sys.argv[1] or version("tccli") != sys.argv[2])
+from capitalonline.common.client import Client  # noqa: F401
+import requests  # noqa: F401
+sys.exit(version("tencentcloud-sdk-python-redis") != sys.argv[1] or version("tccli") != sys.argv[2]
+         or version("cds-python-sdk") != sys.argv[3])
 EOF
 }
 if ! sdk_ok; then
@@ -137,9 +143,10 @@ if ! sdk_ok; then
   python3 -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input \
     "qcloudapi-sdk-python==$SDK_VERSION" "tencentcloud-sdk-python-redis==$V3_REDIS_VERSION" \
-    tencentcloud-sdk-python-common "tccli==$TCCLI_VERSION"
+    tencentcloud-sdk-python-common "tccli==$TCCLI_VERSION" \
+    "cds-python-sdk==$CDS_SDK_VERSION" requests # cds-python-sdk imports requests, declares nothing
   sdk_ok || {
-    say "qcloudapi-sdk-python $SDK_VERSION, tencentcloud-sdk-python-redis $V3_REDIS_VERSION or tccli $TCCLI_VERSION is not usable from $VENV"
+    say "qcloudapi-sdk-python $SDK_VERSION, tencentcloud-sdk-python-redis $V3_REDIS_VERSION, tccli $TCCLI_VERSION or cds-python-sdk $CDS_SDK_VERSION is not usable from $VENV"
     exit 1
   }
 fi
@@ -224,7 +231,7 @@ until probe; do
   sleep 0.2
 done
 
-# ---- 4. the SDK tests: v2, then API 3.0 (SDK and tccli) -----------------------------------
+# ---- 4. the SDK tests: v2, then API 3.0 (SDK and tccli), then Capital Online ---------------
 STAGE="test"
 run_test() { # run_test SCRIPT RESULT_FILE [VAR=VALUE...]: sets test_rc, test_passed, test_failed
   local script="$1" result="$2"
@@ -257,6 +264,11 @@ failed=$test_failed
 mkdir -p "$TMP/v3"
 run_test v3_sdk.py "$TMP/result_v3.json" \
   CRSD_CA="$TMP/ca.pem" CRSD_TCCLI="$VENV/bin/tccli" CRSD_SCRATCH="$TMP/v3"
+passed=$((passed + test_passed))
+failed=$((failed + test_failed))
+
+run_test co_sdk.py "$TMP/result_co.json" \
+  CRSD_CA="$TMP/ca.pem" REQUESTS_CA_BUNDLE="$TMP/ca.pem"
 passed=$((passed + test_passed))
 failed=$((failed + test_failed))
 

@@ -441,7 +441,52 @@ def tccli_wait(task, endpoint, what):
                  r is not None and r.get("Status") == "succeed", brief(r or {}))
 
 
+def lifecycle_walk():
+    """CreateInstances (prepaid and postpaid) -> running -> Destroy*Instance -> isolated ->
+    CleanUpInstance -> gone, all with the SDK."""
+    c = sdk()
+
+    def status(iid):
+        r = c.DescribeInstances(request(models.DescribeInstancesRequest, InstanceId=iid))
+        return r.InstanceSet[0].Status if r.InstanceSet else None
+
+    price = c.InquiryPriceCreateInstance(request(
+        models.InquiryPriceCreateInstanceRequest, TypeId=17, MemSize=1024, GoodsNum=1,
+        BillingMode=0, ZoneId=100002))
+    check("InquiryPriceCreateInstance BillingMode 0: the price of an hour (12 pent)",
+          price.Price == 12.0 and price.AmountUnit == "pent", brief(price))
+    for billing, destroy in ((0, "DestroyPostpaidInstance"), (1, "DestroyPrepaidInstance")):
+        fields = dict(TypeId=17, MemSize=1024, GoodsNum=1, BillingMode=billing, ZoneId=100002,
+                      Password=PASSWORD)
+        if billing == 1:
+            fields["Period"] = 1
+        r = c.CreateInstances(request(models.CreateInstancesRequest, **fields))
+        if not check("CreateInstances BillingMode %d returns one InstanceId" % billing,
+                     len(r.InstanceIds or []) == 1, brief(r)):
+            continue
+        iid = r.InstanceIds[0]
+        got = poll("DescribeInstances", lambda: status(iid), lambda s: s == 2)
+        r = c.DescribeInstances(request(models.DescribeInstancesRequest, InstanceId=iid))
+        inst = r.InstanceSet[0] if r.InstanceSet else None
+        check("BillingMode %d instance running, DescribeInstances shows its BillingMode" % billing,
+              got == 2 and inst is not None and inst.BillingMode == billing, brief(r))
+        other = "DestroyPrepaidInstance" if billing == 0 else "DestroyPostpaidInstance"
+        e = sdk_error(lambda: getattr(c, other)(request(
+            getattr(models, other + "Request"), InstanceId=iid)))
+        check("%s of a BillingMode %d instance raises InvalidParameterValue" % (other, billing),
+              e is not None and e.code == "InvalidParameterValue", repr(e))
+        getattr(c, destroy)(request(getattr(models, destroy + "Request"), InstanceId=iid))
+        got = poll("DescribeInstances", lambda: status(iid), lambda s: s == -2)
+        check("%s isolates it (Status -2)" % destroy, got == -2, str(got))
+        r = c.CleanUpInstance(request(models.CleanUpInstanceRequest, InstanceId=iid))
+        wait_task_sdk(c, r.TaskId, "CleanUpInstance")
+        got = poll("DescribeInstances", lambda: status(iid), lambda s: s is None)
+        check("CleanUpInstance removes it (DescribeInstances lists nothing)", got is None,
+              str(got))
+
+
 def main():
+    lifecycle_walk()
     redis_id = create_instance_v2()
     if not redis_id:
         return

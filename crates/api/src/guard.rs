@@ -45,7 +45,7 @@ impl ReplayGuard {
             .map_err(|e| match e {
                 ReplayError::Stale => self.stale(timestamp, now),
                 ReplayError::NonceReused => {
-                    crsd_core::Error::Replay(format!("Nonce {nonce} was already used"))
+                    crsd_core::Error::NonceReused(format!("Nonce {nonce} was already used"))
                 }
             })
     }
@@ -59,7 +59,7 @@ impl ReplayGuard {
     }
 
     fn stale(&self, timestamp: i64, now: i64) -> crsd_core::Error {
-        crsd_core::Error::Replay(format!(
+        crsd_core::Error::StaleRequest(format!(
             "Timestamp {timestamp} is more than {} s from the server time {now}",
             self.window
         ))

@@ -22,8 +22,10 @@ pub enum Error {
     MalformedAuthorization(String),
     #[error("the SecretId does not exist")]
     SecretIdNotFound,
+    #[error("request outside the time window: {0}")]
+    StaleRequest(String),
     #[error("replayed request: {0}")]
-    Replay(String),
+    NonceReused(String),
     #[error("request rate limit exceeded for action {0}")]
     RateLimited(String),
     #[error("unknown action: {0}")]
@@ -80,6 +82,8 @@ pub enum Error {
     PasswordEmpty,
     #[error("password must be 8-16 characters with at least two of: letters, digits, !@#%^*()")]
     PasswordRule,
+    #[error("password must be 8-64 characters, not start with '/', and hold at least two of: lowercase letters, uppercase letters, digits, ()`~!@#$%^&*-+=_|{{}}[]:;<>,.?/")]
+    Api3PasswordRule,
     #[error("the old password is wrong")]
     OldPasswordWrong,
     #[error("the instance password is wrong")]

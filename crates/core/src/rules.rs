@@ -63,7 +63,7 @@ pub fn check_password_api3(password: &str) -> Result<()> {
     }
     let len = password.chars().count();
     if !(8..=64).contains(&len) || password.starts_with('/') {
-        return Err(Error::PasswordRule);
+        return Err(Error::Api3PasswordRule);
     }
     let mut classes = [false; 4];
     for c in password.chars() {
@@ -76,12 +76,12 @@ pub fn check_password_api3(password: &str) -> Result<()> {
         } else if PASSWORD_SPECIALS_API3.contains(c) {
             3
         } else {
-            return Err(Error::PasswordRule);
+            return Err(Error::Api3PasswordRule);
         };
         classes[class] = true;
     }
     if classes.iter().filter(|b| **b).count() < 2 {
-        return Err(Error::PasswordRule);
+        return Err(Error::Api3PasswordRule);
     }
     Ok(())
 }

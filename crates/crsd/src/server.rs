@@ -136,6 +136,10 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
     let make = app.into_make_service();
     let server = match (&cfg.tls.cert, &cfg.tls.key) {
         (Some(cert), Some(key)) => {
+            // One crypto provider for the process, named: when another crate in the build
+            // enables a second rustls backend, rustls cannot pick one by itself and panics.
+            // Err means one is installed already (a second server in this process).
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             let tls = RustlsConfig::from_pem_file(cert, key)
                 .await
                 .with_context(|| format!("loading TLS certificate {}", cert.display()))?;

@@ -29,6 +29,19 @@ const MASTER_REPLICA: i64 = 2;
 const VERSION: &str = "7.0";
 const SUB_PRODUCT: &str = "Redis 主从版";
 
+/// The nine actions of the Redis OpenAPI, all carried out.
+pub const ACTIONS: &[&str] = &[
+    "DescribeRegins",
+    "DescribeAvailableDBConfig",
+    "CreateDBInstance",
+    "DescribeDBInstances",
+    "DeleteDBInstance",
+    "DescribeBackups",
+    "DownloadBackup",
+    "CreateBackup",
+    "DeleteBackup",
+];
+
 pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> Result<Answer> {
     let svc = &state.svc;
     let tz = svc.time_zone();
@@ -117,8 +130,9 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
                 }
                 Some(port) => Some(port as u16),
             };
-            let mem_gb = goods - GOODS_BASE;
-            if mem_gb <= 0 {
+            let mem_gb = goods.saturating_sub(GOODS_BASE);
+            // Refused like any unknown id, before `mem_gb * 1024` could overflow.
+            if mem_gb <= 0 || mem_gb > i64::MAX / 1024 {
                 return Err(Error::invalid(
                     "PaasGoodsId",
                     format!("{goods} is not a spec of DescribeAvailableDBConfig"),

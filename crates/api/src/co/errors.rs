@@ -19,8 +19,8 @@ pub fn code(e: &Error) -> (StatusCode, &'static str, String) {
         InvalidParameter { .. } => (BAD, "InvalidParameter"),
         SecretIdNotFound => (AUTH, "InvalidAccessKeyId"),
         SignatureMismatch | MalformedAuthorization(_) => (AUTH, "SignatureDoesNotMatch"),
-        Replay(why) if why.contains("Timestamp") => (AUTH, "InvalidTimeStamp.Expired"),
-        Replay(_) => (AUTH, "SignatureNonceUsed"),
+        StaleRequest(_) => (AUTH, "InvalidTimeStamp.Expired"),
+        NonceReused(_) => (AUTH, "SignatureNonceUsed"),
         RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "Throttling"),
         UnknownAction(_) => (BAD, "InvalidParameter"),
         Unsupported(_) | ExportNeedsCluster => (BAD, "UnsupportedOperation"),
@@ -38,6 +38,7 @@ pub fn code(e: &Error) -> (StatusCode, &'static str, String) {
         | InstanceNameRule
         | PasswordEmpty
         | PasswordRule
+        | Api3PasswordRule
         | OldPasswordWrong
         | PasswordWrong => (BAD, "InvalidParameter"),
         // The order could not be placed: the account cannot pay, or the host has no port.

@@ -62,6 +62,10 @@ pub async fn handle(
 ) -> Response {
     let pairs = first_wins(parse_pairs(&query.unwrap_or_default()));
     let result = match authenticate(&state, &method, &pairs).await {
+        // Only known actions reach the rate limiter, which keeps a bucket per action name.
+        Ok((_, action)) if !actions::ACTIONS.contains(&action.as_str()) => {
+            Err(Error::UnknownAction(action))
+        }
         Ok((app_id, action)) => match params(&method, &pairs, &body) {
             Ok(p) if state.limiter.allow(app_id, &action) => {
                 actions::dispatch(&state, app_id, &action, &p).await

@@ -37,7 +37,9 @@ fn table(action: &str, e: &Error) -> (i64, Option<i64>, &'static str, String) {
         MalformedAuthorization(why) => (4100, None, "AuthFailure.InvalidAuthorization", format!("身份验证失败: {why}")),
         SecretIdNotFound => (4104, None, "AuthFailure.SecretIdNotFound", "SecretId 不存在".into()),
         RateLimited(a) => (4400, None, "RequestLimitExceeded", format!("请求的次数超过了配额限制: {a}")),
-        Replay(why) => (4500, None, "RequestReplay", format!("重放攻击: {why}")),
+        StaleRequest(why) | NonceReused(why) => {
+            (4500, None, "RequestReplay", format!("重放攻击: {why}"))
+        }
 
         NoRedisService(_) => failed(10000, "NoRedisService", "请求的区域暂时不提供redis服务"),
         NoTypeIdRedisService { .. } => {
@@ -103,7 +105,7 @@ fn table(action: &str, e: &Error) -> (i64, Option<i64>, &'static str, String) {
             "实例名称不符合规则:1-36个字母、数字、非符号中文、_、-",
         ),
         PasswordEmpty => param(10501, "PasswordEmpty", "密码为空"),
-        PasswordRule => param(
+        PasswordRule | Api3PasswordRule => param(
             11058,
             "PasswordRuleError",
             "密码规则错误，密码必须是8-16位字符，且至少包含字母、数字和字符（!@#%^*()）中的两种",
