@@ -136,6 +136,14 @@ pub struct Instance {
     pub params: std::collections::BTreeMap<String, String>,
 }
 
+impl Instance {
+    /// False for a password-less instance (API 3.0 `NoAuth`, when the operator allows it):
+    /// its default user is `nopass`, and calls that check the password accept any.
+    pub fn has_password(&self) -> bool {
+        !self.password_hash.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum DealKind {

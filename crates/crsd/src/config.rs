@@ -46,6 +46,9 @@ pub struct Instances {
     pub redis_server: PathBuf,
     /// How long a redis-server may take to answer PING after start.
     pub start_timeout_secs: u64,
+    /// Whether users may ask for password-less instances (API 3.0 `NoAuth`). Off: every
+    /// instance needs a password.
+    pub allow_no_auth: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,6 +149,7 @@ impl Default for Instances {
             port_max: 17399,
             redis_server: PathBuf::from("redis-server"),
             start_timeout_secs: 15,
+            allow_no_auth: false,
         }
     }
 }

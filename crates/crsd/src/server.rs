@@ -182,6 +182,7 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
         },
         port_min: cfg.instances.port_min,
         port_max: cfg.instances.port_max,
+        allow_no_auth: cfg.instances.allow_no_auth,
         catalog: cfg.catalog.clone(),
         time_zone: cfg.tz(),
         supervise_every: Duration::from_millis(cfg.loops.supervise_every_ms.max(50)),

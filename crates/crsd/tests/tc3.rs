@@ -1140,6 +1140,8 @@ async fn create_instances_with_product_info_and_price_and_v2_sees_them() {
         ("TypeId", json!(18)),
         ("TypeId", json!(8)),
         ("BillingMode", json!(2)),
+        // Password-less instances: not in the default config.
+        ("NoAuth", json!(true)),
     ] {
         let mut bad = base.clone();
         bad[field] = value;
@@ -1288,6 +1290,106 @@ async fn destroy_prepaid_startup_and_clean_up() {
         "ResourceNotFound.InstanceNotExists",
     )
     .await;
+}
+
+/// `NoAuth` is honoured only where the operator's config allows password-less instances:
+/// refused by default (see `passwords_follow_the_api3_rule`); allowed, the instance's default
+/// user needs no password, every call that checks the password accepts none, and a password
+/// can be set and taken away again.
+#[tokio::test]
+async fn no_auth_instances_only_where_the_operator_allows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::test_config(dir.path());
+    cfg.instances.allow_no_auth = true;
+    let crsd = TestCrsd::start_with(dir, cfg).await;
+    let v2 = crsd.client();
+    let c = Tc3Client::new(&crsd);
+    let r = c
+        .ok(
+            "CreateInstances",
+            json!({"TypeId": 17, "MemSize": 1024, "GoodsNum": 1, "Period": 1, "BillingMode": 1,
+                "ZoneId": 100002, "NoAuth": true}),
+        )
+        .await;
+    let id = r["InstanceIds"][0].as_str().unwrap().to_string();
+    v2.wait_deal(r["DealId"].as_str().unwrap()).await;
+    let inst = c.ok("DescribeInstances", json!({"InstanceId": id})).await["InstanceSet"][0].clone();
+    assert_eq!(inst["NoAuth"], true, "{inst}");
+    let host = inst["WanIp"].as_str().unwrap().to_string();
+    let port = inst["Port"].as_u64().unwrap() as u16;
+    let open = |p: &'static str| {
+        let host = host.clone();
+        async move {
+            redis::Client::open(format!("redis://{}@{host}:{port}/", p))
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+        }
+    };
+    let mut conn = open("").await.expect("no password needed");
+    set(&mut conn, "k", "v").await;
+    // The password-checking calls accept none.
+    let r = c.ok("ClearInstance", json!({"InstanceId": id})).await;
+    assert_eq!(
+        wait_task3(&c, r["TaskId"].as_i64().unwrap()).await,
+        "succeed"
+    );
+    assert_eq!(
+        get(&mut open("").await.unwrap(), "k").await,
+        None,
+        "flushed"
+    );
+
+    // A password set on it is required from then on...
+    let r = c
+        .ok(
+            "ResetPassword",
+            json!({"InstanceId": id, "Password": "Api3-Password-Long-2024"}),
+        )
+        .await;
+    assert_eq!(
+        wait_task3(&c, r["TaskId"].as_i64().unwrap()).await,
+        "succeed"
+    );
+    let inst = c.ok("DescribeInstances", json!({"InstanceId": id})).await["InstanceSet"][0].clone();
+    assert_eq!(inst["NoAuth"], false, "{inst}");
+    let mut anon = open("").await.unwrap();
+    let denied: redis::RedisResult<Option<String>> =
+        redis::cmd("GET").arg("k").query_async(&mut anon).await;
+    assert!(denied.is_err(), "NOAUTH once a password is set");
+    assert!(redis_conn(&host, port, "Api3-Password-Long-2024")
+        .await
+        .is_ok());
+    c.err(
+        "ClearInstance",
+        json!({"InstanceId": id}),
+        "InvalidParameterValue.PasswordEmpty",
+    )
+    .await;
+    // ...and ResetPassword with NoAuth takes it away again, on master and replica.
+    let r = c
+        .ok("ResetPassword", json!({"InstanceId": id, "NoAuth": true}))
+        .await;
+    assert_eq!(
+        wait_task3(&c, r["TaskId"].as_i64().unwrap()).await,
+        "succeed"
+    );
+    let mut conn = open("").await.unwrap();
+    set(&mut conn, "again", "1").await;
+    let replica = common::service(&crsd)
+        .store()
+        .instance(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .replica_port;
+    let mut conn = redis::Client::open(format!("redis://{host}:{replica}/"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+    assert_eq!(pong, "PONG", "the replica needs no password either");
 }
 
 /// Sets an account's balance directly (what an operator's top-up would do).

@@ -73,7 +73,7 @@ pub(crate) fn render(
         )));
     }
     let maxmemory = maxmemory_arg(spec.maxmemory_mb)?;
-    let default_hash = normalize_sha256_hex(&spec.default_password_sha256)?;
+    let default_pass = default_user_pass(&spec.default_password_sha256)?;
     check_user_name(&spec.admin_user, "admin_user")?;
     check_user_name(&spec.repl_user, "repl_user")?;
     if spec.admin_user == spec.repl_user {
@@ -178,7 +178,7 @@ pub(crate) fn render(
     line("enable-debug-command no");
     line("enable-module-command no");
     line(&format!(
-        "user default on #{default_hash} {DEFAULT_USER_RULES}"
+        "user default on {default_pass} {DEFAULT_USER_RULES}"
     ));
     line(&format!(
         "user {} on #{} {ADMIN_USER_RULES}",
@@ -275,6 +275,15 @@ pub(crate) fn maxmemory_arg(mb: u64) -> Result<String, EngineError> {
 }
 
 /// Lowercase 64-digit hex, the only form redis accepts after `#`.
+/// The default user's password rule: `#<hex>`, or `nopass` for an empty hash.
+pub(crate) fn default_user_pass(sha256_hex: &str) -> Result<String, EngineError> {
+    if sha256_hex.is_empty() {
+        Ok("nopass".into())
+    } else {
+        Ok(format!("#{}", normalize_sha256_hex(sha256_hex)?))
+    }
+}
+
 pub(crate) fn normalize_sha256_hex(s: &str) -> Result<String, EngineError> {
     if s.len() == 64 && s.bytes().all(|c| c.is_ascii_hexdigit()) {
         Ok(s.to_ascii_lowercase())
@@ -452,6 +461,13 @@ mod tests {
         let mut s = spec(Role::Master);
         s.default_password_sha256 = "abc".into();
         assert!(render(&cfg(), &s, &paths).is_err());
+        let mut s = spec(Role::Master);
+        s.default_password_sha256 = String::new();
+        let conf = render(&cfg(), &s, &paths).unwrap();
+        assert!(
+            conf.contains("\nuser default on nopass ~* &* +@all -@admin\n"),
+            "{conf}"
+        );
         let mut s = spec(Role::Master);
         s.repl_secret = "two words".into();
         assert!(render(&cfg(), &s, &paths).is_err());

@@ -266,22 +266,22 @@ impl Engine {
         Ok(())
     }
 
-    /// `ACL SETUSER default on resetpass #<hex>`, then `CONFIG REWRITE`. Afterwards the old
-    /// password fails AUTH. ACLs are not replicated: call it on the master and on the replica.
+    /// `ACL SETUSER default on resetpass #<hex>` (`nopass` for an empty hash), then
+    /// `CONFIG REWRITE`. Afterwards the old password fails AUTH. ACLs are not replicated: call it on the master and on the replica.
     /// Connections already authenticated as `default` stay open.
     pub async fn set_default_password(
         &self,
         spec: &NodeSpec,
         sha256_hex: &str,
     ) -> Result<(), EngineError> {
-        let hash = config::normalize_sha256_hex(sha256_hex)?;
+        let pass = config::default_user_pass(sha256_hex)?;
         let mut con = self.admin_connection(spec).await?;
         redis::cmd("ACL")
             .arg("SETUSER")
             .arg("default")
             .arg("on")
             .arg("resetpass")
-            .arg(format!("#{hash}"))
+            .arg(pass)
             .query_async::<()>(&mut con)
             .await?;
         config_rewrite(&mut con).await?;

@@ -118,7 +118,8 @@ pub struct NodeSpec {
     /// `maxmemory`; must be at least 1 (redis reads 0 as "no limit").
     pub maxmemory_mb: u64,
     /// Hex sha256 of the user's password (see [`acl_sha256_hex`]):
-    /// `user default on #<hex> ~* &* +@all`.
+    /// `user default on #<hex> ~* &* +@all`. Empty: the default user needs no password
+    /// (`nopass`), for operators who allow password-less instances.
     pub default_password_sha256: String,
     /// crsd's own ACL user (all permissions), e.g. "crsd".
     pub admin_user: String,

@@ -23,7 +23,7 @@ use crate::Service;
 use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Timelike, Utc, Weekday};
 use crsd_backupstore::BackupKey;
 use crsd_core::model::{Backup, BackupKind, BackupState, Instance, InstanceStatus, Task, TaskKind};
-use crsd_core::{ids, secret, Error, Result};
+use crsd_core::{ids, Error, Result};
 use crsd_engine::Role;
 use crsd_store::{BackupFilter, NewTask};
 use serde_json::json;
@@ -273,12 +273,7 @@ impl Service {
             Some(b) if b.instance_id == inst.id && b.app_id == app_id => b,
             _ => return Err(Error::BackupNotFound(backup_id.to_string())),
         };
-        if password.is_empty() {
-            return Err(Error::PasswordEmpty);
-        }
-        if !secret::verify_password(&inst.password_hash, password) {
-            return Err(Error::PasswordWrong);
-        }
+        crate::instances::check_instance_password(&inst, password)?;
         // The backup's own lock first: restoring the very backup a running restore uses is
         // 10710, any other operation on the held instance 10707.
         if backup.lock_task.is_some() {

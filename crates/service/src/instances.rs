@@ -197,15 +197,18 @@ impl Service {
         new: &str,
         policy: PasswordPolicy,
     ) -> Result<i64> {
-        self.password_task(app_id, id, Some(old), new, policy).await
+        self.password_task(app_id, id, Some(old), Some(new), policy)
+            .await
     }
 
     /// ResetRedisPassword / ResetPassword: as modify_password without the old password.
+    /// `None` makes the instance password-less (ResetPassword `NoAuth`), if the operator
+    /// allows that.
     pub async fn reset_password(
         &self,
         app_id: i64,
         id: &str,
-        new: &str,
+        new: Option<&str>,
         policy: PasswordPolicy,
     ) -> Result<i64> {
         self.password_task(app_id, id, None, new, policy).await
@@ -216,25 +219,29 @@ impl Service {
         app_id: i64,
         id: &str,
         old: Option<&str>,
-        new: &str,
+        new: Option<&str>,
         policy: PasswordPolicy,
     ) -> Result<i64> {
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
         check_idle(&inst)?;
-        if old.is_some_and(str::is_empty) {
-            return Err(Error::PasswordEmpty);
+        match new {
+            Some(new) => policy.check(new)?,
+            None => self.check_no_auth_allowed()?,
         }
-        policy.check(new)?;
-        if let Some(old) = old {
+        // A password-less instance has no old password to check.
+        if let Some(old) = old.filter(|_| inst.has_password()) {
+            if old.is_empty() {
+                return Err(Error::PasswordEmpty);
+            }
             if !secret::verify_password(&inst.password_hash, old) {
                 return Err(Error::OldPasswordWrong);
             }
         }
-        // Only hashes travel in the task: the plaintext is never stored.
+        // Only hashes travel in the task: the plaintext is never stored. Empty: no password.
         let payload = json!({
-            "passwordHash": secret::hash_password(new),
-            "passwordAcl": crsd_engine::acl_sha256_hex(new),
+            "passwordHash": new.map(secret::hash_password).unwrap_or_default(),
+            "passwordAcl": new.map(crsd_engine::acl_sha256_hex).unwrap_or_default(),
         });
         let task_id = self
             .lock_with_task(&mut tx, &mut inst, TaskKind::SetPassword, payload)
@@ -352,12 +359,7 @@ impl Service {
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
         check_idle(&inst)?;
-        if password.is_empty() {
-            return Err(Error::PasswordEmpty);
-        }
-        if !secret::verify_password(&inst.password_hash, password) {
-            return Err(Error::PasswordWrong);
-        }
+        check_instance_password(&inst, password)?;
         let task_id = self
             .lock_with_task(&mut tx, &mut inst, TaskKind::CleanInstance, json!({}))
             .await?;
@@ -405,6 +407,35 @@ impl Service {
         inst.status = InstanceStatus::Busy;
         tx.update_instance(inst).await?;
         Ok(task_id)
+    }
+}
+
+/// The instance password a destructive call carries (ClearRedis, RestoreInstance): it must
+/// be given and right, unless the instance has none.
+pub(crate) fn check_instance_password(inst: &Instance, password: &str) -> Result<()> {
+    if !inst.has_password() {
+        return Ok(());
+    }
+    if password.is_empty() {
+        return Err(Error::PasswordEmpty);
+    }
+    if !secret::verify_password(&inst.password_hash, password) {
+        return Err(Error::PasswordWrong);
+    }
+    Ok(())
+}
+
+impl Service {
+    /// Password-less instances exist only where the operator's config allows them.
+    pub(crate) fn check_no_auth_allowed(&self) -> Result<()> {
+        if self.cfg.allow_no_auth {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "NoAuth",
+                "password-less instances are not offered by this operator",
+            ))
+        }
     }
 }
 

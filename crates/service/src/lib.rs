@@ -60,6 +60,8 @@ pub struct ServiceConfig {
     /// Ports crsd hands to instances, inclusive.
     pub port_min: u16,
     pub port_max: u16,
+    /// Whether password-less instances may be created (`NoAuth`).
+    pub allow_no_auth: bool,
     pub catalog: Catalog,
     pub time_zone: Tz,
     /// How often the supervisor checks every process.

@@ -37,6 +37,9 @@ pub struct CreateOrder {
     pub auto_renew: i64,
     /// Prepaid for `period` months, or postpaid (charged by the hour; `period` unused).
     pub billing: BillingMode,
+    /// A password-less instance (API 3.0 `NoAuth`; `password` unused), if the operator
+    /// allows it.
+    pub no_auth: bool,
 }
 
 /// Deals are payable for 15 days, as the seed's examples show.
@@ -129,7 +132,11 @@ impl Service {
         if order.vpc_id != 0 && order.subnet_id == 0 && order.un_subnet_id.is_empty() {
             return Err(Error::InvalidSubnetId(String::new()));
         }
-        order.password_policy.check(&order.password)?;
+        if order.no_auth {
+            self.check_no_auth_allowed()?;
+        } else {
+            order.password_policy.check(&order.password)?;
+        }
         if !order.name.is_empty() {
             rules::check_instance_name(&order.name)?;
         }
@@ -138,8 +145,15 @@ impl Service {
             BillingMode::Prepaid => add_months(now, order.period),
             BillingMode::Postpaid => now + Duration::hours(1),
         };
-        let password_hash = secret::hash_password(&order.password);
-        let password_acl = crsd_engine::acl_sha256_hex(&order.password);
+        // Empty hashes: no password (`nopass`).
+        let (password_hash, password_acl) = if order.no_auth {
+            (String::new(), String::new())
+        } else {
+            (
+                secret::hash_password(&order.password),
+                crsd_engine::acl_sha256_hex(&order.password),
+            )
+        };
 
         let mut tx = self.store.write().await?;
         let account = tx.account(app_id).await?.ok_or(Error::SecretIdNotFound)?;

@@ -156,6 +156,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
                 auto_renew: 0,
                 // Pay as you go: charged by the hour until deleted.
                 billing: BillingMode::Postpaid,
+                no_auth: false,
             };
             let deal = svc.create(app, order).await.map_err(|e| match e {
                 Error::MemSizeNotInRange { .. } | Error::InvalidMemSize(_) => Error::invalid(

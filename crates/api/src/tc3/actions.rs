@@ -432,14 +432,10 @@ pub async fn dispatch(
         }
         "ResetPassword" => {
             let id = p.required_str("InstanceId")?;
-            refuse_no_auth(p)?;
+            let password = p.str("Password").unwrap_or_default();
+            let new = (!no_auth(p)?).then_some(password.as_str());
             let task = svc
-                .reset_password(
-                    app,
-                    &id,
-                    &p.str("Password").unwrap_or_default(),
-                    PasswordPolicy::Api3,
-                )
+                .reset_password(app, &id, new, PasswordPolicy::Api3)
                 .await?;
             Ok(fields([("TaskId", json!(task))]))
         }
@@ -517,7 +513,6 @@ pub async fn dispatch(
         }
         "CreateInstances" => {
             let (zone_id, type_id, billing) = zone_and_type(state, p)?;
-            refuse_no_auth(p)?;
             let order = CreateOrder {
                 zone_id,
                 type_id,
@@ -538,6 +533,7 @@ pub async fn dispatch(
                 port: None,
                 auto_renew: 0,
                 billing,
+                no_auth: no_auth(p)?,
             };
             let deal = svc.create(app, order).await?;
             let recorded = deal_record(svc, app, deal).await?;
@@ -876,15 +872,17 @@ fn zone_and_type(state: &AppState, p: &Params3) -> Result<(i64, i64, BillingMode
     Ok((zone, type_id, billing))
 }
 
-/// `NoAuth: true` asks for a password-less instance, which this operator does not offer.
-fn refuse_no_auth(p: &Params3) -> Result<()> {
-    if p.str("NoAuth").is_some_and(|v| v == "true" || v == "1") {
-        return Err(Error::invalid(
+/// `NoAuth`: true asks for a password-less instance (the service refuses it unless the
+/// operator allows them).
+fn no_auth(p: &Params3) -> Result<bool> {
+    match p.str("NoAuth").as_deref() {
+        None | Some("false") | Some("0") | Some("") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(other) => Err(Error::invalid(
             "NoAuth",
-            "password-less instances are not offered by this operator",
-        ));
+            format!("{other} is not true or false"),
+        )),
     }
-    Ok(())
 }
 
 /// Sizes a product sells, in GB (1 GB steps), as ProductConf lists them.
@@ -985,7 +983,7 @@ fn instance_set(i: &Instance, size_used_mb: i64, time: &dyn Fn(DateTime<Utc>) ->
         "RedisShardSize": i.mem_mb,
         "RedisShardNum": 1,
         "RedisReplicasNum": 1,
-        "NoAuth": false,
+        "NoAuth": !i.has_password(),
         "CurrentRedisVersion": "7.0",
         "DeleteProtectionSwitch": 0,
     })

@@ -104,6 +104,7 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
                 port: None,
                 auto_renew: 0,
                 billing: BillingMode::Prepaid,
+                no_auth: false,
             };
             let deal = svc.create(app, order).await?;
             data(json!({ "dealId": deal.to_string() }))
@@ -168,7 +169,7 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
                 .reset_password(
                     app,
                     &id,
-                    p.get("password").unwrap_or_default(),
+                    Some(p.get("password").unwrap_or_default()),
                     PasswordPolicy::V2,
                 )
                 .await?;
