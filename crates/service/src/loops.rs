@@ -164,54 +164,49 @@ impl Service {
                 continue;
             }
             let account = tx.account(inst.app_id).await?;
-            if inst.billing == BillingMode::Postpaid {
+            let paid = match (inst.billing, account) {
                 // Hours from the end of the last one charged through the one now running.
-                let hours = (now - inst.deadline).num_hours() + 1;
-                let price = self.catalog().hour_price(inst.mem_mb) * hours;
-                if let Some(acct) = account.filter(|a| a.balance >= price) {
-                    tx.set_balance(acct.app_id, acct.balance - price).await?;
-                    inst.deadline += chrono::Duration::hours(hours);
-                    tx.update_instance(&inst).await?;
-                    renewed += 1;
-                } else {
-                    self.lock_with_task(
-                        &mut tx,
-                        &mut inst,
-                        TaskKind::CloseInstance,
-                        serde_json::json!({}),
-                    )
-                    .await?;
-                    isolated += 1;
+                (BillingMode::Postpaid, Some(acct)) => {
+                    let hours = (now - inst.deadline).num_hours() + 1;
+                    let price = self.catalog().hour_price(inst.mem_mb) * hours;
+                    let paid = acct.balance >= price;
+                    if paid {
+                        tx.set_balance(acct.app_id, acct.balance - price).await?;
+                        inst.deadline += chrono::Duration::hours(hours);
+                    }
+                    paid
                 }
-                tx.commit().await?;
-                continue;
-            }
-            let price = self.catalog().buy_price(inst.mem_mb, AUTO_RENEW_MONTHS, 1);
-            match account {
-                Some(acct) if inst.auto_renew == 1 && acct.balance >= price => {
-                    tx.set_balance(acct.app_id, acct.balance - price).await?;
-                    self.record_renewal(
-                        &mut tx,
-                        &mut inst,
-                        &acct.uin,
-                        AUTO_RENEW_MONTHS,
-                        price,
-                        now,
-                    )
-                    .await?;
-                    tx.update_instance(&inst).await?;
-                    renewed += 1;
+                (BillingMode::Prepaid, Some(acct)) => {
+                    let price = self.catalog().buy_price(inst.mem_mb, AUTO_RENEW_MONTHS, 1);
+                    let paid = inst.auto_renew == 1 && acct.balance >= price;
+                    if paid {
+                        tx.set_balance(acct.app_id, acct.balance - price).await?;
+                        self.record_renewal(
+                            &mut tx,
+                            &mut inst,
+                            &acct.uin,
+                            AUTO_RENEW_MONTHS,
+                            price,
+                            now,
+                        )
+                        .await?;
+                    }
+                    paid
                 }
-                _ => {
-                    self.lock_with_task(
-                        &mut tx,
-                        &mut inst,
-                        TaskKind::CloseInstance,
-                        serde_json::json!({}),
-                    )
-                    .await?;
-                    isolated += 1;
-                }
+                (_, None) => false,
+            };
+            if paid {
+                tx.update_instance(&inst).await?;
+                renewed += 1;
+            } else {
+                self.lock_with_task(
+                    &mut tx,
+                    &mut inst,
+                    TaskKind::CloseInstance,
+                    serde_json::json!({}),
+                )
+                .await?;
+                isolated += 1;
             }
             tx.commit().await?;
         }
