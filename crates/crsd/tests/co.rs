@@ -1570,3 +1570,82 @@ async fn describe_db_instances_filters() {
         Vec::<String>::new()
     );
 }
+
+// ------------------------------------------------------------------------------ faults
+
+/// kill -9 of crsd (the real binary) right after DeleteDBInstance was accepted: after the
+/// restart the delete task ends the job. Both redis-servers are gone, their ports answer
+/// nothing, the instance folder is removed and no dialect lists the instance; the account's
+/// other instance keeps serving its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_interrupted_by_kill9_finishes_after_restart() {
+    const SECRET_ID: &str = "AKIDcoFaultTest000000000000000000001";
+    const SECRET_KEY: &str = "coFaultTestSecretKey0000000000001";
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = common::daemon::Daemon::new(dir.path(), SECRET_ID, SECRET_KEY);
+    d.start().await;
+    let co = Co {
+        base: format!("http://127.0.0.1:{}", d.port),
+        access_key: SECRET_ID.into(),
+        secret: SECRET_KEY.into(),
+        clock: Arc::new(OffsetClock::new()),
+        http: reqwest::Client::new(),
+    };
+    let gone = co.create_running("gone").await;
+    let kept = co.create_running("kept").await;
+    let (host, kept_port) = (kept["IP"].as_str().unwrap().to_string(), port_of(&kept));
+    set_get(&host, kept_port, "survivor", "yes").await;
+    let id = id_of(&gone);
+    let ports = [port_of(&gone), port_of(&gone) + 1];
+    let folder = d.data.join("instances").join(&id);
+    assert!(folder.is_dir());
+
+    // A stopped (SIGSTOP) replica holds the delete task in its first step: it answers no
+    // SHUTDOWN, so the task is still running when crsd is killed.
+    let replica_pid: i32 = std::fs::read_to_string(folder.join("replica").join("redis.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(unsafe { libc::kill(replica_pid, libc::SIGSTOP) }, 0);
+    let r = co
+        .post("DeleteDBInstance", json!({ "InstanceUuid": id }))
+        .await
+        .ok("DeleteDBInstance");
+    assert!(!r["TaskId"].as_str().unwrap_or_default().is_empty(), "{r}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = co.instance(&id).await.expect("still listed while deleting");
+    assert_eq!(during["Status"], "DELETING", "{during}");
+    d.kill9();
+    assert_eq!(unsafe { libc::kill(replica_pid, libc::SIGCONT) }, 0);
+    d.start().await;
+
+    co.wait_gone(&id).await;
+    let v2 = d.client();
+    let listed = v2
+        .ok("DescribeRedis", &[("limit", "100"), ("offset", "0")])
+        .await;
+    let ids: Vec<&str> = listed["data"]["redisSet"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["redisId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![id_of(&kept).as_str()], "{listed}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ports.iter().any(|p| listening(*p)) || folder.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "ports {ports:?} or folder {} still there",
+            folder.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut conn = redis_conn(&host, kept_port, PASSWORD).await.unwrap();
+    let v: Option<String> = redis::cmd("GET")
+        .arg("survivor")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("yes"));
+}
