@@ -1498,14 +1498,24 @@ async fn postpaid_is_charged_by_the_hour_and_destroyed_with_destroy_postpaid() {
     let mut conn = redis_conn(&host, port, password).await.unwrap();
     assert_eq!(get(&mut conn, "kept").await.as_deref(), Some("yes"));
 
-    // DestroyPostpaidInstance isolates it; CleanUpInstance removes it.
-    let r = c
-        .ok("DestroyPostpaidInstance", json!({"InstanceId": id}))
-        .await;
-    assert_eq!(
-        wait_task3(&c, r["TaskId"].as_i64().unwrap()).await,
-        "succeed"
-    );
+    // DestroyPostpaidInstance isolates it; started again within the paid hour it costs
+    // nothing more; CleanUpInstance removes it.
+    for action in [
+        "DestroyPostpaidInstance",
+        "StartupInstance",
+        "DestroyPostpaidInstance",
+    ] {
+        let r = c.ok(action, json!({"InstanceId": id})).await;
+        assert_eq!(
+            wait_task3(&c, r["TaskId"].as_i64().unwrap()).await,
+            "succeed"
+        );
+        assert_eq!(
+            common::balance(&crsd, app).await,
+            1000 - hour,
+            "{action}: paid"
+        );
+    }
     wait_status(&c, &id, Some(-2)).await;
     let r = c.ok("CleanUpInstance", json!({"InstanceId": id})).await;
     assert_eq!(

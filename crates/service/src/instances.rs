@@ -279,7 +279,8 @@ impl Service {
 
     /// StartupInstance: an isolated instance runs again (a startInstance task): a prepaid one
     /// whose paid period has not ended (past the deadline: renew it), a postpaid one when the
-    /// balance pays its first hour, charged now.
+    /// balance pays its first hour, charged now (unless the hour it was isolated in is still
+    /// running: that one is paid).
     pub async fn startup(&self, app_id: i64, id: &str) -> Result<i64> {
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
@@ -293,6 +294,8 @@ impl Service {
                 });
             }
             BillingMode::Prepaid => {}
+            // The hour already paid (isolated within it, or a failed start) is not charged twice.
+            BillingMode::Postpaid if inst.deadline > now => {}
             BillingMode::Postpaid => {
                 let price = self.catalog().hour_price(inst.mem_mb);
                 let account = tx.account(app_id).await?.ok_or(Error::SecretIdNotFound)?;
