@@ -366,10 +366,12 @@ impl Engine {
     /// after its cron notices the transfer ended, up to 1/hz later).
     ///
     /// A replica that found its master not yet listening retries only from its once-a-second
-    /// cron. When the pair was started together that is the common race, so a replica whose
-    /// link stays down without a sync in progress for [`REPLICA_NUDGE_AFTER`] is told its
-    /// master again (`REPLICAOF NO ONE`, then `REPLICAOF host port`, which connects at once).
-    /// That happens once per call; the replica's data is replaced by the master's either way.
+    /// cron. When the pair was started together that is the common race, so a replica that
+    /// `ROLE` shows waiting for that cron (state `connect`, not `connecting` or further), or
+    /// whose link stays down without a sync in progress for [`REPLICA_NUDGE_AFTER`], is told
+    /// its master again (`REPLICAOF NO ONE`, then `REPLICAOF host port`, which connects at
+    /// once). That happens once per call; the replica's data is replaced by the master's
+    /// either way.
     pub async fn wait_replica_synced(
         &self,
         spec: &NodeSpec,
@@ -411,7 +413,10 @@ impl Engine {
             }
             if syncing == 0 {
                 let since = *down_since.get_or_insert(now);
-                if !nudged && now - since >= REPLICA_NUDGE_AFTER {
+                if !nudged
+                    && (now - since >= REPLICA_NUDGE_AFTER
+                        || replica_waits_for_cron(&mut con).await?)
+                {
                     if let Some((host, port)) = &spec.master {
                         tracing::info!(node = %spec.name, "replica not connected to its master yet; telling it again");
                         replicaof(&mut con, Some((host, *port))).await?;
@@ -580,6 +585,16 @@ pub(crate) fn prepare_dir(paths: &NodePaths) -> Result<(), EngineError> {
 
 /// `REPLICAOF NO ONE` followed, for `Some`, by `REPLICAOF host port`: the replica drops its
 /// (possibly waiting) link and connects to the master at once.
+/// Whether a replica is idle until its next replication cron: `ROLE` state `connect` (it has
+/// a master but no connection attempt under way).
+async fn replica_waits_for_cron(con: &mut MultiplexedConnection) -> Result<bool, EngineError> {
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(con).await?;
+    Ok(
+        matches!(role.get(3), Some(redis::Value::BulkString(s)) if s == b"connect")
+            || matches!(role.get(3), Some(redis::Value::SimpleString(s)) if s == "connect"),
+    )
+}
+
 async fn replicaof(
     con: &mut MultiplexedConnection,
     master: Option<(&str, u16)>,

@@ -631,6 +631,30 @@ async fn a_replica_started_before_its_master_is_reconnected_without_waiting_for_
     // try again only from its once-a-second cron.
     p.engine.start(&p.replica).await.expect("start replica");
     tokio::time::sleep(Duration::from_millis(50)).await;
+    // What the engine reads to reconnect it at once: ROLE's state `connect` (waiting for
+    // the cron), not `connecting` (an attempt under way).
+    let admin = redis::ConnectionInfo {
+        addr: redis::ConnectionAddr::Tcp("127.0.0.1".into(), p.replica.port),
+        redis: redis::RedisConnectionInfo {
+            username: Some(p.replica.admin_user.clone()),
+            password: Some(p.replica.admin_secret.clone()),
+            ..Default::default()
+        },
+    };
+    let mut replica = redis::Client::open(admin)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin auth");
+    let role: Vec<redis::Value> = redis::cmd("ROLE")
+        .query_async(&mut replica)
+        .await
+        .expect("ROLE");
+    assert_eq!(
+        role.get(3),
+        Some(&redis::Value::BulkString(b"connect".to_vec())),
+        "{role:?}"
+    );
     p.engine.start(&p.master).await.expect("start master");
     let t0 = Instant::now();
     p.engine
@@ -645,7 +669,7 @@ async fn a_replica_started_before_its_master_is_reconnected_without_waiting_for_
             .expect("replica info"),
         "in sync after the wait"
     );
-    // Well under the cron's second (the nudge comes after a few ms of a down link).
+    // Well under the cron's second (the nudge comes at the first poll).
     assert!(took < Duration::from_millis(700), "took {took:?}");
 
     // And it really replicates.
