@@ -9,12 +9,16 @@
 //!   encoded a second time;
 //! * key: the secret exactly as issued (no `&` appended, whatever the older docs say),
 //!   standard padded Base64 of the digest.
+//!
+//! The documented method is `HMAC-SHA1`; cds-gic-sdk-go can be set to send `HmacSHA256` and
+//! then signs the same string with HMAC-SHA256, which is accepted too.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha1::Sha1;
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 /// Everything but the unreserved characters of RFC 3986 is encoded.
@@ -59,17 +63,65 @@ pub fn string_to_sign(method: &str, pairs: &[(String, String)]) -> String {
     )
 }
 
-/// Base64(HMAC-SHA1(secret, string to sign)).
-pub fn sign(secret: &str, string_to_sign: &str) -> String {
-    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes())
-        .expect("HMAC accepts a key of any length");
-    mac.update(string_to_sign.as_bytes());
-    STANDARD.encode(mac.finalize().into_bytes())
+/// The `SignatureMethod` values and their digests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `HMAC-SHA1`, the documented one.
+    HmacSha1,
+    /// `HmacSHA256`, as cds-gic-sdk-go names it.
+    HmacSha256,
 }
 
-/// Whether `provided` is the signature of this request (constant-time comparison).
+impl Method {
+    pub fn from_param(value: &str) -> Option<Method> {
+        match value {
+            "HMAC-SHA1" => Some(Method::HmacSha1),
+            "HmacSHA256" => Some(Method::HmacSha256),
+            _ => None,
+        }
+    }
+}
+
+/// Base64(HMAC-SHA1(secret, string to sign)).
+pub fn sign(secret: &str, string_to_sign: &str) -> String {
+    sign_with(Method::HmacSha1, secret, string_to_sign)
+}
+
+/// Base64(HMAC(secret, string to sign)) with the digest `method` names.
+pub fn sign_with(method: Method, secret: &str, string_to_sign: &str) -> String {
+    let key = secret.as_bytes();
+    let digest = match method {
+        Method::HmacSha1 => {
+            let mut mac =
+                <Hmac<Sha1> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+            mac.update(string_to_sign.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        Method::HmacSha256 => {
+            let mut mac =
+                <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+            mac.update(string_to_sign.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+    };
+    STANDARD.encode(digest)
+}
+
+/// Whether `provided` is the HMAC-SHA1 signature of this request.
 pub fn verify(secret: &str, method: &str, pairs: &[(String, String)], provided: &str) -> bool {
-    let expected = sign(secret, &string_to_sign(method, pairs));
+    verify_with(Method::HmacSha1, secret, method, pairs, provided)
+}
+
+/// Whether `provided` is the signature of this request with `digest` (constant-time
+/// comparison).
+pub fn verify_with(
+    digest: Method,
+    secret: &str,
+    method: &str,
+    pairs: &[(String, String)],
+    provided: &str,
+) -> bool {
+    let expected = sign_with(digest, secret, &string_to_sign(method, pairs));
     expected.as_bytes().ct_eq(provided.as_bytes()).into()
 }
 
@@ -89,6 +141,27 @@ mod tests {
         assert_eq!(enc(" */+=&%'"), "%20%2A%2F%2B%3D%26%25%27");
         assert_eq!(enc("测"), "%E6%B5%8B");
         assert_eq!(enc("2024-01-02T03:04:05Z"), "2024-01-02T03%3A04%3A05Z");
+    }
+
+    #[test]
+    fn hmac_sha256_signs_the_same_string_with_the_other_digest() {
+        let pairs = p(&[
+            ("Action", "DescribeRegins"),
+            ("SignatureMethod", "HmacSHA256"),
+        ]);
+        let sts = string_to_sign("GET", &pairs);
+        let sha256 = sign_with(Method::HmacSha256, "k", &sts);
+        assert_eq!(sha256.len(), 44);
+        assert!(verify_with(Method::HmacSha256, "k", "GET", &pairs, &sha256));
+        assert!(!verify_with(Method::HmacSha1, "k", "GET", &pairs, &sha256));
+        assert!(!verify_with(
+            Method::HmacSha256,
+            "k",
+            "GET",
+            &pairs,
+            &sign("k", &sts)
+        ));
+        assert_eq!(Method::from_param("HMAC-SHA256"), None);
     }
 
     #[test]

@@ -976,9 +976,27 @@ async fn authentication_refusals() {
             .refused(400, "ArgMissing", name);
         assert!(msg.contains(name), "{name}: {msg}");
     }
+    // cds-gic-sdk-go's `HmacSHA256`: the same string signed with HMAC-SHA256 passes; an
+    // HMAC-SHA1 signature under that name does not.
+    let mut pairs = co.common("DescribeAvailableDBConfig");
+    pairs.push(("RegionId".into(), REGION.into()));
+    set(&mut pairs, "SignatureMethod", "HmacSHA256");
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(co.secret.as_bytes()).unwrap();
+    m.update(string_to_sign("GET", &pairs).as_bytes());
+    let sig = base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes());
+    pairs.push(("Signature".into(), sig));
+    co.send("GET", "/redis/", &form(&pairs), Body::None)
+        .await
+        .ok("HmacSHA256 signed with HMAC-SHA256");
+    bent(&co, &co.secret, |p| set(p, "SignatureMethod", "HmacSHA256"))
+        .await
+        .refused(
+            401,
+            "SignatureDoesNotMatch",
+            "HmacSHA256 named, HMAC-SHA1 signed",
+        );
     for (name, value) in [
         ("SignatureMethod", "HMAC-SHA256"),
-        ("SignatureMethod", "HmacSHA256"),
         ("SignatureVersion", "2.0"),
         ("Version", "2018-04-12"),
     ] {

@@ -32,8 +32,7 @@ use serde_json::{json, Value};
 
 /// The API version this dialect speaks.
 pub const VERSION: &str = "2019-08-08";
-/// The one signature method and version the API documents.
-const SIGNATURE_METHOD: &str = "HMAC-SHA1";
+/// The signature version the API documents (methods: see `sign_co::Method`).
 const SIGNATURE_VERSION: &str = "1.0";
 /// Common parameters: never an action's own.
 const COMMON: &[&str] = &[
@@ -151,7 +150,15 @@ async fn authenticate(
             Err(Error::invalid(name, format!("{} is not {want}", get(name))))
         }
     };
-    must_be("SignatureMethod", SIGNATURE_METHOD)?;
+    let digest = sign_co::Method::from_param(get("SignatureMethod")).ok_or_else(|| {
+        Error::invalid(
+            "SignatureMethod",
+            format!(
+                "{} is not HMAC-SHA1 (or HmacSHA256)",
+                get("SignatureMethod")
+            ),
+        )
+    })?;
     must_be("SignatureVersion", SIGNATURE_VERSION)?;
     must_be("Version", VERSION)?;
     let timestamp = NaiveDateTime::parse_from_str(get("Timestamp"), "%Y-%m-%dT%H:%M:%SZ")
@@ -160,7 +167,13 @@ async fn authenticate(
         .timestamp();
     let access_key = get("AccessKeyId");
     let creds = state.svc.credentials(access_key).await?;
-    if !sign_co::verify(&creds.secret_key, method.as_str(), pairs, get("Signature")) {
+    if !sign_co::verify_with(
+        digest,
+        &creds.secret_key,
+        method.as_str(),
+        pairs,
+        get("Signature"),
+    ) {
         return Err(Error::SignatureMismatch);
     }
     state.replay.admit(
