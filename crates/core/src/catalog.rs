@@ -188,6 +188,11 @@ impl Catalog {
 }
 
 impl ProductType {
+    /// The sizes the type sells, in whole GB (memSize moves in 1024 MB steps).
+    pub fn sizes_gb(&self) -> impl Iterator<Item = i64> {
+        (self.min_mem_mb / 1024..=self.max_mem_mb / 1024).filter(|g| *g > 0)
+    }
+
     pub fn check_mem(&self, mem_mb: i64) -> Result<()> {
         if mem_mb <= 0 || mem_mb % 1024 != 0 {
             return Err(Error::InvalidMemSize(mem_mb));

@@ -243,12 +243,8 @@ impl Service {
             "passwordHash": new.map(secret::hash_password).unwrap_or_default(),
             "passwordAcl": new.map(crsd_engine::acl_sha256_hex).unwrap_or_default(),
         });
-        let task_id = self
-            .lock_with_task(&mut tx, &mut inst, TaskKind::SetPassword, payload)
-            .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
-        Ok(task_id)
+        self.start_task(tx, &mut inst, TaskKind::SetPassword, payload)
+            .await
     }
 
     /// DestroyPrepaidInstance / DestroyPostpaidInstance: isolates a running instance of that
@@ -269,12 +265,8 @@ impl Service {
             ));
         }
         check_idle(&inst)?;
-        let task_id = self
-            .lock_with_task(&mut tx, &mut inst, TaskKind::CloseInstance, json!({}))
-            .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
-        Ok(task_id)
+        self.start_task(tx, &mut inst, TaskKind::CloseInstance, json!({}))
+            .await
     }
 
     /// StartupInstance: an isolated instance runs again (a startInstance task): a prepaid one
@@ -299,22 +291,12 @@ impl Service {
             BillingMode::Postpaid => {
                 let price = self.catalog().hour_price(inst.mem_mb);
                 let account = tx.account(app_id).await?.ok_or(Error::SecretIdNotFound)?;
-                if account.balance < price {
-                    return Err(Error::BalanceNotEnough {
-                        needed: price,
-                        available: account.balance,
-                    });
-                }
-                tx.set_balance(app_id, account.balance - price).await?;
+                crate::purchase::charge(&mut tx, app_id, account.balance, price).await?;
                 inst.deadline = now + chrono::Duration::hours(1);
             }
         }
-        let task_id = self
-            .lock_with_task(&mut tx, &mut inst, TaskKind::StartInstance, json!({}))
-            .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
-        Ok(task_id)
+        self.start_task(tx, &mut inst, TaskKind::StartInstance, json!({}))
+            .await
     }
 
     /// CleanUpInstance: deletes an isolated instance for good: processes, ports and files (a
@@ -323,12 +305,8 @@ impl Service {
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
         check_isolated(&inst)?;
-        let task_id = self
-            .lock_with_task(&mut tx, &mut inst, TaskKind::DeleteInstance, json!({}))
-            .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
-        Ok(task_id)
+        self.start_task(tx, &mut inst, TaskKind::DeleteInstance, json!({}))
+            .await
     }
 
     /// DeleteDBInstance: deletes an instance for good at once, running or isolated: processes
@@ -349,12 +327,8 @@ impl Service {
                 status: inst.status.description().into(),
             });
         }
-        let task_id = self
-            .lock_with_task(&mut tx, &mut inst, TaskKind::DeleteInstance, json!({}))
-            .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
-        Ok(task_id)
+        self.start_task(tx, &mut inst, TaskKind::DeleteInstance, json!({}))
+            .await
     }
 
     /// ClearRedis: checks the password, then a cleanInstance task flushes every key.
@@ -363,12 +337,8 @@ impl Service {
         let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
         check_idle(&inst)?;
         check_instance_password(&inst, password)?;
-        let task_id = self
-            .lock_with_task(&mut tx, &mut inst, TaskKind::CleanInstance, json!({}))
-            .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
-        Ok(task_id)
+        self.start_task(tx, &mut inst, TaskKind::CleanInstance, json!({}))
+            .await
     }
 
     pub(crate) async fn owned_in_tx(
@@ -384,6 +354,21 @@ impl Service {
             Some(i) if i.app_id == app_id && i.status != InstanceStatus::Deleted => Ok(i),
             _ => Err(Error::InstanceNotFound(id.to_string())),
         }
+    }
+
+    /// Records `kind` for `inst`, holds the instance with it, commits and wakes the runner:
+    /// the end of every use case that starts one task on one instance. Returns the task id.
+    pub(crate) async fn start_task(
+        &self,
+        mut tx: crsd_store::WriteTx,
+        inst: &mut Instance,
+        kind: TaskKind,
+        payload: serde_json::Value,
+    ) -> Result<i64> {
+        let task_id = self.lock_with_task(&mut tx, inst, kind, payload).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(task_id)
     }
 
     /// Records `kind` for `inst` and marks the instance busy and locked by it.

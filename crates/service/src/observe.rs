@@ -134,15 +134,13 @@ impl Service {
         }
         crate::instances::check_idle(&inst)?;
         let task = self
-            .lock_with_task(
-                &mut tx,
+            .start_task(
+                tx,
                 &mut inst,
                 TaskKind::ModifyParams,
                 serde_json::json!({ "params": changes }),
             )
             .await?;
-        tx.commit().await?;
-        self.wake.notify_one();
         Ok((true, Some(task)))
     }
 

@@ -497,7 +497,7 @@ impl Service {
 }
 
 /// Takes `price` from the account inside the transaction, or refuses with nothing changed.
-async fn charge(tx: &mut WriteTx, app_id: i64, balance: i64, price: i64) -> Result<()> {
+pub(crate) async fn charge(tx: &mut WriteTx, app_id: i64, balance: i64, price: i64) -> Result<()> {
     if balance < price {
         return Err(Error::BalanceNotEnough {
             needed: price,

@@ -71,8 +71,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
                 .types
                 .iter()
                 .filter(|t| t.type_id == MASTER_REPLICA && RUNNABLE_TYPES.contains(&t.type_id))
-                .flat_map(|t| (t.min_mem_mb / 1024)..=(t.max_mem_mb / 1024))
-                .filter(|gb| *gb > 0)
+                .flat_map(|t| t.sizes_gb())
                 .map(|gb| {
                     json!({ "CPU": 0, "Name": format!("{gb}G"), "PaasGoodsId": GOODS_BASE + gb, "RAM": gb })
                 })

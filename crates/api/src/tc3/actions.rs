@@ -455,8 +455,8 @@ pub async fn dispatch(
                             "Saleout": false,
                             "Engine": "Redis",
                             "Version": "Redis-7.0",
-                            "TotalSize": sizes_gb(t.min_mem_mb, t.max_mem_mb),
-                            "ShardSize": sizes_gb(t.min_mem_mb, t.max_mem_mb),
+                            "TotalSize": sizes_gb(t),
+                            "ShardSize": sizes_gb(t),
                             "ReplicaNum": ["1"],
                             "ShardNum": ["1"],
                             "PayMode": "1",
@@ -886,11 +886,8 @@ fn no_auth(p: &Params3) -> Result<bool> {
 }
 
 /// Sizes a product sells, in GB (1 GB steps), as ProductConf lists them.
-fn sizes_gb(min_mb: i64, max_mb: i64) -> Vec<String> {
-    (min_mb / 1024..=max_mb / 1024)
-        .filter(|g| *g > 0)
-        .map(|g| g.to_string())
-        .collect()
+fn sizes_gb(t: &crsd_core::catalog::ProductType) -> Vec<String> {
+    t.sizes_gb().map(|g| g.to_string()).collect()
 }
 
 /// InquiryPrice* answers: cents, which the model calls `pent`.
