@@ -101,7 +101,7 @@ pub(crate) fn render(
     line("# --- process and network");
     line(&format!("bind {bind}"));
     line(&format!("port {}", spec.port));
-    line("# crsd detaches redis-server itself (own session) and supervises it.");
+    line("# crsd detaches redis-server itself (own process group) and supervises it.");
     line("daemonize no");
     line("supervised no");
     line("# Keep argv as \"<redis-server> <this file>\": crsd recognises its processes by it.");

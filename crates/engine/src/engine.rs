@@ -44,7 +44,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(config: EngineConfig) -> Engine {
+    /// The engine for `config`. A bare `redis_server` name is resolved through `PATH` here,
+    /// and the process umask becomes 077 (see `process.rs`: both let redis-server be spawned
+    /// with `posix_spawn` and still create only private files).
+    pub fn new(mut config: EngineConfig) -> Engine {
+        config.redis_server = process::resolve_program(&config.redis_server);
+        process::set_private_umask();
         Engine { config }
     }
 

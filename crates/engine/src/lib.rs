@@ -2,7 +2,7 @@
 //!
 //! # What this crate owns
 //!
-//! * **Processes**: starting `redis-server` detached from crsd (its own session, so killing
+//! * **Processes**: starting `redis-server` detached from crsd (its own process group, so killing
 //!   crsd never kills a customer's database), adopting processes that survived a crsd restart,
 //!   liveness checks, and stopping (graceful `SHUTDOWN`, then `SIGTERM`, then `SIGKILL`).
 //!   A process is only ever signalled after `/proc/<pid>/cmdline` proved it is the
@@ -77,7 +77,8 @@ pub use slowlog::SlowlogEntry;
 /// Settings shared by every node this engine drives.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// The `redis-server` executable; a bare name is looked up in `PATH`.
+    /// The `redis-server` executable; a bare name is looked up in `PATH` when the [`Engine`]
+    /// is created.
     pub redis_server: PathBuf,
     /// The ONLY address instances listen on (one IP address, e.g. `127.0.0.1`). crsd's own
     /// admin connections use it too (an unspecified address such as `0.0.0.0` is reached

@@ -11,11 +11,23 @@
 //!
 //! # Detaching
 //!
-//! redis-server runs in its own session (`setsid` in `pre_exec`), with stdin on /dev/null and
-//! stdout/stderr appended to redis.log (config errors are printed there before redis opens its
-//! log), an environment cleared down to an allow-list, and umask 077 so everything it creates
-//! (AOF, RDB, a rewritten redis.conf) is private. Killing crsd, even with SIGKILL, leaves it
-//! running; a later crsd adopts it.
+//! redis-server runs in a process group of its own, so signals meant for crsd's group (a
+//! terminal's Ctrl-C, a shell's hangup) never reach it; stdin is /dev/null and stdout/stderr
+//! are appended to redis.log (config errors are printed there before redis opens its log); the
+//! environment is cleared down to an allow-list; and it inherits the umask 077 that
+//! [`set_private_umask`] gives the whole process, so everything it creates (AOF, RDB, a
+//! rewritten redis.conf) is private. Killing crsd, even with SIGKILL, leaves it running; a
+//! later crsd adopts it.
+//!
+//! # Spawning without copying crsd
+//!
+//! Every option above is one that `posix_spawn` can carry out, and the program is an
+//! absolute path ([`resolve_program`]): under those conditions the standard library spawns
+//! with `posix_spawn` (a vfork: the child borrows crsd's memory until it execs). Anything
+//! else (a `pre_exec` hook such as `setsid`, a bare program name with a custom `PATH`) makes
+//! it fall back to `fork`, which copies the page tables of all of crsd, a large process with
+//! many threads, and leaves every page crsd writes next to fault once; measured with
+//! `make bench`, that cost a create more than redis-server's own exec.
 
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
@@ -23,7 +35,8 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use tokio::time::Instant;
@@ -60,22 +73,41 @@ pub(crate) fn spawn(
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2))
         .kill_on_drop(false);
-    // SAFETY: runs in the forked child before exec; setsid(2) and umask(2) are
-    // async-signal-safe and touch no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            libc::umask(0o077);
-            Ok(())
-        });
-    }
+    cmd.process_group(0);
     cmd.spawn().map_err(io_err(format!(
         "spawning {} {}",
         config.redis_server.display(),
         paths.conf.display()
     )))
+}
+
+/// The executable to run for `configured`: a bare name (`redis-server`) is looked up in
+/// `PATH` once, here, so that spawning can use `posix_spawn` (see the module docs). A name
+/// not found is kept as it is; spawning it then fails with the usual "not found".
+pub(crate) fn resolve_program(configured: &Path) -> PathBuf {
+    if configured.components().count() != 1 || configured.is_absolute() {
+        return configured.to_path_buf();
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(configured))
+                .find(|candidate| is_executable_file(candidate))
+        })
+        .unwrap_or_else(|| configured.to_path_buf())
+}
+
+fn is_executable_file(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Makes the umask of this whole process 077. redis-server inherits it (`posix_spawn` cannot
+/// set a child's umask on its own), and nothing crsd writes is meant for other users either.
+pub(crate) fn set_private_umask() {
+    // SAFETY: umask(2) cannot fail and touches no memory.
+    unsafe {
+        libc::umask(0o077);
+    }
 }
 
 /// A command running the configured redis-server executable with the environment cleared
@@ -322,6 +354,22 @@ pub(crate) fn log_tail(paths: &NodePaths) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_bare_program_name_is_resolved_through_path_and_paths_are_kept() {
+        // redis-server is installed wherever these tests run (they start it).
+        let found = resolve_program(Path::new("redis-server"));
+        assert!(found.is_absolute(), "{found:?}");
+        assert_eq!(found.file_name(), Some(OsStr::new("redis-server")));
+        assert!(is_executable_file(&found));
+        for kept in [
+            "/opt/redis/bin/redis-server",
+            "bin/redis-server",
+            "crsd-no-such-program",
+        ] {
+            assert_eq!(resolve_program(Path::new(kept)), Path::new(kept));
+        }
+    }
 
     fn cfg() -> EngineConfig {
         EngineConfig {

@@ -67,15 +67,19 @@ async fn master_and_replica_replicate_and_report_run_id() {
         assert_eq!((again.pid, &again.run_id), (handle.pid, &handle.run_id));
     }
 
-    // Detached: its own session (setsid), and only allow-listed environment variables.
+    // Detached: a process group of its own (not the test's), and only allow-listed
+    // environment variables.
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", m.pid)).expect("stat");
     let after_comm = &stat[stat.rfind(')').expect("comm") + 2..];
-    let session: u32 = after_comm
+    let group: u32 = after_comm
         .split_whitespace()
-        .nth(3)
+        .nth(2)
         .and_then(|s| s.parse().ok())
-        .expect("session id");
-    assert_eq!(session, m.pid, "redis-server leads its own session");
+        .expect("process group id");
+    assert_eq!(group, m.pid, "redis-server leads its own process group");
+    // SAFETY: getpgrp(2) cannot fail.
+    let ours = unsafe { libc::getpgrp() } as u32;
+    assert_ne!(group, ours);
     let environ = std::fs::read(format!("/proc/{}/environ", m.pid)).expect("environ");
     for var in environ.split(|b| *b == 0).filter(|v| !v.is_empty()) {
         let var = String::from_utf8_lossy(var);
@@ -94,6 +98,20 @@ async fn master_and_replica_replicate_and_report_run_id() {
     let conf = p.master.dir.join("redis.conf");
     let conf_mode = std::fs::metadata(&conf).expect("conf").permissions().mode();
     assert_eq!(conf_mode & 0o777, 0o600);
+    // What redis-server itself created (the AOF) is private too: it inherits umask 077.
+    let aof_dir = p.master.dir.join("appendonlydir");
+    let mut aof_files = 0;
+    for entry in std::fs::read_dir(&aof_dir).expect("appendonlydir") {
+        let mode = entry
+            .expect("entry")
+            .metadata()
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{aof_dir:?} holds a file of mode {mode:o}");
+        aof_files += 1;
+    }
+    assert!(aof_files >= 2, "base and incr AOF files");
     let text = std::fs::read_to_string(&conf).expect("read conf");
     assert!(!text.contains(&p.master.admin_secret));
     assert!(!text.contains(&p.master.repl_secret));
