@@ -34,12 +34,24 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// p50 and p99 of raw single, raw pair and crsd create, in that order.
-type Latencies = (
-    (Duration, Duration),
-    (Duration, Duration),
-    (Duration, Duration),
-);
+/// What the provisioning part measured: p50 and p99 of each kind of start, and the CPU time
+/// this process (crsd's threads plus the bench's client) spent per raw pair and per create.
+/// redis-server's own CPU is not in these: it is another process.
+struct Provisioning {
+    raw_single: (Duration, Duration),
+    raw_pair: (Duration, Duration),
+    create: (Duration, Duration),
+    raw_pair_cpu: Duration,
+    create_cpu: Duration,
+}
+
+/// What the control-plane part measured: requests per second against crsd and raw PINGs per
+/// second, and this process's CPU time per crsd request.
+struct ControlPlane {
+    rps: f64,
+    raw_rps: f64,
+    cpu_per_request: Duration,
+}
 
 fn p50_p99(samples: &mut [Duration]) -> (Duration, Duration) {
     samples.sort();
@@ -55,6 +67,17 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// CPU time this whole process (crsd's threads and the bench's own) has used so far.
+fn process_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -67,6 +90,14 @@ async fn main() -> Result<()> {
     let n_instances = env_usize("BENCH_INSTANCES", 200);
     let seconds = env_usize("BENCH_SECONDS", 5) as u64;
     let concurrency = env_usize("BENCH_CONCURRENCY", 64);
+    if std::env::var_os("RUST_LOG").is_some() {
+        // A timeline of each create (crsd's own events, microsecond timestamps) on stderr.
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_timer(tracing_subscriber::fmt::time::uptime())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let dir = tempfile::tempdir()?;
     if std::env::var("BENCH_SUITE").as_deref() == Ok("backups") {
         return backups::run(dir.path()).await;
@@ -112,7 +143,20 @@ async fn main() -> Result<()> {
     .await;
     running.shutdown(Duration::from_secs(5)).await;
     kill_all(&cfg.data_dir);
-    let ((raw_single, raw_pair, create), rps, raw_rps) = result?;
+    let (
+        Provisioning {
+            raw_single,
+            raw_pair,
+            create,
+            raw_pair_cpu,
+            create_cpu,
+        },
+        ControlPlane {
+            rps,
+            raw_rps,
+            cpu_per_request,
+        },
+    ) = result?;
 
     println!();
     println!("== provisioning: request -> running, {n_create} instances ==");
@@ -137,6 +181,11 @@ async fn main() -> Result<()> {
         ms(create.0) / ms(raw_single.0),
         ms(create.1) / ms(raw_single.1)
     );
+    println!(
+        "cpu of crsd + client per create: {:.1} ms (raw pair's client: {:.1} ms; redis-server's own not counted)",
+        ms(create_cpu),
+        ms(raw_pair_cpu)
+    );
     println!();
     println!("== control plane: signed DescribeRedis, {n_instances} instances, {concurrency} concurrent, {seconds} s ==");
     println!("raw redis PING round trips                     {raw_rps:10.0} /s");
@@ -144,6 +193,10 @@ async fn main() -> Result<()> {
     println!(
         "ratio crsd / raw PING                          {:10.3}",
         rps / raw_rps
+    );
+    println!(
+        "cpu of crsd + client per request               {:10.0} us",
+        cpu_per_request.as_secs_f64() * 1e6
     );
     Ok(())
 }
@@ -155,16 +208,21 @@ async fn run_crsd(
     seconds: u64,
     concurrency: usize,
     dir: &Path,
-) -> Result<(Latencies, f64, f64)> {
+) -> Result<(Provisioning, ControlPlane)> {
     // Provisioning latency, one at a time, each crsd create right after one raw single spawn
     // and one raw pair spawn, so that all three see the same machine.
     let mut lat = Vec::new();
     let mut raw_single = Vec::new();
     let mut raw_pair = Vec::new();
+    let (mut raw_cpu, mut crsd_cpu) = (Duration::ZERO, Duration::ZERO);
     for i in 0..n_create {
         raw_single.push(raw_spawn_once(dir, i, false).await?);
+        let c0 = process_cpu();
         raw_pair.push(raw_spawn_once(dir, i, true).await?);
+        let c1 = process_cpu();
+        raw_cpu += c1 - c0;
         let t0 = Instant::now();
+        tracing::info!("bench: CreateRedis sent");
         let v = client
             .call(
                 "CreateRedis",
@@ -179,6 +237,7 @@ async fn run_crsd(
             )
             .await?;
         let deal = v["data"]["dealId"].as_str().context("dealId")?.to_string();
+        tracing::info!(%deal, "bench: CreateRedis answered");
         loop {
             let d = client
                 .call("DescribeRedisDealDetail", &[("dealIds.0", &deal)])
@@ -189,13 +248,17 @@ async fn run_crsd(
                 _ => tokio::time::sleep(Duration::from_millis(1)).await,
             }
         }
+        tracing::info!(%deal, "bench: deal seen delivered");
         lat.push(t0.elapsed());
+        crsd_cpu += process_cpu() - c1;
     }
-    let create = (
-        p50_p99(&mut raw_single),
-        p50_p99(&mut raw_pair),
-        p50_p99(&mut lat),
-    );
+    let create = Provisioning {
+        raw_single: p50_p99(&mut raw_single),
+        raw_pair: p50_p99(&mut raw_pair),
+        create: p50_p99(&mut lat),
+        raw_pair_cpu: raw_cpu / n_create as u32,
+        create_cpu: crsd_cpu / n_create as u32,
+    };
 
     // Fill the account up to n_instances, 10 per deal.
     let mut have = n_create;
@@ -269,11 +332,21 @@ async fn run_crsd(
         }));
     }
     let t0 = Instant::now();
+    let c0 = process_cpu();
     for w in workers {
         w.await??;
     }
-    let rps = done.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64();
-    Ok((create, rps, raw_rps))
+    let n = done.load(Ordering::Relaxed);
+    let rps = n as f64 / t0.elapsed().as_secs_f64();
+    let cpu_per_request = (process_cpu() - c0) / n.max(1) as u32;
+    Ok((
+        create,
+        ControlPlane {
+            rps,
+            raw_rps,
+            cpu_per_request,
+        },
+    ))
 }
 
 fn redis_conf(dir: &Path, port: u16, master: Option<u16>) -> Result<std::path::PathBuf> {
@@ -303,6 +376,11 @@ async fn raw_spawn_once(dir: &Path, i: usize, pair: bool) -> Result<Duration> {
     } else {
         None
     };
+    tracing::debug!(
+        pair,
+        took_us = t0.elapsed().as_micros() as u64,
+        "bench: raw processes spawned"
+    );
     wait_ping(mp).await?;
     if let Some(rp) = rp {
         wait_ping(rp).await?;
