@@ -81,12 +81,17 @@ pub(crate) fn spawn(
     )))
 }
 
-/// The executable to run for `configured`: a bare name (`redis-server`) is looked up in
-/// `PATH` once, here, so that spawning can use `posix_spawn` (see the module docs). A name
-/// not found is kept as it is; spawning it then fails with the usual "not found".
+/// The executable to run for `configured`, as an absolute path: a bare name (`redis-server`)
+/// is looked up in `PATH`, a relative path is taken from the current folder (redis-server
+/// starts in its node folder, where a relative path would name something else). Done once,
+/// here, so that spawning can use `posix_spawn` (see the module docs). A name not found is
+/// kept as it is; spawning it then fails with the usual "not found".
 pub(crate) fn resolve_program(configured: &Path) -> PathBuf {
-    if configured.components().count() != 1 || configured.is_absolute() {
+    if configured.is_absolute() {
         return configured.to_path_buf();
+    }
+    if configured.components().count() != 1 {
+        return std::path::absolute(configured).unwrap_or_else(|_| configured.to_path_buf());
     }
     std::env::var_os("PATH")
         .and_then(|path| {
@@ -362,13 +367,14 @@ mod tests {
         assert!(found.is_absolute(), "{found:?}");
         assert_eq!(found.file_name(), Some(OsStr::new("redis-server")));
         assert!(is_executable_file(&found));
-        for kept in [
-            "/opt/redis/bin/redis-server",
-            "bin/redis-server",
-            "crsd-no-such-program",
-        ] {
+        for kept in ["/opt/redis/bin/redis-server", "crsd-no-such-program"] {
             assert_eq!(resolve_program(Path::new(kept)), Path::new(kept));
         }
+        let relative = resolve_program(Path::new("bin/redis-server"));
+        assert_eq!(
+            relative,
+            std::env::current_dir().unwrap().join("bin/redis-server")
+        );
     }
 
     fn cfg() -> EngineConfig {
