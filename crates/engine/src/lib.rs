@@ -77,8 +77,8 @@ pub use slowlog::SlowlogEntry;
 /// Settings shared by every node this engine drives.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// The `redis-server` executable; a bare name is looked up in `PATH` when the [`Engine`]
-    /// is created.
+    /// The `redis-server` executable. When the [`Engine`] is created, a bare name is looked
+    /// up in `PATH` and a relative path is taken from the current folder.
     pub redis_server: PathBuf,
     /// The ONLY address instances listen on (one IP address, e.g. `127.0.0.1`). crsd's own
     /// admin connections use it too (an unspecified address such as `0.0.0.0` is reached
