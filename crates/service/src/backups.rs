@@ -184,6 +184,22 @@ impl Service {
         if q.offset < 0 {
             return Err(Error::invalid("offset", "must not be negative"));
         }
+        self.backup_page(app_id, q).await
+    }
+
+    /// Every backup of the instance, newest first, as one list: for dialects whose list
+    /// actions have no paging (Capital Online's).
+    pub async fn backup_list_all(&self, app_id: i64, redis_id: &str) -> Result<Vec<Backup>> {
+        let q = BackupQuery {
+            redis_id: redis_id.to_string(),
+            limit: i64::MAX,
+            offset: 0,
+            ..Default::default()
+        };
+        Ok(self.backup_page(app_id, q).await?.backups)
+    }
+
+    async fn backup_page(&self, app_id: i64, q: BackupQuery) -> Result<BackupPage> {
         let inst = self.owned_instance(app_id, &q.redis_id).await?;
         let begin = self.parse_time("beginTime", &q.begin_time)?;
         let end = self.parse_end_time("endTime", &q.end_time)?;

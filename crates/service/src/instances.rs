@@ -53,42 +53,30 @@ impl Service {
         if q.offset < 0 {
             return Err(Error::invalid("offset", "must not be negative"));
         }
-        let order_by = match q.order_by.as_deref() {
-            None | Some("") | Some("createtime") | Some("createTime") => InstanceOrder::CreateTime,
-            Some("redisId") => InstanceOrder::Id,
-            Some("projectId") => InstanceOrder::Project,
-            Some(other) => {
-                return Err(Error::invalid(
-                    "orderBy",
-                    format!("{other} is not one of redisId, projectId, createtime"),
-                ))
-            }
+        let filter = instance_filter(app_id, q)?;
+        self.views(&filter).await
+    }
+
+    /// Every instance matching `q`'s filters, in its order, as one list: for dialects whose
+    /// list actions have no paging (Capital Online's). `q.limit` and `q.offset` are ignored.
+    pub async fn describe_all(&self, app_id: i64, q: DescribeQuery) -> Result<Vec<InstanceView>> {
+        let mut filter = instance_filter(app_id, q)?;
+        filter.limit = i64::MAX;
+        filter.offset = 0;
+        Ok(self.views(&filter).await?.1)
+    }
+
+    /// The kind of task that holds the instance (its lock), if any: what a busy instance is
+    /// busy with, for dialects that name it (Capital Online's DELETING, RESTORING, ...).
+    pub async fn busy_with(&self, inst: &Instance) -> Result<Option<TaskKind>> {
+        let Some(id) = inst.lock_task else {
+            return Ok(None);
         };
-        let descending = match q.order_type {
-            None | Some(1) => true,
-            Some(0) => false,
-            Some(other) => {
-                return Err(Error::invalid(
-                    "orderType",
-                    format!("{other} is not 0 or 1"),
-                ))
-            }
-        };
-        let filter = InstanceFilter {
-            app_id,
-            ids: q.redis_id.filter(|s| !s.is_empty()).into_iter().collect(),
-            name: q.redis_name.filter(|s| !s.is_empty()),
-            project_ids: q.project_ids,
-            vpc_ids: q.vpc_ids,
-            un_vpc_ids: q.un_vpc_ids,
-            subnet_ids: q.subnet_ids,
-            un_subnet_ids: q.un_subnet_ids,
-            order_by,
-            descending,
-            limit: q.limit,
-            offset: q.offset,
-        };
-        let (total, list) = self.store.list_instances(&filter).await?;
+        Ok(self.store.task(id).await?.map(|t| t.kind))
+    }
+
+    async fn views(&self, filter: &InstanceFilter) -> Result<(i64, Vec<InstanceView>)> {
+        let (total, list) = self.store.list_instances(filter).await?;
         let usage = self.usage.read().unwrap_or_else(|e| e.into_inner());
         let views = list
             .into_iter()
@@ -453,4 +441,43 @@ pub(crate) fn check_idle(inst: &Instance) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// The store filter for DescribeRedis's filters and order (limit and offset as given).
+fn instance_filter(app_id: i64, q: DescribeQuery) -> Result<InstanceFilter> {
+    let order_by = match q.order_by.as_deref() {
+        None | Some("") | Some("createtime") | Some("createTime") => InstanceOrder::CreateTime,
+        Some("redisId") => InstanceOrder::Id,
+        Some("projectId") => InstanceOrder::Project,
+        Some(other) => {
+            return Err(Error::invalid(
+                "orderBy",
+                format!("{other} is not one of redisId, projectId, createtime"),
+            ))
+        }
+    };
+    let descending = match q.order_type {
+        None | Some(1) => true,
+        Some(0) => false,
+        Some(other) => {
+            return Err(Error::invalid(
+                "orderType",
+                format!("{other} is not 0 or 1"),
+            ))
+        }
+    };
+    Ok(InstanceFilter {
+        app_id,
+        ids: q.redis_id.filter(|s| !s.is_empty()).into_iter().collect(),
+        name: q.redis_name.filter(|s| !s.is_empty()),
+        project_ids: q.project_ids,
+        vpc_ids: q.vpc_ids,
+        un_vpc_ids: q.un_vpc_ids,
+        subnet_ids: q.subnet_ids,
+        un_subnet_ids: q.un_subnet_ids,
+        order_by,
+        descending,
+        limit: q.limit,
+        offset: q.offset,
+    })
 }

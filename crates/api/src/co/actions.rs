@@ -13,7 +13,7 @@ use crsd_core::model::{
 };
 use crsd_core::rules::PasswordPolicy;
 use crsd_core::{timefmt, Error, Result};
-use crsd_service::{BackupQuery, CreateOrder, DescribeQuery};
+use crsd_service::{CreateOrder, DescribeQuery};
 use serde_json::{json, Value};
 
 /// A `PaasGoodsId` is this plus the memory size in GB (70001 = 1 GB master-replica).
@@ -180,22 +180,12 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
             let name = p.str("InstanceName").filter(|s| !s.is_empty());
             let ip = p.str("IP").filter(|s| !s.is_empty());
             let tag = p.str("TagName").filter(|s| !s.is_empty());
-            let mut views = Vec::new();
-            loop {
-                let q = DescribeQuery {
-                    limit: crsd_service::MAX_PAGE,
-                    offset: views.len() as i64,
-                    redis_id: uuid.clone(),
-                    redis_name: name.clone(),
-                    ..Default::default()
-                };
-                let (total, page) = svc.describe(app, q).await?;
-                let done = page.is_empty() || views.len() + page.len() >= total as usize;
-                views.extend(page);
-                if done {
-                    break;
-                }
-            }
+            let q = DescribeQuery {
+                redis_id: uuid,
+                redis_name: name,
+                ..Default::default()
+            };
+            let views = svc.describe_all(app, q).await?;
             let mut list = Vec::new();
             for v in views {
                 let i = &v.instance;
@@ -214,22 +204,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
         }
         "DescribeBackups" => {
             let id = p.required_str("InstanceUuid")?;
-            let mut backups = Vec::new();
-            loop {
-                let q = BackupQuery {
-                    redis_id: id.clone(),
-                    limit: crsd_service::MAX_PAGE,
-                    offset: backups.len() as i64,
-                    ..Default::default()
-                };
-                let page = svc.backup_list(app, q).await?;
-                let done = page.backups.is_empty()
-                    || backups.len() + page.backups.len() >= page.total as usize;
-                backups.extend(page.backups);
-                if done {
-                    break;
-                }
-            }
+            let backups = svc.backup_list_all(app, &id).await?;
             let list: Vec<Value> = backups.iter().map(|b| backup(b, &time)).collect();
             Ok(query(json!(list)))
         }
@@ -317,24 +292,13 @@ async fn status(state: &AppState, i: &Instance) -> (&'static str, &'static str) 
         InstanceStatus::Running => ("RUNNING", "运行中"),
         InstanceStatus::Isolated => ("STOPPED", "已停止"),
         InstanceStatus::Deleted => ("DELETED", "已删除"),
-        InstanceStatus::Busy => {
-            let kind = match i.lock_task {
-                Some(task) => state
-                    .svc
-                    .task_info(i.app_id, task)
-                    .await
-                    .ok()
-                    .map(|t| t.kind),
-                None => None,
-            };
-            match kind {
-                Some(TaskKind::DeleteInstance) => ("DELETING", "删除中"),
-                Some(TaskKind::RestoreBackup) => ("RESTORING", "恢复中"),
-                Some(TaskKind::CloseInstance) => ("STOPPING", "停止中"),
-                Some(TaskKind::StartInstance) => ("STARTING", "启动中"),
-                _ => ("CHANGING", "变更中"),
-            }
-        }
+        InstanceStatus::Busy => match state.svc.busy_with(i).await.ok().flatten() {
+            Some(TaskKind::DeleteInstance) => ("DELETING", "删除中"),
+            Some(TaskKind::RestoreBackup) => ("RESTORING", "恢复中"),
+            Some(TaskKind::CloseInstance) => ("STOPPING", "停止中"),
+            Some(TaskKind::StartInstance) => ("STARTING", "启动中"),
+            _ => ("CHANGING", "变更中"),
+        },
     }
 }
 
