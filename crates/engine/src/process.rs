@@ -73,6 +73,8 @@ pub(crate) fn spawn(
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2))
         .kill_on_drop(false);
+    // Only options posix_spawn carries out; a pre_exec hook here would make std fork
+    // (see "Spawning without copying crsd" above).
     cmd.process_group(0);
     cmd.spawn().map_err(io_err(format!(
         "spawning {} {}",
@@ -359,6 +361,19 @@ pub(crate) fn log_tail(paths: &NodePaths) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn an_engine_runs_redis_server_by_absolute_path_with_a_private_umask() {
+        let engine = crate::Engine::new(EngineConfig::default());
+        assert!(engine.config().redis_server.is_absolute());
+        // SAFETY: umask(2) cannot fail; the value read is written straight back.
+        let mask = unsafe {
+            let m = libc::umask(0o077);
+            libc::umask(m);
+            m
+        };
+        assert_eq!(mask, 0o077);
+    }
 
     #[test]
     fn a_bare_program_name_is_resolved_through_path_and_paths_are_kept() {
