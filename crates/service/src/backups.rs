@@ -178,12 +178,7 @@ impl Service {
 
     /// GetRedisBackupList: one instance's backups, newest first.
     pub async fn backup_list(&self, app_id: i64, q: BackupQuery) -> Result<BackupPage> {
-        if q.limit < 0 || q.limit > crate::instances::MAX_PAGE {
-            return Err(Error::invalid("limit", "must be within [0, 1000]"));
-        }
-        if q.offset < 0 {
-            return Err(Error::invalid("offset", "must not be negative"));
-        }
+        crate::page::check(q.limit, q.offset)?;
         self.backup_page(app_id, q).await
     }
 
@@ -223,13 +218,7 @@ impl Service {
                 .into_iter()
                 .filter(|b| q.statuses.contains(&b.status_code()))
                 .collect();
-            let total = hits.len() as i64;
-            let page = hits
-                .into_iter()
-                .skip(q.offset as usize)
-                .take(q.limit as usize)
-                .collect();
-            (total, page)
+            crate::page::cut(hits, q.offset, q.limit)
         };
         Ok(BackupPage {
             total,

@@ -34,9 +34,6 @@ pub struct InstanceView {
     pub type_name: String,
 }
 
-/// Limits of a page, as the cloud applies them.
-pub const MAX_PAGE: i64 = 1000;
-
 impl Service {
     /// DescribeRedis.
     pub async fn describe(
@@ -44,15 +41,7 @@ impl Service {
         app_id: i64,
         q: DescribeQuery,
     ) -> Result<(i64, Vec<InstanceView>)> {
-        if q.limit < 0 || q.limit > MAX_PAGE {
-            return Err(Error::invalid(
-                "limit",
-                format!("must be within [0, {MAX_PAGE}]"),
-            ));
-        }
-        if q.offset < 0 {
-            return Err(Error::invalid("offset", "must not be negative"));
-        }
+        crate::page::check(q.limit, q.offset)?;
         let filter = instance_filter(app_id, q)?;
         self.views(&filter).await
     }

@@ -13,6 +13,7 @@ mod backups;
 mod instances;
 mod loops;
 mod observe;
+mod page;
 mod purchase;
 mod runner;
 mod steps;
@@ -39,7 +40,7 @@ pub mod accounts_created {
     pub use crate::accounts::Created;
 }
 pub use backups::{AutoBackupConfig, BackupDownload, BackupPage, BackupQuery, BackupSettings};
-pub use instances::{DescribeQuery, InstanceView, MAX_PAGE};
+pub use instances::{DescribeQuery, InstanceView};
 pub use observe::{NodeInfo, SlowCommand, SlowLogQuery};
 pub use purchase::CreateOrder;
 pub use runner::TaskQuery;

@@ -78,13 +78,7 @@ impl Service {
             .filter(|c| begin.is_none_or(|b| c.at >= b))
             .filter(|c| end.is_none_or(|e| c.at <= e))
             .collect();
-        let total = hits.len() as i64;
-        let page = hits
-            .into_iter()
-            .skip(q.offset as usize)
-            .take(q.limit as usize)
-            .collect();
-        Ok((total, page))
+        Ok(crate::page::cut(hits, q.offset, q.limit))
     }
 
     /// Every parameter users may set, with the instance's current value.

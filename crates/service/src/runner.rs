@@ -39,12 +39,7 @@ impl Service {
 
     /// GetRedisTaskList.
     pub async fn task_list(&self, app_id: i64, q: TaskQuery) -> Result<(i64, Vec<TaskView>)> {
-        if q.limit < 0 || q.limit > crate::instances::MAX_PAGE {
-            return Err(Error::invalid("limit", "must be within [0, 1000]"));
-        }
-        if q.offset < 0 {
-            return Err(Error::invalid("offset", "must not be negative"));
-        }
+        crate::page::check(q.limit, q.offset)?;
         let begin = self.parse_time("beginTime", &q.begin_time)?;
         let end = self.parse_end_time("endTime", &q.end_time)?;
         for s in &q.statuses {

@@ -129,16 +129,8 @@ async fn authenticate(
             .map(|(_, v)| v.as_str())
             .unwrap_or_default()
     };
-    for name in [
-        "Action",
-        "AccessKeyId",
-        "Signature",
-        "SignatureMethod",
-        "SignatureVersion",
-        "SignatureNonce",
-        "Timestamp",
-        "Version",
-    ] {
+    // Every common parameter but the optional Token is required.
+    for &name in COMMON.iter().filter(|n| **n != "Token") {
         if get(name).is_empty() {
             return Err(Error::MissingParameter(name.into()));
         }
