@@ -1142,6 +1142,8 @@ async fn create_instances_with_product_info_and_price_and_v2_sees_them() {
         ("BillingMode", json!(2)),
         // Password-less instances: not in the default config.
         ("NoAuth", json!(true)),
+        // Refused before anything is bought (not after: a retry would buy again).
+        ("AutoRenew", json!(3)),
     ] {
         let mut bad = base.clone();
         bad[field] = value;

@@ -140,6 +140,9 @@ impl Service {
         if !order.name.is_empty() {
             rules::check_instance_name(&order.name)?;
         }
+        if !(0..=2).contains(&order.auto_renew) {
+            return Err(Error::AutoRenewFlag(order.auto_renew.to_string()));
+        }
         let now = self.now();
         let deadline = match order.billing {
             BillingMode::Prepaid => add_months(now, order.period),
@@ -158,9 +161,6 @@ impl Service {
         let mut tx = self.store.write().await?;
         let account = tx.account(app_id).await?.ok_or(Error::SecretIdNotFound)?;
         charge(&mut tx, app_id, account.balance, price).await?;
-        if !(0..=2).contains(&order.auto_renew) {
-            return Err(Error::AutoRenewFlag(order.auto_renew.to_string()));
-        }
         let requested = match order.port {
             Some(p) => Some(
                 self.check_requested_port(&mut tx, p, order.goods_num)

@@ -531,16 +531,13 @@ pub async fn dispatch(
                 name: p.str("InstanceName").unwrap_or_default(),
                 password_policy: PasswordPolicy::Api3,
                 port: None,
-                auto_renew: 0,
+                auto_renew: p.int_or("AutoRenew", 0)?,
                 billing,
                 no_auth: no_auth(p)?,
             };
             let deal = svc.create(app, order).await?;
             let recorded = deal_record(svc, app, deal).await?;
             let ids: Vec<String> = recorded.detail.instance_ids().to_vec();
-            if let Some(flag) = p.int("AutoRenew")? {
-                svc.set_auto_renew(app, &ids, flag).await?;
-            }
             Ok(fields([
                 ("DealId", json!(deal.to_string())),
                 ("DealName", json!(recorded.name)),
