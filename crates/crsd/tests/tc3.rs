@@ -1006,6 +1006,22 @@ async fn modify_clear_renew_upgrade_and_task_list_over_tc3() {
         .ok("DescribeTaskList", json!({"InstanceId": a, "Result": [4]}))
         .await;
     assert_eq!(r["TotalCount"], 0, "{r}");
+    // Result 4 covers a task that ended in error (-1) as well as one that failed (3): the
+    // filter matches what the list shows.
+    {
+        let svc = common::service(&crsd);
+        let mut task = svc.store().task(clear_task).await.unwrap().expect("task");
+        task.status = crsd_core::model::TaskStatus::Error;
+        let mut tx = svc.store().write().await.unwrap();
+        tx.update_task(&task).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let r = c
+        .ok("DescribeTaskList", json!({"InstanceId": a, "Result": [4]}))
+        .await;
+    assert_eq!(r["TotalCount"], 1, "{r}");
+    assert_eq!(r["Tasks"][0]["TaskId"], clear_task, "{r}");
+    assert_eq!(r["Tasks"][0]["Result"], 4, "{r}");
     c.err(
         "DescribeTaskList",
         json!({"TaskTypes": ["999"]}),

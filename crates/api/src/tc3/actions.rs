@@ -295,20 +295,19 @@ pub async fn dispatch(
             ]))
         }
         "DescribeTaskList" => {
-            let results = p.int_list("Result")?;
-            let statuses = results
-                .iter()
-                .map(|r| match r {
-                    0 => Ok(0),
-                    1 => Ok(1),
-                    2 => Ok(2),
-                    4 => Ok(3),
-                    other => Err(Error::invalid(
-                        "Result",
-                        format!("{other} is not 0, 1, 2 or 4"),
-                    )),
-                })
-                .collect::<Result<Vec<i64>>>()?;
+            let mut statuses = Vec::new();
+            for r in p.int_list("Result")? {
+                let matching: Vec<i64> = [-1, 0, 1, 2, 3]
+                    .into_iter()
+                    .filter_map(TaskStatus::from_code)
+                    .filter(|s| result_code(*s) == r)
+                    .map(TaskStatus::code)
+                    .collect();
+                if matching.is_empty() {
+                    return Err(Error::invalid("Result", format!("{r} is not 0, 1, 2 or 4")));
+                }
+                statuses.extend(matching);
+            }
             let types = p
                 .str_list("TaskTypes")
                 .iter()
@@ -333,12 +332,7 @@ pub async fn dispatch(
                 .iter()
                 .map(|v| {
                     let t = &v.task;
-                    let result = match t.status {
-                        TaskStatus::Pending => 0,
-                        TaskStatus::Running => 1,
-                        TaskStatus::Succeeded => 2,
-                        TaskStatus::Failed | TaskStatus::Error => 4,
-                    };
+                    let result = result_code(t.status);
                     json!({
                         "TaskId": t.id,
                         "StartTime": time(t.created_at),
@@ -926,6 +920,17 @@ const TASK_CODES: &[(TaskKind, &str)] = &[
     (TaskKind::BackupInstance, "012"),
     (TaskKind::ModifyParams, "034"),
 ];
+
+/// DescribeTaskList's `Result`: 0 waiting, 1 running, 2 succeeded, 4 failed (a task that
+/// failed and one that ended in error alike). Its filter is built from this same table.
+fn result_code(status: TaskStatus) -> i64 {
+    match status {
+        TaskStatus::Pending => 0,
+        TaskStatus::Running => 1,
+        TaskStatus::Succeeded => 2,
+        TaskStatus::Failed | TaskStatus::Error => 4,
+    }
+}
 
 fn code_of_kind(kind: TaskKind) -> &'static str {
     TASK_CODES
