@@ -274,7 +274,6 @@ pub(crate) fn maxmemory_arg(mb: u64) -> Result<String, EngineError> {
     Ok(format!("{mb}mb"))
 }
 
-/// Lowercase 64-digit hex, the only form redis accepts after `#`.
 /// The default user's password rule: `#<hex>`, or `nopass` for an empty hash.
 pub(crate) fn default_user_pass(sha256_hex: &str) -> Result<String, EngineError> {
     if sha256_hex.is_empty() {
@@ -284,6 +283,7 @@ pub(crate) fn default_user_pass(sha256_hex: &str) -> Result<String, EngineError>
     }
 }
 
+/// Lowercase 64-digit hex, the only form redis accepts after `#`.
 pub(crate) fn normalize_sha256_hex(s: &str) -> Result<String, EngineError> {
     if s.len() == 64 && s.bytes().all(|c| c.is_ascii_hexdigit()) {
         Ok(s.to_ascii_lowercase())
@@ -347,8 +347,6 @@ fn path_str(p: &Path) -> Result<&str, EngineError> {
     Ok(s)
 }
 
-/// A double-quoted redis.conf string (redis' parser understands `\\` and `\"`). Callers
-/// have already refused control characters.
 /// A user parameter must stay one harmless directive line.
 pub(crate) fn check_param(name: &str, value: &str) -> Result<(), EngineError> {
     let name_ok = !name.is_empty()
@@ -363,6 +361,8 @@ pub(crate) fn check_param(name: &str, value: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// A double-quoted redis.conf string (redis' parser understands `\\` and `\"`). Callers
+/// have already refused control characters.
 fn quote(s: &str) -> String {
     let mut q = String::with_capacity(s.len() + 2);
     q.push('"');

@@ -588,8 +588,6 @@ pub(crate) fn prepare_dir(paths: &NodePaths) -> Result<(), EngineError> {
         .map_err(io_err(format!("chmod 0700 {}", paths.dir.display())))
 }
 
-/// `REPLICAOF NO ONE` followed, for `Some`, by `REPLICAOF host port`: the replica drops its
-/// (possibly waiting) link and connects to the master at once.
 /// Whether a replica is idle until its next replication cron: `ROLE` state `connect` (it has
 /// a master but no connection attempt under way).
 async fn replica_waits_for_cron(con: &mut MultiplexedConnection) -> Result<bool, EngineError> {
@@ -600,6 +598,8 @@ async fn replica_waits_for_cron(con: &mut MultiplexedConnection) -> Result<bool,
     )
 }
 
+/// `REPLICAOF NO ONE` followed, for `Some`, by `REPLICAOF host port`: the replica drops its
+/// (possibly waiting) link and connects to the master at once.
 async fn replicaof(
     con: &mut MultiplexedConnection,
     master: Option<(&str, u16)>,

@@ -465,7 +465,6 @@ impl Service {
         Ok(id)
     }
 
-    /// Ports in the configured range that no live instance holds, lowest first.
     /// A port a client chose: inside the operator's range and free, for a single instance.
     async fn check_requested_port(&self, tx: &mut WriteTx, port: u16, count: i64) -> Result<u16> {
         let (min, max) = (self.cfg.port_min, self.cfg.port_max);
@@ -487,6 +486,7 @@ impl Service {
         Ok(port)
     }
 
+    /// Ports in the configured range that no live instance holds, lowest first.
     async fn free_ports(&self, tx: &mut WriteTx) -> Result<impl Iterator<Item = u16>> {
         let used: std::collections::HashSet<u16> = tx.used_ports().await?.into_iter().collect();
         let bind = self.cfg.instance_bind.clone();
