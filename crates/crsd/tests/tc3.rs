@@ -921,6 +921,21 @@ async fn modify_clear_renew_upgrade_and_task_list_over_tc3() {
     .await;
     assert_eq!(v2.describe_one(&a).await["autoRenewFlag"], 1);
     assert_eq!(v2.describe_one(&b).await["autoRenewFlag"], 2);
+    // All or none: a bad flag or name for the second instance changes the first neither.
+    c.err(
+        "ModifyInstance",
+        json!({"Operation": "modifyAutoRenew", "InstanceIds": [a, b], "AutoRenews": [2, 7]}),
+        "InvalidParameterValue",
+    )
+    .await;
+    assert_eq!(v2.describe_one(&a).await["autoRenewFlag"], 1, "unchanged");
+    c.err(
+        "ModifyInstance",
+        json!({"Operation": "rename", "InstanceIds": [a, b], "InstanceNames": ["gamma", "bad name!"]}),
+        "InvalidParameterValue.InstanceNameRuleError",
+    )
+    .await;
+    assert_eq!(v2.describe_one(&a).await["redisName"], "alpha", "unchanged");
     c.err(
         "ModifyInstance",
         json!({"Operation": "modifyDeleteProtectionSwitch", "InstanceIds": [a]}),

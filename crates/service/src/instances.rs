@@ -99,23 +99,29 @@ impl Service {
 
     /// SetRedisAutoRenew: all named instances or none.
     pub async fn set_auto_renew(&self, app_id: i64, ids: &[String], flag: i64) -> Result<()> {
-        if ids.is_empty() {
+        let pairs: Vec<(String, i64)> = ids.iter().map(|id| (id.clone(), flag)).collect();
+        self.set_auto_renews(app_id, &pairs).await
+    }
+
+    /// Each named instance its own auto-renew flag (API 3.0 ModifyInstance): all or none.
+    pub async fn set_auto_renews(&self, app_id: i64, flags: &[(String, i64)]) -> Result<()> {
+        if flags.is_empty() {
             return Err(Error::MissingParameter("redisIds.n".into()));
         }
-        if !(0..=2).contains(&flag) {
-            return Err(Error::AutoRenewFlag(flag.to_string()));
+        if let Some((_, bad)) = flags.iter().find(|(_, f)| !(0..=2).contains(f)) {
+            return Err(Error::AutoRenewFlag(bad.to_string()));
         }
         let mut tx = self.store.write().await?;
         let mut changed = Vec::new();
-        for id in ids {
-            let inst = self.owned_in_tx(&mut tx, app_id, id).await?;
+        for (id, flag) in flags {
+            let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
             if inst.status == InstanceStatus::Isolated {
                 return Err(Error::InstanceIsolated(id.clone()));
             }
+            inst.auto_renew = *flag;
             changed.push(inst);
         }
-        for mut inst in changed {
-            inst.auto_renew = flag;
+        for inst in changed {
             tx.update_instance(&inst).await?;
         }
         tx.commit().await?;
@@ -124,21 +130,33 @@ impl Service {
 
     /// ModifyRedisName.
     pub async fn rename(&self, app_id: i64, id: &str, name: &str) -> Result<()> {
+        self.rename_all(app_id, &[(id.to_string(), name.to_string())])
+            .await
+    }
+
+    /// Each named instance its own name (API 3.0 ModifyInstance): all or none.
+    pub async fn rename_all(&self, app_id: i64, names: &[(String, String)]) -> Result<()> {
         let mut tx = self.store.write().await?;
-        let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
-        match inst.status {
-            InstanceStatus::Isolated => return Err(Error::InstanceIsolated(id.into())),
-            InstanceStatus::Running => {}
-            other => {
-                return Err(Error::InstanceStatusAbnormal {
-                    id: id.into(),
-                    status: other.description().into(),
-                })
+        let mut changed = Vec::new();
+        for (id, name) in names {
+            let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
+            match inst.status {
+                InstanceStatus::Isolated => return Err(Error::InstanceIsolated(id.clone())),
+                InstanceStatus::Running => {}
+                other => {
+                    return Err(Error::InstanceStatusAbnormal {
+                        id: id.clone(),
+                        status: other.description().into(),
+                    })
+                }
             }
+            rules::check_instance_name(name)?;
+            inst.name = name.clone();
+            changed.push(inst);
         }
-        rules::check_instance_name(name)?;
-        inst.name = name.to_string();
-        tx.update_instance(&inst).await?;
+        for inst in changed {
+            tx.update_instance(&inst).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

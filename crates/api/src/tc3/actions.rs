@@ -379,9 +379,12 @@ pub async fn dispatch(
                             "must pair with InstanceIds by index",
                         ));
                     }
-                    for (id, name) in ids.iter().zip(&names) {
-                        svc.rename(app, id, name.trim_end()).await?;
-                    }
+                    let pairs: Vec<(String, String)> = ids
+                        .iter()
+                        .cloned()
+                        .zip(names.iter().map(|n| n.trim_end().to_string()))
+                        .collect();
+                    svc.rename_all(app, &pairs).await?;
                 }
                 "modifyProject" => {
                     svc.modify_project(app, &ids, p.required_int("ProjectId")?)
@@ -401,10 +404,8 @@ pub async fn dispatch(
                             "must pair with InstanceIds by index",
                         ));
                     }
-                    for (id, flag) in ids.iter().zip(flags) {
-                        svc.set_auto_renew(app, std::slice::from_ref(id), flag)
-                            .await?;
-                    }
+                    let pairs: Vec<(String, i64)> = ids.iter().cloned().zip(flags).collect();
+                    svc.set_auto_renews(app, &pairs).await?;
                 }
                 other => {
                     return Err(Error::invalid(
