@@ -513,13 +513,18 @@ impl Service {
         .await
         .map_err(|e| Error::internal(format!("sweep panicked: {e}")))?
         .map_err(|e| Error::internal(format!("sweeping the backup store: {e}")))?;
+        // One read of the records, not one per stored file.
+        let usable: std::collections::HashSet<(String, String)> = self
+            .store
+            .live_backups()
+            .await?
+            .into_iter()
+            .filter(|b| matches!(b.state, BackupState::Normal | BackupState::Exported))
+            .map(|b| (b.instance_id, b.id))
+            .collect();
         let mut removed = temporaries;
         for key in stored {
-            let usable = self.store.backup(&key.backup_id).await?.is_some_and(|b| {
-                b.instance_id == key.instance_id
-                    && matches!(b.state, BackupState::Normal | BackupState::Exported)
-            });
-            if !usable {
+            if !usable.contains(&(key.instance_id.clone(), key.backup_id.clone())) {
                 let store = self.backup_store.clone();
                 let name = key.to_string();
                 tokio::task::spawn_blocking(move || store.delete(&key))

@@ -278,7 +278,7 @@ impl Store {
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
-    /// Whole files a listed backup needs: every unexpired backup (for the startup sweep).
+    /// Every backup record not expired (the startup sweep keeps the files these name).
     pub async fn live_backups(&self) -> Result<Vec<Backup>> {
         let rows = sqlx::query("SELECT * FROM backups WHERE state != ?")
             .bind(BackupState::Expired.code())
