@@ -198,28 +198,16 @@ impl Service {
         let inst = self.owned_instance(app_id, &q.redis_id).await?;
         let begin = self.parse_time("beginTime", &q.begin_time)?;
         let end = self.parse_end_time("endTime", &q.end_time)?;
-        let mut filter = BackupFilter {
+        let filter = BackupFilter {
             app_id,
             instance_id: inst.id.clone(),
             begin,
             end,
+            statuses: q.statuses,
             limit: q.limit,
             offset: q.offset,
         };
-        let (total, backups) = if q.statuses.is_empty() {
-            self.store.list_backups(&filter).await?
-        } else {
-            // The status shown is derived (state and lock); an instance keeps only its
-            // retention's worth of backups, so filter them all here, then page.
-            filter.limit = i64::MAX;
-            filter.offset = 0;
-            let (_, all) = self.store.list_backups(&filter).await?;
-            let hits: Vec<Backup> = all
-                .into_iter()
-                .filter(|b| q.statuses.contains(&b.status_code()))
-                .collect();
-            crate::page::cut(hits, q.offset, q.limit)
-        };
+        let (total, backups) = self.store.list_backups(&filter).await?;
         Ok(BackupPage {
             total,
             backups,

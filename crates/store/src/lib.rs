@@ -110,6 +110,8 @@ pub struct BackupFilter {
     /// Inclusive bounds on `started_at`.
     pub begin: Option<DateTime<Utc>>,
     pub end: Option<DateTime<Utc>>,
+    /// Only backups whose `Backup::status_code` is one of these; all when empty.
+    pub statuses: Vec<i64>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -352,6 +354,12 @@ fn push_backup_where(q: &mut QueryBuilder<'_, Sqlite>, f: &BackupFilter) {
         q.push(" AND started_at <= ");
         q.push_bind(millis(end));
     }
+    // `Backup::status_code` in SQL: a normal backup a task holds shows 1, any other its state.
+    let status = format!(
+        "(CASE WHEN lock_task IS NOT NULL AND state = {} THEN 1 ELSE state END)",
+        BackupState::Normal.code()
+    );
+    push_in(q, &status, &f.statuses);
 }
 
 fn push_task_where(q: &mut QueryBuilder<'_, Sqlite>, f: &TaskFilter) {

@@ -1,0 +1,76 @@
+//! The backup listing's status filter runs in SQL: it must agree with `Backup::status_code`
+//! for every state, locked or not.
+
+use chrono::{Duration, TimeZone, Utc};
+use crsd_core::model::{Account, Backup, BackupKind, BackupState};
+use crsd_store::{BackupFilter, Store};
+
+#[tokio::test]
+async fn status_filter_agrees_with_status_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("crsd.db")).await.unwrap();
+    let t0 = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+    let mut all = Vec::new();
+    let mut tx = store.write().await.unwrap();
+    let account = Account {
+        app_id: 1,
+        uin: "1".into(),
+        name: "a".into(),
+        secret_id: "id".into(),
+        secret_key: "key".into(),
+        balance: 0,
+    };
+    tx.insert_account(&account, t0).await.unwrap();
+    let states = [
+        BackupState::Normal,
+        BackupState::Expired,
+        BackupState::Exporting,
+        BackupState::Exported,
+    ];
+    for (n, (state, lock)) in states
+        .iter()
+        .flat_map(|s| [(*s, None), (*s, Some(9))])
+        .enumerate()
+    {
+        let b = Backup {
+            id: format!("b-{n}"),
+            app_id: 1,
+            instance_id: "crs-1".into(),
+            kind: BackupKind::Manual,
+            remark: String::new(),
+            state,
+            lock_task: lock,
+            size: 1,
+            sha256: String::new(),
+            started_at: t0 + Duration::seconds(n as i64),
+            finished_at: t0 + Duration::seconds(n as i64),
+        };
+        tx.insert_backup(&b).await.unwrap();
+        all.push(b);
+    }
+    tx.commit().await.unwrap();
+
+    for code in [-1, 1, 2, 3, 4] {
+        let f = BackupFilter {
+            app_id: 1,
+            instance_id: "crs-1".into(),
+            begin: None,
+            end: None,
+            statuses: vec![code],
+            limit: 100,
+            offset: 0,
+        };
+        let (total, listed) = store.list_backups(&f).await.unwrap();
+        let mut got: Vec<&str> = listed.iter().map(|b| b.id.as_str()).collect();
+        let mut want: Vec<&str> = all
+            .iter()
+            .filter(|b| b.status_code() == code)
+            .map(|b| b.id.as_str())
+            .collect();
+        got.sort();
+        want.sort();
+        assert!(!want.is_empty(), "status {code} has examples");
+        assert_eq!(got, want, "status {code}");
+        assert_eq!(total as usize, want.len(), "status {code}");
+    }
+}
