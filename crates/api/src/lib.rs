@@ -64,6 +64,16 @@ pub struct Downloads {
     pub extranet_base: String,
 }
 
+impl Downloads {
+    /// The signed (extranet, intranet) links to a backup's file, valid from `now`.
+    pub fn urls(&self, backup_id: &str, now: chrono::DateTime<chrono::Utc>) -> (String, String) {
+        (
+            self.signer.url(&self.extranet_base, backup_id, now),
+            self.signer.url(&self.intranet_base, backup_id, now),
+        )
+    }
+}
+
 pub fn router(svc: Arc<Service>, cfg: ApiConfig, downloads: Downloads) -> Router {
     let state = Arc::new(AppState {
         replay: guard::ReplayGuard::new(cfg.replay_window_secs),

@@ -109,25 +109,34 @@ impl Service {
         Ok(self.catalog().hour_price(mem_mb) * goods_num)
     }
 
+    /// What a purchase charges at creation: `period` months when prepaid, the first hour when
+    /// postpaid (`period` is then not used). CreateRedis/CreateInstances and their inquiries.
+    pub fn creation_price(
+        &self,
+        zone_id: i64,
+        type_id: i64,
+        mem_mb: i64,
+        goods_num: i64,
+        billing: BillingMode,
+        period: i64,
+    ) -> Result<i64> {
+        match billing {
+            BillingMode::Prepaid => self.inquiry_price(zone_id, type_id, mem_mb, goods_num, period),
+            BillingMode::Postpaid => self.hourly_price(zone_id, type_id, mem_mb, goods_num),
+        }
+    }
+
     /// CreateRedis: charges the account (the period, or a postpaid instance's first hour),
     /// records a deal (发货中) and one newInstance task per instance. Returns the deal id.
     pub async fn create(&self, app_id: i64, order: CreateOrder) -> Result<i64> {
-        let price = match order.billing {
-            BillingMode::Prepaid => self.inquiry_price(
-                order.zone_id,
-                order.type_id,
-                order.mem_mb,
-                order.goods_num,
-                order.period,
-            )?,
-            BillingMode::Postpaid => {
-                self.hourly_price(order.zone_id, order.type_id, order.mem_mb, order.goods_num)?
-            }
-        };
-        let months = match order.billing {
-            BillingMode::Prepaid => order.period,
-            BillingMode::Postpaid => 0,
-        };
+        let price = self.creation_price(
+            order.zone_id,
+            order.type_id,
+            order.mem_mb,
+            order.goods_num,
+            order.billing,
+            order.period,
+        )?;
         let (zone, _) = self.catalog().product(order.zone_id, order.type_id)?;
         if order.vpc_id != 0 && order.subnet_id == 0 && order.un_subnet_id.is_empty() {
             return Err(Error::InvalidSubnetId(String::new()));
@@ -144,9 +153,9 @@ impl Service {
             return Err(Error::AutoRenewFlag(order.auto_renew.to_string()));
         }
         let now = self.now();
-        let deadline = match order.billing {
-            BillingMode::Prepaid => add_months(now, order.period),
-            BillingMode::Postpaid => now + Duration::hours(1),
+        let (months, deadline) = match order.billing {
+            BillingMode::Prepaid => (order.period, add_months(now, order.period)),
+            BillingMode::Postpaid => (0, now + Duration::hours(1)),
         };
         // Empty hashes: no password (`nopass`).
         let (password_hash, password_acl) = if order.no_auth {

@@ -212,12 +212,11 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
             let id = p.required_str("InstanceUuid")?;
             let backup_id = p.required_str("BackupId")?;
             let b = svc.backup_for_download(app, &id, &backup_id).await?;
-            let now = svc.now();
-            let d = &state.downloads;
+            let (extranet, intranet) = state.downloads.urls(&b.id, svc.now());
             let mut data = backup(&b, &time);
             data["ShardId"] = json!("");
-            data["BackupDownloadUrl"] = json!(d.signer.url(&d.extranet_base, &b.id, now));
-            data["BackupIntranetDownloadUrl"] = json!(d.signer.url(&d.intranet_base, &b.id, now));
+            data["BackupDownloadUrl"] = json!(extranet);
+            data["BackupIntranetDownloadUrl"] = json!(intranet);
             Ok(query(data))
         }
         "CreateBackup" => {

@@ -249,10 +249,7 @@ pub async fn dispatch(
             let id = p.required_str("InstanceId")?;
             let backup_id = p.required_str("BackupId")?;
             let backup = svc.backup_for_download(app, &id, &backup_id).await?;
-            let now = svc.now();
-            let d = &state.downloads;
-            let extranet = d.signer.url(&d.extranet_base, &backup.id, now);
-            let intranet = d.signer.url(&d.intranet_base, &backup.id, now);
+            let (extranet, intranet) = state.downloads.urls(&backup.id, svc.now());
             let file = format!("{}.rdb", backup.id);
             Ok(fields([
                 ("DownloadUrl", json!([extranet])),
@@ -497,13 +494,12 @@ pub async fn dispatch(
         "InquiryPriceCreateInstance" => {
             let (zone, type_id, billing) = zone_and_type(state, p)?;
             let (mem, num) = (p.required_int("MemSize")?, p.required_int("GoodsNum")?);
-            let price = match billing {
-                BillingMode::Prepaid => {
-                    svc.inquiry_price(zone, type_id, mem, num, p.required_int("Period")?)?
-                }
-                // The price of one hour.
-                BillingMode::Postpaid => svc.hourly_price(zone, type_id, mem, num)?,
+            // Postpaid: the price of one hour; Period is not asked for.
+            let period = match billing {
+                BillingMode::Prepaid => p.required_int("Period")?,
+                BillingMode::Postpaid => 0,
             };
+            let price = svc.creation_price(zone, type_id, mem, num, billing, period)?;
             Ok(price_fields(price))
         }
         "CreateInstances" => {

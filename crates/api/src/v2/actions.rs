@@ -204,12 +204,8 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
             let id = p.required_str("redisId")?;
             let backup_id = p.required_str("backupId")?;
             let backup = svc.backup_for_download(app, &id, &backup_id).await?;
-            let now = svc.now();
-            let d = &state.downloads;
-            data(json!({
-                "intranet": d.signer.url(&d.intranet_base, &backup.id, now),
-                "extranet": d.signer.url(&d.extranet_base, &backup.id, now),
-            }))
+            let (extranet, intranet) = state.downloads.urls(&backup.id, svc.now());
+            data(json!({ "intranet": intranet, "extranet": extranet }))
         }
         "RestoreInstance" => {
             let id = p.required_str("redisId")?;
