@@ -376,7 +376,12 @@ impl Service {
     }
 
     async fn config_of(&self, instance_id: &str) -> Result<AutoBackupConfig> {
-        Ok(match self.store.backup_config(instance_id).await? {
+        Ok(self.config_from(self.store.backup_config(instance_id).await?))
+    }
+
+    /// An instance's settings from its stored row, or the operator's defaults without one.
+    fn config_from(&self, row: Option<(String, i64)>) -> AutoBackupConfig {
+        match row {
             Some((days, hour)) => AutoBackupConfig {
                 week_days: days.split(',').filter_map(parse_day).collect(),
                 start: NaiveTime::from_hms_opt(hour.clamp(0, 23) as u32, 0, 0)
@@ -386,7 +391,7 @@ impl Service {
                 week_days: ALL_DAYS.to_vec(),
                 start: self.cfg.backups.daily_at,
             },
-        })
+        }
     }
 
     /// Records today's system backup for every running, idle instance whose settings name
@@ -399,11 +404,18 @@ impl Service {
         let today = local.date_naive();
         let day = today.format("%Y-%m-%d").to_string();
         let mut recorded = 0;
+        // Two reads per pass, not a read and a write transaction per instance: the pass runs
+        // every few seconds, and after the backup time most instances are done for the day.
+        let done = self.store.daily_backups_on(&day).await?;
+        let mut configs = self.store.backup_configs().await?;
         for candidate in self.store.live_instances().await? {
-            if candidate.status != InstanceStatus::Running || candidate.lock_task.is_some() {
+            if candidate.status != InstanceStatus::Running
+                || candidate.lock_task.is_some()
+                || done.contains(&candidate.id)
+            {
                 continue;
             }
-            let cfg = self.config_of(&candidate.id).await?;
+            let cfg = self.config_from(configs.remove(&candidate.id));
             if !cfg.week_days.contains(&today.weekday()) {
                 continue;
             }

@@ -280,6 +280,26 @@ impl Store {
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
+    /// Every instance's own daily backup settings (days, start hour), by instance id: what
+    /// the daily backup pass reads once instead of once per instance.
+    pub async fn backup_configs(&self) -> Result<std::collections::HashMap<String, (String, i64)>> {
+        let rows = sqlx::query("SELECT instance_id, week_days, start_hour FROM backup_configs")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
+            .collect()
+    }
+
+    /// The instances that have their daily backup of `day` recorded.
+    pub async fn daily_backups_on(&self, day: &str) -> Result<std::collections::HashSet<String>> {
+        let rows = sqlx::query("SELECT instance_id FROM daily_backups WHERE day = ?")
+            .bind(day)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
     /// Every backup record not expired (the startup sweep keeps the files these name).
     pub async fn live_backups(&self) -> Result<Vec<Backup>> {
         let rows = sqlx::query("SELECT * FROM backups WHERE state != ?")
