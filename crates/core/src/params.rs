@@ -89,6 +89,14 @@ pub fn find(name: &str) -> Option<&'static ParamDef> {
     PARAMS.iter().find(|p| p.name == name)
 }
 
+/// The value `name` has on an instance whose own settings are `set`: its own, or else the
+/// default. `None` only for a name neither set nor on the allow-list.
+pub fn current(set: &std::collections::BTreeMap<String, String>, name: &str) -> Option<String> {
+    set.get(name)
+        .cloned()
+        .or_else(|| find(name).map(|d| d.default.to_string()))
+}
+
 /// Checks `value` for the parameter `name`; the parameter must be on the allow-list.
 pub fn check(name: &str, value: &str) -> Result<()> {
     let def = find(name).ok_or_else(|| {

@@ -90,10 +90,7 @@ impl Service {
         let inst = self.owned_instance(app_id, id).await?;
         Ok(params::PARAMS
             .iter()
-            .map(|d| {
-                let v = inst.params.get(d.name).cloned();
-                (d, v.unwrap_or_else(|| d.default.to_string()))
-            })
+            .map(|d| (d, params::current(&inst.params, d.name).unwrap_or_default()))
             .collect())
     }
 
@@ -114,11 +111,7 @@ impl Service {
         let mut changes = serde_json::Map::new();
         for (name, value) in pairs {
             params::check(name, value)?;
-            let current = inst
-                .params
-                .get(name)
-                .cloned()
-                .or_else(|| params::find(name).map(|d| d.default.to_string()));
+            let current = params::current(&inst.params, name);
             if current.as_deref() != Some(value.as_str()) {
                 changes.insert(name.clone(), serde_json::Value::from(value.clone()));
             }

@@ -226,12 +226,8 @@ impl Service {
                     let old: Vec<(String, String)> = changes
                         .keys()
                         .map(|name| {
-                            let v = inst.params.get(name).cloned().unwrap_or_else(|| {
-                                crsd_core::params::find(name)
-                                    .map(|d| d.default.to_string())
-                                    .unwrap_or_default()
-                            });
-                            (name.clone(), v)
+                            let v = crsd_core::params::current(&inst.params, name);
+                            (name.clone(), v.unwrap_or_default())
                         })
                         .collect();
                     let _ = engine.set_params(&master, &old).await;
