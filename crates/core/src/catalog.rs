@@ -5,8 +5,12 @@
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+/// typeId of the master-replica edition (主从版): a master and one replica.
+pub const MASTER_REPLICA_TYPE_ID: i64 = 2;
 /// Types crsd can really run today. Cluster (1) is refused with NoTypeIdRedisService until it exists.
-pub const RUNNABLE_TYPES: &[i64] = &[2];
+pub const RUNNABLE_TYPES: &[i64] = &[MASTER_REPLICA_TYPE_ID];
+/// The Redis version instances run (Debian's redis-server), as the APIs print it.
+pub const REDIS_VERSION: &str = "7.0";
 /// A month of postpaid use is 30 days of hours.
 pub const HOURS_PER_MONTH: i64 = 720;
 /// typeId of the cluster edition (集群版).

@@ -6,6 +6,8 @@ use chrono_tz::Tz;
 use std::fmt::Write;
 
 pub const FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+/// How the APIs print a time that is not set (a postpaid instance's deadline).
+pub const NO_TIME: &str = "0000-00-00 00:00:00";
 
 /// `t` as `FORMAT` in `tz`. Written field by field: listings print several times per row, and
 /// interpreting the strftime pattern each time was a visible share of a DescribeRedis call.

@@ -88,7 +88,7 @@ impl Service {
             .and_then(|z| z.types.iter().find(|t| t.type_id == type_id))
             .map(|t| t.type_name.clone())
             .unwrap_or_else(|| {
-                if type_id == 1 {
+                if type_id == crsd_core::catalog::CLUSTER_TYPE_ID {
                     "集群版"
                 } else {
                     "主从版"

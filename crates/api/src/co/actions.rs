@@ -7,7 +7,7 @@ use super::Answer;
 use crate::tc3::params::Params3;
 use crate::AppState;
 use chrono::{DateTime, Utc};
-use crsd_core::catalog::{Zone, RUNNABLE_TYPES};
+use crsd_core::catalog::{Zone, MASTER_REPLICA_TYPE_ID, REDIS_VERSION, RUNNABLE_TYPES};
 use crsd_core::model::{
     Backup, BackupKind, BackupState, BillingMode, Instance, InstanceStatus, TaskKind,
 };
@@ -25,8 +25,6 @@ const DEFAULT_PORT: i64 = 9736;
 const RESERVED_PORTS: &[i64] = &[9100, 9121, 9122, 16379];
 /// At most this many instances per CreateDBInstance.
 const MAX_AMOUNT: i64 = 3;
-const MASTER_REPLICA: i64 = 2;
-const VERSION: &str = "7.0";
 const SUB_PRODUCT: &str = "Redis 主从版";
 
 /// The nine actions of the Redis OpenAPI, all carried out.
@@ -70,7 +68,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
             let specs: Vec<Value> = zone
                 .types
                 .iter()
-                .filter(|t| t.type_id == MASTER_REPLICA && RUNNABLE_TYPES.contains(&t.type_id))
+                .filter(|t| t.type_id == MASTER_REPLICA_TYPE_ID && RUNNABLE_TYPES.contains(&t.type_id))
                 .flat_map(|t| t.sizes_gb())
                 .map(|gb| {
                     json!({ "CPU": 0, "Name": format!("{gb}G"), "PaasGoodsId": GOODS_BASE + gb, "RAM": gb })
@@ -80,7 +78,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
                 Vec::new()
             } else {
                 vec![json!({
-                    "Version": VERSION,
+                    "Version": REDIS_VERSION,
                     "Architectures": [{
                         "ArchitectureName": "主从",
                         "ArchitectureType": 1,
@@ -139,7 +137,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
             }
             let order = CreateOrder {
                 zone_id: zone.id,
-                type_id: MASTER_REPLICA,
+                type_id: MASTER_REPLICA_TYPE_ID,
                 mem_mb: mem_gb * 1024,
                 goods_num: amount,
                 period: 0,
@@ -325,7 +323,7 @@ fn instance(
         "Cpu": 0,
         "Status": status,
         "StatusStr": status_str,
-        "Version": VERSION,
+        "Version": REDIS_VERSION,
         "SubProductName": SUB_PRODUCT,
         "SubProductKey": "redis-replication",
         "LinkType": "default_link",

@@ -6,6 +6,7 @@
 use super::params::Params3;
 use crate::AppState;
 use chrono::{DateTime, Utc};
+use crsd_core::catalog::{CLUSTER_TYPE_ID, MASTER_REPLICA_TYPE_ID, REDIS_VERSION};
 use crsd_core::model::{BackupKind, BillingMode, Instance, TaskKind, TaskStatus};
 use crsd_core::params::ParamKind;
 use crsd_core::rules::PasswordPolicy;
@@ -227,7 +228,7 @@ pub async fn dispatch(
                         "InstanceName": name,
                         "Region": "",
                         "EndTime": time(b.finished_at),
-                        "FileType": "RDB-Redis 7.0",
+                        "FileType": format!("RDB-Redis {REDIS_VERSION}"),
                         "ExpireTime": time(b.started_at + retention),
                         "Encrypted": false,
                     })
@@ -437,7 +438,7 @@ pub async fn dispatch(
                 let products: Vec<Value> = z
                     .types
                     .iter()
-                    .filter(|t| t.type_id == MASTER_REPLICA)
+                    .filter(|t| t.type_id == MASTER_REPLICA_TYPE_ID)
                     .map(|t| {
                         json!({
                             "Type": API3_STANDARD_7_0,
@@ -810,20 +811,16 @@ pub async fn dispatch(
     }
 }
 
-/// v2's typeId of the master-replica product, and the API 3.0 TypeId crsd sells it as:
-/// Debian's redis-server is 7.0, so "Redis 7.0 standard" (17); 18 (7.0 cluster) comes with
-/// cluster instances.
-const MASTER_REPLICA: i64 = 2;
+/// The API 3.0 TypeId crsd sells its master-replica product as: Debian's redis-server is
+/// 7.0, so "Redis 7.0 standard" (17); 18 (7.0 cluster) comes with cluster instances.
 const API3_STANDARD_7_0: i64 = 17;
 const API3_CLUSTER_7_0: i64 = 18;
-/// `DeadlineTime` of a postpaid instance.
-const NO_DEADLINE: &str = "0000-00-00 00:00:00";
 
 /// The zone (ZoneId, else the first of the catalog), the catalog type of a 3.0 TypeId and
 /// the BillingMode (0 postpaid, 1 prepaid) of a purchase.
 fn zone_and_type(state: &AppState, p: &Params3) -> Result<(i64, i64, BillingMode)> {
     let type_id = match p.required_int("TypeId")? {
-        API3_STANDARD_7_0 => MASTER_REPLICA,
+        API3_STANDARD_7_0 => MASTER_REPLICA_TYPE_ID,
         API3_CLUSTER_7_0 => {
             return Err(Error::invalid(
                 "TypeId",
@@ -962,15 +959,15 @@ fn instance_set(i: &Instance, size_used_mb: i64, time: &dyn Fn(DateTime<Utc>) ->
         "Createtime": time(i.created_at),
         "Size": i.mem_mb as f64,
         "SizeUsed": size_used_mb as f64,
-        "Type": if i.type_id == 1 { 18 } else { 17 },
+        "Type": if i.type_id == CLUSTER_TYPE_ID { API3_CLUSTER_7_0 } else { API3_STANDARD_7_0 },
         "AutoRenewFlag": i.auto_renew,
         // A postpaid instance has no deadline; the console shows this zero time.
         "DeadlineTime": match i.billing {
             BillingMode::Prepaid => time(i.deadline),
-            BillingMode::Postpaid => NO_DEADLINE.to_string(),
+            BillingMode::Postpaid => timefmt::NO_TIME.to_string(),
         },
         "Engine": "Redis",
-        "ProductType": if i.type_id == 1 { "cluster" } else { "standalone" },
+        "ProductType": if i.type_id == CLUSTER_TYPE_ID { "cluster" } else { "standalone" },
         "UniqVpcId": i.un_vpc_id,
         "UniqSubnetId": i.un_subnet_id,
         "BillingMode": i.billing.code(),
@@ -980,7 +977,7 @@ fn instance_set(i: &Instance, size_used_mb: i64, time: &dyn Fn(DateTime<Utc>) ->
         "RedisShardNum": 1,
         "RedisReplicasNum": 1,
         "NoAuth": !i.has_password(),
-        "CurrentRedisVersion": "7.0",
+        "CurrentRedisVersion": REDIS_VERSION,
         "DeleteProtectionSwitch": 0,
     })
 }

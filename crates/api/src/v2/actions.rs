@@ -370,7 +370,7 @@ async fn describe(state: &AppState, app: i64, p: &Params) -> Result<Data> {
                 // dialect) shows the zero time API 3.0 shows.
                 deadline_time: match i.billing {
                     BillingMode::Prepaid => time(i.deadline, tz),
-                    BillingMode::Postpaid => "0000-00-00 00:00:00".to_string(),
+                    BillingMode::Postpaid => crsd_core::timefmt::NO_TIME.to_string(),
                 },
             }
         })
