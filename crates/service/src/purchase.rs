@@ -440,6 +440,15 @@ impl Service {
     }
 
     /// DescribeRedisDealDetail: the caller's deals among `ids`; an id that is not the caller's
+    /// One deal of the account by its id, e.g. the one a purchase just recorded.
+    pub async fn deal(&self, app_id: i64, id: i64) -> Result<Deal> {
+        self.deals(app_id, &[id.to_string()])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::internal(format!("deal {id} not found")))
+    }
+
     /// deal (or not a number) is DealNotFound.
     pub async fn deals(&self, app_id: i64, ids: &[String]) -> Result<Vec<Deal>> {
         if ids.is_empty() {

@@ -162,12 +162,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
                 ),
                 other => renamed(other, "port", "ServicePort"),
             })?;
-            let ids: Vec<String> = svc
-                .deals(app, &[deal.to_string()])
-                .await?
-                .first()
-                .map(|d| d.detail.instance_ids().to_vec())
-                .unwrap_or_default();
+            let ids = svc.deal(app, deal).await?.detail.instance_ids().to_vec();
             Ok(Answer {
                 data: json!({ "InstancesUuid": ids }),
                 task_id: deal.to_string(),

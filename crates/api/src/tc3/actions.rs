@@ -528,7 +528,7 @@ pub async fn dispatch(
                 no_auth: no_auth(p)?,
             };
             let deal = svc.create(app, order).await?;
-            let recorded = deal_record(svc, app, deal).await?;
+            let recorded = svc.deal(app, deal).await?;
             let ids: Vec<String> = recorded.detail.instance_ids().to_vec();
             Ok(fields([
                 ("DealId", json!(deal.to_string())),
@@ -791,7 +791,7 @@ pub async fn dispatch(
             let deal = svc
                 .renew(app, &id, p.required_int("Period")?, to_prepaid)
                 .await?;
-            let recorded = deal_record(svc, app, deal).await?;
+            let recorded = svc.deal(app, deal).await?;
             Ok(fields([
                 ("DealId", json!(deal.to_string())),
                 ("DealName", json!(recorded.name)),
@@ -800,7 +800,7 @@ pub async fn dispatch(
         "UpgradeInstance" => {
             let id = p.required_str("InstanceId")?;
             let deal = svc.upgrade(app, &id, p.required_int("MemSize")?).await?;
-            let recorded = deal_record(svc, app, deal).await?;
+            let recorded = svc.deal(app, deal).await?;
             Ok(fields([
                 ("DealId", json!(deal.to_string())),
                 ("DealName", json!(recorded.name)),
@@ -885,19 +885,6 @@ fn price_fields(cents: i64) -> Map<String, Value> {
         ("Currency", json!("CNY")),
         ("AmountUnit", json!("pent")),
     ])
-}
-
-/// The deal a purchase use case just recorded.
-async fn deal_record(
-    svc: &crsd_service::Service,
-    app: i64,
-    deal: i64,
-) -> Result<crsd_core::model::Deal> {
-    svc.deals(app, &[deal.to_string()])
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::internal(format!("deal {deal} vanished")))
 }
 
 /// The model's task type codes (DescribeTaskList `TaskTypes`).
