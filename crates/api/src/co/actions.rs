@@ -173,6 +173,10 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
             let name = p.str("InstanceName").filter(|s| !s.is_empty());
             let ip = p.str("IP").filter(|s| !s.is_empty());
             let tag = p.str("TagName").filter(|s| !s.is_empty());
+            // Instances carry no tags, so a tag filter matches none.
+            if tag.is_some() {
+                return Ok(query(json!([])));
+            }
             let q = DescribeQuery {
                 redis_id: uuid,
                 redis_name: name,
@@ -182,8 +186,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
             let mut list = Vec::new();
             for v in views {
                 let i = &v.instance;
-                // Instances carry no tags, so a tag filter matches none.
-                if tag.is_some() || ip.as_ref().is_some_and(|ip| !i.vip.contains(ip.as_str())) {
+                if ip.as_ref().is_some_and(|ip| !i.vip.contains(ip.as_str())) {
                     continue;
                 }
                 let (status, status_str) = status(state, i).await;
