@@ -61,6 +61,7 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
     prepare_data_dir(&cfg.data_dir)?;
     check_redis_server(&cfg.instances.redis_server)?;
     warn_overcommit();
+    warn_ephemeral_overlap(cfg.instances.port_min, cfg.instances.port_max);
 
     let store = Store::open(&cfg.data_dir.join("crsd.db"))
         .await
@@ -268,6 +269,33 @@ fn warn_overcommit() {
     }
 }
 
+/// The kernel hands ports of `net.ipv4.ip_local_port_range` to outgoing connections (a
+/// replica's link to its master, any client on the machine). Such a connection can hold an
+/// instance port in the moment between crsd choosing it and redis-server binding it, and the
+/// start then fails with "Address already in use".
+fn warn_ephemeral_overlap(port_min: u16, port_max: u16) {
+    let Ok(text) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else {
+        return;
+    };
+    if let Some((lo, hi)) = ephemeral_overlap(&text, port_min, port_max) {
+        tracing::warn!(
+            instance_ports = %format!("{port_min}-{port_max}"),
+            ephemeral_ports = %format!("{lo}-{hi}"),
+            "instance ports overlap the kernel's ephemeral port range: an outgoing connection \
+             can take a port before redis-server binds it; choose ports outside it or list them \
+             in net.ipv4.ip_local_reserved_ports"
+        );
+    }
+}
+
+/// The kernel's ephemeral range (the text of `ip_local_port_range`) when it shares a port with
+/// `port_min..=port_max`.
+fn ephemeral_overlap(range: &str, port_min: u16, port_max: u16) -> Option<(u16, u16)> {
+    let mut it = range.split_whitespace().map(str::parse::<u16>);
+    let (lo, hi) = (it.next()?.ok()?, it.next()?.ok()?);
+    (port_min <= hi && lo <= port_max).then_some((lo, hi))
+}
+
 /// On first start (no account yet) makes one, with the bootstrap keys when given, writes
 /// `credentials.json` (0600) and returns it so the caller prints it once.
 async fn bootstrap_account(
@@ -317,4 +345,31 @@ fn write_secret_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ephemeral_overlap;
+
+    #[test]
+    fn an_instance_range_inside_the_ephemeral_range_is_reported() {
+        let linux_default = "32768\t60999\n";
+        assert_eq!(
+            ephemeral_overlap(linux_default, 36400, 36439),
+            Some((32768, 60999))
+        );
+        assert_eq!(
+            ephemeral_overlap(linux_default, 30000, 32768),
+            Some((32768, 60999))
+        );
+        assert_eq!(
+            ephemeral_overlap(linux_default, 60999, 61100),
+            Some((32768, 60999))
+        );
+        // crsd's default range and ranges on either side are fine.
+        assert_eq!(ephemeral_overlap(linux_default, 16400, 17399), None);
+        assert_eq!(ephemeral_overlap(linux_default, 30000, 32767), None);
+        assert_eq!(ephemeral_overlap(linux_default, 61000, 61100), None);
+        assert_eq!(ephemeral_overlap("garbage", 36400, 36439), None);
+    }
 }

@@ -7,8 +7,8 @@
 
 mod common;
 
-use common::daemon::{free_port, Daemon};
-use common::{redis_conn, V2Client};
+use common::daemon::Daemon;
+use common::{free_port, redis_conn, V2Client};
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -8,7 +8,9 @@
 mod common;
 
 use chrono::TimeZone as _;
-use common::{other_account, parse_time, redis_conn, service, test_config, TestCrsd, V2Client};
+use common::{
+    free_port, other_account, parse_time, redis_conn, service, test_config, TestCrsd, V2Client,
+};
 use crsd_core::clock::OffsetClock;
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
@@ -455,20 +457,6 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-/// A port no listener uses now, above the ranges the harness hands to instances and, on
-/// Linux's default, above the ephemeral range; never the same one twice in this process.
-fn free_port() -> u16 {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let port = 61000 + ((std::process::id() % 97) * 41 + n * 7) % 4500;
-        let port = port as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// A throwaway redis-server that loaded an RDB file; killed on drop, even on panic.

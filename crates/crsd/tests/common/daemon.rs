@@ -2,7 +2,7 @@
 //! kill -9 it, start it again. Dropping it kills crsd, every redis-server of its data dir and
 //! every process naming the test's folder, and prints crsd's log when the test failed.
 
-use super::{kill_redis_under, V2Client};
+use super::{free_port, kill_redis_under, V2Client};
 use crsd_core::clock::OffsetClock;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,14 +18,6 @@ pub struct Daemon {
     pub data: PathBuf,
     pub config: PathBuf,
     pub port: u16,
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Daemon {

@@ -13,7 +13,7 @@ use crsd_core::clock::OffsetClock;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,13 +29,32 @@ pub struct TestCrsd {
 
 static NONCE: AtomicU64 = AtomicU64::new(1);
 
-/// A port range no other test of this run uses (tests run in parallel).
+/// A port range no other test of this run uses (tests run in parallel), below Linux's
+/// default ephemeral range (32768-60999): there an outgoing connection of a parallel test
+/// could hold an instance port the moment its redis-server binds it.
 pub fn port_range(size: u16) -> (u16, u16) {
+    const LOW: u32 = 10000;
+    const EPHEMERAL: u32 = 32768;
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let slot = NEXT.fetch_add(1, Ordering::SeqCst) as u16;
-    let base = 20000 + (std::process::id() as u16 % 200) * 100 + slot * size;
-    let base = 20000 + (base - 20000) % 40000;
+    let slots = (EPHEMERAL - LOW) / u32::from(size);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst) as u32;
+    let slot = (std::process::id() % slots * 37 + n) % slots;
+    let base = (LOW + slot * u32::from(size)) as u16;
     (base, base + size - 1)
+}
+
+/// A port no listener uses now, above the ranges the harness hands to instances and, on
+/// Linux's default, above the ephemeral range; never the same one twice in this process.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = 61000 + ((std::process::id() % 97) * 41 + n * 7) % 4500;
+        let port = port as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn test_config(dir: &Path) -> Config {

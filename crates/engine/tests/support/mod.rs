@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crsd_engine::{acl_sha256_hex, Engine, EngineConfig, NodeSpec, Role};
@@ -16,10 +17,18 @@ use tempfile::TempDir;
 
 pub const PASSWORD: &str = "user-password-1";
 
-/// A port nobody listens on right now (bind to :0, read it, release it).
+/// A port nobody listens on right now, below Linux's default ephemeral range (32768-60999),
+/// where an outgoing connection of a parallel test could take it before redis-server binds
+/// it; never the same one twice in this process.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = (10000 + (std::process::id() % 557 * 41 + n) % 22768) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn engine_config() -> EngineConfig {
