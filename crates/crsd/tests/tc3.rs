@@ -7,7 +7,7 @@
 mod common;
 
 use base64::Engine as _;
-use common::{redis_conn, TestCrsd, V2Client};
+use common::{parse_time, redis_conn, TestCrsd, V2Client};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -564,6 +564,12 @@ async fn backup_download_and_restore_over_tc3_and_across_dialects() {
     assert_eq!(b["BackupType"], "0", "{b}");
     assert_eq!(b["Remark"], "tc3 backup", "{b}");
     assert_eq!(b["InstanceId"], id.as_str(), "{b}");
+    // Kept the operator's retention (7 days by default) from the backup's start.
+    assert_eq!(
+        parse_time(&crsd, &b["ExpireTime"]) - parse_time(&crsd, &b["StartTime"]),
+        chrono::Duration::days(7),
+        "{b}"
+    );
 
     // The same over TC3 GET: a flattened list and an encoded time in the signed raw query.
     let r = c

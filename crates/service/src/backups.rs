@@ -69,6 +69,8 @@ impl Default for BackupSettings {
 pub struct AutoBackupConfig {
     pub week_days: Vec<Weekday>,
     pub start: NaiveTime,
+    /// How many days backups are kept: the operator's retention, the same for every instance.
+    pub storage_days: i64,
 }
 
 impl AutoBackupConfig {
@@ -339,14 +341,23 @@ impl Service {
         self.config_of(&inst.id).await
     }
 
-    /// Changes an instance's automatic backup days and/or hour (`HH:00-HH:00`).
+    /// Changes an instance's automatic backup days and/or hour (`HH:00-HH:00`). The storage
+    /// days are the operator's: a client may name them, not change them.
     pub async fn set_auto_backup_config(
         &self,
         app_id: i64,
         id: &str,
         week_days: Option<Vec<String>>,
         time_period: Option<String>,
+        storage_days: Option<i64>,
     ) -> Result<AutoBackupConfig> {
+        let kept = self.cfg.backups.retention.num_days();
+        if storage_days.is_some_and(|d| d != kept) {
+            return Err(Error::invalid(
+                "BackupStorageDays",
+                format!("this operator keeps backups {kept} days"),
+            ));
+        }
         let inst = self.owned_instance(app_id, id).await?;
         let mut cfg = self.config_of(&inst.id).await?;
         if let Some(days) = week_days {
@@ -381,15 +392,18 @@ impl Service {
 
     /// An instance's settings from its stored row, or the operator's defaults without one.
     fn config_from(&self, row: Option<(String, i64)>) -> AutoBackupConfig {
+        let storage_days = self.cfg.backups.retention.num_days();
         match row {
             Some((days, hour)) => AutoBackupConfig {
                 week_days: days.split(',').filter_map(parse_day).collect(),
                 start: NaiveTime::from_hms_opt(hour.clamp(0, 23) as u32, 0, 0)
                     .unwrap_or(self.cfg.backups.daily_at),
+                storage_days,
             },
             None => AutoBackupConfig {
                 week_days: ALL_DAYS.to_vec(),
                 start: self.cfg.backups.daily_at,
+                storage_days,
             },
         }
     }
@@ -452,6 +466,11 @@ impl Service {
             self.wake.notify_one();
         }
         Ok(recorded)
+    }
+
+    /// When the retention pass expires a backup: the retention after the backup began.
+    pub fn backup_expires_at(&self, backup: &Backup) -> DateTime<Utc> {
+        backup.started_at + self.cfg.backups.retention
     }
 
     /// Expires backups past the retention: file removed, record kept with status -1.

@@ -207,7 +207,6 @@ pub async fn dispatch(
             };
             let page = svc.backup_list(app, q).await?;
             let (total, list, name) = (page.total, page.backups, page.instance_name);
-            let retention = svc.config().backups.retention;
             let set: Vec<Value> = list
                 .iter()
                 .map(|b| {
@@ -229,7 +228,7 @@ pub async fn dispatch(
                         "Region": "",
                         "EndTime": time(b.finished_at),
                         "FileType": format!("RDB-Redis {REDIS_VERSION}"),
-                        "ExpireTime": time(b.started_at + retention),
+                        "ExpireTime": time(svc.backup_expires_at(b)),
                         "Encrypted": false,
                     })
                 })
@@ -584,13 +583,12 @@ pub async fn dispatch(
             let cfg = svc
                 .auto_backup_config(app, &p.required_str("InstanceId")?)
                 .await?;
-            let days = svc.config().backups.retention.num_days();
             Ok(fields([
                 ("AutoBackupType", json!(1)),
                 ("WeekDays", json!(cfg.week_day_names())),
                 ("TimePeriod", json!(cfg.time_period())),
-                ("BackupStorageDays", json!(days)),
-                ("BinlogStorageDays", json!(days)),
+                ("BackupStorageDays", json!(cfg.storage_days)),
+                ("BinlogStorageDays", json!(cfg.storage_days)),
             ]))
         }
         "ModifyAutoBackupConfig" => {
@@ -603,24 +601,21 @@ pub async fn dispatch(
                     ));
                 }
             }
-            let days = svc.config().backups.retention.num_days();
-            if let Some(d) = p.int("BackupStorageDays")? {
-                if d != days {
-                    return Err(Error::invalid(
-                        "BackupStorageDays",
-                        format!("this operator keeps backups {days} days"),
-                    ));
-                }
-            }
             let week_days = p.get("WeekDays").map(|_| p.str_list("WeekDays"));
             let cfg = svc
-                .set_auto_backup_config(app, &id, week_days, p.str("TimePeriod"))
+                .set_auto_backup_config(
+                    app,
+                    &id,
+                    week_days,
+                    p.str("TimePeriod"),
+                    p.int("BackupStorageDays")?,
+                )
                 .await?;
             Ok(fields([
                 ("AutoBackupType", json!(1)),
                 ("WeekDays", json!(cfg.week_day_names())),
                 ("TimePeriod", json!(cfg.time_period())),
-                ("BackupStorageDays", json!(days)),
+                ("BackupStorageDays", json!(cfg.storage_days)),
             ]))
         }
         "DescribeSlowLog" => {
