@@ -14,6 +14,8 @@ pub struct DescribeQuery {
     pub offset: i64,
     pub redis_id: Option<String>,
     pub redis_name: Option<String>,
+    /// Substring of the instance's address.
+    pub address: Option<String>,
     /// "redisId", "projectId" or "createtime".
     pub order_by: Option<String>,
     /// 1 descending (default), 0 ascending.
@@ -32,6 +34,9 @@ pub struct InstanceView {
     /// MB in use, from the instance's own INFO (as last polled).
     pub size_used_mb: i64,
     pub type_name: String,
+    /// The kind of task that holds a busy instance (its lock): what it is busy with, for
+    /// dialects that name it (Capital Online's DELETING, RESTORING, ...).
+    pub busy_with: Option<TaskKind>,
 }
 
 impl Service {
@@ -55,17 +60,16 @@ impl Service {
         Ok(self.views(&filter).await?.1)
     }
 
-    /// The kind of task that holds the instance (its lock), if any: what a busy instance is
-    /// busy with, for dialects that name it (Capital Online's DELETING, RESTORING, ...).
-    pub async fn busy_with(&self, inst: &Instance) -> Result<Option<TaskKind>> {
-        let Some(id) = inst.lock_task else {
-            return Ok(None);
-        };
-        Ok(self.store.task(id).await?.map(|t| t.kind))
-    }
-
     async fn views(&self, filter: &InstanceFilter) -> Result<(i64, Vec<InstanceView>)> {
         let (total, list) = self.store.list_instances(filter).await?;
+        // A lock is always held by an unfinished task: one read names them all, and only
+        // when a listed instance is busy.
+        let mut lock_kinds = std::collections::HashMap::new();
+        if list.iter().any(|i| i.lock_task.is_some()) {
+            for t in self.store.unfinished_tasks().await? {
+                lock_kinds.insert(t.id, t.kind);
+            }
+        }
         let usage = self.usage.read().unwrap_or_else(|e| e.into_inner());
         let views = list
             .into_iter()
@@ -75,6 +79,7 @@ impl Service {
                 InstanceView {
                     size_used_mb: (used / (1024 * 1024)) as i64,
                     type_name,
+                    busy_with: instance.lock_task.and_then(|t| lock_kinds.get(&t).copied()),
                     instance,
                 }
             })
@@ -477,6 +482,7 @@ fn instance_filter(app_id: i64, q: DescribeQuery) -> Result<InstanceFilter> {
         app_id,
         ids: q.redis_id.filter(|s| !s.is_empty()).into_iter().collect(),
         name: q.redis_name.filter(|s| !s.is_empty()),
+        address: q.address.filter(|s| !s.is_empty()),
         project_ids: q.project_ids,
         vpc_ids: q.vpc_ids,
         un_vpc_ids: q.un_vpc_ids,

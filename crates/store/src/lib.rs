@@ -70,6 +70,8 @@ pub struct InstanceFilter {
     pub ids: Vec<String>,
     /// Substring of the instance name.
     pub name: Option<String>,
+    /// Substring of the instance's address (`vip`).
+    pub address: Option<String>,
     pub project_ids: Vec<i64>,
     pub vpc_ids: Vec<i64>,
     pub un_vpc_ids: Vec<String>,

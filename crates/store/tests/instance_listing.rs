@@ -77,10 +77,12 @@ async fn store_with(instances: &[Instance]) -> (tempfile::TempDir, Store) {
 
 #[tokio::test]
 async fn filters_sorts_and_pages_like_the_documented_query() {
+    let mut on_other_address = instance("crs-c", 1, "billing", 3, 20);
+    on_other_address.vip = "10.0.8.15".into();
     let (_dir, store) = store_with(&[
         instance("crs-b", 1, "shop-cache", 7, 20),
         instance("crs-a", 1, "shop-session", 3, 10),
-        instance("crs-c", 1, "billing", 3, 20),
+        on_other_address,
         instance("crs-z", 2, "shop-other-account", 3, 5),
     ])
     .await;
@@ -107,6 +109,15 @@ async fn filters_sorts_and_pages_like_the_documented_query() {
     f.project_ids = vec![3, 9];
     let (total, list) = store.list_instances(&f).await.unwrap();
     assert_eq!((total, ids(&list)), (1, vec!["crs-a"]));
+
+    // An address filter matches part of the address (Capital Online's IP).
+    let mut f = filter(1);
+    f.address = Some("0.8".into());
+    let (total, list) = store.list_instances(&f).await.unwrap();
+    assert_eq!((total, ids(&list)), (1, vec!["crs-c"]));
+    f.address = Some("127.0".into());
+    let (total, list) = store.list_instances(&f).await.unwrap();
+    assert_eq!((total, ids(&list)), (2, vec!["crs-b", "crs-a"]));
 
     let mut f = filter(1);
     f.ids = vec!["crs-z".into(), "crs-b".into()];

@@ -13,7 +13,7 @@ use crsd_core::model::{
 };
 use crsd_core::rules::PasswordPolicy;
 use crsd_core::{timefmt, Error, Result};
-use crsd_service::{CreateOrder, DescribeQuery};
+use crsd_service::{CreateOrder, DescribeQuery, InstanceView};
 use serde_json::{json, Value};
 
 /// A `PaasGoodsId` is this plus the memory size in GB (70001 = 1 GB master-replica).
@@ -171,7 +171,6 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
         "DescribeDBInstances" => {
             let uuid = p.str("InstanceUuid").filter(|s| !s.is_empty());
             let name = p.str("InstanceName").filter(|s| !s.is_empty());
-            let ip = p.str("IP").filter(|s| !s.is_empty());
             let tag = p.str("TagName").filter(|s| !s.is_empty());
             // Instances carry no tags, so a tag filter matches none.
             if tag.is_some() {
@@ -180,16 +179,14 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
             let q = DescribeQuery {
                 redis_id: uuid,
                 redis_name: name,
+                address: p.str("IP"),
                 ..Default::default()
             };
             let views = svc.describe_all(app, q).await?;
             let mut list = Vec::new();
             for v in views {
                 let i = &v.instance;
-                if ip.as_ref().is_some_and(|ip| !i.vip.contains(ip.as_str())) {
-                    continue;
-                }
-                let (status, status_str) = status(state, i).await;
+                let (status, status_str) = status(&v);
                 list.push(instance(state, i, status, status_str, &time));
             }
             Ok(query(json!(list)))
@@ -281,13 +278,13 @@ fn site<'a>(state: &'a AppState, p: &Params3) -> Result<&'a Zone> {
 }
 
 /// `Status` and `StatusStr` of an instance; a busy one says what it is busy with.
-async fn status(state: &AppState, i: &Instance) -> (&'static str, &'static str) {
-    match i.status {
+fn status(v: &InstanceView) -> (&'static str, &'static str) {
+    match v.instance.status {
         InstanceStatus::Initializing => ("CREATING", "创建中"),
         InstanceStatus::Running => ("RUNNING", "运行中"),
         InstanceStatus::Isolated => ("STOPPED", "已停止"),
         InstanceStatus::Deleted => ("DELETED", "已删除"),
-        InstanceStatus::Busy => match state.svc.busy_with(i).await.ok().flatten() {
+        InstanceStatus::Busy => match v.busy_with {
             Some(TaskKind::DeleteInstance) => ("DELETING", "删除中"),
             Some(TaskKind::RestoreBackup) => ("RESTORING", "恢复中"),
             Some(TaskKind::CloseInstance) => ("STOPPING", "停止中"),

@@ -335,6 +335,7 @@ async fn describe(state: &AppState, app: i64, p: &Params) -> Result<Data> {
         subnet_ids: p.int_array("subnetIds")?,
         un_subnet_ids: p.array("unSubnetIds"),
         project_ids: p.int_array("projectIds")?,
+        ..Default::default()
     };
     let (total, views) = state.svc.describe(app, q).await?;
     let tz = state.svc.time_zone();
