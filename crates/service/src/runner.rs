@@ -25,7 +25,7 @@ pub struct TaskQuery {
     pub begin_time: Option<String>,
     pub end_time: Option<String>,
     pub statuses: Vec<i64>,
-    pub types: Vec<String>,
+    pub kinds: Vec<TaskKind>,
 }
 
 impl Service {
@@ -50,14 +50,6 @@ impl Service {
                 ));
             }
         }
-        let kinds = q
-            .types
-            .iter()
-            .map(|t| {
-                TaskKind::from_type(t)
-                    .ok_or_else(|| Error::invalid("taskType", format!("unknown task type {t}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
         let filter = TaskFilter {
             app_id,
             instance_id: q.redis_id.filter(|s| !s.is_empty()),
@@ -65,7 +57,7 @@ impl Service {
             begin,
             end,
             statuses: q.statuses,
-            kinds,
+            kinds: q.kinds,
             limit: q.limit,
             offset: q.offset,
         };

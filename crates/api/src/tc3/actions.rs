@@ -305,15 +305,14 @@ pub async fn dispatch(
                 }
                 statuses.extend(matching);
             }
-            let types = p
+            let kinds = p
                 .str_list("TaskTypes")
                 .iter()
                 .map(|code| {
                     kind_of_code(code)
-                        .map(|k| format!("task_{}", k.name()))
                         .ok_or_else(|| Error::invalid("TaskTypes", format!("unknown type {code}")))
                 })
-                .collect::<Result<Vec<String>>>()?;
+                .collect::<Result<Vec<_>>>()?;
             let q = TaskQuery {
                 limit: p.int_or("Limit", 20)?,
                 offset: p.int_or("Offset", 0)?,
@@ -322,7 +321,7 @@ pub async fn dispatch(
                 begin_time: p.str("BeginTime"),
                 end_time: p.str("EndTime"),
                 statuses,
-                types,
+                kinds,
             };
             let (total, list) = svc.task_list(app, q).await?;
             let tasks: Vec<Value> = list

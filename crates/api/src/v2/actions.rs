@@ -6,7 +6,7 @@ use super::Caller;
 use crate::params::Params;
 use crate::AppState;
 use chrono::{DateTime, Utc};
-use crsd_core::model::{BillingMode, Deal, GoodsDetail};
+use crsd_core::model::{BillingMode, Deal, GoodsDetail, TaskKind};
 use crsd_core::rules::PasswordPolicy;
 use crsd_core::{timefmt, Error, Result};
 use crsd_service::{BackupQuery, CreateOrder, DescribeQuery, TaskQuery};
@@ -457,7 +457,14 @@ async fn task_list(state: &AppState, app: i64, p: &Params) -> Result<Data> {
         begin_time: p.str("beginTime"),
         end_time: p.str("endTime"),
         statuses: p.int_array("taskStatus")?,
-        types: p.array("taskType"),
+        kinds: p
+            .array("taskType")
+            .iter()
+            .map(|t| {
+                TaskKind::from_type(t)
+                    .ok_or_else(|| Error::invalid("taskType", format!("unknown task type {t}")))
+            })
+            .collect::<Result<_>>()?,
     };
     let (total, list) = state.svc.task_list(app, q).await?;
     let tz = state.svc.time_zone();
