@@ -18,6 +18,7 @@
 //!   backup. The day is recorded with the task, so a restart never backs up twice a day,
 //!   and an instance busy at that time is picked up as soon as it is idle again that day.
 
+use crate::instances::check_idle;
 use crate::steps::Finish;
 use crate::Service;
 use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Timelike, Utc, Weekday};
@@ -155,7 +156,7 @@ impl Service {
         }
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, redis_id).await?;
-        check_backupable(&inst)?;
+        check_idle(&inst)?;
         let day_start = self.local_day_start(self.now());
         let today = tx
             .count_tasks_since(
@@ -264,25 +265,14 @@ impl Service {
     ) -> Result<i64> {
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, redis_id).await?;
-        let mut backup = match tx.backup(backup_id).await? {
-            Some(b) if b.instance_id == inst.id && b.app_id == app_id => b,
-            _ => return Err(Error::BackupNotFound(backup_id.to_string())),
-        };
+        let mut backup = backup_of(tx.backup(backup_id).await?, &inst, backup_id)?;
         crate::instances::check_instance_password(&inst, password)?;
         // The backup's own lock first: restoring the very backup a running restore uses is
         // 10710, any other operation on the held instance 10707.
         if backup.lock_task.is_some() {
             return Err(Error::BackupLocked(backup.id));
         }
-        if inst.lock_task.is_some() {
-            return Err(Error::InstanceLocked(inst.id));
-        }
-        if inst.status != InstanceStatus::Running {
-            return Err(Error::InstanceStatusAbnormal {
-                id: inst.id.clone(),
-                status: inst.status.description().into(),
-            });
-        }
+        check_idle(&inst)?;
         if backup.state != BackupState::Normal {
             return Err(Error::BackupStatusAbnormal(backup.id));
         }
@@ -450,7 +440,7 @@ impl Service {
             let Some(mut inst) = tx.instance(&candidate.id).await? else {
                 continue;
             };
-            if check_backupable(&inst).is_err() {
+            if check_idle(&inst).is_err() {
                 continue;
             }
             let task_id = self
@@ -507,10 +497,7 @@ impl Service {
         }
         let mut tx = self.store.write().await?;
         let inst = self.owned_in_tx(&mut tx, app_id, redis_id).await?;
-        let backup = match tx.backup(backup_id).await? {
-            Some(b) if b.instance_id == inst.id && b.app_id == app_id => b,
-            _ => return Err(Error::BackupNotFound(backup_id.to_string())),
-        };
+        let backup = backup_of(tx.backup(backup_id).await?, &inst, backup_id)?;
         if backup.lock_task.is_some() {
             return Err(Error::BackupLocked(backup.id));
         }
@@ -724,10 +711,7 @@ impl Service {
         if backup_id.is_empty() {
             return Err(Error::MissingParameter("backupId".into()));
         }
-        match self.store.backup(backup_id).await? {
-            Some(b) if b.instance_id == inst.id && b.app_id == inst.app_id => Ok(b),
-            _ => Err(Error::BackupNotFound(backup_id.to_string())),
-        }
+        backup_of(self.store.backup(backup_id).await?, inst, backup_id)
     }
 
     /// Records a backup task and holds the instance with it. The instance stays "running"
@@ -782,18 +766,13 @@ fn parse_period(period: &str) -> Result<NaiveTime> {
     Ok(from)
 }
 
-/// A backup may start on a running instance that no task holds.
-fn check_backupable(inst: &Instance) -> Result<()> {
-    if inst.lock_task.is_some() {
-        return Err(Error::InstanceLocked(inst.id.clone()));
+/// The backup read for `backup_id` when it is one of `inst`'s (and so of its account);
+/// otherwise, and when none was found, BackupNotFound.
+fn backup_of(found: Option<Backup>, inst: &Instance, backup_id: &str) -> Result<Backup> {
+    match found {
+        Some(b) if b.instance_id == inst.id && b.app_id == inst.app_id => Ok(b),
+        _ => Err(Error::BackupNotFound(backup_id.to_string())),
     }
-    if inst.status != InstanceStatus::Running {
-        return Err(Error::InstanceStatusAbnormal {
-            id: inst.id.clone(),
-            status: inst.status.description().into(),
-        });
-    }
-    Ok(())
 }
 
 fn backup_key(b: &Backup) -> BackupKey {

@@ -315,18 +315,7 @@ impl Service {
     pub async fn delete(&self, app_id: i64, id: &str) -> Result<i64> {
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
-        if inst.lock_task.is_some() {
-            return Err(Error::InstanceLocked(inst.id.clone()));
-        }
-        if !matches!(
-            inst.status,
-            InstanceStatus::Running | InstanceStatus::Isolated
-        ) {
-            return Err(Error::InstanceStatusAbnormal {
-                id: inst.id.clone(),
-                status: inst.status.description().into(),
-            });
-        }
+        check_free(&inst, &[InstanceStatus::Running, InstanceStatus::Isolated])?;
         self.start_task(tx, &mut inst, TaskKind::DeleteInstance, json!({}))
             .await
     }
@@ -427,12 +416,13 @@ impl Service {
     }
 }
 
-/// Startup and clean-up apply to an isolated instance that no task holds.
-fn check_isolated(inst: &Instance) -> Result<()> {
+/// A task may start on an instance only when no other task holds it (InstanceLocked) and it
+/// is in one of `statuses` (InstanceStatusAbnormal otherwise).
+fn check_free(inst: &Instance, statuses: &[InstanceStatus]) -> Result<()> {
     if inst.lock_task.is_some() {
         return Err(Error::InstanceLocked(inst.id.clone()));
     }
-    if inst.status != InstanceStatus::Isolated {
+    if !statuses.contains(&inst.status) {
         return Err(Error::InstanceStatusAbnormal {
             id: inst.id.clone(),
             status: inst.status.description().into(),
@@ -441,18 +431,14 @@ fn check_isolated(inst: &Instance) -> Result<()> {
     Ok(())
 }
 
-/// A task may start on an instance only when nothing else holds it and it is serving.
+/// Startup and clean-up apply to an isolated instance that no task holds.
+fn check_isolated(inst: &Instance) -> Result<()> {
+    check_free(inst, &[InstanceStatus::Isolated])
+}
+
+/// Most tasks (and backups) start on an instance only when it is serving and free.
 pub(crate) fn check_idle(inst: &Instance) -> Result<()> {
-    if inst.lock_task.is_some() {
-        return Err(Error::InstanceLocked(inst.id.clone()));
-    }
-    if inst.status != InstanceStatus::Running {
-        return Err(Error::InstanceStatusAbnormal {
-            id: inst.id.clone(),
-            status: inst.status.description().into(),
-        });
-    }
-    Ok(())
+    check_free(inst, &[InstanceStatus::Running])
 }
 
 /// The store filter for DescribeRedis's filters and order (limit and offset as given).

@@ -12,6 +12,7 @@ use crsd_core::rules::PasswordPolicy;
 use crsd_core::{ids, rules, secret, timefmt, Error, Result};
 use crsd_store::{NewTask, WriteTx};
 use serde_json::json;
+use std::collections::HashSet;
 
 /// A CreateRedis order, already parsed by a dialect.
 #[derive(Debug, Clone, Default)]
@@ -170,17 +171,12 @@ impl Service {
         let mut tx = self.store.write().await?;
         let account = tx.account(app_id).await?.ok_or(Error::SecretIdNotFound)?;
         charge(&mut tx, app_id, account.balance, price).await?;
-        let requested = match order.port {
-            Some(p) => Some(
-                self.check_requested_port(&mut tx, p, order.goods_num)
-                    .await?,
-            ),
-            None => None,
-        };
-        let mut free = self
-            .free_ports(&mut tx)
-            .await?
-            .filter(move |p| Some(*p) != requested);
+        let used: HashSet<u16> = tx.used_ports().await?.into_iter().collect();
+        let requested = order
+            .port
+            .map(|p| self.check_requested_port(&used, p, order.goods_num))
+            .transpose()?;
+        let mut free = self.free_ports(used).filter(move |p| Some(*p) != requested);
         let mut instances = Vec::new();
         for n in 0..order.goods_num {
             let id = ids::new_instance_id();
@@ -484,7 +480,7 @@ impl Service {
     }
 
     /// A port a client chose: inside the operator's range and free, for a single instance.
-    async fn check_requested_port(&self, tx: &mut WriteTx, port: u16, count: i64) -> Result<u16> {
+    fn check_requested_port(&self, used: &HashSet<u16>, port: u16, count: i64) -> Result<u16> {
         let (min, max) = (self.cfg.port_min, self.cfg.port_max);
         if !(min..=max).contains(&port) {
             return Err(Error::invalid(
@@ -498,19 +494,18 @@ impl Service {
                 "a port can be chosen for one instance at a time (instances share one address)",
             ));
         }
-        if tx.used_ports().await?.contains(&port) || !port_is_free(&self.cfg.instance_bind, port) {
+        if used.contains(&port) || !port_is_free(&self.cfg.instance_bind, port) {
             return Err(Error::invalid("port", format!("{port} is already in use")));
         }
         Ok(port)
     }
 
-    /// Ports in the configured range that no live instance holds, lowest first.
-    async fn free_ports(&self, tx: &mut WriteTx) -> Result<impl Iterator<Item = u16>> {
-        let used: std::collections::HashSet<u16> = tx.used_ports().await?.into_iter().collect();
+    /// Ports in the configured range that no live instance (`used`) holds, lowest first.
+    fn free_ports(&self, used: HashSet<u16>) -> impl Iterator<Item = u16> {
         let bind = self.cfg.instance_bind.clone();
-        Ok((self.cfg.port_min..=self.cfg.port_max)
+        (self.cfg.port_min..=self.cfg.port_max)
             .filter(move |p| !used.contains(p))
-            .filter(move |p| port_is_free(&bind, *p)))
+            .filter(move |p| port_is_free(&bind, *p))
     }
 }
 
