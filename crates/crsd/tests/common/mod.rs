@@ -79,6 +79,16 @@ impl TestCrsd {
     }
 
     pub async fn start_with(dir: tempfile::TempDir, cfg: Config) -> TestCrsd {
+        // crsd's warnings and errors (an internal error's detail, a failed task) go to the
+        // test's captured output, which cargo prints when the test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_ansi(false)
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .try_init();
         let clock = Arc::new(OffsetClock::new());
         let running = crsd::server::start(cfg.clone(), clock.clone())
             .await
