@@ -3,8 +3,9 @@
 //! SQLite through sqlx by default (one file under the data dir, WAL, `synchronous=FULL`, mode
 //! 0600 because it holds the API secret keys), with the migrations embedded and applied at open.
 //! Writes go through [`Store::write`], which serialises writers in-process (SQLite has one
-//! writer; taking the lock up front avoids `SQLITE_BUSY` on read-then-write transactions) and
-//! yields a [`WriteTx`]: a state change and the task row that carries it out commit together.
+//! writer) and begins `IMMEDIATE`, so that SQLite's write lock is taken, and waited for, up
+//! front: a read-then-write transaction never meets `SQLITE_BUSY`. It yields a [`WriteTx`]: a
+//! state change and the task row that carries it out commit together.
 //!
 //! This crate holds no business rules: it stores and finds what the service decides.
 
@@ -159,7 +160,11 @@ impl Store {
     /// Begins the one write transaction.
     pub async fn write(&self) -> Result<WriteTx> {
         let guard = self.writer.clone().lock_owned().await;
-        let tx = self.pool.begin().await?;
+        // IMMEDIATE: take SQLite's write lock at BEGIN, where a busy lock is waited for. A
+        // dropped WriteTx releases `writer` at once but rolls back on its connection a moment
+        // later; a deferred transaction that read meanwhile and then wrote would fail at once
+        // with SQLITE_BUSY (SQLite never waits when a reader tries to become a writer).
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok(WriteTx {
             tx,
             _guard: guard,
