@@ -270,17 +270,21 @@ fn warn_overcommit() {
 }
 
 /// The kernel hands ports of `net.ipv4.ip_local_port_range` to outgoing connections (a
-/// replica's link to its master, any client on the machine). Such a connection can hold an
-/// instance port in the moment between crsd choosing it and redis-server binding it, and the
-/// start then fails with "Address already in use".
+/// replica's link to its master, any client on the machine), except those listed in
+/// `net.ipv4.ip_local_reserved_ports`. Such a connection can hold an instance port in the
+/// moment before redis-server binds it, and that create or start then fails with "Address
+/// already in use".
 fn warn_ephemeral_overlap(port_min: u16, port_max: u16) {
-    let Ok(text) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else {
+    let Ok(range) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else {
         return;
     };
-    if let Some((lo, hi)) = ephemeral_overlap(&text, port_min, port_max) {
+    let reserved =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_reserved_ports").unwrap_or_default();
+    if let Some(port) = ephemeral_overlap(&range, &reserved, port_min, port_max) {
         tracing::warn!(
             instance_ports = %format!("{port_min}-{port_max}"),
-            ephemeral_ports = %format!("{lo}-{hi}"),
+            ephemeral_ports = %range.split_whitespace().collect::<Vec<_>>().join("-"),
+            first_shared = port,
             "instance ports overlap the kernel's ephemeral port range: an outgoing connection \
              can take a port before redis-server binds it; choose ports outside it or list them \
              in net.ipv4.ip_local_reserved_ports"
@@ -288,12 +292,22 @@ fn warn_ephemeral_overlap(port_min: u16, port_max: u16) {
     }
 }
 
-/// The kernel's ephemeral range (the text of `ip_local_port_range`) when it shares a port with
-/// `port_min..=port_max`.
-fn ephemeral_overlap(range: &str, port_min: u16, port_max: u16) -> Option<(u16, u16)> {
+/// The first port of `port_min..=port_max` the kernel may hand to an outgoing connection:
+/// inside the ephemeral range (the text of `ip_local_port_range`, "LOW HIGH") and not
+/// reserved (the text of `ip_local_reserved_ports`, e.g. "8080,16400-17399").
+fn ephemeral_overlap(range: &str, reserved: &str, port_min: u16, port_max: u16) -> Option<u16> {
     let mut it = range.split_whitespace().map(str::parse::<u16>);
     let (lo, hi) = (it.next()?.ok()?, it.next()?.ok()?);
-    (port_min <= hi && lo <= port_max).then_some((lo, hi))
+    let reserved: Vec<(u16, u16)> = reserved
+        .trim()
+        .split(',')
+        .filter_map(|part| {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+        })
+        .collect();
+    (port_min.max(lo)..=port_max.min(hi))
+        .find(|p| !reserved.iter().any(|(a, b)| (a..=b).contains(&p)))
 }
 
 /// On first start (no account yet) makes one, with the bootstrap keys when given, writes
@@ -355,21 +369,30 @@ mod tests {
     fn an_instance_range_inside_the_ephemeral_range_is_reported() {
         let linux_default = "32768\t60999\n";
         assert_eq!(
-            ephemeral_overlap(linux_default, 36400, 36439),
-            Some((32768, 60999))
+            ephemeral_overlap(linux_default, "", 36400, 36439),
+            Some(36400)
         );
         assert_eq!(
-            ephemeral_overlap(linux_default, 30000, 32768),
-            Some((32768, 60999))
+            ephemeral_overlap(linux_default, "", 30000, 32768),
+            Some(32768)
         );
         assert_eq!(
-            ephemeral_overlap(linux_default, 60999, 61100),
-            Some((32768, 60999))
+            ephemeral_overlap(linux_default, "\n", 60999, 61100),
+            Some(60999)
         );
         // crsd's default range and ranges on either side are fine.
-        assert_eq!(ephemeral_overlap(linux_default, 16400, 17399), None);
-        assert_eq!(ephemeral_overlap(linux_default, 30000, 32767), None);
-        assert_eq!(ephemeral_overlap(linux_default, 61000, 61100), None);
-        assert_eq!(ephemeral_overlap("garbage", 36400, 36439), None);
+        assert_eq!(ephemeral_overlap(linux_default, "", 16400, 17399), None);
+        assert_eq!(ephemeral_overlap(linux_default, "", 30000, 32767), None);
+        assert_eq!(ephemeral_overlap(linux_default, "", 61000, 61100), None);
+        assert_eq!(ephemeral_overlap("garbage", "", 36400, 36439), None);
+        // Reserved ports are never handed out: a fully reserved range is fine.
+        assert_eq!(
+            ephemeral_overlap(linux_default, "8080,36400-36439\n", 36400, 36439),
+            None
+        );
+        assert_eq!(
+            ephemeral_overlap(linux_default, "36400-36419,36421-36439", 36400, 36439),
+            Some(36420)
+        );
     }
 }

@@ -3,9 +3,10 @@
 //! SQLite through sqlx by default (one file under the data dir, WAL, `synchronous=FULL`, mode
 //! 0600 because it holds the API secret keys), with the migrations embedded and applied at open.
 //! Writes go through [`Store::write`], which serialises writers in-process (SQLite has one
-//! writer) and begins `IMMEDIATE`, so that SQLite's write lock is taken, and waited for, up
-//! front: a read-then-write transaction never meets `SQLITE_BUSY`. It yields a [`WriteTx`]: a
-//! state change and the task row that carries it out commit together.
+//! writer) and begins `IMMEDIATE`: SQLite's write lock is taken at `BEGIN`, where a busy lock
+//! is waited for (up to the busy timeout), never at a transaction's first write after a
+//! read, where SQLite fails at once. It yields a [`WriteTx`]: a state change and the task row
+//! that carries it out commit together.
 //!
 //! This crate holds no business rules: it stores and finds what the service decides.
 
