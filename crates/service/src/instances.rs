@@ -62,14 +62,17 @@ impl Service {
 
     async fn views(&self, filter: &InstanceFilter) -> Result<(i64, Vec<InstanceView>)> {
         let (total, list) = self.store.list_instances(filter).await?;
-        // A lock is always held by an unfinished task: one read names them all, and only
-        // when a listed instance is busy.
-        let mut lock_kinds = std::collections::HashMap::new();
-        if list.iter().any(|i| i.lock_task.is_some()) {
-            for t in self.store.unfinished_tasks().await? {
-                lock_kinds.insert(t.id, t.kind);
-            }
-        }
+        // The tasks that hold listed instances, in one read (none when nothing is busy). A
+        // lock is usually held by an unfinished task, but also stays with one whose undo
+        // failed, so they are read by id.
+        let locks: Vec<i64> = list.iter().filter_map(|i| i.lock_task).collect();
+        let lock_kinds: std::collections::HashMap<i64, TaskKind> = self
+            .store
+            .tasks(&locks)
+            .await?
+            .into_iter()
+            .map(|t| (t.id, t.kind))
+            .collect();
         let usage = self.usage.read().unwrap_or_else(|e| e.into_inner());
         let views = list
             .into_iter()

@@ -327,6 +327,23 @@ impl Store {
         row.map(|r| rows::task(&r)).transpose()
     }
 
+    /// The tasks with these ids (those that exist): one read per 500 ids.
+    pub async fn tasks(&self, ids: &[i64]) -> Result<Vec<Task>> {
+        let mut tasks = Vec::new();
+        for chunk in ids.chunks(500) {
+            let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM tasks WHERE id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            list.push_unseparated(")");
+            for row in q.build().fetch_all(&self.pool).await? {
+                tasks.push(rows::task(&row)?);
+            }
+        }
+        Ok(tasks)
+    }
+
     /// Tasks not yet finished (pending or running), oldest first.
     pub async fn unfinished_tasks(&self) -> Result<Vec<Task>> {
         let rows = sqlx::query("SELECT * FROM tasks WHERE status IN (0, 1) ORDER BY id")
