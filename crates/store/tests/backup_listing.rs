@@ -1,26 +1,18 @@
 //! The backup listing's status filter runs in SQL: it must agree with `Backup::status_code`
 //! for every state, locked or not.
 
+mod common;
+
 use chrono::{Duration, TimeZone, Utc};
-use crsd_core::model::{Account, Backup, BackupKind, BackupState};
-use crsd_store::{BackupFilter, Store};
+use crsd_core::model::{Backup, BackupKind, BackupState};
+use crsd_store::BackupFilter;
 
 #[tokio::test]
 async fn status_filter_agrees_with_status_code() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("crsd.db")).await.unwrap();
     let t0 = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+    let (_dir, store) = common::store_with_account(0, t0).await;
     let mut all = Vec::new();
     let mut tx = store.write().await.unwrap();
-    let account = Account {
-        app_id: 1,
-        uin: "1".into(),
-        name: "a".into(),
-        secret_id: "id".into(),
-        secret_key: "key".into(),
-        balance: 0,
-    };
-    tx.insert_account(&account, t0).await.unwrap();
     let states = [
         BackupState::Normal,
         BackupState::Expired,

@@ -1,23 +1,15 @@
 //! `Store::tasks` reads tasks by id, in chunks that stay under SQLite's bound-parameter limit.
 
+mod common;
+
 use chrono::Utc;
-use crsd_core::model::{Account, TaskKind};
-use crsd_store::{NewTask, Store};
+use crsd_core::model::TaskKind;
+use crsd_store::NewTask;
 
 #[tokio::test]
 async fn tasks_by_id_finds_those_that_exist_across_chunks() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("crsd.db")).await.unwrap();
+    let (_dir, store) = common::store_with_account(0, Utc::now()).await;
     let mut tx = store.write().await.unwrap();
-    let account = Account {
-        app_id: 1,
-        uin: "1".into(),
-        name: "one".into(),
-        secret_id: "id1".into(),
-        secret_key: "key1".into(),
-        balance: 0,
-    };
-    tx.insert_account(&account, Utc::now()).await.unwrap();
     let mut made = Vec::new();
     for kind in [
         TaskKind::DeleteInstance,

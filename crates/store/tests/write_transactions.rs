@@ -3,25 +3,13 @@
 //! and then writes; that must wait for the rollback rather than fail with `SQLITE_BUSY`
 //! (SQLite does not wait on a busy lock when a transaction that has read tries to write).
 
+mod common;
+
 use chrono::Utc;
-use crsd_core::model::Account;
-use crsd_store::Store;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_writer_after_a_dropped_write_waits_for_its_rollback() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("crsd.db")).await.unwrap();
-    let mut tx = store.write().await.unwrap();
-    let account = Account {
-        app_id: 1,
-        uin: "1".into(),
-        name: "one".into(),
-        secret_id: "id1".into(),
-        secret_key: "key1".into(),
-        balance: 1000,
-    };
-    tx.insert_account(&account, Utc::now()).await.unwrap();
-    tx.commit().await.unwrap();
+    let (_dir, store) = common::store_with_account(1000, Utc::now()).await;
 
     // Hold a few connections busy reading so that writers land on different connections.
     let readers: Vec<_> = (0..3)
