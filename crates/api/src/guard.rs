@@ -1,9 +1,23 @@
-//! Guards every dialect shares: the replay window (Timestamp skew bounded both ways, a Nonce
-//! is accepted once per SecretId within the window) and per-account, per-action rate limits
-//! (token buckets). Both live in memory: after a restart the Timestamp window still refuses
-//! anything older than the window, which bounds what a restart can let through.
+//! Guards every dialect shares: the replay window and per-account, per-action rate limits
+//! (token buckets).
+//!
+//! Replay: a request's Timestamp must be within the window of crsd's clock, both ways, and
+//! what makes a signed request unique may be used once while its Timestamp is inside the
+//! window: a Nonce per SecretId (v2, the 3.0 old signature, Capital Online) or, for TC3,
+//! which carries no nonce, the signature itself. The SDKs sign only `content-type;host`, so
+//! without this a captured TC3 request could be sent again, or sent to another action
+//! (`X-TC-Action` is not signed): the second use of its signature is refused either way.
+//! A client that retries must sign again; two identical TC3 requests in the same second have
+//! the same signature, so the second is a replay too.
+//!
+//! What was used is kept in memory and, when crsd gives the guard a folder, in a journal
+//! there ([`crate::replay_journal`]), so a restart does not forget it. Rate limits live in
+//! memory only.
 
+use crate::replay_journal::{Journal, Key};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -14,9 +28,12 @@ pub struct ReplayGuard {
 
 #[derive(Default)]
 struct Seen {
-    /// (secret id, nonce) -> request timestamp.
-    nonces: HashMap<(String, String), i64>,
+    /// What was used -> when its request leaves the window (unix seconds).
+    used: HashMap<Key, i64>,
     last_prune: i64,
+    journal: Option<Journal>,
+    /// When a journal write last failed (logged at most once a minute).
+    last_journal_error: i64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -26,11 +43,30 @@ pub enum ReplayError {
 }
 
 impl ReplayGuard {
+    /// A guard that remembers in memory only (tests, tools).
     pub fn new(window_secs: i64) -> ReplayGuard {
         ReplayGuard {
-            window: window_secs,
+            window: window_secs.max(0),
             seen: Mutex::new(Seen::default()),
         }
+    }
+
+    /// A guard that also keeps what was used in a journal under `dir`, and starts with what
+    /// the journal holds from before a restart.
+    pub fn with_journal(window_secs: i64, dir: &Path, now: i64) -> std::io::Result<ReplayGuard> {
+        let guard = ReplayGuard::new(window_secs);
+        let (journal, used) = Journal::open(dir, guard.window, now)?;
+        {
+            let mut seen = guard.lock();
+            seen.used = used;
+            seen.journal = Some(journal);
+            seen.last_prune = now;
+        }
+        Ok(guard)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// [`ReplayGuard::check`] with its refusal as the domain error every dialect renders.
@@ -50,12 +86,28 @@ impl ReplayGuard {
             })
     }
 
-    /// The timestamp window alone, for signatures that carry no nonce (TC3).
-    pub fn admit_time(&self, timestamp: i64, now: i64) -> Result<(), crsd_core::Error> {
-        if (now - timestamp).abs() > self.window {
+    /// For TC3, which carries no nonce: the timestamp window, and the signature once.
+    pub fn admit_signature(
+        &self,
+        signature: &str,
+        timestamp: i64,
+        now: i64,
+    ) -> Result<(), crsd_core::Error> {
+        if !self.in_window(timestamp, now) {
             return Err(self.stale(timestamp, now));
         }
+        if !self.first_use(key(&["tc3", signature]), timestamp, now) {
+            return Err(crsd_core::Error::NonceReused(
+                "this signature was already used: a request is accepted once, so a retry \
+                 or a repeat must be signed again (in a later second)"
+                    .into(),
+            ));
+        }
         Ok(())
+    }
+
+    fn in_window(&self, timestamp: i64, now: i64) -> bool {
+        now.abs_diff(timestamp) <= self.window.unsigned_abs()
     }
 
     fn stale(&self, timestamp: i64, now: i64) -> crsd_core::Error {
@@ -74,22 +126,49 @@ impl ReplayGuard {
         timestamp: i64,
         now: i64,
     ) -> Result<(), ReplayError> {
-        if (now - timestamp).abs() > self.window {
+        if !self.in_window(timestamp, now) {
             return Err(ReplayError::Stale);
         }
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if now - seen.last_prune > self.window {
-            let horizon = now - 2 * self.window;
-            seen.nonces.retain(|_, ts| *ts >= horizon);
-            seen.last_prune = now;
-        }
-        let key = (secret_id.to_string(), nonce.to_string());
-        if seen.nonces.contains_key(&key) {
+        if !self.first_use(key(&["nonce", secret_id, nonce]), timestamp, now) {
             return Err(ReplayError::NonceReused);
         }
-        seen.nonces.insert(key, timestamp);
         Ok(())
     }
+
+    /// Records `key` as used by a request of `timestamp` (already inside the window); false
+    /// when it was used before.
+    fn first_use(&self, key: Key, timestamp: i64, now: i64) -> bool {
+        let expires = timestamp.saturating_add(self.window);
+        let mut seen = self.lock();
+        if now.saturating_sub(seen.last_prune) > self.window {
+            seen.used.retain(|_, exp| *exp >= now);
+            seen.last_prune = now;
+        }
+        if seen.used.get(&key).is_some_and(|exp| *exp >= now) {
+            return false;
+        }
+        seen.used.insert(key, expires);
+        // A journal that cannot be written (a full disk) leaves the guard in memory only:
+        // the API keeps answering, and the error is logged.
+        if let Some(Err(e)) = seen.journal.as_mut().map(|j| j.append(&key, expires, now)) {
+            if now.saturating_sub(seen.last_journal_error) >= 60 {
+                seen.last_journal_error = now;
+                tracing::error!(error = %e, "cannot write the replay journal: used nonces and signatures are kept in memory only until it can");
+            }
+        }
+        true
+    }
+}
+
+/// The journal's key for what a request used: a SHA-256 prefix of its parts, each
+/// length-prefixed so that no two different part lists hash alike.
+fn key(parts: &[&str]) -> Key {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    h.finalize()[..16].try_into().expect("16 bytes")
 }
 
 pub struct RateLimiter {
@@ -150,6 +229,43 @@ mod tests {
             "future too"
         );
         assert_eq!(g.check("a", "4", 1300, 1000), Ok(()));
+        // Timestamps far from now do not wrap around into the window.
+        assert_eq!(
+            g.check("a", "5", i64::MIN + 1000, 1000),
+            Err(ReplayError::Stale)
+        );
+        assert_eq!(g.check("a", "6", i64::MIN, 1000), Err(ReplayError::Stale));
+        assert_eq!(g.check("a", "7", i64::MAX, 1000), Err(ReplayError::Stale));
+    }
+
+    #[test]
+    fn a_tc3_signature_is_accepted_once_inside_the_window() {
+        let g = ReplayGuard::new(300);
+        assert!(g.admit_signature("ab12", 1000, 1000).is_ok());
+        assert!(matches!(
+            g.admit_signature("ab12", 1000, 1001),
+            Err(crsd_core::Error::NonceReused(_))
+        ));
+        assert!(g.admit_signature("ab13", 1000, 1001).is_ok());
+        // A nonce with the same text is another thing.
+        assert_eq!(g.check("ab12", "", 1000, 1001), Ok(()));
+        assert!(matches!(
+            g.admit_signature("cd", 600, 1000),
+            Err(crsd_core::Error::StaleRequest(_))
+        ));
+    }
+
+    #[test]
+    fn what_was_used_survives_a_restart_through_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = ReplayGuard::with_journal(300, dir.path(), 1000).unwrap();
+        assert_eq!(g.check("a", "1", 1000, 1000), Ok(()));
+        assert!(g.admit_signature("ff", 1000, 1000).is_ok());
+        drop(g);
+        let g = ReplayGuard::with_journal(300, dir.path(), 1200).unwrap();
+        assert_eq!(g.check("a", "1", 1000, 1200), Err(ReplayError::NonceReused));
+        assert!(g.admit_signature("ff", 1000, 1200).is_err());
+        assert_eq!(g.check("a", "2", 1000, 1200), Ok(()));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod co;
 pub mod download;
 pub mod guard;
 pub mod params;
+pub mod replay_journal;
 pub mod sign_co;
 pub mod sign_tc3;
 pub mod sign_v2;
@@ -33,6 +34,9 @@ pub struct ApiConfig {
     /// Per account and action: sustained requests per second, and the burst allowed.
     pub rate_per_second: f64,
     pub rate_burst: f64,
+    /// Where the replay guard keeps what was used (nonces, TC3 signatures) so that a restart
+    /// does not forget it; `None` keeps it in memory only.
+    pub replay_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -42,6 +46,7 @@ impl Default for ApiConfig {
             replay_window_secs: 300,
             rate_per_second: 100.0,
             rate_burst: 200.0,
+            replay_dir: None,
         }
     }
 }
@@ -74,15 +79,26 @@ impl Downloads {
     }
 }
 
-pub fn router(svc: Arc<Service>, cfg: ApiConfig, downloads: Downloads) -> Router {
+/// The router; fails only when the replay journal cannot be opened.
+pub fn router(
+    svc: Arc<Service>,
+    cfg: ApiConfig,
+    downloads: Downloads,
+) -> std::io::Result<Router> {
+    let replay = match &cfg.replay_dir {
+        Some(dir) => {
+            guard::ReplayGuard::with_journal(cfg.replay_window_secs, dir, svc.now().timestamp())?
+        }
+        None => guard::ReplayGuard::new(cfg.replay_window_secs),
+    };
     let state = Arc::new(AppState {
-        replay: guard::ReplayGuard::new(cfg.replay_window_secs),
+        replay,
         limiter: guard::RateLimiter::new(cfg.rate_per_second, cfg.rate_burst),
         svc,
         cfg,
         downloads,
     });
-    Router::new()
+    Ok(Router::new()
         .route("/healthz", get(healthz))
         .route("/v2/index.php", get(v2::handle).post(v2::handle))
         .route("/", get(tc3::handle).post(tc3::handle))
@@ -92,7 +108,7 @@ pub fn router(svc: Arc<Service>, cfg: ApiConfig, downloads: Downloads) -> Router
             "/download/{file}",
             get(download_backup).head(download_backup),
         )
-        .with_state(state)
+        .with_state(state))
 }
 
 /// `GET /download/<backupId>.rdb?<token>`: 403 unless the token is this backup's, unaltered

@@ -123,6 +123,7 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
             replay_window_secs: cfg.api.replay_window_secs,
             rate_per_second: cfg.api.rate_per_second,
             rate_burst: cfg.api.rate_burst,
+            replay_dir: Some(cfg.data_dir.join("replay")),
         },
         crsd_api::Downloads {
             signer: crsd_api::download::DownloadSigner::new(
@@ -132,7 +133,8 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
             intranet_base: base_or_own(&cfg.backups.intranet_base_url),
             extranet_base: base_or_own(&cfg.backups.extranet_base_url),
         },
-    );
+    )
+    .context("opening the replay journal")?;
     let handle = axum_server::Handle::new();
     let make = app.into_make_service();
     let server = match (&cfg.tls.cert, &cfg.tls.key) {

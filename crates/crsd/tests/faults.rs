@@ -151,3 +151,21 @@ async fn a_task_interrupted_by_kill9_ends_in_a_defined_state() {
         assert_eq!(t["progress"], 1);
     }
 }
+
+/// The replay journal needs no clean shutdown: a request answered before a kill -9 of crsd is
+/// refused as a replay by the next crsd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_used_before_a_kill9_is_refused_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), SECRET_ID, SECRET_KEY);
+    d.start().await;
+    let c = d.client();
+    let once = c.signed("DescribeRedisZones", &[]);
+    let v = c.send(&once).await;
+    assert_eq!(v["code"], 0, "{v}");
+    d.kill9();
+    d.start().await;
+    let v = c.send(&once).await;
+    assert_eq!(v["code"], 4500, "a replay after kill -9: {v}");
+    assert_eq!(c.send(&c.signed("DescribeRedisZones", &[])).await["code"], 0);
+}

@@ -136,6 +136,8 @@ struct Tc3Client {
     secret_key: String,
     clock: Arc<crsd_core::clock::OffsetClock>,
     http: reqwest::Client,
+    /// Authorization headers sent by `call` (a repeat must be signed anew).
+    used: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// An answer, checked for what every 3.0 answer must be: HTTP 200, `Content-Type:
@@ -164,6 +166,7 @@ impl Tc3Client {
             secret_key: crsd.secret_key.clone(),
             clock: crsd.clock.clone(),
             http: reqwest::Client::new(),
+            used: Default::default(),
         }
     }
 
@@ -199,30 +202,31 @@ impl Tc3Client {
         }
     }
 
+    /// The Authorization header the SDK would send for `r`.
+    fn authorization(&self, r: &Req) -> String {
+        let host = r.host.clone().unwrap_or_else(|| self.host.clone());
+        let secret_id = r.secret_id.as_ref().unwrap_or(&self.secret_id);
+        let key = r.sign_key.as_ref().unwrap_or(&self.secret_key);
+        tc3_authorization(
+            secret_id,
+            key,
+            &Tc3Parts {
+                method: r.method,
+                host: &host,
+                query: &r.query,
+                content_type: r.content_type,
+                payload: &r.body,
+                timestamp: r.timestamp,
+            },
+        )
+    }
+
     async fn send(&self, r: Req) -> Value {
         let host = r.host.clone().unwrap_or_else(|| self.host.clone());
-        let secret_id = r
-            .secret_id
+        let auth = r
+            .authorization
             .clone()
-            .unwrap_or_else(|| self.secret_id.clone());
-        let key = r
-            .sign_key
-            .clone()
-            .unwrap_or_else(|| self.secret_key.clone());
-        let auth = r.authorization.clone().unwrap_or_else(|| {
-            tc3_authorization(
-                &secret_id,
-                &key,
-                &Tc3Parts {
-                    method: r.method,
-                    host: &host,
-                    query: &r.query,
-                    content_type: r.content_type,
-                    payload: &r.body,
-                    timestamp: r.timestamp,
-                },
-            )
-        });
+            .unwrap_or_else(|| self.authorization(&r));
         let url = if r.query.is_empty() {
             format!("{}/", self.url)
         } else {
@@ -255,8 +259,23 @@ impl Tc3Client {
         checked(status, ct, &body)
     }
 
+    /// Signs and sends as the SDK does. crsd accepts a TC3 signature once, and two identical
+    /// requests in the same second sign alike: a repeat waits for a new second, as a polling
+    /// client must.
     async fn call(&self, action: &str, params: Value) -> Value {
-        self.send(self.post(action, &params)).await
+        loop {
+            let r = self.post(action, &params);
+            let auth = self.authorization(&r);
+            if self.used.lock().unwrap().insert(auth.clone()) {
+                return self
+                    .send(Req {
+                        authorization: Some(auth),
+                        ..r
+                    })
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn ok(&self, action: &str, params: Value) -> Value {
@@ -1991,4 +2010,92 @@ async fn describe_instance_backups_filters_by_status_with_the_models_default() {
         "InvalidParameterValue",
     )
     .await;
+}
+
+/// The SDKs sign only `content-type;host`: the action (X-TC-Action) is not covered, and TC3
+/// has no nonce. Each signature is accepted once within the window, before and after a
+/// restart, so a captured request can neither be repeated nor sent to another action.
+#[tokio::test]
+async fn a_tc3_signature_is_accepted_once_even_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::test_config(dir.path());
+    cfg.listen = format!("127.0.0.1:{}", common::free_port()).parse().unwrap();
+    let mut crsd = TestCrsd::start_with(dir, cfg).await;
+    let c = Tc3Client::new(&crsd);
+    let v2 = crsd.client();
+    let app = common::main_app_id(&crsd);
+    let order = json!({"TypeId": 17, "MemSize": 1024, "GoodsNum": 1, "BillingMode": 0,
+        "ZoneId": 100002, "Password": PASSWORD});
+    let before = common::balance(&crsd, app).await;
+
+    // One signed CreateInstances, sent three times: one instance, one charge.
+    let create = c.post("CreateInstances", &order);
+    let auth = c.authorization(&create);
+    let signed = |action: &str, r: &Req| Req {
+        action: Some(action.to_string()),
+        authorization: Some(auth.clone()),
+        method: r.method,
+        version: r.version.clone(),
+        timestamp: r.timestamp,
+        query: r.query.clone(),
+        body: r.body.clone(),
+        content_type: r.content_type,
+        sign_key: None,
+        secret_id: None,
+        host: None,
+    };
+    let r = c.send(signed("CreateInstances", &create)).await;
+    let id = r["InstanceIds"][0].as_str().unwrap_or_else(|| panic!("{r}")).to_string();
+    v2.wait_deal(r["DealId"].as_str().unwrap()).await;
+    let charged = common::balance(&crsd, app).await;
+    assert!(charged < before, "the first hour is charged");
+    for _ in 0..2 {
+        let again = c.send(signed("CreateInstances", &create)).await;
+        assert_error(&again, "AuthFailure.InvalidAuthorization", "replayed CreateInstances");
+        let msg = again["Error"]["Message"].as_str().unwrap();
+        assert!(msg.contains("replay"), "the error says it was a replay: {msg}");
+    }
+    // The same signature with its hex upper-cased is the same signature.
+    let upper = {
+        let (head, sig) = auth.rsplit_once("Signature=").unwrap();
+        format!("{head}Signature={}", sig.to_ascii_uppercase())
+    };
+    let r = c
+        .send(Req {
+            authorization: Some(upper),
+            ..signed("CreateInstances", &create)
+        })
+        .await;
+    assert_error(&r, "AuthFailure.InvalidAuthorization", "upper-cased signature");
+
+    // A captured read sent to another action: refused, the instance keeps running.
+    let describe = c.post("DescribeInstances", &json!({ "InstanceId": id }));
+    let auth_d = c.authorization(&describe);
+    let with = |action: &str| Req {
+        action: Some(action.to_string()),
+        authorization: Some(auth_d.clone()),
+        ..c.post("DescribeInstances", &json!({ "InstanceId": id }))
+    };
+    let mut first = with("DescribeInstances");
+    first.timestamp = describe.timestamp;
+    let r = c.send(first).await;
+    assert_eq!(r["InstanceSet"][0]["Status"], 2, "{r}");
+    let mut redirected = with("DestroyPostpaidInstance");
+    redirected.timestamp = describe.timestamp;
+    let r = c.send(redirected).await;
+    assert_error(&r, "AuthFailure.InvalidAuthorization", "redirected to Destroy");
+
+    // After a restart, the journal still knows both signatures.
+    crsd.restart().await;
+    let r = c.send(signed("CreateInstances", &create)).await;
+    assert_error(&r, "AuthFailure.InvalidAuthorization", "replay after a restart");
+    let mut redirected = with("DestroyPostpaidInstance");
+    redirected.timestamp = describe.timestamp;
+    let r = c.send(redirected).await;
+    assert_error(&r, "AuthFailure.InvalidAuthorization", "redirect after a restart");
+
+    assert_eq!(common::balance(&crsd, app).await, charged, "one charge");
+    let all = c.ok("DescribeInstances", json!({})).await;
+    assert_eq!(all["TotalCount"], 1, "one instance: {all}");
+    assert_eq!(all["InstanceSet"][0]["Status"], 2, "still running: {all}");
 }

@@ -202,10 +202,13 @@ async fn authenticate_tc3(
             Error::SignatureMismatch
         }
     })?;
-    // TC3 requests carry no Nonce: only the time window applies.
-    state
-        .replay
-        .admit_time(timestamp, state.svc.now().timestamp())?;
+    // TC3 requests carry no Nonce: the signature itself is used once (lower-cased, as it is
+    // compared, so a change of case is the same signature).
+    state.replay.admit_signature(
+        &auth.signature.to_ascii_lowercase(),
+        timestamp,
+        state.svc.now().timestamp(),
+    )?;
     let params = if *method == Method::POST {
         Params3::from_json(body)?
     } else {

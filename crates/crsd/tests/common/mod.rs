@@ -131,6 +131,17 @@ impl TestCrsd {
         self.config.data_dir.clone()
     }
 
+    /// Stops crsd and starts it again on the same data dir and config (a fixed `listen`
+    /// keeps the same address, and the Host clients signed with).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let running = crsd::server::start(self.config.clone(), self.clock.clone())
+            .await
+            .expect("crsd starts again");
+        assert!(running.bootstrap.is_none(), "a restart makes no account");
+        self.running = Some(running);
+    }
+
     /// Stops crsd (instances keep running, as in production).
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {
