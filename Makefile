@@ -1,5 +1,5 @@
 # crsd: one command runs it, one command tests it.
-.PHONY: run build test lint bench bench-backups
+.PHONY: run build test lint bench bench-backups bench-load
 
 run: ## install redis-server if missing, build, start crsd with the embedded defaults
 	./scripts/install-deps.sh
@@ -21,3 +21,6 @@ bench: ## benchmarks (not tests): prints ratios against raw redis-server operati
 
 bench-backups: ## backup, download and restore of 5,000,000 keys against BGSAVE, nginx and a raw load
 	BENCH_SUITE=backups ./scripts/bench.sh
+
+bench-load: ## 500 signed clients for 20 s while backups run: p50/p99, fails on any 5xx or error
+	BENCH_SUITE=load ./scripts/bench.sh

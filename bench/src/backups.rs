@@ -217,14 +217,14 @@ async fn measure(
     Ok(())
 }
 
-async fn connect(url: &str) -> Result<redis::aio::MultiplexedConnection> {
+pub(crate) async fn connect(url: &str) -> Result<redis::aio::MultiplexedConnection> {
     Ok(redis::Client::open(url)?
         .get_multiplexed_async_connection()
         .await?)
 }
 
 /// `key:N` -> `value:N` padded with zero bytes to 200 bytes: what DEBUG POPULATE writes.
-async fn populate(c: &mut redis::aio::MultiplexedConnection, keys: usize) -> Result<()> {
+pub(crate) async fn populate(c: &mut redis::aio::MultiplexedConnection, keys: usize) -> Result<()> {
     const BATCH: usize = 10_000;
     let mut i = 0;
     while i < keys {
@@ -268,7 +268,7 @@ async fn bgsave(c: &mut redis::aio::MultiplexedConnection) -> Result<Duration> {
     }
 }
 
-async fn wait_task(client: &Client, task: i64) -> Result<()> {
+pub(crate) async fn wait_task(client: &Client, task: i64) -> Result<()> {
     loop {
         let v = client
             .call("DescribeTaskInfo", &[("requestId", &task.to_string())])

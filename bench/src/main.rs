@@ -8,13 +8,15 @@
 //!    the same client concurrency.
 //!
 //! With `BENCH_SUITE=backups` (`make bench-backups`) it measures backups instead: see
-//! `backups.rs`.
+//! `backups.rs`; with `BENCH_SUITE=load` (`make bench-load`), 500 signed clients while backups
+//! run: see `load.rs`.
 //!
 //! Run with `make bench` (release build). Environment: BENCH_ACTION (DescribeRedis; e.g.
 //! DescribeRedisZones measures the HTTP + signature path alone), BENCH_CREATE (20), BENCH_INSTANCES
 //! (200), BENCH_SECONDS (5), BENCH_CONCURRENCY (64).
 
 mod backups;
+mod load;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
@@ -101,6 +103,9 @@ async fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     if std::env::var("BENCH_SUITE").as_deref() == Ok("backups") {
         return backups::run(dir.path()).await;
+    }
+    if std::env::var("BENCH_SUITE").as_deref() == Ok("load") {
+        return load::run(dir.path()).await;
     }
 
     println!(
@@ -541,12 +546,19 @@ impl Client {
     }
 
     async fn raw_call(&self, action: &str, params: &[(&str, &str)]) -> Result<String> {
+        Ok(self.status_call(action, params).await?.1)
+    }
+
+    /// The HTTP status and the body.
+    async fn status_call(&self, action: &str, params: &[(&str, &str)]) -> Result<(u16, String)> {
         let url = format!(
             "http://{}/v2/index.php?{}",
             self.host,
             self.query(action, params)
         );
-        Ok(self.http.get(url).send().await?.text().await?)
+        let resp = self.http.get(url).send().await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.text().await?))
     }
 
     async fn call(&self, action: &str, params: &[(&str, &str)]) -> Result<serde_json::Value> {

@@ -6,9 +6,13 @@
 //! window: a Nonce per SecretId (v2, the 3.0 old signature, Capital Online) or, for TC3,
 //! which carries no nonce, the signature itself. The SDKs sign only `content-type;host`, so
 //! without this a captured TC3 request could be sent again, or sent to another action
-//! (`X-TC-Action` is not signed): the second use of its signature is refused either way.
-//! A client that retries must sign again; two identical TC3 requests in the same second have
-//! the same signature, so the second is a replay too.
+//! (`X-TC-Action` is not signed). So a request that changes something (or mints access, as
+//! DescribeBackupUrl's download links do) is accepted only with a signature never used before,
+//! whatever action used it. A request that only reads is answered even with a used signature:
+//! two identical reads in the same second sign alike, and so do two actions sent the same
+//! parameters, which SDK poll loops and scripts do all the time; refusing those would break
+//! the clients, and answering a read again changes nothing. A client that retries a change
+//! must sign it again, in a later second.
 //!
 //! What was used is kept in memory and, when crsd gives the guard a folder, in a journal
 //! there ([`crate::replay_journal`]), so a restart does not forget it. Rate limits live in
@@ -86,24 +90,26 @@ impl ReplayGuard {
             })
     }
 
-    /// For TC3, which carries no nonce: the timestamp window, and the signature once.
+    /// For TC3, which carries no nonce: the timestamp window, and a signature used before
+    /// is refused unless this request only reads (`reads_only`).
     pub fn admit_signature(
         &self,
         signature: &str,
+        reads_only: bool,
         timestamp: i64,
         now: i64,
     ) -> Result<(), crsd_core::Error> {
         if !self.in_window(timestamp, now) {
             return Err(self.stale(timestamp, now));
         }
-        if !self.first_use(key(&["tc3", signature]), timestamp, now) {
-            return Err(crsd_core::Error::NonceReused(
-                "this signature was already used: a request is accepted once, so a retry \
-                 or a repeat must be signed again (in a later second)"
-                    .into(),
-            ));
+        if self.first_use(key(&["tc3", signature]), timestamp, now) || reads_only {
+            return Ok(());
         }
-        Ok(())
+        Err(crsd_core::Error::NonceReused(
+            "this signature was already used: a request that changes something is accepted \
+             only with a signature never used before, so sign it again in a later second"
+                .into(),
+        ))
     }
 
     fn in_window(&self, timestamp: i64, now: i64) -> bool {
@@ -239,18 +245,22 @@ mod tests {
     }
 
     #[test]
-    fn a_tc3_signature_is_accepted_once_inside_the_window() {
+    fn a_tc3_signature_changes_something_once() {
         let g = ReplayGuard::new(300);
-        assert!(g.admit_signature("ab12", 1000, 1000).is_ok());
-        assert!(matches!(
-            g.admit_signature("ab12", 1000, 1001),
-            Err(crsd_core::Error::NonceReused(_))
-        ));
-        assert!(g.admit_signature("ab13", 1000, 1001).is_ok());
+        let replay =
+            |r: Result<(), crsd_core::Error>| matches!(r, Err(crsd_core::Error::NonceReused(_)));
+        assert!(g.admit_signature("ab12", false, 1000, 1000).is_ok());
+        assert!(replay(g.admit_signature("ab12", false, 1000, 1001)));
+        assert!(g.admit_signature("ab12", true, 1000, 1001).is_ok());
+        assert!(g.admit_signature("ab13", false, 1000, 1001).is_ok());
+        // A read, repeated: answered; the same signature for a change: refused.
+        assert!(g.admit_signature("ef", true, 1000, 1000).is_ok());
+        assert!(g.admit_signature("ef", true, 1000, 1000).is_ok());
+        assert!(replay(g.admit_signature("ef", false, 1000, 1001)));
         // A nonce with the same text is another thing.
         assert_eq!(g.check("ab12", "", 1000, 1001), Ok(()));
         assert!(matches!(
-            g.admit_signature("cd", 600, 1000),
+            g.admit_signature("cd", true, 600, 1000),
             Err(crsd_core::Error::StaleRequest(_))
         ));
     }
@@ -260,11 +270,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let g = ReplayGuard::with_journal(300, dir.path(), 1000).unwrap();
         assert_eq!(g.check("a", "1", 1000, 1000), Ok(()));
-        assert!(g.admit_signature("ff", 1000, 1000).is_ok());
+        assert!(g.admit_signature("ff", false, 1000, 1000).is_ok());
         drop(g);
         let g = ReplayGuard::with_journal(300, dir.path(), 1200).unwrap();
         assert_eq!(g.check("a", "1", 1000, 1200), Err(ReplayError::NonceReused));
-        assert!(g.admit_signature("ff", 1000, 1200).is_err());
+        assert!(g.admit_signature("ff", false, 1000, 1200).is_err());
         assert_eq!(g.check("a", "2", 1000, 1200), Ok(()));
     }
 

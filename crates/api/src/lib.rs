@@ -80,11 +80,7 @@ impl Downloads {
 }
 
 /// The router; fails only when the replay journal cannot be opened.
-pub fn router(
-    svc: Arc<Service>,
-    cfg: ApiConfig,
-    downloads: Downloads,
-) -> std::io::Result<Router> {
+pub fn router(svc: Arc<Service>, cfg: ApiConfig, downloads: Downloads) -> std::io::Result<Router> {
     let replay = match &cfg.replay_dir {
         Some(dir) => {
             guard::ReplayGuard::with_journal(cfg.replay_window_secs, dir, svc.now().timestamp())?

@@ -167,5 +167,8 @@ async fn a_nonce_used_before_a_kill9_is_refused_after_it() {
     d.start().await;
     let v = c.send(&once).await;
     assert_eq!(v["code"], 4500, "a replay after kill -9: {v}");
-    assert_eq!(c.send(&c.signed("DescribeRedisZones", &[])).await["code"], 0);
+    assert_eq!(
+        c.send(&c.signed("DescribeRedisZones", &[])).await["code"],
+        0
+    );
 }

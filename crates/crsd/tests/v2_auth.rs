@@ -701,7 +701,9 @@ async fn underscore_keys_and_raw_values_survive_signing() {
 async fn a_used_nonce_stays_used_across_a_restart_and_far_timestamps_do_not_wrap() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = common::test_config(dir.path());
-    cfg.listen = format!("127.0.0.1:{}", common::free_port()).parse().unwrap();
+    cfg.listen = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
     let mut crsd = TestCrsd::start_with(dir, cfg).await;
     let c = crsd.client();
     let (host, key) = (c.host.clone(), c.secret_key.clone());

@@ -25,6 +25,14 @@ use serde_json::{json, Map, Value};
 /// ModifyAutoBackupConfig, DescribeSlowLog, DescribeInstanceNodeInfo, DescribeInstanceParams
 /// and ModifyInstanceParams (see `dispatch`); the others answer
 /// UnsupportedOperation naming themselves, and a name outside the model is InvalidAction.
+/// Whether an action of the model only reads, so that a request with a used signature may be
+/// answered (see `guard`). The model names such actions Describe* or InquiryPrice*;
+/// DescribeBackupUrl is not one: it mints download links.
+pub fn reads_only(action: &str) -> bool {
+    (action.starts_with("Describe") || action.starts_with("InquiryPrice"))
+        && action != "DescribeBackupUrl"
+}
+
 pub const MODEL: &[&str] = &[
     "AddReplicationInstance",
     "AllocateWanAddress",

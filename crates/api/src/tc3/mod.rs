@@ -202,10 +202,11 @@ async fn authenticate_tc3(
             Error::SignatureMismatch
         }
     })?;
-    // TC3 requests carry no Nonce: the signature itself is used once (lower-cased, as it is
-    // compared, so a change of case is the same signature).
+    // TC3 requests carry no Nonce: the signature itself changes something once (lower-cased,
+    // as it is compared, so a change of case is the same signature).
     state.replay.admit_signature(
         &auth.signature.to_ascii_lowercase(),
+        actions::reads_only(&action),
         timestamp,
         state.svc.now().timestamp(),
     )?;
