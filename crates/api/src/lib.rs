@@ -7,6 +7,7 @@
 
 pub mod co;
 pub mod download;
+pub mod gate;
 pub mod guard;
 pub mod params;
 pub mod sign_co;
@@ -33,6 +34,8 @@ pub struct ApiConfig {
     /// Per account and action: sustained requests per second, and the burst allowed.
     pub rate_per_second: f64,
     pub rate_burst: f64,
+    /// What a request may send before and while its body is read (see `gate`).
+    pub limits: gate::Limits,
 }
 
 impl Default for ApiConfig {
@@ -42,6 +45,7 @@ impl Default for ApiConfig {
             replay_window_secs: 300,
             rate_per_second: 100.0,
             rate_burst: 200.0,
+            limits: gate::Limits::default(),
         }
     }
 }
@@ -52,6 +56,7 @@ pub struct AppState {
     pub downloads: Downloads,
     pub replay: guard::ReplayGuard,
     pub limiter: guard::RateLimiter,
+    pub gate: gate::Gate,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -78,10 +83,14 @@ pub fn router(svc: Arc<Service>, cfg: ApiConfig, downloads: Downloads) -> Router
     let state = Arc::new(AppState {
         replay: guard::ReplayGuard::new(cfg.replay_window_secs),
         limiter: guard::RateLimiter::new(cfg.rate_per_second, cfg.rate_burst),
+        gate: gate::Gate::new(cfg.limits.clone()),
         svc,
         cfg,
         downloads,
     });
+    // The gate reads and bounds bodies; the handlers' extractors then see a whole body of at
+    // most `max_body_bytes`.
+    let body_limit = usize::try_from(state.cfg.limits.max_body_bytes).unwrap_or(usize::MAX);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v2/index.php", get(v2::handle).post(v2::handle))
@@ -92,6 +101,11 @@ pub fn router(svc: Arc<Service>, cfg: ApiConfig, downloads: Downloads) -> Router
             "/download/{file}",
             get(download_backup).head(download_backup),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            gate::check,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 

@@ -43,7 +43,10 @@ async fn a_node_that_cannot_be_observed_is_unknown_not_dead() {
         Liveness::Unknown(why) => assert!(why.contains("Too many open files"), "{why}"),
         other => panic!("without descriptors the node is unknown, got {other:?}"),
     }
-    assert!(!starved_bool, "is_alive only says yes when it saw the process");
+    assert!(
+        !starved_bool,
+        "is_alive only says yes when it saw the process"
+    );
 
     assert_eq!(p.engine.liveness(&p.master), Liveness::Alive(pid));
     p.engine.stop(&p.master).await.expect("stop");
