@@ -7,6 +7,7 @@
 
 pub mod co;
 pub mod download;
+pub mod gate;
 pub mod guard;
 pub mod params;
 pub mod replay_journal;
@@ -37,6 +38,8 @@ pub struct ApiConfig {
     /// Where the replay guard keeps what was used (nonces, TC3 signatures) so that a restart
     /// does not forget it; `None` keeps it in memory only.
     pub replay_dir: Option<std::path::PathBuf>,
+    /// What a request may send before and while its body is read (see `gate`).
+    pub limits: gate::Limits,
 }
 
 impl Default for ApiConfig {
@@ -47,6 +50,7 @@ impl Default for ApiConfig {
             rate_per_second: 100.0,
             rate_burst: 200.0,
             replay_dir: None,
+            limits: gate::Limits::default(),
         }
     }
 }
@@ -57,6 +61,7 @@ pub struct AppState {
     pub downloads: Downloads,
     pub replay: guard::ReplayGuard,
     pub limiter: guard::RateLimiter,
+    pub gate: gate::Gate,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -90,10 +95,14 @@ pub fn router(svc: Arc<Service>, cfg: ApiConfig, downloads: Downloads) -> std::i
     let state = Arc::new(AppState {
         replay,
         limiter: guard::RateLimiter::new(cfg.rate_per_second, cfg.rate_burst),
+        gate: gate::Gate::new(cfg.limits.clone()),
         svc,
         cfg,
         downloads,
     });
+    // The gate reads and bounds bodies; the handlers' extractors then see a whole body of at
+    // most `max_body_bytes`.
+    let body_limit = usize::try_from(state.cfg.limits.max_body_bytes).unwrap_or(usize::MAX);
     Ok(Router::new()
         .route("/healthz", get(healthz))
         .route("/v2/index.php", get(v2::handle).post(v2::handle))
@@ -104,6 +113,11 @@ pub fn router(svc: Arc<Service>, cfg: ApiConfig, downloads: Downloads) -> std::i
             "/download/{file}",
             get(download_backup).head(download_backup),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            gate::check,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state))
 }
 

@@ -112,6 +112,14 @@ pub enum Error {
     // ---- everything else ----
     #[error("internal error")]
     Internal(String),
+
+    // ---- the listener's limits (refused before the request is read in full) ----
+    /// The request's `what` (body, query string) is larger than crsd accepts.
+    #[error("request too large: the {what} exceeds {limit} bytes")]
+    RequestTooLarge { what: String, limit: u64 },
+    /// crsd holds as many request bodies as it allows at once; try again shortly.
+    #[error("the service is busy; try again shortly")]
+    ServerBusy,
 }
 
 impl Error {

@@ -61,6 +61,24 @@ pub struct Api {
     /// Per account and action: sustained requests per second (0 = unlimited) and burst.
     pub rate_per_second: f64,
     pub rate_burst: f64,
+    /// Time allowed for a request head (and a TLS handshake) to arrive; also closes idle
+    /// keep-alive connections.
+    pub header_timeout_secs: u64,
+    /// Time allowed for a whole request body to arrive.
+    pub body_timeout_secs: u64,
+    /// Connections open at once; 0 = the open-file limit minus `fd_reserve`.
+    pub max_connections: usize,
+    /// Descriptors kept free of connections for the supervisor, the store and redis admin
+    /// connections (when the limit is small, at most half of it).
+    pub fd_reserve: u64,
+    /// Largest request head (request line and headers); longer ones get a bare 431.
+    pub max_head_bytes: usize,
+    /// Longest query string answered in the dialect's shape rather than parsed.
+    pub max_query_bytes: usize,
+    /// Largest request body.
+    pub max_body_bytes: u64,
+    /// Body bytes held at once across all requests; past it requests are refused as busy.
+    pub body_budget_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,6 +180,26 @@ impl Default for Api {
             replay_window_secs: d.replay_window_secs,
             rate_per_second: d.rate_per_second,
             rate_burst: d.rate_burst,
+            header_timeout_secs: 10,
+            body_timeout_secs: d.limits.body_timeout.as_secs(),
+            max_connections: 0,
+            fd_reserve: 256,
+            max_head_bytes: 64 << 10,
+            max_query_bytes: d.limits.max_query_bytes,
+            max_body_bytes: d.limits.max_body_bytes,
+            body_budget_bytes: d.limits.body_budget_bytes,
+        }
+    }
+}
+
+impl Api {
+    /// What the API's gate enforces.
+    pub fn limits(&self) -> crsd_api::gate::Limits {
+        crsd_api::gate::Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_query_bytes: self.max_query_bytes,
+            body_timeout: std::time::Duration::from_secs(self.body_timeout_secs),
+            body_budget_bytes: self.body_budget_bytes,
         }
     }
 }
@@ -248,6 +286,19 @@ impl Config {
         if sites.windows(2).any(|w| w[0] == w[1]) {
             return bad("catalog zones need distinct site_id values");
         }
+        let api = &self.api;
+        if api.header_timeout_secs < 1 || api.body_timeout_secs < 1 {
+            return bad("api.header_timeout_secs and api.body_timeout_secs must be at least 1");
+        }
+        if api.max_head_bytes < 8192 {
+            return bad("api.max_head_bytes must be at least 8192");
+        }
+        if api.max_query_bytes >= api.max_head_bytes {
+            return bad("api.max_query_bytes must be below api.max_head_bytes");
+        }
+        if api.max_body_bytes < 1 || api.body_budget_bytes < api.max_body_bytes {
+            return bad("api.max_body_bytes must be at least 1 and at most api.body_budget_bytes");
+        }
         if self.backups.daily_time().is_none() {
             return bad("backups.daily_at must be HH:MM");
         }
@@ -307,6 +358,9 @@ mod tests {
         assert!(Config::parse("[backups]\ndaily_at = \"25:00\"").is_err());
         assert!(Config::parse("[backups]\nretention_days = 0").is_err());
         assert!(Config::parse("[backups]\nintranet_base_url = \"ftp://x\"").is_err());
+        assert!(Config::parse("[api]\nbody_timeout_secs = 0").is_err());
+        assert!(Config::parse("[api]\nmax_head_bytes = 1000").is_err());
+        assert!(Config::parse("[api]\nmax_body_bytes = 2048\nbody_budget_bytes = 1024").is_err());
         let zone = |id: i64| {
             format!(
                 "[[catalog.zones]]\nid = {id}\nname = \"z\"\nregion_id = 1\nsite_id = \"S\"\n\

@@ -2,4 +2,6 @@
 //! start the real thing in-process (with an injected clock) as well as the binary.
 
 pub mod config;
+pub mod fd_limit;
+pub mod listener;
 pub mod server;

@@ -1,6 +1,7 @@
 //! Startup, background loops and ordered shutdown.
 //!
-//! Start: data dir (0700) -> metadata store -> redis-server check -> first account ->
+//! Start: open-file limit raised -> data dir (0700) -> metadata store -> redis-server check ->
+//! first account ->
 //! one supervisor pass (re-adopts running instances, restarts dead ones) -> task runner (resumes
 //! unfinished tasks) -> loops -> listener. `/healthz` answers once the listener is up.
 //! Shutdown: one signal; the listener stops taking requests and drains, then the loops stop.
@@ -8,7 +9,6 @@
 
 use crate::config::Config;
 use anyhow::{bail, Context, Result};
-use axum_server::tls_rustls::RustlsConfig;
 use crsd_backupstore::{BackupStore, LocalStore};
 use crsd_core::clock::SharedClock;
 use crsd_engine::{Engine, EngineConfig};
@@ -27,16 +27,14 @@ pub struct Running {
     /// Set on first start: the account made then (printed once).
     pub bootstrap: Option<crsd_service::accounts_created::Created>,
     shutdown: watch::Sender<bool>,
-    handle: axum_server::Handle,
+    listener: crate::listener::Listener,
     tasks: Vec<JoinHandle<()>>,
-    server: JoinHandle<std::io::Result<()>>,
 }
 
 impl Running {
     /// Stops taking requests, drains for up to `grace`, stops the loops.
     pub async fn shutdown(self, grace: Duration) {
-        self.handle.graceful_shutdown(Some(grace));
-        let _ = self.server.await;
+        self.listener.shutdown(grace).await;
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = tokio::time::timeout(grace, t).await;
@@ -51,13 +49,14 @@ impl Running {
 
     /// Runs until the server ends (error) — used by `crsd serve` with a signal handler.
     pub async fn wait(&mut self) -> Result<()> {
-        (&mut self.server).await??;
+        self.listener.task().await??;
         Ok(())
     }
 }
 
 pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
     cfg.validate()?;
+    let max_connections = connection_cap(&cfg);
     prepare_data_dir(&cfg.data_dir)?;
     check_redis_server(&cfg.instances.redis_server)?;
     warn_overcommit();
@@ -124,6 +123,7 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
             rate_per_second: cfg.api.rate_per_second,
             rate_burst: cfg.api.rate_burst,
             replay_dir: Some(cfg.data_dir.join("replay")),
+            limits: cfg.api.limits(),
         },
         crsd_api::Downloads {
             signer: crsd_api::download::DownloadSigner::new(
@@ -135,35 +135,57 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
         },
     )
     .context("opening the replay journal")?;
-    let handle = axum_server::Handle::new();
-    let make = app.into_make_service();
-    let server = match (&cfg.tls.cert, &cfg.tls.key) {
-        (Some(cert), Some(key)) => {
-            // One crypto provider for the process, named: when another crate in the build
-            // enables a second rustls backend, rustls cannot pick one by itself and panics.
-            // Err means one is installed already (a second server in this process).
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            let tls = RustlsConfig::from_pem_file(cert, key)
-                .await
-                .with_context(|| format!("loading TLS certificate {}", cert.display()))?;
-            let srv = axum_server::from_tcp_rustls(listener, tls).handle(handle.clone());
-            tokio::spawn(async move { srv.serve(make).await })
-        }
-        _ => {
-            let srv = axum_server::from_tcp(listener).handle(handle.clone());
-            tokio::spawn(async move { srv.serve(make).await })
-        }
+    let tls = match (&cfg.tls.cert, &cfg.tls.key) {
+        (Some(cert), Some(key)) => Some(crate::listener::tls_acceptor(cert, key)?),
+        _ => None,
     };
+    let listener = crate::listener::spawn(
+        listener,
+        tls,
+        app,
+        crate::listener::Limits {
+            max_connections,
+            header_timeout: Duration::from_secs(cfg.api.header_timeout_secs),
+            max_head_bytes: cfg.api.max_head_bytes,
+        },
+    )?;
     tracing::info!(%addr, tls = cfg.tls.cert.is_some(), "crsd is listening");
     Ok(Running {
         addr,
         service,
         bootstrap,
         shutdown,
-        handle,
+        listener,
         tasks,
-        server,
     })
+}
+
+/// Raises the open-file limit and returns how many connections the API may hold: the
+/// configured number, or what the limit leaves after the reserve.
+fn connection_cap(cfg: &Config) -> usize {
+    let derived = match crate::fd_limit::raise() {
+        Ok(nofile) => {
+            let cap = crate::fd_limit::connection_cap(nofile.soft, cfg.api.fd_reserve);
+            tracing::info!(
+                open_files = nofile.soft,
+                hard_limit = nofile.hard,
+                derived_max_connections = cap,
+                "open-file limit"
+            );
+            cap
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit");
+            crate::fd_limit::connection_cap(1024, cfg.api.fd_reserve)
+        }
+    };
+    let cap = if cfg.api.max_connections > 0 {
+        cfg.api.max_connections
+    } else {
+        derived
+    };
+    tracing::info!(max_connections = cap, "API connection limit");
+    cap
 }
 
 pub fn engine_config(cfg: &Config) -> EngineConfig {

@@ -37,6 +37,17 @@ const REPLICA_POLL_CAP: Duration = Duration::from_millis(100);
 /// `wait_replica_synced` reconnects it (a handshake takes about a millisecond).
 const REPLICA_NUDGE_AFTER: Duration = Duration::from_millis(5);
 
+/// What [`Engine::liveness`] found of a node's process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// Running, with this pid.
+    Alive(u32),
+    /// Not running (no such process, or a zombie).
+    Dead,
+    /// Could not tell: why (e.g. "Too many open files").
+    Unknown(String),
+}
+
 /// Drives the redis-server processes of nodes. Cheap to clone; holds only the config.
 #[derive(Clone, Debug)]
 pub struct Engine {
@@ -183,13 +194,26 @@ impl Engine {
         }
     }
 
-    /// Cheap liveness check for a supervisor loop: this node's redis-server process exists
-    /// (not a zombie, cmdline proves it is ours). No network.
-    pub fn is_alive(&self, spec: &NodeSpec) -> bool {
-        match NodePaths::new(&spec.dir) {
-            Ok(paths) => process::find_running(&self.config, &paths).is_some(),
-            Err(_) => false,
+    /// Cheap liveness check for a supervisor loop: does this node's redis-server process exist
+    /// (not a zombie, cmdline proves it is ours)? No network. [`Liveness::Unknown`] when the
+    /// engine could not look (no file descriptor left, /proc unreadable for another reason
+    /// than the process being gone): that says nothing about the node, and a supervisor must
+    /// not restart it on that ground.
+    pub fn liveness(&self, spec: &NodeSpec) -> Liveness {
+        let paths = match NodePaths::new(&spec.dir) {
+            Ok(paths) => paths,
+            Err(e) => return Liveness::Unknown(e.to_string()),
+        };
+        match process::observe(&self.config, &paths) {
+            Ok(Some(pid)) => Liveness::Alive(pid),
+            Ok(None) => Liveness::Dead,
+            Err(e) => Liveness::Unknown(e.to_string()),
         }
+    }
+
+    /// `liveness` is [`Liveness::Alive`].
+    pub fn is_alive(&self, spec: &NodeSpec) -> bool {
+        matches!(self.liveness(spec), Liveness::Alive(_))
     }
 
     /// Stops gracefully: SHUTDOWN as admin (redis fsyncs the AOF), wait; then SIGTERM, wait;

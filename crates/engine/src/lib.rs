@@ -70,7 +70,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-pub use engine::Engine;
+pub use engine::{Engine, Liveness};
 pub use error::EngineError;
 pub use slowlog::SlowlogEntry;
 

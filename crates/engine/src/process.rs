@@ -148,13 +148,73 @@ pub(crate) fn check_rdb_command(config: &EngineConfig, rdb: &Path) -> tokio::pro
 
 /// The pid of this node's running redis-server: the pid file if it names our process,
 /// otherwise a scan of /proc (covers a pid file not written yet or removed by hand).
+/// A failure to look (see [`observe`]) counts as "not found" here.
 pub(crate) fn find_running(config: &EngineConfig, paths: &NodePaths) -> Option<u32> {
-    if let Some(pid) = read_pid_file(&paths.pid) {
-        if is_our_redis(pid, config, paths) {
-            return Some(pid);
+    observe(config, paths).unwrap_or(None)
+}
+
+/// Like [`find_running`], but tells "this node's process is not there" (`Ok(None)`) from
+/// "could not look" (`Err`): out of file descriptors, /proc or the pid file unreadable for a
+/// reason other than the file (or process) not existing. A supervisor must not restart what
+/// it could not observe.
+pub(crate) fn observe(config: &EngineConfig, paths: &NodePaths) -> io::Result<Option<u32>> {
+    if let Some(pid) = read_pid_file_checked(&paths.pid)? {
+        if is_our_redis_checked(pid, config, paths)? {
+            return Ok(Some(pid));
         }
     }
-    scan_proc(config, paths)
+    let entries = fs::read_dir("/proc")?;
+    for entry in entries {
+        let entry = entry?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if is_our_redis_checked(pid, config, paths)? {
+            return Ok(Some(pid));
+        }
+    }
+    Ok(None)
+}
+
+/// Errors that mean "no such file or process", as opposed to "could not look".
+fn is_absent(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
+}
+
+fn read_pid_file_checked(path: &Path) -> io::Result<Option<u32>> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(text
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|pid| *pid > 1 && i32::try_from(*pid).is_ok())),
+        Err(e) if is_absent(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`is_our_redis`], with a failure to read /proc reported rather than taken for "gone".
+fn is_our_redis_checked(pid: u32, config: &EngineConfig, paths: &NodePaths) -> io::Result<bool> {
+    if pid <= 1 {
+        return Ok(false);
+    }
+    let stat = match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat,
+        Err(e) if is_absent(&e) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if stat_is_zombie_or_gone(&stat) {
+        return Ok(false);
+    }
+    match fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(raw) => Ok(cmdline_matches(&raw, config, paths)),
+        Err(e) if is_absent(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 pub(crate) fn read_pid_file(path: &Path) -> Option<u32> {
@@ -214,6 +274,11 @@ fn is_zombie_or_gone(pid: u32) -> bool {
     let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return true;
     };
+    stat_is_zombie_or_gone(&stat)
+}
+
+/// Reads the state of a `/proc/<pid>/stat` line: zombie or dead (or unreadable) is true.
+fn stat_is_zombie_or_gone(stat: &str) -> bool {
     // "pid (comm) S ...": comm may contain spaces and parentheses, the state follows the last ')'.
     match stat
         .rfind(')')
@@ -222,23 +287,6 @@ fn is_zombie_or_gone(pid: u32) -> bool {
         Some(state) => matches!(state, "Z" | "X" | "x"),
         None => true,
     }
-}
-
-fn scan_proc(config: &EngineConfig, paths: &NodePaths) -> Option<u32> {
-    let entries = fs::read_dir("/proc").ok()?;
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if is_our_redis(pid, config, paths) {
-            return Some(pid);
-        }
-    }
-    None
 }
 
 /// A pidfd: a handle on one process that never refers to another, even after pid reuse.

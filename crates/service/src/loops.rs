@@ -3,13 +3,15 @@
 //! (renew or isolate at the deadline).
 //!
 //! The supervisor reconciles desired against observed state: desired is "every node of a
-//! running instance is alive"; it takes no hints about what changed and is idempotent. It leaves
-//! alone instances whose task starts or stops processes (that task owns them).
+//! running instance is alive"; it takes no hints about what changed and is idempotent. A node
+//! it could not observe (crsd short of file descriptors, /proc unreadable) is left alone: only
+//! a node seen dead is started again. It leaves alone instances whose task starts or stops
+//! processes (that task owns them).
 
 use crate::Service;
 use crsd_core::model::{BillingMode, Instance, InstanceStatus, TaskKind};
 use crsd_core::Result;
-use crsd_engine::Role;
+use crsd_engine::{Liveness, Role};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -48,8 +50,16 @@ impl Service {
             }
             for role in [Role::Master, Role::Replica] {
                 let spec = self.node_spec(&inst, role);
-                if self.engine.is_alive(&spec) {
-                    continue;
+                match self.engine.liveness(&spec) {
+                    Liveness::Alive(_) => continue,
+                    Liveness::Unknown(why) => {
+                        // crsd's own trouble (e.g. out of file descriptors) says nothing
+                        // about the node: never restart what could not be observed.
+                        tracing::warn!(node = %spec.name, reason = %why,
+                            "cannot tell whether redis-server runs; leaving it alone this pass");
+                        continue;
+                    }
+                    Liveness::Dead => {}
                 }
                 tracing::warn!(node = %spec.name, port = spec.port, "redis-server is not running; starting it");
                 match self.engine.start(&spec).await {

@@ -4,7 +4,9 @@
 //! 404 ResourceNotFound, 409 ResourceInUse, 500 InternalError / CreateOrderExcept. The API
 //! documents no code for authentication failures; crsd answers those 401 with the names
 //! clients of this signature family know (InvalidAccessKeyId, SignatureDoesNotMatch,
-//! SignatureNonceUsed, InvalidTimeStamp.Expired), and too many requests 429 Throttling.
+//! SignatureNonceUsed, InvalidTimeStamp.Expired), too many requests 429 Throttling, a request
+//! over the listener's size limits 413 InvalidParameter and a full body budget 503
+//! ServiceUnavailable.
 
 use axum::http::StatusCode;
 use crsd_core::Error;
@@ -57,6 +59,8 @@ pub fn code(e: &Error) -> (StatusCode, &'static str, String) {
         | BackupCorrupt(_)
         | BackupQuotaExceeded { .. } => (BAD, "UnsupportedOperation"),
         Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+        RequestTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "InvalidParameter"),
+        ServerBusy => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
     };
     let message = match e {
         Internal(_) => "internal error".to_string(),

@@ -82,14 +82,18 @@ pub async fn handle(
             answer.data,
             answer.task_id,
         ),
-        Err(e) => {
-            if let Error::Internal(detail) = &e {
-                tracing::error!(detail = %detail, "internal error");
-            }
-            let (status, code, message) = errors::code(&e);
-            envelope(status, code, &message, Value::Null, String::new())
-        }
+        Err(e) => refusal(&e),
     }
+}
+
+/// The error answer: the table's HTTP status and `Code`, no `Data`. Also used for requests
+/// refused before they reach `handle` (see `crate::gate`).
+pub(crate) fn refusal(e: &Error) -> Response {
+    if let Error::Internal(detail) = e {
+        tracing::error!(detail = %detail, "internal error");
+    }
+    let (status, code, message) = errors::code(e);
+    envelope(status, code, &message, Value::Null, String::new())
 }
 
 fn envelope(

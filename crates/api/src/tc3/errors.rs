@@ -47,6 +47,8 @@ pub fn code(e: &Error) -> (&'static str, String) {
         ExportNeedsCluster => "UnsupportedOperation.OnlyClusterInstanceCanExportBackup",
         BackupQuotaExceeded { .. } => "RequestLimitExceeded",
         Internal(_) => "InternalError",
+        RequestTooLarge { .. } => "RequestSizeLimitExceeded",
+        ServerBusy => "ServiceUnavailable",
     };
     let msg = match e {
         Internal(_) => "internal error".to_string(),

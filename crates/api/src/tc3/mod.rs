@@ -81,14 +81,26 @@ pub async fn handle(
             fields.insert("RequestId".into(), Value::from(request_id));
             Value::Object(fields)
         }
-        Err(e) => {
-            if let Error::Internal(detail) = &e {
-                tracing::error!(detail = %detail, "internal error");
-            }
-            let (code, message) = errors::code(&e);
-            json!({ "Error": { "Code": code, "Message": message }, "RequestId": request_id })
-        }
+        Err(e) => error_response(&e, request_id),
     };
+    answer(response)
+}
+
+/// An error answer to a request refused before it reached `handle` (see `crate::gate`).
+pub(crate) fn refusal(e: &Error) -> Response {
+    answer(error_response(e, uuid::Uuid::new_v4().to_string()))
+}
+
+fn error_response(e: &Error, request_id: String) -> Value {
+    if let Error::Internal(detail) = e {
+        tracing::error!(detail = %detail, "internal error");
+    }
+    let (code, message) = errors::code(e);
+    json!({ "Error": { "Code": code, "Message": message }, "RequestId": request_id })
+}
+
+/// `{"Response": ...}`, HTTP 200, `Content-Type: application/json` exactly.
+fn answer(response: Value) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         json!({ "Response": response }).to_string(),

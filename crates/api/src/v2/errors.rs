@@ -135,6 +135,13 @@ fn table(action: &str, e: &Error) -> (i64, Option<i64>, &'static str, String) {
         ),
         BackupCorrupt(_) => failed(10711, "BackupStatusAbnormal", "备份文件校验失败，暂不能执行该操作"),
         Internal(_) => (6000, None, "InternalError", "服务器内部错误".into()),
+        RequestTooLarge { what, limit } => (
+            4000,
+            None,
+            "RequestSizeLimitExceeded",
+            format!("请求包超过限制大小: {what} 超过 {limit} 字节"),
+        ),
+        ServerBusy => (6000, None, "ServiceUnavailable", "服务繁忙，请稍后重试".into()),
     }
 }
 

@@ -61,6 +61,15 @@ pub async fn handle(
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// An error answer to a request refused before it reached `handle` (see `crate::gate`).
+pub(crate) fn refusal(e: &Error) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        errors::render("", e).to_string(),
+    )
+        .into_response()
+}
+
 /// `{"code":0,"message":"","codeDesc":"Success", ...the action's fields}`.
 fn success(data: &actions::Data) -> String {
     let mut out = String::from(r#"{"code":0,"message":"","codeDesc":"Success""#);

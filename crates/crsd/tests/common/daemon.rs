@@ -18,6 +18,8 @@ pub struct Daemon {
     pub data: PathBuf,
     pub config: PathBuf,
     pub port: u16,
+    /// RLIMIT_NOFILE (soft and hard) to start crsd with; the inherited one when None.
+    pub nofile: Option<u64>,
 }
 
 impl Daemon {
@@ -41,6 +43,7 @@ impl Daemon {
             data: dir.join("data"),
             config,
             port: free_port(),
+            nofile: None,
         }
     }
 
@@ -50,7 +53,24 @@ impl Daemon {
             .append(true)
             .open(self.data.with_extension("log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_crsd"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crsd"));
+        if let Some(n) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and touches only the struct on the stack.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
             .args(["serve", "--config"])
             .arg(&self.config)
             .arg("--data-dir")
@@ -74,6 +94,16 @@ impl Daemon {
             assert!(Instant::now() < deadline, "crsd did not become healthy");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// crsd's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// What crsd logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default()
     }
 
     pub fn kill9(&mut self) {
