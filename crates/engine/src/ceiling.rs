@@ -293,8 +293,8 @@ impl Ceilings {
             Tree::V1 {
                 memory_rel, cpu, ..
             } => {
-                let mem_ok = v1_path_of(&text, "memory")
-                    .is_some_and(|p| p == join_rel(memory_rel, node));
+                let mem_ok =
+                    v1_path_of(&text, "memory").is_some_and(|p| p == join_rel(memory_rel, node));
                 let cpu_ok = cpu.as_ref().is_none_or(|(_, rel)| {
                     v1_path_of(&text, "cpu").is_some_and(|p| p == join_rel(rel, node))
                 });
@@ -367,8 +367,8 @@ fn v1_tree(
     mounts: &[Mount],
     own: &str,
 ) -> Result<Tree, String> {
-    let mem_rel = v1_path_of(own, "memory")
-        .ok_or("/proc/self/cgroup names no memory cgroup (cgroup v1)")?;
+    let mem_rel =
+        v1_path_of(own, "memory").ok_or("/proc/self/cgroup names no memory cgroup (cgroup v1)")?;
     let mem_group = join_rel(&mem_rel, &cfg.group);
     let mem_dir = on_disk(memory, &mem_group)
         .ok_or_else(|| format!("crsd's memory cgroup {mem_rel} is outside the mounted part"))?;
@@ -450,7 +450,12 @@ fn enable_controllers(own_dir: &Path, wanted: &str, leaf: &str) -> Result<(), St
     match write(&control, wanted) {
         Ok(()) => return Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
-        Err(e) => return Err(format!("cannot enable {wanted} in {} ({e})", control.display())),
+        Err(e) => {
+            return Err(format!(
+                "cannot enable {wanted} in {} ({e})",
+                control.display()
+            ))
+        }
     }
     let leaf_dir = own_dir.join(leaf);
     make_dir(&leaf_dir).map_err(|e| format!("cannot create {} ({e})", leaf_dir.display()))?;
@@ -512,8 +517,7 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit)
-        {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
             let n = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(n);
             i += 4;
@@ -575,8 +579,12 @@ fn make_dir(dir: &Path) -> io::Result<()> {
 }
 
 fn write(path: &Path, value: &str) -> io::Result<()> {
-    fs::write(path, value)
-        .map_err(|e| io::Error::new(e.kind(), format!("writing {value:?} to {}: {e}", path.display())))
+    fs::write(path, value).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("writing {value:?} to {}: {e}", path.display()),
+        )
+    })
 }
 
 fn read_u64(path: &Path) -> io::Result<u64> {
@@ -585,8 +593,12 @@ fn read_u64(path: &Path) -> io::Result<u64> {
     if t == "max" {
         return Ok(u64::MAX);
     }
-    t.parse()
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {t:?}", path.display())))
+    t.parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {t:?}", path.display()),
+        )
+    })
 }
 
 /// `key N` from a flat-keyed cgroup file (`memory.oom_control`, `memory.events`).
@@ -641,7 +653,8 @@ mod tests {
 
     #[test]
     fn reads_own_paths_per_controller() {
-        let text = "12:pids:/\n4:memory:/user.slice/x\n2:cpu,cpuacct:/user.slice\n0::/user.slice/y\n";
+        let text =
+            "12:pids:/\n4:memory:/user.slice/x\n2:cpu,cpuacct:/user.slice\n0::/user.slice/y\n";
         assert_eq!(v1_path_of(text, "memory").as_deref(), Some("/user.slice/x"));
         assert_eq!(v1_path_of(text, "cpu").as_deref(), Some("/user.slice"));
         assert_eq!(v1_path_of(text, "cpuacct").as_deref(), Some("/user.slice"));

@@ -495,7 +495,9 @@ mod tests {
         s.default_password_sha256 = String::new();
         let conf = render(&cfg(), &s, &paths).unwrap();
         assert!(
-            conf.contains("\nuser default on nopass ~* &* +@all -@admin -migrate -restore-asking\n"),
+            conf.contains(
+                "\nuser default on nopass ~* &* +@all -@admin -migrate -restore-asking\n"
+            ),
             "{conf}"
         );
         let mut s = spec(Role::Master);

@@ -14,7 +14,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::time::Instant;
 
 use crate::admin::{self, Shutdown};
-use crate::ceiling::{Ceilings, CeilingStatus};
+use crate::ceiling::{CeilingStatus, Ceilings};
 use crate::config::{self, Installed};
 use crate::error::io_err;
 use crate::layout::NodePaths;
@@ -356,10 +356,13 @@ impl Engine {
     /// Cheap liveness check for a supervisor loop: this node's redis-server process exists
     /// (not a zombie, cmdline proves it is ours). No network.
     pub fn is_alive(&self, spec: &NodeSpec) -> bool {
-        match NodePaths::new(&spec.dir) {
-            Ok(paths) => process::find_running(&self.config, &paths).is_some(),
-            Err(_) => false,
-        }
+        self.running_pid(spec).is_some()
+    }
+
+    /// The pid of this node's redis-server, if it runs (the check of [`Engine::is_alive`]).
+    pub fn running_pid(&self, spec: &NodeSpec) -> Option<u32> {
+        let paths = NodePaths::new(&spec.dir).ok()?;
+        process::find_running(&self.config, &paths)
     }
 
     /// Stops gracefully: SHUTDOWN as admin (redis fsyncs the AOF), wait; then SIGTERM, wait;

@@ -127,9 +127,9 @@ fn cgroup_line(pid: u32, controller: &str) -> String {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("proc cgroup");
     text.lines()
         .find(|l| {
-            l.split(':')
-                .nth(1)
-                .is_some_and(|c| c.split(',').any(|x| x == controller) || (c.is_empty() && controller.is_empty()))
+            l.split(':').nth(1).is_some_and(|c| {
+                c.split(',').any(|x| x == controller) || (c.is_empty() && controller.is_empty())
+            })
         })
         .unwrap_or_default()
         .to_string()
@@ -181,7 +181,10 @@ async fn a_node_runs_under_maxmemory_plus_headroom_and_a_resize_moves_the_ceilin
     );
     let maxmemory = p.engine.get_param(&p.master, "maxmemory").await.unwrap();
     assert_eq!(maxmemory, (200 * MB).to_string());
-    p.engine.set_maxmemory(&p.master, 100).await.expect("shrink");
+    p.engine
+        .set_maxmemory(&p.master, 100)
+        .await
+        .expect("shrink");
     assert_eq!(
         p.engine.ceiling_status(&p.master).unwrap().limit_bytes,
         164 * MB
@@ -214,8 +217,15 @@ async fn a_lua_table_past_the_ceiling_kills_only_that_node_and_the_kill_is_count
     assert_eq!(limit, 128 * MB);
 
     let mut mine = user_conn(spec.port, PASSWORD).await.expect("connect");
-    let _: () = redis::cmd("SET").arg("kept").arg("1").query_async(&mut mine).await.unwrap();
-    let mut theirs = user_conn(other.port, PASSWORD).await.expect("connect neighbour");
+    let _: () = redis::cmd("SET")
+        .arg("kept")
+        .arg("1")
+        .query_async(&mut mine)
+        .await
+        .unwrap();
+    let mut theirs = user_conn(other.port, PASSWORD)
+        .await
+        .expect("connect neighbour");
     for i in 0..100 {
         let _: () = redis::cmd("SET")
             .arg(format!("k{i}"))
@@ -241,7 +251,10 @@ async fn a_lua_table_past_the_ceiling_kills_only_that_node_and_the_kill_is_count
     .await;
 
     let status = p.engine.ceiling_status(&spec).unwrap();
-    eprintln!("peak {:?} of limit {}", status.peak_bytes, status.limit_bytes);
+    eprintln!(
+        "peak {:?} of limit {}",
+        status.peak_bytes, status.limit_bytes
+    );
     if let Some(peak) = status.peak_bytes {
         assert!(peak <= limit, "peak {peak} above the ceiling {limit}");
     }
@@ -258,7 +271,11 @@ async fn a_lua_table_past_the_ceiling_kills_only_that_node_and_the_kill_is_count
     let back = p.engine.start(&spec).await.expect("restart");
     assert_ne!(back.pid, m.pid);
     let mut mine = user_conn(spec.port, PASSWORD).await.expect("connect");
-    let kept: String = redis::cmd("GET").arg("kept").query_async(&mut mine).await.unwrap();
+    let kept: String = redis::cmd("GET")
+        .arg("kept")
+        .query_async(&mut mine)
+        .await
+        .unwrap();
     assert_eq!(kept, "1");
     let procs = std::fs::read_to_string(status.memory_dir.join("cgroup.procs")).unwrap();
     assert!(procs.lines().any(|l| l.trim() == back.pid.to_string()));
@@ -269,7 +286,12 @@ async fn the_customer_may_not_migrate_nor_administer_the_server() {
     let p = Pair::new();
     p.engine.start(&p.master).await.expect("start");
     let mut con = user_conn(p.master.port, PASSWORD).await.expect("connect");
-    let _: () = redis::cmd("SET").arg("k").arg("v").query_async(&mut con).await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut con)
+        .await
+        .unwrap();
 
     // Somewhere MIGRATE could connect to.
     let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -279,7 +301,18 @@ async fn the_customer_may_not_migrate_nor_administer_the_server() {
 
     let refused: &[&[&str]] = &[
         &["MIGRATE", "127.0.0.1", &port_s, "k", "0", "1000"],
-        &["MIGRATE", "127.0.0.1", &port_s, "", "0", "1000", "AUTH", "x", "KEYS", "k"],
+        &[
+            "MIGRATE",
+            "127.0.0.1",
+            &port_s,
+            "",
+            "0",
+            "1000",
+            "AUTH",
+            "x",
+            "KEYS",
+            "k",
+        ],
         &["REPLICAOF", "127.0.0.1", &port_s],
         &["SLAVEOF", "127.0.0.1", &port_s],
         &["DEBUG", "SLEEP", "0"],
@@ -315,11 +348,23 @@ async fn the_customer_may_not_migrate_nor_administer_the_server() {
     );
 
     // What users of a cloud Redis expect stays.
-    let info: String = redis::cmd("INFO").arg("memory").query_async(&mut con).await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut con)
+        .await
+        .unwrap();
     assert!(info.contains("used_memory:"));
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut con).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut con)
+        .await
+        .unwrap();
     assert_eq!(keys, vec!["k".to_string()]);
-    let dump: Vec<u8> = redis::cmd("DUMP").arg("k").query_async(&mut con).await.unwrap();
+    let dump: Vec<u8> = redis::cmd("DUMP")
+        .arg("k")
+        .query_async(&mut con)
+        .await
+        .unwrap();
     let _: () = redis::cmd("RESTORE")
         .arg("k2")
         .arg(0)
@@ -348,7 +393,11 @@ async fn a_running_node_of_an_older_version_gets_the_rules_and_its_cgroup_withou
         .query_async(&mut admin)
         .await
         .unwrap();
-    let _: () = redis::cmd("CONFIG").arg("REWRITE").query_async(&mut admin).await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("REWRITE")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
     let dir = p.engine.ceiling_status(&p.master).unwrap().memory_dir;
     let own = dir.parent().unwrap().parent().unwrap().to_path_buf();
     std::fs::write(own.join("cgroup.procs"), m.pid.to_string()).expect("move out");
@@ -418,7 +467,12 @@ async fn a_slow_reader_is_disconnected_instead_of_failing_every_write() {
     p.engine.start(&spec).await.expect("start");
     let mut con = user_conn(spec.port, PASSWORD).await.unwrap();
     let big = "v".repeat(MB as usize);
-    let _: () = redis::cmd("SET").arg("big").arg(&big).query_async(&mut con).await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("big")
+        .arg(&big)
+        .query_async(&mut con)
+        .await
+        .unwrap();
     for i in 0..1000 {
         let _: () = redis::cmd("SET")
             .arg(format!("k{i}"))
@@ -431,30 +485,31 @@ async fn a_slow_reader_is_disconnected_instead_of_failing_every_write() {
     // 150 GETs of the 1 MB value whose replies are never read: 150 MB of output buffer
     // against a 64 MB maxmemory.
     let mut slow = std::net::TcpStream::connect(("127.0.0.1", spec.port)).unwrap();
-    let mut req = format!(
-        "*2\r\n$4\r\nAUTH\r\n${}\r\n{PASSWORD}\r\n",
-        PASSWORD.len()
-    );
+    let mut req = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{PASSWORD}\r\n", PASSWORD.len());
     for _ in 0..150 {
         req.push_str("*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n");
     }
     slow.write_all(req.as_bytes()).unwrap();
 
     let mut admin = p.engine.admin_connection(&spec).await.unwrap();
-    wait_until("the slow reader to be evicted", Duration::from_secs(20), || {
-        let mut admin = admin.clone();
-        async move {
-            let info: String = redis::cmd("INFO")
-                .arg("stats")
-                .query_async(&mut admin)
-                .await
-                .unwrap_or_default();
-            info.lines()
-                .find_map(|l| l.strip_prefix("evicted_clients:"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .is_some_and(|n| n >= 1)
-        }
-    })
+    wait_until(
+        "the slow reader to be evicted",
+        Duration::from_secs(20),
+        || {
+            let mut admin = admin.clone();
+            async move {
+                let info: String = redis::cmd("INFO")
+                    .arg("stats")
+                    .query_async(&mut admin)
+                    .await
+                    .unwrap_or_default();
+                info.lines()
+                    .find_map(|l| l.strip_prefix("evicted_clients:"))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .is_some_and(|n| n >= 1)
+            }
+        },
+    )
     .await;
     for i in 0..200 {
         let _: () = redis::cmd("SET")
@@ -465,7 +520,11 @@ async fn a_slow_reader_is_disconnected_instead_of_failing_every_write() {
             .unwrap_or_else(|e| panic!("write {i} refused: {e}"));
     }
     assert_eq!(support::dbsize(&mut con).await.unwrap(), 1 + 1000 + 200);
-    let info: String = redis::cmd("INFO").arg("stats").query_async(&mut admin).await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
     assert!(info.contains("evicted_keys:0"), "nothing evicted");
     drop(slow);
 }
