@@ -207,17 +207,16 @@ impl Ceilings {
     /// the CPU bounds. Idempotent.
     pub(crate) fn prepare(&self, node: &str, maxmemory_mb: u64) -> io::Result<()> {
         let limit = self.cfg.limit_bytes(maxmemory_mb);
+        self.ensure_group()?;
         match &self.tree {
             Tree::V1 { memory, cpu, .. } => {
-                let dir = memory.join(node);
-                make_dir(&dir)?;
+                let dir = self.make_node_dir(memory, node)?;
                 // An adopted node brings the memory it already uses along (where the kernel
                 // still offers it; newer kernels deprecate it).
                 let _ = write(&dir.join("memory.move_charge_at_immigrate"), "3");
                 self.set_v1_limit(&dir, limit)?;
                 if let Some((cpu, _)) = cpu {
-                    let dir = cpu.join(node);
-                    make_dir(&dir)?;
+                    let dir = self.make_node_dir(cpu, node)?;
                     let shares = (self.cfg.cpu_weight * 1024 / 100).max(2);
                     write(&dir.join("cpu.shares"), &shares.to_string())?;
                     let period = 100_000u64;
@@ -230,8 +229,7 @@ impl Ceilings {
                 }
             }
             Tree::V2 { group, cpu, .. } => {
-                let dir = group.join(node);
-                make_dir(&dir)?;
+                let dir = self.make_node_dir(group, node)?;
                 write(&dir.join("memory.max"), &limit.to_string())?;
                 let swap = dir.join("memory.swap.max");
                 if swap.exists() {
@@ -248,6 +246,45 @@ impl Ceilings {
             }
         }
         Ok(())
+    }
+
+    /// Makes the group folder(s) again if someone removed them since `detect` (an operator
+    /// tidying up, a test harness).
+    fn ensure_group(&self) -> io::Result<()> {
+        match &self.tree {
+            Tree::V1 { memory, cpu, .. } => {
+                make_dir(memory)?;
+                if let Some((cpu, _)) = cpu {
+                    make_dir(cpu)?;
+                }
+                Ok(())
+            }
+            Tree::V2 { group, cpu, .. } => {
+                if group.is_dir() {
+                    return Ok(());
+                }
+                make_dir(group)?;
+                write(
+                    &group.join("cgroup.subtree_control"),
+                    if *cpu { "+memory +cpu" } else { "+memory" },
+                )
+            }
+        }
+    }
+
+    /// `group/node`, made if missing; the group too if it went away in between.
+    fn make_node_dir(&self, group: &Path, node: &str) -> io::Result<PathBuf> {
+        let dir = group.join(node);
+        let mut tries = 0;
+        loop {
+            match make_dir(&dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 3 => {
+                    tries += 1;
+                    self.ensure_group()?;
+                }
+                other => return other.map(|()| dir),
+            }
+        }
     }
 
     /// v1: the memory limit and, where swap is accounted, the memory+swap limit equal to it,
@@ -409,6 +446,18 @@ fn v1_tree(
 
 fn v2_tree(cfg: &CeilingConfig, unified: &Mount, own: &str) -> Result<Tree, String> {
     let own_rel = v2_path_of(own).ok_or("/proc/self/cgroup names no cgroup v2 path")?;
+    // Already moved into the leaf by an earlier engine of this process: its parent is ours.
+    let leaf = format!("{}-daemon", cfg.group);
+    let own_rel = match own_rel.rsplit_once('/') {
+        Some((parent, last)) if last == leaf => {
+            if parent.is_empty() {
+                "/".to_string()
+            } else {
+                parent.to_string()
+            }
+        }
+        _ => own_rel,
+    };
     let own_dir = on_disk(unified, &own_rel)
         .ok_or_else(|| format!("crsd's cgroup {own_rel} is outside the mounted part"))?;
     let available = fs::read_to_string(own_dir.join("cgroup.controllers")).unwrap_or_default();
@@ -422,7 +471,7 @@ fn v2_tree(cfg: &CeilingConfig, unified: &Mount, own: &str) -> Result<Tree, Stri
     }
     let cpu = has("cpu");
     let wanted = if cpu { "+memory +cpu" } else { "+memory" };
-    enable_controllers(&own_dir, wanted, &format!("{}-daemon", cfg.group))?;
+    enable_controllers(&own_dir, wanted, &leaf)?;
     let group_rel = join_rel(&own_rel, &cfg.group);
     let group = own_dir.join(&cfg.group);
     make_dir(&group).map_err(|e| format!("cannot create {} ({e})", group.display()))?;
