@@ -216,16 +216,19 @@ impl Ceilings {
                 let _ = write(&dir.join("memory.move_charge_at_immigrate"), "3");
                 self.set_v1_limit(&dir, limit)?;
                 if let Some((cpu, _)) = cpu {
-                    let dir = self.make_node_dir(cpu, node)?;
-                    let shares = (self.cfg.cpu_weight * 1024 / 100).max(2);
-                    write(&dir.join("cpu.shares"), &shares.to_string())?;
-                    let period = 100_000u64;
-                    let quota = match self.cfg.cpu_quota_percent {
-                        0 => "-1".to_string(),
-                        p => (period * p / 100).max(1000).to_string(),
+                    let set_cpu = || -> io::Result<()> {
+                        let dir = self.make_node_dir(cpu, node)?;
+                        let shares = (self.cfg.cpu_weight * 1024 / 100).max(2);
+                        write(&dir.join("cpu.shares"), &shares.to_string())?;
+                        let period = 100_000u64;
+                        let quota = match self.cfg.cpu_quota_percent {
+                            0 => "-1".to_string(),
+                            p => (period * p / 100).max(1000).to_string(),
+                        };
+                        write(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
+                        write(&dir.join("cpu.cfs_quota_us"), &quota)
                     };
-                    write(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
-                    write(&dir.join("cpu.cfs_quota_us"), &quota)?;
+                    cpu_bound_result(node, set_cpu());
                 }
             }
             Tree::V2 { group, cpu, .. } => {
@@ -236,12 +239,15 @@ impl Ceilings {
                     write(&swap, "0")?;
                 }
                 if *cpu {
-                    write(&dir.join("cpu.weight"), &self.cfg.cpu_weight.to_string())?;
-                    let max = match self.cfg.cpu_quota_percent {
-                        0 => "max 100000".to_string(),
-                        p => format!("{} 100000", (100_000 * p / 100).max(1000)),
+                    let set_cpu = || -> io::Result<()> {
+                        write(&dir.join("cpu.weight"), &self.cfg.cpu_weight.to_string())?;
+                        let max = match self.cfg.cpu_quota_percent {
+                            0 => "max 100000".to_string(),
+                            p => format!("{} 100000", (100_000 * p / 100).max(1000)),
+                        };
+                        write(&dir.join("cpu.max"), &max)
                     };
-                    write(&dir.join("cpu.max"), &max)?;
+                    cpu_bound_result(node, set_cpu());
                 }
             }
         }
@@ -311,7 +317,8 @@ impl Ceilings {
             Tree::V1 { memory, cpu, .. } => {
                 write(&memory.join(node).join("cgroup.procs"), &pid.to_string())?;
                 if let Some((cpu, _)) = cpu {
-                    write(&cpu.join(node).join("cgroup.procs"), &pid.to_string())?;
+                    let entered = write(&cpu.join(node).join("cgroup.procs"), &pid.to_string());
+                    cpu_bound_result(node, entered);
                 }
                 Ok(())
             }
@@ -395,6 +402,14 @@ impl Ceilings {
             }
         }
         Ok(())
+    }
+}
+
+/// The CPU bound is secondary to the memory ceiling: a host that refuses it (e.g. v1 refuses a
+/// child's quota above its parent's) gets a warning, and the node still starts.
+fn cpu_bound_result(node: &str, result: io::Result<()>) {
+    if let Err(e) = result {
+        tracing::warn!(node, error = %e, "cannot set the node's CPU bound; it runs without one");
     }
 }
 

@@ -457,6 +457,8 @@ mod tests {
         assert!(text.contains("\nport 7001\n"));
         assert!(text.contains("\nappendonly yes\n"));
         assert!(text.contains("\nmaxmemory 100mb\n"));
+        assert!(text.contains("\nmaxmemory-clients 20%\n"));
+        assert!(text.contains("\nsanitize-dump-payload clients\n"));
         assert!(text.contains("\ndir \"/srv/crsd/nodes/a b\\\"c\"\n"));
         assert!(text.contains(&format!(
             "\nuser default on #{} ~* &* +@all -@admin -migrate -restore-asking\n",
