@@ -167,14 +167,19 @@ impl Ceilings {
             .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
         let own = fs::read_to_string("/proc/self/cgroup")
             .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
-        let mounts = parse_mountinfo(&mountinfo);
+        Ceilings::detect_in(cfg, &mountinfo, &own)
+    }
+
+    /// `detect` from the text of /proc/self/mountinfo and /proc/self/cgroup.
+    fn detect_in(cfg: &CeilingConfig, mountinfo: &str, own: &str) -> Result<Ceilings, String> {
+        let mounts = parse_mountinfo(mountinfo);
         let tree = if let Some(memory) = mounts
             .iter()
             .find(|m| !m.v2 && m.controllers.iter().any(|c| c == "memory"))
         {
-            v1_tree(cfg, memory, &mounts, &own)?
+            v1_tree(cfg, memory, &mounts, own)?
         } else if let Some(unified) = mounts.iter().find(|m| m.v2) {
-            v2_tree(cfg, unified, &own)?
+            v2_tree(cfg, unified, own)?
         } else {
             return Err("no cgroup memory controller is mounted".into());
         };
@@ -725,6 +730,80 @@ mod tests {
         assert_eq!(v2_path_of(text).as_deref(), Some("/user.slice/y"));
         assert_eq!(join_rel("/", "crsd"), "/crsd");
         assert_eq!(join_rel("/a/b", "crsd"), "/a/b/crsd");
+    }
+
+    /// The v2 layout on a stand-in tree (plain files where the kernel has its own): crsd's
+    /// group under its cgroup, controllers enabled for both levels, the node's limits.
+    #[test]
+    fn lays_out_a_v2_tree_under_crsds_own_cgroup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let own = root.join("system.slice/crsd.service");
+        fs::create_dir_all(&own).unwrap();
+        fs::write(
+            own.join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
+        fs::write(own.join("cgroup.subtree_control"), "").unwrap();
+        let mountinfo = format!(
+            "30 23 0:26 / {} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n",
+            root.display()
+        );
+        let cfg = CeilingConfig::default();
+        let c = Ceilings::detect_in(&cfg, &mountinfo, "0::/system.slice/crsd.service\n")
+            .expect("usable");
+        assert_eq!(c.version(), 2);
+        assert_eq!(
+            fs::read_to_string(own.join("cgroup.subtree_control")).unwrap(),
+            "+memory +cpu"
+        );
+        let group = own.join("crsd");
+        assert_eq!(
+            fs::read_to_string(group.join("cgroup.subtree_control")).unwrap(),
+            "+memory +cpu"
+        );
+
+        c.prepare("crs-a-master", 64).unwrap();
+        let node = group.join("crs-a-master");
+        assert_eq!(c.memory_dir("crs-a-master"), node);
+        assert_eq!(
+            fs::read_to_string(node.join("memory.max")).unwrap(),
+            (128 * 1024 * 1024).to_string()
+        );
+        assert_eq!(fs::read_to_string(node.join("cpu.weight")).unwrap(), "100");
+        assert_eq!(
+            fs::read_to_string(node.join("cpu.max")).unwrap(),
+            "100000 100000"
+        );
+        c.enter("crs-a-master", 4242).unwrap();
+        assert_eq!(
+            fs::read_to_string(node.join("cgroup.procs")).unwrap(),
+            "4242"
+        );
+        fs::write(
+            node.join("memory.events"),
+            "low 0\nhigh 0\nmax 9\noom 2\noom_kill 2\n",
+        )
+        .unwrap();
+        let status = c.status("crs-a-master").unwrap();
+        assert_eq!(status.oom_kills, 2);
+        assert_eq!(status.limit_bytes, 128 * 1024 * 1024);
+
+        // An engine of a process that already moved into the daemon leaf finds the same group.
+        let again = Ceilings::detect_in(
+            &cfg,
+            &mountinfo,
+            "0::/system.slice/crsd.service/crsd-daemon\n",
+        )
+        .expect("usable");
+        assert_eq!(again.memory_dir("x"), group.join("x"));
+
+        // No memory controller delegated: a reason, no ceiling.
+        fs::write(own.join("cgroup.controllers"), "cpu pids\n").unwrap();
+        let err = Ceilings::detect_in(&cfg, &mountinfo, "0::/system.slice/crsd.service\n")
+            .expect_err("unusable");
+        assert!(err.contains("Delegate=yes"), "{err}");
     }
 
     #[test]
