@@ -134,6 +134,9 @@ pub struct Instance {
     pub lock_task: Option<i64>,
     /// Redis parameters the user set (see `params`), by name.
     pub params: std::collections::BTreeMap<String, String>,
+    /// Kills by the memory ceiling (a node or one of its forks went past `maxmemory` plus
+    /// the headroom, e.g. with a large Lua table). Written only by `add_oom_kills`.
+    pub oom_kills: i64,
 }
 
 impl Instance {

@@ -49,6 +49,19 @@ pub struct Instances {
     /// Whether users may ask for password-less instances (API 3.0 `NoAuth`). Off: every
     /// instance needs a password.
     pub allow_no_auth: bool,
+    /// Run each redis-server under a kernel memory and CPU ceiling (a cgroup under crsd's
+    /// own, v1 or v2). Where the host offers none crsd warns at start and runs without.
+    pub ceiling: bool,
+    /// The memory ceiling is `maxmemory` plus this percentage of it, but at least
+    /// `memory_headroom_min_mb` more: room for Lua, a fork's copy-on-write (replica sync,
+    /// BGSAVE, AOF rewrite: up to +41 % measured with every key rewritten during the fork) and
+    /// redis-server itself.
+    pub memory_headroom_percent: u64,
+    pub memory_headroom_min_mb: u64,
+    /// CPU share under contention, cgroup v2 scale (1-10000, 100 = an ordinary process).
+    pub cpu_weight: u64,
+    /// Hard cap per redis-server in percent of one CPU (100 = one core); 0 = none.
+    pub cpu_quota_percent: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -168,6 +181,11 @@ impl Default for Instances {
             redis_server: PathBuf::from("redis-server"),
             start_timeout_secs: 15,
             allow_no_auth: false,
+            ceiling: true,
+            memory_headroom_percent: 50,
+            memory_headroom_min_mb: 64,
+            cpu_weight: 100,
+            cpu_quota_percent: 100,
         }
     }
 }
@@ -274,6 +292,9 @@ impl Config {
         }
         if self.instances.bind.parse::<std::net::IpAddr>().is_err() {
             return bad("instances.bind must be an IP address");
+        }
+        if !(1..=10000).contains(&self.instances.cpu_weight) {
+            return bad("instances.cpu_weight must be 1-10000");
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return bad("tls.cert and tls.key go together");

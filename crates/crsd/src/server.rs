@@ -11,7 +11,7 @@ use crate::config::Config;
 use anyhow::{bail, Context, Result};
 use crsd_backupstore::{BackupStore, LocalStore};
 use crsd_core::clock::SharedClock;
-use crsd_engine::{Engine, EngineConfig};
+use crsd_engine::{CeilingConfig, Engine, EngineConfig};
 use crsd_service::{BackupSettings, NewAccount, Service, ServiceConfig};
 use crsd_store::Store;
 use std::net::SocketAddr;
@@ -193,6 +193,13 @@ pub fn engine_config(cfg: &Config) -> EngineConfig {
         redis_server: cfg.instances.redis_server.clone(),
         bind: cfg.instances.bind.clone(),
         start_timeout: Duration::from_secs(cfg.instances.start_timeout_secs),
+        ceiling: cfg.instances.ceiling.then(|| CeilingConfig {
+            group: "crsd".into(),
+            memory_headroom_percent: cfg.instances.memory_headroom_percent,
+            memory_headroom_min_mb: cfg.instances.memory_headroom_min_mb,
+            cpu_weight: cfg.instances.cpu_weight,
+            cpu_quota_percent: cfg.instances.cpu_quota_percent,
+        }),
     }
 }
 

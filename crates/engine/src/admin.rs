@@ -152,6 +152,28 @@ pub(crate) fn field<T: std::str::FromStr>(
         .map_err(|_| EngineError::Protocol(format!("INFO {key}:{raw} is not readable")))
 }
 
+/// A string field of an `ACL GETUSER` reply (a flat list of name, value under RESP2; a map
+/// under RESP3).
+pub(crate) fn acl_field(reply: &redis::Value, name: &str) -> Option<String> {
+    use redis::Value;
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    match reply {
+        Value::Array(items) => items
+            .chunks(2)
+            .find(|kv| kv.len() == 2 && text(&kv[0]).as_deref() == Some(name))
+            .and_then(|kv| text(&kv[1])),
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| text(k).as_deref() == Some(name))
+            .and_then(|(_, v)| text(v)),
+        _ => None,
+    }
+}
+
 /// One `slaveN:ip=..,port=..,state=..,offset=..,lag=..` line of INFO replication.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct ReplicaLine {

@@ -41,10 +41,34 @@ use crate::{acl_sha256_hex, EngineConfig, EngineError, NodeSpec, Role};
 pub(crate) const MARKER_PREFIX: &str = "# crsd-engine rendered sha256:";
 
 /// ACL rules of the customer's `default` user: every command on all keys and channels except
-/// the `@admin` category. With `+@all` a customer could `CONFIG SET maxmemory 0` (escape the
-/// size they pay for), `SHUTDOWN`, `REPLICAOF`, or `ACL SETUSER crsd off` (lock crsd out), as
-/// managed Redis services forbid too.
-pub(crate) const DEFAULT_USER_RULES: &str = "~* &* +@all -@admin";
+/// the `@admin` category and the commands that make the server open connections or act
+/// beyond the tenant's own data. Written as redis itself normalises them (`ACL GETUSER`), so
+/// a running node can be compared with them (see [`DEFAULT_USER_COMMANDS`]): `-@dangerous`
+/// with exceptions would read better, but redis stores the resulting single commands.
+///
+/// * `@admin` (CONFIG, SHUTDOWN, REPLICAOF/SLAVEOF, DEBUG, MODULE, MONITOR, ACL, CLIENT
+///   LIST/KILL/NO-EVICT/PAUSE, BGSAVE, FAILOVER, CLUSTER ...): with them a customer could
+///   `CONFIG SET maxmemory 0` (escape the size they pay for), `SHUTDOWN`, point the node at
+///   another master, `ACL SETUSER crsd off` (lock crsd out), watch crsd's own traffic
+///   (`MONITOR`) or exempt a connection from client eviction, as managed Redis services forbid
+///   too.
+/// * `MIGRATE` connects from the server to any host:port and sends `AUTH`/`RESTORE` there: a
+///   tenant could probe whatever the host reaches. `RESTORE-ASKING` is the cluster-only twin
+///   of `RESTORE`.
+///
+/// The other `@dangerous` commands stay allowed because they act on the tenant's own data and
+/// users of a cloud Redis expect them: FLUSHALL, FLUSHDB, KEYS, INFO, SORT, SWAPDB, RESTORE
+/// (payloads are checked, see `sanitize-dump-payload` below).
+pub(crate) const DEFAULT_USER_RULES: &str = "~* &* +@all -@admin -migrate -restore-asking";
+/// The command part of [`DEFAULT_USER_RULES`], as `ACL GETUSER default` reports it (single
+/// commands in any order).
+pub(crate) const DEFAULT_USER_COMMANDS: &str = "+@all -@admin -migrate -restore-asking";
+/// The share of `maxmemory` all client connections together may hold (query and output
+/// buffers). Client buffers count toward `maxmemory`: without a cap, one client that sends
+/// many `GET`s of a large value and never reads the replies made every write fail with OOM
+/// under `noeviction`, and wiped the whole data set under `allkeys-lru`. Past the cap redis
+/// disconnects the biggest clients first. A percentage follows a resize by itself.
+pub(crate) const MAXMEMORY_CLIENTS: &str = "20%";
 /// crsd's own user: everything.
 const ADMIN_USER_RULES: &str = "~* &* +@all";
 /// What a replica needs to replicate from its master, nothing more (as documented by redis).
@@ -134,6 +158,9 @@ pub(crate) fn render(
     line("# A cloud store reports OOM to the writer instead of silently evicting data.");
     line(&format!("maxmemory {maxmemory}"));
     line("maxmemory-policy noeviction");
+    line("# Client buffers count toward maxmemory: one slow reader must not fill it (past this");
+    line("# share redis disconnects the biggest clients first).");
+    line(&format!("maxmemory-clients {MAXMEMORY_CLIENTS}"));
     if !spec.params.is_empty() {
         line("");
         line("# --- parameters the instance's user set (they override the above)");
@@ -177,6 +204,8 @@ pub(crate) fn render(
     line("enable-protected-configs no");
     line("enable-debug-command no");
     line("enable-module-command no");
+    line("# RESTORE payloads from users are checked in depth before they are loaded.");
+    line("sanitize-dump-payload clients");
     line(&format!(
         "user default on {default_pass} {DEFAULT_USER_RULES}"
     ));
@@ -414,6 +443,7 @@ mod tests {
             redis_server: "redis-server".into(),
             bind: "127.0.0.1".into(),
             start_timeout: Duration::from_secs(1),
+            ceiling: None,
         }
     }
 
@@ -427,9 +457,11 @@ mod tests {
         assert!(text.contains("\nport 7001\n"));
         assert!(text.contains("\nappendonly yes\n"));
         assert!(text.contains("\nmaxmemory 100mb\n"));
+        assert!(text.contains("\nmaxmemory-clients 20%\n"));
+        assert!(text.contains("\nsanitize-dump-payload clients\n"));
         assert!(text.contains("\ndir \"/srv/crsd/nodes/a b\\\"c\"\n"));
         assert!(text.contains(&format!(
-            "\nuser default on #{} ~* &* +@all -@admin\n",
+            "\nuser default on #{} ~* &* +@all -@admin -migrate -restore-asking\n",
             acl_sha256_hex("pw")
         )));
         assert!(text.contains("\nuser crsd-repl on #"));
@@ -465,7 +497,9 @@ mod tests {
         s.default_password_sha256 = String::new();
         let conf = render(&cfg(), &s, &paths).unwrap();
         assert!(
-            conf.contains("\nuser default on nopass ~* &* +@all -@admin\n"),
+            conf.contains(
+                "\nuser default on nopass ~* &* +@all -@admin -migrate -restore-asking\n"
+            ),
             "{conf}"
         );
         let mut s = spec(Role::Master);

@@ -7,12 +7,14 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use tokio::time::Instant;
 
 use crate::admin::{self, Shutdown};
+use crate::ceiling::{CeilingStatus, Ceilings};
 use crate::config::{self, Installed};
 use crate::error::io_err;
 use crate::layout::NodePaths;
@@ -48,20 +50,93 @@ pub enum Liveness {
     Unknown(String),
 }
 
-/// Drives the redis-server processes of nodes. Cheap to clone; holds only the config.
+/// The file in a node folder that holds how many kills by the memory ceiling have been
+/// reported already (the cgroup's counter only grows; see [`Engine::take_oom_kills`]).
+const OOM_SEEN_FILE: &str = "ceiling-oom-kills";
+/// How long `destroy` retries removing a node's cgroup (a fork of the stopped redis-server,
+/// e.g. a BGSAVE child, may still be ending).
+const CGROUP_REMOVE_GRACE: Duration = Duration::from_secs(5);
+
+/// Drives the redis-server processes of nodes. Cheap to clone; holds only the config and
+/// the cgroup tree found at creation.
 #[derive(Clone, Debug)]
 pub struct Engine {
     config: EngineConfig,
+    ceilings: Option<Arc<Ceilings>>,
 }
 
 impl Engine {
     /// The engine for `config`. A bare `redis_server` name is resolved through `PATH` here,
     /// and the process umask becomes 077 (see `process.rs`: both let redis-server be spawned
     /// with `posix_spawn` and still create only private files).
+    ///
+    /// With `config.ceiling` set, the cgroup tree is found here (see `ceiling.rs`); where none
+    /// can be used, this warns once and the nodes run without a ceiling.
     pub fn new(mut config: EngineConfig) -> Engine {
         config.redis_server = process::resolve_program(&config.redis_server);
         process::set_private_umask();
-        Engine { config }
+        let ceilings = config.ceiling.as_ref().and_then(|c| match Ceilings::detect(c) {
+            Ok(ceilings) => {
+                tracing::info!(
+                    cgroup = ceilings.version(),
+                    group = %ceilings.memory_dir("").display(),
+                    headroom_percent = c.memory_headroom_percent,
+                    headroom_min_mb = c.memory_headroom_min_mb,
+                    cpu_weight = c.cpu_weight,
+                    cpu_quota_percent = c.cpu_quota_percent,
+                    "redis-server processes run under a memory and CPU ceiling"
+                );
+                Some(Arc::new(ceilings))
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "no usable cgroup: redis-server processes run WITHOUT a \
+                    memory ceiling (Lua scripts and client buffers can take the host's memory)");
+                None
+            }
+        });
+        Engine { config, ceilings }
+    }
+
+    /// The cgroup version the nodes' ceilings use; `None` when they run without one.
+    pub fn ceiling_version(&self) -> Option<u8> {
+        self.ceilings.as_ref().map(|c| c.version())
+    }
+
+    /// What the kernel reports about the node's memory cgroup (limit, peak, kills); `None`
+    /// without ceilings or before the node first started.
+    pub fn ceiling_status(&self, spec: &NodeSpec) -> Option<CeilingStatus> {
+        self.ceilings.as_ref()?.status(&spec.name)
+    }
+
+    /// Kills by the node's memory ceiling since the last call (0 without ceilings). The
+    /// kernel's counter lives as long as the node's cgroup and only grows; the part already
+    /// reported is kept in the node folder, so a crsd restart reports nothing twice. A kill
+    /// may hit redis-server itself (the node is down) or one of its forks (a BGSAVE or AOF
+    /// rewrite fails; the node runs on).
+    pub fn take_oom_kills(&self, spec: &NodeSpec) -> Result<u64, EngineError> {
+        let Some(status) = self.ceiling_status(spec) else {
+            return Ok(0);
+        };
+        let paths = NodePaths::new(&spec.dir)?;
+        if !paths.dir.is_dir() {
+            return Ok(0);
+        }
+        let seen_path = paths.dir.join(OOM_SEEN_FILE);
+        let seen: u64 = fs::read_to_string(&seen_path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let now = status.oom_kills;
+        if now == seen {
+            return Ok(0);
+        }
+        // Fewer than seen: the cgroup was made anew (host reboot); all of its kills are new.
+        let new = if now > seen { now - seen } else { now };
+        let tmp = paths.dir.join(format!("{OOM_SEEN_FILE}.tmp"));
+        let _ = fs::remove_file(&tmp);
+        crate::durable::write_new_synced(&tmp, now.to_string().as_bytes())?;
+        crate::durable::rename_synced(&paths.dir, &tmp, &seen_path)?;
+        Ok(new)
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -97,6 +172,7 @@ impl Engine {
         if let Some(pid) = running {
             if let Some(handle) = self.await_existing(spec, &paths, pid).await? {
                 tracing::info!(node = %spec.name, pid, "redis-server already running");
+                self.conform_running(spec, pid).await;
                 return Ok(handle);
             }
             // It exited while we waited: start a fresh one below.
@@ -104,12 +180,30 @@ impl Engine {
 
         let installed = config::install(&paths, &rendered)?;
         process::remove_stale_pid_file(&self.config, &paths);
+        if let Some(c) = &self.ceilings {
+            c.prepare(&spec.name, spec.maxmemory_mb)
+                .map_err(io_err(format!("{}: preparing its cgroup", spec.name)))?;
+        }
         let mut child = process::spawn(&self.config, &paths)?;
         let Some(pid) = child.id() else {
             return Err(EngineError::Protocol(
                 "spawned redis-server has no pid".into(),
             ));
         };
+        // Into its cgroup at once. posix_spawn cannot start a child in another cgroup (clone3
+        // with CLONE_INTO_CGROUP could, but std spawns through posix_spawn, and a fork-based
+        // spawn costs more than the exec itself, see process.rs), so redis-server runs in
+        // crsd's cgroup from its exec until this write: microseconds in which it reads its
+        // config. It is in its cgroup before `start` reports it started.
+        if let Some(c) = &self.ceilings {
+            if let Err(e) = c.enter(&spec.name, pid) {
+                tracing::error!(node = %spec.name, pid, error = %e, "cannot put redis-server into its cgroup; killing it");
+                let _ = child.start_kill();
+                let _ = tokio::time::timeout(SIGKILL_GRACE, child.wait()).await;
+                process::remove_stale_pid_file(&self.config, &paths);
+                return Err(io_err(format!("{}: entering its cgroup", spec.name))(e));
+            }
+        }
         tracing::info!(
             node = %spec.name,
             pid,
@@ -180,6 +274,7 @@ impl Engine {
         match admin::probe(&self.config, spec).await {
             Ok(p) if p.is(pid, spec, &paths) => {
                 tracing::info!(node = %spec.name, pid, run_id = %p.run_id, "adopted running redis-server");
+                self.conform_running(spec, pid).await;
                 Ok(Some(p.handle()))
             }
             Ok(p) => {
@@ -191,6 +286,89 @@ impl Engine {
                 tracing::info!(node = %spec.name, pid, error = %e, "redis-server running but not answering");
                 Ok(None)
             }
+        }
+    }
+
+    /// For a node that runs (e.g. found by a crsd that just started): makes it what a start
+    /// by this version would make it, without restarting it: in its cgroup with the spec's
+    /// ceiling, and the customer's ACL rules of this version (`ACL SETUSER` + `CONFIG
+    /// REWRITE`, as a password change). Returns its pid, `None` if it does not run. Failures
+    /// are logged, not returned: a node that runs is better left running than stopped for it.
+    pub async fn conform(&self, spec: &NodeSpec) -> Result<Option<u32>, EngineError> {
+        let paths = NodePaths::new(&spec.dir)?;
+        let Some(pid) = process::find_running(&self.config, &paths) else {
+            return Ok(None);
+        };
+        self.conform_running(spec, pid).await;
+        Ok(Some(pid))
+    }
+
+    async fn conform_running(&self, spec: &NodeSpec, pid: u32) {
+        if let Some(c) = &self.ceilings {
+            let placed = c.prepare(&spec.name, spec.maxmemory_mb).and_then(|()| {
+                if c.contains(&spec.name, pid) {
+                    Ok(false)
+                } else {
+                    c.enter(&spec.name, pid).map(|()| true)
+                }
+            });
+            match placed {
+                Ok(true) => {
+                    tracing::info!(node = %spec.name, pid, "running redis-server moved into its cgroup")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(node = %spec.name, pid, error = %e, "cannot put the running redis-server into its cgroup; it runs without a ceiling")
+                }
+            }
+        }
+        match self.conform_acl(spec).await {
+            Ok(true) => tracing::info!(node = %spec.name, pid, "customer's ACL rules updated"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(node = %spec.name, pid, error = ?e, "cannot update the customer's ACL rules")
+            }
+        }
+    }
+
+    /// Sets the `default` user's command, key and channel rules to this version's when
+    /// `ACL GETUSER` shows others (the password is kept). True if they changed.
+    async fn conform_acl(&self, spec: &NodeSpec) -> Result<bool, EngineError> {
+        let mut con = self.admin_connection(spec).await?;
+        let user: redis::Value = redis::cmd("ACL")
+            .arg("GETUSER")
+            .arg("default")
+            .query_async(&mut con)
+            .await?;
+        // Compared as sets: redis lists single commands in its hash table's order.
+        let tokens = |s: &str| {
+            let mut v: Vec<String> = s.split_whitespace().map(str::to_string).collect();
+            v.sort();
+            v
+        };
+        let current = admin::acl_field(&user, "commands").unwrap_or_default();
+        if tokens(&current) == tokens(config::DEFAULT_USER_COMMANDS) {
+            return Ok(false);
+        }
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER")
+            .arg("default")
+            .arg("resetkeys")
+            .arg("resetchannels")
+            .arg("nocommands");
+        for rule in config::DEFAULT_USER_RULES.split_whitespace() {
+            cmd.arg(rule);
+        }
+        cmd.query_async::<()>(&mut con).await?;
+        config_rewrite(&mut con).await?;
+        Ok(true)
+    }
+
+    /// The pid of this node's redis-server, if it is seen running.
+    pub fn running_pid(&self, spec: &NodeSpec) -> Option<u32> {
+        match self.liveness(spec) {
+            Liveness::Alive(pid) => Some(pid),
+            _ => None,
         }
     }
 
@@ -253,6 +431,7 @@ impl Engine {
     pub async fn destroy(&self, spec: &NodeSpec) -> Result<(), EngineError> {
         let paths = NodePaths::new(&spec.dir)?;
         self.stop(spec).await?;
+        self.remove_cgroup(spec).await;
         match fs::symlink_metadata(&paths.dir) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_err(format!("inspecting {}", paths.dir.display()))(e)),
@@ -280,10 +459,27 @@ impl Engine {
         Ok(())
     }
 
-    /// `CONFIG SET maxmemory <mb>mb`, then `CONFIG REWRITE` so it survives a restart.
+    /// `CONFIG SET maxmemory <mb>mb`, then `CONFIG REWRITE` so it survives a restart. The
+    /// node's memory ceiling follows: raised before maxmemory grows, lowered after it shrank,
+    /// so the ceiling is never below what redis may use.
     pub async fn set_maxmemory(&self, spec: &NodeSpec, mb: u64) -> Result<(), EngineError> {
         let value = config::maxmemory_arg(mb)?;
         let mut con = self.admin_connection(spec).await?;
+        let growing = match &self.ceilings {
+            None => None,
+            Some(_) => {
+                let pair: Vec<String> = redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("maxmemory")
+                    .query_async(&mut con)
+                    .await?;
+                let current: u64 = pair.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+                Some(mb * 1024 * 1024 >= current)
+            }
+        };
+        if growing == Some(true) {
+            self.set_ceiling(spec, mb)?;
+        }
         redis::cmd("CONFIG")
             .arg("SET")
             .arg("maxmemory")
@@ -291,8 +487,40 @@ impl Engine {
             .query_async::<()>(&mut con)
             .await?;
         config_rewrite(&mut con).await?;
+        if growing == Some(false) {
+            self.set_ceiling(spec, mb)?;
+        }
         tracing::info!(node = %spec.name, maxmemory = %value, "maxmemory changed");
         Ok(())
+    }
+
+    fn set_ceiling(&self, spec: &NodeSpec, mb: u64) -> Result<(), EngineError> {
+        if let Some(c) = &self.ceilings {
+            c.prepare(&spec.name, mb)
+                .map_err(io_err(format!("{}: setting its memory ceiling", spec.name)))?;
+            tracing::info!(node = %spec.name, limit_bytes = c.config().limit_bytes(mb), "memory ceiling changed");
+        }
+        Ok(())
+    }
+
+    /// Removes the node's cgroup after its process is gone (its forks may take a moment). A
+    /// cgroup that cannot be removed is logged and left: it must not keep the node's data.
+    async fn remove_cgroup(&self, spec: &NodeSpec) {
+        let Some(c) = &self.ceilings else {
+            return;
+        };
+        let deadline = Instant::now() + CGROUP_REMOVE_GRACE;
+        let mut backoff = Backoff::process();
+        loop {
+            match c.remove(&spec.name) {
+                Ok(()) => return,
+                Err(e) if Instant::now() >= deadline => {
+                    tracing::warn!(node = %spec.name, error = %e, "cannot remove the node's cgroup; left behind");
+                    return;
+                }
+                Err(_) => backoff.wait().await,
+            }
+        }
     }
 
     /// `ACL SETUSER default on resetpass #<hex>` (`nopass` for an empty hash), then

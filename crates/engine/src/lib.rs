@@ -7,6 +7,10 @@
 //!   liveness checks, and stopping (graceful `SHUTDOWN`, then `SIGTERM`, then `SIGKILL`).
 //!   A process is only ever signalled after `/proc/<pid>/cmdline` proved it is the
 //!   `redis-server` of that very node, and through a pidfd, so a recycled pid is never hit.
+//! * **Ceilings**: each redis-server runs in a cgroup of its own with a memory limit of
+//!   `maxmemory` plus a headroom and a CPU bound (`ceiling.rs`), so what `maxmemory` does not
+//!   count (Lua's heap, a fork's copy-on-write) cannot take the host; kills by that limit are
+//!   counted.
 //! * **Config files**: rendering each node's `redis.conf` (bind, port, durability, memory
 //!   limit, inline ACL users, replication) and the node folder's permissions.
 //! * **Redis connections for admin commands**: live changes (`CONFIG SET`, `ACL SETUSER`,
@@ -54,6 +58,7 @@
 //! is fully loaded.
 
 mod admin;
+mod ceiling;
 mod config;
 mod durable;
 mod engine;
@@ -70,6 +75,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+pub use ceiling::{CeilingConfig, CeilingStatus};
 pub use engine::{Engine, Liveness};
 pub use error::EngineError;
 pub use slowlog::SlowlogEntry;
@@ -87,6 +93,10 @@ pub struct EngineConfig {
     /// How long `start` waits for a new redis-server to answer `PING` (which includes loading
     /// its AOF) before it kills it and reports [`EngineError::TimedOut`].
     pub start_timeout: Duration,
+    /// The kernel memory and CPU ceiling of every node (see `ceiling.rs`); `None`: nodes run
+    /// without one. Where the host offers no usable cgroup the engine warns once at creation
+    /// and runs without.
+    pub ceiling: Option<CeilingConfig>,
 }
 
 impl Default for EngineConfig {
@@ -95,6 +105,7 @@ impl Default for EngineConfig {
             redis_server: PathBuf::from("redis-server"),
             bind: "127.0.0.1".to_string(),
             start_timeout: Duration::from_secs(10),
+            ceiling: None,
         }
     }
 }

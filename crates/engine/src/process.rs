@@ -445,6 +445,7 @@ mod tests {
             redis_server: "redis-server".into(),
             bind: "127.0.0.1".into(),
             start_timeout: Duration::from_secs(1),
+            ceiling: None,
         }
     }
 

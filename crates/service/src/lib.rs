@@ -86,6 +86,9 @@ pub struct Service {
     /// Last `used_memory` seen per instance (bytes), refreshed by the usage poller.
     usage: RwLock<HashMap<String, u64>>,
     auth_cache: RwLock<HashMap<String, AccountCredentials>>,
+    /// Node name -> pid of the redis-servers the supervisor has brought to this version's
+    /// ceiling and ACL rules (`Engine::conform`), so each process is checked once.
+    conformed: std::sync::Mutex<HashMap<String, u32>>,
 }
 
 impl Service {
@@ -105,6 +108,7 @@ impl Service {
             wake: Arc::new(Notify::new()),
             usage: RwLock::new(HashMap::new()),
             auth_cache: RwLock::new(HashMap::new()),
+            conformed: std::sync::Mutex::new(HashMap::new()),
         })
     }
 

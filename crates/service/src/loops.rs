@@ -3,10 +3,13 @@
 //! (renew or isolate at the deadline).
 //!
 //! The supervisor reconciles desired against observed state: desired is "every node of a
-//! running instance is alive"; it takes no hints about what changed and is idempotent. A node
-//! it could not observe (crsd short of file descriptors, /proc unreadable) is left alone: only
-//! a node seen dead is started again. It leaves alone instances whose task starts or stops
-//! processes (that task owns them).
+//! running instance is alive, in its cgroup, with this version's ACL rules"; it takes no hints
+//! about what changed and is idempotent. It leaves alone instances whose task starts or stops
+//! processes (that task owns them). A node it could not observe (crsd short of file
+//! descriptors, /proc unreadable) is left alone: only a node seen dead is started again. A
+//! node that runs is conformed once per process (a crsd upgrade applies new rules without
+//! restarting anyone); a dead one is checked for a kill by its memory ceiling before it is
+//! started again, and such kills are counted per instance.
 
 use crate::Service;
 use crsd_core::model::{BillingMode, Instance, InstanceStatus, TaskKind};
@@ -15,6 +18,9 @@ use crsd_engine::{Liveness, Role};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// How long the supervisor waits for one running node's check (`Engine::conform`).
+const CONFORM_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The period an automatic renewal buys.
 const AUTO_RENEW_MONTHS: i64 = 1;
@@ -51,7 +57,10 @@ impl Service {
             for role in [Role::Master, Role::Replica] {
                 let spec = self.node_spec(&inst, role);
                 match self.engine.liveness(&spec) {
-                    Liveness::Alive(_) => continue,
+                    Liveness::Alive(pid) => {
+                        self.conform_once(&spec, pid).await;
+                        continue;
+                    }
                     Liveness::Unknown(why) => {
                         // crsd's own trouble (e.g. out of file descriptors) says nothing
                         // about the node: never restart what could not be observed.
@@ -61,10 +70,18 @@ impl Service {
                     }
                     Liveness::Dead => {}
                 }
-                tracing::warn!(node = %spec.name, port = spec.port, "redis-server is not running; starting it");
+                let kills = self.record_oom_kills(&inst.id, &spec).await;
+                if kills > 0 {
+                    tracing::warn!(node = %spec.name, port = spec.port, kills,
+                        limit_mb = self.ceiling_mb(&spec),
+                        "redis-server was killed by its memory ceiling (maxmemory plus headroom); starting it");
+                } else {
+                    tracing::warn!(node = %spec.name, port = spec.port, "redis-server is not running; starting it");
+                }
                 match self.engine.start(&spec).await {
                     Ok(h) => {
                         restarted += 1;
+                        self.conformed_now(&spec.name, h.pid);
                         tracing::info!(node = %spec.name, pid = h.pid, "redis-server is back");
                     }
                     Err(e) => {
@@ -74,6 +91,68 @@ impl Service {
             }
         }
         Ok(restarted)
+    }
+
+    /// Brings a running node to this version's ceiling and ACL rules, once per process.
+    async fn conform_once(&self, spec: &crsd_engine::NodeSpec, pid: u32) {
+        let known = self.conformed_pid(&spec.name);
+        if known == Some(pid) {
+            return;
+        }
+        // Bounded: a node busy with a long script answers nothing until redis' busy reply
+        // threshold, and the supervisor must go on checking the other nodes; the next pass
+        // tries again.
+        match tokio::time::timeout(CONFORM_TIMEOUT, self.engine.conform(spec)).await {
+            Ok(Ok(Some(pid))) => self.conformed_now(&spec.name, pid),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(node = %spec.name, error = ?e, "cannot check the running redis-server")
+            }
+            Err(_) => {
+                tracing::warn!(node = %spec.name, "the running redis-server did not answer its check in time; retrying on the next pass")
+            }
+        }
+    }
+
+    fn conformed_pid(&self, node: &str) -> Option<u32> {
+        let map = self.conformed.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(node).copied()
+    }
+
+    /// Records that `pid` runs as this version starts nodes (a start renders the current rules
+    /// and places the process in its cgroup), so the supervisor does not check it again.
+    pub(crate) fn conformed_now(&self, node: &str, pid: u32) {
+        let mut map = self.conformed.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(node.to_string(), pid);
+    }
+
+    /// Kills by the node's memory ceiling not counted yet, added to its instance's count.
+    async fn record_oom_kills(&self, instance_id: &str, spec: &crsd_engine::NodeSpec) -> u64 {
+        let kills = match self.engine.take_oom_kills(spec) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(node = %spec.name, error = ?e, "cannot read the node's memory ceiling kills");
+                return 0;
+            }
+        };
+        if kills == 0 {
+            return 0;
+        }
+        let write = async {
+            let mut tx = self.store.write().await?;
+            tx.add_oom_kills(instance_id, kills as i64).await?;
+            tx.commit().await
+        };
+        if let Err(e) = write.await {
+            tracing::error!(node = %spec.name, kills, error = ?e, "cannot record kills by the memory ceiling");
+        }
+        kills
+    }
+
+    fn ceiling_mb(&self, spec: &crsd_engine::NodeSpec) -> Option<u64> {
+        self.engine
+            .ceiling_status(spec)
+            .map(|s| s.limit_bytes / (1024 * 1024))
     }
 
     async fn should_run(&self, inst: &Instance) -> Result<bool> {
@@ -107,6 +186,18 @@ impl Service {
             .into_iter()
             .filter(|i| i.status == InstanceStatus::Running)
         {
+            // A kill by the ceiling while the node runs on hit one of its forks (a BGSAVE,
+            // an AOF rewrite, a replica's full sync), which then failed.
+            for role in [Role::Master, Role::Replica] {
+                let spec = self.node_spec(&inst, role);
+                if self.engine.is_alive(&spec) {
+                    let kills = self.record_oom_kills(&inst.id, &spec).await;
+                    if kills > 0 {
+                        tracing::warn!(node = %spec.name, kills, limit_mb = self.ceiling_mb(&spec),
+                            "a fork of redis-server was killed by the node's memory ceiling");
+                    }
+                }
+            }
             let spec = self.node_spec(&inst, Role::Master);
             let fut = self.engine.used_memory_bytes(&spec);
             if let Ok(Ok(bytes)) = tokio::time::timeout(Duration::from_secs(2), fut).await {

@@ -219,6 +219,7 @@ impl Service {
                 repl_secret: ids::new_secret(),
                 lock_task: None,
                 params: Default::default(),
+                oom_kills: 0,
             });
         }
         let deal = Deal {

@@ -89,10 +89,14 @@ impl Service {
                         async move { engine.start(&spec).await }
                     }),
                 );
-                m.map_err(|e| Error::internal(format!("starting the master: {e}")))?
+                let m = m
+                    .map_err(|e| Error::internal(format!("starting the master: {e}")))?
                     .map_err(engine_err)?;
-                r.map_err(|e| Error::internal(format!("starting the replica: {e}")))?
+                let r = r
+                    .map_err(|e| Error::internal(format!("starting the replica: {e}")))?
                     .map_err(engine_err)?;
+                self.conformed_now(&master.name, m.pid);
+                self.conformed_now(&replica.name, r.pid);
                 engine
                     .wait_replica_synced(&replica, SYNC_TIMEOUT)
                     .await

@@ -612,6 +612,18 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Adds `n` kills by the memory ceiling to the instance's count (`update_instance` leaves
+    /// the count alone, so a task ending at the same time cannot lose one).
+    pub async fn add_oom_kills(&mut self, id: &str, n: i64) -> Result<()> {
+        self.wrote_instances = true;
+        sqlx::query("UPDATE instances SET oom_kills = oom_kills + ? WHERE id = ?")
+            .bind(n)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
     pub async fn insert_deal(&mut self, d: &Deal) -> Result<i64> {
         let detail = serde_json::to_string(&d.detail)
             .map_err(|e| StoreError::Corrupt(format!("goods detail: {e}")))?;

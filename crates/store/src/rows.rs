@@ -65,6 +65,7 @@ pub fn instance(r: &SqliteRow) -> Result<Instance> {
         lock_task: r.try_get("lock_task")?,
         params: serde_json::from_str(&r.try_get::<String, _>("params")?)
             .map_err(|e| StoreError::Corrupt(format!("instance params: {e}")))?,
+        oom_kills: r.try_get("oom_kills")?,
     })
 }
 

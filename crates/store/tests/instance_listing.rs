@@ -37,6 +37,7 @@ fn instance(id: &str, app_id: i64, name: &str, project_id: i64, created_s: i64) 
         repl_secret: "r".into(),
         lock_task: None,
         params: Default::default(),
+        oom_kills: 0,
     }
 }
 

@@ -181,6 +181,59 @@ pub fn kill_redis_under(dir: &Path) {
             }
         }
     }
+    remove_node_cgroups(dir);
+}
+
+/// Removes the cgroups crsd made for the nodes under `data_dir` (`<own cgroup>/crsd/<node>`
+/// per controller), once the killed processes have left them.
+pub fn remove_node_cgroups(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("instances")) else {
+        return;
+    };
+    let nodes: Vec<String> = entries
+        .flatten()
+        .flat_map(|e| {
+            let id = e.file_name().to_string_lossy().into_owned();
+            [format!("{id}-master"), format!("{id}-replica")]
+        })
+        .collect();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut groups = Vec::new();
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let path = path.trim_start_matches('/');
+        if controllers.is_empty() {
+            groups.push(PathBuf::from("/sys/fs/cgroup").join(path).join("crsd"));
+        }
+        for c in ["memory", "cpu"] {
+            if controllers.split(',').any(|x| x == c) {
+                for mount in [c, controllers] {
+                    groups.push(
+                        PathBuf::from("/sys/fs/cgroup")
+                            .join(mount)
+                            .join(path)
+                            .join("crsd"),
+                    );
+                }
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    for group in groups {
+        for node in &nodes {
+            let dir = group.join(node);
+            while dir.exists() && std::fs::remove_dir(&dir).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // Leaves nothing in the test runner's cgroup once the last test is done (a test still
+        // running keeps it busy; crsd makes it again when it needs it).
+        let _ = std::fs::remove_dir(&group);
+    }
 }
 
 fn unsafe_kill(pid: i32) {

@@ -36,6 +36,7 @@ pub fn engine_config() -> EngineConfig {
         redis_server: PathBuf::from("redis-server"),
         bind: "127.0.0.1".to_string(),
         start_timeout: Duration::from_secs(10),
+        ceiling: None,
     }
 }
 
