@@ -10,6 +10,7 @@
 
 mod accounts;
 mod backups;
+mod disk;
 mod instances;
 mod loops;
 mod observe;
@@ -39,6 +40,8 @@ pub use accounts::{AccountCredentials, NewAccount};
 pub mod accounts_created {
     pub use crate::accounts::Created;
 }
+pub use disk::DiskReserve;
+pub use runner::UndoRetry;
 pub use backups::{AutoBackupConfig, BackupDownload, BackupPage, BackupQuery, BackupSettings};
 pub use instances::{DescribeQuery, InstanceView};
 pub use observe::{NodeInfo, SlowCommand, SlowLogQuery};
@@ -72,6 +75,10 @@ pub struct ServiceConfig {
     /// How many tasks run at once.
     pub task_concurrency: usize,
     pub backups: BackupSettings,
+    /// Free space kept on the data and backup disks (backups and restores are refused first).
+    pub disk: DiskReserve,
+    /// How a failed task's undo is retried.
+    pub undo_retry: UndoRetry,
 }
 
 pub struct Service {
@@ -86,6 +93,8 @@ pub struct Service {
     /// Last `used_memory` seen per instance (bytes), refreshed by the usage poller.
     usage: RwLock<HashMap<String, u64>>,
     auth_cache: RwLock<HashMap<String, AccountCredentials>>,
+    /// Tasks whose latest state the store refused to record (see the runner).
+    unsaved: std::sync::Mutex<HashMap<i64, crsd_core::model::Task>>,
 }
 
 impl Service {
@@ -105,6 +114,7 @@ impl Service {
             wake: Arc::new(Notify::new()),
             usage: RwLock::new(HashMap::new()),
             auth_cache: RwLock::new(HashMap::new()),
+            unsaved: std::sync::Mutex::new(HashMap::new()),
         })
     }
 

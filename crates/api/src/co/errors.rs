@@ -57,6 +57,8 @@ pub fn code(e: &Error) -> (StatusCode, &'static str, String) {
         | BackupCorrupt(_)
         | BackupQuotaExceeded { .. } => (BAD, "UnsupportedOperation"),
         Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+        // Not possible now (like the daily backup quota): the host's disk reserve.
+        DiskSpaceLow => (BAD, "UnsupportedOperation"),
     };
     let message = match e {
         Internal(_) => "internal error".to_string(),

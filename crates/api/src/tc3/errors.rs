@@ -47,6 +47,7 @@ pub fn code(e: &Error) -> (&'static str, String) {
         ExportNeedsCluster => "UnsupportedOperation.OnlyClusterInstanceCanExportBackup",
         BackupQuotaExceeded { .. } => "RequestLimitExceeded",
         Internal(_) => "InternalError",
+        DiskSpaceLow => "ResourceInsufficient",
     };
     let msg = match e {
         Internal(_) => "internal error".to_string(),

@@ -135,6 +135,12 @@ fn table(action: &str, e: &Error) -> (i64, Option<i64>, &'static str, String) {
         ),
         BackupCorrupt(_) => failed(10711, "BackupStatusAbnormal", "备份文件校验失败，暂不能执行该操作"),
         Internal(_) => (6000, None, "InternalError", "服务器内部错误".into()),
+        DiskSpaceLow => (
+            5100,
+            None,
+            "ResourceInsufficient",
+            "资源操作失败: 服务器磁盘剩余空间不足，请稍后重试或者联系客服人员".into(),
+        ),
     }
 }
 
