@@ -129,7 +129,7 @@ async fn every_connection_works_again_once_space_returns() {
         if round % 3 == 0 {
             // A refused change: dropped, rolled back.
             let mut tx = store.write().await.unwrap();
-            tx.set_balance(first, -1).await.unwrap();
+            tx.set_balance(first, 1_000_000).await.unwrap();
         }
         tokio::task::yield_now().await;
     }
