@@ -351,3 +351,103 @@ async fn backups_are_refused_before_the_disk_is_full() {
     crsd.clock.advance(chrono::Duration::days(1));
     assert_eq!(svc.daily_backups_once().await.unwrap(), 0);
 }
+
+/// Records, while crsd is stopped, that `task` (a backup of `id`, holding it) failed and that
+/// `attempts` undo attempts failed since, as a full disk would have left it.
+async fn record_failed_backup(crsd: &TestCrsd, app_id: i64, id: &str, attempts: i64) -> i64 {
+    use crsd_store::{NewTask, Store};
+    let store = Store::open(&crsd.data_dir().join("crsd.db")).await.unwrap();
+    let now = chrono::Utc::now();
+    let mut tx = store.write().await.unwrap();
+    let task_id = tx
+        .insert_task(
+            &NewTask {
+                app_id,
+                kind: crsd_core::model::TaskKind::BackupInstance,
+                instance_id: Some(id.to_string()),
+                deal_id: None,
+                payload: serde_json::json!({
+                    "backupId": format!("b-{id}"),
+                    "backupType": "manualBackupInstance",
+                    "remark": "",
+                }),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let mut inst = tx.instance(id).await.unwrap().unwrap();
+    inst.lock_task = Some(task_id);
+    tx.update_instance(&inst).await.unwrap();
+    let mut task = tx.task(task_id).await.unwrap().unwrap();
+    task.status = crsd_core::model::TaskStatus::Running;
+    task.undo = Some(crsd_core::model::TaskStatus::Failed);
+    task.undo_attempts = attempts;
+    task.retry_at = Some(now);
+    task.error = Some("internal error".into());
+    task.detail = Some(format!("storing {}: No space left on device", crsd.data_dir().display()));
+    tx.update_task(&task).await.unwrap();
+    tx.commit().await.unwrap();
+    store.close().await;
+    task_id
+}
+
+/// A failed task's undo state is durable: after a restart the runner goes on undoing it (it
+/// never runs the steps again), and one that failed its undo too often is given up, ending in
+/// error with its instance released and running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_undo_resumes_after_a_restart_and_is_given_up_in_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.loops.undo_attempts = 3;
+    let mut crsd = TestCrsd::start_with(dir, cfg).await;
+    let c = crsd.client();
+    let ids: Vec<String> = c
+        .create(PASSWORD, 2)
+        .await
+        .iter()
+        .map(|i| i["redisId"].as_str().unwrap().to_string())
+        .collect();
+    let app = main_app_id(&crsd);
+    crsd.stop().await;
+    let undone = record_failed_backup(&crsd, app, &ids[0], 1).await;
+    let given_up = record_failed_backup(&crsd, app, &ids[1], 3).await;
+
+    let running = crsd::server::start(crsd.config.clone(), crsd.clock.clone())
+        .await
+        .expect("crsd starts again");
+    crsd.url = format!("http://{}", running.addr);
+    crsd.running = Some(running);
+    let c = crsd.client();
+
+    // Undone, not run again: no backup was taken, the task failed, the instance is free.
+    assert_eq!(c.wait_task(undone).await, 3);
+    let list = c
+        .ok(
+            "GetRedisBackupList",
+            &[("redisId", &ids[0]), ("limit", "10"), ("offset", "0")],
+        )
+        .await;
+    assert_eq!(list["totalCount"], 0, "{list}");
+    // Given up: error, released, running; the tenant reads a summary only.
+    assert_eq!(c.wait_task(given_up).await, -1);
+    let svc = service(&crsd);
+    for (id, task) in [(&ids[0], undone), (&ids[1], given_up)] {
+        let shown = c.describe_one(id).await;
+        assert_eq!(shown["status"], 2, "{shown}");
+        let inst = svc.store().instance(id).await.unwrap().unwrap();
+        assert_eq!(inst.lock_task, None);
+        let t = svc.task_info(app, task).await.unwrap();
+        let message = t.error.unwrap_or_default();
+        assert!(!message.contains('/'), "{message}");
+        assert!(t.detail.is_some_and(|d| d.contains("No space left")));
+        // Free for the next task.
+        let v = c
+            .ok("ManualBackupInstance", &[("redisId", id), ("remark", "")])
+            .await;
+        let next = v["data"]["requestId"].as_i64().unwrap();
+        assert_eq!(c.wait_task(next).await, 2);
+    }
+    let t = svc.task_info(app, given_up).await.unwrap();
+    assert!(t.error.unwrap_or_default().contains("operator"));
+}
