@@ -272,7 +272,9 @@ impl Config {
             return bad("backups.min_free_percent must be at most 100");
         }
         if self.loops.undo_attempts < 0 || self.loops.undo_backoff_max_secs < 1 {
-            return bad("loops.undo_attempts must not be negative, loops.undo_backoff_max_secs at least 1");
+            return bad(
+                "loops.undo_attempts must not be negative, loops.undo_backoff_max_secs at least 1",
+            );
         }
         if self.backups.manual_per_day < 0 {
             return bad("backups.manual_per_day must not be negative");

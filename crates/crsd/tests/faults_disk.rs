@@ -25,7 +25,13 @@ impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(dir).unwrap();
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .status()
             .is_ok_and(|s| s.success());
@@ -150,7 +156,11 @@ async fn crsd_heals_after_the_data_disk_was_full() {
     let mut replica = replica_admin(&svc, &id).await.unwrap();
     until(10, "the replica has the keys", || {
         let mut r = replica.clone();
-        async move { info_field(&mut r, "keyspace", "db0").await.starts_with("keys=3") }
+        async move {
+            info_field(&mut r, "keyspace", "db0")
+                .await
+                .starts_with("keys=3")
+        }
     })
     .await;
 
@@ -163,7 +173,10 @@ async fn crsd_heals_after_the_data_disk_was_full() {
         .await
         .unwrap();
     let v = c
-        .ok("ManualBackupInstance", &[("redisId", &id), ("remark", "full")])
+        .ok(
+            "ManualBackupInstance",
+            &[("redisId", &id), ("remark", "full")],
+        )
         .await;
     let failed_backup = v["data"]["requestId"].as_i64().unwrap();
     until(20, "the backup's BGSAVE", || {
@@ -197,8 +210,10 @@ async fn crsd_heals_after_the_data_disk_was_full() {
     until(60, "the snapshot to fail", || {
         let mut r = replica.clone();
         async move {
-            let info: redis::RedisResult<String> =
-                redis::cmd("INFO").arg("persistence").query_async(&mut r).await;
+            let info: redis::RedisResult<String> = redis::cmd("INFO")
+                .arg("persistence")
+                .query_async(&mut r)
+                .await;
             info.map_or(true, |i| i.contains("rdb_last_bgsave_status:err"))
         }
     })
@@ -218,7 +233,10 @@ async fn crsd_heals_after_the_data_disk_was_full() {
             write_failures += 1;
         }
     }
-    assert!(write_failures > 0, "no write of crsd failed on the full disk");
+    assert!(
+        write_failures > 0,
+        "no write of crsd failed on the full disk"
+    );
     // The operator frees space.
     std::fs::remove_file(&ballast).unwrap();
     std::fs::remove_file(data.join("filler")).unwrap();
@@ -274,7 +292,10 @@ async fn crsd_heals_after_the_data_disk_was_full() {
     })
     .await;
     let v = c
-        .ok("ManualBackupInstance", &[("redisId", &id), ("remark", "again")])
+        .ok(
+            "ManualBackupInstance",
+            &[("redisId", &id), ("remark", "again")],
+        )
         .await;
     let next = v["data"]["requestId"].as_i64().unwrap();
     assert_eq!(c.wait_task(next).await, 2, "a later backup runs");
@@ -286,7 +307,10 @@ async fn crsd_heals_after_the_data_disk_was_full() {
     for text in tenant_texts(&crsd, &id, &[failed_backup, next]).await {
         let lower = text.to_lowercase();
         assert!(!text.contains(&data_text), "a server path: {text}");
-        assert!(!text.contains("/instances/") && !text.contains("/backups/"), "{text}");
+        assert!(
+            !text.contains("/instances/") && !text.contains("/backups/"),
+            "{text}"
+        );
         assert!(
             !lower.contains("sqlite") && !lower.contains("database"),
             "{text}"
@@ -380,7 +404,10 @@ async fn record_failed_backup(crsd: &TestCrsd, app_id: i64, id: &str, attempts: 
     task.undo_attempts = attempts;
     task.retry_at = Some(now);
     task.error = Some("internal error".into());
-    task.detail = Some(format!("storing {}: No space left on device", crsd.data_dir().display()));
+    task.detail = Some(format!(
+        "storing {}: No space left on device",
+        crsd.data_dir().display()
+    ));
     tx.update_task(&task).await.unwrap();
     tx.commit().await.unwrap();
     store.close().await;

@@ -40,13 +40,13 @@ pub use accounts::{AccountCredentials, NewAccount};
 pub mod accounts_created {
     pub use crate::accounts::Created;
 }
-pub use disk::DiskReserve;
-pub use runner::UndoRetry;
 pub use backups::{AutoBackupConfig, BackupDownload, BackupPage, BackupQuery, BackupSettings};
+pub use disk::DiskReserve;
 pub use instances::{DescribeQuery, InstanceView};
 pub use observe::{NodeInfo, SlowCommand, SlowLogQuery};
 pub use purchase::CreateOrder;
 pub use runner::TaskQuery;
+pub use runner::UndoRetry;
 
 /// The ACL user crsd itself uses on every instance.
 pub const ADMIN_USER: &str = "crsd";

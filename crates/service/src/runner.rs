@@ -262,7 +262,10 @@ impl Service {
         let wait = policy.backoff(task.undo_attempts);
         task.retry_at = Some(self.now() + chrono::Duration::from_std(wait).unwrap_or_default());
         let mut detail = task.detail.take().unwrap_or_default();
-        detail.push_str(&format!("; undo attempt {} failed: {e:?}", task.undo_attempts));
+        detail.push_str(&format!(
+            "; undo attempt {} failed: {e:?}",
+            task.undo_attempts
+        ));
         task.detail = Some(tail(detail, MAX_DETAIL_BYTES));
         if giving_up {
             tracing::error!(

@@ -537,7 +537,9 @@ impl Drop for WriteTx {
 impl WriteTx {
     pub async fn commit(mut self) -> Result<()> {
         let Some(mut conn) = self.conn.take() else {
-            return Err(StoreError::Corrupt("write transaction already ended".into()));
+            return Err(StoreError::Corrupt(
+                "write transaction already ended".into(),
+            ));
         };
         if let Err(e) = SqliteTransactionManager::commit(&mut conn).await {
             settle_failed(conn).await;
@@ -553,7 +555,9 @@ impl WriteTx {
     fn conn(&mut self) -> Result<&mut SqliteConnection> {
         match self.conn.as_deref_mut() {
             Some(c) => Ok(c),
-            None => Err(StoreError::Corrupt("write transaction already ended".into())),
+            None => Err(StoreError::Corrupt(
+                "write transaction already ended".into(),
+            )),
         }
     }
 
