@@ -364,7 +364,7 @@ fn operator_hint(kind: TaskKind) -> &'static str {
             "free space and permissions of the data dir and the backup store; the instance kept serving and is running again"
         }
         TaskKind::RestoreBackup => {
-            "the master's data folder (the old data may still be aside) and redis.log of both nodes; the instance is isolated until StartupInstance"
+            "the master's data folder (the old data may still be aside) and redis.log of both nodes; if the old data could not be put back the instance is isolated until StartupInstance"
         }
         TaskKind::NewInstance => {
             "leftover redis-server processes and the instance folder; the deal was refunded"
