@@ -4,7 +4,9 @@
 //! back, crsd must heal without a restart: the API answers and writes, the failed backup has
 //! ended and released its instance (a later backup is accepted and succeeds), and no message
 //! a tenant can read names a server path or the database. Also: the disk reserve refuses a
-//! backup before the disk is full, with each dialect's documented "try later" error.
+//! backup before the disk is full (v2's documented "try later" error), and a failed task's
+//! undo state survives a restart and ends, after too many failed attempts, in error with the
+//! instance released.
 
 mod common;
 

@@ -59,6 +59,7 @@ mod durable;
 mod engine;
 mod error;
 mod layout;
+mod persistence;
 mod poll;
 mod process;
 mod restore;
@@ -72,6 +73,7 @@ use sha2::{Digest, Sha256};
 
 pub use engine::Engine;
 pub use error::EngineError;
+pub use persistence::NodeUsage;
 pub use slowlog::SlowlogEntry;
 
 /// Settings shared by every node this engine drives.

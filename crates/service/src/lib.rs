@@ -95,6 +95,8 @@ pub struct Service {
     auth_cache: RwLock<HashMap<String, AccountCredentials>>,
     /// Tasks whose latest state the store refused to record (see the runner).
     unsaved: std::sync::Mutex<HashMap<i64, crsd_core::model::Task>>,
+    /// Instances whose master could not write its AOF at the last look (see the usage poller).
+    aof_failing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Service {
@@ -115,6 +117,7 @@ impl Service {
             usage: RwLock::new(HashMap::new()),
             auth_cache: RwLock::new(HashMap::new()),
             unsaved: std::sync::Mutex::new(HashMap::new()),
+            aof_failing: std::sync::Mutex::default(),
         })
     }
 
