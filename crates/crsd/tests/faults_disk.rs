@@ -44,6 +44,18 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         common::kill_redis_under(&self.0);
+        // A node the supervisor started again while the harness stopped (its pid file may be
+        // gone with the folder): found by its working directory, which is on this mount.
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cwd = std::fs::read_link(entry.path().join("cwd")).unwrap_or_default();
+            let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if cwd.starts_with(&self.0) && String::from_utf8_lossy(&cmd).contains("redis-server") {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
