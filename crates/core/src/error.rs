@@ -120,6 +120,10 @@ pub enum Error {
     /// crsd holds as many request bodies as it allows at once; try again shortly.
     #[error("the service is busy; try again shortly")]
     ServerBusy,
+    /// The host keeps a reserve of free disk space (for the metadata database and the
+    /// instances' append-only files); an operation that would eat into it is refused.
+    #[error("not enough free disk space on the server for this operation now; try again later")]
+    DiskSpaceLow,
 }
 
 impl Error {
@@ -133,5 +137,32 @@ impl Error {
     /// An internal failure: `detail` is logged by whoever renders it, never sent to clients.
     pub fn internal(detail: impl std::fmt::Display) -> Error {
         Error::Internal(detail.to_string())
+    }
+
+    /// The text a tenant may see (a failed task's message): the `Display` text, except for
+    /// variants that carry internal detail (server paths, tool output, database errors).
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Internal(_) => "internal error".to_string(),
+            Error::BackupCorrupt(_) => "the backup file does not match its record".to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_messages_carry_no_detail() {
+        let detail = "/srv/crsd/data/crsd.db: database or disk is full";
+        assert_eq!(Error::internal(detail).public_message(), "internal error");
+        let corrupt = Error::BackupCorrupt(format!("reading {detail}"));
+        assert!(!corrupt.public_message().contains('/'));
+        assert_eq!(
+            Error::InstanceLocked("crs-1".into()).public_message(),
+            Error::InstanceLocked("crs-1".into()).to_string()
+        );
     }
 }

@@ -353,9 +353,19 @@ pub struct Task {
     /// The last step that completed; steps are idempotent, a resumed task starts after it.
     pub step: i64,
     pub payload: serde_json::Value,
+    /// What the tenant sees of a failure: a summary, never a server path or internal error.
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set once the task failed: the status it ends with when its undo succeeds (the steps
+    /// no longer run; a resumed task goes on undoing).
+    pub undo: Option<TaskStatus>,
+    /// Undo attempts that failed so far.
+    pub undo_attempts: i64,
+    /// The runner leaves the task alone until then (the backoff between undo attempts).
+    pub retry_at: Option<DateTime<Utc>>,
+    /// The operator's account of a failure (internal errors, paths); never sent to a tenant.
+    pub detail: Option<String>,
 }
 
 /// A task row joined with what GetRedisTaskList shows of its instance.

@@ -120,6 +120,11 @@ pub struct Backups {
     pub extranet_base_url: String,
     /// How long one snapshot (BGSAVE on the replica) may take.
     pub snapshot_timeout_secs: u64,
+    /// Free space kept on the data dir's and the backup store's filesystems: the smaller of
+    /// these two (0 in either: no reserve). A backup or restore that would leave less (its
+    /// expected size counted) is refused with each dialect's "try later" error.
+    pub min_free_bytes: u64,
+    pub min_free_percent: u8,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,6 +136,11 @@ pub struct Loops {
     pub expiry_every_secs: u64,
     /// Tasks run at once.
     pub task_concurrency: usize,
+    /// A failed task's undo that fails is retried this many times, waiting from 1 s doubling
+    /// up to `undo_backoff_max_secs` between attempts; then the task ends in error and
+    /// releases its instance (the log says what to check).
+    pub undo_attempts: i64,
+    pub undo_backoff_max_secs: u64,
 }
 
 impl Default for Config {
@@ -161,6 +171,8 @@ impl Default for Backups {
             intranet_base_url: String::new(),
             extranet_base_url: String::new(),
             snapshot_timeout_secs: 3600,
+            min_free_bytes: 1 << 30,
+            min_free_percent: 5,
         }
     }
 }
@@ -236,6 +248,8 @@ impl Default for Loops {
             supervise_every_ms: 1000,
             expiry_every_secs: 30,
             task_concurrency: 8,
+            undo_attempts: 8,
+            undo_backoff_max_secs: 300,
         }
     }
 }
@@ -326,6 +340,14 @@ impl Config {
         if self.backups.retention_days < 1 || self.backups.url_ttl_hours < 1 {
             return bad("backups.retention_days and backups.url_ttl_hours must be at least 1");
         }
+        if self.backups.min_free_percent > 100 {
+            return bad("backups.min_free_percent must be at most 100");
+        }
+        if self.loops.undo_attempts < 0 || self.loops.undo_backoff_max_secs < 1 {
+            return bad(
+                "loops.undo_attempts must not be negative, loops.undo_backoff_max_secs at least 1",
+            );
+        }
         if self.backups.manual_per_day < 0 {
             return bad("backups.manual_per_day must not be negative");
         }
@@ -382,6 +404,8 @@ mod tests {
         assert!(Config::parse("[api]\nbody_timeout_secs = 0").is_err());
         assert!(Config::parse("[api]\nmax_head_bytes = 1000").is_err());
         assert!(Config::parse("[api]\nmax_body_bytes = 2048\nbody_budget_bytes = 1024").is_err());
+        assert!(Config::parse("[backups]\nmin_free_percent = 101").is_err());
+        assert!(Config::parse("[loops]\nundo_backoff_max_secs = 0").is_err());
         let zone = |id: i64| {
             format!(
                 "[[catalog.zones]]\nid = {id}\nname = \"z\"\nregion_id = 1\nsite_id = \"S\"\n\

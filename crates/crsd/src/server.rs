@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use crsd_backupstore::{BackupStore, LocalStore};
 use crsd_core::clock::SharedClock;
 use crsd_engine::{CeilingConfig, Engine, EngineConfig};
-use crsd_service::{BackupSettings, NewAccount, Service, ServiceConfig};
+use crsd_service::{BackupSettings, DiskReserve, NewAccount, Service, ServiceConfig, UndoRetry};
 use crsd_store::Store;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -226,16 +226,30 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
             manual_per_day: cfg.backups.manual_per_day,
             snapshot_timeout: Duration::from_secs(cfg.backups.snapshot_timeout_secs.max(1)),
         },
+        disk: DiskReserve {
+            min_free_bytes: cfg.backups.min_free_bytes,
+            min_free_percent: cfg.backups.min_free_percent,
+            backup_dir: Some(backup_dir(cfg)),
+        },
+        undo_retry: UndoRetry {
+            attempts: cfg.loops.undo_attempts,
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(cfg.loops.undo_backoff_max_secs.max(1)),
+        },
     }
 }
 
 /// The local backup store under the configured folder (default `<data_dir>/backups`).
-pub fn backup_store(cfg: &Config) -> Result<Arc<dyn BackupStore>> {
-    let dir = cfg
-        .backups
+/// The local backup store's folder.
+fn backup_dir(cfg: &Config) -> std::path::PathBuf {
+    cfg.backups
         .dir
         .clone()
-        .unwrap_or_else(|| cfg.data_dir.join("backups"));
+        .unwrap_or_else(|| cfg.data_dir.join("backups"))
+}
+
+pub fn backup_store(cfg: &Config) -> Result<Arc<dyn BackupStore>> {
+    let dir = backup_dir(cfg);
     let store = LocalStore::open(&dir)
         .with_context(|| format!("opening the backup store {}", dir.display()))?;
     Ok(Arc::new(store))

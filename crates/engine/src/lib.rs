@@ -64,6 +64,7 @@ mod durable;
 mod engine;
 mod error;
 mod layout;
+mod persistence;
 mod poll;
 mod process;
 mod restore;
@@ -78,6 +79,7 @@ use sha2::{Digest, Sha256};
 pub use ceiling::{CeilingConfig, CeilingStatus};
 pub use engine::{Engine, Liveness};
 pub use error::EngineError;
+pub use persistence::NodeUsage;
 pub use slowlog::SlowlogEntry;
 
 /// Settings shared by every node this engine drives.

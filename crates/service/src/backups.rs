@@ -14,6 +14,8 @@
 //!   back: the instance ends with the backup's data or with its own, never a mix.
 //! * Backups past the retention are expired: the file is removed, the record stays with
 //!   status -1.
+//! * A backup or restore that would leave less free space than the disk reserve (see `disk`)
+//!   is refused (a daily one waits for a later pass of its day).
 //! * Once a day at `daily_at` (operator's time zone) every running instance gets a system
 //!   backup. The day is recorded with the task, so a restart never backs up twice a day,
 //!   and an instance busy at that time is picked up as soon as it is idle again that day.
@@ -171,6 +173,7 @@ impl Service {
         if today >= limit {
             return Err(Error::BackupQuotaExceeded { limit });
         }
+        self.check_disk_for(self.expected_dump_bytes(&inst.id))?;
         let task_id = self
             .lock_for_backup(&mut tx, &mut inst, BackupKind::Manual, remark)
             .await?;
@@ -276,6 +279,8 @@ impl Service {
         if backup.state != BackupState::Normal {
             return Err(Error::BackupStatusAbnormal(backup.id));
         }
+        // The backup is staged as a copy beside the master's data.
+        self.check_disk_for(backup.size)?;
         let task_id = self
             .lock_with_task(
                 &mut tx,
@@ -431,6 +436,13 @@ impl Service {
                 continue;
             };
             if now < due || candidate.created_at > due {
+                continue;
+            }
+            if self
+                .check_disk_for(self.expected_dump_bytes(&candidate.id))
+                .is_err()
+            {
+                // Not claimed: a later pass of the day takes it once there is room.
                 continue;
             }
             let mut tx = self.store.write().await?;

@@ -10,6 +10,7 @@
 
 mod accounts;
 mod backups;
+mod disk;
 mod instances;
 mod loops;
 mod observe;
@@ -40,10 +41,12 @@ pub mod accounts_created {
     pub use crate::accounts::Created;
 }
 pub use backups::{AutoBackupConfig, BackupDownload, BackupPage, BackupQuery, BackupSettings};
+pub use disk::DiskReserve;
 pub use instances::{DescribeQuery, InstanceView};
 pub use observe::{NodeInfo, SlowCommand, SlowLogQuery};
 pub use purchase::CreateOrder;
 pub use runner::TaskQuery;
+pub use runner::UndoRetry;
 
 /// The ACL user crsd itself uses on every instance.
 pub const ADMIN_USER: &str = "crsd";
@@ -72,6 +75,10 @@ pub struct ServiceConfig {
     /// How many tasks run at once.
     pub task_concurrency: usize,
     pub backups: BackupSettings,
+    /// Free space kept on the data and backup disks (backups and restores are refused first).
+    pub disk: DiskReserve,
+    /// How a failed task's undo is retried.
+    pub undo_retry: UndoRetry,
 }
 
 pub struct Service {
@@ -89,6 +96,10 @@ pub struct Service {
     /// Node name -> pid of the redis-servers the supervisor has brought to this version's
     /// ceiling and ACL rules (`Engine::conform`), so each process is checked once.
     conformed: std::sync::Mutex<HashMap<String, u32>>,
+    /// Tasks whose latest state the store refused to record (see the runner).
+    unsaved: std::sync::Mutex<HashMap<i64, crsd_core::model::Task>>,
+    /// Instances whose master could not write its AOF at the last look (see the usage poller).
+    aof_failing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Service {
@@ -109,6 +120,8 @@ impl Service {
             usage: RwLock::new(HashMap::new()),
             auth_cache: RwLock::new(HashMap::new()),
             conformed: std::sync::Mutex::new(HashMap::new()),
+            unsaved: std::sync::Mutex::new(HashMap::new()),
+            aof_failing: std::sync::Mutex::default(),
         })
     }
 

@@ -1,5 +1,6 @@
 //! Background loops: the supervisor (brings dead redis-server processes back at the same
-//! address, and on start re-adopts what runs), the usage poller (sizeUsed), and expiry
+//! address, and on start re-adopts what runs), the usage poller (sizeUsed, and whether each
+//! master can write its AOF: the operator is told when one cannot), and expiry
 //! (renew or isolate at the deadline).
 //!
 //! The supervisor reconciles desired against observed state: desired is "every node of a
@@ -199,13 +200,31 @@ impl Service {
                 }
             }
             let spec = self.node_spec(&inst, Role::Master);
-            let fut = self.engine.used_memory_bytes(&spec);
-            if let Ok(Ok(bytes)) = tokio::time::timeout(Duration::from_secs(2), fut).await {
+            let fut = self.engine.usage(&spec);
+            if let Ok(Ok(u)) = tokio::time::timeout(Duration::from_secs(2), fut).await {
                 self.usage
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(inst.id.clone(), bytes);
+                    .insert(inst.id.clone(), u.used_memory);
+                self.note_aof(&inst.id, u.aof_writable);
             }
+        }
+    }
+
+    /// Tells the operator, once per change, that an instance's master cannot write its AOF
+    /// (its redis refuses every write, deletions included, until there is room on the data
+    /// disk) and when it can again.
+    fn note_aof(&self, id: &str, writable: bool) {
+        let mut failing = self.aof_failing.lock().unwrap_or_else(|e| e.into_inner());
+        if !writable && failing.insert(id.to_string()) {
+            tracing::error!(
+                instance = id,
+                data_dir = %self.cfg.data_dir.display(),
+                "the instance cannot write its AOF (is the data disk full?): redis refuses every \
+                 write of it, deletions included, until there is room; free space on the data disk"
+            );
+        } else if writable && failing.remove(id) {
+            tracing::info!(instance = id, "the instance writes its AOF again");
         }
     }
 

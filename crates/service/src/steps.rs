@@ -176,12 +176,25 @@ impl Service {
                 )))
             }
         };
-        self.finish(task, TaskStatus::Succeeded, None, finish).await
+        self.finish(task, TaskStatus::Succeeded, finish).await
     }
 
-    /// Puts things back after a failed task and records how it ended.
-    pub(crate) async fn undo(&self, task: &Task, status: TaskStatus, error: &Error) -> Result<()> {
-        let inst = self.task_instance(task).await?;
+    /// Puts things back after a failed task and records how it ended (`status`, with the
+    /// task's `error` and `detail` as they are). `give_up`: the undo failed too often, so a
+    /// step that cannot be undone no longer stops it: the instance ends in the state that
+    /// tells the truth (a restore that cannot be rolled back leaves it isolated, its
+    /// processes stopped).
+    pub(crate) async fn undo(&self, task: &Task, status: TaskStatus, give_up: bool) -> Result<()> {
+        let inst = match self.task_instance(task).await {
+            Ok(inst) => inst,
+            // Gone: nothing to put back; the task still ends.
+            Err(Error::InstanceNotFound(_)) if give_up => {
+                return self
+                    .finish(task.clone(), status, Finish::to(InstanceStatus::Deleted))
+                    .await
+            }
+            Err(e) => return Err(e),
+        };
         let master = self.node_spec(&inst, Role::Master);
         let replica = self.node_spec(&inst, Role::Replica);
         let engine = &self.engine;
@@ -223,7 +236,19 @@ impl Service {
                 self.undo_backup(task, &inst).await;
                 Finish::to(inst.status_after_unlock())
             }
-            TaskKind::RestoreBackup => self.undo_restore(task, &inst).await?,
+            TaskKind::RestoreBackup => match self.undo_restore(task, &inst).await {
+                Ok(f) => f,
+                Err(e) if give_up => {
+                    tracing::error!(task = task.id, instance = %inst.id, error = ?e,
+                        "the restore cannot be rolled back; isolating the instance");
+                    let _ = engine.stop(&replica).await;
+                    let _ = engine.stop(&master).await;
+                    let mut f = Finish::to(InstanceStatus::Isolated);
+                    f.unlock_backup = payload_str(task, "backupId").ok();
+                    f
+                }
+                Err(e) => return Err(e),
+            },
             TaskKind::ModifyParams => {
                 // Back to what the instance had (or the default) for every name touched.
                 if let Ok(changes) = payload_params(task) {
@@ -241,19 +266,31 @@ impl Service {
             }
             _ => Finish::to(inst.status_after_unlock()),
         };
+        self.finish(task.clone(), status, finish).await
+    }
+
+    /// Ends a task whose undo failed `undo_retry.attempts` times: in error (-1), its instance
+    /// released (see `undo` with `give_up`), the tenant told that the operator must look, and
+    /// the operator told what to check, with the whole detail, in the log.
+    pub(crate) async fn give_up(&self, task: &Task) -> Result<()> {
         let mut t = task.clone();
-        t.error = Some(format!("{error}: {error:?}"));
-        self.finish(t, status, Some(error), finish).await
+        let summary = t.error.clone().unwrap_or_else(|| "internal error".into());
+        t.error = Some(format!(
+            "{summary}; the task could not be undone completely and the operator was asked to check the instance"
+        ));
+        tracing::error!(
+            task = t.id,
+            kind = t.kind.name(),
+            instance = t.instance_id.as_deref().unwrap_or(""),
+            detail = t.detail.as_deref().unwrap_or(""),
+            check = operator_hint(t.kind),
+            "giving up a failed task that could not be undone; its instance is released"
+        );
+        self.undo(&t, TaskStatus::Error, true).await
     }
 
     /// The last transaction of a task: instance, deal, money and the task's end, together.
-    async fn finish(
-        &self,
-        mut task: Task,
-        status: TaskStatus,
-        error: Option<&Error>,
-        f: Finish,
-    ) -> Result<()> {
+    async fn finish(&self, mut task: Task, status: TaskStatus, f: Finish) -> Result<()> {
         let now = self.now();
         let mut tx = self.store.write().await?;
         let id = task.instance_id.clone().unwrap_or_default();
@@ -314,15 +351,32 @@ impl Service {
         }
         task.status = status;
         task.updated_at = now;
-        if let Some(e) = error {
-            task.error = Some(format!("{e}"));
-        }
+        task.retry_at = None;
         tx.update_task(&task).await?;
         tx.commit().await?;
         if status == TaskStatus::Succeeded {
             tracing::info!(task = task.id, kind = task.kind.name(), instance = %id, "task succeeded");
         }
         Ok(())
+    }
+}
+
+/// What the operator should look at when a task of `kind` could not be undone.
+fn operator_hint(kind: TaskKind) -> &'static str {
+    match kind {
+        TaskKind::BackupInstance => {
+            "free space and permissions of the data dir and the backup store; the instance kept serving and is running again"
+        }
+        TaskKind::RestoreBackup => {
+            "the master's data folder (the old data may still be aside) and redis.log of both nodes; if the old data could not be put back the instance is isolated until StartupInstance"
+        }
+        TaskKind::NewInstance => {
+            "leftover redis-server processes and the instance folder; the deal was refunded"
+        }
+        TaskKind::StartInstance | TaskKind::CloseInstance => {
+            "redis.log of both nodes; the instance is isolated"
+        }
+        _ => "redis.log of both nodes and whether the metadata store takes writes (free space of the data dir)",
     }
 }
 

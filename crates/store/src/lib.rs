@@ -8,6 +8,15 @@
 //! read, where SQLite fails at once. It yields a [`WriteTx`]: a state change and the task row
 //! that carries it out commit together.
 //!
+//! A failed transaction never poisons the pool. SQLite may roll a transaction back by itself
+//! on an error (`SQLITE_FULL`, `SQLITE_IOERR`, ...); sqlx's ROLLBACK then fails and its
+//! connection still counts one open transaction, so its next `BEGIN IMMEDIATE` would fail
+//! ("begin_with at non-zero transaction depth") for as long as the process lives. So a
+//! [`WriteTx`] whose BEGIN or COMMIT failed is rolled back or, if that fails too, its
+//! connection is closed instead of going back to the pool; and the pool closes any connection
+//! handed out that still counts a transaction (one whose statement failed and whose
+//! rollback failed after it was dropped).
+//!
 //! This crate holds no business rules: it stores and finds what the service decides.
 
 mod rows;
@@ -18,8 +27,13 @@ use crsd_core::model::{
     Account, Backup, BackupState, Deal, Instance, InstanceStatus, Task, TaskKind, TaskStatus,
     TaskView,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
+    SqliteSynchronous, SqliteTransactionManager,
+};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqlitePool, TransactionManager};
+use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -144,6 +158,20 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
+            // The pool pings a returned connection, which runs the rollback a dropped
+            // transaction queued; one that still counts an open transaction after that is
+            // closed here rather than handed out (its next BEGIN would fail).
+            .before_acquire(|conn, _meta| {
+                Box::pin(async move {
+                    let clean = !conn.is_in_transaction();
+                    if !clean {
+                        tracing::warn!(
+                            "closing a database connection left inside a failed transaction"
+                        );
+                    }
+                    Ok(clean)
+                })
+            })
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
@@ -165,9 +193,16 @@ impl Store {
         // dropped WriteTx releases `writer` at once but rolls back on its connection a moment
         // later; a deferred transaction that read meanwhile and then wrote would fail at once
         // with SQLITE_BUSY (SQLite never waits when a reader tries to become a writer).
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut conn = self.pool.acquire().await?;
+        let begun =
+            SqliteTransactionManager::begin(&mut conn, Some(Cow::Borrowed("BEGIN IMMEDIATE")))
+                .await;
+        if let Err(e) = begun {
+            settle_failed(conn).await;
+            return Err(e.into());
+        }
         Ok(WriteTx {
-            tx,
+            conn: Some(conn),
             _guard: guard,
             instances: self.instances.clone(),
             wrote_instances: false,
@@ -465,21 +500,65 @@ fn prepare_file(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// After a failed BEGIN or COMMIT: rolls back what may still be open; a connection that still
+/// counts a transaction afterwards (SQLite already rolled it back, so sqlx's ROLLBACK failed)
+/// is closed, never returned to the pool.
+async fn settle_failed(mut conn: PoolConnection<Sqlite>) {
+    if conn.is_in_transaction() {
+        if let Err(e) = SqliteTransactionManager::rollback(&mut conn).await {
+            tracing::warn!(error = %e, "rollback after a failed transaction failed");
+        }
+    }
+    if conn.is_in_transaction() {
+        tracing::warn!("closing a database connection left inside a failed transaction");
+        let _ = conn.detach().close().await;
+    }
+}
+
 /// The one write transaction; dropped without [`WriteTx::commit`] it rolls back.
 pub struct WriteTx {
-    tx: Transaction<'static, Sqlite>,
+    /// Some until the commit; the transaction is open on it.
+    conn: Option<PoolConnection<Sqlite>>,
     _guard: tokio::sync::OwnedMutexGuard<()>,
     instances: Arc<snapshot::InstanceSnapshot>,
     wrote_instances: bool,
 }
 
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            // Queued on the connection, run before anything else uses it (the pool pings a
+            // returned connection); if it fails, the pool closes the connection.
+            SqliteTransactionManager::start_rollback(conn);
+        }
+    }
+}
+
 impl WriteTx {
-    pub async fn commit(self) -> Result<()> {
-        self.tx.commit().await?;
+    pub async fn commit(mut self) -> Result<()> {
+        let Some(mut conn) = self.conn.take() else {
+            return Err(StoreError::Corrupt(
+                "write transaction already ended".into(),
+            ));
+        };
+        if let Err(e) = SqliteTransactionManager::commit(&mut conn).await {
+            settle_failed(conn).await;
+            return Err(e.into());
+        }
         if self.wrote_instances {
             self.instances.invalidate();
         }
         Ok(())
+    }
+
+    /// The connection the transaction is open on.
+    fn conn(&mut self) -> Result<&mut SqliteConnection> {
+        match self.conn.as_deref_mut() {
+            Some(c) => Ok(c),
+            None => Err(StoreError::Corrupt(
+                "write transaction already ended".into(),
+            )),
+        }
     }
 
     pub async fn insert_account(&mut self, a: &Account, now: DateTime<Utc>) -> Result<i64> {
@@ -494,7 +573,7 @@ impl WriteTx {
         .bind(&a.secret_key)
         .bind(a.balance)
         .bind(millis(now))
-        .execute(&mut *self.tx)
+        .execute(self.conn()?)
         .await?
         .last_insert_rowid();
         Ok(id)
@@ -502,7 +581,7 @@ impl WriteTx {
 
     pub async fn max_app_id(&mut self) -> Result<Option<i64>> {
         Ok(sqlx::query("SELECT MAX(app_id) FROM accounts")
-            .fetch_one(&mut *self.tx)
+            .fetch_one(self.conn()?)
             .await?
             .try_get(0)?)
     }
@@ -510,7 +589,7 @@ impl WriteTx {
     pub async fn account(&mut self, app_id: i64) -> Result<Option<Account>> {
         let row = sqlx::query("SELECT * FROM accounts WHERE app_id = ?")
             .bind(app_id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn()?)
             .await?;
         row.map(|r| rows::account(&r)).transpose()
     }
@@ -519,7 +598,7 @@ impl WriteTx {
         sqlx::query("UPDATE accounts SET balance = ? WHERE app_id = ?")
             .bind(balance)
             .bind(app_id)
-            .execute(&mut *self.tx)
+            .execute(self.conn()?)
             .await?;
         Ok(())
     }
@@ -527,7 +606,7 @@ impl WriteTx {
     pub async fn instance(&mut self, id: &str) -> Result<Option<Instance>> {
         let row = sqlx::query("SELECT * FROM instances WHERE id = ?")
             .bind(id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn()?)
             .await?;
         row.map(|r| rows::instance(&r)).transpose()
     }
@@ -536,7 +615,7 @@ impl WriteTx {
     pub async fn used_ports(&mut self) -> Result<Vec<u16>> {
         let rows = sqlx::query("SELECT port, replica_port FROM instances WHERE status != ?")
             .bind(InstanceStatus::Deleted.code())
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn()?)
             .await?;
         let mut ports = Vec::with_capacity(rows.len() * 2);
         for r in rows {
@@ -581,7 +660,7 @@ impl WriteTx {
         .bind(i.lock_task)
         .bind(params_json(i)?)
         .bind(i.billing.code())
-        .execute(&mut *self.tx)
+        .execute(self.conn()?)
         .await?;
         Ok(())
     }
@@ -607,7 +686,7 @@ impl WriteTx {
         .bind(params_json(i)?)
         .bind(i.billing.code())
         .bind(&i.id)
-        .execute(&mut *self.tx)
+        .execute(self.conn()?)
         .await?;
         Ok(())
     }
@@ -619,7 +698,7 @@ impl WriteTx {
         sqlx::query("UPDATE instances SET oom_kills = oom_kills + ? WHERE id = ?")
             .bind(n)
             .bind(id)
-            .execute(&mut *self.tx)
+            .execute(self.conn()?)
             .await?;
         Ok(())
     }
@@ -643,7 +722,7 @@ impl WriteTx {
         .bind(millis(d.created_at))
         .bind(millis(d.overdue_at))
         .bind(d.end_at.map(millis))
-        .execute(&mut *self.tx)
+        .execute(self.conn()?)
         .await?
         .last_insert_rowid();
         Ok(id)
@@ -653,7 +732,7 @@ impl WriteTx {
         sqlx::query("UPDATE deals SET name = ? WHERE id = ?")
             .bind(name)
             .bind(id)
-            .execute(&mut *self.tx)
+            .execute(self.conn()?)
             .await?;
         Ok(())
     }
@@ -661,7 +740,7 @@ impl WriteTx {
     pub async fn deal(&mut self, id: i64) -> Result<Option<Deal>> {
         let row = sqlx::query("SELECT * FROM deals WHERE id = ?")
             .bind(id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn()?)
             .await?;
         row.map(|r| rows::deal(&r)).transpose()
     }
@@ -676,7 +755,7 @@ impl WriteTx {
             .bind(status)
             .bind(end_at.map(millis))
             .bind(id)
-            .execute(&mut *self.tx)
+            .execute(self.conn()?)
             .await?;
         Ok(())
     }
@@ -693,7 +772,7 @@ impl WriteTx {
         .bind(t.payload.to_string())
         .bind(millis(now))
         .bind(millis(now))
-        .execute(&mut *self.tx)
+        .execute(self.conn()?)
         .await?
         .last_insert_rowid();
         Ok(id)
@@ -702,7 +781,7 @@ impl WriteTx {
     pub async fn task(&mut self, id: i64) -> Result<Option<Task>> {
         let row = sqlx::query("SELECT * FROM tasks WHERE id = ?")
             .bind(id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn()?)
             .await?;
         row.map(|r| rows::task(&r)).transpose()
     }
@@ -710,7 +789,7 @@ impl WriteTx {
     pub async fn backup(&mut self, id: &str) -> Result<Option<Backup>> {
         let row = sqlx::query("SELECT * FROM backups WHERE id = ?")
             .bind(id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn()?)
             .await?;
         row.map(|r| rows::backup(&r)).transpose()
     }
@@ -732,7 +811,7 @@ impl WriteTx {
         .bind(&b.sha256)
         .bind(millis(b.started_at))
         .bind(millis(b.finished_at))
-        .execute(&mut *self.tx)
+        .execute(self.conn()?)
         .await?;
         Ok(())
     }
@@ -743,7 +822,7 @@ impl WriteTx {
             .bind(b.state.code())
             .bind(b.lock_task)
             .bind(&b.id)
-            .execute(&mut *self.tx)
+            .execute(self.conn()?)
             .await?;
         Ok(())
     }
@@ -752,7 +831,7 @@ impl WriteTx {
     pub async fn delete_backup(&mut self, id: &str) -> Result<()> {
         sqlx::query("DELETE FROM backups WHERE id = ?")
             .bind(id)
-            .execute(&mut *self.tx)
+            .execute(self.conn()?)
             .await?;
         Ok(())
     }
@@ -779,7 +858,7 @@ impl WriteTx {
         .bind(TaskStatus::Succeeded.code())
         .bind(field)
         .bind(value)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn()?)
         .await?
         .try_get(0)?;
         Ok(n)
@@ -799,7 +878,7 @@ impl WriteTx {
         .bind(day)
         .bind(instance_id)
         .bind(task_id)
-        .execute(&mut *self.tx)
+        .execute(self.conn()?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -818,7 +897,7 @@ impl WriteTx {
         .bind(instance_id)
         .bind(week_days)
         .bind(start_hour)
-        .execute(&mut *self.tx)
+        .execute(self.conn()?)
         .await?;
         Ok(())
     }
@@ -828,7 +907,7 @@ impl WriteTx {
         let row = sqlx::query("SELECT 1 FROM daily_backups WHERE day = ? AND instance_id = ?")
             .bind(day)
             .bind(instance_id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn()?)
             .await?;
         Ok(row.is_some())
     }
@@ -841,22 +920,28 @@ impl WriteTx {
             .bind(millis(now))
             .bind(id)
             .bind(TaskStatus::Pending.code())
-            .execute(&mut *self.tx)
+            .execute(self.conn()?)
             .await?;
         Ok(())
     }
 
     pub async fn update_task(&mut self, t: &Task) -> Result<()> {
         sqlx::query(
-            "UPDATE tasks SET status = ?, step = ?, payload = ?, error = ?, updated_at = ? WHERE id = ?",
+            "UPDATE tasks SET status = ?, step = ?, payload = ?, error = ?, updated_at = ?,
+               undo_status = ?, undo_attempts = ?, retry_at = ?, detail = ?
+             WHERE id = ?",
         )
         .bind(t.status.code())
         .bind(t.step)
         .bind(t.payload.to_string())
         .bind(&t.error)
         .bind(millis(t.updated_at))
+        .bind(t.undo.map(TaskStatus::code))
+        .bind(t.undo_attempts)
+        .bind(t.retry_at.map(millis))
+        .bind(&t.detail)
         .bind(t.id)
-        .execute(&mut *self.tx)
+        .execute(self.conn()?)
         .await?;
         Ok(())
     }

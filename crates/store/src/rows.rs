@@ -108,6 +108,16 @@ pub fn task(r: &SqliteRow) -> Result<Task> {
         error: r.try_get("error")?,
         created_at: from_millis(r.try_get("created_at")?),
         updated_at: from_millis(r.try_get("updated_at")?),
+        undo: match r.try_get::<Option<i64>, _>("undo_status")? {
+            None => None,
+            Some(code) => Some(
+                TaskStatus::from_code(code)
+                    .ok_or_else(|| StoreError::Corrupt(format!("task undo status {code}")))?,
+            ),
+        },
+        undo_attempts: r.try_get("undo_attempts")?,
+        retry_at: r.try_get::<Option<i64>, _>("retry_at")?.map(from_millis),
+        detail: r.try_get("detail")?,
     })
 }
 

@@ -61,6 +61,8 @@ pub fn code(e: &Error) -> (StatusCode, &'static str, String) {
         Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         RequestTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "InvalidParameter"),
         ServerBusy => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+        // Not possible now (like the daily backup quota): the host's disk reserve.
+        DiskSpaceLow => (BAD, "UnsupportedOperation"),
     };
     let message = match e {
         Internal(_) => "internal error".to_string(),

@@ -49,6 +49,7 @@ pub fn code(e: &Error) -> (&'static str, String) {
         Internal(_) => "InternalError",
         RequestTooLarge { .. } => "RequestSizeLimitExceeded",
         ServerBusy => "ServiceUnavailable",
+        DiskSpaceLow => "ResourceInsufficient",
     };
     let msg = match e {
         Internal(_) => "internal error".to_string(),

@@ -142,6 +142,12 @@ fn table(action: &str, e: &Error) -> (i64, Option<i64>, &'static str, String) {
             format!("请求包超过限制大小: {what} 超过 {limit} 字节"),
         ),
         ServerBusy => (6000, None, "ServiceUnavailable", "服务繁忙，请稍后重试".into()),
+        DiskSpaceLow => (
+            5100,
+            None,
+            "ResourceInsufficient",
+            "资源操作失败: 服务器磁盘剩余空间不足，请稍后重试或者联系客服人员".into(),
+        ),
     }
 }
 
