@@ -84,11 +84,17 @@ async fn barrier_makes_every_acknowledged_write_readable_on_the_replica_at_once(
             .await
             .expect("barrier");
         total += t0.elapsed();
-        let values: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut replica)
-            .await
-            .expect("MGET on replica");
+        // Read back in slices: one 8 MiB reply would exceed the node's `maxmemory-clients`
+        // (a share of its 32 MB) and get the client evicted.
+        let mut values: Vec<Option<String>> = Vec::new();
+        for slice in keys.chunks(100) {
+            let part: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(slice)
+                .query_async(&mut replica)
+                .await
+                .expect("MGET on replica");
+            values.extend(part);
+        }
         let stale = values
             .iter()
             .filter(|v| v.as_deref() != Some(value.as_str()))
