@@ -8,6 +8,7 @@
 pub mod co;
 pub mod download;
 pub mod guard;
+pub mod limits;
 pub mod params;
 pub mod sign_co;
 pub mod sign_tc3;

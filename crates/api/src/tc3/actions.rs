@@ -166,9 +166,9 @@ pub async fn dispatch(
             let q = DescribeQuery {
                 limit: p.int_or("Limit", 20)?,
                 offset: p.int_or("Offset", 0)?,
-                redis_id: p.str("InstanceId"),
-                redis_name: p.str("SearchKey").or_else(|| p.str("InstanceName")),
-                order_by: p.str("OrderBy"),
+                redis_id: p.str("InstanceId")?,
+                redis_name: p.str("SearchKey")?.or(p.str("InstanceName")?),
+                order_by: p.str("OrderBy")?,
                 order_type: p.int("OrderType")?,
                 project_ids: p.int_list("ProjectIds")?,
                 ..Default::default()
@@ -201,8 +201,8 @@ pub async fn dispatch(
                 redis_id: id,
                 limit,
                 offset,
-                begin_time: p.str("BeginTime"),
-                end_time: p.str("EndTime"),
+                begin_time: p.str("BeginTime")?,
+                end_time: p.str("EndTime")?,
                 statuses,
             };
             let page = svc.backup_list(app, q).await?;
@@ -241,7 +241,7 @@ pub async fn dispatch(
         "ManualBackupInstance" => {
             let id = p.required_str("InstanceId")?;
             let task = svc
-                .manual_backup(app, &id, &p.str("Remark").unwrap_or_default())
+                .manual_backup(app, &id, &p.str("Remark")?.unwrap_or_default())
                 .await?;
             Ok(fields([("TaskId", json!(task))]))
         }
@@ -270,7 +270,7 @@ pub async fn dispatch(
             let id = p.required_str("InstanceId")?;
             let backup_id = p.required_str("BackupId")?;
             let task = svc
-                .restore(app, &id, &p.str("Password").unwrap_or_default(), &backup_id)
+                .restore(app, &id, &p.str("Password")?.unwrap_or_default(), &backup_id)
                 .await?;
             Ok(fields([("TaskId", json!(task))]))
         }
@@ -306,7 +306,7 @@ pub async fn dispatch(
                 statuses.extend(matching);
             }
             let kinds = p
-                .str_list("TaskTypes")
+                .str_list("TaskTypes")?
                 .iter()
                 .map(|code| {
                     kind_of_code(code)
@@ -316,10 +316,10 @@ pub async fn dispatch(
             let q = TaskQuery {
                 limit: p.int_or("Limit", 20)?,
                 offset: p.int_or("Offset", 0)?,
-                redis_id: p.str("InstanceId"),
-                redis_name: p.str("InstanceName"),
-                begin_time: p.str("BeginTime"),
-                end_time: p.str("EndTime"),
+                redis_id: p.str("InstanceId")?,
+                redis_name: p.str("InstanceName")?,
+                begin_time: p.str("BeginTime")?,
+                end_time: p.str("EndTime")?,
                 statuses,
                 kinds,
             };
@@ -350,24 +350,24 @@ pub async fn dispatch(
         "ClearInstance" => {
             let id = p.required_str("InstanceId")?;
             let task = svc
-                .clear(app, &id, &p.str("Password").unwrap_or_default())
+                .clear(app, &id, &p.str("Password")?.unwrap_or_default())
                 .await?;
             Ok(fields([("TaskId", json!(task))]))
         }
         "ModifyInstance" => {
             let op = p.required_str("Operation")?;
-            let mut ids = p.str_list("InstanceIds");
+            let mut ids = p.str_list("InstanceIds")?;
             if ids.is_empty() {
-                ids.extend(p.str("InstanceId"));
+                ids.extend(p.str("InstanceId")?);
             }
             if ids.is_empty() {
                 return Err(Error::MissingParameter("InstanceIds".into()));
             }
             match op.as_str() {
                 "rename" => {
-                    let mut names = p.str_list("InstanceNames");
+                    let mut names = p.str_list("InstanceNames")?;
                     if names.is_empty() {
-                        names.extend(p.str("InstanceName"));
+                        names.extend(p.str("InstanceName")?);
                     }
                     if names.len() != ids.len() {
                         return Err(Error::invalid(
@@ -414,8 +414,8 @@ pub async fn dispatch(
         }
         "ModifyInstancePassword" | "ModfiyInstancePassword" => {
             let id = p.required_str("InstanceId")?;
-            let old = p.str("OldPassword").unwrap_or_default();
-            let new = p.str("Password").unwrap_or_default();
+            let old = p.str("OldPassword")?.unwrap_or_default();
+            let new = p.str("Password")?.unwrap_or_default();
             let task = svc
                 .modify_password(app, &id, &old, &new, PasswordPolicy::Api3)
                 .await?;
@@ -423,7 +423,7 @@ pub async fn dispatch(
         }
         "ResetPassword" => {
             let id = p.required_str("InstanceId")?;
-            let password = p.str("Password").unwrap_or_default();
+            let password = p.str("Password")?.unwrap_or_default();
             let new = (!no_auth(p)?).then_some(password.as_str());
             let task = svc
                 .reset_password(app, &id, new, PasswordPolicy::Api3)
@@ -512,13 +512,13 @@ pub async fn dispatch(
                     BillingMode::Prepaid => p.required_int("Period")?,
                     BillingMode::Postpaid => 0,
                 },
-                password: p.str("Password").unwrap_or_default(),
+                password: p.str("Password")?.unwrap_or_default(),
                 project_id: p.int_or("ProjectId", 0)?,
                 vpc_id: 0,
-                un_vpc_id: p.str("VpcId").unwrap_or_default(),
+                un_vpc_id: p.str("VpcId")?.unwrap_or_default(),
                 subnet_id: 0,
-                un_subnet_id: p.str("SubnetId").unwrap_or_default(),
-                name: p.str("InstanceName").unwrap_or_default(),
+                un_subnet_id: p.str("SubnetId")?.unwrap_or_default(),
+                name: p.str("InstanceName")?.unwrap_or_default(),
                 password_policy: PasswordPolicy::Api3,
                 port: None,
                 auto_renew: p.int_or("AutoRenew", 0)?,
@@ -555,7 +555,7 @@ pub async fn dispatch(
             Ok(price_fields(price))
         }
         "DescribeInstanceDealDetail" => {
-            let ids = p.str_list("DealIds");
+            let ids = p.str_list("DealIds")?;
             let deals = svc.deals(app, &ids).await?;
             let details: Vec<Value> = deals
                 .iter()
@@ -600,13 +600,16 @@ pub async fn dispatch(
                     ));
                 }
             }
-            let week_days = p.get("WeekDays").map(|_| p.str_list("WeekDays"));
+            let week_days = match p.get("WeekDays") {
+                Some(_) => Some(p.str_list("WeekDays")?),
+                None => None,
+            };
             let cfg = svc
                 .set_auto_backup_config(
                     app,
                     &id,
                     week_days,
-                    p.str("TimePeriod"),
+                    p.str("TimePeriod")?,
                     p.int("BackupStorageDays")?,
                 )
                 .await?;
@@ -619,7 +622,7 @@ pub async fn dispatch(
         }
         "DescribeSlowLog" => {
             let id = p.required_str("InstanceId")?;
-            let role = p.str("Role").unwrap_or_else(|| "master".into());
+            let role = p.str("Role")?.unwrap_or_else(|| "master".into());
             let replica = match role.as_str() {
                 "" | "master" => false,
                 "slave" | "replica" => true,
@@ -631,8 +634,8 @@ pub async fn dispatch(
                 }
             };
             let q = SlowLogQuery {
-                begin_time: p.str("BeginTime"),
-                end_time: p.str("EndTime"),
+                begin_time: p.str("BeginTime")?,
+                end_time: p.str("EndTime")?,
                 min_ms: p.int_or("MinQueryTime", 0)?,
                 replica,
                 limit: p.int_or("Limit", 20)?,
@@ -740,7 +743,13 @@ pub async fn dispatch(
                         }
                     })
                     .collect::<Result<_>>()?,
-                _ => return Err(Error::MissingParameter("InstanceParams".into())),
+                Some(_) => {
+                    return Err(Error::invalid(
+                        "InstanceParams",
+                        "must be a list of objects with Key and Value",
+                    ))
+                }
+                None => return Err(Error::MissingParameter("InstanceParams".into())),
             };
             let (changed, task) = svc.modify_params(app, &id, &pairs).await?;
             Ok(fields([
@@ -772,7 +781,7 @@ pub async fn dispatch(
         }
         "RenewInstance" => {
             let id = p.required_str("InstanceId")?;
-            let to_prepaid = match p.str("ModifyPayMode").unwrap_or_default().as_str() {
+            let to_prepaid = match p.str("ModifyPayMode")?.unwrap_or_default().as_str() {
                 "" => false,
                 m if m.eq_ignore_ascii_case("prepaid") => true,
                 other => {
@@ -854,7 +863,7 @@ fn zone_and_type(state: &AppState, p: &Params3) -> Result<(i64, i64, BillingMode
 /// `NoAuth`: true asks for a password-less instance (the service refuses it unless the
 /// operator allows them).
 fn no_auth(p: &Params3) -> Result<bool> {
-    match p.str("NoAuth").as_deref() {
+    match p.str("NoAuth")?.as_deref() {
         None | Some("false") | Some("0") | Some("") => Ok(false),
         Some("true") | Some("1") => Ok(true),
         Some(other) => Err(Error::invalid(
