@@ -52,7 +52,7 @@ impl ReplayGuard {
 
     /// The timestamp window alone, for signatures that carry no nonce (TC3).
     pub fn admit_time(&self, timestamp: i64, now: i64) -> Result<(), crsd_core::Error> {
-        if (now - timestamp).abs() > self.window {
+        if now.abs_diff(timestamp) > self.window.unsigned_abs() {
             return Err(self.stale(timestamp, now));
         }
         Ok(())
@@ -74,7 +74,7 @@ impl ReplayGuard {
         timestamp: i64,
         now: i64,
     ) -> Result<(), ReplayError> {
-        if (now - timestamp).abs() > self.window {
+        if now.abs_diff(timestamp) > self.window.unsigned_abs() {
             return Err(ReplayError::Stale);
         }
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -150,6 +150,17 @@ mod tests {
             "future too"
         );
         assert_eq!(g.check("a", "4", 1300, 1000), Ok(()));
+    }
+
+    #[test]
+    fn timestamps_far_off_do_not_wrap_into_the_window() {
+        let g = ReplayGuard::new(300);
+        let now = 1_800_000_000;
+        // `now + i64::MIN` is now − 2^63, the value whose distance to now wrapped.
+        for ts in [now + i64::MIN, i64::MIN, i64::MAX, now + i64::MAX / 2 + 1] {
+            assert_eq!(g.check("a", &ts.to_string(), ts, now), Err(ReplayError::Stale), "{ts}");
+            assert!(g.admit_time(ts, now).is_err(), "{ts}");
+        }
     }
 
     #[test]
