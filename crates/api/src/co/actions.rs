@@ -160,7 +160,13 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
                     "PaasGoodsId",
                     format!("{goods} is not a spec of DescribeAvailableDBConfig"),
                 ),
-                other => renamed(other, "port", "ServicePort"),
+                other => [
+                    ("port", "ServicePort"),
+                    ("unVpcId", "VdcId"),
+                    ("unSubnetId", "BasePipeId"),
+                ]
+                .into_iter()
+                .fold(other, |e, (from, to)| renamed(e, from, to)),
             })?;
             let ids = svc.deal(app, deal).await?.detail.instance_ids().to_vec();
             Ok(Answer {

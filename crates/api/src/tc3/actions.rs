@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crsd_core::catalog::{CLUSTER_TYPE_ID, MASTER_REPLICA_TYPE_ID, REDIS_VERSION};
 use crsd_core::model::{BackupKind, BillingMode, Instance, TaskKind, TaskStatus};
 use crsd_core::params::ParamKind;
-use crsd_core::rules::PasswordPolicy;
+use crsd_core::rules::{self, PasswordPolicy};
 use crsd_core::{timefmt, Error, Result};
 use crsd_engine::Role;
 use crsd_service::{BackupQuery, CreateOrder, DescribeQuery, SlowLogQuery, TaskQuery};
@@ -503,6 +503,7 @@ pub async fn dispatch(
         }
         "CreateInstances" => {
             let (zone_id, type_id, billing) = zone_and_type(state, p)?;
+            rules::check_api3_vport(p.int("VPort")?)?;
             let order = CreateOrder {
                 zone_id,
                 type_id,
