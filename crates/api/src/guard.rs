@@ -158,7 +158,11 @@ mod tests {
         let now = 1_800_000_000;
         // `now + i64::MIN` is now − 2^63, the value whose distance to now wrapped.
         for ts in [now + i64::MIN, i64::MIN, i64::MAX, now + i64::MAX / 2 + 1] {
-            assert_eq!(g.check("a", &ts.to_string(), ts, now), Err(ReplayError::Stale), "{ts}");
+            assert_eq!(
+                g.check("a", &ts.to_string(), ts, now),
+                Err(ReplayError::Stale),
+                "{ts}"
+            );
             assert!(g.admit_time(ts, now).is_err(), "{ts}");
         }
     }

@@ -81,7 +81,10 @@ pub fn segments(name: &str) -> Result<Vec<&str>> {
     }
     for part in &parts {
         if part.is_empty() {
-            return Err(Error::invalid(&shown(name), "the name has an empty segment"));
+            return Err(Error::invalid(
+                &shown(name),
+                "the name has an empty segment",
+            ));
         }
         if is_index(part) && part.len() > MAX_INDEX_DIGITS {
             return Err(Error::invalid(

@@ -204,10 +204,18 @@ mod tests {
 
     #[test]
     fn free_text_is_bounded_and_without_control_characters() {
-        assert!(check_text("VdcId", "cacdf937-d484-435a-894b-241be9309d80", MAX_ID_CHARS).is_ok());
+        assert!(check_text(
+            "VdcId",
+            "cacdf937-d484-435a-894b-241be9309d80",
+            MAX_ID_CHARS
+        )
+        .is_ok());
         assert!(check_text("VdcId", &"a".repeat(64), MAX_ID_CHARS).is_ok());
         assert!(check_text("VdcId", &"a".repeat(65), MAX_ID_CHARS).is_err());
-        assert!(check_text("VdcId", &"数".repeat(64), MAX_ID_CHARS).is_ok(), "characters");
+        assert!(
+            check_text("VdcId", &"数".repeat(64), MAX_ID_CHARS).is_ok(),
+            "characters"
+        );
         for bad in ["a\u{0}", "a\nb", "\u{7f}", "a\u{85}"] {
             assert!(check_text("VdcId", bad, MAX_ID_CHARS).is_err(), "{bad:?}");
         }

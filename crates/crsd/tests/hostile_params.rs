@@ -289,7 +289,10 @@ async fn a_ten_thousand_segment_name_is_refused_by_api3_and_crsd_keeps_answering
     let nine = vec!["Status"; 9].join(".");
     let r = c.old_post("DescribeInstances", &[(&nine, "1")]).await;
     assert_code3(&r, "InvalidParameterValue", "nine segments");
-    assert!(r["Error"]["Message"].as_str().unwrap().contains("segments"), "{r}");
+    assert!(
+        r["Error"]["Message"].as_str().unwrap().contains("segments"),
+        "{r}"
+    );
     // A huge list index.
     let query = form(&owned(&[("Status.99999999999", "2")]));
     let r = c.tc3("GET", "DescribeInstances", &query, b"").await;
@@ -317,7 +320,11 @@ async fn a_ten_thousand_segment_name_is_refused_by_capital_online_and_crsd_keeps
     assert_co_invalid(&answer, "nine segments");
 
     let (status, body) = co.get("DescribeDBInstances", &[]).await;
-    assert_eq!((status, body["Code"].as_str()), (200, Some("Success")), "{body}");
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (200, Some("Success")),
+        "{body}"
+    );
     assert_eq!(footprint(&crsd).await, before);
 }
 
@@ -332,7 +339,9 @@ async fn a_ten_thousand_segment_name_is_refused_by_v2_and_crsd_keeps_answering()
         assert_eq!(v["codeDesc"], "InvalidParameter", "{v}");
         assert!(v["message"].as_str().unwrap().starts_with("(11201)"), "{v}");
     }
-    let v = c.call("DescribeRedis", &[("redisIds.99999999999", "crs-1")]).await;
+    let v = c
+        .call("DescribeRedis", &[("redisIds.99999999999", "crs-1")])
+        .await;
     assert_eq!(v["codeDesc"], "InvalidParameter", "{v}");
     v2_still_answers(&c).await;
     assert_eq!(footprint(&crsd).await, before);
@@ -385,7 +394,10 @@ async fn filters_of_the_wrong_json_type_are_refused_not_ignored() {
         assert_code3(&r, "InvalidParameterValue", &body.to_string());
     }
     let r = c
-        .post("DescribeInstanceDealDetail", json!({ "DealIds": { "0": "1" } }))
+        .post(
+            "DescribeInstanceDealDetail",
+            json!({ "DealIds": { "0": "1" } }),
+        )
         .await;
     assert_code3(&r, "InvalidParameterValue", "DealIds as an object");
     let r = c
@@ -453,12 +465,20 @@ async fn capital_online_vdc_id_is_bounded_and_without_control_characters() {
         .get("DescribeDBInstances", &[("InstanceName", "a\u{7}b")])
         .await;
     assert_co_invalid(&answer, "a control character in a GET filter");
-    assert_eq!(footprint(&crsd).await, before, "nothing charged, nothing made");
+    assert_eq!(
+        footprint(&crsd).await,
+        before,
+        "nothing charged, nothing made"
+    );
 
     // A uuid-shaped VdcId, as the seed shows, is kept and shown.
     let vdc = "cacdf937-d484-435a-894b-241be9309d80";
     let (status, body) = co.post("CreateDBInstance", &create(vdc)).await;
-    assert_eq!((status, body["Code"].as_str()), (200, Some("Success")), "{body}");
+    assert_eq!(
+        (status, body["Code"].as_str()),
+        (200, Some("Success")),
+        "{body}"
+    );
     let (_, list) = co.get("DescribeDBInstances", &[]).await;
     assert_eq!(list["Data"][0]["VdcId"], vdc, "{list}");
 }
@@ -480,11 +500,18 @@ async fn api3_vport_other_than_the_default_is_refused() {
         let r = c.post("CreateInstances", create(vport.clone())).await;
         assert_code3(&r, "InvalidParameterValue", &vport.to_string());
         let msg = r["Error"]["Message"].as_str().unwrap();
-        assert!(msg.contains("VPort") && msg.contains("not supported yet"), "{msg}");
+        assert!(
+            msg.contains("VPort") && msg.contains("not supported yet"),
+            "{msg}"
+        );
     }
     let r = c.post("CreateInstances", create(json!({"a": 1}))).await;
     assert_code3(&r, "InvalidParameterValue", "VPort as an object");
-    assert_eq!(footprint(&crsd).await, before, "nothing charged, nothing made");
+    assert_eq!(
+        footprint(&crsd).await,
+        before,
+        "nothing charged, nothing made"
+    );
 
     // The default is what every instance gets: accepted.
     let r = c.post("CreateInstances", create(json!(6379))).await;
@@ -499,7 +526,10 @@ async fn settled(co: &Co, id: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, list) = co.get("DescribeDBInstances", &[("InstanceUuid", id)]).await;
-        let status = list["Data"][0]["Status"].as_str().unwrap_or_default().to_string();
+        let status = list["Data"][0]["Status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         if !["CREATING", "CHANGING", "DELETING"].contains(&status.as_str()) {
             return status;
         }
@@ -522,7 +552,10 @@ async fn retention_removes_the_backups_of_a_deleted_instance() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let id = body["Data"]["InstancesUuid"][0].as_str().unwrap().to_string();
+    let id = body["Data"]["InstancesUuid"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(settled(&co, &id).await, "RUNNING");
     let (status, body) = co
         .post("CreateBackup", &json!({ "InstanceUuid": id }))
@@ -555,13 +588,17 @@ async fn retention_removes_the_backups_of_a_deleted_instance() {
         assert!(Instant::now() < deadline, "the instance's folder stays");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(file.exists(), "the backup outlives its instance until retention");
+    assert!(
+        file.exists(),
+        "the backup outlives its instance until retention"
+    );
 
     // Past the retention the pass removes it like any other backup.
     let svc = service(&crsd);
     assert_eq!(svc.expire_backups_once().await.unwrap(), 0, "not yet");
-    crsd.clock
-        .advance(chrono::Duration::days(crsd.config.backups.retention_days as i64 + 1));
+    crsd.clock.advance(chrono::Duration::days(
+        crsd.config.backups.retention_days as i64 + 1,
+    ));
     assert_eq!(svc.expire_backups_once().await.unwrap(), 1);
     assert!(!file.exists(), "retention removed the file");
 }

@@ -270,7 +270,12 @@ pub async fn dispatch(
             let id = p.required_str("InstanceId")?;
             let backup_id = p.required_str("BackupId")?;
             let task = svc
-                .restore(app, &id, &p.str("Password")?.unwrap_or_default(), &backup_id)
+                .restore(
+                    app,
+                    &id,
+                    &p.str("Password")?.unwrap_or_default(),
+                    &backup_id,
+                )
                 .await?;
             Ok(fields([("TaskId", json!(task))]))
         }

@@ -325,8 +325,8 @@ mod tests {
         ));
         assert!(why.contains("at most 999"), "{why}");
         assert!(Params3::from_pairs(&pairs(&[("Status.1000", "2")]), &[]).is_err());
-        let p = Params3::from_pairs(&pairs(&[("Status.999", "1"), ("Status.3", "0")]), &[])
-            .unwrap();
+        let p =
+            Params3::from_pairs(&pairs(&[("Status.999", "1"), ("Status.3", "0")]), &[]).unwrap();
         assert_eq!(p.int_list("Status").unwrap(), vec![0, 1], "gaps close");
         // Top-level names that are numbers stay names.
         let p = Params3::from_pairs(&pairs(&[("7", "x")]), &[]).unwrap();
@@ -365,7 +365,10 @@ mod tests {
 
     #[test]
     fn a_name_both_value_and_list_is_refused() {
-        for order in [[("Status", "2"), ("Status.0", "3")], [("Status.0", "3"), ("Status", "2")]] {
+        for order in [
+            [("Status", "2"), ("Status.0", "3")],
+            [("Status.0", "3"), ("Status", "2")],
+        ] {
             let why = invalid(Params3::from_pairs(&pairs(&order), &[]));
             assert!(why.contains("both"), "{why}");
         }
@@ -382,12 +385,27 @@ mod tests {
                  "Limit": 5, "Name": 7, "Ids": ["a", 2]}"#,
         )
         .unwrap();
-        assert!(matches!(p.str("InstanceId"), Err(Error::InvalidParameter { .. })));
-        assert!(matches!(p.required_str("InstanceId"), Err(Error::InvalidParameter { .. })));
+        assert!(matches!(
+            p.str("InstanceId"),
+            Err(Error::InvalidParameter { .. })
+        ));
+        assert!(matches!(
+            p.required_str("InstanceId"),
+            Err(Error::InvalidParameter { .. })
+        ));
         assert!(p.str("SearchKey").is_err());
-        assert!(p.int_list("Status").is_err(), "an object where a list belongs");
-        assert!(p.int_list("ProjectIds").is_err(), "a scalar where a list belongs");
-        assert!(p.str_list("InstanceIds").is_err(), "an object inside a list");
+        assert!(
+            p.int_list("Status").is_err(),
+            "an object where a list belongs"
+        );
+        assert!(
+            p.int_list("ProjectIds").is_err(),
+            "a scalar where a list belongs"
+        );
+        assert!(
+            p.str_list("InstanceIds").is_err(),
+            "an object inside a list"
+        );
         assert!(p.str_list("TaskTypes").is_err());
         assert!(p.int("InstanceId").is_err());
         // What fits keeps working: numbers read as strings, absent lists empty.
