@@ -19,7 +19,7 @@ for target in $(cargo fuzz list); do
     echo "== $target: ${seconds}s"
     # Seeds (checked in) are read; new inputs go to the corpus folder (not checked in).
     if ! cargo fuzz run "$target" "corpus/$target" "seeds/$target" -- \
-        -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1; then
+        -max_total_time="$seconds" -max_len=131072 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1; then
         failed="$failed $target"
     fi
 done

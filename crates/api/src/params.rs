@@ -152,9 +152,9 @@ mod tests {
             Err(Error::InvalidParameter { .. })
         ));
         // `_` counts as `.`: nine segments are refused, eight kept.
-        let nine = vec![(vec!["a"; 9].join("_"), "1".to_string())];
+        let nine = vec![(["a"; 9].join("_"), "1".to_string())];
         assert!(Params::from_pairs(&nine).is_err());
-        let eight = vec![(vec!["a"; 8].join("_"), "1".to_string())];
+        let eight = vec![(["a"; 8].join("_"), "1".to_string())];
         assert!(Params::from_pairs(&eight).is_ok());
         let huge_index = vec![("dealIds.99999999999".to_string(), "d".to_string())];
         assert!(Params::from_pairs(&huge_index).is_err());

@@ -286,7 +286,7 @@ async fn a_ten_thousand_segment_name_is_refused_by_api3_and_crsd_keeps_answering
     let r = c.old_post("DescribeInstances", &[(&deep, "1")]).await;
     assert_code3(&r, "InvalidParameterValue", "old-signature POST");
     // Nine short segments: over the depth limit, not the length limit.
-    let nine = vec!["Status"; 9].join(".");
+    let nine = ["Status"; 9].join(".");
     let r = c.old_post("DescribeInstances", &[(&nine, "1")]).await;
     assert_code3(&r, "InvalidParameterValue", "nine segments");
     assert!(
@@ -315,7 +315,7 @@ async fn a_ten_thousand_segment_name_is_refused_by_capital_online_and_crsd_keeps
 
     let answer = co.get("DescribeDBInstances", &[(&deep, "1")]).await;
     assert_co_invalid(&answer, "GET with a deep name");
-    let nine = vec!["InstanceName"; 9].join(".");
+    let nine = ["InstanceName"; 9].join(".");
     let answer = co.get("DescribeDBInstances", &[(&nine, "x")]).await;
     assert_co_invalid(&answer, "nine segments");
 

@@ -305,10 +305,10 @@ mod tests {
         assert!(why.contains("longer than 128 bytes"), "{why}");
         assert!(why.len() < 200, "the name is not echoed whole: {why}");
         // Short segments, many of them: the segment limit.
-        let nine = vec!["a"; 9].join(".");
+        let nine = ["a"; 9].join(".");
         let why = invalid(Params3::from_pairs(&pairs(&[(nine.as_str(), "1")]), &[]));
         assert!(why.contains("more than 8 segments"), "{why}");
-        let eight = vec!["a"; 8].join(".");
+        let eight = ["a"; 8].join(".");
         let p = Params3::from_pairs(&pairs(&[(eight.as_str(), "1")]), &[]).unwrap();
         let mut v = p.get("a").unwrap();
         for _ in 0..6 {
