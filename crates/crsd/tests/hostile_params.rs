@@ -507,6 +507,15 @@ async fn api3_vport_other_than_the_default_is_refused() {
     }
     let r = c.post("CreateInstances", create(json!({"a": 1}))).await;
     assert_code3(&r, "InvalidParameterValue", "VPort as an object");
+    // Free text of the same purchase: bounded, named as the model names it.
+    let mut vpc = create(json!(6379));
+    vpc["VpcId"] = json!("v".repeat(65));
+    let r = c.post("CreateInstances", vpc).await;
+    assert_code3(&r, "InvalidParameterValue", "VpcId of 65 characters");
+    assert!(
+        r["Error"]["Message"].as_str().unwrap().contains("VpcId"),
+        "{r}"
+    );
     assert_eq!(
         footprint(&crsd).await,
         before,

@@ -531,7 +531,18 @@ pub async fn dispatch(
                 billing,
                 no_auth: no_auth(p)?,
             };
-            let deal = svc.create(app, order).await?;
+            // The service names the network ids as v2 does.
+            let deal = svc.create(app, order).await.map_err(|e| match e {
+                Error::InvalidParameter { name, reason } => {
+                    let name = match name.as_str() {
+                        "unVpcId" => "VpcId".to_string(),
+                        "unSubnetId" => "SubnetId".to_string(),
+                        _ => name,
+                    };
+                    Error::InvalidParameter { name, reason }
+                }
+                other => other,
+            })?;
             let recorded = svc.deal(app, deal).await?;
             let ids: Vec<String> = recorded.detail.instance_ids().to_vec();
             Ok(fields([
