@@ -279,6 +279,21 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_far_off_do_not_wrap_into_the_window() {
+        let g = ReplayGuard::new(300);
+        let now = 1_800_000_000;
+        // `now + i64::MIN` is now − 2^63, the value whose distance to now wrapped.
+        for ts in [now + i64::MIN, i64::MIN, i64::MAX, now + i64::MAX / 2 + 1] {
+            assert_eq!(
+                g.check("a", &ts.to_string(), ts, now),
+                Err(ReplayError::Stale),
+                "{ts}"
+            );
+            assert!(g.admit_signature("s", true, ts, now).is_err(), "{ts}");
+        }
+    }
+
+    #[test]
     fn rate_limit_allows_a_burst_then_refuses() {
         let l = RateLimiter::new(1.0, 3.0);
         assert!(l.allow(1, "DescribeRedis"));

@@ -9,6 +9,7 @@ pub mod co;
 pub mod download;
 pub mod gate;
 pub mod guard;
+pub mod limits;
 pub mod params;
 pub mod replay_journal;
 pub mod sign_co;

@@ -2,6 +2,7 @@
 //! with arrays as `name.0`, `name.1`, ... Keys are looked up with `_` read as `.`, the same
 //! normalisation the v2 signature applies, so what is signed is what is used.
 
+use crate::limits;
 use crsd_core::{Error, Result};
 use std::collections::BTreeMap;
 
@@ -11,13 +12,17 @@ pub struct Params {
 }
 
 impl Params {
-    /// Later pairs win, as they do in the signed string.
-    pub fn from_pairs(pairs: &[(String, String)]) -> Params {
-        let map = pairs
-            .iter()
-            .map(|(k, v)| (k.replace('_', "."), v.clone()))
-            .collect();
-        Params { map }
+    /// Later pairs win, as they do in the signed string. Pairs beyond the bounds of
+    /// [`limits`] (names read with `_` as `.`) are refused.
+    pub fn from_pairs(pairs: &[(String, String)]) -> Result<Params> {
+        limits::check_pairs(pairs)?;
+        let mut map = BTreeMap::new();
+        for (k, v) in pairs {
+            let name = k.replace('_', ".");
+            limits::segments(&name)?;
+            map.insert(name, v.clone());
+        }
+        Ok(Params { map })
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -97,7 +102,7 @@ mod tests {
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
-        Params::from_pairs(&v)
+        Params::from_pairs(&v).unwrap()
     }
 
     #[test]
@@ -136,5 +141,24 @@ mod tests {
             Err(Error::MissingParameter(_))
         ));
         assert!(q.int_array("projectIds").is_err());
+    }
+
+    #[test]
+    fn names_are_bounded_as_in_every_dialect() {
+        let deep = vec!["a"; 10_000].join("_");
+        let v = vec![(deep, "1".to_string())];
+        assert!(matches!(
+            Params::from_pairs(&v),
+            Err(Error::InvalidParameter { .. })
+        ));
+        // `_` counts as `.`: nine segments are refused, eight kept.
+        let nine = vec![(["a"; 9].join("_"), "1".to_string())];
+        assert!(Params::from_pairs(&nine).is_err());
+        let eight = vec![(["a"; 8].join("_"), "1".to_string())];
+        assert!(Params::from_pairs(&eight).is_ok());
+        let huge_index = vec![("dealIds.99999999999".to_string(), "d".to_string())];
+        assert!(Params::from_pairs(&huge_index).is_err());
+        let control = vec![("remark".to_string(), "a\rb".to_string())];
+        assert!(Params::from_pairs(&control).is_err());
     }
 }

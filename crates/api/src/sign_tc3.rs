@@ -52,6 +52,9 @@ pub const SERVICE: &str = "redis";
 pub const TERMINATOR: &str = "tc3_request";
 /// The `X-TC-Content-SHA256` value that leaves the body out of the signature.
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+/// Names a SignedHeaders list may hold: the SDKs sign two. The header is parsed before the
+/// credential is looked up, so its work must stay small for anyone.
+pub const MAX_SIGNED_HEADERS: usize = 32;
 
 /// Why a request's API 3.0 signature was refused. [`Tc3Error::code`] gives the Tencent
 /// `Response.Error.Code` to answer with.
@@ -162,6 +165,11 @@ pub fn parse_authorization(value: &str) -> Result<Tc3Authorization, Tc3Error> {
 
     let mut names: Vec<String> = Vec::new();
     for name in signed_headers.split(';') {
+        if names.len() == MAX_SIGNED_HEADERS {
+            return Err(Tc3Error::MalformedAuthorization(format!(
+                "more than {MAX_SIGNED_HEADERS} names in SignedHeaders"
+            )));
+        }
         let name = name.trim().to_ascii_lowercase();
         if name.is_empty() {
             return Err(malformed("empty name in SignedHeaders"));
@@ -463,6 +471,28 @@ mod tests {
 
     fn signed() -> Vec<String> {
         vec!["content-type".into(), "host".into()]
+    }
+
+    #[test]
+    fn signed_headers_are_bounded() {
+        let auth = |n: usize| {
+            let names: Vec<String> = (0..n).map(|i| format!("h{i}")).collect();
+            format!(
+                "TC3-HMAC-SHA256 Credential=AKID/2026-11-24/redis/tc3_request, \
+                 SignedHeaders={}, Signature={}",
+                names.join(";"),
+                "0".repeat(64)
+            )
+        };
+        assert!(parse_authorization(&auth(MAX_SIGNED_HEADERS)).is_ok());
+        assert!(matches!(
+            parse_authorization(&auth(MAX_SIGNED_HEADERS + 1)),
+            Err(Tc3Error::MalformedAuthorization(_))
+        ));
+        // Sixty thousand names (about the most a request head holds) fail at once.
+        let started = std::time::Instant::now();
+        assert!(parse_authorization(&auth(60_000)).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
     }
 
     #[test]

@@ -107,6 +107,48 @@ fn is_cjk_ideograph(c: char) -> bool {
         0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0x20000..=0x2A6DF | 0xF900..=0xFAFF)
 }
 
+/// Ids a client sends: crsd's own (instances, backups, deals) and those of the network objects
+/// a client names and crsd keeps and shows (Capital Online `VdcId` / `BasePipeId`, API 3.0
+/// `VpcId` / `SubnetId`, v2 `unVpcId` / `unSubnetId`). Seed 001 calls `VdcId` the data
+/// center's number and shows a 36-character uuid.
+pub const MAX_ID_CHARS: usize = 64;
+/// Filters and search keys (a substring of a name or address).
+pub const MAX_FILTER_CHARS: usize = 128;
+
+/// Free text a client sends: at most `max_chars` characters and no control characters (none
+/// belongs in an id, a name or a filter, and they would reach logs and listings).
+pub fn check_text(name: &str, value: &str, max_chars: usize) -> Result<()> {
+    if value.chars().nth(max_chars).is_some() {
+        return Err(Error::invalid(
+            name,
+            format!("at most {max_chars} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(name, "control characters are not allowed"));
+    }
+    Ok(())
+}
+
+/// The API 3.0 `VPort` every instance has unless asked otherwise (the model: "default 6379").
+pub const API3_DEFAULT_VPORT: i64 = 6379;
+
+/// `VPort` of CreateInstances: here every instance takes a free port of the operator's range
+/// on one shared address, so only the default (or none) can be honoured; any other port is
+/// refused rather than silently ignored.
+pub fn check_api3_vport(vport: Option<i64>) -> Result<()> {
+    match vport {
+        None | Some(API3_DEFAULT_VPORT) => Ok(()),
+        Some(other) => Err(Error::invalid(
+            "VPort",
+            format!(
+                "{other}: a port other than {API3_DEFAULT_VPORT} is not supported yet \
+                 (each instance gets a free port of the operator's range)"
+            ),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +200,32 @@ mod tests {
             Err(Error::InstanceNameTooLong)
         );
         assert!(check_instance_name(&"a".repeat(36)).is_ok());
+    }
+
+    #[test]
+    fn free_text_is_bounded_and_without_control_characters() {
+        assert!(check_text(
+            "VdcId",
+            "cacdf937-d484-435a-894b-241be9309d80",
+            MAX_ID_CHARS
+        )
+        .is_ok());
+        assert!(check_text("VdcId", &"a".repeat(64), MAX_ID_CHARS).is_ok());
+        assert!(check_text("VdcId", &"a".repeat(65), MAX_ID_CHARS).is_err());
+        assert!(
+            check_text("VdcId", &"数".repeat(64), MAX_ID_CHARS).is_ok(),
+            "characters"
+        );
+        for bad in ["a\u{0}", "a\nb", "\u{7f}", "a\u{85}"] {
+            assert!(check_text("VdcId", bad, MAX_ID_CHARS).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_default_vport() {
+        assert!(check_api3_vport(None).is_ok());
+        assert!(check_api3_vport(Some(6379)).is_ok());
+        let e = check_api3_vport(Some(6380)).unwrap_err();
+        assert!(e.to_string().contains("VPort") && e.to_string().contains("not supported yet"));
     }
 }

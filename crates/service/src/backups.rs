@@ -26,7 +26,7 @@ use crate::Service;
 use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Timelike, Utc, Weekday};
 use crsd_backupstore::BackupKey;
 use crsd_core::model::{Backup, BackupKind, BackupState, Instance, InstanceStatus, Task, TaskKind};
-use crsd_core::{ids, Error, Result};
+use crsd_core::{ids, rules, Error, Result};
 use crsd_engine::Role;
 use crsd_store::{BackupFilter, NewTask};
 use serde_json::json;
@@ -150,12 +150,7 @@ pub struct BackupDownload {
 impl Service {
     /// ManualBackupInstance: records a backup task; the instance keeps serving meanwhile.
     pub async fn manual_backup(&self, app_id: i64, redis_id: &str, remark: &str) -> Result<i64> {
-        if remark.chars().count() > MAX_REMARK_CHARS {
-            return Err(Error::invalid(
-                "remark",
-                format!("at most {MAX_REMARK_CHARS} characters"),
-            ));
-        }
+        rules::check_text("remark", remark, MAX_REMARK_CHARS)?;
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, redis_id).await?;
         check_idle(&inst)?;

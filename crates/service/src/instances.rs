@@ -467,6 +467,21 @@ fn instance_filter(app_id: i64, q: DescribeQuery) -> Result<InstanceFilter> {
             ))
         }
     };
+    let text = |name: &str, v: &Option<String>, max: usize| match v {
+        Some(v) => rules::check_text(name, v, max),
+        None => Ok(()),
+    };
+    text("redisId", &q.redis_id, rules::MAX_ID_CHARS)?;
+    text("redisName", &q.redis_name, rules::MAX_FILTER_CHARS)?;
+    text("address", &q.address, rules::MAX_FILTER_CHARS)?;
+    for (name, list) in [
+        ("unVpcIds", &q.un_vpc_ids),
+        ("unSubnetIds", &q.un_subnet_ids),
+    ] {
+        for v in list {
+            rules::check_text(name, v, rules::MAX_ID_CHARS)?;
+        }
+    }
     Ok(InstanceFilter {
         app_id,
         ids: q.redis_id.filter(|s| !s.is_empty()).into_iter().collect(),

@@ -150,6 +150,8 @@ impl Service {
         if !order.name.is_empty() {
             rules::check_instance_name(&order.name)?;
         }
+        rules::check_text("unVpcId", &order.un_vpc_id, rules::MAX_ID_CHARS)?;
+        rules::check_text("unSubnetId", &order.un_subnet_id, rules::MAX_ID_CHARS)?;
         if !(0..=2).contains(&order.auto_renew) {
             return Err(Error::AutoRenewFlag(order.auto_renew.to_string()));
         }

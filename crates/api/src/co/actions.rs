@@ -160,7 +160,13 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
                     "PaasGoodsId",
                     format!("{goods} is not a spec of DescribeAvailableDBConfig"),
                 ),
-                other => renamed(other, "port", "ServicePort"),
+                other => [
+                    ("port", "ServicePort"),
+                    ("unVpcId", "VdcId"),
+                    ("unSubnetId", "BasePipeId"),
+                ]
+                .into_iter()
+                .fold(other, |e, (from, to)| renamed(e, from, to)),
             })?;
             let ids = svc.deal(app, deal).await?.detail.instance_ids().to_vec();
             Ok(Answer {
@@ -169,9 +175,9 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
             })
         }
         "DescribeDBInstances" => {
-            let uuid = p.str("InstanceUuid").filter(|s| !s.is_empty());
-            let name = p.str("InstanceName").filter(|s| !s.is_empty());
-            let tag = p.str("TagName").filter(|s| !s.is_empty());
+            let uuid = p.str("InstanceUuid")?.filter(|s| !s.is_empty());
+            let name = p.str("InstanceName")?.filter(|s| !s.is_empty());
+            let tag = p.str("TagName")?.filter(|s| !s.is_empty());
             // Instances carry no tags, so a tag filter matches none.
             if tag.is_some() {
                 return Ok(query(json!([])));
@@ -179,7 +185,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
             let q = DescribeQuery {
                 redis_id: uuid,
                 redis_name: name,
-                address: p.str("IP"),
+                address: p.str("IP")?,
                 ..Default::default()
             };
             let views = svc.describe_all(app, q).await?;
@@ -214,7 +220,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
         }
         "CreateBackup" => {
             let id = p.required_str("InstanceUuid")?;
-            if let Some(kind) = p.str("BackupType").filter(|s| !s.is_empty()) {
+            if let Some(kind) = p.str("BackupType")?.filter(|s| !s.is_empty()) {
                 if kind != "full-backup" {
                     return Err(Error::invalid(
                         "BackupType",
@@ -222,7 +228,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
                     ));
                 }
             }
-            let desc = p.str("Desc").unwrap_or_default();
+            let desc = p.str("Desc")?.unwrap_or_default();
             let task = svc
                 .manual_backup(app, &id, &desc)
                 .await

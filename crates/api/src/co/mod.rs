@@ -60,19 +60,10 @@ pub async fn handle(
     body: Bytes,
 ) -> Response {
     let pairs = first_wins(parse_pairs(&query.unwrap_or_default()));
-    let result = match authenticate(&state, &method, &pairs).await {
-        // Only known actions reach the rate limiter, which keeps a bucket per action name.
-        Ok((_, action)) if !actions::ACTIONS.contains(&action.as_str()) => {
-            Err(Error::UnknownAction(action))
-        }
-        Ok((app_id, action)) => match params(&method, &pairs, &body) {
-            Ok(p) if state.limiter.allow(app_id, &action) => {
-                actions::dispatch(&state, app_id, &action, &p).await
-            }
-            Ok(_) => Err(Error::RateLimited(action)),
-            Err(e) => Err(e),
-        },
+    // The query is folded (and bounded) before anything else is done for it.
+    let result = match Params3::from_pairs(&pairs, COMMON) {
         Err(e) => Err(e),
+        Ok(query) => handle_folded(&state, &method, &pairs, query, &body).await,
     };
     match result {
         Ok(answer) => envelope(
@@ -83,6 +74,30 @@ pub async fn handle(
             answer.task_id,
         ),
         Err(e) => refusal(&e),
+    }
+}
+
+/// Authentication, the body, the action: everything after the query's fold.
+async fn handle_folded(
+    state: &SharedState,
+    method: &Method,
+    pairs: &[(String, String)],
+    query: Params3,
+    body: &[u8],
+) -> Result<Answer, Error> {
+    match authenticate(state, method, pairs).await {
+        // Only known actions reach the rate limiter, which keeps a bucket per action name.
+        Ok((_, action)) if !actions::ACTIONS.contains(&action.as_str()) => {
+            Err(Error::UnknownAction(action))
+        }
+        Ok((app_id, action)) => match params(method, query, body) {
+            Ok(p) if state.limiter.allow(app_id, &action) => {
+                actions::dispatch(state, app_id, &action, &p).await
+            }
+            Ok(_) => Err(Error::RateLimited(action)),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
     }
 }
 
@@ -182,8 +197,8 @@ async fn authenticate(
 }
 
 /// The action's parameters: the query's (GET), or the JSON body's over the query's (POST).
-fn params(method: &Method, pairs: &[(String, String)], body: &[u8]) -> Result<Params3, Error> {
-    let mut p = Params3::from_pairs(pairs, COMMON);
+fn params(method: &Method, query: Params3, body: &[u8]) -> Result<Params3, Error> {
+    let mut p = query;
     if *method == Method::POST {
         let body = Params3::from_json(body)?;
         for (k, v) in body.0 {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crsd_core::catalog::{CLUSTER_TYPE_ID, MASTER_REPLICA_TYPE_ID, REDIS_VERSION};
 use crsd_core::model::{BackupKind, BillingMode, Instance, TaskKind, TaskStatus};
 use crsd_core::params::ParamKind;
-use crsd_core::rules::PasswordPolicy;
+use crsd_core::rules::{self, PasswordPolicy};
 use crsd_core::{timefmt, Error, Result};
 use crsd_engine::Role;
 use crsd_service::{BackupQuery, CreateOrder, DescribeQuery, SlowLogQuery, TaskQuery};
@@ -174,9 +174,9 @@ pub async fn dispatch(
             let q = DescribeQuery {
                 limit: p.int_or("Limit", 20)?,
                 offset: p.int_or("Offset", 0)?,
-                redis_id: p.str("InstanceId"),
-                redis_name: p.str("SearchKey").or_else(|| p.str("InstanceName")),
-                order_by: p.str("OrderBy"),
+                redis_id: p.str("InstanceId")?,
+                redis_name: p.str("SearchKey")?.or(p.str("InstanceName")?),
+                order_by: p.str("OrderBy")?,
                 order_type: p.int("OrderType")?,
                 project_ids: p.int_list("ProjectIds")?,
                 ..Default::default()
@@ -209,8 +209,8 @@ pub async fn dispatch(
                 redis_id: id,
                 limit,
                 offset,
-                begin_time: p.str("BeginTime"),
-                end_time: p.str("EndTime"),
+                begin_time: p.str("BeginTime")?,
+                end_time: p.str("EndTime")?,
                 statuses,
             };
             let page = svc.backup_list(app, q).await?;
@@ -249,7 +249,7 @@ pub async fn dispatch(
         "ManualBackupInstance" => {
             let id = p.required_str("InstanceId")?;
             let task = svc
-                .manual_backup(app, &id, &p.str("Remark").unwrap_or_default())
+                .manual_backup(app, &id, &p.str("Remark")?.unwrap_or_default())
                 .await?;
             Ok(fields([("TaskId", json!(task))]))
         }
@@ -278,7 +278,12 @@ pub async fn dispatch(
             let id = p.required_str("InstanceId")?;
             let backup_id = p.required_str("BackupId")?;
             let task = svc
-                .restore(app, &id, &p.str("Password").unwrap_or_default(), &backup_id)
+                .restore(
+                    app,
+                    &id,
+                    &p.str("Password")?.unwrap_or_default(),
+                    &backup_id,
+                )
                 .await?;
             Ok(fields([("TaskId", json!(task))]))
         }
@@ -314,7 +319,7 @@ pub async fn dispatch(
                 statuses.extend(matching);
             }
             let kinds = p
-                .str_list("TaskTypes")
+                .str_list("TaskTypes")?
                 .iter()
                 .map(|code| {
                     kind_of_code(code)
@@ -324,10 +329,10 @@ pub async fn dispatch(
             let q = TaskQuery {
                 limit: p.int_or("Limit", 20)?,
                 offset: p.int_or("Offset", 0)?,
-                redis_id: p.str("InstanceId"),
-                redis_name: p.str("InstanceName"),
-                begin_time: p.str("BeginTime"),
-                end_time: p.str("EndTime"),
+                redis_id: p.str("InstanceId")?,
+                redis_name: p.str("InstanceName")?,
+                begin_time: p.str("BeginTime")?,
+                end_time: p.str("EndTime")?,
                 statuses,
                 kinds,
             };
@@ -358,24 +363,24 @@ pub async fn dispatch(
         "ClearInstance" => {
             let id = p.required_str("InstanceId")?;
             let task = svc
-                .clear(app, &id, &p.str("Password").unwrap_or_default())
+                .clear(app, &id, &p.str("Password")?.unwrap_or_default())
                 .await?;
             Ok(fields([("TaskId", json!(task))]))
         }
         "ModifyInstance" => {
             let op = p.required_str("Operation")?;
-            let mut ids = p.str_list("InstanceIds");
+            let mut ids = p.str_list("InstanceIds")?;
             if ids.is_empty() {
-                ids.extend(p.str("InstanceId"));
+                ids.extend(p.str("InstanceId")?);
             }
             if ids.is_empty() {
                 return Err(Error::MissingParameter("InstanceIds".into()));
             }
             match op.as_str() {
                 "rename" => {
-                    let mut names = p.str_list("InstanceNames");
+                    let mut names = p.str_list("InstanceNames")?;
                     if names.is_empty() {
-                        names.extend(p.str("InstanceName"));
+                        names.extend(p.str("InstanceName")?);
                     }
                     if names.len() != ids.len() {
                         return Err(Error::invalid(
@@ -422,8 +427,8 @@ pub async fn dispatch(
         }
         "ModifyInstancePassword" | "ModfiyInstancePassword" => {
             let id = p.required_str("InstanceId")?;
-            let old = p.str("OldPassword").unwrap_or_default();
-            let new = p.str("Password").unwrap_or_default();
+            let old = p.str("OldPassword")?.unwrap_or_default();
+            let new = p.str("Password")?.unwrap_or_default();
             let task = svc
                 .modify_password(app, &id, &old, &new, PasswordPolicy::Api3)
                 .await?;
@@ -431,7 +436,7 @@ pub async fn dispatch(
         }
         "ResetPassword" => {
             let id = p.required_str("InstanceId")?;
-            let password = p.str("Password").unwrap_or_default();
+            let password = p.str("Password")?.unwrap_or_default();
             let new = (!no_auth(p)?).then_some(password.as_str());
             let task = svc
                 .reset_password(app, &id, new, PasswordPolicy::Api3)
@@ -511,6 +516,7 @@ pub async fn dispatch(
         }
         "CreateInstances" => {
             let (zone_id, type_id, billing) = zone_and_type(state, p)?;
+            rules::check_api3_vport(p.int("VPort")?)?;
             let order = CreateOrder {
                 zone_id,
                 type_id,
@@ -520,20 +526,31 @@ pub async fn dispatch(
                     BillingMode::Prepaid => p.required_int("Period")?,
                     BillingMode::Postpaid => 0,
                 },
-                password: p.str("Password").unwrap_or_default(),
+                password: p.str("Password")?.unwrap_or_default(),
                 project_id: p.int_or("ProjectId", 0)?,
                 vpc_id: 0,
-                un_vpc_id: p.str("VpcId").unwrap_or_default(),
+                un_vpc_id: p.str("VpcId")?.unwrap_or_default(),
                 subnet_id: 0,
-                un_subnet_id: p.str("SubnetId").unwrap_or_default(),
-                name: p.str("InstanceName").unwrap_or_default(),
+                un_subnet_id: p.str("SubnetId")?.unwrap_or_default(),
+                name: p.str("InstanceName")?.unwrap_or_default(),
                 password_policy: PasswordPolicy::Api3,
                 port: None,
                 auto_renew: p.int_or("AutoRenew", 0)?,
                 billing,
                 no_auth: no_auth(p)?,
             };
-            let deal = svc.create(app, order).await?;
+            // The service names the network ids as v2 does.
+            let deal = svc.create(app, order).await.map_err(|e| match e {
+                Error::InvalidParameter { name, reason } => {
+                    let name = match name.as_str() {
+                        "unVpcId" => "VpcId".to_string(),
+                        "unSubnetId" => "SubnetId".to_string(),
+                        _ => name,
+                    };
+                    Error::InvalidParameter { name, reason }
+                }
+                other => other,
+            })?;
             let recorded = svc.deal(app, deal).await?;
             let ids: Vec<String> = recorded.detail.instance_ids().to_vec();
             Ok(fields([
@@ -563,7 +580,7 @@ pub async fn dispatch(
             Ok(price_fields(price))
         }
         "DescribeInstanceDealDetail" => {
-            let ids = p.str_list("DealIds");
+            let ids = p.str_list("DealIds")?;
             let deals = svc.deals(app, &ids).await?;
             let details: Vec<Value> = deals
                 .iter()
@@ -608,13 +625,16 @@ pub async fn dispatch(
                     ));
                 }
             }
-            let week_days = p.get("WeekDays").map(|_| p.str_list("WeekDays"));
+            let week_days = match p.get("WeekDays") {
+                Some(_) => Some(p.str_list("WeekDays")?),
+                None => None,
+            };
             let cfg = svc
                 .set_auto_backup_config(
                     app,
                     &id,
                     week_days,
-                    p.str("TimePeriod"),
+                    p.str("TimePeriod")?,
                     p.int("BackupStorageDays")?,
                 )
                 .await?;
@@ -627,7 +647,7 @@ pub async fn dispatch(
         }
         "DescribeSlowLog" => {
             let id = p.required_str("InstanceId")?;
-            let role = p.str("Role").unwrap_or_else(|| "master".into());
+            let role = p.str("Role")?.unwrap_or_else(|| "master".into());
             let replica = match role.as_str() {
                 "" | "master" => false,
                 "slave" | "replica" => true,
@@ -639,8 +659,8 @@ pub async fn dispatch(
                 }
             };
             let q = SlowLogQuery {
-                begin_time: p.str("BeginTime"),
-                end_time: p.str("EndTime"),
+                begin_time: p.str("BeginTime")?,
+                end_time: p.str("EndTime")?,
                 min_ms: p.int_or("MinQueryTime", 0)?,
                 replica,
                 limit: p.int_or("Limit", 20)?,
@@ -748,7 +768,13 @@ pub async fn dispatch(
                         }
                     })
                     .collect::<Result<_>>()?,
-                _ => return Err(Error::MissingParameter("InstanceParams".into())),
+                Some(_) => {
+                    return Err(Error::invalid(
+                        "InstanceParams",
+                        "must be a list of objects with Key and Value",
+                    ))
+                }
+                None => return Err(Error::MissingParameter("InstanceParams".into())),
             };
             let (changed, task) = svc.modify_params(app, &id, &pairs).await?;
             Ok(fields([
@@ -780,7 +806,7 @@ pub async fn dispatch(
         }
         "RenewInstance" => {
             let id = p.required_str("InstanceId")?;
-            let to_prepaid = match p.str("ModifyPayMode").unwrap_or_default().as_str() {
+            let to_prepaid = match p.str("ModifyPayMode")?.unwrap_or_default().as_str() {
                 "" => false,
                 m if m.eq_ignore_ascii_case("prepaid") => true,
                 other => {
@@ -862,7 +888,7 @@ fn zone_and_type(state: &AppState, p: &Params3) -> Result<(i64, i64, BillingMode
 /// `NoAuth`: true asks for a password-less instance (the service refuses it unless the
 /// operator allows them).
 fn no_auth(p: &Params3) -> Result<bool> {
-    match p.str("NoAuth").as_deref() {
+    match p.str("NoAuth")?.as_deref() {
         None | Some("false") | Some("0") | Some("") => Ok(false),
         Some("true") | Some("1") => Ok(true),
         Some(other) => Err(Error::invalid(

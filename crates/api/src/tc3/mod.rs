@@ -126,6 +126,8 @@ async fn authenticate(
         query.to_string()
     };
     let pairs = sign_v2::parse_pairs(&raw);
+    // Folded (and bounded) before anything else is done for them.
+    let params = Params3::from_pairs(&pairs, COMMON)?;
     let get = |name: &str| {
         pairs
             .iter()
@@ -163,7 +165,7 @@ async fn authenticate(
     Ok(Authenticated {
         app_id: creds.app_id,
         action: get("Action").unwrap_or_default(),
-        params: Params3::from_pairs(&pairs, COMMON),
+        params,
     })
 }
 
@@ -225,7 +227,7 @@ async fn authenticate_tc3(
     let params = if *method == Method::POST {
         Params3::from_json(body)?
     } else {
-        Params3::from_pairs(&sign_v2::parse_pairs(query), COMMON)
+        Params3::from_pairs(&sign_v2::parse_pairs(query), COMMON)?
     };
     Ok(Authenticated {
         app_id: creds.app_id,

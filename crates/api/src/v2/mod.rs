@@ -39,7 +39,14 @@ pub async fn handle(
         query.unwrap_or_default()
     };
     let pairs = sign_v2::parse_pairs(&raw);
-    let params = Params::from_pairs(&pairs);
+    // Pairs beyond the bounds of `limits` are refused before anything else is done for them.
+    let params = match Params::from_pairs(&pairs) {
+        Ok(params) => params,
+        Err(e) => {
+            let body = errors::render("", &e).to_string();
+            return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+        }
+    };
     let action = params.get("Action").unwrap_or_default().to_string();
     let host = crate::request_host(&headers, &uri);
     let result = match authenticate(&state, method.as_str(), &host, &pairs, &params).await {
