@@ -139,6 +139,11 @@ async fn crsd_heals_after_the_data_disk_was_full() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let Some(_tmpfs) = Tmpfs::mount(&data, "48m") else {
+        // CI runs as root: there the test must run, not pass by skipping.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cannot mount a tmpfs under CI"
+        );
         eprintln!("skipped: needs CAP_SYS_ADMIN to mount tmpfs");
         return;
     };
