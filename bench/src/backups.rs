@@ -44,7 +44,7 @@ pub async fn run(dir: &Path) -> Result<()> {
     );
     let result = measure(&client, &running.service, keys, dir).await;
     running.shutdown(Duration::from_secs(5)).await;
-    crate::kill_all(&cfg.data_dir);
+    crate::kill_all(&cfg);
     result
 }
 

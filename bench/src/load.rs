@@ -42,7 +42,7 @@ pub async fn run(dir: &Path) -> Result<()> {
     );
     let result = measure(&client, clients, seconds, keys).await;
     running.shutdown(Duration::from_secs(5)).await;
-    crate::kill_all(&cfg.data_dir);
+    crate::kill_all(&cfg);
     result
 }
 

@@ -122,6 +122,8 @@ async fn main() -> Result<()> {
         ..Config::default()
     };
     cfg.api.rate_per_second = 0.0;
+    // BENCH_CEILING=0 runs the nodes without their cgroup ceilings (to see what those cost).
+    cfg.instances.ceiling = std::env::var("BENCH_CEILING").as_deref() != Ok("0");
     cfg.instances.port_min = 18000; // below the kernel's ephemeral range, like the default
     cfg.instances.port_max = 18000 + (2 * n_instances as u16) + 2 * n_create as u16 + 100;
     for z in &mut cfg.catalog.zones {
@@ -147,7 +149,7 @@ async fn main() -> Result<()> {
     )
     .await;
     running.shutdown(Duration::from_secs(5)).await;
-    kill_all(&cfg.data_dir);
+    kill_all(&cfg);
     let (
         Provisioning {
             raw_single,
@@ -477,7 +479,9 @@ async fn raw_ping_rps(dir: &Path, seconds: u64, concurrency: usize) -> Result<f6
     Ok(rps)
 }
 
-fn kill_all(data: &Path) {
+/// Kills every redis-server under `data` (crsd's data dir) and removes their cgroups.
+fn kill_all(cfg: &Config) {
+    let data = cfg.data_dir.as_path();
     let Ok(out) = Command::new("find")
         .arg(data)
         .args(["-name", "*.pid"])
@@ -491,6 +495,24 @@ fn kill_all(data: &Path) {
             let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             if cmd.contains("redis-server") {
                 let _ = Command::new("kill").args(["-9", &pid]).status();
+            }
+        }
+    }
+    let engine = crsd_engine::Engine::new(crsd::server::engine_config(cfg));
+    let nodes = std::fs::read_dir(data.join("instances"))
+        .into_iter()
+        .flatten();
+    for id in nodes
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+    {
+        for role in ["master", "replica"] {
+            // A killed process leaves its cgroup a moment later.
+            for _ in 0..50 {
+                if engine.remove_ceiling(&format!("{id}-{role}")).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
     }

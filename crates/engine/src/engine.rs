@@ -102,6 +102,16 @@ impl Engine {
         self.ceilings.as_ref().map(|c| c.version())
     }
 
+    /// Removes the cgroup(s) of the node named `node` (`<instance>-master`, ...): for tools
+    /// that killed its process themselves (a benchmark's cleanup); `destroy` does this for an
+    /// instance crsd deletes. An error while a process still runs in them.
+    pub fn remove_ceiling(&self, node: &str) -> std::io::Result<()> {
+        match &self.ceilings {
+            Some(c) => c.remove(node),
+            None => Ok(()),
+        }
+    }
+
     /// What the kernel reports about the node's memory cgroup (limit, peak, kills); `None`
     /// without ceilings or before the node first started.
     pub fn ceiling_status(&self, spec: &NodeSpec) -> Option<CeilingStatus> {
