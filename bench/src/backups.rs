@@ -12,11 +12,8 @@
 
 use crate::Client;
 use anyhow::{bail, Context, Result};
-use crsd::config::Config;
-use crsd_core::clock::SystemClock;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "Bench2024(x";
@@ -25,23 +22,9 @@ const ROUNDS: usize = 3;
 
 pub async fn run(dir: &Path) -> Result<()> {
     let keys = crate::env_usize("BENCH_KEYS", 5_000_000);
-    let mut cfg = Config {
-        data_dir: dir.join("crsd"),
-        listen: "127.0.0.1:0".parse()?,
-        ..Config::default()
-    };
-    cfg.api.rate_per_second = 0.0;
-    cfg.instances.port_min = 18500;
-    cfg.instances.port_max = 18599;
+    let mut cfg = crate::bench_config(dir, 18500)?;
     cfg.instances.start_timeout_secs = 600;
-    cfg.accounts.bootstrap_balance = i64::MAX / 4;
-    let running = crsd::server::start(cfg.clone(), Arc::new(SystemClock)).await?;
-    let created = running.bootstrap.clone().context("first account")?;
-    let client = Client::new(
-        running.addr.to_string(),
-        created.secret_id.clone(),
-        created.secret_key.clone(),
-    );
+    let (running, client) = crate::start_crsd(&cfg).await?;
     let result = measure(&client, &running.service, keys, dir).await;
     running.shutdown(Duration::from_secs(5)).await;
     crate::kill_all(&cfg);

@@ -10,8 +10,6 @@
 use crate::backups::{connect, populate};
 use crate::Client;
 use anyhow::{bail, Context, Result};
-use crsd::config::Config;
-use crsd_core::clock::SystemClock;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,23 +21,9 @@ pub async fn run(dir: &Path) -> Result<()> {
     let clients = crate::env_usize("BENCH_CLIENTS", 500);
     let seconds = crate::env_usize("BENCH_SECONDS", 20) as u64;
     let keys = crate::env_usize("BENCH_KEYS", 1_000_000);
-    let mut cfg = Config {
-        data_dir: dir.join("crsd"),
-        listen: "127.0.0.1:0".parse()?,
-        ..Config::default()
-    };
-    cfg.api.rate_per_second = 0.0;
-    cfg.instances.port_min = 18600;
-    cfg.instances.port_max = 18699;
+    let mut cfg = crate::bench_config(dir, 18600)?;
     cfg.backups.manual_per_day = 10_000;
-    cfg.accounts.bootstrap_balance = i64::MAX / 4;
-    let running = crsd::server::start(cfg.clone(), Arc::new(SystemClock)).await?;
-    let created = running.bootstrap.clone().context("first account")?;
-    let client = Client::new(
-        running.addr.to_string(),
-        created.secret_id.clone(),
-        created.secret_key.clone(),
-    );
+    let (running, client) = crate::start_crsd(&cfg).await?;
     let result = measure(&client, clients, seconds, keys).await;
     running.shutdown(Duration::from_secs(5)).await;
     crate::kill_all(&cfg);

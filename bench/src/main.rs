@@ -116,29 +116,16 @@ async fn main() -> Result<()> {
     );
 
     // ---- crsd ----
-    let mut cfg = Config {
-        data_dir: dir.path().join("crsd"),
-        listen: "127.0.0.1:0".parse()?,
-        ..Config::default()
-    };
-    cfg.api.rate_per_second = 0.0;
-    // BENCH_CEILING=0 runs the nodes without their cgroup ceilings (to see what those cost).
+    let mut cfg = bench_config(dir.path(), 18000)?; // below the kernel's ephemeral range
+                                                    // BENCH_CEILING=0 runs the nodes without their cgroup ceilings (to see what those cost).
     cfg.instances.ceiling = std::env::var("BENCH_CEILING").as_deref() != Ok("0");
-    cfg.instances.port_min = 18000; // below the kernel's ephemeral range, like the default
     cfg.instances.port_max = 18000 + (2 * n_instances as u16) + 2 * n_create as u16 + 100;
     for z in &mut cfg.catalog.zones {
         for t in &mut z.types {
             t.max_buy_num = 50;
         }
     }
-    cfg.accounts.bootstrap_balance = i64::MAX / 4;
-    let running = crsd::server::start(cfg.clone(), Arc::new(SystemClock)).await?;
-    let created = running.bootstrap.clone().context("first account")?;
-    let client = Client::new(
-        running.addr.to_string(),
-        created.secret_id.clone(),
-        created.secret_key.clone(),
-    );
+    let (running, client) = start_crsd(&cfg).await?;
     let result = run_crsd(
         &client,
         n_create,
@@ -477,6 +464,33 @@ async fn raw_ping_rps(dir: &Path, seconds: u64, concurrency: usize) -> Result<f6
     let _ = child.kill();
     let _ = child.wait();
     Ok(rps)
+}
+
+/// A crsd for a benchmark in `dir`: no rate limit, a first account that can buy anything,
+/// instance ports from `port_min` (100 of them).
+fn bench_config(dir: &Path, port_min: u16) -> Result<Config> {
+    let mut cfg = Config {
+        data_dir: dir.join("crsd"),
+        listen: "127.0.0.1:0".parse()?,
+        ..Config::default()
+    };
+    cfg.api.rate_per_second = 0.0;
+    cfg.instances.port_min = port_min;
+    cfg.instances.port_max = port_min + 99;
+    cfg.accounts.bootstrap_balance = i64::MAX / 4;
+    Ok(cfg)
+}
+
+/// Starts crsd in this process and makes a client of its first account.
+async fn start_crsd(cfg: &Config) -> Result<(crsd::server::Running, Client)> {
+    let running = crsd::server::start(cfg.clone(), Arc::new(SystemClock)).await?;
+    let created = running.bootstrap.clone().context("first account")?;
+    let client = Client::new(
+        running.addr.to_string(),
+        created.secret_id.clone(),
+        created.secret_key.clone(),
+    );
+    Ok((running, client))
 }
 
 /// Kills every redis-server under `data` (crsd's data dir) and removes their cgroups.
