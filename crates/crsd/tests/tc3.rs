@@ -2021,12 +2021,7 @@ async fn describe_instance_backups_filters_by_status_with_the_models_default() {
 /// be redirected to a change; a read may repeat.
 #[tokio::test]
 async fn a_tc3_signature_is_accepted_once_even_across_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = common::test_config(dir.path());
-    cfg.listen = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .unwrap();
-    let mut crsd = TestCrsd::start_with(dir, cfg).await;
+    let mut crsd = TestCrsd::start_restartable().await;
     let c = Tc3Client::new(&crsd);
     let v2 = crsd.client();
     let app = common::main_app_id(&crsd);

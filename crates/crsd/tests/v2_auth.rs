@@ -695,16 +695,10 @@ async fn underscore_keys_and_raw_values_survive_signing() {
     assert_error(&v, 5100, "PasswordError");
 }
 
-/// A used Nonce stays used after crsd restarts (the replay journal), and a Timestamp of
-/// `now − 2^63` does not wrap around into the window.
+/// A used Nonce stays used after crsd restarts (the replay journal).
 #[tokio::test]
-async fn a_used_nonce_stays_used_across_a_restart_and_far_timestamps_do_not_wrap() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = common::test_config(dir.path());
-    cfg.listen = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .unwrap();
-    let mut crsd = TestCrsd::start_with(dir, cfg).await;
+async fn a_used_nonce_stays_used_across_a_restart() {
+    let mut crsd = TestCrsd::start_restartable().await;
     let c = crsd.client();
     let (host, key) = (c.host.clone(), c.secret_key.clone());
     let once = signed(
@@ -717,11 +711,4 @@ async fn a_used_nonce_stays_used_across_a_restart_and_far_timestamps_do_not_wrap
     zones_answer(&get(&crsd, &once).await);
     crsd.restart().await;
     assert_error(&get(&crsd, &once).await, 4500, "RequestReplay");
-
-    for ts in [now(&crsd).wrapping_add(i64::MIN), i64::MIN, i64::MAX] {
-        let mut p = unsigned(&crsd, &c, "DescribeRedisZones", &[]);
-        set(&mut p, "Timestamp", &ts.to_string());
-        let v = get(&crsd, &signed(p, "GET", &host, &key, false)).await;
-        assert_error(&v, 4500, "RequestReplay");
-    }
 }

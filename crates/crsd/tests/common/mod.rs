@@ -78,6 +78,15 @@ impl TestCrsd {
         TestCrsd::start_with(dir, cfg).await
     }
 
+    /// A crsd on a fixed port, so that [`TestCrsd::restart`] keeps its address (and the Host
+    /// clients sign with).
+    pub async fn start_restartable() -> TestCrsd {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = test_config(dir.path());
+        cfg.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        TestCrsd::start_with(dir, cfg).await
+    }
+
     pub async fn start_with(dir: tempfile::TempDir, cfg: Config) -> TestCrsd {
         // crsd's warnings and errors (an internal error's detail, a failed task) go to the
         // test's captured output, which cargo prints when the test fails.
@@ -131,8 +140,8 @@ impl TestCrsd {
         self.config.data_dir.clone()
     }
 
-    /// Stops crsd and starts it again on the same data dir and config (a fixed `listen`
-    /// keeps the same address, and the Host clients signed with).
+    /// Stops crsd and starts it again on the same data dir and config (see
+    /// [`TestCrsd::start_restartable`] for the same address).
     pub async fn restart(&mut self) {
         self.stop().await;
         let running = crsd::server::start(self.config.clone(), self.clock.clone())
