@@ -441,6 +441,7 @@ async fn describe_instances_over_tc3_post_get_and_the_old_signature() {
         assert_eq!(e["Status"], 2, "{e}");
         assert!(e["Size"].is_f64(), "Size is a float: {e}");
         assert_eq!(e["Size"].as_f64(), Some(1024.0), "{e}");
+        assert_instance_set_fields(e);
     }
 
     // InstanceId filter.
@@ -2128,4 +2129,40 @@ async fn a_tc3_signature_is_accepted_once_even_across_a_restart() {
     let all = c.ok("DescribeInstances", json!({})).await;
     assert_eq!(all["TotalCount"], 1, "one instance: {all}");
     assert_eq!(all["InstanceSet"][0]["Status"], 2, "still running: {all}");
+}
+
+/// Every field of the model's `InstanceSet` (61), with the model's JSON type: typed clients
+/// (the Go SDK, Terraform's provider) dereference them all.
+fn assert_instance_set_fields(e: &Value) {
+    let ints = "Appid ProjectId RegionId ZoneId VpcId SubnetId Status Port Type AutoRenewFlag \
+        BillingMode SubStatus RedisShardSize RedisShardNum RedisReplicasNum PriceId \
+        SlaveReadWeight ClientLimit DtsStatus NetLimit PasswordFree ReadOnly DiskSize \
+        ClientLimitMin ClientLimitMax DeleteProtectionSwitch";
+    let strs = "InstanceName InstanceId WanIp Createtime DeadlineTime Engine ProductType \
+        UniqVpcId UniqSubnetId InstanceTitle OfflineTime CloseTime ProjectName Vip6 IPv6 \
+        RemainBandwidthDuration MonitorVersion Region WanAddress PolarisServer RedisClusterId \
+        DedicatedClusterId ProductVersion CurrentProxyVersion CurrentRedisVersion \
+        UpgradeProxyVersion UpgradeRedisVersion BackupMode";
+    let floats = "Size SizeUsed";
+    let lists = "Tags InstanceNode InstanceTags NodeSet";
+    let bools = "NoAuth";
+    let mut n = 0;
+    for (names, ok) in [
+        (ints, Value::is_i64 as fn(&Value) -> bool),
+        (strs, Value::is_string),
+        (floats, Value::is_f64),
+        (lists, Value::is_array),
+        (bools, Value::is_boolean),
+    ] {
+        for name in names.split_whitespace() {
+            n += 1;
+            assert!(ok(&e[name]), "{name} of the model's type: {e}");
+        }
+    }
+    assert_eq!(n, 61);
+    assert_eq!(
+        e.as_object().unwrap().len(),
+        61,
+        "no field beyond the model: {e}"
+    );
 }

@@ -957,8 +957,65 @@ fn fields<const N: usize>(list: [(&str, Value); N]) -> Map<String, Value> {
     list.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
-/// One `InstanceSet` entry: the model's fields crsd has; the rest keep neutral values.
+/// One `InstanceSet` entry with every field of the model (61), because typed clients (the Go
+/// SDK, Terraform's provider) read them all: what crsd knows has its true value; what it has no
+/// such thing for (tags, proxies, bandwidth, multi-zone nodes, CDC clusters) the model's empty
+/// value (`""`, `0`, `[]`).
 fn instance_set(i: &Instance, size_used_mb: i64, time: &dyn Fn(DateTime<Utc>) -> String) -> Value {
+    let mut v = instance_known(i, size_used_mb, time);
+    let no_auth = !i.has_password();
+    let extra = json!({
+        // An isolated instance stays until CleanUpInstance: no set offline time.
+        "OfflineTime": timefmt::NO_TIME,
+        "CloseTime": timefmt::NO_TIME,
+        "Tags": [],
+        "InstanceTags": [],
+        "InstanceNode": [],
+        // Only multi-zone instances list their nodes here.
+        "NodeSet": [],
+        "PriceId": 0,
+        "SlaveReadWeight": 0,
+        "ProjectName": "",
+        // redis-server's default maxclients, which crsd does not change.
+        "ClientLimit": REDIS_MAXCLIENTS,
+        "ClientLimitMin": REDIS_MAXCLIENTS,
+        "ClientLimitMax": REDIS_MAXCLIENTS,
+        "DtsStatus": 0,
+        "NetLimit": 0,
+        "PasswordFree": i64::from(no_auth),
+        "Vip6": "",
+        "IPv6": "",
+        "ReadOnly": 0,
+        "RemainBandwidthDuration": "",
+        "DiskSize": 0,
+        "MonitorVersion": "",
+        "Region": "",
+        "WanAddress": "",
+        "PolarisServer": "",
+        "RedisClusterId": "",
+        "DedicatedClusterId": "",
+        // Data on the host's own disk.
+        "ProductVersion": "local",
+        "CurrentProxyVersion": "",
+        "UpgradeProxyVersion": "",
+        "UpgradeRedisVersion": "",
+        "BackupMode": "NormalLevelBackup",
+    });
+    if let (Value::Object(known), Value::Object(extra)) = (&mut v, extra) {
+        known.extend(extra);
+    }
+    v
+}
+
+/// redis-server's `maxclients` (its default; crsd leaves it).
+const REDIS_MAXCLIENTS: i64 = 10000;
+
+/// The `InstanceSet` fields that come from the instance.
+fn instance_known(
+    i: &Instance,
+    size_used_mb: i64,
+    time: &dyn Fn(DateTime<Utc>) -> String,
+) -> Value {
     json!({
         "InstanceName": i.name,
         "InstanceId": i.id,
