@@ -149,6 +149,27 @@ pub fn check_api3_vport(vport: Option<i64>) -> Result<()> {
     }
 }
 
+/// `RedisShardNum` and `RedisReplicasNum` of CreateInstances, UpgradeInstance and their price
+/// inquiries: every instance here is one shard with one replica, so a request for another
+/// layout is refused rather than sold as this one.
+pub fn check_api3_layout(shard_num: Option<i64>, replicas_num: Option<i64>) -> Result<()> {
+    for (name, value) in [
+        ("RedisShardNum", shard_num),
+        ("RedisReplicasNum", replicas_num),
+    ] {
+        match value {
+            None | Some(1) => {}
+            Some(other) => {
+                return Err(Error::invalid(
+                    name,
+                    format!("{other}: only 1 is supported yet (one shard with one replica)"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +239,18 @@ mod tests {
         );
         for bad in ["a\u{0}", "a\nb", "\u{7f}", "a\u{85}"] {
             assert!(check_text("VdcId", bad, MAX_ID_CHARS).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn one_shard_with_one_replica() {
+        assert!(check_api3_layout(None, None).is_ok());
+        assert!(check_api3_layout(Some(1), Some(1)).is_ok());
+        for (shards, replicas) in [(Some(3), None), (None, Some(2)), (None, Some(0))] {
+            assert!(matches!(
+                check_api3_layout(shards, replicas),
+                Err(Error::InvalidParameter { .. })
+            ));
         }
     }
 

@@ -1195,7 +1195,8 @@ async fn create_instances_with_product_info_and_price_and_v2_sees_them() {
     assert_eq!(r["AmountUnit"], "pent");
 
     let base = json!({"TypeId": 17, "MemSize": 1024, "GoodsNum": 2, "Period": 1,
-        "BillingMode": 1, "ZoneId": 100002, "Password": "Api3-Password-Long-2024", "AutoRenew": 1});
+        "BillingMode": 1, "ZoneId": 100002, "Password": "Api3-Password-Long-2024", "AutoRenew": 1,
+        "RedisShardNum": 1, "RedisReplicasNum": 1});
     for (field, value) in [
         ("TypeId", json!(18)),
         ("TypeId", json!(8)),
@@ -1204,6 +1205,9 @@ async fn create_instances_with_product_info_and_price_and_v2_sees_them() {
         ("NoAuth", json!(true)),
         // Refused before anything is bought (not after: a retry would buy again).
         ("AutoRenew", json!(3)),
+        // One shard with one replica is the only layout built yet: not sold as another.
+        ("RedisReplicasNum", json!(3)),
+        ("RedisShardNum", json!(3)),
     ] {
         let mut bad = base.clone();
         bad[field] = value;

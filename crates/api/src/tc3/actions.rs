@@ -505,6 +505,7 @@ pub async fn dispatch(
         }
         "InquiryPriceCreateInstance" => {
             let (zone, type_id, billing) = zone_and_type(state, p)?;
+            rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
             let (mem, num) = (p.required_int("MemSize")?, p.required_int("GoodsNum")?);
             // Postpaid: the price of one hour; Period is not asked for.
             let period = match billing {
@@ -517,6 +518,7 @@ pub async fn dispatch(
         "CreateInstances" => {
             let (zone_id, type_id, billing) = zone_and_type(state, p)?;
             rules::check_api3_vport(p.int("VPort")?)?;
+            rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
             let order = CreateOrder {
                 zone_id,
                 type_id,
@@ -570,6 +572,7 @@ pub async fn dispatch(
             Ok(price_fields(price))
         }
         "InquiryPriceUpgradeInstance" => {
+            rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
             let price = svc
                 .upgrade_price(
                     app,
@@ -827,6 +830,7 @@ pub async fn dispatch(
         }
         "UpgradeInstance" => {
             let id = p.required_str("InstanceId")?;
+            rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
             let deal = svc.upgrade(app, &id, p.required_int("MemSize")?).await?;
             let recorded = svc.deal(app, deal).await?;
             Ok(fields([
