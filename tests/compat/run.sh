@@ -75,6 +75,21 @@ wait_gone() { # wait_gone SECS PID...: true once none of the pids is alive
   return 1
 }
 
+# The cgroups crsd made for the nodes of our data dir (`<cgroup>/crsd/<id>-<role>` in each
+# hierarchy); empty once their redis-servers are gone. crsd removes them when it deletes an
+# instance; instances killed here leave them behind.
+remove_node_cgroups() {
+  local data="$1" inst id dir
+  [ -d "$data/instances" ] || return 0
+  for inst in "$data"/instances/*/; do
+    id="$(basename "$inst")"
+    for dir in /sys/fs/cgroup/*/crsd/"$id"-* /sys/fs/cgroup/*/*/*/crsd/"$id"-* \
+               /sys/fs/cgroup/crsd/"$id"-*; do
+      [ -d "$dir" ] && rmdir "$dir" 2>/dev/null || true
+    done
+  done
+}
+
 cleanup() {
   local pids
   if [ -n "$TEST_PID" ] && kill -0 "$TEST_PID" 2>/dev/null; then
@@ -97,6 +112,7 @@ cleanup() {
       # shellcheck disable=SC2086
       wait_gone 10 $pids || kill -KILL $pids 2>/dev/null || true
     fi
+    remove_node_cgroups "$TMP/data"
     rm -rf "$TMP"
   fi
   TMP=""
