@@ -301,14 +301,7 @@ async fn a_restarted_crsd_gives_running_nodes_the_new_rules_and_their_cgroups_in
     std::fs::write(own.join("cgroup.procs"), pids.0.to_string()).unwrap();
     assert!(!in_cgroup(&dir, pids.0));
     let mut con = redis_conn(&host, port, PW).await.unwrap();
-    let before = redis::cmd("MIGRATE")
-        .arg("127.0.0.1")
-        .arg(common::free_port())
-        .arg("nokey")
-        .arg(0)
-        .arg(100)
-        .query_async::<redis::Value>(&mut con)
-        .await;
+    let before = migrate(&mut con).await;
     assert!(
         !matches!(&before, Err(e) if e.code() == Some("NOPERM")),
         "{before:?}"
@@ -316,11 +309,7 @@ async fn a_restarted_crsd_gives_running_nodes_the_new_rules_and_their_cgroups_in
     drop(svc);
 
     // crsd restarts; its first supervisor pass adopts the nodes.
-    crsd.stop().await;
-    let running = crsd::server::start(crsd.config.clone(), crsd.clock.clone())
-        .await
-        .expect("crsd starts again");
-    crsd.running = Some(running);
+    crsd.restart().await;
 
     assert_eq!(
         (
@@ -333,15 +322,19 @@ async fn a_restarted_crsd_gives_running_nodes_the_new_rules_and_their_cgroups_in
     assert!(in_cgroup(&dir, pids.0), "moved back into its cgroup");
     for p in [port, replica.port] {
         let mut con = redis_conn(&host, p, PW).await.unwrap();
-        let err = redis::cmd("MIGRATE")
-            .arg("127.0.0.1")
-            .arg(common::free_port())
-            .arg("nokey")
-            .arg(0)
-            .arg(100)
-            .query_async::<redis::Value>(&mut con)
-            .await
-            .expect_err("refused");
+        let err = migrate(&mut con).await.expect_err("refused");
         assert_eq!(err.code(), Some("NOPERM"), "port {p}");
     }
+}
+
+/// A MIGRATE of a missing key to a port nobody listens on: NOPERM when the ACL refuses it.
+async fn migrate(con: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<redis::Value> {
+    redis::cmd("MIGRATE")
+        .arg("127.0.0.1")
+        .arg(common::free_port())
+        .arg("nokey")
+        .arg(0)
+        .arg(100)
+        .query_async::<redis::Value>(con)
+        .await
 }

@@ -2096,6 +2096,10 @@ async fn a_tc3_signature_is_accepted_once_even_across_a_restart() {
         authorization: Some(auth_d.clone()),
         ..c.post("DescribeInstances", &json!({ "InstanceId": id }))
     };
+    let redirected = || Req {
+        timestamp: describe.timestamp,
+        ..with("DestroyPostpaidInstance")
+    };
     for _ in 0..2 {
         // The identical read, twice (as a poll loop sends it within a second): answered.
         let mut first = with("DescribeInstances");
@@ -2103,9 +2107,7 @@ async fn a_tc3_signature_is_accepted_once_even_across_a_restart() {
         let r = c.send(first).await;
         assert_eq!(r["InstanceSet"][0]["Status"], 2, "{r}");
     }
-    let mut redirected = with("DestroyPostpaidInstance");
-    redirected.timestamp = describe.timestamp;
-    let r = c.send(redirected).await;
+    let r = c.send(redirected()).await;
     assert_error(
         &r,
         "AuthFailure.InvalidAuthorization",
@@ -2120,9 +2122,7 @@ async fn a_tc3_signature_is_accepted_once_even_across_a_restart() {
         "AuthFailure.InvalidAuthorization",
         "replay after a restart",
     );
-    let mut redirected = with("DestroyPostpaidInstance");
-    redirected.timestamp = describe.timestamp;
-    let r = c.send(redirected).await;
+    let r = c.send(redirected()).await;
     assert_error(
         &r,
         "AuthFailure.InvalidAuthorization",
