@@ -17,6 +17,7 @@
 //! connections are open. A refusal is in the dialect's own error shape (known from the path)
 //! and closes the connection, so an unread body is never drained.
 
+use crate::pipeline::refusal;
 use crate::SharedState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -245,9 +246,9 @@ fn too_large(what: &str, limit: u64) -> Error {
 /// The dialect's error answer, on a connection that then closes (its body may be unread).
 fn refuse(dialect: Dialect, e: &Error) -> Response {
     let mut response = match dialect {
-        Dialect::V2 => crate::v2::refusal(e),
-        Dialect::Tc3 => crate::tc3::refusal(e),
-        Dialect::Co => crate::co::refusal(e),
+        Dialect::V2 => refusal::<crate::v2::V2>(e),
+        Dialect::Tc3 => refusal::<crate::tc3::Tc3>(e),
+        Dialect::Co => refusal::<crate::co::Co>(e),
     };
     response
         .headers_mut()

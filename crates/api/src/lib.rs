@@ -1,9 +1,10 @@
 //! crsd-api: the HTTP face of crsd.
 //!
 //! One server core, many dialects: this crate owns the axum router, the health endpoint, the
-//! guards every dialect shares (replay window, per-account rate limits) and the signing
-//! primitives; each dialect module turns a request into one service call and renders the result
-//! or the error in its own shape and codes. Handlers never touch the store or the engine.
+//! guards every dialect shares (replay window, per-account rate limits), the signing
+//! primitives and the one request pipeline (`pipeline`) every dialect runs; each dialect module
+//! supplies its parser, signer, typed actions and handlers (one service call each) and renders
+//! the result or the error in its own shape and codes. Handlers never touch the store or the engine.
 
 pub mod co;
 pub mod download;
@@ -11,6 +12,7 @@ pub mod gate;
 pub mod guard;
 pub mod limits;
 pub mod params;
+mod pipeline;
 pub mod replay_journal;
 pub mod sign_co;
 pub mod sign_tc3;
@@ -106,10 +108,10 @@ pub fn router(svc: Arc<Service>, cfg: ApiConfig, downloads: Downloads) -> std::i
     let body_limit = usize::try_from(state.cfg.limits.max_body_bytes).unwrap_or(usize::MAX);
     Ok(Router::new()
         .route("/healthz", get(healthz))
-        .route("/v2/index.php", get(v2::handle).post(v2::handle))
-        .route("/", get(tc3::handle).post(tc3::handle))
-        .route("/redis", get(co::handle).post(co::handle))
-        .route("/redis/", get(co::handle).post(co::handle))
+        .route("/v2/index.php", dialect::<v2::V2>())
+        .route("/", dialect::<tc3::Tc3>())
+        .route("/redis", dialect::<co::Co>())
+        .route("/redis/", dialect::<co::Co>())
         .route(
             "/download/{file}",
             get(download_backup).head(download_backup),
@@ -120,6 +122,14 @@ pub fn router(svc: Arc<Service>, cfg: ApiConfig, downloads: Downloads) -> std::i
         ))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state))
+}
+
+/// A dialect's path: GET and POST, through the one request pipeline.
+fn dialect<D: pipeline::Dialect>() -> axum::routing::MethodRouter<SharedState>
+where
+    D::Answer: 'static,
+{
+    get(pipeline::handle::<D>).post(pipeline::handle::<D>)
 }
 
 /// `GET /download/<backupId>.rdb?<token>`: 403 unless the token is this backup's, unaltered

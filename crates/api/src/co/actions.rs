@@ -27,25 +27,27 @@ const RESERVED_PORTS: &[i64] = &[9100, 9121, 9122, 16379];
 const MAX_AMOUNT: i64 = 3;
 const SUB_PRODUCT: &str = "Redis 主从版";
 
-/// The nine actions of the Redis OpenAPI, all carried out.
-pub const ACTIONS: &[&str] = &[
-    "DescribeRegins",
-    "DescribeAvailableDBConfig",
-    "CreateDBInstance",
-    "DescribeDBInstances",
-    "DeleteDBInstance",
-    "DescribeBackups",
-    "DownloadBackup",
-    "CreateBackup",
-    "DeleteBackup",
-];
+/// The nine actions of the Redis OpenAPI, all carried out, parsed once from `Action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString)]
+pub enum Action {
+    /// The API's spelling.
+    DescribeRegins,
+    DescribeAvailableDBConfig,
+    CreateDBInstance,
+    DescribeDBInstances,
+    DeleteDBInstance,
+    DescribeBackups,
+    DownloadBackup,
+    CreateBackup,
+    DeleteBackup,
+}
 
-pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> Result<Answer> {
+pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params3) -> Result<Answer> {
     let svc = &state.svc;
     let tz = svc.time_zone();
     let time = |t: DateTime<Utc>| timefmt::format(t, tz);
     match action {
-        "DescribeRegins" => {
+        Action::DescribeRegins => {
             let regions: Vec<Value> = svc
                 .catalog()
                 .zones
@@ -63,7 +65,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
                 .collect();
             Ok(query(json!(regions)))
         }
-        "DescribeAvailableDBConfig" => {
+        Action::DescribeAvailableDBConfig => {
             let zone = site(state, p)?;
             let specs: Vec<Value> = zone
                 .types
@@ -103,7 +105,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
                 "Products": products,
             })))
         }
-        "CreateDBInstance" => {
+        Action::CreateDBInstance => {
             let zone = site(state, p)?;
             let vdc = p.required_str("VdcId")?;
             let pipe = p.required_str("BasePipeId")?;
@@ -174,7 +176,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
                 task_id: deal.to_string(),
             })
         }
-        "DescribeDBInstances" => {
+        Action::DescribeDBInstances => {
             let uuid = p.str("InstanceUuid")?.filter(|s| !s.is_empty());
             let name = p.str("InstanceName")?.filter(|s| !s.is_empty());
             let tag = p.str("TagName")?.filter(|s| !s.is_empty());
@@ -197,17 +199,17 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
             }
             Ok(query(json!(list)))
         }
-        "DeleteDBInstance" => {
+        Action::DeleteDBInstance => {
             let task = svc.delete(app, &p.required_str("InstanceUuid")?).await?;
             Ok(started(task))
         }
-        "DescribeBackups" => {
+        Action::DescribeBackups => {
             let id = p.required_str("InstanceUuid")?;
             let backups = svc.backup_list_all(app, &id).await?;
             let list: Vec<Value> = backups.iter().map(|b| backup(b, &time)).collect();
             Ok(query(json!(list)))
         }
-        "DownloadBackup" => {
+        Action::DownloadBackup => {
             let id = p.required_str("InstanceUuid")?;
             let backup_id = p.required_str("BackupId")?;
             let b = svc.backup_for_download(app, &id, &backup_id).await?;
@@ -218,7 +220,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
             data["BackupIntranetDownloadUrl"] = json!(intranet);
             Ok(query(data))
         }
-        "CreateBackup" => {
+        Action::CreateBackup => {
             let id = p.required_str("InstanceUuid")?;
             if let Some(kind) = p.str("BackupType")?.filter(|s| !s.is_empty()) {
                 if kind != "full-backup" {
@@ -235,7 +237,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
                 .map_err(|e| renamed(e, "remark", "Desc"))?;
             Ok(started(task))
         }
-        "DeleteBackup" => {
+        Action::DeleteBackup => {
             let id = p.required_str("InstanceUuid")?;
             let backup_id = p.required_str("BackupId")?;
             svc.delete_backup(app, &id, &backup_id).await?;
@@ -245,7 +247,6 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
                 task_id: String::new(),
             })
         }
-        other => Err(Error::UnknownAction(other.to_string())),
     }
 }
 

@@ -18,12 +18,12 @@
 mod actions;
 mod errors;
 
+use crate::pipeline::{Dialect, Request, Signed, Ticket};
 use crate::sign_co;
 use crate::sign_v2::parse_pairs;
 use crate::tc3::params::Params3;
-use crate::SharedState;
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use crate::{AppState, SharedState};
+use actions::Action;
 use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDateTime;
@@ -53,62 +53,65 @@ pub(crate) struct Answer {
     task_id: String,
 }
 
-pub async fn handle(
-    State(state): State<SharedState>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Response {
-    let pairs = first_wins(parse_pairs(&query.unwrap_or_default()));
-    // The query is folded (and bounded) before anything else is done for it.
-    let result = match Params3::from_pairs(&pairs, COMMON) {
-        Err(e) => Err(e),
-        Ok(query) => handle_folded(&state, &method, &pairs, query, &body).await,
-    };
-    match result {
-        Ok(answer) => envelope(
+/// The Capital Online dialect, as the request pipeline sees it.
+pub(crate) struct Co;
+
+impl Dialect for Co {
+    const NAME: &'static str = "co";
+    type Action = Action;
+    // The query's parameters, folded (and bounded) before anything else is done for them.
+    type Unread = Params3;
+    type Params = Params3;
+    type Answer = Answer;
+
+    async fn authenticate(state: &SharedState, req: &Request) -> Result<Signed<Params3>, Error> {
+        let pairs = first_wins(parse_pairs(&req.query));
+        let query = Params3::from_pairs(&pairs, COMMON)?;
+        authenticate(state, &req.method, &pairs, query).await
+    }
+
+    fn action(name: &str) -> Option<Action> {
+        name.parse().ok()
+    }
+
+    /// The query's (GET), or the JSON body's over the query's (POST).
+    fn params(req: &Request, query: Params3) -> Result<Params3, Error> {
+        let mut p = query;
+        if req.method == Method::POST {
+            let body = Params3::from_json(&req.body)?;
+            for (k, v) in body.0 {
+                if !v.is_null() {
+                    p.0.insert(k, v);
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    async fn dispatch(
+        state: &AppState,
+        app_id: i64,
+        action: Action,
+        params: &Params3,
+    ) -> Result<Answer, Error> {
+        actions::dispatch(state, app_id, action, params).await
+    }
+
+    fn success(answer: Answer) -> Response {
+        envelope(
             axum::http::StatusCode::OK,
             "Success",
             "Success.",
             answer.data,
             answer.task_id,
-        ),
-        Err(e) => refusal(&e),
+        )
     }
-}
 
-/// Authentication, the body, the action: everything after the query's fold.
-async fn handle_folded(
-    state: &SharedState,
-    method: &Method,
-    pairs: &[(String, String)],
-    query: Params3,
-    body: &[u8],
-) -> Result<Answer, Error> {
-    match authenticate(state, method, pairs).await {
-        // Only known actions reach the rate limiter, which keeps a bucket per action name.
-        Ok((_, action)) if !actions::ACTIONS.contains(&action.as_str()) => {
-            Err(Error::UnknownAction(action))
-        }
-        Ok((app_id, action)) => match params(method, query, body) {
-            Ok(p) if state.limiter.allow(app_id, &action) => {
-                actions::dispatch(state, app_id, &action, &p).await
-            }
-            Ok(_) => Err(Error::RateLimited(action)),
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
+    /// The table's HTTP status and `Code`, no `Data`.
+    fn failure(_: Option<Action>, e: &Error) -> Response {
+        let (status, code, message) = errors::code(e);
+        envelope(status, code, &message, Value::Null, String::new())
     }
-}
-
-/// The error answer: the table's HTTP status and `Code`, no `Data`. Also used for requests
-/// refused before they reach `handle` (see `crate::gate`).
-pub(crate) fn refusal(e: &Error) -> Response {
-    if let Error::Internal(detail) = e {
-        tracing::error!(detail = %detail, "internal error");
-    }
-    let (status, code, message) = errors::code(e);
-    envelope(status, code, &message, Value::Null, String::new())
 }
 
 fn envelope(
@@ -135,12 +138,13 @@ fn first_wins(pairs: Vec<(String, String)>) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Checks the common parameters and the signature; returns the account and the action.
+/// Checks the common parameters and the signature.
 async fn authenticate(
     state: &SharedState,
     method: &Method,
     pairs: &[(String, String)],
-) -> Result<(i64, String), Error> {
+    query: Params3,
+) -> Result<Signed<Params3>, Error> {
     let get = |name: &str| {
         pairs
             .iter()
@@ -187,25 +191,14 @@ async fn authenticate(
     ) {
         return Err(Error::SignatureMismatch);
     }
-    state.replay.admit(
-        access_key,
-        get("SignatureNonce"),
-        timestamp,
-        state.svc.now().timestamp(),
-    )?;
-    Ok((creds.app_id, get("Action").to_string()))
-}
-
-/// The action's parameters: the query's (GET), or the JSON body's over the query's (POST).
-fn params(method: &Method, query: Params3, body: &[u8]) -> Result<Params3, Error> {
-    let mut p = query;
-    if *method == Method::POST {
-        let body = Params3::from_json(body)?;
-        for (k, v) in body.0 {
-            if !v.is_null() {
-                p.0.insert(k, v);
-            }
-        }
-    }
-    Ok(p)
+    Ok(Signed {
+        app_id: creds.app_id,
+        action: get("Action").to_string(),
+        ticket: Ticket::Nonce {
+            credential: access_key.to_string(),
+            nonce: get("SignatureNonce").to_string(),
+            timestamp,
+        },
+        unread: query,
+    })
 }

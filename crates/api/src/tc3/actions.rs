@@ -15,16 +15,6 @@ use crsd_engine::Role;
 use crsd_service::{BackupQuery, CreateOrder, DescribeQuery, SlowLogQuery, TaskQuery};
 use serde_json::{json, Map, Value};
 
-/// Every action of the redis 2018-04-12 model (RedisClient). This version carries out
-/// DescribeInstances, DescribeInstanceBackups, ManualBackupInstance, DescribeBackupUrl,
-/// RestoreInstance, DescribeTaskInfo, DescribeTaskList, ClearInstance, ModifyInstance,
-/// ModifyInstancePassword (and ModfiyInstancePassword), ResetPassword, RenewInstance,
-/// UpgradeInstance, DescribeProductInfo, InquiryPriceCreateInstance, CreateInstances,
-/// DestroyPrepaidInstance, DestroyPostpaidInstance, StartupInstance, CleanUpInstance,
-/// InquiryPriceRenewInstance, InquiryPriceUpgradeInstance, DescribeInstanceDealDetail, DescribeAutoBackupConfig,
-/// ModifyAutoBackupConfig, DescribeSlowLog, DescribeInstanceNodeInfo, DescribeInstanceParams
-/// and ModifyInstanceParams (see `dispatch`); the others answer
-/// UnsupportedOperation naming themselves, and a name outside the model is InvalidAction.
 /// Whether an action of the model only reads, so that a request with a used signature may be
 /// answered (see `guard`). The model names such actions Describe* or InquiryPrice*;
 /// DescribeBackupUrl is not one: it mints download links.
@@ -33,7 +23,61 @@ pub fn reads_only(action: &str) -> bool {
         && action != "DescribeBackupUrl"
 }
 
-pub const MODEL: &[&str] = &[
+/// The actions of the redis 2018-04-12 model (RedisClient), parsed once from the action's
+/// name: those this version carries out, each with its handler, and the model's others, which
+/// answer UnsupportedOperation naming themselves. A name outside the model is InvalidAction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString)]
+pub enum Action {
+    DescribeInstances,
+    DescribeInstanceBackups,
+    ManualBackupInstance,
+    DescribeBackupUrl,
+    RestoreInstance,
+    DescribeTaskInfo,
+    DescribeTaskList,
+    ClearInstance,
+    ModifyInstance,
+    /// The model has both spellings.
+    #[strum(serialize = "ModifyInstancePassword", serialize = "ModfiyInstancePassword")]
+    ModifyInstancePassword,
+    ResetPassword,
+    DescribeProductInfo,
+    InquiryPriceCreateInstance,
+    CreateInstances,
+    InquiryPriceRenewInstance,
+    InquiryPriceUpgradeInstance,
+    DescribeInstanceDealDetail,
+    DescribeAutoBackupConfig,
+    ModifyAutoBackupConfig,
+    DescribeSlowLog,
+    DescribeInstanceNodeInfo,
+    DescribeInstanceParams,
+    ModifyInstanceParams,
+    DestroyPrepaidInstance,
+    DestroyPostpaidInstance,
+    StartupInstance,
+    CleanUpInstance,
+    RenewInstance,
+    UpgradeInstance,
+    /// An action of the model this version does not carry out.
+    #[strum(disabled)]
+    Unsupported(&'static str),
+}
+
+impl Action {
+    /// The action a name of the model stands for; `None` outside the model.
+    pub fn parse(name: &str) -> Option<Action> {
+        name.parse().ok().or_else(|| {
+            NOT_CARRIED_OUT
+                .iter()
+                .find(|a| **a == name)
+                .map(|a| Action::Unsupported(a))
+        })
+    }
+}
+
+/// The model's actions this version does not carry out.
+const NOT_CARRIED_OUT: &[&str] = &[
     "AddReplicationInstance",
     "AllocateWanAddress",
     "ApplyParamsTemplate",
@@ -41,34 +85,27 @@ pub const MODEL: &[&str] = &[
     "ChangeInstanceRole",
     "ChangeMasterInstance",
     "ChangeReplicaToMaster",
-    "CleanUpInstance",
-    "ClearInstance",
     "CloneInstances",
     "CloseLog",
     "CloseSSL",
     "CreateExportTask",
     "CreateInstanceAccount",
-    "CreateInstances",
     "CreateParamTemplate",
     "CreateReplicationGroup",
     "DeleteExportTask",
     "DeleteInstanceAccount",
     "DeleteParamTemplate",
     "DeleteReplicationInstance",
-    "DescribeAutoBackupConfig",
     "DescribeBackupDetail",
     "DescribeBackupDownloadRestriction",
     "DescribeBackupEncryptConfig",
-    "DescribeBackupUrl",
     "DescribeBandwidthRange",
     "DescribeCommonDBInstances",
     "DescribeDBSecurityGroups",
     "DescribeExportTasks",
     "DescribeGlobalReplicationArea",
     "DescribeInstanceAccount",
-    "DescribeInstanceBackups",
     "DescribeInstanceDTSInfo",
-    "DescribeInstanceDealDetail",
     "DescribeInstanceEvents",
     "DescribeInstanceLogDelivery",
     "DescribeInstanceMonitorBigKey",
@@ -79,22 +116,18 @@ pub const MODEL: &[&str] = &[
     "DescribeInstanceMonitorTookDist",
     "DescribeInstanceMonitorTopNCmd",
     "DescribeInstanceMonitorTopNCmdTook",
-    "DescribeInstanceNodeInfo",
     "DescribeInstanceParamRecords",
-    "DescribeInstanceParams",
     "DescribeInstancePasswordPolicy",
     "DescribeInstanceSecurityGroup",
     "DescribeInstanceShards",
     "DescribeInstanceSpecBandwidth",
     "DescribeInstanceSupportFeature",
     "DescribeInstanceZoneInfo",
-    "DescribeInstances",
     "DescribeLogInstanceList",
     "DescribeLogs",
     "DescribeMaintenanceWindow",
     "DescribeParamTemplateInfo",
     "DescribeParamTemplates",
-    "DescribeProductInfo",
     "DescribeProjectSecurityGroup",
     "DescribeProjectSecurityGroups",
     "DescribeProxySlowLog",
@@ -104,35 +137,21 @@ pub const MODEL: &[&str] = &[
     "DescribeReplicationGroupInstance",
     "DescribeSSLStatus",
     "DescribeSecondLevelBackupInfo",
-    "DescribeSlowLog",
-    "DescribeTaskInfo",
-    "DescribeTaskList",
     "DescribeTendisSlowLog",
-    "DestroyPostpaidInstance",
-    "DestroyPrepaidInstance",
     "DisableReplicaReadonly",
     "DisassociateSecurityGroups",
     "EnableReplicaReadonly",
-    "InquiryPriceCreateInstance",
-    "InquiryPriceRenewInstance",
-    "InquiryPriceUpgradeInstance",
     "KillMasterGroup",
-    "ManualBackupInstance",
-    "ModfiyInstancePassword",
-    "ModifyAutoBackupConfig",
     "ModifyBackupDownloadRestriction",
     "ModifyBackupEncrypt",
     "ModifyConnectionConfig",
     "ModifyDBInstanceSecurityGroups",
-    "ModifyInstance",
     "ModifyInstanceAccount",
     "ModifyInstanceAvailabilityZones",
     "ModifyInstanceBackupMode",
     "ModifyInstanceChargeType",
     "ModifyInstanceEvent",
     "ModifyInstanceLogDelivery",
-    "ModifyInstanceParams",
-    "ModifyInstancePassword",
     "ModifyInstancePasswordPolicy",
     "ModifyInstanceReadOnly",
     "ModifyLog",
@@ -145,14 +164,9 @@ pub const MODEL: &[&str] = &[
     "ReleaseWanAddress",
     "RemoveReplicationGroup",
     "RemoveReplicationInstance",
-    "RenewInstance",
-    "ResetPassword",
-    "RestoreInstance",
-    "StartupInstance",
     "SwitchAccessNewInstance",
     "SwitchInstanceVip",
     "SwitchProxy",
-    "UpgradeInstance",
     "UpgradeInstanceProductVersion",
     "UpgradeInstanceVersion",
     "UpgradeProxyVersion",
@@ -163,14 +177,14 @@ pub const MODEL: &[&str] = &[
 pub async fn dispatch(
     state: &AppState,
     app: i64,
-    action: &str,
+    action: Action,
     p: &Params3,
 ) -> Result<Map<String, Value>> {
     let svc = &state.svc;
     let tz = svc.time_zone();
     let time = |t: DateTime<Utc>| timefmt::format(t, tz);
     match action {
-        "DescribeInstances" => {
+        Action::DescribeInstances => {
             let q = DescribeQuery {
                 limit: p.int_or("Limit", 20)?,
                 offset: p.int_or("Offset", 0)?,
@@ -191,7 +205,7 @@ pub async fn dispatch(
                 ("InstanceSet", json!(set)),
             ]))
         }
-        "DescribeInstanceBackups" => {
+        Action::DescribeInstanceBackups => {
             let id = p.required_str("InstanceId")?;
             // The model's default filter is [2] (normal backups).
             let mut statuses = p.int_list("Status")?;
@@ -246,14 +260,14 @@ pub async fn dispatch(
                 ("BackupSet", json!(set)),
             ]))
         }
-        "ManualBackupInstance" => {
+        Action::ManualBackupInstance => {
             let id = p.required_str("InstanceId")?;
             let task = svc
                 .manual_backup(app, &id, &p.str("Remark")?.unwrap_or_default())
                 .await?;
             Ok(fields([("TaskId", json!(task))]))
         }
-        "DescribeBackupUrl" => {
+        Action::DescribeBackupUrl => {
             let id = p.required_str("InstanceId")?;
             let backup_id = p.required_str("BackupId")?;
             let backup = svc.backup_for_download(app, &id, &backup_id).await?;
@@ -274,7 +288,7 @@ pub async fn dispatch(
                 ),
             ]))
         }
-        "RestoreInstance" => {
+        Action::RestoreInstance => {
             let id = p.required_str("InstanceId")?;
             let backup_id = p.required_str("BackupId")?;
             let task = svc
@@ -287,7 +301,7 @@ pub async fn dispatch(
                 .await?;
             Ok(fields([("TaskId", json!(task))]))
         }
-        "DescribeTaskInfo" => {
+        Action::DescribeTaskInfo => {
             let task = svc.task_info(app, p.required_int("TaskId")?).await?;
             let status = match task.status {
                 TaskStatus::Pending => "preparing",
@@ -304,7 +318,7 @@ pub async fn dispatch(
                 ("TaskMessage", json!(task.error.unwrap_or_default())),
             ]))
         }
-        "DescribeTaskList" => {
+        Action::DescribeTaskList => {
             let mut statuses = Vec::new();
             for r in p.int_list("Result")? {
                 let matching: Vec<i64> = [-1, 0, 1, 2, 3]
@@ -360,14 +374,14 @@ pub async fn dispatch(
                 ("Tasks", json!(tasks)),
             ]))
         }
-        "ClearInstance" => {
+        Action::ClearInstance => {
             let id = p.required_str("InstanceId")?;
             let task = svc
                 .clear(app, &id, &p.str("Password")?.unwrap_or_default())
                 .await?;
             Ok(fields([("TaskId", json!(task))]))
         }
-        "ModifyInstance" => {
+        Action::ModifyInstance => {
             let op = p.required_str("Operation")?;
             let mut ids = p.str_list("InstanceIds")?;
             if ids.is_empty() {
@@ -425,7 +439,7 @@ pub async fn dispatch(
             }
             Ok(Map::new())
         }
-        "ModifyInstancePassword" | "ModfiyInstancePassword" => {
+        Action::ModifyInstancePassword => {
             let id = p.required_str("InstanceId")?;
             let old = p.str("OldPassword")?.unwrap_or_default();
             let new = p.str("Password")?.unwrap_or_default();
@@ -434,7 +448,7 @@ pub async fn dispatch(
                 .await?;
             Ok(fields([("TaskId", json!(task))]))
         }
-        "ResetPassword" => {
+        Action::ResetPassword => {
             let id = p.required_str("InstanceId")?;
             let password = p.str("Password")?.unwrap_or_default();
             let new = (!no_auth(p)?).then_some(password.as_str());
@@ -443,7 +457,7 @@ pub async fn dispatch(
                 .await?;
             Ok(fields([("TaskId", json!(task))]))
         }
-        "DescribeProductInfo" => {
+        Action::DescribeProductInfo => {
             let mut zones = Vec::new();
             for z in &svc.catalog().zones {
                 let products: Vec<Value> = z
@@ -503,7 +517,7 @@ pub async fn dispatch(
                 .collect();
             Ok(fields([("RegionSet", json!(set))]))
         }
-        "InquiryPriceCreateInstance" => {
+        Action::InquiryPriceCreateInstance => {
             let (zone, type_id, billing) = zone_and_type(state, p)?;
             rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
             let (mem, num) = (p.required_int("MemSize")?, p.required_int("GoodsNum")?);
@@ -515,7 +529,7 @@ pub async fn dispatch(
             let price = svc.creation_price(zone, type_id, mem, num, billing, period)?;
             Ok(price_fields(price))
         }
-        "CreateInstances" => {
+        Action::CreateInstances => {
             let (zone_id, type_id, billing) = zone_and_type(state, p)?;
             rules::check_api3_vport(p.int("VPort")?)?;
             rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
@@ -561,7 +575,7 @@ pub async fn dispatch(
                 ("InstanceIds", json!(ids)),
             ]))
         }
-        "InquiryPriceRenewInstance" => {
+        Action::InquiryPriceRenewInstance => {
             let price = svc
                 .renew_price(
                     app,
@@ -571,7 +585,7 @@ pub async fn dispatch(
                 .await?;
             Ok(price_fields(price))
         }
-        "InquiryPriceUpgradeInstance" => {
+        Action::InquiryPriceUpgradeInstance => {
             rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
             let price = svc
                 .upgrade_price(
@@ -582,7 +596,7 @@ pub async fn dispatch(
                 .await?;
             Ok(price_fields(price))
         }
-        "DescribeInstanceDealDetail" => {
+        Action::DescribeInstanceDealDetail => {
             let ids = p.str_list("DealIds")?;
             let deals = svc.deals(app, &ids).await?;
             let details: Vec<Value> = deals
@@ -606,7 +620,7 @@ pub async fn dispatch(
                 .collect();
             Ok(fields([("DealDetails", json!(details))]))
         }
-        "DescribeAutoBackupConfig" => {
+        Action::DescribeAutoBackupConfig => {
             let cfg = svc
                 .auto_backup_config(app, &p.required_str("InstanceId")?)
                 .await?;
@@ -618,7 +632,7 @@ pub async fn dispatch(
                 ("BinlogStorageDays", json!(cfg.storage_days)),
             ]))
         }
-        "ModifyAutoBackupConfig" => {
+        Action::ModifyAutoBackupConfig => {
             let id = p.required_str("InstanceId")?;
             if let Some(t) = p.int("AutoBackupType")? {
                 if t != 1 {
@@ -648,7 +662,7 @@ pub async fn dispatch(
                 ("BackupStorageDays", json!(cfg.storage_days)),
             ]))
         }
-        "DescribeSlowLog" => {
+        Action::DescribeSlowLog => {
             let id = p.required_str("InstanceId")?;
             let role = p.str("Role")?.unwrap_or_else(|| "master".into());
             let replica = match role.as_str() {
@@ -689,7 +703,7 @@ pub async fn dispatch(
                 ("InstanceSlowLogDetail", json!(details)),
             ]))
         }
-        "DescribeInstanceNodeInfo" => {
+        Action::DescribeInstanceNodeInfo => {
             let nodes = svc.nodes(app, &p.required_str("InstanceId")?).await?;
             let redis: Vec<Value> = nodes
                 .iter()
@@ -711,7 +725,7 @@ pub async fn dispatch(
                 ("Tendis", json!([])),
             ]))
         }
-        "DescribeInstanceParams" => {
+        Action::DescribeInstanceParams => {
             let list = svc
                 .instance_params(app, &p.required_str("InstanceId")?)
                 .await?;
@@ -754,7 +768,7 @@ pub async fn dispatch(
                 ("InstanceMultiParam", json!([])),
             ]))
         }
-        "ModifyInstanceParams" => {
+        Action::ModifyInstanceParams => {
             let id = p.required_str("InstanceId")?;
             let pairs: Vec<(String, String)> = match p.get("InstanceParams") {
                 Some(Value::Array(items)) => items
@@ -785,7 +799,7 @@ pub async fn dispatch(
                 ("TaskId", json!(task.unwrap_or(0))),
             ]))
         }
-        "DestroyPrepaidInstance" => {
+        Action::DestroyPrepaidInstance => {
             let id = p.required_str("InstanceId")?;
             let task = svc.isolate(app, &id, BillingMode::Prepaid).await?;
             // No refund deal is recorded: the name carries the isolation task's id.
@@ -794,20 +808,20 @@ pub async fn dispatch(
                 ("DealName", json!(task.to_string())),
             ]))
         }
-        "DestroyPostpaidInstance" => {
+        Action::DestroyPostpaidInstance => {
             let id = p.required_str("InstanceId")?;
             let task = svc.isolate(app, &id, BillingMode::Postpaid).await?;
             Ok(fields([("TaskId", json!(task))]))
         }
-        "StartupInstance" => {
+        Action::StartupInstance => {
             let task = svc.startup(app, &p.required_str("InstanceId")?).await?;
             Ok(fields([("TaskId", json!(task))]))
         }
-        "CleanUpInstance" => {
+        Action::CleanUpInstance => {
             let task = svc.clean_up(app, &p.required_str("InstanceId")?).await?;
             Ok(fields([("TaskId", json!(task))]))
         }
-        "RenewInstance" => {
+        Action::RenewInstance => {
             let id = p.required_str("InstanceId")?;
             let to_prepaid = match p.str("ModifyPayMode")?.unwrap_or_default().as_str() {
                 "" => false,
@@ -828,7 +842,7 @@ pub async fn dispatch(
                 ("DealName", json!(recorded.name)),
             ]))
         }
-        "UpgradeInstance" => {
+        Action::UpgradeInstance => {
             let id = p.required_str("InstanceId")?;
             rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
             let deal = svc.upgrade(app, &id, p.required_int("MemSize")?).await?;
@@ -838,8 +852,7 @@ pub async fn dispatch(
                 ("DealName", json!(recorded.name)),
             ]))
         }
-        a if MODEL.contains(&a) => Err(Error::Unsupported(a.to_string())),
-        other => Err(Error::UnknownAction(other.to_string())),
+        Action::Unsupported(name) => Err(Error::Unsupported(name.to_string())),
     }
 }
 

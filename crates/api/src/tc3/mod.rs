@@ -16,16 +16,16 @@ mod actions;
 mod errors;
 pub mod params;
 
+use crate::pipeline::{Dialect, Request, Signed, Ticket};
 use crate::sign_tc3;
 use crate::sign_v2::{self, SignatureMethod};
-use crate::SharedState;
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, Method, Uri};
+use crate::{AppState, SharedState};
+use actions::Action;
+use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use crsd_core::Error;
 use params::Params3;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 /// The API version this dialect speaks.
 pub const VERSION: &str = "2018-04-12";
@@ -46,57 +46,67 @@ const COMMON: &[&str] = &[
     "RequestClient",
 ];
 
-/// A request, authenticated: who asks for what, with which parameters.
-struct Authenticated {
-    app_id: i64,
-    action: String,
-    params: Params3,
+/// The API 3.0 dialect, as the request pipeline sees it.
+pub(crate) struct Tc3;
+
+/// Where a request's parameters are once its signature is checked.
+pub(crate) enum Unread {
+    /// The old signature's pairs, folded (and bounded) before the signature was checked.
+    Folded(Params3),
+    /// TC3's JSON body (POST) or query (GET), read once the signature is checked.
+    Tc3,
 }
 
-pub async fn handle(
-    State(state): State<SharedState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let host = crate::request_host(&headers, &uri);
-    let query = query.unwrap_or_default();
-    let result = match authenticate(&state, &method, &host, &headers, &query, &body).await {
-        Ok(req) => {
-            if !actions::MODEL.contains(&req.action.as_str()) {
-                Err(Error::UnknownAction(req.action.clone()))
-            } else if state.limiter.allow(req.app_id, &req.action) {
-                actions::dispatch(&state, req.app_id, &req.action, &req.params).await
-            } else {
-                Err(Error::RateLimited(req.action.clone()))
-            }
-        }
-        Err(e) => Err(e),
-    };
-    let response = match result {
-        Ok(mut fields) => {
-            fields.insert("RequestId".into(), Value::from(request_id));
-            Value::Object(fields)
-        }
-        Err(e) => error_response(&e, request_id),
-    };
-    answer(response)
-}
+impl Dialect for Tc3 {
+    const NAME: &'static str = "tc3";
+    type Action = Action;
+    type Unread = Unread;
+    type Params = Params3;
+    type Answer = Map<String, Value>;
 
-/// An error answer to a request refused before it reached `handle` (see `crate::gate`).
-pub(crate) fn refusal(e: &Error) -> Response {
-    answer(error_response(e, uuid::Uuid::new_v4().to_string()))
-}
-
-fn error_response(e: &Error, request_id: String) -> Value {
-    if let Error::Internal(detail) = e {
-        tracing::error!(detail = %detail, "internal error");
+    async fn authenticate(state: &SharedState, req: &Request) -> Result<Signed<Unread>, Error> {
+        let host = crate::request_host(&req.headers, &req.uri);
+        authenticate(state, &req.method, &host, &req.headers, &req.query, &req.body).await
     }
-    let (code, message) = errors::code(e);
-    json!({ "Error": { "Code": code, "Message": message }, "RequestId": request_id })
+
+    fn action(name: &str) -> Option<Action> {
+        Action::parse(name)
+    }
+
+    fn params(req: &Request, unread: Unread) -> Result<Params3, Error> {
+        match unread {
+            Unread::Folded(params) => Ok(params),
+            Unread::Tc3 if req.method == Method::POST => Params3::from_json(&req.body),
+            Unread::Tc3 => Params3::from_pairs(&sign_v2::parse_pairs(&req.query), COMMON),
+        }
+    }
+
+    async fn dispatch(
+        state: &AppState,
+        app_id: i64,
+        action: Action,
+        params: &Params3,
+    ) -> Result<Map<String, Value>, Error> {
+        actions::dispatch(state, app_id, action, params).await
+    }
+
+    fn success(mut fields: Map<String, Value>) -> Response {
+        fields.insert("RequestId".into(), Value::from(request_id()));
+        answer(Value::Object(fields))
+    }
+
+    fn failure(_: Option<Action>, e: &Error) -> Response {
+        let (code, message) = errors::code(e);
+        answer(json!({
+            "Error": { "Code": code, "Message": message },
+            "RequestId": request_id(),
+        }))
+    }
+}
+
+/// Every answer's `RequestId`.
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// `{"Response": ...}`, HTTP 200, `Content-Type: application/json` exactly.
@@ -115,7 +125,7 @@ async fn authenticate(
     headers: &HeaderMap,
     query: &str,
     body: &[u8],
-) -> Result<Authenticated, Error> {
+) -> Result<Signed<Unread>, Error> {
     if let Some(auth) = header(headers, "authorization") {
         return authenticate_tc3(state, method, headers, query, body, &auth).await;
     }
@@ -159,13 +169,15 @@ async fn authenticate(
     if !signed_ok {
         return Err(Error::SignatureMismatch);
     }
-    state
-        .replay
-        .admit(&secret_id, &nonce, timestamp, state.svc.now().timestamp())?;
-    Ok(Authenticated {
+    Ok(Signed {
         app_id: creds.app_id,
         action: get("Action").unwrap_or_default(),
-        params,
+        ticket: Ticket::Nonce {
+            credential: secret_id,
+            nonce,
+            timestamp,
+        },
+        unread: Unread::Folded(params),
     })
 }
 
@@ -176,7 +188,7 @@ async fn authenticate_tc3(
     query: &str,
     body: &[u8],
     authorization: &str,
-) -> Result<Authenticated, Error> {
+) -> Result<Signed<Unread>, Error> {
     let auth = sign_tc3::parse_authorization(authorization)
         .map_err(|e| Error::MalformedAuthorization(e.to_string()))?;
     let action =
@@ -216,23 +228,17 @@ async fn authenticate_tc3(
             Error::SignatureMismatch
         }
     })?;
-    // TC3 requests carry no Nonce: the signature itself changes something once (lower-cased,
-    // as it is compared, so a change of case is the same signature).
-    state.replay.admit_signature(
-        &auth.signature.to_ascii_lowercase(),
-        actions::reads_only(&action),
-        timestamp,
-        state.svc.now().timestamp(),
-    )?;
-    let params = if *method == Method::POST {
-        Params3::from_json(body)?
-    } else {
-        Params3::from_pairs(&sign_v2::parse_pairs(query), COMMON)?
-    };
-    Ok(Authenticated {
+    Ok(Signed {
         app_id: creds.app_id,
+        // TC3 requests carry no Nonce: the signature itself changes something once (lower-
+        // cased, as it is compared, so a change of case is the same signature).
+        ticket: Ticket::Signature {
+            signature: auth.signature.to_ascii_lowercase(),
+            reads_only: actions::reads_only(&action),
+            timestamp,
+        },
         action,
-        params,
+        unread: Unread::Tc3,
     })
 }
 

@@ -2,7 +2,6 @@
 //! function, shape the documented response. Field names and types follow each action's
 //! output table in the seed.
 
-use super::Caller;
 use crate::params::Params;
 use crate::AppState;
 use chrono::{DateTime, Utc};
@@ -38,45 +37,42 @@ impl Data {
     }
 }
 
-/// Every action name this dialect answers (the seed's, plus the ModifyRedisPassword spelling).
-const KNOWN: &[&str] = &[
-    "DescribeRedisZones",
-    "DescribeRedisProduct",
-    "InquiryRedisPrice",
-    "CreateRedis",
-    "RenewRedis",
-    "UpgradeRedisInquiryPrice",
-    "UpgradeRedis",
-    "DescribeRedisDealDetail",
-    "DescribeRedis",
-    "SetRedisAutoRenew",
-    "ModifyRedisName",
-    "ModfiyRedisPassword",
-    "ModifyRedisPassword",
-    "ResetRedisPassword",
-    "ClearRedis",
-    "ModifyRedisProject",
-    "DescribeTaskInfo",
-    "GetRedisTaskList",
-    "ManualBackupInstance",
-    "GetBackupDownloadUrl",
-    "GetRedisBackupList",
-    "RestoreInstance",
-    "ExportRedisBackup",
-];
-
-/// Known actions only get a rate-limit bucket, so unknown names cannot grow the table.
-pub fn is_known(action: &str) -> bool {
-    KNOWN.contains(&action)
+/// Every action this dialect answers (the seed's, plus the ModifyRedisPassword spelling),
+/// parsed once from the `Action` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString)]
+pub enum Action {
+    DescribeRedisZones,
+    DescribeRedisProduct,
+    InquiryRedisPrice,
+    CreateRedis,
+    RenewRedis,
+    UpgradeRedisInquiryPrice,
+    UpgradeRedis,
+    DescribeRedisDealDetail,
+    DescribeRedis,
+    SetRedisAutoRenew,
+    ModifyRedisName,
+    /// The seed's spelling, and the corrected one.
+    #[strum(serialize = "ModfiyRedisPassword", serialize = "ModifyRedisPassword")]
+    ModifyRedisPassword,
+    ResetRedisPassword,
+    ClearRedis,
+    ModifyRedisProject,
+    DescribeTaskInfo,
+    GetRedisTaskList,
+    ManualBackupInstance,
+    GetBackupDownloadUrl,
+    GetRedisBackupList,
+    RestoreInstance,
+    ExportRedisBackup,
 }
 
-pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Params) -> Result<Data> {
+pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params) -> Result<Data> {
     let svc = &state.svc;
-    let app = caller.app_id;
     match action {
-        "DescribeRedisZones" => zones(state),
-        "DescribeRedisProduct" => products(state, p),
-        "InquiryRedisPrice" => {
+        Action::DescribeRedisZones => zones(state),
+        Action::DescribeRedisProduct => products(state, p),
+        Action::InquiryRedisPrice => {
             let price = svc.inquiry_price(
                 p.required_int("zoneId")?,
                 p.required_int("typeId")?,
@@ -86,7 +82,7 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
             )?;
             data(json!({ "price": price }))
         }
-        "CreateRedis" => {
+        Action::CreateRedis => {
             let order = CreateOrder {
                 zone_id: p.required_int("zoneId")?,
                 type_id: p.required_int("typeId")?,
@@ -109,7 +105,7 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
             let deal = svc.create(app, order).await?;
             data(json!({ "dealId": deal.to_string() }))
         }
-        "RenewRedis" => {
+        Action::RenewRedis => {
             let deal = svc
                 .renew(
                     app,
@@ -120,26 +116,26 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
                 .await?;
             data(json!({ "dealId": deal.to_string() }))
         }
-        "UpgradeRedisInquiryPrice" => {
+        Action::UpgradeRedisInquiryPrice => {
             let price = svc
                 .upgrade_price(app, &p.required_str("redisId")?, p.required_int("memSize")?)
                 .await?;
             data(json!({ "price": price }))
         }
-        "UpgradeRedis" => {
+        Action::UpgradeRedis => {
             let deal = svc
                 .upgrade(app, &p.required_str("redisId")?, p.required_int("memSize")?)
                 .await?;
             data(json!({ "dealId": deal.to_string() }))
         }
-        "DescribeRedisDealDetail" => {
+        Action::DescribeRedisDealDetail => {
             let deals = svc.deals(app, &p.array("dealIds")).await?;
             let tz = svc.time_zone();
             let list: Vec<Value> = deals.iter().map(|d| deal_json(d, tz)).collect();
             Data::new().with("dealDetails", &list)
         }
-        "DescribeRedis" => describe(state, app, p).await,
-        "SetRedisAutoRenew" => {
+        Action::DescribeRedis => describe(state, app, p).await,
+        Action::SetRedisAutoRenew => {
             let flag = p.required_str("isAutoRenew")?;
             let flag = flag
                 .trim()
@@ -148,13 +144,13 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
             svc.set_auto_renew(app, &p.array("redisIds"), flag).await?;
             Ok(Data::new())
         }
-        "ModifyRedisName" => {
+        Action::ModifyRedisName => {
             let id = p.required_str("redisId")?;
             let name = p.get("redisName").unwrap_or_default();
             svc.rename(app, &id, name).await?;
             Ok(Data::new())
         }
-        "ModfiyRedisPassword" | "ModifyRedisPassword" => {
+        Action::ModifyRedisPassword => {
             let id = p.required_str("redisId")?;
             let old = p.get("oldPassword").unwrap_or_default();
             let new = p.get("password").unwrap_or_default();
@@ -163,7 +159,7 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
                 .await?;
             request_id(task)
         }
-        "ResetRedisPassword" => {
+        Action::ResetRedisPassword => {
             let id = p.required_str("redisId")?;
             let task = svc
                 .reset_password(
@@ -175,39 +171,39 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
                 .await?;
             request_id(task)
         }
-        "ClearRedis" => {
+        Action::ClearRedis => {
             let id = p.required_str("redisId")?;
             let task = svc
                 .clear(app, &id, p.get("password").unwrap_or_default())
                 .await?;
             request_id(task)
         }
-        "ModifyRedisProject" => {
+        Action::ModifyRedisProject => {
             svc.modify_project(app, &p.array("redisIds"), p.required_int("projectId")?)
                 .await?;
             Ok(Data::new())
         }
-        "DescribeTaskInfo" => {
+        Action::DescribeTaskInfo => {
             let task = svc.task_info(app, p.required_int("requestId")?).await?;
             data(json!({ "status": task.status.code() }))
         }
-        "GetRedisTaskList" => task_list(state, app, p).await,
-        "ManualBackupInstance" => {
+        Action::GetRedisTaskList => task_list(state, app, p).await,
+        Action::ManualBackupInstance => {
             let id = p.required_str("redisId")?;
             let task = svc
                 .manual_backup(app, &id, p.get("remark").unwrap_or_default())
                 .await?;
             request_id(task)
         }
-        "GetRedisBackupList" => backup_list(state, app, p).await,
-        "GetBackupDownloadUrl" => {
+        Action::GetRedisBackupList => backup_list(state, app, p).await,
+        Action::GetBackupDownloadUrl => {
             let id = p.required_str("redisId")?;
             let backup_id = p.required_str("backupId")?;
             let backup = svc.backup_for_download(app, &id, &backup_id).await?;
             let (extranet, intranet) = state.downloads.urls(&backup.id, svc.now());
             data(json!({ "intranet": intranet, "extranet": extranet }))
         }
-        "RestoreInstance" => {
+        Action::RestoreInstance => {
             let id = p.required_str("redisId")?;
             let backup_id = p.required_str("backupId")?;
             let task = svc
@@ -215,13 +211,12 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
                 .await?;
             request_id(task)
         }
-        "ExportRedisBackup" => {
+        Action::ExportRedisBackup => {
             let id = p.required_str("redisId")?;
             let backup_id = p.required_str("backupId")?;
             let task = svc.export_backup(app, &id, &backup_id).await?;
             request_id(task)
         }
-        other => Err(Error::UnknownAction(other.to_string())),
     }
 }
 

@@ -4,22 +4,22 @@
 //! code and English name each action's table documents (`codeDesc`), and the message in the
 //! documented `(module code)text` form.
 
+use super::actions::Action;
 use crsd_core::Error;
 use serde_json::{json, Value};
 
-pub fn render(action: &str, e: &Error) -> Value {
+/// The error body; `action` is the action the request named, once it is known (a few codes
+/// depend on it).
+pub fn render(action: Option<Action>, e: &Error) -> Value {
     let (code, module, desc, text) = table(action, e);
     let message = match module {
         Some(m) => format!("({m}){text}"),
         None => text,
     };
-    if let Error::Internal(detail) = e {
-        tracing::error!(action, detail = %detail, "internal error");
-    }
     json!({ "code": code, "message": message, "codeDesc": desc })
 }
 
-fn table(action: &str, e: &Error) -> (i64, Option<i64>, &'static str, String) {
+fn table(action: Option<Action>, e: &Error) -> (i64, Option<i64>, &'static str, String) {
     use Error::*;
     let param = |m, d, t: &str| (4000, Some(m), d, t.to_string());
     let failed = |m, d, t: &str| (5100, Some(m), d, t.to_string());
@@ -79,7 +79,7 @@ fn table(action: &str, e: &Error) -> (i64, Option<i64>, &'static str, String) {
         InstanceNotFound(_) => (5000, Some(10701), "InstanceNotExists", "没有找到serialId对应的实例".into()),
         InstanceDeleted(_) => failed(11055, "InstanceDeleted", "实例到期已被删除"),
         InstanceIsolated(_) => failed(11061, "InstanceIsolated", "实例到期已被隔离"),
-        InstanceLocked(_) if action == "RenewRedis" => {
+        InstanceLocked(_) if action == Some(Action::RenewRedis) => {
             failed(11056, "InstanceBeenLocked", "实例正被其它流程锁定，暂时不能执行该操作")
         }
         InstanceLocked(_) => failed(10707, "InstanceLockedError", "实例已被锁住，暂时不能执行该操作"),
@@ -115,7 +115,7 @@ fn table(action: &str, e: &Error) -> (i64, Option<i64>, &'static str, String) {
         DealNotFound(_) => (5000, Some(11059), "DealIdNotFound", "订单号不存在".into()),
         TaskNotFound(id) => param(11201, "InvalidParameter", &format!("业务参数错误: 任务 {id} 不存在")),
         BackupNotFound(_) => (5000, Some(11213), "BackupNotExists", "根据backupId，没有找到实例对应的备份".into()),
-        BackupStatusAbnormal(_) if action == "ExportRedisBackup" => failed(
+        BackupStatusAbnormal(_) if action == Some(Action::ExportRedisBackup) => failed(
             10711,
             "BackupStatusInvalid",
             "备份状态无效（集群版只能导出状态为2的备份）",
@@ -157,16 +157,15 @@ mod tests {
 
     #[test]
     fn module_errors_use_the_documented_form() {
-        let v = render("ClearRedis", &Error::PasswordWrong);
+        let v = render(Some(Action::ClearRedis), &Error::PasswordWrong);
         assert_eq!(v["code"], 5100);
         assert_eq!(v["codeDesc"], "PasswordError");
         assert_eq!(v["message"], "(10712)实例密码错误");
-        let v = render("RenewRedis", &Error::InstanceLocked("crs-1".into()));
+        let v = render(Some(Action::RenewRedis), &Error::InstanceLocked("crs-1".into()));
         assert_eq!(v["message"].as_str().unwrap().get(..7), Some("(11056)"));
-        let v = render("ClearRedis", &Error::InstanceLocked("crs-1".into()));
+        let v = render(Some(Action::ClearRedis), &Error::InstanceLocked("crs-1".into()));
         assert_eq!(v["message"].as_str().unwrap().get(..7), Some("(10707)"));
-        let v = render(
-            "CreateRedis",
+        let v = render(Some(Action::CreateRedis),
             &Error::BalanceNotEnough {
                 needed: 1,
                 available: 0,
@@ -180,7 +179,7 @@ mod tests {
 
     #[test]
     fn internal_detail_is_not_sent() {
-        let v = render("DescribeRedis", &Error::Internal("secret path /x".into()));
+        let v = render(Some(Action::DescribeRedis), &Error::Internal("secret path /x".into()));
         assert_eq!(v["code"], 6000);
         assert!(!v.to_string().contains("/x"));
     }

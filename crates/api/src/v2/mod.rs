@@ -9,72 +9,72 @@ mod actions;
 mod errors;
 
 use crate::params::Params;
+use crate::pipeline::{Dialect, Request, Signed, Ticket};
 use crate::sign_v2::{self, SignatureMethod};
-use crate::SharedState;
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, Method, Uri};
+use crate::{AppState, SharedState};
+use actions::Action;
+use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use crsd_core::Error;
 
 pub const PATH: &str = "/v2/index.php";
 
-/// An authenticated caller.
-pub struct Caller {
-    pub app_id: i64,
+/// The v2 dialect, as the request pipeline sees it.
+pub(crate) struct V2;
+
+impl Dialect for V2 {
+    const NAME: &'static str = "v2";
+    type Action = Action;
+    // Read (and bounded) before authentication: what is signed is what is used.
+    type Unread = Params;
+    type Params = Params;
+    type Answer = actions::Data;
+
+    async fn authenticate(state: &SharedState, req: &Request) -> Result<Signed<Params>, Error> {
+        // GET reads the query; POST reads the body and ignores the query (seed: 请求方法,
+        // note 1).
+        let raw = if req.method == Method::POST {
+            String::from_utf8_lossy(&req.body).into_owned()
+        } else {
+            req.query.clone()
+        };
+        let pairs = sign_v2::parse_pairs(&raw);
+        // Pairs beyond the bounds of `limits` are refused before anything else is done for
+        // them.
+        let params = Params::from_pairs(&pairs)?;
+        let host = crate::request_host(&req.headers, &req.uri);
+        authenticate(state, req.method.as_str(), &host, &pairs, params).await
+    }
+
+    fn action(name: &str) -> Option<Action> {
+        name.parse().ok()
+    }
+
+    fn params(_: &Request, params: Params) -> Result<Params, Error> {
+        Ok(params)
+    }
+
+    async fn dispatch(
+        state: &AppState,
+        app_id: i64,
+        action: Action,
+        params: &Params,
+    ) -> Result<actions::Data, Error> {
+        actions::dispatch(state, app_id, action, params).await
+    }
+
+    fn success(data: actions::Data) -> Response {
+        json_200(success(&data))
+    }
+
+    fn failure(action: Option<Action>, e: &Error) -> Response {
+        json_200(errors::render(action, e).to_string())
+    }
 }
 
-pub async fn handle(
-    State(state): State<SharedState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Response {
-    // GET reads the query; POST reads the body and ignores the query (seed: 请求方法, note 1).
-    let raw = if method == Method::POST {
-        String::from_utf8_lossy(&body).into_owned()
-    } else {
-        query.unwrap_or_default()
-    };
-    let pairs = sign_v2::parse_pairs(&raw);
-    // Pairs beyond the bounds of `limits` are refused before anything else is done for them.
-    let params = match Params::from_pairs(&pairs) {
-        Ok(params) => params,
-        Err(e) => {
-            let body = errors::render("", &e).to_string();
-            return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
-        }
-    };
-    let action = params.get("Action").unwrap_or_default().to_string();
-    let host = crate::request_host(&headers, &uri);
-    let result = match authenticate(&state, method.as_str(), &host, &pairs, &params).await {
-        Ok(caller) => {
-            if !actions::is_known(&action) {
-                Err(Error::UnknownAction(action.clone()))
-            } else if state.limiter.allow(caller.app_id, &action) {
-                actions::dispatch(&state, &caller, &action, &params).await
-            } else {
-                Err(Error::RateLimited(action.clone()))
-            }
-        }
-        Err(e) => Err(e),
-    };
-    let body = match result {
-        Ok(data) => success(&data),
-        Err(e) => errors::render(&action, &e).to_string(),
-    };
+/// Every answer: HTTP 200, JSON.
+fn json_200(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// An error answer to a request refused before it reached `handle` (see `crate::gate`).
-pub(crate) fn refusal(e: &Error) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        errors::render("", e).to_string(),
-    )
-        .into_response()
 }
 
 /// `{"code":0,"message":"","codeDesc":"Success", ...the action's fields}`.
@@ -90,16 +90,16 @@ fn success(data: &actions::Data) -> String {
     out
 }
 
-/// Signature pipeline: common params -> key lookup -> string to sign (Host header as received,
-/// then each configured public host) -> HMAC -> constant-time compare -> timestamp window ->
-/// nonce.
+/// Common params -> key lookup -> string to sign (Host header as received, then each
+/// configured public host) -> HMAC -> constant-time compare; the pipeline then checks the
+/// timestamp window and the nonce.
 async fn authenticate(
     state: &SharedState,
     method: &str,
     host: &str,
     pairs: &[(String, String)],
-    params: &Params,
-) -> Result<Caller, Error> {
+    params: Params,
+) -> Result<Signed<Params>, Error> {
     for name in ["Action", "SecretId", "Signature", "Nonce", "Timestamp"] {
         if params.str(name).is_none() {
             return Err(Error::MissingParameter(name.into()));
@@ -126,10 +126,14 @@ async fn authenticate(
     if !signed_ok {
         return Err(Error::SignatureMismatch);
     }
-    state
-        .replay
-        .admit(secret_id, nonce, timestamp, state.svc.now().timestamp())?;
-    Ok(Caller {
+    Ok(Signed {
         app_id: creds.app_id,
+        action: params.get("Action").unwrap_or_default().to_string(),
+        ticket: Ticket::Nonce {
+            credential: secret_id.to_string(),
+            nonce: nonce.to_string(),
+            timestamp,
+        },
+        unread: params,
     })
 }
