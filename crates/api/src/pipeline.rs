@@ -175,8 +175,11 @@ fn admit(state: &AppState, ticket: Ticket) -> Result<()> {
 
 /// The log step: what the tenant is not told is told to the operator.
 fn log<D: Dialect>(action: &str, e: &Error) {
-    if let Error::Internal(detail) = e {
-        tracing::error!(dialect = D::NAME, action, detail = %detail, "internal error");
+    match e {
+        Error::Internal(detail) => {
+            tracing::error!(dialect = D::NAME, action, detail = %detail, "internal error")
+        }
+        _ => tracing::debug!(dialect = D::NAME, action, error = %e, "refused"),
     }
 }
 

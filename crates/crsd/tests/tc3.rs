@@ -844,6 +844,16 @@ async fn refusals_are_http_200_json_with_the_documented_codes() {
     assert_error(&v, "InvalidAction", "GET unknown action");
     let v = c.send_old(&c.old_form("DescribeFooBar", &[])).await;
     assert_error(&v, "InvalidAction", "old signature unknown action");
+    // The action is known before its body is read: a name outside the model is InvalidAction
+    // whatever its body holds; a known action's body that is no JSON object is refused.
+    let bad_body = |action: &str| Req {
+        body: b"[1,2]".to_vec(),
+        ..c.post(action, &json!({}))
+    };
+    let v = c.send(bad_body("DescribeFooBar")).await;
+    assert_error(&v, "InvalidAction", "unknown action with a bad body");
+    let v = c.send(bad_body("DescribeInstances")).await;
+    assert_error(&v, "InvalidParameterValue", "known action with a bad body");
 
     // Unknown instance.
     let none = "crs-nosuch00";

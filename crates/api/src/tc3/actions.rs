@@ -1070,3 +1070,31 @@ fn instance_known(
         "DeleteProtectionSwitch": 0,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_of_the_model_parses_and_no_other() {
+        assert_eq!(
+            Action::parse("DescribeInstances"),
+            Some(Action::DescribeInstances)
+        );
+        // Both spellings the model has.
+        for name in ["ModifyInstancePassword", "ModfiyInstancePassword"] {
+            assert_eq!(Action::parse(name), Some(Action::ModifyInstancePassword));
+        }
+        assert_eq!(
+            Action::parse("AllocateWanAddress"),
+            Some(Action::Unsupported("AllocateWanAddress"))
+        );
+        for name in ["DescribeFooBar", "describeinstances", "", "Unsupported"] {
+            assert_eq!(Action::parse(name), None, "{name:?}");
+        }
+        // A name carried out is not also listed as not carried out.
+        for name in NOT_CARRIED_OUT {
+            assert!(name.parse::<Action>().is_err(), "{name}");
+        }
+    }
+}

@@ -481,3 +481,17 @@ async fn task_list(state: &AppState, app: i64, p: &Params) -> Result<Data> {
         .with("totalCount", &total)?
         .with("data", &json!({ "redisTaskSet": set }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_password_spellings_are_one_action() {
+        for name in ["ModfiyRedisPassword", "ModifyRedisPassword"] {
+            assert_eq!(name.parse(), Ok(Action::ModifyRedisPassword));
+        }
+        assert!("DescribeFooBar".parse::<Action>().is_err());
+        assert!("describeredis".parse::<Action>().is_err());
+    }
+}
