@@ -5,6 +5,7 @@
 //! external message, safe to show to a client; internal detail (causes) travels in
 //! [`Error::Internal`] and is logged where it is handled, never sent.
 
+use crate::Field;
 use thiserror::Error;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -124,13 +125,52 @@ pub enum Error {
     /// instances' append-only files); an operation that would eat into it is refused.
     #[error("not enough free disk space on the server for this operation now; try again later")]
     DiskSpaceLow,
+
+    // ---- the service's words for request fields (each dialect names its parameter) ----
+    /// A field the request must give is missing; rendered as the dialect's MissingParameter.
+    #[error("missing parameter: {0}")]
+    MissingField(Field),
+    /// A field's value is refused; rendered as the dialect's InvalidParameter.
+    #[error("invalid parameter {field}: {reason}")]
+    InvalidField { field: Field, reason: String },
 }
 
 impl Error {
+    /// A parameter the dialect names (the service names fields: [`Error::invalid_field`]).
     pub fn invalid(name: &str, reason: impl Into<String>) -> Error {
         Error::InvalidParameter {
             name: name.to_string(),
             reason: reason.into(),
+        }
+    }
+
+    pub fn invalid_field(field: Field, reason: impl Into<String>) -> Error {
+        Error::InvalidField {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// A rule's refusal of a value (`InvalidParameter`, whatever it called it) as a refusal of
+    /// `field`; other errors unchanged.
+    pub fn for_field(self, field: Field) -> Error {
+        match self {
+            Error::InvalidParameter { reason, .. } => Error::InvalidField { field, reason },
+            other => other,
+        }
+    }
+
+    /// The error with its fields named as a dialect names its parameters: `MissingField` and
+    /// `InvalidField` become `MissingParameter` and `InvalidParameter`, so a dialect's table
+    /// renders them with the codes it documents for those.
+    pub fn named(self, name: impl Fn(Field) -> &'static str) -> Error {
+        match self {
+            Error::MissingField(field) => Error::MissingParameter(name(field).to_string()),
+            Error::InvalidField { field, reason } => Error::InvalidParameter {
+                name: name(field).to_string(),
+                reason,
+            },
+            other => other,
         }
     }
 

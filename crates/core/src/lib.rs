@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod clock;
 pub mod error;
+pub mod field;
 pub mod ids;
 pub mod model;
 pub mod params;
@@ -16,3 +17,4 @@ pub mod secret;
 pub mod timefmt;
 
 pub use error::{Error, Result};
+pub use field::Field;

@@ -1,6 +1,7 @@
 //! Validation rules exactly as the seeds state them.
 
 use crate::error::{Error, Result};
+use crate::Field;
 
 /// Special characters the v2 password rule names: `!@#%^*()`.
 pub const PASSWORD_SPECIALS: &str = "!@#%^*()";
@@ -114,6 +115,11 @@ fn is_cjk_ideograph(c: char) -> bool {
 pub const MAX_ID_CHARS: usize = 64;
 /// Filters and search keys (a substring of a name or address).
 pub const MAX_FILTER_CHARS: usize = 128;
+
+/// [`check_text`] of a field the service names (each dialect names its parameter).
+pub fn check_field_text(field: Field, value: &str, max_chars: usize) -> Result<()> {
+    check_text(&field.to_string(), value, max_chars).map_err(|e| e.for_field(field))
+}
 
 /// Free text a client sends: at most `max_chars` characters and no control characters (none
 /// belongs in an id, a name or a filter, and they would reach logs and listings).

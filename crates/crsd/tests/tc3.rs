@@ -887,6 +887,25 @@ async fn refusals_are_http_200_json_with_the_documented_codes() {
         .await;
     c.err("DescribeTaskInfo", json!({}), "MissingParameter")
         .await;
+    // The service names the domain thing; API 3.0 names its own parameter.
+    let v = c
+        .err("DescribeInstanceDealDetail", json!({}), "MissingParameter")
+        .await;
+    assert_eq!(v["Error"]["Message"], "missing parameter: DealIds", "{v}");
+    let v = c
+        .err(
+            "DescribeTaskList",
+            json!({"BeginTime": "yesterday"}),
+            "InvalidParameterValue",
+        )
+        .await;
+    assert!(
+        v["Error"]["Message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid parameter BeginTime:"),
+        "{v}"
+    );
 
     // The old signature: a second use of a Nonce is refused, and so is a stale Timestamp.
     let form = c.old_form("DescribeInstances", &[("Limit", "10")]);

@@ -26,7 +26,7 @@ use crate::Service;
 use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Timelike, Utc, Weekday};
 use crsd_backupstore::BackupKey;
 use crsd_core::model::{Backup, BackupKind, BackupState, Instance, InstanceStatus, Task, TaskKind};
-use crsd_core::{ids, rules, Error, Result};
+use crsd_core::{ids, rules, Error, Field, Result};
 use crsd_engine::Role;
 use crsd_store::{BackupFilter, NewTask};
 use serde_json::json;
@@ -150,7 +150,7 @@ pub struct BackupDownload {
 impl Service {
     /// ManualBackupInstance: records a backup task; the instance keeps serving meanwhile.
     pub async fn manual_backup(&self, app_id: i64, redis_id: &str, remark: &str) -> Result<i64> {
-        rules::check_text("remark", remark, MAX_REMARK_CHARS)?;
+        rules::check_field_text(Field::Remark, remark, MAX_REMARK_CHARS)?;
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, redis_id).await?;
         check_idle(&inst)?;
@@ -197,8 +197,8 @@ impl Service {
 
     async fn backup_page(&self, app_id: i64, q: BackupQuery) -> Result<BackupPage> {
         let inst = self.owned_instance(app_id, &q.redis_id).await?;
-        let begin = self.parse_time("beginTime", &q.begin_time)?;
-        let end = self.parse_end_time("endTime", &q.end_time)?;
+        let begin = self.parse_time(Field::BeginTime, &q.begin_time)?;
+        let end = self.parse_end_time(Field::EndTime, &q.end_time)?;
         let filter = BackupFilter {
             app_id,
             instance_id: inst.id.clone(),
@@ -500,7 +500,7 @@ impl Service {
     /// an orphan that the start-up sweep removes.
     pub async fn delete_backup(&self, app_id: i64, redis_id: &str, backup_id: &str) -> Result<()> {
         if backup_id.is_empty() {
-            return Err(Error::MissingParameter("backupId".into()));
+            return Err(Error::MissingField(Field::BackupId));
         }
         let mut tx = self.store.write().await?;
         let inst = self.owned_in_tx(&mut tx, app_id, redis_id).await?;
@@ -716,7 +716,7 @@ impl Service {
 
     async fn owned_backup(&self, inst: &Instance, backup_id: &str) -> Result<Backup> {
         if backup_id.is_empty() {
-            return Err(Error::MissingParameter("backupId".into()));
+            return Err(Error::MissingField(Field::BackupId));
         }
         backup_of(self.store.backup(backup_id).await?, inst, backup_id)
     }

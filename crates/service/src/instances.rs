@@ -3,7 +3,7 @@
 use crate::Service;
 use crsd_core::model::{BillingMode, Instance, InstanceStatus, TaskKind};
 use crsd_core::rules::{self, PasswordPolicy};
-use crsd_core::{secret, Error, Result};
+use crsd_core::{secret, Error, Field, Result};
 use crsd_store::{InstanceFilter, InstanceOrder, NewTask};
 use serde_json::json;
 
@@ -114,7 +114,7 @@ impl Service {
     /// Each named instance its own auto-renew flag (API 3.0 ModifyInstance): all or none.
     pub async fn set_auto_renews(&self, app_id: i64, flags: &[(String, i64)]) -> Result<()> {
         if flags.is_empty() {
-            return Err(Error::MissingParameter("redisIds.n".into()));
+            return Err(Error::MissingField(Field::InstanceIds));
         }
         if let Some((_, bad)) = flags.iter().find(|(_, f)| !(0..=2).contains(f)) {
             return Err(Error::AutoRenewFlag(bad.to_string()));
@@ -172,10 +172,13 @@ impl Service {
     /// ModifyRedisProject: all named instances or none.
     pub async fn modify_project(&self, app_id: i64, ids: &[String], project_id: i64) -> Result<()> {
         if ids.is_empty() {
-            return Err(Error::MissingParameter("redisIds.n".into()));
+            return Err(Error::MissingField(Field::InstanceIds));
         }
         if project_id < 0 {
-            return Err(Error::invalid("projectId", "must not be negative"));
+            return Err(Error::invalid_field(
+                Field::ProjectId,
+                "must not be negative",
+            ));
         }
         let mut tx = self.store.write().await?;
         let mut changed = Vec::new();
@@ -257,8 +260,8 @@ impl Service {
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
         if inst.billing != billing {
-            return Err(Error::invalid(
-                "InstanceId",
+            return Err(Error::invalid_field(
+                Field::InstanceId,
                 match inst.billing {
                     BillingMode::Prepaid => format!("{id} is prepaid: use DestroyPrepaidInstance"),
                     BillingMode::Postpaid => {
@@ -340,7 +343,7 @@ impl Service {
         id: &str,
     ) -> Result<Instance> {
         if id.is_empty() {
-            return Err(Error::MissingParameter("redisId".into()));
+            return Err(Error::MissingField(Field::InstanceId));
         }
         match tx.instance(id).await? {
             Some(i) if i.app_id == app_id && i.status != InstanceStatus::Deleted => Ok(i),

@@ -25,7 +25,7 @@ use crsd_backupstore::BackupStore;
 use crsd_core::catalog::Catalog;
 use crsd_core::clock::SharedClock;
 use crsd_core::model::{Instance, InstanceStatus};
-use crsd_core::{Error, Result};
+use crsd_core::{Error, Field, Result};
 use crsd_engine::{Engine, NodeSpec, Role};
 use crsd_store::Store;
 use std::collections::HashMap;
@@ -188,14 +188,14 @@ impl Service {
     /// A `YYYY-MM-DD HH:MM:SS` filter bound in the operator's time zone; None when absent.
     pub(crate) fn parse_time(
         &self,
-        name: &str,
+        field: Field,
         v: &Option<String>,
     ) -> Result<Option<DateTime<Utc>>> {
         match v.as_deref().map(str::trim) {
             None | Some("") => Ok(None),
             Some(s) => crsd_core::timefmt::parse(s, self.time_zone())
                 .map(Some)
-                .ok_or_else(|| Error::invalid(name, "expected YYYY-MM-DD HH:MM:SS")),
+                .ok_or_else(|| Error::invalid_field(field, "expected YYYY-MM-DD HH:MM:SS")),
         }
     }
 
@@ -203,18 +203,18 @@ impl Service {
     /// 12:00:00.5 shows 12:00:00 and is within `endTime=... 12:00:00`.
     pub(crate) fn parse_end_time(
         &self,
-        name: &str,
+        field: Field,
         v: &Option<String>,
     ) -> Result<Option<DateTime<Utc>>> {
         Ok(self
-            .parse_time(name, v)?
+            .parse_time(field, v)?
             .map(|e| e + chrono::Duration::seconds(1) - chrono::Duration::milliseconds(1)))
     }
 
     /// The caller's instance `id`; another account's instance does not exist for the caller.
     async fn owned_instance(&self, app_id: i64, id: &str) -> Result<Instance> {
         if id.is_empty() {
-            return Err(Error::MissingParameter("redisId".into()));
+            return Err(Error::MissingField(Field::InstanceId));
         }
         match self.store.instance(id).await? {
             Some(i) if i.app_id == app_id && i.status != InstanceStatus::Deleted => Ok(i),

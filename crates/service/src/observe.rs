@@ -4,7 +4,7 @@ use crate::Service;
 use chrono::{DateTime, TimeZone, Utc};
 use crsd_core::model::TaskKind;
 use crsd_core::params::{self, ParamDef};
-use crsd_core::{Error, Result};
+use crsd_core::{Error, Field, Result};
 use crsd_engine::{Role, SlowlogEntry};
 
 /// The most slow-log entries read from a node (redis keeps 128 by default).
@@ -55,8 +55,8 @@ impl Service {
             ));
         }
         let inst = self.owned_instance(app_id, id).await?;
-        let begin = self.parse_time("BeginTime", &q.begin_time)?;
-        let end = self.parse_end_time("EndTime", &q.end_time)?;
+        let begin = self.parse_time(Field::BeginTime, &q.begin_time)?;
+        let end = self.parse_end_time(Field::EndTime, &q.end_time)?;
         let (role, node) = if q.replica {
             (Role::Replica, "replica")
         } else {

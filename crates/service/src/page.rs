@@ -1,7 +1,7 @@
 //! Paging as the list actions apply it: one check of `limit`/`offset` and one way to cut a
 //! page out of a list filtered in memory (for lists whose filter the store cannot apply).
 
-use crsd_core::{Error, Result};
+use crsd_core::{Error, Field, Result};
 
 /// The most rows one page holds, as the cloud applies it.
 pub(crate) const MAX_PAGE: i64 = 1000;
@@ -9,13 +9,13 @@ pub(crate) const MAX_PAGE: i64 = 1000;
 /// `limit` within [0, [`MAX_PAGE`]] and `offset` not negative, or the error naming which.
 pub(crate) fn check(limit: i64, offset: i64) -> Result<()> {
     if !(0..=MAX_PAGE).contains(&limit) {
-        return Err(Error::invalid(
-            "limit",
+        return Err(Error::invalid_field(
+            Field::Limit,
             format!("must be within [0, {MAX_PAGE}]"),
         ));
     }
     if offset < 0 {
-        return Err(Error::invalid("offset", "must not be negative"));
+        return Err(Error::invalid_field(Field::Offset, "must not be negative"));
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use crsd_core::model::{
     deal_status, BillingMode, Deal, GoodsDetail, Instance, InstanceStatus, TaskKind,
 };
 use crsd_core::rules::PasswordPolicy;
-use crsd_core::{ids, rules, secret, timefmt, Error, Result};
+use crsd_core::{ids, rules, secret, timefmt, Error, Field, Result};
 use crsd_store::{NewTask, WriteTx};
 use serde_json::json;
 use std::collections::HashSet;
@@ -150,8 +150,8 @@ impl Service {
         if !order.name.is_empty() {
             rules::check_instance_name(&order.name)?;
         }
-        rules::check_text("unVpcId", &order.un_vpc_id, rules::MAX_ID_CHARS)?;
-        rules::check_text("unSubnetId", &order.un_subnet_id, rules::MAX_ID_CHARS)?;
+        rules::check_field_text(Field::VpcId, &order.un_vpc_id, rules::MAX_ID_CHARS)?;
+        rules::check_field_text(Field::SubnetId, &order.un_subnet_id, rules::MAX_ID_CHARS)?;
         if !(0..=2).contains(&order.auto_renew) {
             return Err(Error::AutoRenewFlag(order.auto_renew.to_string()));
         }
@@ -281,8 +281,8 @@ impl Service {
             return Err(Error::InstanceLocked(id.to_string()));
         }
         if inst.billing == BillingMode::Postpaid && !to_prepaid {
-            return Err(Error::invalid(
-                "instanceId",
+            return Err(Error::invalid_field(
+                Field::InstanceId,
                 format!("{id} is postpaid: it has no period to renew (ModifyPayMode=prepaid makes it prepaid)"),
             ));
         }
@@ -451,7 +451,7 @@ impl Service {
     /// deal (or not a number) is DealNotFound.
     pub async fn deals(&self, app_id: i64, ids: &[String]) -> Result<Vec<Deal>> {
         if ids.is_empty() {
-            return Err(Error::MissingParameter("dealIds.n".into()));
+            return Err(Error::MissingField(Field::DealIds));
         }
         let mut out = Vec::with_capacity(ids.len());
         for raw in ids {
@@ -486,19 +486,22 @@ impl Service {
     fn check_requested_port(&self, used: &HashSet<u16>, port: u16, count: i64) -> Result<u16> {
         let (min, max) = (self.cfg.port_min, self.cfg.port_max);
         if !(min..=max).contains(&port) {
-            return Err(Error::invalid(
-                "port",
+            return Err(Error::invalid_field(
+                Field::Port,
                 format!("{port} is outside this operator's instance ports {min}-{max}"),
             ));
         }
         if count != 1 {
-            return Err(Error::invalid(
-                "port",
+            return Err(Error::invalid_field(
+                Field::Port,
                 "a port can be chosen for one instance at a time (instances share one address)",
             ));
         }
         if used.contains(&port) || !port_is_free(&self.cfg.instance_bind, port) {
-            return Err(Error::invalid("port", format!("{port} is already in use")));
+            return Err(Error::invalid_field(
+                Field::Port,
+                format!("{port} is already in use"),
+            ));
         }
         Ok(port)
     }

@@ -17,7 +17,7 @@
 
 use crate::Service;
 use crsd_core::model::{Task, TaskKind, TaskStatus, TaskView};
-use crsd_core::{Error, Result};
+use crsd_core::{Error, Field, Result};
 use crsd_store::TaskFilter;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -94,8 +94,8 @@ impl Service {
     /// GetRedisTaskList.
     pub async fn task_list(&self, app_id: i64, q: TaskQuery) -> Result<(i64, Vec<TaskView>)> {
         crate::page::check(q.limit, q.offset)?;
-        let begin = self.parse_time("beginTime", &q.begin_time)?;
-        let end = self.parse_end_time("endTime", &q.end_time)?;
+        let begin = self.parse_time(Field::BeginTime, &q.begin_time)?;
+        let end = self.parse_end_time(Field::EndTime, &q.end_time)?;
         for s in &q.statuses {
             if TaskStatus::from_code(*s).is_none() {
                 return Err(Error::invalid(

@@ -162,13 +162,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params3) -
                     "PaasGoodsId",
                     format!("{goods} is not a spec of DescribeAvailableDBConfig"),
                 ),
-                other => [
-                    ("port", "ServicePort"),
-                    ("unVpcId", "VdcId"),
-                    ("unSubnetId", "BasePipeId"),
-                ]
-                .into_iter()
-                .fold(other, |e, (from, to)| renamed(e, from, to)),
+                other => other,
             })?;
             let ids = svc.deal(app, deal).await?.detail.instance_ids().to_vec();
             Ok(Answer {
@@ -231,10 +225,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params3) -
                 }
             }
             let desc = p.str("Desc")?.unwrap_or_default();
-            let task = svc
-                .manual_backup(app, &id, &desc)
-                .await
-                .map_err(|e| renamed(e, "remark", "Desc"))?;
+            let task = svc.manual_backup(app, &id, &desc).await?;
             Ok(started(task))
         }
         Action::DeleteBackup => {
@@ -263,14 +254,6 @@ fn started(task: i64) -> Answer {
     Answer {
         data: json!({}),
         task_id: task.to_string(),
-    }
-}
-
-/// An invalid-parameter error of the service, under this dialect's parameter name.
-fn renamed(e: Error, from: &str, to: &str) -> Error {
-    match e {
-        Error::InvalidParameter { name, reason } if name == from => Error::invalid(to, reason),
-        other => other,
     }
 }
 

@@ -9,16 +9,35 @@
 //! ServiceUnavailable.
 
 use axum::http::StatusCode;
-use crsd_core::Error;
+use crsd_core::{Error, Field};
+
+/// This dialect's name for a field the service names.
+fn param(field: Field) -> &'static str {
+    match field {
+        Field::InstanceId | Field::InstanceIds => "InstanceUuid",
+        Field::DealIds => "DealIds",
+        Field::BackupId => "BackupId",
+        Field::ProjectId => "ProjectId",
+        Field::VpcId => "VdcId",
+        Field::SubnetId => "BasePipeId",
+        Field::Port => "ServicePort",
+        Field::Remark => "Desc",
+        Field::Limit => "Limit",
+        Field::Offset => "Offset",
+        Field::BeginTime => "StartTime",
+        Field::EndTime => "EndTime",
+    }
+}
 
 /// `(HTTP status, Code, Message)` for an error.
 pub fn code(e: &Error) -> (StatusCode, &'static str, String) {
     use Error::*;
+    let e = &e.clone().named(param);
     const BAD: StatusCode = StatusCode::BAD_REQUEST;
     const AUTH: StatusCode = StatusCode::UNAUTHORIZED;
     let (status, code) = match e {
-        MissingParameter(_) => (BAD, "ArgMissing"),
-        InvalidParameter { .. } => (BAD, "InvalidParameter"),
+        MissingParameter(_) | MissingField(_) => (BAD, "ArgMissing"),
+        InvalidParameter { .. } | InvalidField { .. } => (BAD, "InvalidParameter"),
         SecretIdNotFound => (AUTH, "InvalidAccessKeyId"),
         SignatureMismatch | MalformedAuthorization(_) => (AUTH, "SignatureDoesNotMatch"),
         StaleRequest(_) => (AUTH, "InvalidTimeStamp.Expired"),
@@ -69,4 +88,24 @@ pub fn code(e: &Error) -> (StatusCode, &'static str, String) {
         _ => e.to_string(),
     };
     (status, code, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_fields_are_named_as_this_dialect_names_them() {
+        let (status, c, message) = code(&Error::invalid_field(Field::Port, "in use"));
+        assert_eq!(
+            (status, c),
+            (StatusCode::BAD_REQUEST, "InvalidParameter")
+        );
+        assert_eq!(message, "invalid parameter ServicePort: in use");
+        let (_, c, message) = code(&Error::MissingField(Field::InstanceId));
+        assert_eq!(
+            (c, message.as_str()),
+            ("ArgMissing", "missing parameter: InstanceUuid")
+        );
+    }
 }

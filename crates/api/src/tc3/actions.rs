@@ -38,7 +38,10 @@ pub enum Action {
     ClearInstance,
     ModifyInstance,
     /// The model has both spellings.
-    #[strum(serialize = "ModifyInstancePassword", serialize = "ModfiyInstancePassword")]
+    #[strum(
+        serialize = "ModifyInstancePassword",
+        serialize = "ModfiyInstancePassword"
+    )]
     ModifyInstancePassword,
     ResetPassword,
     DescribeProductInfo,
@@ -555,18 +558,7 @@ pub async fn dispatch(
                 billing,
                 no_auth: no_auth(p)?,
             };
-            // The service names the network ids as v2 does.
-            let deal = svc.create(app, order).await.map_err(|e| match e {
-                Error::InvalidParameter { name, reason } => {
-                    let name = match name.as_str() {
-                        "unVpcId" => "VpcId".to_string(),
-                        "unSubnetId" => "SubnetId".to_string(),
-                        _ => name,
-                    };
-                    Error::InvalidParameter { name, reason }
-                }
-                other => other,
-            })?;
+            let deal = svc.create(app, order).await?;
             let recorded = svc.deal(app, deal).await?;
             let ids: Vec<String> = recorded.detail.instance_ids().to_vec();
             Ok(fields([

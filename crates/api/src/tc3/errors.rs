@@ -2,15 +2,35 @@
 //! codes the redis 2018-04-12 model documents (seed 004 lists RestoreInstance's) and the
 //! common ones (AuthFailure.*, MissingParameter, RequestLimitExceeded, InternalError, ...).
 
-use crsd_core::Error;
+use crsd_core::{Error, Field};
+
+/// API 3.0's name for a field the service names.
+fn param(field: Field) -> &'static str {
+    match field {
+        Field::InstanceId => "InstanceId",
+        Field::InstanceIds => "InstanceIds",
+        Field::DealIds => "DealIds",
+        Field::BackupId => "BackupId",
+        Field::ProjectId => "ProjectId",
+        Field::VpcId => "VpcId",
+        Field::SubnetId => "SubnetId",
+        Field::Port => "VPort",
+        Field::Remark => "Remark",
+        Field::Limit => "Limit",
+        Field::Offset => "Offset",
+        Field::BeginTime => "BeginTime",
+        Field::EndTime => "EndTime",
+    }
+}
 
 /// `(Code, Message)` for an error.
 pub fn code(e: &Error) -> (&'static str, String) {
     use Error::*;
+    let e = &e.clone().named(param);
     let msg = e.to_string();
     let code = match e {
-        MissingParameter(_) => "MissingParameter",
-        InvalidParameter { .. } => "InvalidParameterValue",
+        MissingParameter(_) | MissingField(_) => "MissingParameter",
+        InvalidParameter { .. } | InvalidField { .. } => "InvalidParameterValue",
         SignatureMismatch => "AuthFailure.SignatureFailure",
         MalformedAuthorization(_) => "AuthFailure.InvalidAuthorization",
         SecretIdNotFound => "AuthFailure.SecretIdNotFound",

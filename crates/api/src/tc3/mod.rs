@@ -66,7 +66,15 @@ impl Dialect for Tc3 {
 
     async fn authenticate(state: &SharedState, req: &Request) -> Result<Signed<Unread>, Error> {
         let host = crate::request_host(&req.headers, &req.uri);
-        authenticate(state, &req.method, &host, &req.headers, &req.query, &req.body).await
+        authenticate(
+            state,
+            &req.method,
+            &host,
+            &req.headers,
+            &req.query,
+            &req.body,
+        )
+        .await
     }
 
     fn action(name: &str) -> Option<Action> {

@@ -5,13 +5,32 @@
 //! documented `(module code)text` form.
 
 use super::actions::Action;
-use crsd_core::Error;
+use crsd_core::{Error, Field};
 use serde_json::{json, Value};
+
+/// v2's name for a field the service names.
+fn param(field: Field) -> &'static str {
+    match field {
+        Field::InstanceId => "redisId",
+        Field::InstanceIds => "redisIds.n",
+        Field::DealIds => "dealIds.n",
+        Field::BackupId => "backupId",
+        Field::ProjectId => "projectId",
+        Field::VpcId => "unVpcId",
+        Field::SubnetId => "unSubnetId",
+        Field::Port => "port",
+        Field::Remark => "remark",
+        Field::Limit => "limit",
+        Field::Offset => "offset",
+        Field::BeginTime => "beginTime",
+        Field::EndTime => "endTime",
+    }
+}
 
 /// The error body; `action` is the action the request named, once it is known (a few codes
 /// depend on it).
 pub fn render(action: Option<Action>, e: &Error) -> Value {
-    let (code, module, desc, text) = table(action, e);
+    let (code, module, desc, text) = table(action, &e.clone().named(param));
     let message = match module {
         Some(m) => format!("({m}){text}"),
         None => text,
@@ -25,6 +44,14 @@ fn table(action: Option<Action>, e: &Error) -> (i64, Option<i64>, &'static str, 
     let failed = |m, d, t: &str| (5100, Some(m), d, t.to_string());
     match e {
         MissingParameter(name) => (4000, None, "MissingParameter", format!("缺少参数: {name}")),
+        // Named by `param` before the table is read.
+        MissingField(field) => (4000, None, "MissingParameter", format!("缺少参数: {field}")),
+        InvalidField { field, reason } => (
+            4000,
+            Some(11201),
+            "InvalidParameter",
+            format!("业务参数错误: {field}: {reason}"),
+        ),
         InvalidParameter { name, reason } => (
             4000,
             Some(11201),
@@ -161,11 +188,18 @@ mod tests {
         assert_eq!(v["code"], 5100);
         assert_eq!(v["codeDesc"], "PasswordError");
         assert_eq!(v["message"], "(10712)实例密码错误");
-        let v = render(Some(Action::RenewRedis), &Error::InstanceLocked("crs-1".into()));
+        let v = render(
+            Some(Action::RenewRedis),
+            &Error::InstanceLocked("crs-1".into()),
+        );
         assert_eq!(v["message"].as_str().unwrap().get(..7), Some("(11056)"));
-        let v = render(Some(Action::ClearRedis), &Error::InstanceLocked("crs-1".into()));
+        let v = render(
+            Some(Action::ClearRedis),
+            &Error::InstanceLocked("crs-1".into()),
+        );
         assert_eq!(v["message"].as_str().unwrap().get(..7), Some("(10707)"));
-        let v = render(Some(Action::CreateRedis),
+        let v = render(
+            Some(Action::CreateRedis),
             &Error::BalanceNotEnough {
                 needed: 1,
                 available: 0,
@@ -178,8 +212,23 @@ mod tests {
     }
 
     #[test]
+    fn the_service_fields_are_named_as_v2_names_them() {
+        let v = render(None, &Error::MissingField(Field::InstanceId));
+        assert_eq!(
+            (v["code"].as_i64(), &v["message"]),
+            (Some(4000), &json!("缺少参数: redisId"))
+        );
+        let v = render(None, &Error::invalid_field(Field::VpcId, "too long"));
+        assert_eq!(v["codeDesc"], "InvalidParameter");
+        assert_eq!(v["message"], "(11201)业务参数错误: unVpcId: too long");
+    }
+
+    #[test]
     fn internal_detail_is_not_sent() {
-        let v = render(Some(Action::DescribeRedis), &Error::Internal("secret path /x".into()));
+        let v = render(
+            Some(Action::DescribeRedis),
+            &Error::Internal("secret path /x".into()),
+        );
         assert_eq!(v["code"], 6000);
         assert!(!v.to_string().contains("/x"));
     }
