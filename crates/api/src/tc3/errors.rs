@@ -50,9 +50,22 @@ pub fn code(e: &Error) -> (&'static str, String) {
         RequestTooLarge { .. } => "RequestSizeLimitExceeded",
         ServerBusy => "ServiceUnavailable",
         DiskSpaceLow => "ResourceInsufficient",
+        ReplicasNotInRange { .. } | ShardsNotOffered(_) | SpecChangeNotOne => {
+            "InvalidParameterValue"
+        }
     };
+    // The spec's fields by the names of this dialect (CreateInstances, UpgradeInstance).
     let msg = match e {
         Internal(_) => "internal error".to_string(),
+        ReplicasNotInRange { num, min, max } => {
+            format!("RedisReplicasNum {num} is outside [{min}, {max}]")
+        }
+        ShardsNotOffered(n) => {
+            format!("RedisShardNum {n} is not offered: a standard instance is one shard")
+        }
+        SpecChangeNotOne => "change one of MemSize, RedisShardNum and RedisReplicasNum at a time; \
+            the other two carry the instance's current values"
+            .to_string(),
         _ => msg,
     };
     (code, msg)
