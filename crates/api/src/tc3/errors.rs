@@ -70,3 +70,32 @@ pub fn code(e: &Error) -> (&'static str, String) {
     };
     (code, msg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_refusals_name_this_dialects_fields() {
+        let (c, m) = code(&Error::ReplicasNotInRange {
+            num: 6,
+            min: 1,
+            max: 5,
+        });
+        assert_eq!(
+            (c, m.as_str()),
+            (
+                "InvalidParameterValue",
+                "RedisReplicasNum 6 is outside [1, 5]"
+            )
+        );
+        let (c, m) = code(&Error::ShardsNotOffered(3));
+        assert_eq!(c, "InvalidParameterValue");
+        assert!(m.starts_with("RedisShardNum 3 "), "{m}");
+        let (c, m) = code(&Error::SpecChangeNotOne);
+        assert_eq!(c, "InvalidParameterValue");
+        for field in ["MemSize", "RedisShardNum", "RedisReplicasNum"] {
+            assert!(m.contains(field), "{m}");
+        }
+    }
+}
