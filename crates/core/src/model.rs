@@ -203,6 +203,13 @@ pub enum GoodsDetail {
         new_mem_mb: i64,
         instance_ids: Vec<String>,
     },
+    /// Replicas added or removed (API 3.0 UpgradeInstance `RedisReplicasNum`).
+    ChangeReplicas {
+        mem_mb: i64,
+        old_replicas: i64,
+        new_replicas: i64,
+        instance_ids: Vec<String>,
+    },
 }
 
 impl GoodsDetail {
@@ -211,7 +218,8 @@ impl GoodsDetail {
         match self {
             GoodsDetail::Create { instance_ids, .. }
             | GoodsDetail::Renew { instance_ids, .. }
-            | GoodsDetail::Upgrade { instance_ids, .. } => instance_ids,
+            | GoodsDetail::Upgrade { instance_ids, .. }
+            | GoodsDetail::ChangeReplicas { instance_ids, .. } => instance_ids,
         }
     }
 }
@@ -249,10 +257,12 @@ pub enum TaskKind {
     RestoreStream,
     BackupInstance,
     ModifyParams,
+    /// Adds or removes replicas (payload `{"replicas": n, "price": cents}`).
+    ChangeReplicas,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 13] = [
+    pub const ALL: [TaskKind; 14] = [
         TaskKind::NewInstance,
         TaskKind::ResizeInstance,
         TaskKind::CloseInstance,
@@ -266,6 +276,7 @@ impl TaskKind {
         TaskKind::RestoreStream,
         TaskKind::BackupInstance,
         TaskKind::ModifyParams,
+        TaskKind::ChangeReplicas,
     ];
 
     /// The `taskName` GetRedisTaskList documents.
@@ -284,6 +295,7 @@ impl TaskKind {
             TaskKind::RestoreStream => "restoreStream",
             TaskKind::BackupInstance => "backupInstance",
             TaskKind::ModifyParams => "modifyParams",
+            TaskKind::ChangeReplicas => "changeReplicas",
         }
     }
 

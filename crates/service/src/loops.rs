@@ -288,7 +288,8 @@ impl Service {
                 // Hours from the end of the last one charged through the one now running.
                 (BillingMode::Postpaid, Some(acct)) => {
                     let hours = (now - inst.deadline).num_hours() + 1;
-                    let price = self.catalog().hour_price(inst.mem_mb) * hours;
+                    let price =
+                        self.catalog().hour_price(&crsd_core::spec::Spec::of(&inst)) * hours;
                     let paid = acct.balance >= price;
                     if paid {
                         tx.set_balance(acct.app_id, acct.balance - price).await?;
@@ -297,7 +298,11 @@ impl Service {
                     paid
                 }
                 (BillingMode::Prepaid, Some(acct)) => {
-                    let price = self.catalog().buy_price(inst.mem_mb, AUTO_RENEW_MONTHS, 1);
+                    let price = self.catalog().buy_price(
+                        &crsd_core::spec::Spec::of(&inst),
+                        AUTO_RENEW_MONTHS,
+                        1,
+                    );
                     let paid = inst.auto_renew == 1 && acct.balance >= price;
                     if paid {
                         tx.set_balance(acct.app_id, acct.balance - price).await?;

@@ -264,6 +264,14 @@ impl Service {
                 }
                 Finish::to(inst.status_after_unlock())
             }
+            TaskKind::ChangeReplicas => {
+                // A change bought and not delivered: the money goes back, the instance is
+                // released.
+                let mut f = Finish::to(inst.status_after_unlock());
+                f.deal = task.deal_id;
+                f.deleted_refund = Some(payload_i64(task, "price").unwrap_or(0));
+                f
+            }
             _ => Finish::to(inst.status_after_unlock()),
         };
         self.finish(task.clone(), status, finish).await
