@@ -100,10 +100,7 @@ mod tests {
     #[test]
     fn the_service_fields_are_named_as_this_dialect_names_them() {
         let (status, c, message) = code(&Error::invalid_field(Field::Port, "in use"));
-        assert_eq!(
-            (status, c),
-            (StatusCode::BAD_REQUEST, "InvalidParameter")
-        );
+        assert_eq!((status, c), (StatusCode::BAD_REQUEST, "InvalidParameter"));
         assert_eq!(message, "invalid parameter ServicePort: in use");
         let (_, c, message) = code(&Error::MissingField(Field::InstanceId));
         assert_eq!(

@@ -14,6 +14,7 @@
 
 mod actions;
 mod errors;
+mod handlers;
 pub mod params;
 
 use crate::pipeline::{Dialect, Request, Signed, Ticket};
@@ -95,7 +96,7 @@ impl Dialect for Tc3 {
         action: Action,
         params: &Params3,
     ) -> Result<Map<String, Value>, Error> {
-        actions::dispatch(state, app_id, action, params).await
+        handlers::dispatch(state, app_id, action, params).await
     }
 
     fn success(mut fields: Map<String, Value>) -> Response {

@@ -1,0 +1,84 @@
+//! API 3.0 handlers that look inside a running instance: DescribeSlowLog and
+//! DescribeInstanceNodeInfo.
+
+use super::{fields, time_in, Fields};
+use crate::tc3::params::Params3;
+use crate::AppState;
+use crsd_core::{Error, Result};
+use crsd_engine::Role;
+use crsd_service::SlowLogQuery;
+use serde_json::{json, Value};
+
+/// DescribeSlowLog.
+pub(super) async fn describe_slow_log(state: &AppState, app: i64, p: &Params3) -> Result<Fields> {
+    let svc = &state.svc;
+    let time = time_in(svc.time_zone());
+    let id = p.required_str("InstanceId")?;
+    let role = p.str("Role")?.unwrap_or_else(|| "master".into());
+    let replica = match role.as_str() {
+        "" | "master" => false,
+        "slave" | "replica" => true,
+        other => {
+            return Err(Error::invalid(
+                "Role",
+                format!("{other} is not master or slave"),
+            ))
+        }
+    };
+    let q = SlowLogQuery {
+        begin_time: p.str("BeginTime")?,
+        end_time: p.str("EndTime")?,
+        min_ms: p.int_or("MinQueryTime", 0)?,
+        replica,
+        limit: p.int_or("Limit", 20)?,
+        offset: p.int_or("Offset", 0)?,
+    };
+    let (total, list) = svc.slow_log(app, &id, q).await?;
+    let details: Vec<Value> = list
+        .iter()
+        .map(|c| {
+            json!({
+                "Duration": c.entry.micros / 1000,
+                "Client": c.entry.client.split(':').next().unwrap_or_default(),
+                "Command": c.entry.args.first().cloned().unwrap_or_default(),
+                "CommandLine": c.entry.args.join(" "),
+                "ExecuteTime": time(c.at),
+                "Node": c.node,
+            })
+        })
+        .collect();
+    Ok(fields([
+        ("TotalCount", json!(total)),
+        ("InstanceSlowlogDetail", json!(details)),
+        ("InstanceSlowLogDetail", json!(details)),
+    ]))
+}
+
+/// DescribeInstanceNodeInfo.
+pub(super) async fn describe_instance_node_info(
+    state: &AppState,
+    app: i64,
+    p: &Params3,
+) -> Result<Fields> {
+    let svc = &state.svc;
+    let nodes = svc.nodes(app, &p.required_str("InstanceId")?).await?;
+    let redis: Vec<Value> = nodes
+        .iter()
+        .map(|n| {
+            json!({
+                "NodeId": n.node_id,
+                "NodeRole": match n.role { Role::Master => "master", Role::Replica => "slave" },
+                "ClusterId": 0,
+                "ZoneId": n.zone_id,
+            })
+        })
+        .collect();
+    Ok(fields([
+        ("ProxyCount", json!(0)),
+        ("Proxy", json!([])),
+        ("RedisCount", json!(redis.len())),
+        ("Redis", json!(redis)),
+        ("TendisCount", json!(0)),
+        ("Tendis", json!([])),
+    ]))
+}

@@ -1,0 +1,305 @@
+//! API 3.0 handlers of what is sold and bought: DescribeProductInfo, the price inquiries,
+//! CreateInstances, RenewInstance, UpgradeInstance and DescribeInstanceDealDetail.
+
+use super::{fields, no_auth, time_in, Fields, API3_CLUSTER_7_0, API3_STANDARD_7_0};
+use crate::tc3::params::Params3;
+use crate::AppState;
+use crsd_core::catalog::MASTER_REPLICA_TYPE_ID;
+use crsd_core::model::BillingMode;
+use crsd_core::rules::{self, PasswordPolicy};
+use crsd_core::spec::{Spec, SpecRequest};
+use crsd_core::{Error, Result};
+use crsd_service::CreateOrder;
+use serde_json::{json, Map, Value};
+
+/// DescribeProductInfo.
+pub(super) async fn describe_product_info(
+    state: &AppState,
+    _app: i64,
+    _p: &Params3,
+) -> Result<Fields> {
+    let svc = &state.svc;
+    let mut zones = Vec::new();
+    for z in &svc.catalog().zones {
+        let products: Vec<Value> = z
+            .types
+            .iter()
+            .filter(|t| t.type_id == MASTER_REPLICA_TYPE_ID)
+            .map(|t| {
+                json!({
+                    "Type": API3_STANDARD_7_0,
+                    "TypeName": "Redis 主从版",
+                    "MinBuyNum": t.min_buy_num,
+                    "MaxBuyNum": t.max_buy_num,
+                    "Saleout": false,
+                    "Engine": "Redis",
+                    "Version": "Redis-7.0",
+                    "TotalSize": sizes_gb(t),
+                    "ShardSize": sizes_gb(t),
+                    "ReplicaNum": t.replica_counts().map(|n| n.to_string()).collect::<Vec<_>>(),
+                    "ShardNum": ["1"],
+                    "PayMode": "1",
+                    "EnableRepicaReadOnly": false,
+                    "EnableReplicaReadOnly": false,
+                })
+            })
+            .collect();
+        zones.push((
+            z.region_id,
+            json!({
+                "ZoneId": z.id.to_string(),
+                "ZoneName": z.name,
+                "IsSaleout": products.is_empty(),
+                "IsDefault": false,
+                "NetWorkType": ["basenet"],
+                "ProductSet": products,
+                "OldZoneId": z.id,
+            }),
+        ));
+    }
+    let mut regions: Vec<(i64, Vec<Value>)> = Vec::new();
+    for (region, zone) in zones {
+        match regions.iter_mut().find(|(r, _)| *r == region) {
+            Some((_, list)) => list.push(zone),
+            None => regions.push((region, vec![zone])),
+        }
+    }
+    let set: Vec<Value> = regions
+        .into_iter()
+        .map(|(region, zones)| {
+            json!({
+                "RegionId": region.to_string(),
+                "RegionName": "",
+                "RegionShortName": "",
+                "Area": "",
+                "ZoneSet": zones,
+            })
+        })
+        .collect();
+    Ok(fields([("RegionSet", json!(set))]))
+}
+
+/// InquiryPriceCreateInstance.
+pub(super) async fn inquiry_price_create_instance(
+    state: &AppState,
+    _app: i64,
+    p: &Params3,
+) -> Result<Fields> {
+    let svc = &state.svc;
+    let (zone, type_id, billing) = zone_and_type(state, p)?;
+    let replicas = rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
+    let (mem, num) = (p.required_int("MemSize")?, p.required_int("GoodsNum")?);
+    // Postpaid: the price of one hour; Period is not asked for.
+    let period = match billing {
+        BillingMode::Prepaid => p.required_int("Period")?,
+        BillingMode::Postpaid => 0,
+    };
+    let spec = Spec::standard(mem, replicas);
+    let price = svc.creation_price(zone, type_id, spec, num, billing, period)?;
+    Ok(price_fields(price))
+}
+
+/// CreateInstances.
+pub(super) async fn create_instances(state: &AppState, app: i64, p: &Params3) -> Result<Fields> {
+    let svc = &state.svc;
+    let (zone_id, type_id, billing) = zone_and_type(state, p)?;
+    rules::check_api3_vport(p.int("VPort")?)?;
+    let replicas = rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
+    let order = CreateOrder {
+        zone_id,
+        type_id,
+        mem_mb: p.required_int("MemSize")?,
+        replicas,
+        goods_num: p.required_int("GoodsNum")?,
+        period: match billing {
+            BillingMode::Prepaid => p.required_int("Period")?,
+            BillingMode::Postpaid => 0,
+        },
+        password: p.str("Password")?.unwrap_or_default(),
+        project_id: p.int_or("ProjectId", 0)?,
+        vpc_id: 0,
+        un_vpc_id: p.str("VpcId")?.unwrap_or_default(),
+        subnet_id: 0,
+        un_subnet_id: p.str("SubnetId")?.unwrap_or_default(),
+        name: p.str("InstanceName")?.unwrap_or_default(),
+        password_policy: PasswordPolicy::Api3,
+        port: None,
+        auto_renew: p.int_or("AutoRenew", 0)?,
+        billing,
+        no_auth: no_auth(p)?,
+    };
+    let deal = svc.create(app, order).await?;
+    let recorded = svc.deal(app, deal).await?;
+    let ids: Vec<String> = recorded.detail.instance_ids().to_vec();
+    Ok(fields([
+        ("DealId", json!(deal.to_string())),
+        ("DealName", json!(recorded.name)),
+        ("InstanceIds", json!(ids)),
+    ]))
+}
+
+/// InquiryPriceRenewInstance.
+pub(super) async fn inquiry_price_renew_instance(
+    state: &AppState,
+    app: i64,
+    p: &Params3,
+) -> Result<Fields> {
+    let svc = &state.svc;
+    let price = svc
+        .renew_price(
+            app,
+            &p.required_str("InstanceId")?,
+            p.required_int("Period")?,
+        )
+        .await?;
+    Ok(price_fields(price))
+}
+
+/// InquiryPriceUpgradeInstance.
+pub(super) async fn inquiry_price_upgrade_instance(
+    state: &AppState,
+    app: i64,
+    p: &Params3,
+) -> Result<Fields> {
+    let svc = &state.svc;
+    let price = svc
+        .change_price(app, &p.required_str("InstanceId")?, spec_request(p)?)
+        .await?;
+    Ok(price_fields(price))
+}
+
+/// RenewInstance.
+pub(super) async fn renew_instance(state: &AppState, app: i64, p: &Params3) -> Result<Fields> {
+    let svc = &state.svc;
+    let id = p.required_str("InstanceId")?;
+    let to_prepaid = match p.str("ModifyPayMode")?.unwrap_or_default().as_str() {
+        "" => false,
+        m if m.eq_ignore_ascii_case("prepaid") => true,
+        other => {
+            return Err(Error::invalid(
+                "ModifyPayMode",
+                format!("{other} is not prepaid"),
+            ))
+        }
+    };
+    let deal = svc
+        .renew(app, &id, p.required_int("Period")?, to_prepaid)
+        .await?;
+    let recorded = svc.deal(app, deal).await?;
+    Ok(fields([
+        ("DealId", json!(deal.to_string())),
+        ("DealName", json!(recorded.name)),
+    ]))
+}
+
+/// UpgradeInstance.
+pub(super) async fn upgrade_instance(state: &AppState, app: i64, p: &Params3) -> Result<Fields> {
+    let svc = &state.svc;
+    let id = p.required_str("InstanceId")?;
+    let deal = svc.change_spec(app, &id, spec_request(p)?).await?;
+    let recorded = svc.deal(app, deal).await?;
+    Ok(fields([
+        ("DealId", json!(deal.to_string())),
+        ("DealName", json!(recorded.name)),
+    ]))
+}
+
+/// DescribeInstanceDealDetail.
+pub(super) async fn describe_instance_deal_detail(
+    state: &AppState,
+    app: i64,
+    p: &Params3,
+) -> Result<Fields> {
+    let svc = &state.svc;
+    let time = time_in(svc.time_zone());
+    let ids = p.str_list("DealIds")?;
+    let deals = svc.deals(app, &ids).await?;
+    let details: Vec<Value> = deals
+        .iter()
+        .map(|d| {
+            json!({
+                "DealId": d.id.to_string(),
+                "DealName": d.name,
+                "ZoneId": d.zone_id,
+                "GoodsNum": d.goods_num,
+                "Creater": d.creator,
+                "CreatTime": time(d.created_at),
+                "OverdueTime": time(d.overdue_at),
+                "EndTime": d.end_at.map(time).unwrap_or_default(),
+                "Status": d.status,
+                "Description": crsd_core::model::deal_status::description(d.status),
+                "Price": d.price as f64,
+                "InstanceIds": d.detail.instance_ids(),
+            })
+        })
+        .collect();
+    Ok(fields([("DealDetails", json!(details))]))
+}
+
+/// The zone (ZoneId, else the first of the catalog), the catalog type of a 3.0 TypeId and
+/// the BillingMode (0 postpaid, 1 prepaid) of a purchase.
+pub(super) fn zone_and_type(state: &AppState, p: &Params3) -> Result<(i64, i64, BillingMode)> {
+    let type_id = match p.required_int("TypeId")? {
+        API3_STANDARD_7_0 => MASTER_REPLICA_TYPE_ID,
+        API3_CLUSTER_7_0 => {
+            return Err(Error::invalid(
+                "TypeId",
+                "18 (Redis 7.0 cluster) is not offered yet; use 17 (Redis 7.0 standard)",
+            ))
+        }
+        other => {
+            return Err(Error::invalid(
+                "TypeId",
+                format!("{other} is not offered: this service runs Redis 7.0, TypeId 17"),
+            ))
+        }
+    };
+    let billing = match p.int("BillingMode")? {
+        Some(code @ (0 | 1)) => BillingMode::from_code(code).unwrap_or_default(),
+        Some(other) => {
+            return Err(Error::invalid(
+                "BillingMode",
+                format!("{other} is not 0 or 1"),
+            ))
+        }
+        None => return Err(Error::MissingParameter("BillingMode".into())),
+    };
+    let zone = match p.int("ZoneId")? {
+        Some(z) => z,
+        None => state
+            .svc
+            .catalog()
+            .zones
+            .first()
+            .map(|z| z.id)
+            .ok_or_else(|| Error::invalid("ZoneId", "no zone is configured"))?,
+    };
+    Ok((zone, type_id, billing))
+}
+
+/// UpgradeInstance's and InquiryPriceUpgradeInstance's `MemSize` (required by the model),
+/// `RedisShardNum` and `RedisReplicasNum`: the service decides the one change they make.
+pub(super) fn spec_request(p: &Params3) -> Result<SpecRequest> {
+    Ok(SpecRequest {
+        mem_mb: Some(p.required_int("MemSize")?),
+        shards: p.int("RedisShardNum")?,
+        replicas: p.int("RedisReplicasNum")?,
+    })
+}
+
+/// Sizes a product sells, in GB (1 GB steps), as ProductConf lists them.
+pub(super) fn sizes_gb(t: &crsd_core::catalog::ProductType) -> Vec<String> {
+    t.sizes_gb().map(|g| g.to_string()).collect()
+}
+
+/// InquiryPrice* answers: cents, which the model calls `pent`.
+pub(super) fn price_fields(cents: i64) -> Map<String, Value> {
+    fields([
+        ("Price", json!(cents as f64)),
+        ("HighPrecisionPrice", json!(cents as f64)),
+        ("OriginalPrice", json!(cents as f64)),
+        ("HighPrecisionOriginalPrice", json!(cents as f64)),
+        ("Currency", json!("CNY")),
+        ("AmountUnit", json!("pent")),
+    ])
+}
