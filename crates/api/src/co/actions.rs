@@ -136,6 +136,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
                 ));
             }
             let order = CreateOrder {
+                replicas: 1,
                 zone_id: zone.id,
                 type_id: MASTER_REPLICA_TYPE_ID,
                 mem_mb: mem_gb * 1024,
@@ -319,7 +320,7 @@ fn instance(
         "VdcName": zone_name,
         "AppName": "",
         "IP": i.vip,
-        "Port": i.port,
+        "Port": i.port(),
         "Ram": i.mem_mb,
         "Cpu": 0,
         "Status": status,

@@ -7,11 +7,10 @@ use super::params::Params3;
 use crate::AppState;
 use chrono::{DateTime, Utc};
 use crsd_core::catalog::{CLUSTER_TYPE_ID, MASTER_REPLICA_TYPE_ID, REDIS_VERSION};
-use crsd_core::model::{BackupKind, BillingMode, Instance, TaskKind, TaskStatus};
+use crsd_core::model::{BackupKind, BillingMode, Instance, NodeRole, TaskKind, TaskStatus};
 use crsd_core::params::ParamKind;
 use crsd_core::rules::{self, PasswordPolicy};
 use crsd_core::{timefmt, Error, Result};
-use crsd_engine::Role;
 use crsd_service::{BackupQuery, CreateOrder, DescribeQuery, SlowLogQuery, TaskQuery};
 use serde_json::{json, Map, Value};
 
@@ -520,6 +519,7 @@ pub async fn dispatch(
             rules::check_api3_vport(p.int("VPort")?)?;
             rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
             let order = CreateOrder {
+                replicas: 1,
                 zone_id,
                 type_id,
                 mem_mb: p.required_int("MemSize")?,
@@ -696,7 +696,7 @@ pub async fn dispatch(
                 .map(|n| {
                     json!({
                         "NodeId": n.node_id,
-                        "NodeRole": match n.role { Role::Master => "master", Role::Replica => "slave" },
+                        "NodeRole": match n.role { NodeRole::Master => "master", NodeRole::Replica => "slave" },
                         "ClusterId": 0,
                         "ZoneId": n.zone_id,
                     })
@@ -1031,7 +1031,7 @@ fn instance_known(
         "SubnetId": i.subnet_id,
         "Status": i.status.code(),
         "WanIp": i.vip,
-        "Port": i.port,
+        "Port": i.port(),
         "Createtime": time(i.created_at),
         "Size": i.mem_mb as f64,
         "SizeUsed": size_used_mb as f64,
@@ -1051,7 +1051,7 @@ fn instance_known(
         "SubStatus": 0,
         "RedisShardSize": i.mem_mb,
         "RedisShardNum": 1,
-        "RedisReplicasNum": 1,
+        "RedisReplicasNum": i.replica_count(),
         "NoAuth": !i.has_password(),
         "CurrentRedisVersion": REDIS_VERSION,
         "DeleteProtectionSwitch": 0,

@@ -88,6 +88,7 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
         }
         "CreateRedis" => {
             let order = CreateOrder {
+                replicas: 1,
                 zone_id: p.required_int("zoneId")?,
                 type_id: p.required_int("typeId")?,
                 mem_mb: p.required_int("memSize")?,
@@ -359,7 +360,7 @@ async fn describe(state: &AppState, app: i64, p: &Params) -> Result<Data> {
                 status: i.status.code(),
                 status_desc: i.status.description(),
                 wan_ip: &i.vip,
-                port: i.port,
+                port: i.port(),
                 createtime: created.clone(),
                 create_time: created,
                 size: i.mem_mb,
