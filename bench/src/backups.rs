@@ -67,7 +67,7 @@ async fn measure(
         }
     };
     let inst = svc.store().instance(&id).await?.context("instance")?;
-    let mut user = connect(&format!("redis://:{PASSWORD}@127.0.0.1:{}/", inst.port)).await?;
+    let mut user = connect(&format!("redis://:{PASSWORD}@127.0.0.1:{}/", inst.port())).await?;
     let admin_url = |port: u16| {
         format!(
             "redis://{}:{}@127.0.0.1:{port}/",
@@ -75,7 +75,10 @@ async fn measure(
             inst.admin_secret
         )
     };
-    let mut replica_admin = connect(&admin_url(inst.replica_port)).await?;
+    let mut replica_admin = connect(&admin_url(
+        inst.replicas().next().map(|n| n.port).unwrap_or_default(),
+    ))
+    .await?;
 
     println!("crsd-bench backups: {keys} keys of {VALUE_SIZE} bytes");
     let t0 = Instant::now();
@@ -156,7 +159,7 @@ async fn measure(
     let mut crsd_restore = Vec::new();
     for round in 0..ROUNDS {
         raw_restart.push(raw_load(dir, &file, round).await?);
-        let (serving, done) = restore(client, &id, &backup_id, inst.port).await?;
+        let (serving, done) = restore(client, &id, &backup_id, inst.port()).await?;
         crsd_master.push(serving);
         crsd_restore.push(done);
     }

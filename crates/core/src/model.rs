@@ -108,9 +108,9 @@ pub struct Instance {
     pub status: InstanceStatus,
     /// The address clients connect to (the configured bind address).
     pub vip: String,
-    /// The master's port.
-    pub port: u16,
-    pub replica_port: u16,
+    /// The redis-servers the instance is made of: one master and its replicas for a standard
+    /// instance (one shard). The database is the truth about which node is the master.
+    pub nodes: Vec<Node>,
     pub vpc_id: i64,
     pub un_vpc_id: String,
     pub subnet_id: i64,
@@ -140,10 +140,86 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// The node the database names master (a standard instance has exactly one).
+    pub fn master(&self) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.role == NodeRole::Master)
+    }
+
+    /// The port clients connect to: the master's (0 while the instance has no nodes).
+    pub fn port(&self) -> u16 {
+        self.master().map(|n| n.port).unwrap_or(0)
+    }
+
+    /// The replicas, in the order they were added.
+    pub fn replicas(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.role == NodeRole::Replica)
+    }
+
+    /// How many replicas follow the master.
+    pub fn replica_count(&self) -> usize {
+        self.replicas().count()
+    }
+
+    /// The sequence number the next node of this instance gets (never reused).
+    pub fn next_node_seq(&self) -> i64 {
+        self.nodes.iter().map(|n| n.seq + 1).max().unwrap_or(0)
+    }
+
     /// False for a password-less instance (API 3.0 `NoAuth`, when the operator allows it):
     /// its default user is `nopass`, and calls that check the password accept any.
     pub fn has_password(&self) -> bool {
         !self.password_hash.is_empty()
+    }
+}
+
+/// The role the database wants a node to have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NodeRole {
+    Master,
+    Replica,
+}
+
+impl NodeRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeRole::Master => "master",
+            NodeRole::Replica => "replica",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<NodeRole> {
+        match name {
+            "master" => Some(NodeRole::Master),
+            "replica" => Some(NodeRole::Replica),
+            _ => None,
+        }
+    }
+}
+
+/// One redis-server of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Stable for the node's life: `<instance id>-<seq>`. The node's folder is named by it.
+    pub id: String,
+    /// Counts up per instance from 0 and is never reused; the replica group id of the node.
+    pub seq: i64,
+    /// The shard the node serves (0: a standard instance has one shard).
+    pub shard: i64,
+    /// Desired role: the supervisor makes the running process match it.
+    pub role: NodeRole,
+    /// The node listens on the instance's address at this port.
+    pub port: u16,
+}
+
+impl Node {
+    pub fn new(instance_id: &str, seq: i64, role: NodeRole, port: u16) -> Node {
+        Node {
+            id: format!("{instance_id}-{seq}"),
+            seq,
+            shard: 0,
+            role,
+            port,
+        }
     }
 }
 

@@ -131,7 +131,7 @@ async fn account_add(cfg: Config, name: String, balance: i64) -> Result<()> {
         .context("opening the metadata store")?;
     let svc = crsd_service::Service::new(
         store,
-        crsd_engine::Engine::new(crsd::server::engine_config(&cfg)),
+        std::sync::Arc::new(crsd_engine::Engine::new(crsd::server::engine_config(&cfg))),
         crsd::server::backup_store(&cfg)?,
         Arc::new(SystemClock),
         crsd::server::service_config(&cfg),

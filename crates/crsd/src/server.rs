@@ -67,7 +67,7 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
         .context("opening the metadata store")?;
     let service = Service::new(
         store,
-        Engine::new(engine_config(&cfg)),
+        Arc::new(Engine::new(engine_config(&cfg))),
         backup_store(&cfg)?,
         clock,
         service_config(&cfg),
@@ -79,6 +79,11 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
         Err(e) => tracing::error!(error = ?e, "cannot sweep the backup store"),
     }
 
+    // Before any task or supervisor pass touches a node: folders of the previous release's
+    // layout move while their processes run (adopted below, not restarted).
+    if let Err(e) = service.migrate_layout().await {
+        tracing::error!(error = ?e, "cannot carry node folders over to this release's layout");
+    }
     match service.supervise_once().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
@@ -200,6 +205,7 @@ pub fn engine_config(cfg: &Config) -> EngineConfig {
             cpu_weight: cfg.instances.cpu_weight,
             cpu_quota_percent: cfg.instances.cpu_quota_percent,
         }),
+        root: cfg.data_dir.join("instances"),
     }
 }
 

@@ -592,7 +592,10 @@ async fn doc_flow_from_regions_to_deleted_instance() {
         .await
         .unwrap()
         .unwrap()
-        .replica_port;
+        .replicas()
+        .next()
+        .expect("a replica")
+        .port;
 
     // 5. The instance serves its user at IP:Port with the password.
     set_get(&ip, port, "doc:key", "值 value").await;
@@ -1620,11 +1623,12 @@ async fn delete_interrupted_by_kill9_finishes_after_restart() {
 
     // A stopped (SIGSTOP) replica holds the delete task in its first step: it answers no
     // SHUTDOWN, so the task is still running when crsd is killed.
-    let replica_pid: i32 = std::fs::read_to_string(folder.join("replica").join("redis.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let replica_pid: i32 =
+        std::fs::read_to_string(folder.join(format!("{id}-1")).join("redis.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
     assert_eq!(unsafe { libc::kill(replica_pid, libc::SIGSTOP) }, 0);
     let r = co
         .post("DeleteDBInstance", json!({ "InstanceUuid": id }))

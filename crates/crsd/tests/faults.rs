@@ -15,7 +15,7 @@ const SECRET_KEY: &str = "faultsTestSecretKey0000000000001";
 const PASSWORD: &str = "Faults2024(ok";
 
 fn pid_of(data: &Path, id: &str, role: &str) -> i32 {
-    let p = data.join("instances").join(id).join(role).join("redis.pid");
+    let p = common::daemon::node_dir(data, id, role).join("redis.pid");
     std::fs::read_to_string(&p).unwrap().trim().parse().unwrap()
 }
 
@@ -83,15 +83,9 @@ async fn instances_outlive_crsd_and_redis_comes_back_with_its_data() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let now_pid = std::fs::read_to_string(
-            d.data
-                .join("instances")
-                .join(&id)
-                .join("replica")
-                .join("redis.pid"),
-        )
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok());
+        let now_pid = std::fs::read_to_string(d.node_dir(&id, "replica").join("redis.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
         if now_pid.is_some_and(|p| p != replica_pid && Path::new(&format!("/proc/{p}")).exists()) {
             break;
         }

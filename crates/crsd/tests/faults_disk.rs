@@ -82,7 +82,7 @@ async fn replica_admin(
         crsd_service::ADMIN_USER,
         inst.admin_secret,
         inst.vip,
-        inst.replica_port
+        common::replica_port(&inst)
     );
     redis::Client::open(url)?
         .get_multiplexed_async_connection()

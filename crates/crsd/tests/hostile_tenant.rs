@@ -6,7 +6,7 @@
 mod common;
 
 use common::{admin_conn, redis_conn, service, TestCrsd};
-use crsd_engine::{NodeSpec, Role};
+use crsd_engine::NodeSpec;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -28,10 +28,7 @@ where
 async fn specs(crsd: &TestCrsd, id: &str) -> (NodeSpec, NodeSpec) {
     let svc = service(crsd);
     let inst = svc.store().instance(id).await.unwrap().unwrap();
-    (
-        svc.node_spec(&inst, Role::Master),
-        svc.node_spec(&inst, Role::Replica),
-    )
+    common::master_and_replica(&svc, &inst)
 }
 
 fn in_cgroup(dir: &Path, pid: u32) -> bool {
@@ -51,7 +48,7 @@ async fn a_lua_table_past_the_instance_memory_is_stopped_at_the_ceiling_and_coun
         created[1]["redisId"].as_str().unwrap().to_string(),
     );
     let svc = service(&crsd);
-    let engine = svc.engine();
+    let engine = common::engine(&crsd);
     assert!(
         engine.ceiling_version().is_some(),
         "this host offers no usable cgroup; the ceiling cannot be tested"
@@ -162,7 +159,7 @@ async fn an_upgrade_raises_the_memory_ceiling_live_and_a_delete_removes_it() {
         .unwrap()
         .to_string();
     let svc = service(&crsd);
-    let engine = svc.engine();
+    let engine = common::engine(&crsd);
     let (master, replica) = specs(&crsd, &id).await;
     let pid = engine.running_pid(&master).unwrap();
     // 1024 MB + 50 %.
@@ -270,7 +267,7 @@ async fn a_restarted_crsd_gives_running_nodes_the_new_rules_and_their_cgroups_in
     let host = inst["wanIp"].as_str().unwrap().to_string();
     let port = inst["port"].as_u64().unwrap() as u16;
     let svc = service(&crsd);
-    let engine = svc.engine().clone();
+    let engine = common::engine(&crsd);
     let (master, replica) = specs(&crsd, &id).await;
     let pids = (
         engine.running_pid(&master).unwrap(),

@@ -1478,7 +1478,10 @@ async fn no_auth_instances_only_where_the_operator_allows_them() {
         .await
         .unwrap()
         .unwrap()
-        .replica_port;
+        .replicas()
+        .next()
+        .expect("a replica")
+        .port;
     let mut conn = redis::Client::open(format!("redis://{host}:{replica}/"))
         .unwrap()
         .get_multiplexed_async_connection()
@@ -1859,15 +1862,9 @@ async fn slow_log_and_node_info() {
 async fn config_get(crsd: &TestCrsd, id: &str, replica: bool, name: &str) -> String {
     let svc = common::service(crsd);
     let inst = svc.store().instance(id).await.unwrap().unwrap();
-    let role = if replica {
-        crsd_engine::Role::Replica
-    } else {
-        crsd_engine::Role::Master
-    };
-    svc.engine()
-        .get_param(&svc.node_spec(&inst, role), name)
-        .await
-        .unwrap()
+    let (master, replica_spec) = common::master_and_replica(&svc, &inst);
+    let spec = if replica { replica_spec } else { master };
+    svc.runtime().get_param(&spec, name).await.unwrap()
 }
 
 #[tokio::test]
@@ -1961,12 +1958,9 @@ async fn instance_params_change_live_and_stay() {
     }
     let svc = common::service(&crsd);
     let inst = svc.store().instance(&id).await.unwrap().unwrap();
-    let master = svc.node_spec(&inst, crsd_engine::Role::Master);
-    let pid: i32 = std::fs::read_to_string(master.dir.join("redis.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let master = svc.master_spec(&inst).unwrap();
+    let engine = common::engine(&crsd);
+    let pid = engine.running_pid(&master).expect("the master runs") as i32;
     let killed = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
@@ -1974,12 +1968,8 @@ async fn instance_params_change_live_and_stay() {
     assert!(killed.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(v) = svc.engine().get_param(&master, "maxmemory-policy").await {
-            let new_pid: i32 = std::fs::read_to_string(master.dir.join("redis.pid"))
-                .unwrap_or_default()
-                .trim()
-                .parse()
-                .unwrap_or(0);
+        if let Ok(v) = svc.runtime().get_param(&master, "maxmemory-policy").await {
+            let new_pid = engine.running_pid(&master).unwrap_or(0) as i32;
             if new_pid != pid && new_pid != 0 {
                 assert_eq!(v, "allkeys-lru", "kept after restart");
                 break;

@@ -180,7 +180,7 @@ async fn backup_then_restore_gives_back_exactly_the_backed_up_data() {
     let mut m = redis_conn(host, port, PASSWORD).await.unwrap();
     assert_eq!(dump(&mut m).await, state_a, "master after restore");
     let stored = service(&crsd).store().instance(&id).await.unwrap().unwrap();
-    let mut r = redis_conn(host, stored.replica_port, PASSWORD)
+    let mut r = redis_conn(host, common::replica_port(&stored), PASSWORD)
         .await
         .unwrap();
     assert_eq!(dump(&mut r).await, state_a, "replica after restore");
@@ -217,7 +217,7 @@ async fn replica(crsd: &TestCrsd, inst: &Value) -> MultiplexedConnection {
         .await
         .unwrap()
         .unwrap();
-    redis_conn(&stored.vip, stored.replica_port, PASSWORD)
+    redis_conn(&stored.vip, common::replica_port(&stored), PASSWORD)
         .await
         .unwrap_or_else(|e| panic!("AUTH on the replica of {inst}: {e}"))
 }
@@ -230,7 +230,7 @@ async fn replica_admin(crsd: &TestCrsd, id: &str) -> MultiplexedConnection {
         crsd_service::ADMIN_USER,
         inst.admin_secret,
         inst.vip,
-        inst.replica_port
+        common::replica_port(&inst)
     );
     redis::Client::open(url)
         .unwrap()

@@ -144,7 +144,10 @@ async fn expired_instance_is_isolated_and_renewal_brings_its_data_back() {
         .await
         .unwrap()
         .unwrap()
-        .replica_port;
+        .replicas()
+        .next()
+        .expect("a replica")
+        .port;
     {
         let mut con = conn(&inst).await;
         for i in 0..50 {

@@ -109,7 +109,7 @@ async fn nodes(crsd: &TestCrsd, inst: &Value) -> [(String, u16); 2] {
     let host = inst["wanIp"].as_str().unwrap().to_string();
     [
         (host.clone(), inst["port"].as_u64().unwrap() as u16),
-        (host, stored.replica_port),
+        (host, common::replica_port(&stored)),
     ]
 }
 

@@ -768,7 +768,7 @@ async fn upgrade_raises_maxmemory_live_and_keeps_the_data() {
     let pid = process_id(&mut con).await;
     assert_eq!(maxmemory(&mut con).await, GB);
     let stored = svc.store().instance(&id).await.unwrap().unwrap();
-    let mut replica = redis_conn("127.0.0.1", stored.replica_port, PASSWORD)
+    let mut replica = redis_conn("127.0.0.1", common::replica_port(&stored), PASSWORD)
         .await
         .expect("the replica takes the same password");
     let replica_pid = process_id(&mut replica).await;

@@ -71,7 +71,7 @@ impl Probe {
     pub fn is(&self, pid: u32, spec: &NodeSpec, paths: &NodePaths) -> bool {
         self.pid == pid
             && self.port == spec.port
-            && std::path::Path::new(&self.config_file) == paths.conf
+            && paths.names_conf(std::path::Path::new(&self.config_file))
     }
 
     pub fn handle(self) -> NodeHandle {

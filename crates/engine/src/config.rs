@@ -423,7 +423,7 @@ mod tests {
             name: "crs-test-master".into(),
             role,
             port: 7001,
-            dir: PathBuf::from("/srv/crsd/nodes/a b\"c"),
+            instance: "nodes".into(),
             maxmemory_mb: 100,
             default_password_sha256: acl_sha256_hex("pw").to_uppercase(),
             admin_user: "crsd".into(),
@@ -444,13 +444,14 @@ mod tests {
             bind: "127.0.0.1".into(),
             start_timeout: Duration::from_secs(1),
             ceiling: None,
+            root: PathBuf::from("/srv/crsd"),
         }
     }
 
     #[test]
     fn renders_master_without_plaintext_secrets() {
         let s = spec(Role::Master);
-        let paths = NodePaths::new(&s.dir).expect("paths");
+        let paths = NodePaths::new(Path::new("/srv/crsd/nodes/a b\"c")).expect("paths");
         let text = render(&cfg(), &s, &paths).expect("render");
         assert!(text.starts_with(MARKER_PREFIX));
         assert!(text.contains("\nbind 127.0.0.1\n"));
@@ -473,7 +474,7 @@ mod tests {
     #[test]
     fn renders_replica_with_masterauth() {
         let s = spec(Role::Replica);
-        let paths = NodePaths::new(&s.dir).expect("paths");
+        let paths = NodePaths::new(Path::new("/srv/crsd/nodes/a b\"c")).expect("paths");
         let text = render(&cfg(), &s, &paths).expect("render");
         assert!(text.contains("\nreplicaof \"127.0.0.1\" 7000\n"));
         assert!(text.contains("\nmasteruser crsd-repl\n"));
@@ -516,7 +517,7 @@ mod tests {
     #[test]
     fn marker_depends_on_spec() {
         let s = spec(Role::Master);
-        let paths = NodePaths::new(&s.dir).expect("paths");
+        let paths = NodePaths::new(Path::new("/srv/crsd/nodes/a b\"c")).expect("paths");
         let a = render(&cfg(), &s, &paths).expect("render");
         let mut s2 = s.clone();
         s2.maxmemory_mb = 200;

@@ -16,8 +16,9 @@ use tokio::time::Instant;
 use crate::admin::{self, Shutdown};
 use crate::ceiling::{CeilingStatus, Ceilings};
 use crate::config::{self, Installed};
+use crate::durable;
 use crate::error::io_err;
-use crate::layout::NodePaths;
+use crate::layout::{self, NodePaths};
 use crate::poll::Backoff;
 use crate::process;
 use crate::restore;
@@ -97,6 +98,94 @@ impl Engine {
         Engine { config, ceilings }
     }
 
+    /// Where the node's files live: `<root>/<instance>/<node>`. The instance and node names
+    /// must be plain folder names.
+    pub(crate) fn node_paths(&self, spec: &NodeSpec) -> Result<NodePaths, EngineError> {
+        for (what, name) in [("instance", &spec.instance), ("node", &spec.name)] {
+            if !layout::is_plain_name(name) {
+                return Err(EngineError::Config(format!(
+                    "{what} name {name:?} is not a plain folder name"
+                )));
+            }
+        }
+        NodePaths::new(&self.config.root.join(&spec.instance).join(&spec.name))
+    }
+
+    /// Moves a node's folder from the previous release's layout
+    /// (`<root>/<instance>/{master,replica}`, named by the role the node had) to its own
+    /// (`<root>/<instance>/<node>`), while its redis-server keeps running: the old name stays
+    /// as a link to the new folder, because that process was started with paths under it
+    /// (its config file, pid file and log). The link goes when the node next starts a fresh
+    /// process. Call it before anything else touches the node, with the role the node had
+    /// under the previous release. Returns whether a folder was moved.
+    pub fn migrate_legacy_folder(&self, spec: &NodeSpec) -> Result<bool, EngineError> {
+        let paths = self.node_paths(spec)?;
+        let legacy_name = match spec.role {
+            Role::Master => "master",
+            Role::Replica => "replica",
+        };
+        let instance_dir = self.config.root.join(&spec.instance);
+        let legacy = instance_dir.join(legacy_name);
+        match fs::symlink_metadata(&legacy) {
+            Ok(m) if m.is_dir() => {}
+            _ => return Ok(false),
+        }
+        if paths.dir.exists() {
+            return Err(EngineError::Config(format!(
+                "both {} and {} exist; not moving either",
+                legacy.display(),
+                paths.dir.display()
+            )));
+        }
+        fs::rename(&legacy, &paths.dir).map_err(io_err(format!(
+            "moving {} to {}",
+            legacy.display(),
+            paths.dir.display()
+        )))?;
+        std::os::unix::fs::symlink(&spec.name, &legacy)
+            .map_err(io_err(format!("linking {}", legacy.display())))?;
+        durable::sync_dir(&instance_dir)?;
+        tracing::info!(node = %spec.name, from = %legacy.display(), to = %paths.dir.display(),
+            "node folder moved to this release's layout");
+        Ok(true)
+    }
+
+    /// Removes the links the layout migration left for this node (see
+    /// [`Engine::migrate_legacy_folder`]) once no process of the node uses them.
+    fn remove_legacy_links(&self, spec: &NodeSpec) {
+        let instance_dir = self.config.root.join(&spec.instance);
+        for legacy in ["master", "replica"] {
+            let link = instance_dir.join(legacy);
+            if fs::read_link(&link).is_ok_and(|target| target == std::path::Path::new(&spec.name)) {
+                if let Err(e) = fs::remove_file(&link) {
+                    tracing::warn!(link = %link.display(), error = %e, "cannot remove a link of the previous layout");
+                }
+            }
+        }
+    }
+
+    /// Removes an instance's folder once its nodes are destroyed (only empty folders and
+    /// links of the previous layout are removed; a node folder left behind stays).
+    pub fn remove_instance_folder(&self, instance: &str) -> Result<(), EngineError> {
+        if !layout::is_plain_name(instance) {
+            return Err(EngineError::Config(format!(
+                "instance name {instance:?} is not a plain folder name"
+            )));
+        }
+        let dir = self.config.root.join(instance);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(format!("listing {}", dir.display()))(e)),
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        fs::remove_dir(&dir).map_err(io_err(format!("removing {}", dir.display())))
+    }
+
     /// The cgroup version the nodes' ceilings use; `None` when they run without one.
     pub fn ceiling_version(&self) -> Option<u8> {
         self.ceilings.as_ref().map(|c| c.version())
@@ -127,7 +216,7 @@ impl Engine {
         let Some(status) = self.ceiling_status(spec) else {
             return Ok(0);
         };
-        let paths = NodePaths::new(&spec.dir)?;
+        let paths = self.node_paths(spec)?;
         if !paths.dir.is_dir() {
             return Ok(0);
         }
@@ -167,7 +256,7 @@ impl Engine {
     /// returned future is dropped half-way, the spawned process keeps running and a later
     /// `start`/`adopt` picks it up.
     pub async fn start(&self, spec: &NodeSpec) -> Result<NodeHandle, EngineError> {
-        let paths = NodePaths::new(&spec.dir)?;
+        let paths = self.node_paths(spec)?;
         // Validate the whole spec before touching anything.
         let rendered = config::render(&self.config, spec, &paths)?;
         prepare_dir(&paths)?;
@@ -190,6 +279,7 @@ impl Engine {
 
         let installed = config::install(&paths, &rendered)?;
         process::remove_stale_pid_file(&self.config, &paths);
+        self.remove_legacy_links(spec);
         if let Some(c) = &self.ceilings {
             c.prepare(&spec.name, spec.maxmemory_mb)
                 .map_err(io_err(format!("{}: preparing its cgroup", spec.name)))?;
@@ -277,7 +367,7 @@ impl Engine {
     /// Nothing is ever signalled. `Ok(None)` covers "not running" as well as "running but not
     /// answering (yet)": `start` then waits for it rather than starting a second process.
     pub async fn adopt(&self, spec: &NodeSpec) -> Result<Option<NodeHandle>, EngineError> {
-        let paths = NodePaths::new(&spec.dir)?;
+        let paths = self.node_paths(spec)?;
         let Some(pid) = process::find_running(&self.config, &paths) else {
             return Ok(None);
         };
@@ -305,7 +395,7 @@ impl Engine {
     /// REWRITE`, as a password change). Returns its pid, `None` if it does not run. Failures
     /// are logged, not returned: a node that runs is better left running than stopped for it.
     pub async fn conform(&self, spec: &NodeSpec) -> Result<Option<u32>, EngineError> {
-        let paths = NodePaths::new(&spec.dir)?;
+        let paths = self.node_paths(spec)?;
         let Some(pid) = process::find_running(&self.config, &paths) else {
             return Ok(None);
         };
@@ -388,7 +478,7 @@ impl Engine {
     /// than the process being gone): that says nothing about the node, and a supervisor must
     /// not restart it on that ground.
     pub fn liveness(&self, spec: &NodeSpec) -> Liveness {
-        let paths = match NodePaths::new(&spec.dir) {
+        let paths = match self.node_paths(spec) {
             Ok(paths) => paths,
             Err(e) => return Liveness::Unknown(e.to_string()),
         };
@@ -407,7 +497,7 @@ impl Engine {
     /// Stops gracefully: SHUTDOWN as admin (redis fsyncs the AOF), wait; then SIGTERM, wait;
     /// then SIGKILL. Succeeds at once if the node is not running.
     pub async fn stop(&self, spec: &NodeSpec) -> Result<(), EngineError> {
-        let paths = NodePaths::new(&spec.dir)?;
+        let paths = self.node_paths(spec)?;
         let Some(pid) = process::find_running(&self.config, &paths) else {
             process::remove_stale_pid_file(&self.config, &paths);
             return Ok(());
@@ -439,7 +529,7 @@ impl Engine {
     /// `dir` must not cost anyone their files), unless it holds nothing but the folders of a
     /// restore staged for a node that never started.
     pub async fn destroy(&self, spec: &NodeSpec) -> Result<(), EngineError> {
-        let paths = NodePaths::new(&spec.dir)?;
+        let paths = self.node_paths(spec)?;
         self.stop(spec).await?;
         self.remove_cgroup(spec).await;
         match fs::symlink_metadata(&paths.dir) {
@@ -695,6 +785,51 @@ impl Engine {
             }
             backoff.wait().await;
         }
+    }
+
+    /// Makes a running node follow the master its spec names (`REPLICAOF host port`), or
+    /// serve as a master when it names none (`REPLICAOF NO ONE`), then persists it
+    /// (`CONFIG REWRITE`). Nothing is sent when `ROLE` already matches: a replica that follows
+    /// the right master keeps its link (no resync).
+    pub async fn follow(&self, spec: &NodeSpec) -> Result<(), EngineError> {
+        let mut con = self.admin_connection(spec).await?;
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut con).await?;
+        let text = |v: Option<&redis::Value>| match v {
+            Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(redis::Value::SimpleString(s)) => s.clone(),
+            Some(redis::Value::Int(i)) => i.to_string(),
+            _ => String::new(),
+        };
+        let current = match text(role.first()).as_str() {
+            "slave" => Some((text(role.get(1)), text(role.get(2)))),
+            _ => None,
+        };
+        let wanted = spec
+            .master
+            .as_ref()
+            .map(|(host, port)| (host.clone(), port.to_string()));
+        if current == wanted {
+            return Ok(());
+        }
+        match &spec.master {
+            Some((host, port)) => {
+                redis::cmd("REPLICAOF")
+                    .arg(host)
+                    .arg(*port)
+                    .query_async::<()>(&mut con)
+                    .await?
+            }
+            None => {
+                redis::cmd("REPLICAOF")
+                    .arg("NO")
+                    .arg("ONE")
+                    .query_async::<()>(&mut con)
+                    .await?
+            }
+        }
+        config_rewrite(&mut con).await?;
+        tracing::info!(node = %spec.name, master = ?spec.master, "node follows its master as the database says");
+        Ok(())
     }
 
     /// For a master: waits until at least `n` replicas are online and have acknowledged the

@@ -40,7 +40,36 @@ pub(crate) struct NodePaths {
     pub before_restore_dir: PathBuf,
 }
 
+/// Whether `name` can be a folder name of its own: not empty, not `.` or `..`, no slash or
+/// NUL, and not a name the previous layout used for node folders.
+pub(crate) fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name != "master"
+        && name != "replica"
+        && !name.contains(['/', '\0'])
+}
+
 impl NodePaths {
+    /// Whether `conf`, a config path a process was started with, is this node's: its own
+    /// path, or a path through a link the layout migration left in the instance folder
+    /// (the process was started by the previous release, before its folder moved).
+    pub fn names_conf(&self, conf: &Path) -> bool {
+        if conf == self.conf {
+            return true;
+        }
+        let same_parent = conf
+            .parent()
+            .and_then(Path::parent)
+            .is_some_and(|p| Some(p) == self.dir.parent());
+        same_parent
+            && matches!(
+                (std::fs::canonicalize(conf), std::fs::canonicalize(&self.conf)),
+                (Ok(a), Ok(b)) if a == b
+            )
+    }
+
     pub fn new(dir: &Path) -> Result<NodePaths, EngineError> {
         if dir.as_os_str().is_empty() {
             return Err(EngineError::Config("node dir is empty".into()));

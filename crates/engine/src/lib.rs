@@ -68,6 +68,7 @@ mod persistence;
 mod poll;
 mod process;
 mod restore;
+mod runtime;
 mod slowlog;
 mod snapshot;
 
@@ -80,6 +81,7 @@ pub use ceiling::{CeilingConfig, CeilingStatus};
 pub use engine::{Engine, Liveness};
 pub use error::EngineError;
 pub use persistence::NodeUsage;
+pub use runtime::NodeRuntime;
 pub use slowlog::SlowlogEntry;
 
 /// Settings shared by every node this engine drives.
@@ -99,6 +101,9 @@ pub struct EngineConfig {
     /// without one. Where the host offers no usable cgroup the engine warns once at creation
     /// and runs without.
     pub ceiling: Option<CeilingConfig>,
+    /// The folder under which every node has its own: `<root>/<instance>/<node>`. The engine
+    /// alone builds these paths (see `layout.rs`).
+    pub root: PathBuf,
 }
 
 impl Default for EngineConfig {
@@ -108,6 +113,7 @@ impl Default for EngineConfig {
             bind: "127.0.0.1".to_string(),
             start_timeout: Duration::from_secs(10),
             ceiling: None,
+            root: PathBuf::from("instances"),
         }
     }
 }
@@ -122,13 +128,13 @@ pub enum Role {
 /// Everything needed to render a node's redis.conf and to talk to it.
 #[derive(Clone, Debug)]
 pub struct NodeSpec {
-    /// e.g. "crs-abcd1234-master" (used in log lines).
+    /// The node's id, e.g. "crs-abcd1234-0": names its folder, its cgroup and its log lines.
     pub name: String,
+    /// The instance the node belongs to: its folder holds the node's
+    /// (`<root>/<instance>/<name>`, see [`EngineConfig::root`]).
+    pub instance: String,
     pub role: Role,
     pub port: u16,
-    /// Node folder: redis.conf, redis.pid, redis.log, appendonlydir and dump.rdb live here.
-    /// Should be absolute (a relative path is made absolute against the current directory).
-    pub dir: PathBuf,
     /// `maxmemory`; must be at least 1 (redis reads 0 as "no limit").
     pub maxmemory_mb: u64,
     /// Hex sha256 of the user's password (see [`acl_sha256_hex`]):

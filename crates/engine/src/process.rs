@@ -266,7 +266,7 @@ fn cmdline_matches(raw: &[u8], config: &EngineConfig, paths: &NodePaths) -> bool
         || exe
             .file_name()
             .is_some_and(|n| n.as_bytes().starts_with(b"redis-server"));
-    exe_ok && Path::new(conf) == paths.conf
+    exe_ok && paths.names_conf(Path::new(conf))
 }
 
 /// True when /proc has no such process or it is a zombie/dead (exited, not yet reaped).
@@ -446,6 +446,7 @@ mod tests {
             bind: "127.0.0.1".into(),
             start_timeout: Duration::from_secs(1),
             ceiling: None,
+            root: PathBuf::from("/srv"),
         }
     }
 

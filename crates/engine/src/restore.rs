@@ -58,7 +58,7 @@ impl Engine {
     /// Only checks that `rdb` starts with `REDIS` ([`EngineError::CorruptRdb`] otherwise);
     /// run [`Engine::check_rdb`] first for a full check.
     pub fn stage_restore(&self, spec: &NodeSpec, rdb: &Path) -> Result<(), EngineError> {
-        let paths = NodePaths::new(&spec.dir)?;
+        let paths = self.node_paths(spec)?;
         check_magic(rdb)?;
         prepare_dir(&paths)?;
         let staging = &paths.staging_dir;
@@ -127,7 +127,7 @@ impl Engine {
     /// Keeps the restored data for good: removes `appendonlydir.before-restore` and any
     /// staged restore. Idempotent; the node may be running.
     pub fn finish_restore(&self, spec: &NodeSpec) -> Result<(), EngineError> {
-        let paths = NodePaths::new(&spec.dir)?;
+        let paths = self.node_paths(spec)?;
         durable::discard_dir(&paths.dir, &paths.before_restore_dir)?;
         durable::discard_dir(&paths.dir, &paths.restore_dir)?;
         durable::remove_dir_all_if_exists(&paths.staging_dir)?;
@@ -149,7 +149,7 @@ impl Engine {
 
     /// The node's paths, or [`EngineError::NodeRunning`] if its redis-server runs.
     fn stopped_node(&self, spec: &NodeSpec) -> Result<NodePaths, EngineError> {
-        let paths = NodePaths::new(&spec.dir)?;
+        let paths = self.node_paths(spec)?;
         // No redis.conf: no process can be running for this node (its argv names the file).
         if paths.conf.exists() {
             if let Some(pid) = process::find_running(self.config(), &paths) {
@@ -210,10 +210,19 @@ mod tests {
 
     fn spec(dir: &Path) -> NodeSpec {
         NodeSpec {
-            name: "crs-test-restore".into(),
+            name: dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("node")
+                .to_string(),
             role: Role::Master,
             port: 7001,
-            dir: dir.to_path_buf(),
+            instance: dir
+                .parent()
+                .and_then(|p| p.file_name())
+                .and_then(|n| n.to_str())
+                .unwrap_or("i")
+                .to_string(),
             maxmemory_mb: 1,
             default_password_sha256: crate::acl_sha256_hex("pw"),
             admin_user: "crsd".into(),
@@ -228,7 +237,7 @@ mod tests {
     /// A node folder with an AOF folder holding `marker`, and an RDB file to restore.
     fn node(tmp: &Path) -> (NodeSpec, NodePaths, PathBuf) {
         let s = spec(&tmp.join("node"));
-        let paths = NodePaths::new(&s.dir).expect("paths");
+        let paths = NodePaths::new(&tmp.join("node")).expect("paths");
         fs::create_dir_all(&paths.aof_dir).expect("mkdir");
         fs::write(paths.aof_dir.join("marker"), "old").expect("write");
         fs::write(&paths.rdb, "stale").expect("write");
@@ -247,7 +256,11 @@ mod tests {
     }
 
     fn engine() -> Engine {
-        Engine::new(EngineConfig::default())
+        // Tempdirs are made in the system's temp folder: each is an instance folder here.
+        Engine::new(EngineConfig {
+            root: std::env::temp_dir(),
+            ..EngineConfig::default()
+        })
     }
 
     #[test]
@@ -373,7 +386,7 @@ mod tests {
     fn stage_into_a_node_never_started_and_destroy_may_delete_it() {
         let tmp = tempfile::TempDir::new().expect("tempdir");
         let s = spec(&tmp.path().join("fresh"));
-        let paths = NodePaths::new(&s.dir).expect("paths");
+        let paths = NodePaths::new(&tmp.path().join("fresh")).expect("paths");
         let rdb = tmp.path().join("b.rdb");
         fs::write(&rdb, "REDIS0010").expect("write");
         let e = engine();
@@ -387,7 +400,7 @@ mod tests {
         assert!(!holds_only_restore_folders(&paths).expect("list"));
         // Nor one with anything else in it.
         e.stage_restore(&s, &rdb).expect("stage");
-        fs::write(s.dir.join("notes.txt"), "x").expect("write");
+        fs::write(paths.dir.join("notes.txt"), "x").expect("write");
         assert!(!holds_only_restore_folders(&paths).expect("list"));
     }
 }

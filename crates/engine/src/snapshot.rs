@@ -125,7 +125,7 @@ impl Engine {
         spec: &NodeSpec,
         timeout: Duration,
     ) -> Result<PathBuf, EngineError> {
-        let paths = NodePaths::new(&spec.dir)?;
+        let paths = self.node_paths(spec)?;
         let deadline = Instant::now() + timeout;
         let mut con = self.patient_admin_connection(spec, deadline).await?;
         tokio::time::timeout_at(deadline, save_in_background(&mut con, &paths))

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use crsd_engine::EngineError;
 use redis::aio::MultiplexedConnection;
-use support::{dataset, load_rdb_in_scratch_server, start_pair, user_conn, Pair, PASSWORD};
+use support::{
+    dataset, load_rdb_in_scratch_server, start_pair, user_conn, Pair, SpecDir, PASSWORD,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -38,7 +40,7 @@ async fn back_up(p: &Pair, to: &Path) {
         .snapshot(&p.replica, TIMEOUT)
         .await
         .expect("snapshot");
-    assert_eq!(rdb, p.replica.dir.join("dump.rdb"));
+    assert_eq!(rdb, p.replica.dir().join("dump.rdb"));
     std::fs::rename(&rdb, to).expect("move the snapshot away");
 }
 
@@ -363,8 +365,8 @@ async fn restore_puts_a_snapshot_back_on_the_pair_and_can_be_rolled_back() {
     p.engine.swap_in_restore(&p.master).expect("swap");
     p.engine.swap_in_restore(&p.master).expect("swap again");
     p.engine.discard_data(&p.replica).expect("discard replica");
-    assert!(!p.replica.dir.join("appendonlydir").exists());
-    assert!(!p.replica.dir.join("dump.rdb").exists());
+    assert!(!p.replica.dir().join("appendonlydir").exists());
+    assert!(!p.replica.dir().join("dump.rdb").exists());
 
     p.engine.start(&p.master).await.expect("start master");
     p.engine.start(&p.replica).await.expect("start replica");
@@ -375,7 +377,7 @@ async fn restore_puts_a_snapshot_back_on_the_pair_and_can_be_rolled_back() {
     assert_eq!(master_data(&p).await, state_a, "master holds state A");
     assert_eq!(replica_data(&p).await, state_a, "replica holds state A");
     p.engine.finish_restore(&p.master).expect("finish");
-    assert!(!p.master.dir.join("appendonlydir.before-restore").exists());
+    assert!(!p.master.dir().join("appendonlydir.before-restore").exists());
 
     // The restored master takes writes and keeps them across a restart (its AOF goes on
     // from the restored base).
@@ -399,8 +401,8 @@ async fn restore_puts_a_snapshot_back_on_the_pair_and_can_be_rolled_back() {
     p.engine
         .roll_back_restore(&p.master)
         .expect("roll back again");
-    assert!(!p.master.dir.join("appendonlydir.restore").exists());
-    assert!(!p.master.dir.join("appendonlydir.before-restore").exists());
+    assert!(!p.master.dir().join("appendonlydir.restore").exists());
+    assert!(!p.master.dir().join("appendonlydir.before-restore").exists());
     p.engine.start(&p.master).await.expect("start master");
     p.engine.start(&p.replica).await.expect("start replica");
     p.engine
@@ -428,7 +430,7 @@ async fn restore_puts_a_snapshot_back_on_the_pair_and_can_be_rolled_back() {
     // destroy removes the node folder with whatever a restore left in it.
     p.engine.stage_restore(&p.master, &backup).expect("stage");
     p.engine.destroy(&p.master).await.expect("destroy");
-    assert!(!p.master.dir.exists());
+    assert!(!p.master.dir().exists());
 }
 
 #[tokio::test]

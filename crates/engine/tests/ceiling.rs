@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crsd_engine::{CeilingConfig, Engine, EngineConfig, NodeSpec};
-use support::{free_port, node_spec, user_conn, wait_until, Pair, PASSWORD};
+use support::{free_port, node_spec, user_conn, wait_until, Pair, SpecDir, PASSWORD};
 
 const MB: u64 = 1024 * 1024;
 
@@ -446,7 +446,7 @@ async fn a_running_node_of_an_older_version_gets_the_rules_and_its_cgroup_withou
     let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
     assert!(procs.lines().any(|l| l.trim() == m.pid.to_string()));
     // Persisted: a restart of this redis-server keeps the rules.
-    let conf = std::fs::read_to_string(p.master.dir.join("redis.conf")).unwrap();
+    let conf = std::fs::read_to_string(p.master.dir().join("redis.conf")).unwrap();
     let user_line = conf
         .lines()
         .find(|l| l.starts_with("user default "))

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crsd_engine::{acl_sha256_hex, Engine, EngineConfig, EngineError};
-use support::{dbsize, start_pair, user_conn, wait_until, Pair, PASSWORD};
+use support::{dbsize, start_pair, user_conn, wait_until, Pair, SpecDir, PASSWORD};
 
 #[tokio::test]
 async fn master_and_replica_replicate_and_report_run_id() {
@@ -90,16 +90,16 @@ async fn master_and_replica_replicate_and_report_run_id() {
     }
 
     // Files: folder 0700, redis.conf 0600, no plaintext admin secret anywhere in it.
-    let dir_mode = std::fs::metadata(&p.master.dir)
+    let dir_mode = std::fs::metadata(&p.master.dir())
         .expect("dir")
         .permissions()
         .mode();
     assert_eq!(dir_mode & 0o777, 0o700);
-    let conf = p.master.dir.join("redis.conf");
+    let conf = p.master.dir().join("redis.conf");
     let conf_mode = std::fs::metadata(&conf).expect("conf").permissions().mode();
     assert_eq!(conf_mode & 0o777, 0o600);
     // What redis-server itself created (the AOF) is private too: it inherits umask 077.
-    let aof_dir = p.master.dir.join("appendonlydir");
+    let aof_dir = p.master.dir().join("appendonlydir");
     let mut aof_files = 0;
     for entry in std::fs::read_dir(&aof_dir).expect("appendonlydir") {
         let mode = entry
@@ -165,9 +165,9 @@ async fn passwords_are_checked_changed_and_survive_restart() {
     // Restart with the spec updated by the caller: rendered again, same outcome.
     p.master.default_password_sha256 = new_hash.clone();
     p.engine.stop(&p.master).await.expect("stop");
-    let before = std::fs::read_to_string(p.master.dir.join("redis.conf")).expect("conf");
+    let before = std::fs::read_to_string(p.master.dir().join("redis.conf")).expect("conf");
     p.engine.start(&p.master).await.expect("restart");
-    let after = std::fs::read_to_string(p.master.dir.join("redis.conf")).expect("conf");
+    let after = std::fs::read_to_string(p.master.dir().join("redis.conf")).expect("conf");
     assert_ne!(before.lines().next(), after.lines().next(), "re-rendered");
     check(p.master.port).await;
 }
@@ -339,7 +339,7 @@ async fn adopt_finds_running_node_and_never_trusts_a_foreign_pid() {
 
     // The pid file survives; the pid in it becomes someone else's.
     p.engine.stop(&p.master).await.expect("stop master");
-    let pid_file = p.master.dir.join("redis.pid");
+    let pid_file = p.master.dir().join("redis.pid");
     for foreign in [std::process::id(), r.pid] {
         std::fs::write(&pid_file, format!("{foreign}\n")).expect("write pid file");
         assert!(fresh.adopt(&p.master).await.expect("adopt").is_none());
@@ -412,7 +412,7 @@ async fn flush_memory_stop_and_destroy() {
     for spec in [&p.replica, &p.master] {
         p.engine.stop(spec).await.expect("stop");
         assert!(!p.engine.is_alive(spec));
-        assert!(!spec.dir.join("redis.pid").exists());
+        assert!(!spec.dir().join("redis.pid").exists());
         // Stopping a stopped node is fine; admin calls say it is not running.
         p.engine.stop(spec).await.expect("stop again");
         assert!(matches!(
@@ -428,20 +428,20 @@ async fn flush_memory_stop_and_destroy() {
 
     for spec in [&p.master, &p.replica] {
         p.engine.destroy(spec).await.expect("destroy");
-        assert!(!spec.dir.exists());
+        assert!(!spec.dir().exists());
         p.engine.destroy(spec).await.expect("destroy again");
     }
 
     // A folder crsd did not render is never deleted.
     let mut foreign = p.master.clone();
-    foreign.dir = p.tmp.path().join("precious");
-    std::fs::create_dir(&foreign.dir).expect("mkdir");
-    std::fs::write(foreign.dir.join("data.txt"), "keep me").expect("write");
+    foreign.name = "precious".into();
+    std::fs::create_dir(&foreign.dir()).expect("mkdir");
+    std::fs::write(foreign.dir().join("data.txt"), "keep me").expect("write");
     assert!(matches!(
         p.engine.destroy(&foreign).await,
         Err(EngineError::Config(_))
     ));
-    assert!(foreign.dir.join("data.txt").exists());
+    assert!(foreign.dir().join("data.txt").exists());
 }
 
 #[tokio::test]

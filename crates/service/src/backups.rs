@@ -27,7 +27,6 @@ use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Timelike, Utc, Weekday};
 use crsd_backupstore::BackupKey;
 use crsd_core::model::{Backup, BackupKind, BackupState, Instance, InstanceStatus, Task, TaskKind};
 use crsd_core::{ids, rules, Error, Field, Result};
-use crsd_engine::Role;
 use crsd_store::{BackupFilter, NewTask};
 use serde_json::json;
 use std::path::PathBuf;
@@ -560,15 +559,18 @@ impl Service {
         let kind = BackupKind::from_name(&payload_str(task, "backupType")?)
             .ok_or_else(|| Error::internal(format!("task {}: bad backupType", task.id)))?;
         let remark = payload_str(task, "remark").unwrap_or_default();
-        let master = self.node_spec(inst, Role::Master);
-        let replica = self.node_spec(inst, Role::Replica);
-        self.engine
-            .replication_barrier(&master, 1, BARRIER_TIMEOUT)
+        let master = self.master_spec(inst)?;
+        let replicas = self.replica_specs(inst);
+        // The snapshot comes from a replica (the master never forks for it); with none, from
+        // the master itself.
+        let source = replicas.first().unwrap_or(&master).clone();
+        self.runtime
+            .replication_barrier(&master, replicas.len(), BARRIER_TIMEOUT)
             .await
             .map_err(crate::steps::engine_err)?;
         let rdb = self
-            .engine
-            .snapshot(&replica, self.cfg.backups.snapshot_timeout)
+            .runtime
+            .snapshot(&source, self.cfg.backups.snapshot_timeout)
             .await
             .map_err(crate::steps::engine_err)?;
         let key = BackupKey {
@@ -626,57 +628,67 @@ impl Service {
             .backup(&backup_id)
             .await?
             .ok_or_else(|| Error::BackupNotFound(backup_id.clone()))?;
-        let master = self.node_spec(inst, Role::Master);
-        let replica = self.node_spec(inst, Role::Replica);
-        let engine = &self.engine;
+        let master = self.master_spec(inst)?;
+        let replicas = self.replica_specs(inst);
+        let nodes = self.node_specs(inst);
+        let runtime = &self.runtime;
         let err = crate::steps::engine_err;
         if task.step < 2 {
             // Check the file before anything is touched; a resumed task checks again.
             let path = self.verified_backup_file(&backup).await?;
-            engine.check_rdb(&path).await.map_err(|e| {
+            runtime.check_rdb(&path).await.map_err(|e| {
                 Error::BackupCorrupt(format!("redis-check-rdb refused {}: {e}", backup.id))
             })?;
-            engine.stage_restore(&master, &path).map_err(err)?;
+            runtime.stage_restore(&master, &path).map_err(err)?;
             self.step_done(task, 1).await?;
-            engine.stop(&replica).await.map_err(err)?;
-            engine.stop(&master).await.map_err(err)?;
-            engine.swap_in_restore(&master).map_err(err)?;
-            engine.discard_data(&replica).map_err(err)?;
+            for spec in nodes.iter().rev() {
+                runtime.stop(spec).await.map_err(err)?;
+            }
+            runtime.swap_in_restore(&master).map_err(err)?;
+            for replica in &replicas {
+                runtime.discard_data(replica).map_err(err)?;
+            }
             self.step_done(task, 2).await?;
         }
-        engine.start(&master).await.map_err(err)?;
-        engine.start(&replica).await.map_err(err)?;
-        engine
-            .wait_replica_synced(&replica, RESTORE_SYNC_TIMEOUT)
-            .await
-            .map_err(err)?;
-        engine.finish_restore(&master).map_err(err)?;
+        self.start_nodes(&nodes).await?;
+        for replica in &replicas {
+            runtime
+                .wait_replica_synced(replica, RESTORE_SYNC_TIMEOUT)
+                .await
+                .map_err(err)?;
+        }
+        runtime.finish_restore(&master).map_err(err)?;
         let mut f = Finish::to(InstanceStatus::Running);
         f.unlock_backup = Some(backup.id);
         Ok(f)
     }
 
-    /// After a failed restore: the master's own data back in place, the pair running.
+    /// After a failed restore: the master's own data back in place, every node running.
     pub(crate) async fn undo_restore(&self, task: &Task, inst: &Instance) -> Result<Finish> {
-        let master = self.node_spec(inst, Role::Master);
-        let replica = self.node_spec(inst, Role::Replica);
-        let engine = &self.engine;
+        let master = self.master_spec(inst)?;
+        let replicas = self.replica_specs(inst);
+        let nodes = self.node_specs(inst);
+        let runtime = &self.runtime;
         let err = crate::steps::engine_err;
         if task.step >= 1 {
-            engine.stop(&replica).await.map_err(err)?;
-            engine.stop(&master).await.map_err(err)?;
-            engine.roll_back_restore(&master).map_err(err)?;
+            for spec in nodes.iter().rev() {
+                runtime.stop(spec).await.map_err(err)?;
+            }
+            runtime.roll_back_restore(&master).map_err(err)?;
             if task.step >= 2 {
-                engine.discard_data(&replica).map_err(err)?;
+                for replica in &replicas {
+                    runtime.discard_data(replica).map_err(err)?;
+                }
             }
         }
-        engine.start(&master).await.map_err(err)?;
-        engine.start(&replica).await.map_err(err)?;
-        engine
-            .wait_replica_synced(&replica, RESTORE_SYNC_TIMEOUT)
-            .await
-            .map_err(err)?;
-        engine.finish_restore(&master).map_err(err)?;
+        self.start_nodes(&nodes).await?;
+        for replica in &replicas {
+            runtime
+                .wait_replica_synced(replica, RESTORE_SYNC_TIMEOUT)
+                .await
+                .map_err(err)?;
+        }
+        runtime.finish_restore(&master).map_err(err)?;
         let mut f = Finish::to(InstanceStatus::Running);
         f.unlock_backup = payload_str(task, "backupId").ok();
         Ok(f)

@@ -25,8 +25,9 @@ use crsd_backupstore::BackupStore;
 use crsd_core::catalog::Catalog;
 use crsd_core::clock::SharedClock;
 use crsd_core::model::{Instance, InstanceStatus};
+use crsd_core::model::{Node, NodeRole};
 use crsd_core::{Error, Field, Result};
-use crsd_engine::{Engine, NodeSpec, Role};
+use crsd_engine::{NodeRuntime, NodeSpec, Role};
 use crsd_store::Store;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -55,7 +56,8 @@ pub const REPL_USER: &str = "crsd-repl";
 
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
-    /// Instance folders live under `<data_dir>/instances/<id>/{master,replica}`.
+    /// crsd's data folder (the database, the replay journal; instance folders are the node
+    /// runtime's business). Its disk's free space is watched.
     pub data_dir: PathBuf,
     /// The address instances listen on, and the only one.
     pub instance_bind: String,
@@ -83,7 +85,8 @@ pub struct ServiceConfig {
 
 pub struct Service {
     store: Store,
-    engine: Arc<Engine>,
+    /// Where nodes run: the service drives them only through this seam.
+    runtime: Arc<dyn NodeRuntime>,
     /// Where backup files live.
     backup_store: Arc<dyn BackupStore>,
     clock: SharedClock,
@@ -105,14 +108,14 @@ pub struct Service {
 impl Service {
     pub fn new(
         store: Store,
-        engine: Engine,
+        runtime: Arc<dyn NodeRuntime>,
         backup_store: Arc<dyn BackupStore>,
         clock: SharedClock,
         cfg: ServiceConfig,
     ) -> Arc<Service> {
         Arc::new(Service {
             store,
-            engine: Arc::new(engine),
+            runtime,
             backup_store,
             clock,
             cfg,
@@ -145,34 +148,34 @@ impl Service {
         &self.store
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    pub fn runtime(&self) -> &Arc<dyn NodeRuntime> {
+        &self.runtime
     }
 
-    /// The node spec of one of an instance's redis-server processes.
-    pub fn node_spec(&self, inst: &Instance, role: Role) -> NodeSpec {
-        let role_name = match role {
-            Role::Master => "master",
-            Role::Replica => "replica",
+    /// What `node` of `inst` must be, as the database says: its role, its port, the master
+    /// a replica follows, the instance's memory, users and parameters.
+    pub fn node_spec(&self, inst: &Instance, node: &Node) -> NodeSpec {
+        let master = match node.role {
+            NodeRole::Master => None,
+            NodeRole::Replica => inst
+                .master()
+                .map(|m| (self.cfg.instance_bind.clone(), m.port)),
         };
         NodeSpec {
-            name: format!("{}-{role_name}", inst.id),
-            role,
-            port: match role {
-                Role::Master => inst.port,
-                Role::Replica => inst.replica_port,
+            name: node.id.clone(),
+            instance: inst.id.clone(),
+            role: match node.role {
+                NodeRole::Master => Role::Master,
+                NodeRole::Replica => Role::Replica,
             },
-            dir: self.instance_dir(&inst.id).join(role_name),
+            port: node.port,
             maxmemory_mb: inst.mem_mb as u64,
             default_password_sha256: inst.password_acl.clone(),
             admin_user: ADMIN_USER.to_string(),
             admin_secret: inst.admin_secret.clone(),
             repl_user: REPL_USER.to_string(),
             repl_secret: inst.repl_secret.clone(),
-            master: match role {
-                Role::Master => None,
-                Role::Replica => Some((self.cfg.instance_bind.clone(), inst.port)),
-            },
+            master,
             params: inst
                 .params
                 .iter()
@@ -181,8 +184,23 @@ impl Service {
         }
     }
 
-    pub fn instance_dir(&self, id: &str) -> PathBuf {
-        self.cfg.data_dir.join("instances").join(id)
+    /// The specs of every node of `inst`, the master first.
+    pub fn node_specs(&self, inst: &Instance) -> Vec<NodeSpec> {
+        let mut nodes: Vec<&Node> = inst.nodes.iter().collect();
+        nodes.sort_by_key(|n| (n.role != NodeRole::Master, n.seq));
+        nodes.into_iter().map(|n| self.node_spec(inst, n)).collect()
+    }
+
+    /// The spec of the node the database names master.
+    pub fn master_spec(&self, inst: &Instance) -> Result<NodeSpec> {
+        inst.master()
+            .map(|m| self.node_spec(inst, m))
+            .ok_or_else(|| Error::internal(format!("instance {} has no master node", inst.id)))
+    }
+
+    /// The specs of the replicas, in the order they were added.
+    pub fn replica_specs(&self, inst: &Instance) -> Vec<NodeSpec> {
+        inst.replicas().map(|n| self.node_spec(inst, n)).collect()
     }
 
     /// A `YYYY-MM-DD HH:MM:SS` filter bound in the operator's time zone; None when absent.

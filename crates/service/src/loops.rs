@@ -15,7 +15,7 @@
 use crate::Service;
 use crsd_core::model::{BillingMode, Instance, InstanceStatus, TaskKind};
 use crsd_core::Result;
-use crsd_engine::{Liveness, Role};
+use crsd_engine::Liveness;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -49,15 +49,19 @@ impl Service {
     }
 
     /// Checks every node that should run; restarts the dead ones. Returns how many it restarted.
+    ///
+    /// The database is the desired state: which nodes exist and which one is the master. A
+    /// dead node is started with the role the database gives it (a replica follows the
+    /// current master), never as a master unless it is the master; a running node is brought
+    /// to this version's rules and to its role once per process (`conform_once`).
     pub async fn supervise_once(&self) -> Result<usize> {
         let mut restarted = 0;
         for inst in self.store.live_instances().await? {
             if !self.should_run(&inst).await? {
                 continue;
             }
-            for role in [Role::Master, Role::Replica] {
-                let spec = self.node_spec(&inst, role);
-                match self.engine.liveness(&spec) {
+            for spec in self.node_specs(&inst) {
+                match self.runtime.liveness(&spec) {
                     Liveness::Alive(pid) => {
                         self.conform_once(&spec, pid).await;
                         continue;
@@ -74,12 +78,13 @@ impl Service {
                 let kills = self.record_oom_kills(&inst.id, &spec).await;
                 if kills > 0 {
                     tracing::warn!(node = %spec.name, port = spec.port, kills,
-                        limit_mb = self.ceiling_mb(&spec),
+                        limit_mb = self.runtime.ceiling_mb(&spec),
                         "redis-server was killed by its memory ceiling (maxmemory plus headroom); starting it");
                 } else {
-                    tracing::warn!(node = %spec.name, port = spec.port, "redis-server is not running; starting it");
+                    tracing::warn!(node = %spec.name, port = spec.port, role = ?spec.role,
+                        "redis-server is not running; starting it");
                 }
-                match self.engine.start(&spec).await {
+                match self.runtime.start(&spec).await {
                     Ok(h) => {
                         restarted += 1;
                         self.conformed_now(&spec.name, h.pid);
@@ -94,6 +99,27 @@ impl Service {
         Ok(restarted)
     }
 
+    /// Carries every node over from the previous release's folder layout, while it runs.
+    /// Called once at start, before tasks and the supervisor touch any node.
+    pub async fn migrate_layout(&self) -> Result<usize> {
+        let mut moved = 0;
+        for inst in self.store.live_instances().await? {
+            for spec in self.node_specs(&inst) {
+                match self.runtime.migrate_legacy(&spec) {
+                    Ok(true) => moved += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(node = %spec.name, error = %e, "cannot move the node's folder to this release's layout")
+                    }
+                }
+            }
+        }
+        if moved > 0 {
+            tracing::info!(nodes = moved, "node folders moved to this release's layout");
+        }
+        Ok(moved)
+    }
+
     /// Brings a running node to this version's ceiling and ACL rules, once per process.
     async fn conform_once(&self, spec: &crsd_engine::NodeSpec, pid: u32) {
         let known = self.conformed_pid(&spec.name);
@@ -103,7 +129,15 @@ impl Service {
         // Bounded: a node busy with a long script answers nothing until redis' busy reply
         // threshold, and the supervisor must go on checking the other nodes; the next pass
         // tries again.
-        match tokio::time::timeout(CONFORM_TIMEOUT, self.engine.conform(spec)).await {
+        let check = async {
+            let pid = self.runtime.conform(spec).await?;
+            if pid.is_some() {
+                // Its role as the database says (a replica follows the current master).
+                self.runtime.follow(spec).await?;
+            }
+            Ok::<_, crsd_engine::EngineError>(pid)
+        };
+        match tokio::time::timeout(CONFORM_TIMEOUT, check).await {
             Ok(Ok(Some(pid))) => self.conformed_now(&spec.name, pid),
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
@@ -129,7 +163,7 @@ impl Service {
 
     /// Kills by the node's memory ceiling not counted yet, added to its instance's count.
     async fn record_oom_kills(&self, instance_id: &str, spec: &crsd_engine::NodeSpec) -> u64 {
-        let kills = match self.engine.take_oom_kills(spec) {
+        let kills = match self.runtime.take_oom_kills(spec) {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!(node = %spec.name, error = ?e, "cannot read the node's memory ceiling kills");
@@ -148,12 +182,6 @@ impl Service {
             tracing::error!(node = %spec.name, kills, error = ?e, "cannot record kills by the memory ceiling");
         }
         kills
-    }
-
-    fn ceiling_mb(&self, spec: &crsd_engine::NodeSpec) -> Option<u64> {
-        self.engine
-            .ceiling_status(spec)
-            .map(|s| s.limit_bytes / (1024 * 1024))
     }
 
     async fn should_run(&self, inst: &Instance) -> Result<bool> {
@@ -189,18 +217,19 @@ impl Service {
         {
             // A kill by the ceiling while the node runs on hit one of its forks (a BGSAVE,
             // an AOF rewrite, a replica's full sync), which then failed.
-            for role in [Role::Master, Role::Replica] {
-                let spec = self.node_spec(&inst, role);
-                if self.engine.is_alive(&spec) {
+            for spec in self.node_specs(&inst) {
+                if matches!(self.runtime.liveness(&spec), Liveness::Alive(_)) {
                     let kills = self.record_oom_kills(&inst.id, &spec).await;
                     if kills > 0 {
-                        tracing::warn!(node = %spec.name, kills, limit_mb = self.ceiling_mb(&spec),
+                        tracing::warn!(node = %spec.name, kills, limit_mb = self.runtime.ceiling_mb(&spec),
                             "a fork of redis-server was killed by the node's memory ceiling");
                     }
                 }
             }
-            let spec = self.node_spec(&inst, Role::Master);
-            let fut = self.engine.usage(&spec);
+            let Ok(spec) = self.master_spec(&inst) else {
+                continue;
+            };
+            let fut = self.runtime.usage(&spec);
             if let Ok(Ok(u)) = tokio::time::timeout(Duration::from_secs(2), fut).await {
                 self.usage
                     .write()
@@ -231,8 +260,8 @@ impl Service {
     /// Refreshes sizeUsed of one instance now (tests and the API use it after writes).
     pub async fn refresh_usage(&self, id: &str) -> Result<()> {
         if let Some(inst) = self.store.instance(id).await? {
-            let spec = self.node_spec(&inst, Role::Master);
-            if let Ok(bytes) = self.engine.used_memory_bytes(&spec).await {
+            let spec = self.master_spec(&inst)?;
+            if let Ok(bytes) = self.runtime.used_memory_bytes(&spec).await {
                 self.usage
                     .write()
                     .unwrap_or_else(|e| e.into_inner())

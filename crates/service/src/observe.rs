@@ -2,10 +2,11 @@
 
 use crate::Service;
 use chrono::{DateTime, TimeZone, Utc};
+use crsd_core::model::NodeRole;
 use crsd_core::model::TaskKind;
 use crsd_core::params::{self, ParamDef};
 use crsd_core::{Error, Field, Result};
-use crsd_engine::{Role, SlowlogEntry};
+use crsd_engine::SlowlogEntry;
 
 /// The most slow-log entries read from a node (redis keeps 128 by default).
 const SLOWLOG_READ: usize = 1024;
@@ -32,12 +33,17 @@ pub struct SlowCommand {
     pub node: &'static str,
 }
 
-/// A node of an instance, for DescribeInstanceNodeInfo.
+/// A node of an instance, for DescribeInstanceNodeInfo and DescribeInstanceZoneInfo.
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
     pub node_id: String,
-    pub role: Role,
+    pub role: NodeRole,
     pub zone_id: i64,
+    /// The node's replica group (a standard instance has one group per node): its sequence
+    /// number, stable for the node's life.
+    pub group_id: i64,
+    /// The shard the node serves.
+    pub shard: i64,
 }
 
 impl Service {
@@ -57,14 +63,12 @@ impl Service {
         let inst = self.owned_instance(app_id, id).await?;
         let begin = self.parse_time(Field::BeginTime, &q.begin_time)?;
         let end = self.parse_end_time(Field::EndTime, &q.end_time)?;
-        let (role, node) = if q.replica {
-            (Role::Replica, "replica")
-        } else {
-            (Role::Master, "master")
+        let (spec, node) = match inst.replicas().next() {
+            Some(replica) if q.replica => (self.node_spec(&inst, replica), "replica"),
+            _ => (self.master_spec(&inst)?, "master"),
         };
-        let spec = self.node_spec(&inst, role);
         let entries = self
-            .engine
+            .runtime
             .slowlog(&spec, SLOWLOG_READ)
             .await
             .map_err(crate::steps::engine_err)?;
@@ -131,16 +135,21 @@ impl Service {
         Ok((true, Some(task)))
     }
 
-    /// The instance's redis-server nodes: its master and its replica.
+    /// The instance's redis-server nodes: its master, then its replicas.
     pub async fn nodes(&self, app_id: i64, id: &str) -> Result<Vec<NodeInfo>> {
         let inst = self.owned_instance(app_id, id).await?;
-        Ok([Role::Master, Role::Replica]
-            .into_iter()
-            .map(|role| NodeInfo {
-                node_id: self.node_spec(&inst, role).name,
-                role,
+        let mut nodes: Vec<NodeInfo> = inst
+            .nodes
+            .iter()
+            .map(|n| NodeInfo {
+                node_id: n.id.clone(),
+                role: n.role,
                 zone_id: inst.zone_id,
+                group_id: n.seq,
+                shard: n.shard,
             })
-            .collect())
+            .collect();
+        nodes.sort_by_key(|n| (n.role != NodeRole::Master, n.group_id));
+        Ok(nodes)
     }
 }

@@ -7,7 +7,7 @@ use crate::Service;
 use chrono::{DateTime, Duration, Months, Utc};
 use crsd_core::catalog::{ProductType, Zone};
 use crsd_core::model::{
-    deal_status, BillingMode, Deal, GoodsDetail, Instance, InstanceStatus, TaskKind,
+    deal_status, BillingMode, Deal, GoodsDetail, Instance, InstanceStatus, Node, NodeRole, TaskKind,
 };
 use crsd_core::rules::PasswordPolicy;
 use crsd_core::spec::{self, Spec, SpecChange, SpecRequest, DEFAULT_REPLICAS};
@@ -197,6 +197,8 @@ impl Service {
             )
         };
 
+        // How many replicas follow each master.
+        let replicas = order.replicas.max(1);
         let mut tx = self.store.write().await?;
         let account = tx.account(app_id).await?.ok_or(Error::SecretIdNotFound)?;
         charge(&mut tx, app_id, account.balance, price).await?;
@@ -213,10 +215,16 @@ impl Service {
                 Some(p) => Some(p),
                 None => free.next(),
             };
-            let (port, replica_port) = match (port, free.next()) {
-                (Some(a), Some(b)) => (a, b),
-                _ => return Err(Error::NoFreePort),
-            };
+            let mut nodes = vec![Node::new(
+                &id,
+                0,
+                NodeRole::Master,
+                port.ok_or(Error::NoFreePort)?,
+            )];
+            for seq in 1..=replicas {
+                let port = free.next().ok_or(Error::NoFreePort)?;
+                nodes.push(Node::new(&id, seq, NodeRole::Replica, port));
+            }
             instances.push(Instance {
                 name: if order.name.is_empty() {
                     id.clone()
@@ -232,8 +240,7 @@ impl Service {
                 mem_mb: order.mem_mb,
                 status: InstanceStatus::Initializing,
                 vip: self.cfg.instance_host.clone(),
-                port,
-                replica_port,
+                nodes,
                 vpc_id: order.vpc_id,
                 un_vpc_id: order.un_vpc_id.clone(),
                 subnet_id: order.subnet_id,
@@ -560,7 +567,7 @@ impl Service {
                 "a port can be chosen for one instance at a time (instances share one address)",
             ));
         }
-        if used.contains(&port) || !port_is_free(&self.cfg.instance_bind, port) {
+        if used.contains(&port) || !self.runtime.port_free(port) {
             return Err(Error::invalid_field(
                 Field::Port,
                 format!("{port} is already in use"),
@@ -570,11 +577,11 @@ impl Service {
     }
 
     /// Ports in the configured range that no live instance (`used`) holds, lowest first.
-    fn free_ports(&self, used: HashSet<u16>) -> impl Iterator<Item = u16> {
-        let bind = self.cfg.instance_bind.clone();
+    /// A port some other program holds is skipped, not handed out.
+    pub(crate) fn free_ports(&self, used: HashSet<u16>) -> impl Iterator<Item = u16> + '_ {
         (self.cfg.port_min..=self.cfg.port_max)
             .filter(move |p| !used.contains(p))
-            .filter(move |p| port_is_free(&bind, *p))
+            .filter(move |p| self.runtime.port_free(*p))
     }
 }
 
@@ -588,9 +595,4 @@ pub(crate) async fn charge(tx: &mut WriteTx, app_id: i64, balance: i64, price: i
     }
     tx.set_balance(app_id, balance - price).await?;
     Ok(())
-}
-
-/// A port some other program holds is skipped, not handed out.
-fn port_is_free(bind: &str, port: u16) -> bool {
-    std::net::TcpListener::bind((bind, port)).is_ok()
 }

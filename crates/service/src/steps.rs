@@ -7,7 +7,6 @@
 use crate::Service;
 use crsd_core::model::{deal_status, Backup, Instance, InstanceStatus, Task, TaskKind, TaskStatus};
 use crsd_core::{Error, Result};
-use crsd_engine::Role;
 use std::time::Duration;
 
 /// How long a new replica may take to finish its first sync.
@@ -55,6 +54,37 @@ impl Finish {
 }
 
 impl Service {
+    /// Starts (or adopts) every node at once, each on its own task so that their file work
+    /// and spawn run in parallel. A replica that comes up before its master listens is
+    /// reconnected by `wait_replica_synced`. `start` adopts a node that already runs, so a
+    /// resumed task simply starts again.
+    pub(crate) async fn start_nodes(&self, nodes: &[crsd_engine::NodeSpec]) -> Result<()> {
+        let started: Vec<_> = nodes
+            .iter()
+            .map(|spec| {
+                let runtime = self.runtime.clone();
+                let spec = spec.clone();
+                tokio::spawn(async move { runtime.start(&spec).await })
+            })
+            .collect();
+        let mut first_error = None;
+        for (spec, joined) in nodes.iter().zip(started) {
+            match joined.await {
+                Ok(Ok(h)) => self.conformed_now(&spec.name, h.pid),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(engine_err(e));
+                }
+                Err(e) => {
+                    first_error.get_or_insert(Error::internal(format!(
+                        "starting node {}: {e}",
+                        spec.name
+                    )));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     async fn task_instance(&self, task: &Task) -> Result<Instance> {
         let id = task
             .instance_id
@@ -68,39 +98,17 @@ impl Service {
 
     pub(crate) async fn execute(&self, mut task: Task) -> Result<()> {
         let inst = self.task_instance(&task).await?;
-        let master = self.node_spec(&inst, Role::Master);
-        let replica = self.node_spec(&inst, Role::Replica);
-        let engine = &self.engine;
+        let nodes = self.node_specs(&inst);
+        let runtime = &self.runtime;
         let finish = match task.kind {
             TaskKind::NewInstance | TaskKind::StartInstance => {
-                // Both nodes start at once, each on its own task so that their file work
-                // and spawn run in parallel. If the replica comes up before its master
-                // listens, `wait_replica_synced` reconnects it. `start` adopts a node that
-                // already runs, so a resumed task simply starts again.
-                let (m, r) = tokio::join!(
-                    tokio::spawn({
-                        let engine = engine.clone();
-                        let spec = master.clone();
-                        async move { engine.start(&spec).await }
-                    }),
-                    tokio::spawn({
-                        let engine = engine.clone();
-                        let spec = replica.clone();
-                        async move { engine.start(&spec).await }
-                    }),
-                );
-                let m = m
-                    .map_err(|e| Error::internal(format!("starting the master: {e}")))?
-                    .map_err(engine_err)?;
-                let r = r
-                    .map_err(|e| Error::internal(format!("starting the replica: {e}")))?
-                    .map_err(engine_err)?;
-                self.conformed_now(&master.name, m.pid);
-                self.conformed_now(&replica.name, r.pid);
-                engine
-                    .wait_replica_synced(&replica, SYNC_TIMEOUT)
-                    .await
-                    .map_err(engine_err)?;
+                self.start_nodes(&nodes).await?;
+                for replica in self.replica_specs(&inst) {
+                    runtime
+                        .wait_replica_synced(&replica, SYNC_TIMEOUT)
+                        .await
+                        .map_err(engine_err)?;
+                }
                 let mut f = Finish::to(InstanceStatus::Running);
                 if task.kind == TaskKind::NewInstance {
                     f.deal = task.deal_id;
@@ -109,14 +117,12 @@ impl Service {
             }
             TaskKind::ResizeInstance => {
                 let mem = payload_i64(&task, "memMb")?;
-                engine
-                    .set_maxmemory(&master, mem as u64)
-                    .await
-                    .map_err(engine_err)?;
-                engine
-                    .set_maxmemory(&replica, mem as u64)
-                    .await
-                    .map_err(engine_err)?;
+                for spec in &nodes {
+                    runtime
+                        .set_maxmemory(spec, mem as u64)
+                        .await
+                        .map_err(engine_err)?;
+                }
                 let mut f = Finish::to(InstanceStatus::Running);
                 f.mem_mb = Some(mem);
                 f.deal = task.deal_id;
@@ -125,45 +131,46 @@ impl Service {
             TaskKind::SetPassword => {
                 let hash = payload_str(&task, "passwordHash")?;
                 let acl = payload_str(&task, "passwordAcl")?;
-                engine
-                    .set_default_password(&master, &acl)
-                    .await
-                    .map_err(engine_err)?;
-                engine
-                    .set_default_password(&replica, &acl)
-                    .await
-                    .map_err(engine_err)?;
+                for spec in &nodes {
+                    runtime
+                        .set_default_password(spec, &acl)
+                        .await
+                        .map_err(engine_err)?;
+                }
                 let mut f = Finish::to(InstanceStatus::Running);
                 f.password = Some((hash, acl));
                 f
             }
             TaskKind::CleanInstance => {
-                engine.flush_all(&master).await.map_err(engine_err)?;
+                runtime
+                    .flush_all(&self.master_spec(&inst)?)
+                    .await
+                    .map_err(engine_err)?;
                 Finish::to(InstanceStatus::Running)
             }
             TaskKind::CloseInstance => {
-                engine.stop(&replica).await.map_err(engine_err)?;
-                engine.stop(&master).await.map_err(engine_err)?;
+                // Replicas first: a master stopped before them would make them retry.
+                for spec in nodes.iter().rev() {
+                    runtime.stop(spec).await.map_err(engine_err)?;
+                }
                 Finish::to(InstanceStatus::Isolated)
             }
             TaskKind::DeleteInstance => {
-                engine.destroy(&replica).await.map_err(engine_err)?;
-                engine.destroy(&master).await.map_err(engine_err)?;
-                let _ = std::fs::remove_dir_all(self.instance_dir(&inst.id));
+                for spec in nodes.iter().rev() {
+                    runtime.destroy(spec).await.map_err(engine_err)?;
+                }
+                if let Err(e) = runtime.remove_instance(&inst.id) {
+                    tracing::warn!(instance = %inst.id, error = %e, "cannot remove the instance's folder");
+                }
                 Finish::to(InstanceStatus::Deleted)
             }
             TaskKind::BackupInstance => self.take_backup(&task, &inst).await?,
             TaskKind::ModifyParams => {
                 let changes = payload_params(&task)?;
                 let list: Vec<(String, String)> = changes.clone().into_iter().collect();
-                engine
-                    .set_params(&master, &list)
-                    .await
-                    .map_err(engine_err)?;
-                engine
-                    .set_params(&replica, &list)
-                    .await
-                    .map_err(engine_err)?;
+                for spec in &nodes {
+                    runtime.set_params(spec, &list).await.map_err(engine_err)?;
+                }
                 let mut f = Finish::to(InstanceStatus::Running);
                 f.params = Some(changes);
                 f
@@ -195,41 +202,40 @@ impl Service {
             }
             Err(e) => return Err(e),
         };
-        let master = self.node_spec(&inst, Role::Master);
-        let replica = self.node_spec(&inst, Role::Replica);
-        let engine = &self.engine;
+        let nodes = self.node_specs(&inst);
+        let runtime = &self.runtime;
         let finish = match task.kind {
             TaskKind::NewInstance => {
                 // Nothing was delivered: remove what was started and give the money back.
-                let _ = engine.destroy(&replica).await;
-                let _ = engine.destroy(&master).await;
-                let _ = std::fs::remove_dir_all(self.instance_dir(&inst.id));
+                for spec in nodes.iter().rev() {
+                    let _ = runtime.destroy(spec).await;
+                }
+                let _ = runtime.remove_instance(&inst.id);
                 let mut f = Finish::to(InstanceStatus::Deleted);
                 f.deal = task.deal_id;
                 f.deleted_refund = Some(payload_i64(task, "price").unwrap_or(0));
                 f
             }
             TaskKind::ResizeInstance => {
-                let _ = engine.set_maxmemory(&master, inst.mem_mb as u64).await;
-                let _ = engine.set_maxmemory(&replica, inst.mem_mb as u64).await;
+                for spec in &nodes {
+                    let _ = runtime.set_maxmemory(spec, inst.mem_mb as u64).await;
+                }
                 let mut f = Finish::to(InstanceStatus::Running);
                 f.deal = task.deal_id;
                 f.deleted_refund = Some(payload_i64(task, "price").unwrap_or(0));
                 f
             }
             TaskKind::SetPassword => {
-                let _ = engine
-                    .set_default_password(&master, &inst.password_acl)
-                    .await;
-                let _ = engine
-                    .set_default_password(&replica, &inst.password_acl)
-                    .await;
+                for spec in &nodes {
+                    let _ = runtime.set_default_password(spec, &inst.password_acl).await;
+                }
                 Finish::to(InstanceStatus::Running)
             }
             TaskKind::StartInstance | TaskKind::CloseInstance => {
                 // Leave it isolated; the supervisor does not touch isolated instances.
-                let _ = engine.stop(&replica).await;
-                let _ = engine.stop(&master).await;
+                for spec in nodes.iter().rev() {
+                    let _ = runtime.stop(spec).await;
+                }
                 Finish::to(InstanceStatus::Isolated)
             }
             TaskKind::BackupInstance => {
@@ -241,8 +247,9 @@ impl Service {
                 Err(e) if give_up => {
                     tracing::error!(task = task.id, instance = %inst.id, error = ?e,
                         "the restore cannot be rolled back; isolating the instance");
-                    let _ = engine.stop(&replica).await;
-                    let _ = engine.stop(&master).await;
+                    for spec in nodes.iter().rev() {
+                        let _ = runtime.stop(spec).await;
+                    }
                     let mut f = Finish::to(InstanceStatus::Isolated);
                     f.unlock_backup = payload_str(task, "backupId").ok();
                     f
@@ -259,8 +266,9 @@ impl Service {
                             (name.clone(), v.unwrap_or_default())
                         })
                         .collect();
-                    let _ = engine.set_params(&master, &old).await;
-                    let _ = engine.set_params(&replica, &old).await;
+                    for spec in &nodes {
+                        let _ = runtime.set_params(spec, &old).await;
+                    }
                 }
                 Finish::to(inst.status_after_unlock())
             }
@@ -304,6 +312,10 @@ impl Service {
         let id = task.instance_id.clone().unwrap_or_default();
         if let Some(mut inst) = tx.instance(&id).await? {
             inst.status = f.status;
+            if f.status == InstanceStatus::Deleted {
+                // Its ports are free again.
+                inst.nodes.clear();
+            }
             if inst.lock_task == Some(task.id) {
                 inst.lock_task = None;
             }

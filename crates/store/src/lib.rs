@@ -237,20 +237,33 @@ impl Store {
     // ---------------- instances ----------------
 
     pub async fn instance(&self, id: &str) -> Result<Option<Instance>> {
-        let row = sqlx::query("SELECT * FROM instances WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| rows::instance(&r)).transpose()
+        let mut conn = self.pool.acquire().await?;
+        read_instance(&mut conn, id).await
     }
 
-    /// Every instance that still has processes or data (not deleted).
+    /// Every instance that still has processes or data (not deleted), with its nodes.
     pub async fn live_instances(&self) -> Result<Vec<Instance>> {
         let rows = sqlx::query("SELECT * FROM instances WHERE status != ? ORDER BY created_at")
             .bind(InstanceStatus::Deleted.code())
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(rows::instance).collect()
+        let mut list: Vec<Instance> = rows.iter().map(rows::instance).collect::<Result<_>>()?;
+        let node_rows = sqlx::query("SELECT * FROM nodes ORDER BY instance_id, seq")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut by_instance: std::collections::HashMap<String, Vec<crsd_core::model::Node>> =
+            std::collections::HashMap::new();
+        for r in &node_rows {
+            let instance_id: String = r.try_get("instance_id")?;
+            by_instance
+                .entry(instance_id)
+                .or_default()
+                .push(rows::node(r)?);
+        }
+        for inst in &mut list {
+            inst.nodes = by_instance.remove(&inst.id).unwrap_or_default();
+        }
+        Ok(list)
     }
 
     /// One page of an account's visible instances and the total count, from the in-memory
@@ -604,35 +617,61 @@ impl WriteTx {
     }
 
     pub async fn instance(&mut self, id: &str) -> Result<Option<Instance>> {
-        let row = sqlx::query("SELECT * FROM instances WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.conn()?)
-            .await?;
-        row.map(|r| rows::instance(&r)).transpose()
+        read_instance(self.conn()?, id).await
     }
 
-    /// Ports held by live instances (master and replica).
+    /// Ports held by nodes (a deleted instance has none).
     pub async fn used_ports(&mut self) -> Result<Vec<u16>> {
-        let rows = sqlx::query("SELECT port, replica_port FROM instances WHERE status != ?")
-            .bind(InstanceStatus::Deleted.code())
+        let rows = sqlx::query("SELECT port FROM nodes")
             .fetch_all(self.conn()?)
             .await?;
-        let mut ports = Vec::with_capacity(rows.len() * 2);
-        for r in rows {
-            ports.push(r.try_get::<i64, _>(0)? as u16);
-            ports.push(r.try_get::<i64, _>(1)? as u16);
+        rows.iter()
+            .map(|r| Ok(r.try_get::<i64, _>(0)? as u16))
+            .collect()
+    }
+
+    /// Makes the stored nodes of `i` exactly `i.nodes`: removed ones are deleted, new ones
+    /// inserted, changed roles and ports written.
+    async fn write_nodes(&mut self, i: &Instance) -> Result<()> {
+        let stored = sqlx::query("SELECT id FROM nodes WHERE instance_id = ?")
+            .bind(&i.id)
+            .fetch_all(self.conn()?)
+            .await?;
+        for r in &stored {
+            let id: String = r.try_get(0)?;
+            if !i.nodes.iter().any(|n| n.id == id) {
+                sqlx::query("DELETE FROM nodes WHERE id = ?")
+                    .bind(&id)
+                    .execute(self.conn()?)
+                    .await?;
+            }
         }
-        Ok(ports)
+        for n in &i.nodes {
+            sqlx::query(
+                "INSERT INTO nodes (id, instance_id, seq, shard, role, port) VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (id) DO UPDATE SET role = excluded.role, port = excluded.port,
+                   shard = excluded.shard",
+            )
+            .bind(&n.id)
+            .bind(&i.id)
+            .bind(n.seq)
+            .bind(n.shard)
+            .bind(n.role.name())
+            .bind(n.port as i64)
+            .execute(self.conn()?)
+            .await?;
+        }
+        Ok(())
     }
 
     pub async fn insert_instance(&mut self, i: &Instance) -> Result<()> {
         self.wrote_instances = true;
         sqlx::query(
             "INSERT INTO instances (id, app_id, name, project_id, zone_id, region_id, type_id, mem_mb,
-               status, vip, port, replica_port, vpc_id, un_vpc_id, subnet_id, un_subnet_id, created_at,
+               status, vip, vpc_id, un_vpc_id, subnet_id, un_subnet_id, created_at,
                deadline, auto_renew, password_hash, password_acl, admin_secret, repl_secret, lock_task,
                params, billing_mode)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&i.id)
         .bind(i.app_id)
@@ -644,8 +683,6 @@ impl WriteTx {
         .bind(i.mem_mb)
         .bind(i.status.code())
         .bind(&i.vip)
-        .bind(i.port as i64)
-        .bind(i.replica_port as i64)
         .bind(i.vpc_id)
         .bind(&i.un_vpc_id)
         .bind(i.subnet_id)
@@ -662,7 +699,7 @@ impl WriteTx {
         .bind(i.billing.code())
         .execute(self.conn()?)
         .await?;
-        Ok(())
+        self.write_nodes(i).await
     }
 
     /// Writes every mutable column of `i` (the id, owner and secrets of crsd's users never change).
@@ -688,7 +725,7 @@ impl WriteTx {
         .bind(&i.id)
         .execute(self.conn()?)
         .await?;
-        Ok(())
+        self.write_nodes(i).await
     }
 
     /// Adds `n` kills by the memory ceiling to the instance's count (`update_instance` leaves
@@ -945,4 +982,22 @@ impl WriteTx {
         .await?;
         Ok(())
     }
+}
+
+/// One instance with its nodes, read on `conn`.
+async fn read_instance(conn: &mut SqliteConnection, id: &str) -> Result<Option<Instance>> {
+    let Some(row) = sqlx::query("SELECT * FROM instances WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut inst = rows::instance(&row)?;
+    let nodes = sqlx::query("SELECT * FROM nodes WHERE instance_id = ? ORDER BY seq")
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+    inst.nodes = nodes.iter().map(rows::node).collect::<Result<_>>()?;
+    Ok(Some(inst))
 }

@@ -4,7 +4,7 @@ use crate::{Result, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
 use crsd_core::model::{
     Account, Backup, BackupKind, BackupState, BillingMode, Deal, GoodsDetail, Instance,
-    InstanceStatus, Task, TaskKind, TaskStatus,
+    InstanceStatus, Node, NodeRole, Task, TaskKind, TaskStatus,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
@@ -44,8 +44,7 @@ pub fn instance(r: &SqliteRow) -> Result<Instance> {
         status: InstanceStatus::from_code(status)
             .ok_or_else(|| StoreError::Corrupt(format!("instance status {status}")))?,
         vip: r.try_get("vip")?,
-        port: r.try_get::<i64, _>("port")? as u16,
-        replica_port: r.try_get::<i64, _>("replica_port")? as u16,
+        nodes: Vec::new(),
         vpc_id: r.try_get("vpc_id")?,
         un_vpc_id: r.try_get("un_vpc_id")?,
         subnet_id: r.try_get("subnet_id")?,
@@ -66,6 +65,18 @@ pub fn instance(r: &SqliteRow) -> Result<Instance> {
         params: serde_json::from_str(&r.try_get::<String, _>("params")?)
             .map_err(|e| StoreError::Corrupt(format!("instance params: {e}")))?,
         oom_kills: r.try_get("oom_kills")?,
+    })
+}
+
+pub fn node(r: &SqliteRow) -> Result<Node> {
+    let role: String = r.try_get("role")?;
+    Ok(Node {
+        id: r.try_get("id")?,
+        seq: r.try_get("seq")?,
+        shard: r.try_get("shard")?,
+        role: NodeRole::from_name(&role)
+            .ok_or_else(|| StoreError::Corrupt(format!("node role {role}")))?,
+        port: r.try_get::<i64, _>("port")? as u16,
     })
 }
 

@@ -2,7 +2,7 @@
 //! sorts and pages like the SQL it replaced, and that every committed write shows at once.
 
 use chrono::{TimeZone, Utc};
-use crsd_core::model::{Account, Instance, InstanceStatus};
+use crsd_core::model::{Account, Instance, InstanceStatus, Node, NodeRole};
 use crsd_store::{InstanceFilter, InstanceOrder, Store};
 use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -21,8 +21,10 @@ fn instance(id: &str, app_id: i64, name: &str, project_id: i64, created_s: i64) 
         mem_mb: 1024,
         status: InstanceStatus::Running,
         vip: "127.0.0.1".into(),
-        port,
-        replica_port: port + 1,
+        nodes: vec![
+            Node::new(id, 0, NodeRole::Master, port),
+            Node::new(id, 1, NodeRole::Replica, port + 1),
+        ],
         vpc_id: 0,
         un_vpc_id: String::new(),
         subnet_id: 0,

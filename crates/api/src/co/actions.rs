@@ -305,7 +305,7 @@ fn instance(
         "VdcName": zone_name,
         "AppName": "",
         "IP": i.vip,
-        "Port": i.port,
+        "Port": i.port(),
         "Ram": i.mem_mb,
         "Cpu": 0,
         "Status": status,

@@ -368,7 +368,7 @@ async fn describe(state: &AppState, app: i64, p: &Params) -> Result<Data> {
                 status: i.status.code(),
                 status_desc: i.status.description(),
                 wan_ip: &i.vip,
-                port: i.port,
+                port: i.port(),
                 createtime: created.clone(),
                 create_time: created,
                 size: i.mem_mb,

@@ -126,8 +126,10 @@ impl Daemon {
         }
     }
 
+    /// The folder of the node that had `role` when the instance was created: its first
+    /// master is node 0, its first replica node 1.
     pub fn node_dir(&self, id: &str, role: &str) -> PathBuf {
-        self.data.join("instances").join(id).join(role)
+        node_dir(&self.data, id, role)
     }
 
     pub fn store_dir(&self) -> PathBuf {
@@ -170,4 +172,15 @@ pub fn kill_procs_naming(dir: &Path) {
             let _ = Command::new("kill").args(["-9", &name]).status();
         }
     }
+}
+
+/// See [`Daemon::node_dir`].
+#[allow(dead_code)]
+pub fn node_dir(data: &Path, id: &str, role: &str) -> PathBuf {
+    let seq = match role {
+        "master" => 0,
+        "replica" => 1,
+        other => panic!("no node folder for role {other}"),
+    };
+    data.join("instances").join(id).join(format!("{id}-{seq}"))
 }

@@ -487,7 +487,7 @@ pub async fn admin_conn(
         crsd_service::ADMIN_USER,
         inst.admin_secret,
         inst.vip,
-        inst.port
+        inst.port()
     );
     redis::Client::open(url)
         .unwrap()
@@ -497,6 +497,30 @@ pub async fn admin_conn(
 }
 
 /// The running crsd's service.
+/// The local node runtime as the crsd under test configured it, for what only it can tell
+/// (pids, cgroups). Cheap: it addresses the same nodes as crsd's own.
+#[allow(dead_code)]
+pub fn engine(crsd: &TestCrsd) -> crsd_engine::Engine {
+    crsd_engine::Engine::new(crsd::server::engine_config(&crsd.config))
+}
+
+/// The port of the instance's first replica.
+#[allow(dead_code)]
+pub fn replica_port(inst: &crsd_core::model::Instance) -> u16 {
+    inst.replicas().next().expect("a replica").port
+}
+
+/// The specs of the instance's master and first replica.
+#[allow(dead_code)]
+pub fn master_and_replica(
+    svc: &crsd_service::Service,
+    inst: &crsd_core::model::Instance,
+) -> (crsd_engine::NodeSpec, crsd_engine::NodeSpec) {
+    let master = svc.master_spec(inst).expect("a master");
+    let replica = svc.replica_specs(inst).remove(0);
+    (master, replica)
+}
+
 pub fn service(crsd: &TestCrsd) -> Arc<crsd_service::Service> {
     crsd.running.as_ref().unwrap().service.clone()
 }

@@ -31,12 +31,31 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The engine's root in these tests: each test's tempdir is an "instance" folder in it.
+pub fn tests_root() -> PathBuf {
+    let root = std::env::temp_dir().join("crsd-engine-tests");
+    std::fs::create_dir_all(&root).expect("mkdir tests root");
+    root
+}
+
 pub fn engine_config() -> EngineConfig {
     EngineConfig {
         redis_server: PathBuf::from("redis-server"),
         bind: "127.0.0.1".to_string(),
         start_timeout: Duration::from_secs(10),
         ceiling: None,
+        root: tests_root(),
+    }
+}
+
+/// Where the engine keeps a node's files (`<root>/<instance>/<node>`).
+pub trait SpecDir {
+    fn dir(&self) -> PathBuf;
+}
+
+impl SpecDir for NodeSpec {
+    fn dir(&self) -> PathBuf {
+        tests_root().join(&self.instance).join(&self.name)
     }
 }
 
@@ -60,13 +79,18 @@ pub fn node_spec(
 ) -> NodeSpec {
     NodeSpec {
         name: format!("crs-test-{name}"),
+        // `root` is a tempdir inside `tests_root()`: the node's folder is `<root>/<name>`.
+        instance: root
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("tempdir name")
+            .to_string(),
         role: if master.is_some() {
             Role::Replica
         } else {
             Role::Master
         },
         port,
-        dir: root.join(name),
         maxmemory_mb: 32,
         default_password_sha256: acl_sha256_hex(PASSWORD),
         admin_user: "crsd".to_string(),
@@ -88,7 +112,7 @@ pub struct Pair {
 
 impl Pair {
     pub fn new() -> Pair {
-        let tmp = TempDir::new().expect("tempdir");
+        let tmp = TempDir::new_in(tests_root()).expect("tempdir");
         let admin_secret = random_secret();
         let repl_secret = random_secret();
         let master_port = free_port();

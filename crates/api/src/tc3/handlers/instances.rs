@@ -212,7 +212,7 @@ pub(super) fn instance_known(
         "SubnetId": i.subnet_id,
         "Status": i.status.code(),
         "WanIp": i.vip,
-        "Port": i.port,
+        "Port": i.port(),
         "Createtime": time(i.created_at),
         "Size": i.mem_mb as f64,
         "SizeUsed": size_used_mb as f64,

@@ -4,8 +4,8 @@
 use super::{fields, time_in, Fields};
 use crate::tc3::params::Params3;
 use crate::AppState;
+use crsd_core::model::NodeRole;
 use crsd_core::{Error, Result};
-use crsd_engine::Role;
 use crsd_service::SlowLogQuery;
 use serde_json::{json, Value};
 
@@ -67,7 +67,7 @@ pub(super) async fn describe_instance_node_info(
         .map(|n| {
             json!({
                 "NodeId": n.node_id,
-                "NodeRole": match n.role { Role::Master => "master", Role::Replica => "slave" },
+                "NodeRole": match n.role { NodeRole::Master => "master", NodeRole::Replica => "slave" },
                 "ClusterId": 0,
                 "ZoneId": n.zone_id,
             })

@@ -1,0 +1,216 @@
+//! The seam between the service and whatever runs nodes.
+//!
+//! The service decides which nodes an instance has and what each must be (a [`NodeSpec`]:
+//! names, role, port, memory, users, parameters); a [`NodeRuntime`] makes it so. The service
+//! never builds a folder path, touches a node's files or probes a port: those belong to the
+//! runtime, which owns where and how nodes run. Today's one implementation is [`Engine`],
+//! local redis-server processes under `<root>/<instance>/<node>`; a runtime that runs nodes
+//! on other hosts implements the same trait.
+//!
+//! Files cross the seam as paths the runtime hands out or takes over: a snapshot is a file
+//! the caller moves away, a restore reads a file the caller keeps until the call returns.
+//! Redis admin calls (CONFIG, ACL, INFO, WAIT, REPLICAOF) reach a node by its address and
+//! crsd's own ACL user, wherever the node runs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::{Engine, EngineError, Liveness, NodeHandle, NodeSpec, NodeUsage, SlowlogEntry};
+
+/// What the service needs from a place that runs nodes.
+#[async_trait]
+pub trait NodeRuntime: Send + Sync {
+    // ---- processes ----
+
+    /// Starts the node, or adopts its process if it already runs (then nothing restarts).
+    async fn start(&self, spec: &NodeSpec) -> Result<NodeHandle, EngineError>;
+    /// Stops the node's process; its data stays.
+    async fn stop(&self, spec: &NodeSpec) -> Result<(), EngineError>;
+    /// Stops the node and removes everything it had.
+    async fn destroy(&self, spec: &NodeSpec) -> Result<(), EngineError>;
+    /// Removes what is left of an instance once its nodes are destroyed.
+    fn remove_instance(&self, instance: &str) -> Result<(), EngineError>;
+    /// Alive, dead, or unknown (the runtime could not look: never a reason to restart).
+    fn liveness(&self, spec: &NodeSpec) -> Liveness;
+    /// Brings a running node to this version's rules (ceiling, ACL) in place.
+    async fn conform(&self, spec: &NodeSpec) -> Result<Option<u32>, EngineError>;
+    /// Kills by the node's memory ceiling not reported before.
+    fn take_oom_kills(&self, spec: &NodeSpec) -> Result<u64, EngineError>;
+    /// The node's memory ceiling in MB, when it has one.
+    fn ceiling_mb(&self, spec: &NodeSpec) -> Option<u64>;
+    /// Whether a new node could listen on `port` (nothing else holds it).
+    fn port_free(&self, port: u16) -> bool;
+    /// Carries a node over from the previous release's layout while it runs (see
+    /// [`Engine::migrate_legacy_folder`]); `spec.role` is the role it had then.
+    fn migrate_legacy(&self, spec: &NodeSpec) -> Result<bool, EngineError>;
+
+    // ---- admin calls, by address ----
+
+    async fn set_maxmemory(&self, spec: &NodeSpec, mb: u64) -> Result<(), EngineError>;
+    async fn set_default_password(
+        &self,
+        spec: &NodeSpec,
+        sha256_hex: &str,
+    ) -> Result<(), EngineError>;
+    async fn set_params(
+        &self,
+        spec: &NodeSpec,
+        params: &[(String, String)],
+    ) -> Result<(), EngineError>;
+    async fn get_param(&self, spec: &NodeSpec, name: &str) -> Result<String, EngineError>;
+    async fn flush_all(&self, spec: &NodeSpec) -> Result<(), EngineError>;
+    async fn used_memory_bytes(&self, spec: &NodeSpec) -> Result<u64, EngineError>;
+    async fn usage(&self, spec: &NodeSpec) -> Result<NodeUsage, EngineError>;
+    async fn slowlog(
+        &self,
+        spec: &NodeSpec,
+        count: usize,
+    ) -> Result<Vec<SlowlogEntry>, EngineError>;
+    /// Makes a running node follow `spec.master` (REPLICAOF), as its spec says.
+    async fn follow(&self, spec: &NodeSpec) -> Result<(), EngineError>;
+    /// Waits until a replica is in sync with its master.
+    async fn wait_replica_synced(
+        &self,
+        spec: &NodeSpec,
+        timeout: Duration,
+    ) -> Result<(), EngineError>;
+    /// On a master: every write acknowledged before the call is on `replicas` replicas.
+    async fn replication_barrier(
+        &self,
+        master: &NodeSpec,
+        replicas: usize,
+        timeout: Duration,
+    ) -> Result<(), EngineError>;
+
+    // ---- files ----
+
+    /// A point-in-time RDB of the node; the caller takes the file away.
+    async fn snapshot(&self, spec: &NodeSpec, timeout: Duration) -> Result<PathBuf, EngineError>;
+    /// Whether `path` is an RDB file the node's redis-server can load.
+    async fn check_rdb(&self, path: &Path) -> Result<(), EngineError>;
+    /// Stages `rdb` as the node's next data, its own data kept aside.
+    fn stage_restore(&self, spec: &NodeSpec, rdb: &Path) -> Result<(), EngineError>;
+    /// With the node stopped: the staged data becomes the node's.
+    fn swap_in_restore(&self, spec: &NodeSpec) -> Result<(), EngineError>;
+    /// With the node stopped: the data kept aside comes back.
+    fn roll_back_restore(&self, spec: &NodeSpec) -> Result<(), EngineError>;
+    /// Drops what a finished restore kept aside.
+    fn finish_restore(&self, spec: &NodeSpec) -> Result<(), EngineError>;
+    /// With the node stopped: its data is dropped (a replica then syncs from its master).
+    fn discard_data(&self, spec: &NodeSpec) -> Result<(), EngineError>;
+}
+
+#[async_trait]
+impl NodeRuntime for Engine {
+    async fn start(&self, spec: &NodeSpec) -> Result<NodeHandle, EngineError> {
+        Engine::start(self, spec).await
+    }
+    async fn stop(&self, spec: &NodeSpec) -> Result<(), EngineError> {
+        Engine::stop(self, spec).await
+    }
+    async fn destroy(&self, spec: &NodeSpec) -> Result<(), EngineError> {
+        Engine::destroy(self, spec).await
+    }
+    fn remove_instance(&self, instance: &str) -> Result<(), EngineError> {
+        self.remove_instance_folder(instance)
+    }
+    fn liveness(&self, spec: &NodeSpec) -> Liveness {
+        Engine::liveness(self, spec)
+    }
+    async fn conform(&self, spec: &NodeSpec) -> Result<Option<u32>, EngineError> {
+        Engine::conform(self, spec).await
+    }
+    fn take_oom_kills(&self, spec: &NodeSpec) -> Result<u64, EngineError> {
+        Engine::take_oom_kills(self, spec)
+    }
+    fn ceiling_mb(&self, spec: &NodeSpec) -> Option<u64> {
+        self.config()
+            .ceiling
+            .as_ref()
+            .filter(|_| self.ceiling_version().is_some())
+            .map(|c| c.limit_bytes(spec.maxmemory_mb) / (1024 * 1024))
+    }
+    fn port_free(&self, port: u16) -> bool {
+        std::net::TcpListener::bind((self.config().bind.as_str(), port)).is_ok()
+    }
+    fn migrate_legacy(&self, spec: &NodeSpec) -> Result<bool, EngineError> {
+        self.migrate_legacy_folder(spec)
+    }
+    async fn set_maxmemory(&self, spec: &NodeSpec, mb: u64) -> Result<(), EngineError> {
+        Engine::set_maxmemory(self, spec, mb).await
+    }
+    async fn set_default_password(
+        &self,
+        spec: &NodeSpec,
+        sha256_hex: &str,
+    ) -> Result<(), EngineError> {
+        Engine::set_default_password(self, spec, sha256_hex).await
+    }
+    async fn set_params(
+        &self,
+        spec: &NodeSpec,
+        params: &[(String, String)],
+    ) -> Result<(), EngineError> {
+        Engine::set_params(self, spec, params).await
+    }
+    async fn get_param(&self, spec: &NodeSpec, name: &str) -> Result<String, EngineError> {
+        Engine::get_param(self, spec, name).await
+    }
+    async fn flush_all(&self, spec: &NodeSpec) -> Result<(), EngineError> {
+        Engine::flush_all(self, spec).await
+    }
+    async fn used_memory_bytes(&self, spec: &NodeSpec) -> Result<u64, EngineError> {
+        Engine::used_memory_bytes(self, spec).await
+    }
+    async fn usage(&self, spec: &NodeSpec) -> Result<NodeUsage, EngineError> {
+        Engine::usage(self, spec).await
+    }
+    async fn slowlog(
+        &self,
+        spec: &NodeSpec,
+        count: usize,
+    ) -> Result<Vec<SlowlogEntry>, EngineError> {
+        Engine::slowlog(self, spec, count).await
+    }
+    async fn follow(&self, spec: &NodeSpec) -> Result<(), EngineError> {
+        Engine::follow(self, spec).await
+    }
+    async fn wait_replica_synced(
+        &self,
+        spec: &NodeSpec,
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
+        Engine::wait_replica_synced(self, spec, timeout).await
+    }
+    async fn replication_barrier(
+        &self,
+        master: &NodeSpec,
+        replicas: usize,
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
+        Engine::replication_barrier(self, master, replicas, timeout).await
+    }
+    async fn snapshot(&self, spec: &NodeSpec, timeout: Duration) -> Result<PathBuf, EngineError> {
+        Engine::snapshot(self, spec, timeout).await
+    }
+    async fn check_rdb(&self, path: &Path) -> Result<(), EngineError> {
+        Engine::check_rdb(self, path).await
+    }
+    fn stage_restore(&self, spec: &NodeSpec, rdb: &Path) -> Result<(), EngineError> {
+        Engine::stage_restore(self, spec, rdb)
+    }
+    fn swap_in_restore(&self, spec: &NodeSpec) -> Result<(), EngineError> {
+        Engine::swap_in_restore(self, spec)
+    }
+    fn roll_back_restore(&self, spec: &NodeSpec) -> Result<(), EngineError> {
+        Engine::roll_back_restore(self, spec)
+    }
+    fn finish_restore(&self, spec: &NodeSpec) -> Result<(), EngineError> {
+        Engine::finish_restore(self, spec)
+    }
+    fn discard_data(&self, spec: &NodeSpec) -> Result<(), EngineError> {
+        Engine::discard_data(self, spec)
+    }
+}
