@@ -29,16 +29,16 @@ pub type Fields = Map<String, Value>;
 pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params3) -> Result<Fields> {
     match action {
         Action::DescribeInstances => instances::describe_instances(state, app, p).await,
-        Action::DescribeInstanceBackups => backups::describe_instance_backups(state, app, p).await,
-        Action::ManualBackupInstance => backups::manual_backup_instance(state, app, p).await,
-        Action::DescribeBackupUrl => backups::describe_backup_url(state, app, p).await,
-        Action::RestoreInstance => backups::restore_instance(state, app, p).await,
-        Action::DescribeTaskInfo => tasks::describe_task_info(state, app, p).await,
-        Action::DescribeTaskList => tasks::describe_task_list(state, app, p).await,
         Action::ClearInstance => instances::clear_instance(state, app, p).await,
         Action::ModifyInstance => instances::modify_instance(state, app, p).await,
         Action::ModifyInstancePassword => instances::modify_instance_password(state, app, p).await,
         Action::ResetPassword => instances::reset_password(state, app, p).await,
+        Action::DestroyPrepaidInstance => lifecycle::destroy_prepaid_instance(state, app, p).await,
+        Action::DestroyPostpaidInstance => {
+            lifecycle::destroy_postpaid_instance(state, app, p).await
+        }
+        Action::StartupInstance => lifecycle::startup_instance(state, app, p).await,
+        Action::CleanUpInstance => lifecycle::clean_up_instance(state, app, p).await,
         Action::DescribeProductInfo => purchase::describe_product_info(state, app, p).await,
         Action::InquiryPriceCreateInstance => {
             purchase::inquiry_price_create_instance(state, app, p).await
@@ -53,24 +53,24 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params3) -
         Action::DescribeInstanceDealDetail => {
             purchase::describe_instance_deal_detail(state, app, p).await
         }
+        Action::RenewInstance => purchase::renew_instance(state, app, p).await,
+        Action::UpgradeInstance => purchase::upgrade_instance(state, app, p).await,
+        Action::DescribeInstanceBackups => backups::describe_instance_backups(state, app, p).await,
+        Action::ManualBackupInstance => backups::manual_backup_instance(state, app, p).await,
+        Action::DescribeBackupUrl => backups::describe_backup_url(state, app, p).await,
+        Action::RestoreInstance => backups::restore_instance(state, app, p).await,
         Action::DescribeAutoBackupConfig => {
             backups::describe_auto_backup_config(state, app, p).await
         }
         Action::ModifyAutoBackupConfig => backups::modify_auto_backup_config(state, app, p).await,
+        Action::DescribeTaskInfo => tasks::describe_task_info(state, app, p).await,
+        Action::DescribeTaskList => tasks::describe_task_list(state, app, p).await,
         Action::DescribeSlowLog => observe::describe_slow_log(state, app, p).await,
         Action::DescribeInstanceNodeInfo => {
             observe::describe_instance_node_info(state, app, p).await
         }
         Action::DescribeInstanceParams => params::describe_instance_params(state, app, p).await,
         Action::ModifyInstanceParams => params::modify_instance_params(state, app, p).await,
-        Action::DestroyPrepaidInstance => lifecycle::destroy_prepaid_instance(state, app, p).await,
-        Action::DestroyPostpaidInstance => {
-            lifecycle::destroy_postpaid_instance(state, app, p).await
-        }
-        Action::StartupInstance => lifecycle::startup_instance(state, app, p).await,
-        Action::CleanUpInstance => lifecycle::clean_up_instance(state, app, p).await,
-        Action::RenewInstance => purchase::renew_instance(state, app, p).await,
-        Action::UpgradeInstance => purchase::upgrade_instance(state, app, p).await,
         Action::Unsupported(name) => Err(Error::Unsupported(name.to_string())),
     }
 }
@@ -98,6 +98,7 @@ pub(super) fn no_auth(p: &Params3) -> Result<bool> {
     }
 }
 
+/// A `Response` object from its fields.
 pub(super) fn fields<const N: usize>(list: [(&str, Value); N]) -> Map<String, Value> {
     list.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
