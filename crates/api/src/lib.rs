@@ -125,10 +125,7 @@ pub fn router(svc: Arc<Service>, cfg: ApiConfig, downloads: Downloads) -> std::i
 }
 
 /// A dialect's path: GET and POST, through the one request pipeline.
-fn dialect<D: pipeline::Dialect>() -> axum::routing::MethodRouter<SharedState>
-where
-    D::Answer: 'static,
-{
+fn dialect<D: pipeline::Dialect>() -> axum::routing::MethodRouter<SharedState> {
     get(pipeline::handle::<D>).post(pipeline::handle::<D>)
 }
 

@@ -34,9 +34,9 @@ impl Dialect for V2 {
         // GET reads the query; POST reads the body and ignores the query (seed: 请求方法,
         // note 1).
         let raw = if req.method == Method::POST {
-            String::from_utf8_lossy(&req.body).into_owned()
+            String::from_utf8_lossy(&req.body)
         } else {
-            req.query.clone()
+            std::borrow::Cow::Borrowed(req.query.as_str())
         };
         let pairs = sign_v2::parse_pairs(&raw);
         // Pairs beyond the bounds of `limits` are refused before anything else is done for
