@@ -1,8 +1,15 @@
 //! The product catalog and prices: what the operator sells, in which zones, at what price.
 //! It comes from the config file; the defaults reproduce the seed's examples
 //! (1024 MB for 2 months = 16000 cents).
+//!
+//! Every price is the month price of a [`Spec`] (see [`Catalog::month_price`]): the configured
+//! price per GB-month is that of a master with one replica, the instance every dialect sells
+//! by default; each further replica adds `extra_replica_percent` of it. The default, 50, is a
+//! node's share: one more node of the same memory, of the two the configured price pays for
+//! (clouds that price a standard instance per node charge each replica as one more node).
 
 use crate::error::{Error, Result};
+use crate::spec::Spec;
 use serde::{Deserialize, Serialize};
 
 /// typeId of the master-replica edition (主从版): a master and one replica.
@@ -27,6 +34,10 @@ pub struct Catalog {
     pub periods: Vec<i64>,
     #[serde(default = "default_zones")]
     pub zones: Vec<Zone>,
+    /// What each replica beyond the first adds, in percent of the price of a master with
+    /// one replica (`price_per_gb_month` pays for those two nodes).
+    #[serde(default = "default_extra_replica_percent")]
+    pub extra_replica_percent: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -55,10 +66,29 @@ pub struct ProductType {
     pub max_mem_mb: i64,
     pub min_buy_num: i64,
     pub max_buy_num: i64,
+    /// The replica counts the type sells (API 3.0 `RedisReplicasNum`; v2 and Capital Online
+    /// instances have one).
+    #[serde(default = "default_min_replicas")]
+    pub min_replicas: i64,
+    #[serde(default = "default_max_replicas")]
+    pub max_replicas: i64,
 }
 
 fn default_price() -> i64 {
     8000
+}
+
+fn default_extra_replica_percent() -> i64 {
+    50
+}
+
+fn default_min_replicas() -> i64 {
+    1
+}
+
+/// Redis 4.0 and later standard instances of the cloud sell 1 to 5 replicas.
+fn default_max_replicas() -> i64 {
+    5
 }
 
 fn default_periods() -> Vec<i64> {
@@ -73,6 +103,8 @@ fn master_replica() -> ProductType {
         max_mem_mb: 61440,
         min_buy_num: 1,
         max_buy_num: 10,
+        min_replicas: default_min_replicas(),
+        max_replicas: default_max_replicas(),
     }
 }
 
@@ -101,6 +133,7 @@ impl Default for Catalog {
             price_per_gb_month: default_price(),
             periods: default_periods(),
             zones: default_zones(),
+            extra_replica_percent: default_extra_replica_percent(),
         }
     }
 }
@@ -146,25 +179,43 @@ impl Catalog {
         Ok(())
     }
 
-    /// Price of `num` instances of `mem_mb` for `months`.
-    pub fn buy_price(&self, mem_mb: i64, months: i64, num: i64) -> i64 {
-        self.price_per_gb_month * mem_mb / 1024 * months * num
+    /// Percent of the configured price a spec costs: 100 for a master with one replica, plus
+    /// `extra_replica_percent` for each further replica, times the shards.
+    fn percent(&self, spec: &Spec) -> i64 {
+        let extra = self.extra_replica_percent * (spec.replicas - 1).max(0);
+        (100 + extra) * spec.shards.max(1)
     }
 
-    /// Price of one hour of a postpaid instance of `mem_mb`: the month price over 720 hours,
+    /// Price of one instance of `spec` for one month, in cents, rounded to the cent.
+    pub fn month_price(&self, spec: &Spec) -> i64 {
+        let scaled = self.price_per_gb_month * spec.mem_mb * self.percent(spec);
+        (scaled + 51_200) / 102_400
+    }
+
+    /// Price of `num` instances of `spec` for `months`.
+    pub fn buy_price(&self, spec: &Spec, months: i64, num: i64) -> i64 {
+        self.month_price(spec) * months * num
+    }
+
+    /// Price of one hour of a postpaid instance of `spec`: the month price over 720 hours,
     /// rounded up to the cent.
-    pub fn hour_price(&self, mem_mb: i64) -> i64 {
-        let month = self.price_per_gb_month * mem_mb / 1024;
+    pub fn hour_price(&self, spec: &Spec) -> i64 {
+        let month = self.month_price(spec);
         (month + HOURS_PER_MONTH - 1) / HOURS_PER_MONTH
     }
 
-    /// Price of growing from `old_mb` to `new_mb` for the `remaining_secs` left of the period
-    /// (a month counts as 30 days), rounded to the cent.
-    pub fn upgrade_price(&self, old_mb: i64, new_mb: i64, remaining_secs: i64) -> i64 {
+    /// Price of changing an instance from `old` to `new` for the `remaining_secs` left of the
+    /// period (a month counts as 30 days): the month prices' difference prorated, rounded to
+    /// the cent. A memory resize and a replica change are prorated alike; a change to a
+    /// cheaper spec (fewer replicas) costs nothing and refunds nothing.
+    pub fn upgrade_price(&self, old: &Spec, new: &Spec, remaining_secs: i64) -> i64 {
         let remaining = remaining_secs.max(0) as f64;
         let months = remaining / (30.0 * 86400.0);
-        let gb = (new_mb - old_mb).max(0) as f64 / 1024.0;
-        (self.price_per_gb_month as f64 * gb * months).round() as i64
+        let month = |s: &Spec| {
+            self.price_per_gb_month as f64 * s.mem_mb as f64 / 1024.0 * self.percent(s) as f64
+                / 100.0
+        };
+        ((month(new) - month(old)).max(0.0) * months).round() as i64
     }
 }
 
@@ -211,6 +262,22 @@ impl ProductType {
         Ok(())
     }
 
+    /// The replica counts the type sells, lowest first.
+    pub fn replica_counts(&self) -> std::ops::RangeInclusive<i64> {
+        self.min_replicas..=self.max_replicas
+    }
+
+    pub fn check_replicas(&self, num: i64) -> Result<()> {
+        if !self.replica_counts().contains(&num) {
+            return Err(Error::ReplicasNotInRange {
+                num,
+                min: self.min_replicas,
+                max: self.max_replicas,
+            });
+        }
+        Ok(())
+    }
+
     pub fn check_goods_num(&self, num: i64) -> Result<()> {
         if num < self.min_buy_num || num > self.max_buy_num {
             return Err(Error::GoodsNumNotInRange {
@@ -230,18 +297,62 @@ mod tests {
     #[test]
     fn defaults_reproduce_the_seed_price() {
         let c = Catalog::default();
-        assert_eq!(c.buy_price(1024, 2, 1), 16000);
-        assert_eq!(c.buy_price(1024, 1, 1), 8000);
+        let one = |mb| Spec::standard(mb, 1);
+        assert_eq!(c.buy_price(&one(1024), 2, 1), 16000);
+        assert_eq!(c.buy_price(&one(1024), 1, 1), 8000);
         // The seed's upgrade example: 1024 -> 2048 MB with 3.0575 months (91.7 days) left = 24460 cents.
-        assert_eq!(c.upgrade_price(1024, 2048, 7_925_040), 24460);
+        assert_eq!(c.upgrade_price(&one(1024), &one(2048), 7_925_040), 24460);
         // Postpaid: 8000 cents a GB-month is 11.1 cents an hour, charged 12.
-        assert_eq!(c.hour_price(1024), 12);
+        assert_eq!(c.hour_price(&one(1024)), 12);
         let exact = Catalog {
             price_per_gb_month: 7200,
             ..Catalog::default()
         };
-        assert_eq!(exact.hour_price(1024), 10, "no rounding when it divides");
-        assert_eq!(exact.hour_price(2048), 20);
+        assert_eq!(
+            exact.hour_price(&one(1024)),
+            10,
+            "no rounding when it divides"
+        );
+        assert_eq!(exact.hour_price(&one(2048)), 20);
+    }
+
+    #[test]
+    fn each_further_replica_adds_the_configured_percent() {
+        let c = Catalog::default();
+        assert_eq!(c.extra_replica_percent, 50);
+        let spec = |mb, r| Spec::standard(mb, r);
+        // 1 GB: 8000 a month with one replica, +4000 for each further one.
+        let months: Vec<i64> = (1..=5).map(|r| c.month_price(&spec(1024, r))).collect();
+        assert_eq!(months, [8000, 12000, 16000, 20000, 24000]);
+        assert_eq!(c.buy_price(&spec(2048, 3), 2, 3), 32000 * 2 * 3);
+        // 24000 a month is 33.3 cents an hour, charged 34.
+        assert_eq!(c.hour_price(&spec(2048, 2)), 34);
+        // A replica change is prorated like a resize: 1 -> 3 replicas of 1 GB adds 8000 a
+        // month, the same as 1 -> 2 GB with one replica.
+        let left = 7_925_040;
+        assert_eq!(c.upgrade_price(&spec(1024, 1), &spec(1024, 3), left), 24460);
+        assert_eq!(c.upgrade_price(&spec(1024, 3), &spec(1024, 1), left), 0);
+        // A resize of a 3-replica instance grows every node.
+        assert_eq!(
+            c.upgrade_price(&spec(1024, 3), &spec(2048, 3), left),
+            2 * 24460
+        );
+        // The operator's rule: half a cent rounds up; 0 % prices replicas as included.
+        let odd = Catalog {
+            price_per_gb_month: 8001,
+            extra_replica_percent: 33,
+            ..Catalog::default()
+        };
+        assert_eq!(
+            odd.month_price(&spec(1024, 2)),
+            10641,
+            "8001 x 1.33 = 10641.33"
+        );
+        let flat = Catalog {
+            extra_replica_percent: 0,
+            ..Catalog::default()
+        };
+        assert_eq!(flat.month_price(&spec(1024, 5)), 8000);
     }
 
     #[test]
@@ -263,6 +374,17 @@ mod tests {
             Error::MemSizeNotInRange { .. }
         ));
         assert!(p.check_mem(2048).is_ok());
+        assert_eq!(p.replica_counts(), 1..=5);
+        assert!(p.check_replicas(5).is_ok());
+        assert_eq!(
+            p.check_replicas(6).unwrap_err(),
+            Error::ReplicasNotInRange {
+                num: 6,
+                min: 1,
+                max: 5
+            }
+        );
+        assert!(p.check_replicas(0).is_err());
         assert!(matches!(
             p.check_goods_num(11).unwrap_err(),
             Error::GoodsNumNotInRange { .. }

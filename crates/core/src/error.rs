@@ -124,6 +124,18 @@ pub enum Error {
     /// instances' append-only files); an operation that would eat into it is refused.
     #[error("not enough free disk space on the server for this operation now; try again later")]
     DiskSpaceLow,
+
+    // ---- an instance's spec: memory, shards, replicas (see `spec`) ----
+    /// A replica count the product does not sell.
+    #[error("replica count {num} is outside [{min}, {max}]")]
+    ReplicasNotInRange { num: i64, min: i64, max: i64 },
+    /// A standard instance is one shard; another shard count is not sold for it.
+    #[error("shard count {0} is not offered: a standard instance is one shard")]
+    ShardsNotOffered(i64),
+    /// A spec change changes one of memory, shards and replicas; the others carry their
+    /// current values.
+    #[error("change one of the memory size, the shard count and the replica count at a time (the others carry their current values)")]
+    SpecChangeNotOne,
 }
 
 impl Error {

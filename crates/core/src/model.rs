@@ -279,6 +279,13 @@ pub enum GoodsDetail {
         new_mem_mb: i64,
         instance_ids: Vec<String>,
     },
+    /// Replicas added or removed (API 3.0 UpgradeInstance `RedisReplicasNum`).
+    ChangeReplicas {
+        mem_mb: i64,
+        old_replicas: i64,
+        new_replicas: i64,
+        instance_ids: Vec<String>,
+    },
 }
 
 impl GoodsDetail {
@@ -287,7 +294,8 @@ impl GoodsDetail {
         match self {
             GoodsDetail::Create { instance_ids, .. }
             | GoodsDetail::Renew { instance_ids, .. }
-            | GoodsDetail::Upgrade { instance_ids, .. } => instance_ids,
+            | GoodsDetail::Upgrade { instance_ids, .. }
+            | GoodsDetail::ChangeReplicas { instance_ids, .. } => instance_ids,
         }
     }
 }
@@ -325,10 +333,12 @@ pub enum TaskKind {
     RestoreStream,
     BackupInstance,
     ModifyParams,
+    /// Adds or removes replicas (payload `{"replicas": n, "price": cents}`).
+    ChangeReplicas,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 13] = [
+    pub const ALL: [TaskKind; 14] = [
         TaskKind::NewInstance,
         TaskKind::ResizeInstance,
         TaskKind::CloseInstance,
@@ -342,6 +352,7 @@ impl TaskKind {
         TaskKind::RestoreStream,
         TaskKind::BackupInstance,
         TaskKind::ModifyParams,
+        TaskKind::ChangeReplicas,
     ];
 
     /// The `taskName` GetRedisTaskList documents.
@@ -360,6 +371,7 @@ impl TaskKind {
             TaskKind::RestoreStream => "restoreStream",
             TaskKind::BackupInstance => "backupInstance",
             TaskKind::ModifyParams => "modifyParams",
+            TaskKind::ChangeReplicas => "changeReplicas",
         }
     }
 

@@ -1,6 +1,7 @@
 //! Validation rules exactly as the seeds state them.
 
 use crate::error::{Error, Result};
+use crate::spec::{DEFAULT_REPLICAS, STANDARD_SHARDS};
 
 /// Special characters the v2 password rule names: `!@#%^*()`.
 pub const PASSWORD_SPECIALS: &str = "!@#%^*()";
@@ -149,25 +150,15 @@ pub fn check_api3_vport(vport: Option<i64>) -> Result<()> {
     }
 }
 
-/// `RedisShardNum` and `RedisReplicasNum` of CreateInstances, UpgradeInstance and their price
-/// inquiries: every instance here is one shard with one replica, so a request for another
-/// layout is refused rather than sold as this one.
-pub fn check_api3_layout(shard_num: Option<i64>, replicas_num: Option<i64>) -> Result<()> {
-    for (name, value) in [
-        ("RedisShardNum", shard_num),
-        ("RedisReplicasNum", replicas_num),
-    ] {
-        match value {
-            None | Some(1) => {}
-            Some(other) => {
-                return Err(Error::invalid(
-                    name,
-                    format!("{other}: only 1 is supported yet (one shard with one replica)"),
-                ))
-            }
-        }
+/// `RedisShardNum` and `RedisReplicasNum` of CreateInstances and InquiryPriceCreateInstance:
+/// a standard instance is one shard, so another shard count is refused rather than sold as
+/// one; the replica count asked for (the model's default, 1, when not sent) is returned, for
+/// the product's range to judge (`ProductType::check_replicas`).
+pub fn check_api3_layout(shard_num: Option<i64>, replicas_num: Option<i64>) -> Result<i64> {
+    match shard_num {
+        None | Some(STANDARD_SHARDS) => Ok(replicas_num.unwrap_or(DEFAULT_REPLICAS)),
+        Some(other) => Err(Error::ShardsNotOffered(other)),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -243,14 +234,17 @@ mod tests {
     }
 
     #[test]
-    fn one_shard_with_one_replica() {
-        assert!(check_api3_layout(None, None).is_ok());
-        assert!(check_api3_layout(Some(1), Some(1)).is_ok());
-        for (shards, replicas) in [(Some(3), None), (None, Some(2)), (None, Some(0))] {
-            assert!(matches!(
-                check_api3_layout(shards, replicas),
-                Err(Error::InvalidParameter { .. })
-            ));
+    fn one_shard_with_the_replicas_asked_for() {
+        assert_eq!(check_api3_layout(None, None), Ok(1));
+        assert_eq!(check_api3_layout(Some(1), Some(1)), Ok(1));
+        assert_eq!(check_api3_layout(None, Some(3)), Ok(3));
+        // The range is the product's: the count is passed on as asked.
+        assert_eq!(check_api3_layout(Some(1), Some(0)), Ok(0));
+        for shards in [0, 3] {
+            assert_eq!(
+                check_api3_layout(Some(shards), Some(2)),
+                Err(Error::ShardsNotOffered(shards))
+            );
         }
     }
 

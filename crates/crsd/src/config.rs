@@ -316,6 +316,13 @@ impl Config {
         if self.catalog.zones.is_empty() || self.catalog.periods.is_empty() {
             return bad("catalog needs at least one zone and one period");
         }
+        if self.catalog.extra_replica_percent < 0 {
+            return bad("catalog.extra_replica_percent must be 0 or more");
+        }
+        let mut types = self.catalog.zones.iter().flat_map(|z| &z.types);
+        if types.any(|t| t.min_replicas < 1 || t.min_replicas > t.max_replicas) {
+            return bad("catalog types need 1 <= min_replicas <= max_replicas");
+        }
         let mut sites: Vec<String> = self.catalog.zones.iter().map(|z| z.site_id()).collect();
         sites.sort();
         if sites.windows(2).any(|w| w[0] == w[1]) {
@@ -389,7 +396,11 @@ mod tests {
     fn empty_file_gives_the_defaults() {
         let c = Config::parse("").unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9750");
-        assert_eq!(c.catalog.buy_price(1024, 2, 1), 16000);
+        assert_eq!(
+            c.catalog
+                .buy_price(&crsd_core::spec::Spec::standard(1024, 1), 2, 1),
+            16000
+        );
     }
 
     #[test]
@@ -414,6 +425,10 @@ mod tests {
             )
         };
         assert!(Config::parse(&zone(1)).is_ok());
+        assert!(Config::parse(&format!("{}min_replicas = 0\n", zone(1))).is_err());
+        assert!(Config::parse(&format!("{}max_replicas = 0\n", zone(1))).is_err());
+        assert!(Config::parse(&format!("{}max_replicas = 3\n", zone(1))).is_ok());
+        assert!(Config::parse("[catalog]\nextra_replica_percent = -1").is_err());
         assert!(Config::parse(&format!("{}{}", zone(1), zone(2))).is_err());
     }
 }

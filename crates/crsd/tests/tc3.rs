@@ -1205,8 +1205,9 @@ async fn create_instances_with_product_info_and_price_and_v2_sees_them() {
         ("NoAuth", json!(true)),
         // Refused before anything is bought (not after: a retry would buy again).
         ("AutoRenew", json!(3)),
-        // One shard with one replica is the only layout built yet: not sold as another.
-        ("RedisReplicasNum", json!(3)),
+        // 1-5 replicas are sold; a standard instance is one shard.
+        ("RedisReplicasNum", json!(0)),
+        ("RedisReplicasNum", json!(6)),
         ("RedisShardNum", json!(3)),
     ] {
         let mut bad = base.clone();
@@ -2159,4 +2160,368 @@ fn assert_instance_set_fields(e: &Value) {
         61,
         "no field beyond the model: {e}"
     );
+}
+
+// ------------------------------------------------------------------- replicas: sold, priced, changed
+
+/// The error Message of a refusal, which must name the request's field.
+fn message_names(r: &Value, field: &str) {
+    let m = r["Error"]["Message"].as_str().unwrap_or_default();
+    assert!(m.contains(field), "the message names {field}: {r}");
+}
+
+/// What the catalog's default rule charges a month for 1 GB with `replicas` replicas: the
+/// configured 8000 is a master with one replica, each further replica adds 50 %.
+fn month_price_1gb(replicas: i64) -> i64 {
+    8000 + 4000 * (replicas - 1)
+}
+
+#[tokio::test]
+async fn replicas_are_sold_and_priced_by_the_catalog_rule() {
+    let crsd = TestCrsd::start().await;
+    let v2 = crsd.client();
+    let c = Tc3Client::new(&crsd);
+    let app = common::main_app_id(&crsd);
+
+    // Every product lists the replica counts it sells, and one shard.
+    let r = c.ok("DescribeProductInfo", json!({})).await;
+    let products: Vec<&Value> = r["RegionSet"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|reg| reg["ZoneSet"].as_array().unwrap())
+        .flat_map(|z| z["ProductSet"].as_array().unwrap())
+        .collect();
+    assert!(!products.is_empty(), "{r}");
+    for p in products {
+        assert_eq!(p["ReplicaNum"], json!(["1", "2", "3", "4", "5"]), "{p}");
+        assert_eq!(p["ShardNum"], json!(["1"]), "{p}");
+    }
+
+    // InquiryPriceCreateInstance prices the replica count.
+    let quote = |billing: i64, mem: i64, num: i64, period: i64, replicas: Option<i64>| {
+        let mut q = json!({"TypeId": 17, "MemSize": mem, "GoodsNum": num, "Period": period,
+            "BillingMode": billing, "ZoneId": 100002});
+        if let Some(n) = replicas {
+            q["RedisReplicasNum"] = json!(n);
+        }
+        q
+    };
+    for (q, want) in [
+        // The seed's price is one replica's, asked for or by default.
+        (quote(1, 1024, 1, 2, None), 2 * month_price_1gb(1)),
+        (quote(1, 1024, 1, 2, Some(1)), 2 * month_price_1gb(1)),
+        (quote(1, 1024, 1, 2, Some(3)), 2 * month_price_1gb(3)),
+        (quote(1, 2048, 2, 1, Some(3)), 2 * 2 * month_price_1gb(3)),
+        (quote(1, 1024, 1, 1, Some(5)), month_price_1gb(5)),
+        // Postpaid: an hour of the month price, rounded up: 16000 / 720 = 22.2.
+        (quote(0, 1024, 1, 1, Some(3)), 23),
+        (quote(0, 1024, 1, 1, Some(1)), 12),
+    ] {
+        let r = c.ok("InquiryPriceCreateInstance", q.clone()).await;
+        assert_eq!(r["Price"], want as f64, "{q}: {r}");
+    }
+    for bad in [0, 6] {
+        let r = c
+            .err(
+                "InquiryPriceCreateInstance",
+                quote(1, 1024, 1, 1, Some(bad)),
+                "InvalidParameterValue",
+            )
+            .await;
+        message_names(&r, "RedisReplicasNum");
+    }
+    let mut q = quote(1, 1024, 1, 1, Some(2));
+    q["RedisShardNum"] = json!(3);
+    let r = c
+        .err("InquiryPriceCreateInstance", q, "InvalidParameterValue")
+        .await;
+    message_names(&r, "RedisShardNum");
+
+    // CreateInstances: 0 or 6 replicas buy nothing; 3 are charged the price of 3.
+    let before = common::balance(&crsd, app).await;
+    let order = json!({"TypeId": 17, "MemSize": 1024, "GoodsNum": 1, "Period": 1,
+        "BillingMode": 1, "ZoneId": 100002, "Password": "Api3-Password-Long-2024",
+        "RedisShardNum": 1, "RedisReplicasNum": 3});
+    for bad in [0, 6] {
+        let mut o = order.clone();
+        o["RedisReplicasNum"] = json!(bad);
+        let r = c.err("CreateInstances", o, "InvalidParameterValue").await;
+        message_names(&r, "RedisReplicasNum");
+    }
+    assert_eq!(common::balance(&crsd, app).await, before, "nothing charged");
+    assert_eq!(
+        v2.ok("DescribeRedis", &[("limit", "10"), ("offset", "0")])
+            .await["totalCount"],
+        0,
+        "nothing created"
+    );
+    let r = c.ok("CreateInstances", order).await;
+    assert_eq!(
+        common::balance(&crsd, app).await,
+        before - month_price_1gb(3),
+        "a month of 3 replicas: {r}"
+    );
+    let deal = r["DealId"].as_str().unwrap().to_string();
+    let d = c
+        .ok("DescribeInstanceDealDetail", json!({ "DealIds": [deal] }))
+        .await;
+    assert_eq!(
+        d["DealDetails"][0]["Price"],
+        month_price_1gb(3) as f64,
+        "{d}"
+    );
+    assert_eq!(v2.wait_deal(&deal).await.len(), 1);
+
+    // InquiryPriceUpgradeInstance: a replica change (the current MemSize repeated) is
+    // prorated like a resize. From one replica to three adds 8000 a month, as 1 -> 2 GB does.
+    let made = create(&v2, 1).await;
+    let id = v2_id(&made[0]);
+    let upgrade = |mem: i64, shards: Option<i64>, replicas: Option<i64>| {
+        let mut q = json!({"InstanceId": id, "MemSize": mem});
+        if let Some(n) = shards {
+            q["RedisShardNum"] = json!(n);
+        }
+        if let Some(n) = replicas {
+            q["RedisReplicasNum"] = json!(n);
+        }
+        q
+    };
+    let deadline = parse_time(&crsd, &made[0]["deadlineTime"]);
+    let remaining = deadline - common::service(&crsd).now();
+    let months = remaining.num_milliseconds() as f64 / 1000.0 / (30.0 * 86400.0);
+    let want = (month_price_1gb(3) - month_price_1gb(1)) as f64 * months;
+    let r = c
+        .ok(
+            "InquiryPriceUpgradeInstance",
+            upgrade(1024, Some(1), Some(3)),
+        )
+        .await;
+    let replicas3 = r["Price"].as_f64().unwrap();
+    assert!(
+        (replicas3 - want).abs() <= 2.0,
+        "{replicas3} is not pro rata ({want})"
+    );
+    let r = c
+        .ok("InquiryPriceUpgradeInstance", upgrade(2048, None, None))
+        .await;
+    let mem2048 = r["Price"].as_f64().unwrap();
+    assert!(
+        (replicas3 - mem2048).abs() <= 1.0,
+        "{replicas3} vs {mem2048}"
+    );
+    let r = c
+        .ok("InquiryPriceUpgradeInstance", upgrade(1024, None, Some(5)))
+        .await;
+    let replicas5 = r["Price"].as_f64().unwrap();
+    assert!(
+        (replicas5 - 2.0 * replicas3).abs() <= 2.0,
+        "{replicas5} vs 2 x {replicas3}"
+    );
+    for (q, code, field) in [
+        (
+            upgrade(1024, None, Some(0)),
+            "InvalidParameterValue",
+            "RedisReplicasNum",
+        ),
+        (
+            upgrade(1024, None, Some(6)),
+            "InvalidParameterValue",
+            "RedisReplicasNum",
+        ),
+        (
+            upgrade(2048, None, Some(3)),
+            "InvalidParameterValue",
+            "RedisReplicasNum",
+        ),
+        (
+            upgrade(1024, Some(3), None),
+            "InvalidParameterValue",
+            "RedisShardNum",
+        ),
+        // Nothing changes: refused as the shrink it always was.
+        (
+            upgrade(1024, Some(1), Some(1)),
+            "InvalidParameterValue.ReduceCapacityNotAllowed",
+            "1024",
+        ),
+    ] {
+        let r = c.err("InquiryPriceUpgradeInstance", q.clone(), code).await;
+        message_names(&r, field);
+    }
+}
+
+#[tokio::test]
+async fn upgrade_instance_changes_one_field_and_a_replica_change_is_a_deal() {
+    let crsd = TestCrsd::start().await;
+    let v2 = crsd.client();
+    let c = Tc3Client::new(&crsd);
+    let app = common::main_app_id(&crsd);
+    let svc = common::service(&crsd);
+    let made = create(&v2, 1).await;
+    let id = v2_id(&made[0]);
+    let tasks = |c: Tc3Client, id: String| async move {
+        c.ok("DescribeTaskList", json!({"InstanceId": id, "Limit": 100}))
+            .await["TotalCount"]
+            .as_i64()
+            .unwrap()
+    };
+    let before = common::balance(&crsd, app).await;
+    let tasks_before = tasks(c.clone(), id.clone()).await;
+    let unchanged = |what: String| {
+        let (c, v2, crsd, id) = (c.clone(), v2.clone(), &crsd, id.clone());
+        async move {
+            assert_eq!(
+                common::balance(crsd, app).await,
+                before,
+                "{what}: nothing charged"
+            );
+            let v = v2.describe_one(&id).await;
+            assert_eq!(v["size"], 1024, "{what}: {v}");
+            assert_eq!(v["status"], 2, "{what}: {v}");
+            assert_eq!(tasks(c, id).await, tasks_before, "{what}: no task");
+        }
+    };
+
+    // Refusals: each with the documented code, the field named, nothing changed.
+    for (q, code, field) in [
+        (
+            json!({"MemSize": 1024, "RedisReplicasNum": 0}),
+            "InvalidParameterValue",
+            "RedisReplicasNum",
+        ),
+        (
+            json!({"MemSize": 1024, "RedisReplicasNum": 6}),
+            "InvalidParameterValue",
+            "RedisReplicasNum",
+        ),
+        (
+            json!({"MemSize": 2048, "RedisShardNum": 1, "RedisReplicasNum": 2}),
+            "InvalidParameterValue",
+            "MemSize",
+        ),
+        (
+            json!({"MemSize": 1024, "RedisShardNum": 3}),
+            "InvalidParameterValue",
+            "RedisShardNum",
+        ),
+    ] {
+        let mut q = q;
+        q["InstanceId"] = json!(id);
+        let r = c.err("UpgradeInstance", q.clone(), code).await;
+        message_names(&r, field);
+        unchanged(format!("{q}")).await;
+    }
+    // A busy instance (held by a task) takes no change.
+    let held = {
+        let mut tx = svc.store().write().await.unwrap();
+        let mut inst = tx.instance(&id).await.unwrap().unwrap();
+        let original = inst.clone();
+        inst.status = crsd_core::model::InstanceStatus::Busy;
+        inst.lock_task = Some(i64::MAX);
+        tx.update_instance(&inst).await.unwrap();
+        tx.commit().await.unwrap();
+        original
+    };
+    let busy = json!({"InstanceId": id, "MemSize": 1024, "RedisReplicasNum": 3});
+    c.err(
+        "UpgradeInstance",
+        busy.clone(),
+        "ResourceUnavailable.InstanceStatusAbnormal",
+    )
+    .await;
+    c.err(
+        "InquiryPriceUpgradeInstance",
+        busy,
+        "ResourceUnavailable.InstanceStatusAbnormal",
+    )
+    .await;
+    assert_eq!(
+        common::balance(&crsd, app).await,
+        before,
+        "busy: nothing charged"
+    );
+    {
+        let mut tx = svc.store().write().await.unwrap();
+        let inst = tx.instance(&id).await.unwrap().unwrap();
+        assert_eq!(
+            inst.lock_task,
+            Some(i64::MAX),
+            "busy: still held, by the same task"
+        );
+        tx.update_instance(&held).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    unchanged("released".into()).await;
+
+    // A replica change (the current MemSize repeated) is charged and recorded as a deal and
+    // a task of its own kind (the model's "029", nodes added or removed).
+    let q = json!({"InstanceId": id, "MemSize": 1024, "RedisShardNum": 1, "RedisReplicasNum": 3});
+    let quoted = c.ok("InquiryPriceUpgradeInstance", q.clone()).await["Price"]
+        .as_f64()
+        .unwrap();
+    let r = c.ok("UpgradeInstance", q).await;
+    let deal = r["DealId"].as_str().unwrap().to_string();
+    assert!(r["DealName"].as_str().is_some_and(|s| !s.is_empty()), "{r}");
+    let d = c
+        .ok("DescribeInstanceDealDetail", json!({ "DealIds": [deal] }))
+        .await;
+    let price = d["DealDetails"][0]["Price"].as_f64().unwrap();
+    assert!(
+        price > 0.0 && (price - quoted).abs() <= 1.0,
+        "{price} vs {quoted}: {d}"
+    );
+    let charged = before - price as i64;
+    assert_eq!(d["DealDetails"][0]["InstanceIds"], json!([id]), "{d}");
+    let v = v2
+        .ok("DescribeRedisDealDetail", &[("dealIds.0", &deal)])
+        .await;
+    let goods = &v["dealDetails"][0]["goodsDetail"];
+    assert_eq!(goods["oldReplicasNum"], 1, "{v}");
+    assert_eq!(goods["newReplicasNum"], 3, "{v}");
+    assert_eq!(goods["memSize"], 1024, "{v}");
+    let r = c
+        .ok(
+            "DescribeTaskList",
+            json!({"InstanceId": id, "TaskTypes": ["029"], "Limit": 10}),
+        )
+        .await;
+    assert_eq!(r["TotalCount"], 1, "{r}");
+    let task = r["Tasks"][0]["TaskId"].as_i64().unwrap();
+    // It either delivers (the charge stays, the deal is delivered) or fails and is
+    // refunded (the deal 发货失败); either way the instance is released, serving.
+    let status = wait_task3(&c, task).await;
+    let d = c
+        .ok("DescribeInstanceDealDetail", json!({ "DealIds": [deal] }))
+        .await;
+    let replicas = match status.as_str() {
+        "succeed" => {
+            assert_eq!(common::balance(&crsd, app).await, charged);
+            assert_eq!(d["DealDetails"][0]["Status"], 4, "{d}");
+            3
+        }
+        "failed" => {
+            assert_eq!(common::balance(&crsd, app).await, before, "refunded");
+            assert_eq!(d["DealDetails"][0]["Status"], 5, "{d}");
+            1
+        }
+        other => panic!("the replica change ended {other}"),
+    };
+    let v = v2.describe_one(&id).await;
+    assert_eq!(v["status"], 2, "{v}");
+    assert_eq!(v["size"], 1024, "{v}");
+
+    // With the current replicas repeated, a larger MemSize is a resize, as it always was.
+    let r = c
+        .ok(
+            "UpgradeInstance",
+            json!({"InstanceId": id, "MemSize": 2048, "RedisShardNum": 1, "RedisReplicasNum": replicas}),
+        )
+        .await;
+    assert!(r["DealName"].as_str().is_some_and(|s| !s.is_empty()), "{r}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while v2.describe_one(&id).await["size"] != 2048 {
+        assert!(Instant::now() < deadline, "the resize did not land");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -292,7 +292,7 @@ impl Service {
             // The hour already paid (isolated within it, or a failed start) is not charged twice.
             BillingMode::Postpaid if inst.deadline > now => {}
             BillingMode::Postpaid => {
-                let price = self.catalog().hour_price(inst.mem_mb);
+                let price = self.catalog().hour_price(&crsd_core::spec::Spec::of(&inst));
                 let account = tx.account(app_id).await?.ok_or(Error::SecretIdNotFound)?;
                 crate::purchase::charge(&mut tx, app_id, account.balance, price).await?;
                 inst.deadline = now + chrono::Duration::hours(1);

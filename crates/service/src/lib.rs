@@ -16,6 +16,7 @@ mod loops;
 mod observe;
 mod page;
 mod purchase;
+mod replicas;
 mod runner;
 mod steps;
 

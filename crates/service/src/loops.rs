@@ -149,6 +149,12 @@ impl Service {
         }
     }
 
+    /// Forgets a node that no longer exists.
+    pub(crate) fn forget_conformed(&self, node: &str) {
+        let mut map = self.conformed.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(node);
+    }
+
     fn conformed_pid(&self, node: &str) -> Option<u32> {
         let map = self.conformed.lock().unwrap_or_else(|e| e.into_inner());
         map.get(node).copied()
@@ -200,6 +206,7 @@ impl Service {
                             | TaskKind::CloseInstance
                             | TaskKind::DeleteInstance
                             | TaskKind::RestoreBackup
+                            | TaskKind::ChangeReplicas
                     )
                 ))
             }
@@ -317,7 +324,8 @@ impl Service {
                 // Hours from the end of the last one charged through the one now running.
                 (BillingMode::Postpaid, Some(acct)) => {
                     let hours = (now - inst.deadline).num_hours() + 1;
-                    let price = self.catalog().hour_price(inst.mem_mb) * hours;
+                    let price =
+                        self.catalog().hour_price(&crsd_core::spec::Spec::of(&inst)) * hours;
                     let paid = acct.balance >= price;
                     if paid {
                         tx.set_balance(acct.app_id, acct.balance - price).await?;
@@ -326,7 +334,11 @@ impl Service {
                     paid
                 }
                 (BillingMode::Prepaid, Some(acct)) => {
-                    let price = self.catalog().buy_price(inst.mem_mb, AUTO_RENEW_MONTHS, 1);
+                    let price = self.catalog().buy_price(
+                        &crsd_core::spec::Spec::of(&inst),
+                        AUTO_RENEW_MONTHS,
+                        1,
+                    );
                     let paid = inst.auto_renew == 1 && acct.balance >= price;
                     if paid {
                         tx.set_balance(acct.app_id, acct.balance - price).await?;

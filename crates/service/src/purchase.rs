@@ -1,6 +1,7 @@
-//! Buying things: price inquiries, CreateRedis, RenewRedis, UpgradeRedis, and the deals they
-//! record. Money moves in the same transaction as the deal and the task, so a refusal (too
-//! little balance, a bad parameter) changes nothing.
+//! Buying things: price inquiries, CreateRedis, RenewRedis, UpgradeRedis (a memory resize or
+//! a replica change), and the deals they record. Money moves in the same transaction as the
+//! deal and the task, so a refusal (too little balance, a bad parameter) changes nothing.
+//! Every price is the catalog's price of an instance's [`Spec`].
 
 use crate::Service;
 use chrono::{DateTime, Duration, Months, Utc};
@@ -9,17 +10,21 @@ use crsd_core::model::{
     deal_status, BillingMode, Deal, GoodsDetail, Instance, InstanceStatus, Node, NodeRole, TaskKind,
 };
 use crsd_core::rules::PasswordPolicy;
+use crsd_core::spec::{self, Spec, SpecChange, SpecRequest, DEFAULT_REPLICAS};
 use crsd_core::{ids, rules, secret, timefmt, Error, Result};
 use crsd_store::{NewTask, WriteTx};
 use serde_json::json;
 use std::collections::HashSet;
 
 /// A CreateRedis order, already parsed by a dialect.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CreateOrder {
     pub zone_id: i64,
     pub type_id: i64,
     pub mem_mb: i64,
+    /// Replicas of each instance (API 3.0 `RedisReplicasNum`; one in the other dialects),
+    /// within the product's range; charged by the catalog's rule.
+    pub replicas: i64,
     pub goods_num: i64,
     pub period: i64,
     pub password: String,
@@ -41,8 +46,31 @@ pub struct CreateOrder {
     /// A password-less instance (API 3.0 `NoAuth`; `password` unused), if the operator
     /// allows it.
     pub no_auth: bool,
-    /// Replicas that follow each instance's master (v2 and Capital Online instances have one).
-    pub replicas: i64,
+}
+
+impl Default for CreateOrder {
+    fn default() -> CreateOrder {
+        CreateOrder {
+            zone_id: 0,
+            type_id: 0,
+            mem_mb: 0,
+            replicas: DEFAULT_REPLICAS,
+            goods_num: 0,
+            period: 0,
+            password: String::new(),
+            project_id: 0,
+            vpc_id: 0,
+            un_vpc_id: String::new(),
+            subnet_id: 0,
+            un_subnet_id: String::new(),
+            name: String::new(),
+            password_policy: PasswordPolicy::default(),
+            port: None,
+            auto_renew: 0,
+            billing: BillingMode::default(),
+            no_auth: false,
+        }
+    }
 }
 
 /// Deals are payable for 15 days, as the seed's examples show.
@@ -81,7 +109,7 @@ impl Service {
             .collect())
     }
 
-    /// InquiryRedisPrice.
+    /// InquiryRedisPrice: `goods_num` prepaid instances with one replica.
     pub fn inquiry_price(
         &self,
         zone_id: i64,
@@ -90,42 +118,39 @@ impl Service {
         goods_num: i64,
         period: i64,
     ) -> Result<i64> {
-        let (_, product) = self.catalog().product(zone_id, type_id)?;
-        product.check_mem(mem_mb)?;
-        product.check_goods_num(goods_num)?;
-        self.catalog().check_period(period)?;
-        Ok(self.catalog().buy_price(mem_mb, period, goods_num))
+        let spec = Spec::standard(mem_mb, DEFAULT_REPLICAS);
+        self.creation_price(
+            zone_id,
+            type_id,
+            spec,
+            goods_num,
+            BillingMode::Prepaid,
+            period,
+        )
     }
 
-    /// What `goods_num` postpaid instances cost an hour (InquiryPriceCreateInstance,
-    /// BillingMode 0).
-    pub fn hourly_price(
-        &self,
-        zone_id: i64,
-        type_id: i64,
-        mem_mb: i64,
-        goods_num: i64,
-    ) -> Result<i64> {
-        let (_, product) = self.catalog().product(zone_id, type_id)?;
-        product.check_mem(mem_mb)?;
-        product.check_goods_num(goods_num)?;
-        Ok(self.catalog().hour_price(mem_mb) * goods_num)
-    }
-
-    /// What a purchase charges at creation: `period` months when prepaid, the first hour when
-    /// postpaid (`period` is then not used). CreateRedis/CreateInstances and their inquiries.
+    /// What a purchase of `goods_num` instances of `spec` charges at creation: `period`
+    /// months when prepaid, the first hour when postpaid (`period` is then not used).
+    /// CreateRedis/CreateInstances and their inquiries.
     pub fn creation_price(
         &self,
         zone_id: i64,
         type_id: i64,
-        mem_mb: i64,
+        spec: Spec,
         goods_num: i64,
         billing: BillingMode,
         period: i64,
     ) -> Result<i64> {
+        let (_, product) = self.catalog().product(zone_id, type_id)?;
+        product.check_mem(spec.mem_mb)?;
+        product.check_replicas(spec.replicas)?;
+        product.check_goods_num(goods_num)?;
         match billing {
-            BillingMode::Prepaid => self.inquiry_price(zone_id, type_id, mem_mb, goods_num, period),
-            BillingMode::Postpaid => self.hourly_price(zone_id, type_id, mem_mb, goods_num),
+            BillingMode::Prepaid => {
+                self.catalog().check_period(period)?;
+                Ok(self.catalog().buy_price(&spec, period, goods_num))
+            }
+            BillingMode::Postpaid => Ok(self.catalog().hour_price(&spec) * goods_num),
         }
     }
 
@@ -135,7 +160,7 @@ impl Service {
         let price = self.creation_price(
             order.zone_id,
             order.type_id,
-            order.mem_mb,
+            Spec::standard(order.mem_mb, order.replicas),
             order.goods_num,
             order.billing,
             order.period,
@@ -172,8 +197,8 @@ impl Service {
             )
         };
 
-        // How many replicas follow each master.
-        let replicas = order.replicas.max(1);
+        // How many replicas follow each master (checked against the product above).
+        let replicas = order.replicas;
         let mut tx = self.store.write().await?;
         let account = tx.account(app_id).await?.ok_or(Error::SecretIdNotFound)?;
         charge(&mut tx, app_id, account.balance, price).await?;
@@ -261,7 +286,10 @@ impl Service {
                         kind: TaskKind::NewInstance,
                         instance_id: Some(inst.id.clone()),
                         deal_id: Some(deal_id),
-                        payload: json!({ "price": price / order.goods_num }),
+                        payload: json!({
+                            "price": price / order.goods_num,
+                            "replicas": order.replicas,
+                        }),
                     },
                     now,
                 )
@@ -278,7 +306,7 @@ impl Service {
     pub async fn renew_price(&self, app_id: i64, id: &str, period: i64) -> Result<i64> {
         let inst = self.owned_instance(app_id, id).await?;
         self.catalog().check_period(period)?;
-        Ok(self.catalog().buy_price(inst.mem_mb, period, 1))
+        Ok(self.catalog().buy_price(&Spec::of(&inst), period, 1))
     }
 
     /// RenewRedis: extends the deadline by `period` months; an isolated instance is started again.
@@ -296,7 +324,7 @@ impl Service {
             ));
         }
         self.catalog().check_period(period)?;
-        let price = self.catalog().buy_price(inst.mem_mb, period, 1);
+        let price = self.catalog().buy_price(&Spec::of(&inst), period, 1);
         let now = self.now();
         let mut tx = self.store.write().await?;
         let account = tx.account(app_id).await?.ok_or(Error::SecretIdNotFound)?;
@@ -370,7 +398,10 @@ impl Service {
         Ok(deal_id)
     }
 
-    fn check_upgrade(&self, inst: &Instance, mem_mb: i64) -> Result<i64> {
+    /// The one change `req` makes to `inst` (see [`spec::decide_change`]) and its price, the
+    /// difference of the month prices prorated over what is left of the period; refused
+    /// unless the instance runs idle.
+    fn check_change(&self, inst: &Instance, req: SpecRequest) -> Result<(SpecChange, i64)> {
         if inst.status != InstanceStatus::Running || inst.lock_task.is_some() {
             return Err(Error::InstanceStatusAbnormal {
                 id: inst.id.clone(),
@@ -378,26 +409,38 @@ impl Service {
             });
         }
         let (_, product) = self.catalog().product(inst.zone_id, inst.type_id)?;
-        product.check_mem(mem_mb)?;
-        if mem_mb <= inst.mem_mb {
-            return Err(Error::ReduceCapacityNotAllowed {
-                requested: mem_mb,
-                current: inst.mem_mb,
-            });
-        }
+        let current = Spec::of(inst);
+        let change = spec::decide_change(product, current, req)?;
         let remaining = (inst.deadline - self.now()).num_seconds();
-        Ok(self.catalog().upgrade_price(inst.mem_mb, mem_mb, remaining))
+        let price = self
+            .catalog()
+            .upgrade_price(&current, &change.apply(current), remaining);
+        Ok((change, price))
     }
 
-    /// UpgradeRedisInquiryPrice.
+    /// UpgradeRedisInquiryPrice: the price of a larger memory size.
     pub async fn upgrade_price(&self, app_id: i64, id: &str, mem_mb: i64) -> Result<i64> {
-        let inst = self.owned_instance(app_id, id).await?;
-        self.check_upgrade(&inst, mem_mb)
+        self.change_price(app_id, id, SpecRequest::memory(mem_mb))
+            .await
     }
 
-    /// UpgradeRedis: charges, records an upgrade deal and a resizeInstance task that raises
-    /// maxmemory live.
+    /// InquiryPriceUpgradeInstance: the price of the one change `req` makes.
+    pub async fn change_price(&self, app_id: i64, id: &str, req: SpecRequest) -> Result<i64> {
+        let inst = self.owned_instance(app_id, id).await?;
+        Ok(self.check_change(&inst, req)?.1)
+    }
+
+    /// UpgradeRedis: a larger memory size (see [`Service::change_spec`]).
     pub async fn upgrade(&self, app_id: i64, id: &str, mem_mb: i64) -> Result<i64> {
+        self.change_spec(app_id, id, SpecRequest::memory(mem_mb))
+            .await
+    }
+
+    /// UpgradeInstance: charges the one change `req` makes and records its deal and the task
+    /// that carries it out: a resizeInstance task that raises maxmemory live, or a
+    /// changeReplicas task (payload `replicas`, `price`) that adds or removes replicas.
+    /// A failed task is refunded.
+    pub async fn change_spec(&self, app_id: i64, id: &str, req: SpecRequest) -> Result<i64> {
         self.owned_instance(app_id, id).await?;
         let now = self.now();
         let mut tx = self.store.write().await?;
@@ -406,8 +449,30 @@ impl Service {
             .instance(id)
             .await?
             .ok_or_else(|| Error::InstanceNotFound(id.to_string()))?;
-        let price = self.check_upgrade(&inst, mem_mb)?;
+        let (change, price) = self.check_change(&inst, req)?;
         charge(&mut tx, app_id, account.balance, price).await?;
+        let instance_ids = vec![inst.id.clone()];
+        let (detail, kind, payload) = match change {
+            SpecChange::Memory { from, to } => (
+                GoodsDetail::Upgrade {
+                    old_mem_mb: from,
+                    new_mem_mb: to,
+                    instance_ids,
+                },
+                TaskKind::ResizeInstance,
+                json!({ "memMb": to, "price": price }),
+            ),
+            SpecChange::Replicas { from, to } => (
+                GoodsDetail::ChangeReplicas {
+                    mem_mb: inst.mem_mb,
+                    old_replicas: from,
+                    new_replicas: to,
+                    instance_ids,
+                },
+                TaskKind::ChangeReplicas,
+                json!({ "replicas": to, "from": from, "price": price }),
+            ),
+        };
         let deal = Deal {
             id: 0,
             app_id,
@@ -417,11 +482,7 @@ impl Service {
             creator: account.uin.clone(),
             status: deal_status::DELIVERING,
             price,
-            detail: GoodsDetail::Upgrade {
-                old_mem_mb: inst.mem_mb,
-                new_mem_mb: mem_mb,
-                instance_ids: vec![inst.id.clone()],
-            },
+            detail,
             created_at: now,
             overdue_at: now + Duration::days(DEAL_OVERDUE_DAYS),
             end_at: None,
@@ -431,10 +492,10 @@ impl Service {
             .insert_task(
                 &NewTask {
                     app_id,
-                    kind: TaskKind::ResizeInstance,
+                    kind,
                     instance_id: Some(inst.id.clone()),
                     deal_id: Some(deal_id),
-                    payload: json!({ "memMb": mem_mb, "price": price }),
+                    payload,
                 },
                 now,
             )

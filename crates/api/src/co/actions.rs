@@ -136,10 +136,11 @@ pub async fn dispatch(state: &AppState, app: i64, action: &str, p: &Params3) -> 
                 ));
             }
             let order = CreateOrder {
-                replicas: 1,
                 zone_id: zone.id,
                 type_id: MASTER_REPLICA_TYPE_ID,
                 mem_mb: mem_gb * 1024,
+                // This dialect has no replica count: one replica.
+                replicas: crsd_core::spec::DEFAULT_REPLICAS,
                 goods_num: amount,
                 period: 0,
                 password,

@@ -63,6 +63,9 @@ pub fn code(e: &Error) -> (StatusCode, &'static str, String) {
         ServerBusy => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
         // Not possible now (like the daily backup quota): the host's disk reserve.
         DiskSpaceLow => (BAD, "UnsupportedOperation"),
+        ReplicasNotInRange { .. } | ShardsNotOffered(_) | SpecChangeNotOne => {
+            (BAD, "InvalidParameter")
+        }
     };
     let message = match e {
         Internal(_) => "internal error".to_string(),

@@ -10,6 +10,7 @@ use crsd_core::catalog::{CLUSTER_TYPE_ID, MASTER_REPLICA_TYPE_ID, REDIS_VERSION}
 use crsd_core::model::{BackupKind, BillingMode, Instance, NodeRole, TaskKind, TaskStatus};
 use crsd_core::params::ParamKind;
 use crsd_core::rules::{self, PasswordPolicy};
+use crsd_core::spec::{Spec, SpecRequest};
 use crsd_core::{timefmt, Error, Result};
 use crsd_service::{BackupQuery, CreateOrder, DescribeQuery, SlowLogQuery, TaskQuery};
 use serde_json::{json, Map, Value};
@@ -460,7 +461,7 @@ pub async fn dispatch(
                             "Version": "Redis-7.0",
                             "TotalSize": sizes_gb(t),
                             "ShardSize": sizes_gb(t),
-                            "ReplicaNum": ["1"],
+                            "ReplicaNum": t.replica_counts().map(|n| n.to_string()).collect::<Vec<_>>(),
                             "ShardNum": ["1"],
                             "PayMode": "1",
                             "EnableRepicaReadOnly": false,
@@ -504,25 +505,28 @@ pub async fn dispatch(
         }
         "InquiryPriceCreateInstance" => {
             let (zone, type_id, billing) = zone_and_type(state, p)?;
-            rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
+            let replicas =
+                rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
             let (mem, num) = (p.required_int("MemSize")?, p.required_int("GoodsNum")?);
             // Postpaid: the price of one hour; Period is not asked for.
             let period = match billing {
                 BillingMode::Prepaid => p.required_int("Period")?,
                 BillingMode::Postpaid => 0,
             };
-            let price = svc.creation_price(zone, type_id, mem, num, billing, period)?;
+            let spec = Spec::standard(mem, replicas);
+            let price = svc.creation_price(zone, type_id, spec, num, billing, period)?;
             Ok(price_fields(price))
         }
         "CreateInstances" => {
             let (zone_id, type_id, billing) = zone_and_type(state, p)?;
             rules::check_api3_vport(p.int("VPort")?)?;
-            rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
+            let replicas =
+                rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
             let order = CreateOrder {
-                replicas: 1,
                 zone_id,
                 type_id,
                 mem_mb: p.required_int("MemSize")?,
+                replicas,
                 goods_num: p.required_int("GoodsNum")?,
                 period: match billing {
                     BillingMode::Prepaid => p.required_int("Period")?,
@@ -572,13 +576,8 @@ pub async fn dispatch(
             Ok(price_fields(price))
         }
         "InquiryPriceUpgradeInstance" => {
-            rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
             let price = svc
-                .upgrade_price(
-                    app,
-                    &p.required_str("InstanceId")?,
-                    p.required_int("MemSize")?,
-                )
+                .change_price(app, &p.required_str("InstanceId")?, spec_request(p)?)
                 .await?;
             Ok(price_fields(price))
         }
@@ -830,8 +829,7 @@ pub async fn dispatch(
         }
         "UpgradeInstance" => {
             let id = p.required_str("InstanceId")?;
-            rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
-            let deal = svc.upgrade(app, &id, p.required_int("MemSize")?).await?;
+            let deal = svc.change_spec(app, &id, spec_request(p)?).await?;
             let recorded = svc.deal(app, deal).await?;
             Ok(fields([
                 ("DealId", json!(deal.to_string())),
@@ -889,6 +887,16 @@ fn zone_and_type(state: &AppState, p: &Params3) -> Result<(i64, i64, BillingMode
     Ok((zone, type_id, billing))
 }
 
+/// UpgradeInstance's and InquiryPriceUpgradeInstance's `MemSize` (required by the model),
+/// `RedisShardNum` and `RedisReplicasNum`: the service decides the one change they make.
+fn spec_request(p: &Params3) -> Result<SpecRequest> {
+    Ok(SpecRequest {
+        mem_mb: Some(p.required_int("MemSize")?),
+        shards: p.int("RedisShardNum")?,
+        replicas: p.int("RedisReplicasNum")?,
+    })
+}
+
 /// `NoAuth`: true asks for a password-less instance (the service refuses it unless the
 /// operator allows them).
 fn no_auth(p: &Params3) -> Result<bool> {
@@ -932,6 +940,8 @@ const TASK_CODES: &[(TaskKind, &str)] = &[
     (TaskKind::RestoreBackup, "010"),
     (TaskKind::BackupInstance, "012"),
     (TaskKind::ModifyParams, "034"),
+    // FLOW_ADDNODES: "加（减）节点".
+    (TaskKind::ChangeReplicas, "029"),
 ];
 
 /// DescribeTaskList's `Result`: 0 waiting, 1 running, 2 succeeded, 4 failed (a task that
@@ -1050,8 +1060,8 @@ fn instance_known(
         "InstanceTitle": i.status.description(),
         "SubStatus": 0,
         "RedisShardSize": i.mem_mb,
-        "RedisShardNum": 1,
-        "RedisReplicasNum": i.replica_count(),
+        "RedisShardNum": Spec::of(i).shards,
+        "RedisReplicasNum": Spec::of(i).replicas,
         "NoAuth": !i.has_password(),
         "CurrentRedisVersion": REDIS_VERSION,
         "DeleteProtectionSwitch": 0,

@@ -50,10 +50,52 @@ pub fn code(e: &Error) -> (&'static str, String) {
         RequestTooLarge { .. } => "RequestSizeLimitExceeded",
         ServerBusy => "ServiceUnavailable",
         DiskSpaceLow => "ResourceInsufficient",
+        ReplicasNotInRange { .. } | ShardsNotOffered(_) | SpecChangeNotOne => {
+            "InvalidParameterValue"
+        }
     };
+    // The spec's fields by the names of this dialect (CreateInstances, UpgradeInstance).
     let msg = match e {
         Internal(_) => "internal error".to_string(),
+        ReplicasNotInRange { num, min, max } => {
+            format!("RedisReplicasNum {num} is outside [{min}, {max}]")
+        }
+        ShardsNotOffered(n) => {
+            format!("RedisShardNum {n} is not offered: a standard instance is one shard")
+        }
+        SpecChangeNotOne => "change one of MemSize, RedisShardNum and RedisReplicasNum at a time; \
+            the other two carry the instance's current values"
+            .to_string(),
         _ => msg,
     };
     (code, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_refusals_name_this_dialects_fields() {
+        let (c, m) = code(&Error::ReplicasNotInRange {
+            num: 6,
+            min: 1,
+            max: 5,
+        });
+        assert_eq!(
+            (c, m.as_str()),
+            (
+                "InvalidParameterValue",
+                "RedisReplicasNum 6 is outside [1, 5]"
+            )
+        );
+        let (c, m) = code(&Error::ShardsNotOffered(3));
+        assert_eq!(c, "InvalidParameterValue");
+        assert!(m.starts_with("RedisShardNum 3 "), "{m}");
+        let (c, m) = code(&Error::SpecChangeNotOne);
+        assert_eq!(c, "InvalidParameterValue");
+        for field in ["MemSize", "RedisShardNum", "RedisReplicasNum"] {
+            assert!(m.contains(field), "{m}");
+        }
+    }
 }

@@ -88,10 +88,11 @@ pub async fn dispatch(state: &AppState, caller: &Caller, action: &str, p: &Param
         }
         "CreateRedis" => {
             let order = CreateOrder {
-                replicas: 1,
                 zone_id: p.required_int("zoneId")?,
                 type_id: p.required_int("typeId")?,
                 mem_mb: p.required_int("memSize")?,
+                // This dialect has no replica count: one replica.
+                replicas: crsd_core::spec::DEFAULT_REPLICAS,
                 goods_num: p.required_int("goodsNum")?,
                 period: p.required_int("period")?,
                 password: p.get("password").unwrap_or_default().to_string(),
@@ -306,6 +307,18 @@ fn deal_json(d: &Deal, tz: chrono_tz::Tz) -> Value {
         } => {
             json!({ "oldMemSize": old_mem_mb, "newMemsize": new_mem_mb, "redisIds": instance_ids })
         }
+        // Bought through API 3.0 (v2 has no replica count); shaped like an upgrade's.
+        GoodsDetail::ChangeReplicas {
+            mem_mb,
+            old_replicas,
+            new_replicas,
+            instance_ids,
+        } => json!({
+            "memSize": mem_mb,
+            "oldReplicasNum": old_replicas,
+            "newReplicasNum": new_replicas,
+            "redisIds": instance_ids,
+        }),
     };
     json!({
         "dealId": d.id.to_string(),

@@ -148,6 +148,23 @@ fn table(action: &str, e: &Error) -> (i64, Option<i64>, &'static str, String) {
             "ResourceInsufficient",
             "资源操作失败: 服务器磁盘剩余空间不足，请稍后重试或者联系客服人员".into(),
         ),
+        // v2 sends no shard or replica count (its instances are bought with one replica and
+        // changed by memSize alone); should a spec rule refuse one, it is a parameter error.
+        ReplicasNotInRange { num, min, max } => param(
+            11201,
+            "InvalidParameter",
+            &format!("业务参数错误: 副本数 {num} 不在 [{min}, {max}] 范围内"),
+        ),
+        ShardsNotOffered(n) => param(
+            11201,
+            "InvalidParameter",
+            &format!("业务参数错误: 分片数 {n} 不支持（主从版只有一个分片）"),
+        ),
+        SpecChangeNotOne => param(
+            11201,
+            "InvalidParameter",
+            "业务参数错误: 每次只能修改内存、分片数和副本数其中的一个",
+        ),
     }
 }
 

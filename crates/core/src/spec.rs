@@ -1,0 +1,258 @@
+//! An instance's spec as it is sold and changed: memory, shards and replicas.
+//!
+//! The same three numbers price a purchase, a renewal, a postpaid hour and a change (see
+//! `catalog`), and a change request must be read one way, the same for its price inquiry and
+//! its purchase: API 3.0 UpgradeInstance changes ONE of MemSize, RedisShardNum and
+//! RedisReplicasNum per call, the other two carrying the instance's current values. So a call
+//! that repeats the current MemSize and asks for other replicas is a replica change, not a
+//! refused shrink. That rule lives here, as a pure function, so that every dialect and the
+//! service share it. No I/O.
+
+use crate::catalog::ProductType;
+use crate::error::{Error, Result};
+use crate::model::Instance;
+
+/// Replicas of an instance unless its purchase asks for others; v2 and Capital Online have
+/// no replica count, so theirs have this one.
+pub const DEFAULT_REPLICAS: i64 = 1;
+/// A standard (master-replica) instance is one shard.
+pub const STANDARD_SHARDS: i64 = 1;
+
+/// What an instance is: memory (MB, per shard), shards, replicas per shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    pub mem_mb: i64,
+    pub shards: i64,
+    pub replicas: i64,
+}
+
+impl Spec {
+    /// A standard instance: one shard of `mem_mb` with `replicas` replicas.
+    pub fn standard(mem_mb: i64, replicas: i64) -> Spec {
+        Spec {
+            mem_mb,
+            shards: STANDARD_SHARDS,
+            replicas,
+        }
+    }
+
+    /// The spec an instance has now: its replicas are the nodes that follow its master.
+    /// This is the one place that reads the replica count of an instance, for its prices
+    /// (renewals, postpaid hours) and its changes. (An instance without nodes, deleted, is
+    /// priced as it was sold by default.)
+    pub fn of(inst: &Instance) -> Spec {
+        let replicas = match inst.replica_count() {
+            0 if inst.nodes.is_empty() => DEFAULT_REPLICAS,
+            n => n as i64,
+        };
+        Spec::standard(inst.mem_mb, replicas)
+    }
+}
+
+/// What a change request asks for; a field not sent carries the current value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpecRequest {
+    pub mem_mb: Option<i64>,
+    pub shards: Option<i64>,
+    pub replicas: Option<i64>,
+}
+
+impl SpecRequest {
+    /// A request that names the memory size alone (v2 UpgradeRedis).
+    pub fn memory(mem_mb: i64) -> SpecRequest {
+        SpecRequest {
+            mem_mb: Some(mem_mb),
+            ..SpecRequest::default()
+        }
+    }
+}
+
+/// The one change a request makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecChange {
+    /// A larger memory size (a resize).
+    Memory { from: i64, to: i64 },
+    /// Replicas added or removed; memory and shards stay.
+    Replicas { from: i64, to: i64 },
+}
+
+impl SpecChange {
+    /// The instance's spec once the change is made.
+    pub fn apply(self, current: Spec) -> Spec {
+        match self {
+            SpecChange::Memory { to, .. } => Spec {
+                mem_mb: to,
+                ..current
+            },
+            SpecChange::Replicas { to, .. } => Spec {
+                replicas: to,
+                ..current
+            },
+        }
+    }
+}
+
+/// Decides the one change `req` makes to an instance of `product` whose spec is `current`,
+/// or refuses it:
+/// - a shard count other than the instance's (a standard instance is one shard):
+///   [`Error::ShardsNotOffered`];
+/// - a new replica count outside the product's range: [`Error::ReplicasNotInRange`];
+/// - memory and replicas both changed: [`Error::SpecChangeNotOne`];
+/// - otherwise a replica change when the replicas differ from the current ones, else a
+///   memory change, refused as a memory change always was: a size the product does not sell
+///   ([`Error::InvalidMemSize`], [`Error::MemSizeNotInRange`]) or not larger than the current
+///   one ([`Error::ReduceCapacityNotAllowed`]; shrinking is not offered).
+pub fn decide_change(product: &ProductType, current: Spec, req: SpecRequest) -> Result<SpecChange> {
+    if let Some(shards) = req.shards.filter(|s| *s != current.shards) {
+        return Err(Error::ShardsNotOffered(shards));
+    }
+    let new_replicas = req.replicas.filter(|r| *r != current.replicas);
+    if let Some(r) = new_replicas {
+        product.check_replicas(r)?;
+    }
+    let new_mem = req.mem_mb.filter(|m| *m != current.mem_mb);
+    match (new_mem, new_replicas) {
+        (Some(_), Some(_)) => Err(Error::SpecChangeNotOne),
+        (None, Some(to)) => Ok(SpecChange::Replicas {
+            from: current.replicas,
+            to,
+        }),
+        (_, None) => {
+            let to = req.mem_mb.unwrap_or(current.mem_mb);
+            product.check_mem(to)?;
+            if to <= current.mem_mb {
+                return Err(Error::ReduceCapacityNotAllowed {
+                    requested: to,
+                    current: current.mem_mb,
+                });
+            }
+            Ok(SpecChange::Memory {
+                from: current.mem_mb,
+                to,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    fn product() -> ProductType {
+        let c = Catalog::default();
+        c.product(100002, 2).unwrap().1.clone()
+    }
+
+    fn req(mem: Option<i64>, shards: Option<i64>, replicas: Option<i64>) -> SpecRequest {
+        SpecRequest {
+            mem_mb: mem,
+            shards,
+            replicas,
+        }
+    }
+
+    #[test]
+    fn repeating_memsize_and_changing_replicas_is_a_replica_change() {
+        let p = product();
+        let now = Spec::standard(2048, 1);
+        for (r, want) in [
+            (req(Some(2048), Some(1), Some(3)), 3),
+            (req(Some(2048), None, Some(5)), 5),
+            (req(None, None, Some(2)), 2),
+        ] {
+            assert_eq!(
+                decide_change(&p, now, r),
+                Ok(SpecChange::Replicas { from: 1, to: want }),
+                "{r:?}"
+            );
+        }
+        // Fewer replicas is a change too (removing replicas is offered).
+        let three = Spec::standard(2048, 3);
+        let change = decide_change(&p, three, req(Some(2048), Some(1), Some(1))).unwrap();
+        assert_eq!(change, SpecChange::Replicas { from: 3, to: 1 });
+        assert_eq!(change.apply(three), Spec::standard(2048, 1));
+    }
+
+    #[test]
+    fn a_memory_change_is_what_it_was() {
+        let p = product();
+        let now = Spec::standard(2048, 3);
+        // The current replicas repeated, or not sent: a resize.
+        for r in [
+            req(Some(4096), Some(1), Some(3)),
+            req(Some(4096), None, None),
+        ] {
+            let change = decide_change(&p, now, r).unwrap();
+            assert_eq!(
+                change,
+                SpecChange::Memory {
+                    from: 2048,
+                    to: 4096
+                }
+            );
+            assert_eq!(change.apply(now), Spec::standard(4096, 3));
+        }
+        // Not larger: refused as a shrink (also when nothing changes at all).
+        for mem in [1024, 2048] {
+            assert_eq!(
+                decide_change(&p, now, req(Some(mem), None, Some(3))),
+                Err(Error::ReduceCapacityNotAllowed {
+                    requested: mem,
+                    current: 2048
+                })
+            );
+        }
+        assert_eq!(
+            decide_change(&p, now, req(Some(3000), None, None)),
+            Err(Error::InvalidMemSize(3000))
+        );
+        assert!(matches!(
+            decide_change(&p, now, req(Some(1024 * 100), None, None)),
+            Err(Error::MemSizeNotInRange { .. })
+        ));
+    }
+
+    #[test]
+    fn refusals() {
+        let p = product();
+        let now = Spec::standard(2048, 1);
+        for bad in [0, 6, -1] {
+            assert_eq!(
+                decide_change(&p, now, req(Some(2048), None, Some(bad))),
+                Err(Error::ReplicasNotInRange {
+                    num: bad,
+                    min: 1,
+                    max: 5
+                })
+            );
+        }
+        assert_eq!(
+            decide_change(&p, now, req(Some(4096), None, Some(2))),
+            Err(Error::SpecChangeNotOne),
+            "memory and replicas at once"
+        );
+        for shards in [0, 3] {
+            assert_eq!(
+                decide_change(&p, now, req(Some(2048), Some(shards), None)),
+                Err(Error::ShardsNotOffered(shards))
+            );
+        }
+        // A range the operator narrowed: the current count may be repeated, not asked anew.
+        let narrow = ProductType {
+            max_replicas: 2,
+            ..p.clone()
+        };
+        let five = Spec::standard(2048, 5);
+        assert!(decide_change(&narrow, five, req(Some(4096), None, Some(5))).is_ok());
+        assert!(decide_change(&narrow, five, req(Some(2048), None, Some(2))).is_ok());
+        assert_eq!(
+            decide_change(&narrow, now, req(Some(2048), None, Some(3))),
+            Err(Error::ReplicasNotInRange {
+                num: 3,
+                min: 1,
+                max: 2
+            })
+        );
+    }
+}
