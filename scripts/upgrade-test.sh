@@ -18,6 +18,11 @@ if [ -z "$commit" ]; then
   echo "upgrade-test: tests/upgrade/PREVIOUS names no commit" >&2
   exit 1
 fi
+if ! git rev-parse --git-dir >/dev/null 2>&1; then
+  echo "upgrade-test: this tree is not a git checkout, so the previous release's crsd" >&2
+  echo "($commit, tests/upgrade/PREVIOUS) cannot be built from its history" >&2
+  exit 1
+fi
 if ! git cat-file -e "${commit}^{commit}" 2>/dev/null; then
   echo "upgrade-test: the previous release's commit $commit (tests/upgrade/PREVIOUS) is not in" >&2
   echo "this clone's history, so its crsd cannot be built. A shallow clone? Fetch it first:" >&2
@@ -37,8 +42,13 @@ fi
 
 echo "upgrade-test: building crsd of the previous release ($commit)"
 start=$(date +%s)
+# Only a binary to start: no debug info, unoptimised dependencies, no incremental state
+# (measured cold: about 40% of the CPU time of a build with the dev profile as it is).
 CARGO_TARGET_DIR=$target/previous cargo build --locked --manifest-path "$src/Cargo.toml" \
-  -p crsd --bin crsd
+  -p crsd --bin crsd \
+  --config 'profile.dev.debug=0' \
+  --config 'profile.dev.package."*".opt-level=0' \
+  --config 'profile.dev.incremental=false'
 echo "upgrade-test: previous crsd built in $(($(date +%s) - start)) s"
 
 CRSD_PREVIOUS_BIN=$target/previous/debug/crsd \

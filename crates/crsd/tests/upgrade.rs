@@ -213,6 +213,11 @@ async fn upgrade_in_place(stop: Stop) {
             "{} ({}) is not running in API 3.0 DescribeInstances after the upgrade: {r}",
             inst.id, inst.made_by
         );
+        assert_eq!(
+            r["InstanceSet"][0]["RedisReplicasNum"], 1,
+            "{} ({}): one replica, as the previous release made it: {r}",
+            inst.id, inst.made_by
+        );
     }
 
     // The data is there, writes work and reach the replica.
@@ -662,9 +667,8 @@ impl Tc3Client {
         let (ts, auth) = loop {
             let ts = chrono::Utc::now().timestamp();
             let auth = self.authorization(ts, &body);
-            if action.starts_with("Describe") && action != "DescribeBackupUrl"
-                || self.used.lock().unwrap().insert(auth.clone())
-            {
+            let reads = action.starts_with("Describe") && action != "DescribeBackupUrl";
+            if reads || self.used.lock().unwrap().insert(auth.clone()) {
                 break (ts, auth);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
