@@ -1,7 +1,9 @@
 //! Upgrade in place: a data folder and the redis-server processes made by the PREVIOUS release
 //! of crsd (the commit in tests/upgrade/PREVIOUS, built by scripts/upgrade-test.sh and passed
 //! in `CRSD_PREVIOUS_BIN`) are adopted by this tree's crsd: no redis-server is restarted, every
-//! instance serves its data, replicates, and takes new change tasks.
+//! instance serves its data, replicates, and takes new change tasks; an adopted master killed
+//! -9 comes back from its own folder with its data, and an adopted instance can be stopped and
+//! started again (the new crsd recognises the processes as its own).
 //!
 //! The previous crsd makes instances through the public APIs (v2 CreateRedis and API 3.0
 //! CreateInstances, signed as the SDKs sign), a parameter change and a backup, so its data
@@ -181,6 +183,7 @@ async fn upgrade_in_place(stop: Stop) {
     // ---- the new crsd on the same data dir and config.
     d.binary = PathBuf::from(env!("CARGO_BIN_EXE_crsd"));
     assert_ne!(d.binary, previous, "the new crsd is another binary");
+    let log_from = d.log().len();
     d.start().await;
     // /healthz answers after the first supervisor pass (the one that adopts or restarts).
     assert_same_nodes(
@@ -188,6 +191,7 @@ async fn upgrade_in_place(stop: Stop) {
         &nodes(&insts, &d.data).await,
         "after the new crsd's first supervisor pass",
     );
+    no_complaints(&d.log()[log_from..], &insts);
 
     // Every instance is running in both dialects' views.
     let all = v2
@@ -288,7 +292,27 @@ async fn upgrade_in_place(stop: Stop) {
     let v = v2
         .ok("UpgradeRedis", &[("redisId", &a.id), ("memSize", "2048")])
         .await;
-    v2.wait_deal(v["data"]["dealId"].as_str().unwrap()).await;
+    let deal = v["data"]["dealId"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = v2
+            .ok("DescribeRedisDealDetail", &[("dealIds.0", deal)])
+            .await;
+        match v["dealDetails"][0]["status"].as_i64() {
+            Some(4) => break,
+            Some(5) => panic!(
+                "{} ({}): the new crsd could not resize the adopted instance: {v}",
+                a.id, a.made_by
+            ),
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: resize not delivered: {v}",
+            a.id
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let one = v2.describe_one(&a.id).await;
     assert_eq!(one["size"], 2048, "{}: resized: {one}", a.id);
     assert_eq!(
@@ -335,6 +359,102 @@ async fn upgrade_in_place(stop: Stop) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    no_complaints(&d.log()[log_from..], &insts);
+
+    // The new crsd runs the adopted nodes from their (possibly migrated) folders: a master
+    // killed -9 comes back from its own AOF with every key and the parameter change.
+    let b_master = &before[&format!("{} master", b.id)];
+    kill9(b_master.pid);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut m = loop {
+        if let Ok(mut m) = redis_conn(&b.host, b.port, PASSWORD).await {
+            let pid = info_field(&mut m, "server", "process_id").await;
+            if pid != b_master.pid.to_string()
+                && info_field(&mut m, "persistence", "loading").await == "0"
+            {
+                break m;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} ({}): the new crsd did not bring back its master (pid {}) after a kill -9",
+            b.id,
+            b.made_by,
+            b_master.pid
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    keys_are_there_with(&b, &mut m, KEYS + 1).await;
+    assert_eq!(
+        info_field(&mut m, "memory", "maxmemory_policy").await,
+        "allkeys-lru",
+        "{}: the parameter change after a restart of the master by the new crsd",
+        b.id
+    );
+    set(&mut m, "after-restart", &b.id).await;
+    replicas_hold(&b, "after-restart", &b.id).await;
+
+    // It stops adopted nodes (it recognises them as its own) and starts them again with the
+    // data: DestroyPrepaidInstance isolates, StartupInstance starts.
+    api3.ok("DestroyPrepaidInstance", json!({ "InstanceId": a.id }))
+        .await;
+    api3.wait_status(&a.id, -2).await;
+    for (name, n) in before.iter().filter(|(name, _)| name.starts_with(&a.id)) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while runs(n.pid) {
+            assert!(
+                Instant::now() < deadline,
+                "{name} (pid {}, adopted) still runs after the new crsd isolated {} ({})",
+                n.pid,
+                a.id,
+                a.made_by
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let r = api3
+        .ok("StartupInstance", json!({ "InstanceId": a.id }))
+        .await;
+    api3.task_succeeds(r["TaskId"].as_i64().unwrap(), "StartupInstance")
+        .await;
+    api3.wait_status(&a.id, 2).await;
+    let mut m = conn(&a, a.port, "master").await;
+    keys_are_there_with(&a, &mut m, KEYS + 1).await;
+    replicas_hold(&a, "after-upgrade", &a.id).await;
+}
+
+/// Fails on a warning or error of the new crsd that names an instance: adopting a node the
+/// previous release left running is routine, nothing to warn about (a node it cannot
+/// recognise as its own would be "not running" to it, and its start would fail on the port).
+fn no_complaints(log: &str, insts: &[Inst]) {
+    let complaints: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .filter(|l| insts.iter().any(|i| l.contains(&i.id)))
+        .collect();
+    assert!(
+        complaints.is_empty(),
+        "the new crsd complains about adopted instances:\n  {}",
+        complaints.join("\n  ")
+    );
+}
+
+fn kill9(pid: u32) {
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "kill -9 {pid}");
+}
+
+/// Whether `pid` is a live redis-server (not a zombie, not a recycled pid).
+fn runs(pid: u32) -> bool {
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    String::from_utf8_lossy(&cmd).contains("redis-server")
+        && !status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'))
 }
 
 // ------------------------------------------------------------------------------ nodes
@@ -523,9 +643,18 @@ async fn write_keys(inst: &Inst) {
 
 async fn keys_are_there(inst: &Inst) {
     let mut c = conn(inst, inst.port, "master").await;
-    let size: usize = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+    keys_are_there_with(inst, &mut c, KEYS).await;
+}
+
+/// `dbsize` keys on the connection's node, the first [`KEYS`] with their values.
+async fn keys_are_there_with(
+    inst: &Inst,
+    c: &mut redis::aio::MultiplexedConnection,
+    dbsize: usize,
+) {
+    let size: usize = redis::cmd("DBSIZE").query_async(c).await.unwrap();
     assert_eq!(
-        size, KEYS,
+        size, dbsize,
         "{} ({}): keys after the upgrade",
         inst.id, inst.made_by
     );
@@ -533,7 +662,7 @@ async fn keys_are_there(inst: &Inst) {
     for i in 0..KEYS {
         pipe.get(format!("k{i}"));
     }
-    let got: Vec<Option<String>> = pipe.query_async(&mut c).await.unwrap();
+    let got: Vec<Option<String>> = pipe.query_async(c).await.unwrap();
     for (i, v) in got.iter().enumerate() {
         assert_eq!(
             v.as_deref(),
@@ -548,15 +677,34 @@ async fn keys_are_there(inst: &Inst) {
 /// Waits until every replica of `inst` (linked, not syncing) holds `k` = `v`.
 async fn replicas_hold(inst: &Inst, k: &str, v: &str) {
     let mut m = conn(inst, inst.port, "master").await;
-    let ports = replica_ports(&info(&mut m, "replication").await);
-    assert_eq!(ports.len(), 1, "{}: one replica: {ports:?}", inst.id);
+    // A replica whose master restarted reconnects on its own schedule.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ports = loop {
+        let repl = info(&mut m, "replication").await;
+        let ports = replica_ports(&repl);
+        if ports.len() == 1 {
+            break ports;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} ({}): the master lists {} replicas, not 1: {repl}",
+            inst.id,
+            inst.made_by,
+            ports.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     for port in ports {
         let mut r = conn(inst, port, "replica").await;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let repl = info(&mut r, "replication").await;
-            let got: Option<String> = redis::cmd("GET").arg(k).query_async(&mut r).await.unwrap();
-            if repl.contains("master_link_status:up") && got.as_deref() == Some(v) {
+            // Err while the replica loads what its master sent.
+            let got: redis::RedisResult<Option<String>> =
+                redis::cmd("GET").arg(k).query_async(&mut r).await;
+            if repl.contains("master_link_status:up")
+                && got.as_ref().is_ok_and(|g| g.as_deref() == Some(v))
+            {
                 break;
             }
             assert!(
@@ -667,8 +815,10 @@ impl Tc3Client {
         let (ts, auth) = loop {
             let ts = chrono::Utc::now().timestamp();
             let auth = self.authorization(ts, &body);
+            // The action is not signed: a read and a change with the same body sign alike.
             let reads = action.starts_with("Describe") && action != "DescribeBackupUrl";
-            if reads || self.used.lock().unwrap().insert(auth.clone()) {
+            let fresh = self.used.lock().unwrap().insert(auth.clone());
+            if reads || fresh {
                 break (ts, auth);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -692,6 +842,21 @@ impl Tc3Client {
         let r = v["Response"].clone();
         assert!(r.get("Error").is_none(), "{action} failed: {v}");
         r
+    }
+
+    /// Waits until DescribeInstances gives the instance this Status.
+    async fn wait_status(&self, id: &str, want: i64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self
+                .ok("DescribeInstances", json!({ "InstanceId": id }))
+                .await;
+            if r["InstanceSet"][0]["Status"] == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{id}: Status {want}: {r}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits for a task to end and asserts it succeeded.
