@@ -90,6 +90,11 @@ async fn upgrade_in_place(stop: Stop) {
     let previous = previous_binary();
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(dir.path(), SECRET_ID, SECRET_KEY);
+    // The daily automatic backups half a day away: none starts during the test.
+    let daily_at = (chrono::Utc::now() + chrono::Duration::hours(12)).format("%H:%M");
+    let mut config = std::fs::read_to_string(&d.config).unwrap();
+    config.push_str(&format!("[backups]\ndaily_at = \"{daily_at}\"\n"));
+    std::fs::write(&d.config, config).unwrap();
     d.binary = previous.clone();
     d.start().await;
     let v2 = d.client();
