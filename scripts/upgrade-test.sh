@@ -6,7 +6,8 @@
 #
 # The previous source is extracted once into <target>/previous-src/<commit> and built with its
 # own target dir, <target>/previous, kept between runs (a second run only links the tests).
-# Run it on its own, never from inside a running `cargo test` (cargo's build lock).
+# Run it on its own, never from inside a running `cargo test` (cargo's build lock). Arguments
+# go to the test binary (e.g. a test name to run only that one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,4 +53,4 @@ CARGO_TARGET_DIR=$target/previous cargo build --locked --manifest-path "$src/Car
 echo "upgrade-test: previous crsd built in $(($(date +%s) - start)) s"
 
 CRSD_PREVIOUS_BIN=$target/previous/debug/crsd \
-  cargo test -p crsd --test upgrade -- --ignored --test-threads=2
+  cargo test -p crsd --test upgrade -- --ignored --test-threads=2 "$@"
