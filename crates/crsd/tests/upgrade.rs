@@ -198,6 +198,28 @@ async fn upgrade_in_place(stop: Stop) {
     );
     no_complaints(&d.log()[log_from..], &insts);
 
+    // The node folders moved to this release's layout (`<instance>/<node id>`) under the
+    // running processes; the previous names are links to them while those processes run.
+    for inst in &insts {
+        let dir = d.data.join("instances").join(&inst.id);
+        for (old, node) in [("master", 0), ("replica", 1)] {
+            let moved = dir.join(format!("{}-{node}", inst.id));
+            assert!(
+                moved.join("redis.conf").is_file(),
+                "{}: node folder {} is not in the new layout",
+                inst.id,
+                moved.display()
+            );
+            let link = std::fs::read_link(dir.join(old)).unwrap_or_default();
+            assert_eq!(
+                link,
+                PathBuf::from(format!("{}-{node}", inst.id)),
+                "{}: the previous folder name {old} links to the moved folder",
+                inst.id
+            );
+        }
+    }
+
     // Every instance is running in both dialects' views.
     let all = v2
         .ok("DescribeRedis", &[("limit", "10"), ("offset", "0")])
