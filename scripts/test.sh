@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The test command (make test, and CI): installs what is missing, then runs the unit and
-# integration tests (real redis-server, real HTTP, real SQLite) and the compatibility tests
-# with the public Python clients, then each fuzz target for a bounded time (FUZZ_SECONDS, 30).
+# integration tests (real redis-server, real HTTP, real SQLite), the upgrade-in-place test
+# (the previous release's crsd, then this one, on one data dir), the compatibility tests with
+# the public Python clients, then each fuzz target for a bounded time (FUZZ_SECONDS, 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh --test
 cargo build --workspace --all-targets
 cargo test --workspace -- --test-threads=4
+./scripts/upgrade-test.sh
 if [ -x tests/compat/run.sh ]; then
   tests/compat/run.sh
 fi

@@ -36,11 +36,16 @@ impl Spec {
         }
     }
 
-    /// The spec an instance has now. An instance row describes a master and one replica;
-    /// this is the one place that reads the replica count of an instance, for its prices
-    /// (renewals, postpaid hours) and its changes.
+    /// The spec an instance has now: its replicas are the nodes that follow its master.
+    /// This is the one place that reads the replica count of an instance, for its prices
+    /// (renewals, postpaid hours) and its changes. (An instance without nodes, deleted, is
+    /// priced as it was sold by default.)
     pub fn of(inst: &Instance) -> Spec {
-        Spec::standard(inst.mem_mb, DEFAULT_REPLICAS)
+        let replicas = match inst.replica_count() {
+            0 if inst.nodes.is_empty() => DEFAULT_REPLICAS,
+            n => n as i64,
+        };
+        Spec::standard(inst.mem_mb, replicas)
     }
 }
 

@@ -16,6 +16,7 @@ mod loops;
 mod observe;
 mod page;
 mod purchase;
+mod replicas;
 mod runner;
 mod steps;
 
@@ -44,7 +45,7 @@ pub mod accounts_created {
 pub use backups::{AutoBackupConfig, BackupDownload, BackupPage, BackupQuery, BackupSettings};
 pub use disk::DiskReserve;
 pub use instances::{DescribeQuery, InstanceView};
-pub use observe::{NodeInfo, SlowCommand, SlowLogQuery};
+pub use observe::{NodeInfo, NodeState, SlowCommand, SlowLogQuery};
 pub use purchase::CreateOrder;
 pub use runner::TaskQuery;
 pub use runner::UndoRetry;

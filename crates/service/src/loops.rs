@@ -149,6 +149,12 @@ impl Service {
         }
     }
 
+    /// Forgets a node that no longer exists.
+    pub(crate) fn forget_conformed(&self, node: &str) {
+        let mut map = self.conformed.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(node);
+    }
+
     fn conformed_pid(&self, node: &str) -> Option<u32> {
         let map = self.conformed.lock().unwrap_or_else(|e| e.into_inner());
         map.get(node).copied()
@@ -200,6 +206,7 @@ impl Service {
                             | TaskKind::CloseInstance
                             | TaskKind::DeleteInstance
                             | TaskKind::RestoreBackup
+                            | TaskKind::ChangeReplicas
                     )
                 ))
             }

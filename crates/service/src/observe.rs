@@ -46,6 +46,17 @@ pub struct NodeInfo {
     pub shard: i64,
 }
 
+/// A node as DescribeInstanceZoneInfo shows it: what the database says and what the node
+/// answers now.
+#[derive(Debug, Clone)]
+pub struct NodeState {
+    pub node: NodeInfo,
+    /// Whether the node answered (`INFO`) just now.
+    pub online: bool,
+    /// Keys it holds (0 when it did not answer).
+    pub keys: u64,
+}
+
 impl Service {
     /// The instance's slow commands, newest first, filtered and paged.
     pub async fn slow_log(
@@ -153,3 +164,43 @@ impl Service {
         Ok(nodes)
     }
 }
+
+impl Service {
+    /// Every node of the instance with its state now: the master first, then the replicas.
+    /// Nodes are asked at once, each bounded, so a hung node costs one timeout, not one each.
+    pub async fn node_states(&self, app_id: i64, id: &str) -> Result<Vec<NodeState>> {
+        let nodes = self.nodes(app_id, id).await?;
+        let inst = self.owned_instance(app_id, id).await?;
+        let asks: Vec<_> = nodes
+            .iter()
+            .map(|n| {
+                let spec = inst
+                    .nodes
+                    .iter()
+                    .find(|m| m.id == n.node_id)
+                    .map(|m| self.node_spec(&inst, m));
+                let runtime = self.runtime.clone();
+                tokio::spawn(async move {
+                    let spec = spec?;
+                    tokio::time::timeout(NODE_ASK_TIMEOUT, runtime.usage(&spec))
+                        .await
+                        .ok()?
+                        .ok()
+                })
+            })
+            .collect();
+        let mut states = Vec::with_capacity(nodes.len());
+        for (node, ask) in nodes.into_iter().zip(asks) {
+            let usage = ask.await.ok().flatten();
+            states.push(NodeState {
+                online: usage.is_some(),
+                keys: usage.map(|u| u.keys).unwrap_or(0),
+                node,
+            });
+        }
+        Ok(states)
+    }
+}
+
+/// How long DescribeInstanceZoneInfo waits for one node.
+const NODE_ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);

@@ -197,8 +197,8 @@ impl Service {
             )
         };
 
-        // How many replicas follow each master.
-        let replicas = order.replicas.max(1);
+        // How many replicas follow each master (checked against the product above).
+        let replicas = order.replicas;
         let mut tx = self.store.write().await?;
         let account = tx.account(app_id).await?.ok_or(Error::SecretIdNotFound)?;
         charge(&mut tx, app_id, account.balance, price).await?;
@@ -470,7 +470,7 @@ impl Service {
                     instance_ids,
                 },
                 TaskKind::ChangeReplicas,
-                json!({ "replicas": to, "price": price }),
+                json!({ "replicas": to, "from": from, "price": price }),
             ),
         };
         let deal = Deal {

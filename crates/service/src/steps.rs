@@ -36,6 +36,8 @@ pub(crate) struct Finish {
     pub unlock_backup: Option<String>,
     /// User parameters to record (merged into the instance's).
     pub params: Option<std::collections::BTreeMap<String, String>>,
+    /// The instance's nodes from now on (replicas added or removed).
+    pub nodes: Option<Vec<crsd_core::model::Node>>,
 }
 
 impl Finish {
@@ -49,6 +51,7 @@ impl Finish {
             new_backup: None,
             unlock_backup: None,
             params: None,
+            nodes: None,
         }
     }
 }
@@ -176,6 +179,11 @@ impl Service {
                 f
             }
             TaskKind::RestoreBackup => self.restore_backup(&mut task, &inst).await?,
+            TaskKind::ChangeReplicas => {
+                let mut f = self.change_replicas(&task, &inst).await?;
+                f.deal = task.deal_id;
+                f
+            }
             other => {
                 return Err(Error::internal(format!(
                     "task kind {} is not carried out by this version",
@@ -273,9 +281,9 @@ impl Service {
                 Finish::to(inst.status_after_unlock())
             }
             TaskKind::ChangeReplicas => {
-                // A change bought and not delivered: the money goes back, the instance is
-                // released.
-                let mut f = Finish::to(inst.status_after_unlock());
+                // A change bought and not delivered: the replicas it added go, those it was
+                // to remove run again, the money goes back, the instance is released.
+                let mut f = self.undo_change_replicas(task, &inst).await?;
                 f.deal = task.deal_id;
                 f.deleted_refund = Some(payload_i64(task, "price").unwrap_or(0));
                 f
@@ -321,6 +329,9 @@ impl Service {
             }
             if let Some(mem) = f.mem_mb {
                 inst.mem_mb = mem;
+            }
+            if let Some(nodes) = f.nodes {
+                inst.nodes = nodes;
             }
             if let Some(changes) = f.params {
                 inst.params.extend(changes);
@@ -426,7 +437,7 @@ fn payload_params(task: &Task) -> Result<std::collections::BTreeMap<String, Stri
         .ok_or_else(|| Error::internal(format!("task {} payload lacks params", task.id)))
 }
 
-fn payload_i64(task: &Task, key: &str) -> Result<i64> {
+pub(crate) fn payload_i64(task: &Task, key: &str) -> Result<i64> {
     task.payload
         .get(key)
         .and_then(|v| v.as_i64())

@@ -18,6 +18,8 @@ pub struct Daemon {
     pub data: PathBuf,
     pub config: PathBuf,
     pub port: u16,
+    /// The crsd binary to start: this tree's unless a test (the upgrade test) sets another.
+    pub binary: PathBuf,
     /// RLIMIT_NOFILE (soft and hard) to start crsd with; the inherited one when None.
     pub nofile: Option<u64>,
 }
@@ -43,6 +45,7 @@ impl Daemon {
             data: dir.join("data"),
             config,
             port: free_port(),
+            binary: PathBuf::from(env!("CARGO_BIN_EXE_crsd")),
             nofile: None,
         }
     }
@@ -53,7 +56,7 @@ impl Daemon {
             .append(true)
             .open(self.data.with_extension("log"))
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crsd"));
+        let mut cmd = Command::new(&self.binary);
         if let Some(n) = self.nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe and touches only the struct on the stack.
@@ -110,6 +113,27 @@ impl Daemon {
         if let Some(mut c) = self.child.take() {
             c.kill().unwrap();
             c.wait().unwrap();
+        }
+    }
+
+    /// Stops crsd as an operator does (SIGTERM), waits until it has exited and returns how
+    /// it exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("crsd runs");
+        let pid = libc::pid_t::try_from(c.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) on our own child, which has not been waited for yet (no reuse).
+        assert_eq!(
+            unsafe { libc::kill(pid, libc::SIGTERM) },
+            0,
+            "SIGTERM to crsd"
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "crsd did not exit on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -1,0 +1,109 @@
+//! Adding and removing replicas of a running instance (task `changeReplicas`).
+//!
+//! Adding: the new nodes are written to the database first (ports taken in the same write
+//! transaction as every other allocation, so no purchase can take them), then started as
+//! replicas of the current master; the task ends once each has full-synced. Removing: the
+//! newest replicas are destroyed; the master is never touched and keeps serving. Each step
+//! reads the database again, so a task resumed after a crash of crsd picks up where it was:
+//! nodes already recorded are not added twice, replicas already gone are not looked for.
+
+use crate::steps::{engine_err, payload_i64, Finish};
+use crate::Service;
+use crsd_core::model::{Instance, InstanceStatus, Node, NodeRole, Task};
+use crsd_core::{Error, Result};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// How long a new replica may take to finish its first sync.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Service {
+    pub(crate) async fn change_replicas(&self, task: &Task, inst: &Instance) -> Result<Finish> {
+        let wanted = payload_i64(task, "replicas")?;
+        if wanted < 1 {
+            return Err(Error::internal(format!(
+                "task {} asks for {wanted} replicas",
+                task.id
+            )));
+        }
+        let current = inst.replica_count() as i64;
+        let mut f = Finish::to(InstanceStatus::Running);
+        if wanted >= current {
+            let inst = self.record_new_replicas(inst, wanted).await?;
+            self.start_nodes(&self.node_specs(&inst)).await?;
+            for replica in self.replica_specs(&inst) {
+                self.runtime
+                    .wait_replica_synced(&replica, SYNC_TIMEOUT)
+                    .await
+                    .map_err(engine_err)?;
+            }
+        } else {
+            f.nodes = Some(self.remove_newest_replicas(inst, wanted as usize).await?);
+        }
+        Ok(f)
+    }
+
+    /// After a failed change: back to the replicas the instance had (`from`).
+    pub(crate) async fn undo_change_replicas(
+        &self,
+        task: &Task,
+        inst: &Instance,
+    ) -> Result<Finish> {
+        let from = payload_i64(task, "from").unwrap_or(inst.replica_count() as i64);
+        let mut f = Finish::to(InstanceStatus::Running);
+        if (inst.replica_count() as i64) > from {
+            // Added ones go (the newest); the master and the old replicas keep serving.
+            f.nodes = Some(self.remove_newest_replicas(inst, from as usize).await?);
+        } else {
+            // A removal that did not finish: what is still recorded runs again.
+            self.start_nodes(&self.node_specs(inst)).await?;
+        }
+        Ok(f)
+    }
+
+    /// Writes nodes for the replicas `inst` lacks to reach `wanted`, on free ports; returns
+    /// the instance as recorded.
+    async fn record_new_replicas(&self, inst: &Instance, wanted: i64) -> Result<Instance> {
+        let mut tx = self.store.write().await?;
+        let mut inst = tx
+            .instance(&inst.id)
+            .await?
+            .ok_or_else(|| Error::InstanceNotFound(inst.id.clone()))?;
+        let missing = wanted - inst.replica_count() as i64;
+        if missing <= 0 {
+            return Ok(inst);
+        }
+        let used: HashSet<u16> = tx.used_ports().await?.into_iter().collect();
+        let mut free = self.free_ports(used);
+        for _ in 0..missing {
+            let port = free.next().ok_or(Error::NoFreePort)?;
+            let seq = inst.next_node_seq();
+            inst.nodes
+                .push(Node::new(&inst.id, seq, NodeRole::Replica, port));
+        }
+        drop(free);
+        tx.update_instance(&inst).await?;
+        tx.commit().await?;
+        tracing::info!(instance = %inst.id, replicas = wanted, "new replica nodes recorded");
+        Ok(inst)
+    }
+
+    /// Destroys the newest replicas until `keep` are left; returns the nodes that remain.
+    async fn remove_newest_replicas(&self, inst: &Instance, keep: usize) -> Result<Vec<Node>> {
+        let mut replicas: Vec<&Node> = inst.replicas().collect();
+        replicas.sort_by_key(|n| n.seq);
+        let victims: Vec<Node> = replicas.iter().skip(keep).map(|n| (*n).clone()).collect();
+        for node in &victims {
+            let spec = self.node_spec(inst, node);
+            self.runtime.destroy(&spec).await.map_err(engine_err)?;
+            self.forget_conformed(&spec.name);
+            tracing::info!(instance = %inst.id, node = %node.id, "replica removed");
+        }
+        Ok(inst
+            .nodes
+            .iter()
+            .filter(|n| !victims.iter().any(|v| v.id == n.id))
+            .cloned()
+            .collect())
+    }
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Upgrade in place: builds the previous release's crsd (the commit named in
+# tests/upgrade/PREVIOUS) from this clone's history, then runs crates/crsd/tests/upgrade.rs,
+# which starts that binary on a fresh data dir, makes instances, stops it and checks that this
+# tree's crsd adopts the same redis-server processes and serves every instance.
+#
+# The previous source is extracted once into <target>/previous-src/<commit> and built with its
+# own target dir, <target>/previous, kept between runs (a second run only links the tests).
+# Run it on its own, never from inside a running `cargo test` (cargo's build lock). Arguments
+# go to the test binary (e.g. a test name to run only that one).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target=${CARGO_TARGET_DIR:-$PWD/target}
+case $target in /*) ;; *) target=$PWD/$target ;; esac
+
+commit=$(grep -v '^#' tests/upgrade/PREVIOUS | tr -d '[:space:]')
+if [ -z "$commit" ]; then
+  echo "upgrade-test: tests/upgrade/PREVIOUS names no commit" >&2
+  exit 1
+fi
+if ! git rev-parse --git-dir >/dev/null 2>&1; then
+  echo "upgrade-test: this tree is not a git checkout, so the previous release's crsd" >&2
+  echo "($commit, tests/upgrade/PREVIOUS) cannot be built from its history" >&2
+  exit 1
+fi
+if ! git cat-file -e "${commit}^{commit}" 2>/dev/null; then
+  echo "upgrade-test: the previous release's commit $commit (tests/upgrade/PREVIOUS) is not in" >&2
+  echo "this clone's history, so its crsd cannot be built. A shallow clone? Fetch it first:" >&2
+  echo "  git fetch --unshallow   (or: git fetch origin $commit)" >&2
+  exit 1
+fi
+
+src=$target/previous-src/$commit
+if [ ! -f "$src/.extracted" ]; then
+  # Another commit's source (the previous release was bumped) is of no further use.
+  rm -rf "$target/previous-src"
+  mkdir -p "$src.partial"
+  git archive "$commit" | tar -x -C "$src.partial"
+  touch "$src.partial/.extracted"
+  mv "$src.partial" "$src"
+fi
+
+echo "upgrade-test: building crsd of the previous release ($commit)"
+start=$(date +%s)
+# Only a binary to start: no debug info, unoptimised dependencies, no incremental state
+# (measured cold: about 40% of the CPU time of a build with the dev profile as it is).
+CARGO_TARGET_DIR=$target/previous cargo build --locked --manifest-path "$src/Cargo.toml" \
+  -p crsd --bin crsd \
+  --config 'profile.dev.debug=0' \
+  --config 'profile.dev.package."*".opt-level=0' \
+  --config 'profile.dev.incremental=false'
+echo "upgrade-test: previous crsd built in $(($(date +%s) - start)) s"
+
+CRSD_PREVIOUS_BIN=$target/previous/debug/crsd \
+  cargo test -p crsd --test upgrade -- --ignored --test-threads=2 "$@"
