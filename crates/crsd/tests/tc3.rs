@@ -1850,8 +1850,95 @@ async fn slow_log_and_node_info() {
         .map(|n| n["NodeRole"].as_str().unwrap())
         .collect();
     assert_eq!(roles, ["master", "slave"], "{r}");
+    let node_ids: Vec<String> = r["Redis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["NodeId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(node_ids, [format!("{id}-0"), format!("{id}-1")], "{r}");
     c.err(
         "DescribeInstanceNodeInfo",
+        json!({ "InstanceId": "crs-00000000" }),
+        "ResourceNotFound.InstanceNotExists",
+    )
+    .await;
+
+    // Replica groups: one per node, each with its node as it answers now.
+    let _: () = redis::cmd("SET")
+        .arg("zone-info-key")
+        .arg("v")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let keys: i64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+    let r = c
+        .ok("DescribeInstanceZoneInfo", json!({ "InstanceId": id }))
+        .await;
+    assert_eq!(r["TotalCount"], 2, "{r}");
+    let groups = r["ReplicaGroups"].as_array().unwrap();
+    for (group, (role, node)) in groups
+        .iter()
+        .zip([("master", &node_ids[0]), ("replica", &node_ids[1])])
+    {
+        assert_eq!(group["Role"], role, "{r}");
+        assert!(group["GroupId"].is_i64(), "{r}");
+        assert!(group["GroupName"].is_string(), "{r}");
+        assert!(group["ZoneId"].is_string(), "{r}");
+        let n = &group["RedisNodes"][0];
+        assert_eq!(n["NodeId"], node.as_str(), "{r}");
+        assert_eq!(n["Role"], role, "{r}");
+        assert_eq!(n["Keys"], keys, "every node holds the keys: {r}");
+        assert_eq!(n["Slot"], "0-16383", "{r}");
+        assert_eq!(n["Status"], "online", "{r}");
+    }
+    assert_eq!(
+        groups[0]["GroupName"], "",
+        "the master's group has no name: {r}"
+    );
+
+    // A node that does not answer (stopped by SIGSTOP: alive, so the supervisor leaves it)
+    // is offline, and the ids stay what they were.
+    let svc = common::service(&crsd);
+    let inst = svc.store().instance(&id).await.unwrap().unwrap();
+    let replica = svc.replica_specs(&inst).remove(0);
+    let pid = common::engine(&crsd)
+        .running_pid(&replica)
+        .expect("the replica runs");
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let r = c
+        .ok("DescribeInstanceZoneInfo", json!({ "InstanceId": id }))
+        .await;
+    signal("-CONT");
+    assert_eq!(
+        r["ReplicaGroups"][1]["RedisNodes"][0]["Status"], "offline",
+        "{r}"
+    );
+    assert_eq!(
+        r["ReplicaGroups"][1]["RedisNodes"][0]["NodeId"],
+        node_ids[1].as_str(),
+        "{r}"
+    );
+    assert_eq!(
+        r["ReplicaGroups"][0]["RedisNodes"][0]["Status"], "online",
+        "{r}"
+    );
+    c.err(
+        "DescribeInstanceZoneInfo",
         json!({ "InstanceId": "crs-00000000" }),
         "ResourceNotFound.InstanceNotExists",
     )

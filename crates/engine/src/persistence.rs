@@ -56,7 +56,8 @@ fn keyspace_keys(info: &str) -> u64 {
 mod tests {
     #[test]
     fn keys_of_every_database_are_summed() {
-        let info = "# Keyspace\r\ndb0:keys=5,expires=1,avg_ttl=0\r\ndb3:keys=2,expires=0,avg_ttl=0\r\n";
+        let info =
+            "# Keyspace\r\ndb0:keys=5,expires=1,avg_ttl=0\r\ndb3:keys=2,expires=0,avg_ttl=0\r\n";
         assert_eq!(super::keyspace_keys(info), 7);
         assert_eq!(super::keyspace_keys("# Keyspace\r\n"), 0);
     }

@@ -55,6 +55,8 @@ pub struct NodeState {
     pub online: bool,
     /// Keys it holds (0 when it did not answer).
     pub keys: u64,
+    /// The hash slots its shard serves, as `first-last` (a standard instance: all of them).
+    pub slots: String,
 }
 
 impl Service {
@@ -193,6 +195,7 @@ impl Service {
         for (node, ask) in nodes.into_iter().zip(asks) {
             let usage = ask.await.ok().flatten();
             states.push(NodeState {
+                slots: format!("0-{}", HASH_SLOTS - 1),
                 online: usage.is_some(),
                 keys: usage.map(|u| u.keys).unwrap_or(0),
                 node,
@@ -201,6 +204,9 @@ impl Service {
         Ok(states)
     }
 }
+
+/// Redis' hash slots; a standard instance's one shard serves them all.
+const HASH_SLOTS: u32 = 16384;
 
 /// How long DescribeInstanceZoneInfo waits for one node.
 const NODE_ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);

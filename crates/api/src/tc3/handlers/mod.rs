@@ -69,6 +69,9 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params3) -
         Action::DescribeInstanceNodeInfo => {
             observe::describe_instance_node_info(state, app, p).await
         }
+        Action::DescribeInstanceZoneInfo => {
+            observe::describe_instance_zone_info(state, app, p).await
+        }
         Action::DescribeInstanceParams => params::describe_instance_params(state, app, p).await,
         Action::ModifyInstanceParams => params::modify_instance_params(state, app, p).await,
         Action::Unsupported(name) => Err(Error::Unsupported(name.to_string())),

@@ -1,5 +1,5 @@
-//! API 3.0 handlers that look inside a running instance: DescribeSlowLog and
-//! DescribeInstanceNodeInfo.
+//! API 3.0 handlers that look inside a running instance: DescribeSlowLog,
+//! DescribeInstanceNodeInfo and DescribeInstanceZoneInfo.
 
 use super::{fields, time_in, Fields};
 use crate::tc3::params::Params3;
@@ -68,7 +68,7 @@ pub(super) async fn describe_instance_node_info(
             json!({
                 "NodeId": n.node_id,
                 "NodeRole": match n.role { NodeRole::Master => "master", NodeRole::Replica => "slave" },
-                "ClusterId": 0,
+                "ClusterId": n.shard,
                 "ZoneId": n.zone_id,
             })
         })
@@ -80,5 +80,45 @@ pub(super) async fn describe_instance_node_info(
         ("Redis", json!(redis)),
         ("TendisCount", json!(0)),
         ("Tendis", json!([])),
+    ]))
+}
+
+/// DescribeInstanceZoneInfo: one replica group per node of a standard instance (the master's
+/// group has no name), each with its node as it answers now.
+pub(super) async fn describe_instance_zone_info(
+    state: &AppState,
+    app: i64,
+    p: &Params3,
+) -> Result<Fields> {
+    let svc = &state.svc;
+    let states = svc.node_states(app, &p.required_str("InstanceId")?).await?;
+    let groups: Vec<Value> = states
+        .iter()
+        .map(|s| {
+            let role = match s.node.role {
+                NodeRole::Master => "master",
+                NodeRole::Replica => "replica",
+            };
+            json!({
+                "GroupId": s.node.group_id,
+                "GroupName": match s.node.role {
+                    NodeRole::Master => String::new(),
+                    NodeRole::Replica => format!("replica-{}", s.node.group_id),
+                },
+                "ZoneId": s.node.zone_id.to_string(),
+                "Role": role,
+                "RedisNodes": [{
+                    "Keys": s.keys,
+                    "Slot": s.slots,
+                    "NodeId": s.node.node_id,
+                    "Status": if s.online { "online" } else { "offline" },
+                    "Role": role,
+                }],
+            })
+        })
+        .collect();
+    Ok(fields([
+        ("TotalCount", json!(groups.len())),
+        ("ReplicaGroups", json!(groups)),
     ]))
 }
