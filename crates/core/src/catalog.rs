@@ -262,6 +262,11 @@ impl ProductType {
         Ok(())
     }
 
+    /// The shard counts the type sells (a standard type: one shard).
+    pub fn shard_counts(&self) -> std::ops::RangeInclusive<i64> {
+        crate::spec::STANDARD_SHARDS..=crate::spec::STANDARD_SHARDS
+    }
+
     /// The replica counts the type sells, lowest first.
     pub fn replica_counts(&self) -> std::ops::RangeInclusive<i64> {
         self.min_replicas..=self.max_replicas

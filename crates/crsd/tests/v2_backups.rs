@@ -1705,8 +1705,24 @@ async fn backup_that_does_not_fit_fails_and_leaves_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let task = backup(&c, &id, "too big").await;
-    assert_eq!(c.wait_task(task).await, 3, "the backup task fails");
+    // Once the usage poller has seen the data set (it looks every second), the request itself
+    // is refused for the disk (ResourceInsufficient); before that, the task fails when the
+    // file does not fit. Either way nothing is left.
+    let v = c
+        .call(
+            "ManualBackupInstance",
+            &[("redisId", &id), ("remark", "too big")],
+        )
+        .await;
+    if v["code"] == 0 {
+        let task = v["data"]["requestId"].as_i64().unwrap();
+        assert_eq!(c.wait_task(task).await, 3, "the backup task fails");
+    } else {
+        assert_eq!(
+            v["codeDesc"], "ResourceInsufficient",
+            "refused for the disk: {v}"
+        );
+    }
     let l = list(&c, &id).await;
     assert_eq!(l["totalCount"], 0, "{l}");
     assert_eq!(

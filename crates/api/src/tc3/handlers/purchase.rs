@@ -37,7 +37,7 @@ pub(super) async fn describe_product_info(
                     "TotalSize": sizes_gb(t),
                     "ShardSize": sizes_gb(t),
                     "ReplicaNum": t.replica_counts().map(|n| n.to_string()).collect::<Vec<_>>(),
-                    "ShardNum": ["1"],
+                    "ShardNum": t.shard_counts().map(|n| n.to_string()).collect::<Vec<_>>(),
                     "PayMode": "1",
                     "EnableRepicaReadOnly": false,
                     "EnableReplicaReadOnly": false,
