@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what crsd needs on a Debian machine and is missing: redis-server (Debian's package),
-# for the tests python3-venv, openssl and curl, and for the backup benchmark nginx and curl.
+# for the tests python3-venv, openssl, curl and xz-utils, and for the backup benchmark nginx and curl.
 # Idempotent; does nothing when all is there.
 set -euo pipefail
 
@@ -11,6 +11,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
   command -v curl >/dev/null 2>&1 || need+=(curl)
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+  # The upgrade test unpacks the previous release's source where history is missing.
+  command -v xz >/dev/null 2>&1 || need+=(xz-utils)
 fi
 if [ "${1:-}" = "--bench" ]; then
   command -v curl >/dev/null 2>&1 || need+=(curl)

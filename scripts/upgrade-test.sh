@@ -19,24 +19,27 @@ if [ -z "$commit" ]; then
   echo "upgrade-test: tests/upgrade/PREVIOUS names no commit" >&2
   exit 1
 fi
-if ! git rev-parse --git-dir >/dev/null 2>&1; then
-  echo "upgrade-test: this tree is not a git checkout, so the previous release's crsd" >&2
-  echo "($commit, tests/upgrade/PREVIOUS) cannot be built from its history" >&2
-  exit 1
-fi
-if ! git cat-file -e "${commit}^{commit}" 2>/dev/null; then
-  echo "upgrade-test: the previous release's commit $commit (tests/upgrade/PREVIOUS) is not in" >&2
-  echo "this clone's history, so its crsd cannot be built. A shallow clone? Fetch it first:" >&2
-  echo "  git fetch --unshallow   (or: git fetch origin $commit)" >&2
-  exit 1
-fi
-
+# Its source: from this clone's history, or else from the copy kept beside PREVIOUS
+# (tests/upgrade/<commit>.tar.xz: its Cargo files, crates and bench, for checkouts without
+# history).
+fixture=tests/upgrade/$commit.tar.xz
 src=$target/previous-src/$commit
 if [ ! -f "$src/.extracted" ]; then
   # Another commit's source (the previous release was bumped) is of no further use.
   rm -rf "$target/previous-src"
   mkdir -p "$src.partial"
-  git archive "$commit" | tar -x -C "$src.partial"
+  if git rev-parse --git-dir >/dev/null 2>&1 && git cat-file -e "${commit}^{commit}" 2>/dev/null; then
+    git archive "$commit" | tar -x -C "$src.partial"
+  elif [ -f "$fixture" ]; then
+    echo "upgrade-test: $commit is not in this checkout's history; using $fixture"
+    tar -xJf "$fixture" -C "$src.partial"
+  else
+    echo "upgrade-test: the previous release's commit $commit (tests/upgrade/PREVIOUS) is neither" >&2
+    echo "in this checkout's history nor kept as $fixture, so its crsd cannot be built." >&2
+    echo "Fetch it (git fetch --unshallow, or git fetch origin $commit) or add the fixture:" >&2
+    echo "  git archive $commit -- Cargo.toml Cargo.lock crates bench | xz -9 > $fixture" >&2
+    exit 1
+  fi
   touch "$src.partial/.extracted"
   mv "$src.partial" "$src"
 fi
