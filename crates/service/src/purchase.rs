@@ -221,7 +221,7 @@ impl Service {
                 NodeRole::Master,
                 port.ok_or(Error::NoFreePort)?,
             )];
-            for seq in 1..=replicas as i64 {
+            for seq in 1..=replicas {
                 let port = free.next().ok_or(Error::NoFreePort)?;
                 nodes.push(Node::new(&id, seq, NodeRole::Replica, port));
             }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod tc3;
 
 use base64::Engine as _;
 use crsd::config::Config;
@@ -199,12 +200,12 @@ pub fn remove_node_cgroups(data_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(data_dir.join("instances")) else {
         return;
     };
+    // A node's cgroup is named by its node id, the name of its folder in the instance's.
     let nodes: Vec<String> = entries
         .flatten()
-        .flat_map(|e| {
-            let id = e.file_name().to_string_lossy().into_owned();
-            [format!("{id}-master"), format!("{id}-replica")]
-        })
+        .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let mut groups = Vec::new();
