@@ -302,6 +302,15 @@ async fn three_to_one_to_two_replicas_live_under_writes_lose_nothing() {
         .skip(1)
         .collect();
     assert_eq!(gone.len(), 2);
+    // Where the node cgroups exist (a ceiling is set), each node has its own.
+    let ceilings = !common::node_cgroups(&inst.master().unwrap().id).is_empty();
+    for (node, _, _, _) in &gone {
+        assert_eq!(
+            !common::node_cgroups(node).is_empty(),
+            ceilings,
+            "{node}'s cgroup"
+        );
+    }
     let (paid_down, quoted_down) = change_replicas(&c, &id, 1).await;
     assert_eq!(
         (paid_down, quoted_down),
@@ -321,6 +330,8 @@ async fn three_to_one_to_two_replicas_live_under_writes_lose_nothing() {
             !node_dir(&data, &id, node).exists(),
             "{node}'s folder is gone"
         );
+        let left = common::node_cgroups(node);
+        assert!(left.is_empty(), "{node}'s cgroups are gone: {left:?}");
     }
     assert_eq!(
         node_pid(&node_dir(&data, &id, &inst.master().unwrap().id)),
@@ -354,6 +365,12 @@ async fn three_to_one_to_two_replicas_live_under_writes_lose_nothing() {
     let new_node = last.replicas().find(|n| n.id != kept).expect("a new node");
     let new_pid = node_pid(&node_dir(&data, &id, &new_node.id));
     assert!(new_pid.is_some(), "{} runs", new_node.id);
+    assert_eq!(
+        !common::node_cgroups(&new_node.id).is_empty(),
+        ceilings,
+        "{}'s cgroup",
+        new_node.id
+    );
     writes_go_on(acked.load(Ordering::SeqCst)).await;
 
     stop.store(true, Ordering::SeqCst);

@@ -207,6 +207,24 @@ pub fn remove_node_cgroups(data_dir: &Path) {
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
+    let groups = crsd_cgroups();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    for group in groups {
+        for node in &nodes {
+            let dir = group.join(node);
+            while dir.exists() && std::fs::remove_dir(&dir).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // Leaves nothing in the test runner's cgroup once the last test is done (a test still
+        // running keeps it busy; crsd makes it again when it needs it).
+        let _ = std::fs::remove_dir(&group);
+    }
+}
+
+/// The folders crsd makes node cgroups in (`<own cgroup>/crsd` per controller, v1 or v2),
+/// whether they exist or not.
+pub fn crsd_cgroups() -> Vec<PathBuf> {
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let mut groups = Vec::new();
     for line in own.lines() {
@@ -232,18 +250,16 @@ pub fn remove_node_cgroups(data_dir: &Path) {
             }
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(3);
-    for group in groups {
-        for node in &nodes {
-            let dir = group.join(node);
-            while dir.exists() && std::fs::remove_dir(&dir).is_err() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        // Leaves nothing in the test runner's cgroup once the last test is done (a test still
-        // running keeps it busy; crsd makes it again when it needs it).
-        let _ = std::fs::remove_dir(&group);
-    }
+    groups
+}
+
+/// The cgroup folders of the node `node` that exist now.
+pub fn node_cgroups(node: &str) -> Vec<PathBuf> {
+    crsd_cgroups()
+        .into_iter()
+        .map(|g| g.join(node))
+        .filter(|d| d.is_dir())
+        .collect()
 }
 
 fn unsafe_kill(pid: i32) {
