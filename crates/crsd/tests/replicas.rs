@@ -650,3 +650,101 @@ async fn refused_replica_changes_change_nothing() {
     kept.retain(|p| inst.nodes.iter().any(|n| n.id == p.0));
     assert_eq!(kept, running, "the nodes it had were not touched");
 }
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
+}
+
+/// Pids of every redis-server whose command line names `data` (a node's config lives there),
+/// but for the forks of one (an AOF rewrite, a snapshot for a replica), which carry the
+/// same command line.
+fn redis_servers_under(data: &Path) -> Vec<i32> {
+    let needle = data.to_string_lossy().into_owned();
+    let mut out: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmd).contains(&needle) && redis_runs(*pid)
+        })
+        .collect();
+    let all = out.clone();
+    out.retain(|pid| parent_of(*pid).is_none_or(|parent| !all.contains(&parent)));
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_changes_cut_by_a_kill9_of_crsd_finish_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(
+        dir.path(),
+        "AKIDreplicasTestSecretId0000000002",
+        "replicasTestSecretKey00000000002",
+    );
+    d.start().await;
+    let c = Tc3::like(&d.client());
+    let id = c.create(PASSWORD, 3).await;
+    let master = c.describe(&id).await["Port"].as_u64().unwrap() as u16;
+    let written = set_many(master, "k", 100).await;
+    let before = daemon_nodes(&d.data, &id);
+
+    for (to, kept) in [(1usize, 2usize), (3, 2)] {
+        let r = c
+            .ok(
+                "UpgradeInstance",
+                json!({"InstanceId": id, "MemSize": 1024, "RedisReplicasNum": to}),
+            )
+            .await;
+        let deal = r["DealId"].as_str().unwrap().to_string();
+        // crsd dies once the change runs (or, if it is that quick, has run); the next one
+        // finishes it.
+        let task = c.newest_task(&id, "029").await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = c.ok("DescribeTaskInfo", json!({ "TaskId": task })).await;
+            if r["Status"] != "preparing" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the task does not start: {r}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        d.kill9();
+        d.start().await;
+        assert_eq!(c.wait_task(task).await, "succeed", "the change to {to}");
+        c.wait_deal(&deal).await;
+        let e = c.describe(&id).await;
+        assert_eq!(e["RedisReplicasNum"], to, "{e}");
+        assert_eq!(e["Status"], 2, "{e}");
+        let nodes = daemon_nodes(&d.data, &id);
+        assert_eq!(nodes.len(), to + 1, "{nodes:?}");
+        assert!(
+            nodes.iter().all(|n| n.2.is_some()),
+            "every node runs: {nodes:?}"
+        );
+        // The nodes kept are the same processes (the first `kept`: master and oldest replica).
+        assert_eq!(nodes[..kept], before[..kept], "adopted, not restarted");
+        let pids: Vec<i32> = nodes.iter().filter_map(|n| n.2).collect();
+        let mut sorted = pids.clone();
+        sorted.sort();
+        assert_eq!(
+            redis_servers_under(&d.data),
+            sorted,
+            "no redis-server beyond the instance's nodes"
+        );
+        for (node, port, _) in &before {
+            if !nodes.iter().any(|n| &n.0 == node) {
+                assert!(port_free(*port), "{node}'s port {port} is free");
+            }
+        }
+        // A replica's link is up before the master streams it what came after its sync
+        // (that starts with its first acknowledgement): WAIT asks for it.
+        assert_eq!(wait_replicas(master, to).await, to as i64);
+        for (_, port, _) in nodes.iter().filter(|n| n.1 != master) {
+            until_follows(*port, master).await;
+            assert_eq!(contents(*port).await, written, "the replica at {port}");
+        }
+    }
+}

@@ -139,6 +139,9 @@ impl Tc3 {
             let r = self.ok("DescribeTaskInfo", json!({ "TaskId": task })).await;
             let s = r["Status"].as_str().unwrap().to_string();
             if s != "preparing" && s != "running" {
+                if s != "succeed" {
+                    eprintln!("task {task} ended {s}: {r}");
+                }
                 return s;
             }
             assert!(Instant::now() < deadline, "task {task} did not end: {r}");
