@@ -90,7 +90,7 @@ async fn master_and_replica_replicate_and_report_run_id() {
     }
 
     // Files: folder 0700, redis.conf 0600, no plaintext admin secret anywhere in it.
-    let dir_mode = std::fs::metadata(&p.master.dir())
+    let dir_mode = std::fs::metadata(p.master.dir())
         .expect("dir")
         .permissions()
         .mode();
@@ -448,7 +448,7 @@ async fn flush_memory_stop_and_destroy() {
     // A folder crsd did not render is never deleted.
     let mut foreign = p.master.clone();
     foreign.name = "precious".into();
-    std::fs::create_dir(&foreign.dir()).expect("mkdir");
+    std::fs::create_dir(foreign.dir()).expect("mkdir");
     std::fs::write(foreign.dir().join("data.txt"), "keep me").expect("write");
     assert!(matches!(
         p.engine.destroy(&foreign).await,
