@@ -549,6 +549,33 @@ async fn kill9_of_crsd_adopts_every_node_and_a_killed_replica_follows_the_master
             assert_eq!(before, after, "adopted, never restarted");
         }
     }
+
+    // kill -9 the master: it comes back as the master with every key (its AOF), and the three
+    // replicas follow it again.
+    let (master_node, _, master_pid) = now.iter().find(|n| n.1 == master).cloned().unwrap();
+    let master_pid = master_pid.unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &master_pid.to_string()])
+        .status()
+        .unwrap();
+    let folder = node_dir(&d.data, &id, &master_node);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !node_pid(&folder).is_some_and(|p| p != master_pid) {
+        assert!(Instant::now() < deadline, "the master did not come back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(contents(master).await, want, "the master's keys");
+    let r = replication(master).await;
+    assert_eq!(r.get("role").map(String::as_str), Some("master"), "{r:?}");
+    let more = set_many(master, "after", 20).await;
+    want.extend(more);
+    for (_, port, _) in now.iter().filter(|n| n.1 != master) {
+        until_follows(*port, master).await;
+    }
+    assert_eq!(wait_replicas(master, 3).await, 3);
+    for (_, port, _) in now.iter().filter(|n| n.1 != master) {
+        assert_eq!(contents(*port).await, want, "the replica at {port}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
