@@ -200,13 +200,22 @@ pub fn remove_node_cgroups(data_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(data_dir.join("instances")) else {
         return;
     };
-    // A node's cgroup is named by its node id, the name of its folder in the instance's.
-    let nodes: Vec<String> = entries
-        .flatten()
-        .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    // A node's cgroup is named by its node id, the name of its folder in the instance's; a
+    // node started by the previous release has its cgroup under that release's name.
+    let mut nodes = Vec::new();
+    for inst in entries.flatten() {
+        let id = inst.file_name().to_string_lossy().into_owned();
+        nodes.extend([format!("{id}-master"), format!("{id}-replica")]);
+        for node in std::fs::read_dir(inst.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if node.file_type().is_ok_and(|t| t.is_dir()) {
+                nodes.push(node.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
     let groups = crsd_cgroups();
     let deadline = Instant::now() + Duration::from_secs(3);
     for group in groups {
