@@ -2,7 +2,8 @@
 """Compatibility test: drives crsd's Tencent Cloud API 3.0 dialect (redis 2018-04-12) with the
 public tencentcloud-sdk-python (RedisClient, typed models; TC3-HMAC-SHA256 and the old
 HmacSHA256 signature) and with tccli 3.1.189.1, over HTTPS with the test CA, then checks the
-Redis data with a raw socket. The instance is made through v2 CreateRedis with the v2 SDK
+Redis data with a raw socket; an instance with 3 replicas is bought and changed to 2 live. The
+instance of the backup walk is made through v2 CreateRedis with the v2 SDK
 (qcloudapi-sdk-python, in the same venv): one instance serves both dialects.
 
 Environment: CRSD_HOST (host:port of crsd's HTTPS listener), CRSD_SECRET_ID, CRSD_SECRET_KEY,
@@ -497,8 +498,71 @@ def lifecycle_walk():
               str(got))
 
 
+def replicas_walk():
+    """CreateInstances with RedisReplicasNum 3 -> DescribeInstances says 3, DescribeInstanceNodeInfo
+    lists a master and 3 slaves, the master has 3 replicas connected; UpgradeInstance (the
+    current MemSize repeated) to 2 replicas -> its task succeeds, 2 replicas, 3 nodes."""
+    c = sdk()
+
+    def described(iid):
+        r = c.DescribeInstances(request(models.DescribeInstancesRequest, InstanceId=iid))
+        return r.InstanceSet[0] if r.InstanceSet else None
+
+    def roles(iid):
+        r = c.DescribeInstanceNodeInfo(request(models.DescribeInstanceNodeInfoRequest,
+                                               InstanceId=iid))
+        return r.RedisCount, sorted((n.NodeRole for n in r.Redis or []),
+                                    key=lambda role: role != "master"), r
+
+    def replicas_connected(inst):
+        rep = redis_session(inst.WanIp, int(inst.Port), ["AUTH " + PASSWORD, "INFO replication"])
+        info = rep[1].decode(errors="replace") if len(rep) == 2 else ""
+        return "connected_slaves:" in info and info.split("connected_slaves:")[1].split()[0]
+
+    r = c.CreateInstances(request(models.CreateInstancesRequest, TypeId=17, MemSize=1024,
+                                  GoodsNum=1, Period=1, BillingMode=1, ZoneId=100002,
+                                  Password=PASSWORD, RedisShardNum=1, RedisReplicasNum=3))
+    if not check("CreateInstances RedisReplicasNum 3 returns one InstanceId",
+                 len(r.InstanceIds or []) == 1, brief(r)):
+        return
+    iid = r.InstanceIds[0]
+    inst = poll("DescribeInstances", lambda: described(iid), lambda i: i and i.Status == 2)
+    check("the 3-replica instance runs; DescribeInstances RedisReplicasNum 3",
+          inst is not None and inst.RedisReplicasNum == 3 and inst.RedisShardNum == 1,
+          brief(inst or {}))
+    if inst is None:
+        return
+    count, seen, r = roles(iid)
+    check("DescribeInstanceNodeInfo lists 4 nodes: a master and 3 slaves",
+          count == 4 and seen == ["master", "slave", "slave", "slave"], brief(r))
+    got = replicas_connected(inst)
+    check("redis: the master has 3 replicas connected", got == "3", repr(got))
+
+    next_second()
+    r = c.UpgradeInstance(request(models.UpgradeInstanceRequest, InstanceId=iid, MemSize=1024,
+                                  RedisShardNum=1, RedisReplicasNum=2))
+    if not check("UpgradeInstance to RedisReplicasNum 2 (MemSize repeated) returns a DealId",
+                 bool(r.DealId), brief(r)):
+        return
+    r = c.DescribeTaskList(request(models.DescribeTaskListRequest, InstanceId=iid,
+                                   TaskTypes=["029"], Limit=10, Offset=0))
+    tasks = [t.TaskId for t in r.Tasks or []]
+    if not check("DescribeTaskList TaskTypes [\"029\"] shows the replica change",
+                 len(tasks) == 1, brief(r)):
+        return
+    wait_task_sdk(c, tasks[0], "UpgradeInstance")
+    inst = described(iid)
+    count, seen, r = roles(iid)
+    check("after UpgradeInstance: RedisReplicasNum 2, Status 2, 3 nodes",
+          inst is not None and inst.RedisReplicasNum == 2 and inst.Status == 2 and count == 3
+          and seen == ["master", "slave", "slave"], brief(inst or {}) + " " + brief(r))
+    got = replicas_connected(inst)
+    check("redis: the master has 2 replicas connected", got == "2", repr(got))
+
+
 def main():
     lifecycle_walk()
+    replicas_walk()
     redis_id = create_instance_v2()
     if not redis_id:
         return

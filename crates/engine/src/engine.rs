@@ -528,10 +528,16 @@ impl Engine {
     /// to delete a non-empty folder that holds no redis.conf rendered by this crate (a wrong
     /// `dir` must not cost anyone their files), unless it holds nothing but the folders of a
     /// restore staged for a node that never started.
+    ///
+    /// The checked folder is renamed aside before it is deleted: a crash of crsd half-way
+    /// through the deletion (its redis.conf already unlinked, other files not yet) must not
+    /// leave a folder the next `destroy`, resuming the same task, refuses as not crsd's.
     pub async fn destroy(&self, spec: &NodeSpec) -> Result<(), EngineError> {
         let paths = self.node_paths(spec)?;
         self.stop(spec).await?;
         self.remove_cgroup(spec).await;
+        // What an interrupted destroy moved aside was checked before it was moved.
+        durable::remove_dir_all_if_exists(&durable::trash_path(&paths.dir))?;
         match fs::symlink_metadata(&paths.dir) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_err(format!("inspecting {}", paths.dir.display()))(e)),
@@ -544,8 +550,10 @@ impl Engine {
             Ok(_) => {}
         }
         if config::is_rendered_by_us(&paths.conf) || restore::holds_only_restore_folders(&paths)? {
-            fs::remove_dir_all(&paths.dir)
-                .map_err(io_err(format!("removing {}", paths.dir.display())))?;
+            let parent = paths.dir.parent().ok_or_else(|| {
+                EngineError::Config(format!("{} has no parent folder", paths.dir.display()))
+            })?;
+            durable::discard_dir(parent, &paths.dir)?;
         } else {
             // Empty folder (e.g. a start that failed validation after creating it): fine.
             fs::remove_dir(&paths.dir).map_err(|e| {

@@ -432,6 +432,19 @@ async fn flush_memory_stop_and_destroy() {
         p.engine.destroy(spec).await.expect("destroy again");
     }
 
+    // A destroy cut short by a crash of crsd (its checked folder moved aside, half deleted:
+    // redis.conf gone, data left) is finished by the next destroy.
+    let mut aside = p.master.dir().into_os_string();
+    aside.push(".trash");
+    let aside = std::path::PathBuf::from(aside);
+    std::fs::create_dir_all(aside.join("appendonlydir")).expect("mkdir");
+    std::fs::write(aside.join("appendonlydir/appendonly.aof.1.incr.aof"), "x").expect("write");
+    p.engine
+        .destroy(&p.master)
+        .await
+        .expect("destroy after a crash");
+    assert!(!aside.exists(), "what was moved aside is deleted");
+
     // A folder crsd did not render is never deleted.
     let mut foreign = p.master.clone();
     foreign.name = "precious".into();

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod tc3;
 
 use base64::Engine as _;
 use crsd::config::Config;
@@ -199,13 +200,40 @@ pub fn remove_node_cgroups(data_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(data_dir.join("instances")) else {
         return;
     };
-    let nodes: Vec<String> = entries
-        .flatten()
-        .flat_map(|e| {
-            let id = e.file_name().to_string_lossy().into_owned();
-            [format!("{id}-master"), format!("{id}-replica")]
-        })
-        .collect();
+    // A node's cgroup is named by its node id, the name of its folder in the instance's; a
+    // node started by the previous release has its cgroup under that release's name.
+    let mut nodes = Vec::new();
+    for inst in entries.flatten() {
+        let id = inst.file_name().to_string_lossy().into_owned();
+        nodes.extend([format!("{id}-master"), format!("{id}-replica")]);
+        for node in std::fs::read_dir(inst.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if node.file_type().is_ok_and(|t| t.is_dir()) {
+                nodes.push(node.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let groups = crsd_cgroups();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    for group in groups {
+        for node in &nodes {
+            let dir = group.join(node);
+            while dir.exists() && std::fs::remove_dir(&dir).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // Leaves nothing in the test runner's cgroup once the last test is done (a test still
+        // running keeps it busy; crsd makes it again when it needs it).
+        let _ = std::fs::remove_dir(&group);
+    }
+}
+
+/// The folders crsd makes node cgroups in (`<own cgroup>/crsd` per controller, v1 or v2),
+/// whether they exist or not.
+pub fn crsd_cgroups() -> Vec<PathBuf> {
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let mut groups = Vec::new();
     for line in own.lines() {
@@ -231,18 +259,16 @@ pub fn remove_node_cgroups(data_dir: &Path) {
             }
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(3);
-    for group in groups {
-        for node in &nodes {
-            let dir = group.join(node);
-            while dir.exists() && std::fs::remove_dir(&dir).is_err() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        // Leaves nothing in the test runner's cgroup once the last test is done (a test still
-        // running keeps it busy; crsd makes it again when it needs it).
-        let _ = std::fs::remove_dir(&group);
-    }
+    groups
+}
+
+/// The cgroup folders of the node `node` that exist now.
+pub fn node_cgroups(node: &str) -> Vec<PathBuf> {
+    crsd_cgroups()
+        .into_iter()
+        .map(|g| g.join(node))
+        .filter(|d| d.is_dir())
+        .collect()
 }
 
 fn unsafe_kill(pid: i32) {
