@@ -111,6 +111,8 @@ pub struct Instance {
     /// The redis-servers the instance is made of: one master and its replicas for a standard
     /// instance (one shard). The database is the truth about which node is the master.
     pub nodes: Vec<Node>,
+    /// The sequence number the next node gets (see [`Instance::next_node_seq`]).
+    pub node_seq: i64,
     pub vpc_id: i64,
     pub un_vpc_id: String,
     pub subnet_id: i64,
@@ -160,9 +162,23 @@ impl Instance {
         self.replicas().count()
     }
 
-    /// The sequence number the next node of this instance gets (never reused).
+    /// The sequence number the next node of this instance gets: never one a node had, also
+    /// after that node was removed.
     pub fn next_node_seq(&self) -> i64 {
-        self.nodes.iter().map(|n| n.seq + 1).max().unwrap_or(0)
+        self.nodes
+            .iter()
+            .map(|n| n.seq + 1)
+            .max()
+            .unwrap_or(0)
+            .max(self.node_seq)
+    }
+
+    /// Adds a node with the next sequence number and counts it.
+    pub fn add_node(&mut self, role: NodeRole, port: u16) -> &Node {
+        let seq = self.next_node_seq();
+        self.node_seq = seq + 1;
+        self.nodes.push(Node::new(&self.id, seq, role, port));
+        self.nodes.last().expect("just pushed")
     }
 
     /// False for a password-less instance (API 3.0 `NoAuth`, when the operator allows it):

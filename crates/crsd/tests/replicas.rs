@@ -363,6 +363,8 @@ async fn three_to_one_to_two_replicas_live_under_writes_lose_nothing() {
     assert_eq!(node_info(&c, &id).await.0, roles(2));
     let kept = after.replicas().next().unwrap().id.clone();
     let new_node = last.replicas().find(|n| n.id != kept).expect("a new node");
+    // Node ids are never reused: nodes 0-3 existed, the new one is node 4.
+    assert_eq!(new_node.id, format!("{id}-4"), "a new id for the new node");
     let new_pid = node_pid(&node_dir(&data, &id, &new_node.id));
     assert!(new_pid.is_some(), "{} runs", new_node.id);
     assert_eq!(

@@ -102,6 +102,10 @@ pub struct Service {
     conformed: std::sync::Mutex<HashMap<String, u32>>,
     /// Tasks whose latest state the store refused to record (see the runner).
     unsaved: std::sync::Mutex<HashMap<i64, crsd_core::model::Task>>,
+    /// One lock per instance, held by a task that starts, stops or destroys its nodes and by
+    /// the supervisor while it restarts them, so that neither acts on a stale view of the
+    /// other's work (see `loops.rs`).
+    process_guards: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Instances whose master could not write its AOF at the last look (see the usage poller).
     aof_failing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -126,6 +130,7 @@ impl Service {
             conformed: std::sync::Mutex::new(HashMap::new()),
             unsaved: std::sync::Mutex::new(HashMap::new()),
             aof_failing: std::sync::Mutex::default(),
+            process_guards: std::sync::Mutex::default(),
         })
     }
 

@@ -48,6 +48,28 @@ impl Service {
         }
     }
 
+    /// The lock over the processes of instance `id` (see `Service::process_guards`).
+    pub(crate) fn process_guard(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self
+            .process_guards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.entry(id.to_string()).or_default().clone()
+    }
+
+    /// For a task that starts, stops or destroys its instance's nodes: the instance's process
+    /// lock, held until the task (or its undo attempt) ends. Other tasks hold nothing.
+    pub(crate) async fn hold_processes(
+        &self,
+        task: &crsd_core::model::Task,
+    ) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let id = task.instance_id.as_deref()?;
+        if !owns_processes(task.kind) {
+            return None;
+        }
+        Some(self.process_guard(id).lock_owned().await)
+    }
+
     /// Checks every node that should run; restarts the dead ones. Returns how many it restarted.
     ///
     /// The database is the desired state: which nodes exist and which one is the master. A
@@ -60,39 +82,63 @@ impl Service {
             if !self.should_run(&inst).await? {
                 continue;
             }
+            let mut any_dead = false;
             for spec in self.node_specs(&inst) {
                 match self.runtime.liveness(&spec) {
-                    Liveness::Alive(pid) => {
-                        self.conform_once(&spec, pid).await;
-                        continue;
-                    }
+                    Liveness::Alive(pid) => self.conform_once(&spec, pid).await,
                     Liveness::Unknown(why) => {
                         // crsd's own trouble (e.g. out of file descriptors) says nothing
                         // about the node: never restart what could not be observed.
                         tracing::warn!(node = %spec.name, reason = %why,
                             "cannot tell whether redis-server runs; leaving it alone this pass");
-                        continue;
                     }
-                    Liveness::Dead => {}
+                    Liveness::Dead => any_dead = true,
                 }
-                let kills = self.record_oom_kills(&inst.id, &spec).await;
-                if kills > 0 {
-                    tracing::warn!(node = %spec.name, port = spec.port, kills,
+            }
+            if any_dead {
+                restarted += self.restart_dead_nodes(&inst.id).await?;
+            }
+        }
+        Ok(restarted)
+    }
+
+    /// Starts the dead nodes of instance `id` again, as the database says they are now. The
+    /// pass's list may be stale by then (a task may have removed a node or stopped the
+    /// instance since): under the instance's process lock (skipped while a task holds it) the
+    /// instance is read again, so a node a task destroyed is never brought back.
+    async fn restart_dead_nodes(&self, id: &str) -> Result<usize> {
+        let guard = self.process_guard(id);
+        let Ok(_held) = guard.try_lock() else {
+            return Ok(0);
+        };
+        let Some(inst) = self.store.instance(id).await? else {
+            return Ok(0);
+        };
+        if !self.should_run(&inst).await? {
+            return Ok(0);
+        }
+        let mut restarted = 0;
+        for spec in self.node_specs(&inst) {
+            if !matches!(self.runtime.liveness(&spec), Liveness::Dead) {
+                continue;
+            }
+            let kills = self.record_oom_kills(&inst.id, &spec).await;
+            if kills > 0 {
+                tracing::warn!(node = %spec.name, port = spec.port, kills,
                         limit_mb = self.runtime.ceiling_mb(&spec),
                         "redis-server was killed by its memory ceiling (maxmemory plus headroom); starting it");
-                } else {
-                    tracing::warn!(node = %spec.name, port = spec.port, role = ?spec.role,
+            } else {
+                tracing::warn!(node = %spec.name, port = spec.port, role = ?spec.role,
                         "redis-server is not running; starting it");
+            }
+            match self.runtime.start(&spec).await {
+                Ok(h) => {
+                    restarted += 1;
+                    self.conformed_now(&spec.name, h.pid);
+                    tracing::info!(node = %spec.name, pid = h.pid, "redis-server is back");
                 }
-                match self.runtime.start(&spec).await {
-                    Ok(h) => {
-                        restarted += 1;
-                        self.conformed_now(&spec.name, h.pid);
-                        tracing::info!(node = %spec.name, pid = h.pid, "redis-server is back");
-                    }
-                    Err(e) => {
-                        tracing::error!(node = %spec.name, error = ?e, "cannot restart redis-server")
-                    }
+                Err(e) => {
+                    tracing::error!(node = %spec.name, error = ?e, "cannot restart redis-server")
                 }
             }
         }
@@ -198,17 +244,7 @@ impl Service {
                     return Ok(true);
                 };
                 let owner = self.store.task(task_id).await?;
-                Ok(!matches!(
-                    owner.map(|t| t.kind),
-                    Some(
-                        TaskKind::NewInstance
-                            | TaskKind::StartInstance
-                            | TaskKind::CloseInstance
-                            | TaskKind::DeleteInstance
-                            | TaskKind::RestoreBackup
-                            | TaskKind::ChangeReplicas
-                    )
-                ))
+                Ok(!owner.is_some_and(|t| owns_processes(t.kind)))
             }
             _ => Ok(false),
         }
@@ -376,4 +412,18 @@ impl Service {
         }
         Ok((renewed, isolated))
     }
+}
+
+/// Task kinds that start, stop or destroy their instance's nodes: while one runs, the
+/// supervisor leaves the instance's processes to it.
+fn owns_processes(kind: TaskKind) -> bool {
+    matches!(
+        kind,
+        TaskKind::NewInstance
+            | TaskKind::StartInstance
+            | TaskKind::CloseInstance
+            | TaskKind::DeleteInstance
+            | TaskKind::RestoreBackup
+            | TaskKind::ChangeReplicas
+    )
 }

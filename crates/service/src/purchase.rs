@@ -240,6 +240,7 @@ impl Service {
                 mem_mb: order.mem_mb,
                 status: InstanceStatus::Initializing,
                 vip: self.cfg.instance_host.clone(),
+                node_seq: nodes.len() as i64,
                 nodes,
                 vpc_id: order.vpc_id,
                 un_vpc_id: order.un_vpc_id.clone(),

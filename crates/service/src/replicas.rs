@@ -77,9 +77,7 @@ impl Service {
         let mut free = self.free_ports(used);
         for _ in 0..missing {
             let port = free.next().ok_or(Error::NoFreePort)?;
-            let seq = inst.next_node_seq();
-            inst.nodes
-                .push(Node::new(&inst.id, seq, NodeRole::Replica, port));
+            inst.add_node(NodeRole::Replica, port);
         }
         drop(free);
         tx.update_instance(&inst).await?;

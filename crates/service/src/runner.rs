@@ -216,7 +216,11 @@ impl Service {
         }
         let svc = self.clone();
         let t = task.clone();
-        let outcome = tokio::spawn(async move { svc.execute(t).await }).await;
+        let outcome = tokio::spawn(async move {
+            let _processes = svc.hold_processes(&t).await;
+            svc.execute(t).await
+        })
+        .await;
         let (status, error) = match outcome {
             Ok(Ok(())) => {
                 self.forget_unsaved(task.id);
@@ -249,6 +253,7 @@ impl Service {
         let status = task.undo.unwrap_or(TaskStatus::Failed);
         let policy = &self.cfg.undo_retry;
         let giving_up = task.undo_attempts >= policy.attempts;
+        let _processes = self.hold_processes(&task).await;
         let result = if giving_up {
             self.give_up(&task).await
         } else {

@@ -20,6 +20,11 @@ INSERT INTO nodes (id, instance_id, seq, shard, role, port)
 INSERT INTO nodes (id, instance_id, seq, shard, role, port)
     SELECT id || '-1', id, 1, 0, 'replica', replica_port FROM instances WHERE status != -3;
 
+-- The sequence number the instance's next node gets: node ids are never reused, also after a
+-- replica was removed.
+ALTER TABLE instances ADD COLUMN next_node_seq INTEGER NOT NULL DEFAULT 0;
+UPDATE instances SET next_node_seq = 2 WHERE status != -3;
+
 DROP INDEX instances_port;
 DROP INDEX instances_replica_port;
 ALTER TABLE instances DROP COLUMN port;

@@ -670,8 +670,8 @@ impl WriteTx {
             "INSERT INTO instances (id, app_id, name, project_id, zone_id, region_id, type_id, mem_mb,
                status, vip, vpc_id, un_vpc_id, subnet_id, un_subnet_id, created_at,
                deadline, auto_renew, password_hash, password_acl, admin_secret, repl_secret, lock_task,
-               params, billing_mode)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               params, billing_mode, next_node_seq)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&i.id)
         .bind(i.app_id)
@@ -697,6 +697,7 @@ impl WriteTx {
         .bind(i.lock_task)
         .bind(params_json(i)?)
         .bind(i.billing.code())
+        .bind(i.node_seq)
         .execute(self.conn()?)
         .await?;
         self.write_nodes(i).await
@@ -708,7 +709,7 @@ impl WriteTx {
         sqlx::query(
             "UPDATE instances SET name = ?, project_id = ?, mem_mb = ?, status = ?, deadline = ?,
                auto_renew = ?, password_hash = ?, password_acl = ?, lock_task = ?, params = ?,
-               billing_mode = ?
+               billing_mode = ?, next_node_seq = ?
              WHERE id = ?",
         )
         .bind(&i.name)
@@ -722,6 +723,7 @@ impl WriteTx {
         .bind(i.lock_task)
         .bind(params_json(i)?)
         .bind(i.billing.code())
+        .bind(i.node_seq)
         .bind(&i.id)
         .execute(self.conn()?)
         .await?;

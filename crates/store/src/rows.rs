@@ -45,6 +45,7 @@ pub fn instance(r: &SqliteRow) -> Result<Instance> {
             .ok_or_else(|| StoreError::Corrupt(format!("instance status {status}")))?,
         vip: r.try_get("vip")?,
         nodes: Vec::new(),
+        node_seq: r.try_get("next_node_seq")?,
         vpc_id: r.try_get("vpc_id")?,
         un_vpc_id: r.try_get("un_vpc_id")?,
         subnet_id: r.try_get("subnet_id")?,

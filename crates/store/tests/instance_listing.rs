@@ -25,6 +25,7 @@ fn instance(id: &str, app_id: i64, name: &str, project_id: i64, created_s: i64) 
             Node::new(id, 0, NodeRole::Master, port),
             Node::new(id, 1, NodeRole::Replica, port + 1),
         ],
+        node_seq: 2,
         vpc_id: 0,
         un_vpc_id: String::new(),
         subnet_id: 0,
