@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::admin::{self, Shutdown};
 use crate::ceiling::{CeilingStatus, Ceilings};
-use crate::config::{self, Installed};
+use crate::config::{self, Boot, Installed};
 use crate::durable;
 use crate::error::io_err;
 use crate::layout::{self, NodePaths};
@@ -256,9 +256,33 @@ impl Engine {
     /// returned future is dropped half-way, the spawned process keeps running and a later
     /// `start`/`adopt` picks it up.
     pub async fn start(&self, spec: &NodeSpec) -> Result<NodeHandle, EngineError> {
+        self.start_as(spec, Boot::Aof).await
+    }
+
+    /// [`Engine::start`] for a node whose data a restore has just swapped in
+    /// ([`Engine::swap_in_restore`] left the restored RDB as dump.rdb beside the AOF folder
+    /// built from it): the process loads that RDB with the AOF off and the customer's user
+    /// unable to write (see [`config::Boot::RestoredRdb`]), so that it keeps the replication
+    /// id and offset the RDB carries. Master and replicas started this way on the same RDB
+    /// need no full sync: the replicas continue from the RDB's offset (`+CONTINUE`). Must be
+    /// followed by [`Engine::settle_restored`].
+    ///
+    /// Without a restore under way (no dump.rdb, or no `appendonlydir.before-restore`: a start
+    /// on the AOF since has consumed it) it is a plain [`Engine::start`].
+    pub async fn start_restored(&self, spec: &NodeSpec) -> Result<NodeHandle, EngineError> {
+        let paths = self.node_paths(spec)?;
+        let boot = if durable::exists(&paths.rdb)? && durable::exists(&paths.before_restore_dir)? {
+            Boot::RestoredRdb
+        } else {
+            Boot::Aof
+        };
+        self.start_as(spec, boot).await
+    }
+
+    async fn start_as(&self, spec: &NodeSpec, boot: Boot) -> Result<NodeHandle, EngineError> {
         let paths = self.node_paths(spec)?;
         // Validate the whole spec before touching anything.
-        let rendered = config::render(&self.config, spec, &paths)?;
+        let rendered = config::render_for(&self.config, spec, &paths, boot)?;
         prepare_dir(&paths)?;
 
         // No redis.conf yet means no process can be running for this node (its command line
@@ -278,6 +302,11 @@ impl Engine {
         }
 
         let installed = config::install(&paths, &rendered)?;
+        if boot == Boot::Aof {
+            // Never loaded with the AOF on, and a later restored start must not load a
+            // dump.rdb older than what this process is about to accept (see start_restored).
+            durable::remove_file_synced(&paths.dir, &paths.rdb)?;
+        }
         process::remove_stale_pid_file(&self.config, &paths);
         self.remove_legacy_links(spec);
         if let Some(c) = &self.ceilings {
@@ -433,7 +462,7 @@ impl Engine {
 
     /// Sets the `default` user's command, key and channel rules to this version's when
     /// `ACL GETUSER` shows others (the password is kept). True if they changed.
-    async fn conform_acl(&self, spec: &NodeSpec) -> Result<bool, EngineError> {
+    pub(crate) async fn conform_acl(&self, spec: &NodeSpec) -> Result<bool, EngineError> {
         let mut con = self.admin_connection(spec).await?;
         let user: redis::Value = redis::cmd("ACL")
             .arg("GETUSER")
@@ -734,6 +763,27 @@ impl Engine {
         spec: &NodeSpec,
         timeout: Duration,
     ) -> Result<(), EngineError> {
+        self.wait_linked(spec, timeout, true).await
+    }
+
+    /// [`Engine::wait_replica_synced`] without telling the replica its master again: that
+    /// (`REPLICAOF NO ONE` first) would give the replica a replication id of its own and so
+    /// cost a full sync, which a replica started by [`Engine::start_restored`] avoids by
+    /// continuing from the restored RDB's offset. Its own cron connects it within a second.
+    pub async fn wait_replica_linked(
+        &self,
+        spec: &NodeSpec,
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
+        self.wait_linked(spec, timeout, false).await
+    }
+
+    async fn wait_linked(
+        &self,
+        spec: &NodeSpec,
+        timeout: Duration,
+        nudge: bool,
+    ) -> Result<(), EngineError> {
         let not_in_sync = || EngineError::ReplicasNotInSync {
             wanted: 1,
             caught_up: 0,
@@ -770,7 +820,8 @@ impl Engine {
             }
             if syncing == 0 {
                 let since = *down_since.get_or_insert(now);
-                if !nudged
+                if nudge
+                    && !nudged
                     && (now - since >= REPLICA_NUDGE_AFTER
                         || replica_waits_for_cron(&mut con).await?)
                 {
