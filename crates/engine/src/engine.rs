@@ -295,7 +295,13 @@ impl Engine {
         if let Some(pid) = running {
             if let Some(handle) = self.await_existing(spec, &paths, pid).await? {
                 tracing::info!(node = %spec.name, pid, "redis-server already running");
-                self.conform_running(spec, pid).await;
+                if boot == Boot::Aof {
+                    self.conform_running(spec, pid).await;
+                } else {
+                    // Possibly still without its AOF: its write commands come back with
+                    // `settle_restored`, not before.
+                    self.conform_ceiling(spec, pid);
+                }
                 return Ok(handle);
             }
             // It exited while we waited: start a fresh one below.
@@ -433,6 +439,18 @@ impl Engine {
     }
 
     async fn conform_running(&self, spec: &NodeSpec, pid: u32) {
+        self.conform_ceiling(spec, pid);
+        match self.conform_acl(spec).await {
+            Ok(true) => tracing::info!(node = %spec.name, pid, "customer's ACL rules updated"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(node = %spec.name, pid, error = ?e, "cannot update the customer's ACL rules")
+            }
+        }
+    }
+
+    /// The running node in its cgroup with the spec's ceiling (failures logged).
+    fn conform_ceiling(&self, spec: &NodeSpec, pid: u32) {
         if let Some(c) = &self.ceilings {
             let placed = c.prepare(&spec.name, spec.maxmemory_mb).and_then(|()| {
                 if c.contains(&spec.name, pid) {
@@ -449,13 +467,6 @@ impl Engine {
                 Err(e) => {
                     tracing::error!(node = %spec.name, pid, error = %e, "cannot put the running redis-server into its cgroup; it runs without a ceiling")
                 }
-            }
-        }
-        match self.conform_acl(spec).await {
-            Ok(true) => tracing::info!(node = %spec.name, pid, "customer's ACL rules updated"),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(node = %spec.name, pid, error = ?e, "cannot update the customer's ACL rules")
             }
         }
     }
