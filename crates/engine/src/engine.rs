@@ -256,7 +256,8 @@ impl Engine {
     /// returned future is dropped half-way, the spawned process keeps running and a later
     /// `start`/`adopt` picks it up.
     pub async fn start(&self, spec: &NodeSpec) -> Result<NodeHandle, EngineError> {
-        self.start_as(spec, Boot::Aof).await
+        self.start_as(spec, Boot::Aof, self.config.start_timeout)
+            .await
     }
 
     /// [`Engine::start`] for a node whose data a restore has just swapped in
@@ -269,17 +270,31 @@ impl Engine {
     ///
     /// Without a restore under way (no dump.rdb, or no `appendonlydir.before-restore`: a start
     /// on the AOF since has consumed it) it is a plain [`Engine::start`].
-    pub async fn start_restored(&self, spec: &NodeSpec) -> Result<NodeHandle, EngineError> {
+    ///
+    /// `load_timeout` replaces `start_timeout` when it is longer: every node of the instance
+    /// loads the whole data set at the same time, each sharing the host's cores with the
+    /// others.
+    pub async fn start_restored(
+        &self,
+        spec: &NodeSpec,
+        load_timeout: Duration,
+    ) -> Result<NodeHandle, EngineError> {
         let paths = self.node_paths(spec)?;
         let boot = if durable::exists(&paths.rdb)? && durable::exists(&paths.before_restore_dir)? {
             Boot::RestoredRdb
         } else {
             Boot::Aof
         };
-        self.start_as(spec, boot).await
+        self.start_as(spec, boot, load_timeout.max(self.config.start_timeout))
+            .await
     }
 
-    async fn start_as(&self, spec: &NodeSpec, boot: Boot) -> Result<NodeHandle, EngineError> {
+    async fn start_as(
+        &self,
+        spec: &NodeSpec,
+        boot: Boot,
+        timeout: Duration,
+    ) -> Result<NodeHandle, EngineError> {
         let paths = self.node_paths(spec)?;
         // Validate the whole spec before touching anything.
         let rendered = config::render_for(&self.config, spec, &paths, boot)?;
@@ -293,7 +308,7 @@ impl Engine {
             None
         };
         if let Some(pid) = running {
-            if let Some(handle) = self.await_existing(spec, &paths, pid).await? {
+            if let Some(handle) = self.await_existing(spec, &paths, pid, timeout).await? {
                 tracing::info!(node = %spec.name, pid, "redis-server already running");
                 if boot == Boot::Aof {
                     self.conform_running(spec, pid).await;
@@ -347,7 +362,6 @@ impl Engine {
             "redis-server spawned"
         );
 
-        let timeout = self.config.start_timeout;
         let deadline = Instant::now() + timeout;
         let outcome = tokio::select! {
             status = child.wait() => Err(status),
@@ -976,8 +990,8 @@ impl Engine {
         spec: &NodeSpec,
         paths: &NodePaths,
         pid: u32,
+        timeout: Duration,
     ) -> Result<Option<NodeHandle>, EngineError> {
-        let timeout = self.config.start_timeout;
         let deadline = Instant::now() + timeout;
         let mut backoff = Backoff::process();
         loop {

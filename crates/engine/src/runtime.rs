@@ -102,7 +102,11 @@ pub trait NodeRuntime: Send + Sync {
     fn discard_data(&self, spec: &NodeSpec) -> Result<(), EngineError>;
     /// Starts a node whose restore was swapped in on the restored RDB itself, keeping the
     /// RDB's replication id and offset (see [`Engine::start_restored`]).
-    async fn start_restored(&self, spec: &NodeSpec) -> Result<NodeHandle, EngineError>;
+    async fn start_restored(
+        &self,
+        spec: &NodeSpec,
+        load_timeout: Duration,
+    ) -> Result<NodeHandle, EngineError>;
     /// Waits for a replica's link to its master without reconnecting it (a reconnect would
     /// cost the partial resync a restored start makes possible).
     async fn wait_replica_linked(
@@ -225,8 +229,12 @@ impl NodeRuntime for Engine {
     fn discard_data(&self, spec: &NodeSpec) -> Result<(), EngineError> {
         Engine::discard_data(self, spec)
     }
-    async fn start_restored(&self, spec: &NodeSpec) -> Result<NodeHandle, EngineError> {
-        Engine::start_restored(self, spec).await
+    async fn start_restored(
+        &self,
+        spec: &NodeSpec,
+        load_timeout: Duration,
+    ) -> Result<NodeHandle, EngineError> {
+        Engine::start_restored(self, spec, load_timeout).await
     }
     async fn wait_replica_linked(
         &self,

@@ -470,8 +470,8 @@ async fn a_restored_pair_starts_on_the_rdb_together_and_the_replica_continues_wi
         p.engine.swap_in_restore(spec).expect("swap");
     }
     let (m, r) = tokio::join!(
-        p.engine.start_restored(&p.master),
-        p.engine.start_restored(&p.replica)
+        p.engine.start_restored(&p.master, TIMEOUT),
+        p.engine.start_restored(&p.replica, TIMEOUT)
     );
     let (m, _r) = (m.expect("start master"), r.expect("start replica"));
     p.engine

@@ -41,7 +41,7 @@ use tokio::sync::watch;
 const MAX_REMARK_CHARS: usize = 256;
 /// How long the replica may take to receive every write acknowledged before a backup.
 const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a restored pair's replica may take to full-sync.
+/// How long restored nodes may take to load the backup, resync and write their AOF, each.
 const RESTORE_SYNC_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
@@ -276,8 +276,10 @@ impl Service {
         if backup.state != BackupState::Normal {
             return Err(Error::BackupStatusAbnormal(backup.id));
         }
-        // The backup is staged as a copy beside the master's data.
-        self.check_disk_for(backup.size)?;
+        // Every node writes the restored data set once more: the new base of its AOF (the
+        // staged file itself is a link to the backup where the filesystem allows one).
+        let nodes = inst.nodes.len().max(1) as u64;
+        self.check_disk_for(backup.size.saturating_mul(nodes))?;
         let task_id = self
             .lock_with_task(
                 &mut tx,
@@ -655,7 +657,8 @@ impl Service {
             }
             self.step_done(task, 2).await?;
         }
-        self.start_restored_nodes(&nodes).await?;
+        self.start_restored_nodes(&nodes, RESTORE_SYNC_TIMEOUT)
+            .await?;
         for replica in &replicas {
             runtime
                 .wait_replica_linked(replica, RESTORE_SYNC_TIMEOUT)
