@@ -282,6 +282,14 @@ pub(crate) fn install(paths: &NodePaths, rendered: &str) -> Result<Installed, En
     Ok(Installed::Written)
 }
 
+/// Writes `rendered` as the node's redis.conf whatever the file holds: a start on a restored
+/// RDB must run with exactly this rendering, and a file it rendered before may hold the live
+/// state `CONFIG REWRITE` persisted since (the AOF on) under the same marker.
+pub(crate) fn install_fresh(paths: &NodePaths, rendered: &str) -> Result<Installed, EngineError> {
+    write_atomically(&paths.conf, rendered.as_bytes())?;
+    Ok(Installed::Written)
+}
+
 /// Whether `conf` is a file this crate rendered (used before deleting a node folder).
 pub(crate) fn is_rendered_by_us(conf: &Path) -> bool {
     fs::read_to_string(conf)

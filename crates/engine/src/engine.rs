@@ -322,7 +322,10 @@ impl Engine {
             // It exited while we waited: start a fresh one below.
         }
 
-        let installed = config::install(&paths, &rendered)?;
+        let installed = match boot {
+            Boot::Aof => config::install(&paths, &rendered)?,
+            Boot::RestoredRdb => config::install_fresh(&paths, &rendered)?,
+        };
         if boot == Boot::Aof {
             // Never loaded with the AOF on, and a later restored start must not load a
             // dump.rdb older than what this process is about to accept (see start_restored).

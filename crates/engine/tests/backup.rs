@@ -543,6 +543,35 @@ async fn a_restored_pair_starts_on_the_rdb_together_and_the_replica_continues_wi
         .await
         .expect("barrier");
     assert_eq!(replica_data(&p).await, state_c, "replica follows");
+
+    // The same backup restored again (the replica's redis.conf now holds what CONFIG REWRITE
+    // persisted under the restored start's marker): again no full sync.
+    for spec in [&p.master, &p.replica] {
+        p.engine.stage_restore(spec, &backup).expect("stage again");
+    }
+    p.engine.stop(&p.replica).await.expect("stop replica");
+    p.engine.stop(&p.master).await.expect("stop master");
+    for spec in [&p.master, &p.replica] {
+        p.engine.swap_in_restore(spec).expect("swap again");
+        assert!(spec.dir().join("dump.rdb").exists());
+    }
+    let (m, r) = tokio::join!(
+        p.engine.start_restored(&p.master, TIMEOUT),
+        p.engine.start_restored(&p.replica, TIMEOUT)
+    );
+    m.expect("start master");
+    r.expect("start replica");
+    p.engine
+        .wait_replica_linked(&p.replica, TIMEOUT)
+        .await
+        .expect("replica linked");
+    assert_eq!(info_field(&p, &p.master, "stats", "sync_full").await, "0");
+    assert_eq!(master_data(&p).await, state_a, "master holds state A again");
+    assert_eq!(
+        replica_data(&p).await,
+        state_a,
+        "replica holds state A again"
+    );
 }
 
 #[tokio::test]
