@@ -6,9 +6,12 @@
 //!    raw `BGSAVE` of the same data on the same replica;
 //! 2. download: the backup through crsd's signed URL next to Debian's nginx serving the same
 //!    file with sendfile, both fetched with `curl -o /dev/null`;
-//! 3. restore: crsd's RestoreInstance task next to a raw redis-server start that loads the same
-//!    RDB; crsd's time is shown twice: until the master serves the restored data again, and
-//!    until the task ends (which includes the replica's full resync).
+//! 3. restore, with 1 replica and then on a second instance with 3 replicas (API 3.0): crsd's
+//!    RestoreInstance task next to one raw redis-server start that loads the same RDB (and,
+//!    for scale, as many raw redis-servers as the instance has nodes loading it at once).
+//!    crsd's time is shown twice: until every node serves the restored data (a new process,
+//!    loaded, every key there) and every replica is linked to its master, and until the task
+//!    ends (every node's AOF written, writes taken again).
 
 use crate::Client;
 use anyhow::{bail, Context, Result};
@@ -154,15 +157,7 @@ async fn measure(
     drop(nginx);
 
     // ---- restore vs raw restart loading the same RDB ----
-    let mut raw_restart = Vec::new();
-    let mut crsd_master = Vec::new();
-    let mut crsd_restore = Vec::new();
-    for round in 0..ROUNDS {
-        raw_restart.push(raw_load(dir, &file, round).await?);
-        let (serving, done) = restore(client, &id, &backup_id, inst.port()).await?;
-        crsd_master.push(serving);
-        crsd_restore.push(done);
-    }
+    let one = restore_rounds(client, svc, &id, &backup_id, &file, keys, dir).await?;
 
     let mb = backup.size as f64 / 1e6;
     let med = |v: &mut Vec<Duration>| {
@@ -171,11 +166,6 @@ async fn measure(
     };
     let (rb, cb) = (med(&mut raw_bgsave), med(&mut crsd_backup));
     let (tn, tc) = (med(&mut t_nginx), med(&mut t_crsd));
-    let (rr, cm, cr) = (
-        med(&mut raw_restart),
-        med(&mut crsd_master),
-        med(&mut crsd_restore),
-    );
     println!("RDB: {mb:.0} MB; medians of {ROUNDS} rounds (download: 5)");
     println!(
         "backup    crsd ManualBackupInstance task {:8.2} s   raw BGSAVE on the replica   {:8.2} s   ratio {:5.2} x (target <= 1.1 x)",
@@ -189,18 +179,140 @@ async fn measure(
         mb / tn.as_secs_f64(),
         tn.as_secs_f64() / tc.as_secs_f64()
     );
-    println!(
-        "restore   crsd master serving again {:8.2} s  raw redis-server loading the RDB {:8.2} s   ratio {:5.2} x (target <= 1.2 x)",
-        cm.as_secs_f64(),
-        rr.as_secs_f64(),
-        cm.as_secs_f64() / rr.as_secs_f64()
-    );
-    println!(
-        "restore   crsd task incl. replica resync {:8.2} s                                       ratio {:5.2} x",
-        cr.as_secs_f64(),
-        cr.as_secs_f64() / rr.as_secs_f64()
-    );
+    one.print(1);
+    drop(user);
+    drop(replica_admin);
+
+    // ---- the same with 3 replicas, on an instance of its own ----
+    let r = client
+        .tc3()
+        .call(
+            "CreateInstances",
+            &serde_json::json!({
+                "TypeId": 17, "MemSize": 8192, "GoodsNum": 1, "BillingMode": 0,
+                "ZoneId": 100002, "Password": PASSWORD, "RedisShardNum": 1,
+                "RedisReplicasNum": 3, "InstanceName": "bench-restore-3",
+            }),
+        )
+        .await?;
+    let deal = r["DealId"].as_str().context("DealId")?.to_string();
+    let id3 = client.wait_deal(&deal, Duration::from_millis(20)).await?;
+    let inst3 = svc.store().instance(&id3).await?.context("instance")?;
+    let mut user3 = connect(&format!("redis://:{PASSWORD}@127.0.0.1:{}/", inst3.port())).await?;
+    populate(&mut user3, keys).await?;
+    let v = client
+        .call(
+            "ManualBackupInstance",
+            &[("redisId", &id3), ("remark", "bench")],
+        )
+        .await?;
+    wait_task(
+        client,
+        v["data"]["requestId"].as_i64().context("requestId")?,
+    )
+    .await?;
+    let list = client
+        .call(
+            "GetRedisBackupList",
+            &[("redisId", &id3), ("limit", "1"), ("offset", "0")],
+        )
+        .await?;
+    let backup3 = list["data"]["redisBackupSet"][0]["backupId"]
+        .as_str()
+        .context("backupId")?
+        .to_string();
+    let file3 = svc
+        .backup_file(&backup3)
+        .await?
+        .context("backup file")?
+        .path;
+    drop(user3);
+    let three = restore_rounds(client, svc, &id3, &backup3, &file3, keys, dir).await?;
+    three.print(3);
     Ok(())
+}
+
+/// Medians of the restore rounds of one instance.
+struct Restores {
+    /// One raw redis-server loading the RDB.
+    raw: Duration,
+    /// As many raw redis-servers as the instance has nodes, loading it at once.
+    raw_all: Duration,
+    /// Request -> every node serving the restored data, every replica linked.
+    serving: Duration,
+    /// Request -> task done.
+    done: Duration,
+}
+
+impl Restores {
+    fn print(&self, replicas: usize) {
+        let s = |d: Duration| d.as_secs_f64();
+        println!(
+            "restore {replicas} replica(s): every node serving + replicating {:8.2} s   raw redis-server loading the RDB {:8.2} s   ratio {:5.2} x (target <= 1.3 x)",
+            s(self.serving),
+            s(self.raw),
+            s(self.serving) / s(self.raw)
+        );
+        println!(
+            "restore {replicas} replica(s): task done (AOF written, writes on)  {:8.2} s                                            ratio {:5.2} x",
+            s(self.done),
+            s(self.done) / s(self.raw)
+        );
+        println!(
+            "restore {replicas} replica(s): {} raw redis-servers loading the RDB at once {:8.2} s (what {} cores allow)   crsd serving / that {:5.2} x",
+            replicas + 1,
+            s(self.raw_all),
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            s(self.serving) / s(self.raw_all)
+        );
+    }
+}
+
+/// ROUNDS restores of `backup_id` on `id`, each after one raw load and one raw load by as
+/// many processes as the instance has nodes.
+async fn restore_rounds(
+    client: &Client,
+    svc: &crsd_service::Service,
+    id: &str,
+    backup_id: &str,
+    file: &Path,
+    keys: usize,
+    dir: &Path,
+) -> Result<Restores> {
+    let inst = svc.store().instance(id).await?.context("instance")?;
+    let nodes: Vec<(String, bool)> = inst
+        .nodes
+        .iter()
+        .map(|n| {
+            (
+                format!(
+                    "redis://{}:{}@127.0.0.1:{}/",
+                    crsd_service::ADMIN_USER,
+                    inst.admin_secret,
+                    n.port
+                ),
+                n.role == crsd_core::model::NodeRole::Master,
+            )
+        })
+        .collect();
+    let (mut raw, mut raw_all, mut serving, mut done) = (vec![], vec![], vec![], vec![]);
+    for round in 0..ROUNDS {
+        raw.push(raw_load(dir, file, round, 1).await?);
+        raw_all.push(raw_load(dir, file, round, nodes.len()).await?);
+        let (s, d) = restore(client, id, backup_id, &nodes, keys).await?;
+        serving.push(s);
+        done.push(d);
+    }
+    let med = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    Ok(Restores {
+        raw: med(raw),
+        raw_all: med(raw_all),
+        serving: med(serving),
+        done: med(done),
+    })
 }
 
 pub(crate) async fn connect(url: &str) -> Result<redis::aio::MultiplexedConnection> {
@@ -267,14 +379,39 @@ pub(crate) async fn wait_task(client: &Client, task: i64) -> Result<()> {
     }
 }
 
-/// RestoreInstance: (until the master answers PING again after going away, until the task ends).
+/// INFO of the process behind `url` (crsd's admin user), if it answers.
+async fn info_all(url: &str) -> Option<String> {
+    let mut c = connect(url).await.ok()?;
+    redis::cmd("INFO")
+        .arg("everything")
+        .query_async::<String>(&mut c)
+        .await
+        .ok()
+}
+
+fn info_value<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// RestoreInstance: (until every node is a new process that has loaded `keys` keys and every
+/// replica's link is up, until the task ends). `nodes`: admin URL, is master.
 async fn restore(
     client: &Client,
     id: &str,
     backup_id: &str,
-    port: u16,
+    nodes: &[(String, bool)],
+    keys: usize,
 ) -> Result<(Duration, Duration)> {
-    let url = format!("redis://:{PASSWORD}@127.0.0.1:{port}/");
+    let mut before = Vec::new();
+    for (url, _) in nodes {
+        let info = info_all(url)
+            .await
+            .context("node answers before the restore")?;
+        before.push(info_value(&info, "run_id").unwrap_or_default().to_string());
+    }
+    let replicas = nodes.iter().filter(|(_, m)| !m).count().to_string();
     let t = Instant::now();
     let v = client
         .call(
@@ -287,16 +424,32 @@ async fn restore(
         )
         .await?;
     let task = v["data"]["requestId"].as_i64().context("requestId")?;
-    let mut went_away = false;
+    let mut ready = vec![false; nodes.len()];
     let serving = loop {
-        let pong = match connect(&url).await {
-            Ok(mut c) => redis::cmd("PING").query_async::<String>(&mut c).await.ok(),
-            Err(_) => None,
-        };
-        match pong {
-            Some(_) if went_away => break t.elapsed(),
-            Some(_) => {}
-            None => went_away = true,
+        for (i, (url, master)) in nodes.iter().enumerate() {
+            if ready[i] {
+                continue;
+            }
+            let Some(info) = info_all(url).await else {
+                continue;
+            };
+            let keys_there = info_value(&info, "db0")
+                .and_then(|v| v.strip_prefix("keys="))
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.parse::<usize>().ok());
+            let linked = if *master {
+                info_value(&info, "connected_slaves") == Some(replicas.as_str())
+            } else {
+                info_value(&info, "master_link_status") == Some("up")
+                    && info_value(&info, "master_sync_in_progress") == Some("0")
+            };
+            ready[i] = info_value(&info, "run_id") != Some(before[i].as_str())
+                && info_value(&info, "loading") == Some("0")
+                && keys_there == Some(keys)
+                && linked;
+        }
+        if ready.iter().all(|r| *r) {
+            break t.elapsed();
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
@@ -304,43 +457,61 @@ async fn restore(
     Ok((serving, t.elapsed()))
 }
 
-/// A raw redis-server started on a copy of the RDB, until PING answers (after loading).
-async fn raw_load(dir: &Path, rdb: &Path, round: usize) -> Result<Duration> {
-    let d = dir.join(format!("raw-load-{round}"));
-    std::fs::create_dir_all(&d)?;
-    std::fs::copy(rdb, d.join("dump.rdb"))?;
-    let port = crate::free_port()?;
+/// `count` raw redis-servers started at once, each on its own copy of the RDB, until every
+/// one answers PING (after loading).
+async fn raw_load(dir: &Path, rdb: &Path, round: usize, count: usize) -> Result<Duration> {
+    let mut dirs = Vec::new();
+    for n in 0..count {
+        let d = dir.join(format!("raw-load-{round}-{n}"));
+        std::fs::create_dir_all(&d)?;
+        std::fs::copy(rdb, d.join("dump.rdb"))?;
+        dirs.push(d);
+    }
     let t = Instant::now();
-    let mut child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "no", "--dbfilename", "dump.rdb", "--dir"])
-        .arg(&d)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let url = format!("redis://127.0.0.1:{port}/");
-    let took = loop {
-        if let Ok(mut c) = connect(&url).await {
-            if redis::cmd("PING")
-                .query_async::<String>(&mut c)
-                .await
-                .is_ok()
-            {
-                break t.elapsed();
+    let mut children = Vec::new();
+    let mut urls = Vec::new();
+    for d in &dirs {
+        let port = crate::free_port()?;
+        children.push(
+            Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                ])
+                .args(["--appendonly", "no", "--dbfilename", "dump.rdb", "--dir"])
+                .arg(d)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        urls.push(format!("redis://127.0.0.1:{port}/"));
+    }
+    for url in &urls {
+        loop {
+            if let Ok(mut c) = connect(url).await {
+                if redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
             }
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&d);
+    }
+    let took = t.elapsed();
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(&d);
+    }
     Ok(took)
 }
 

@@ -2,7 +2,9 @@
 //!
 //! 1. Provisioning: CreateRedis -> instance running (status 2), p50/p99 over N instances,
 //!    next to raw redis-server spawn-to-PING of a master+replica pair with the same kind of
-//!    config (and of a single process, for scale).
+//!    config (and of a single process, for scale); then API 3.0 CreateInstances with 3
+//!    replicas -> running over M instances, next to a raw master + 3 replicas spawned and in
+//!    sync.
 //! 2. Control-plane throughput: signed DescribeRedis requests per second with M instances
 //!    in the account, next to raw PING round trips per second against one redis-server with
 //!    the same client concurrency.
@@ -12,11 +14,13 @@
 //! run: see `load.rs`.
 //!
 //! Run with `make bench` (release build). Environment: BENCH_ACTION (DescribeRedis; e.g.
-//! DescribeRedisZones measures the HTTP + signature path alone), BENCH_CREATE (20), BENCH_INSTANCES
-//! (200), BENCH_SECONDS (5), BENCH_CONCURRENCY (64).
+//! DescribeRedisZones measures the HTTP + signature path alone), BENCH_CREATE (20),
+//! BENCH_CREATE3 (10, the creates with 3 replicas), BENCH_INSTANCES (200), BENCH_SECONDS (5),
+//! BENCH_CONCURRENCY (64).
 
 mod backups;
 mod load;
+mod tc3;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
@@ -43,6 +47,9 @@ struct Provisioning {
     raw_single: (Duration, Duration),
     raw_pair: (Duration, Duration),
     create: (Duration, Duration),
+    /// Raw master + 3 replicas, and CreateInstances with 3 replicas.
+    raw_four: (Duration, Duration),
+    create3: (Duration, Duration),
     raw_pair_cpu: Duration,
     create_cpu: Duration,
 }
@@ -89,6 +96,7 @@ fn free_port() -> Result<u16> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let n_create = env_usize("BENCH_CREATE", 20);
+    let n_create3 = env_usize("BENCH_CREATE3", 10);
     let n_instances = env_usize("BENCH_INSTANCES", 200);
     let seconds = env_usize("BENCH_SECONDS", 5) as u64;
     let concurrency = env_usize("BENCH_CONCURRENCY", 64);
@@ -119,7 +127,8 @@ async fn main() -> Result<()> {
     let mut cfg = bench_config(dir.path(), 18000)?; // below the kernel's ephemeral range
                                                     // BENCH_CEILING=0 runs the nodes without their cgroup ceilings (to see what those cost).
     cfg.instances.ceiling = std::env::var("BENCH_CEILING").as_deref() != Ok("0");
-    cfg.instances.port_max = 18000 + (2 * n_instances as u16) + 2 * n_create as u16 + 100;
+    cfg.instances.port_max =
+        18000 + (2 * n_instances as u16) + 2 * n_create as u16 + 4 * n_create3 as u16 + 100;
     for z in &mut cfg.catalog.zones {
         for t in &mut z.types {
             t.max_buy_num = 50;
@@ -129,6 +138,7 @@ async fn main() -> Result<()> {
     let result = run_crsd(
         &client,
         n_create,
+        n_create3,
         n_instances,
         seconds,
         concurrency,
@@ -144,6 +154,8 @@ async fn main() -> Result<()> {
             create,
             raw_pair_cpu,
             create_cpu,
+            raw_four,
+            create3,
         },
         ControlPlane {
             rps,
@@ -181,6 +193,19 @@ async fn main() -> Result<()> {
         ms(raw_pair_cpu)
     );
     println!();
+    println!("== provisioning with 3 replicas: request -> running, {n_create3} instances ==");
+    println!(
+        "raw master+3 replicas spawn->PING->in sync     p50 {:7.1} ms  p99 {:7.1} ms",
+        ms(raw_four.0),
+        ms(raw_four.1)
+    );
+    println!(
+        "crsd CreateInstances 3 replicas->running       p50 {:7.1} ms  p99 {:7.1} ms",
+        ms(create3.0),
+        ms(create3.1)
+    );
+    println!("ratio crsd / raw master+3 replicas             p50 {:7.2} x   p99 {:7.2} x   (target <= 1.5 x)", ms(create3.0) / ms(raw_four.0), ms(create3.1) / ms(raw_four.1));
+    println!();
     println!("== control plane: signed DescribeRedis, {n_instances} instances, {concurrency} concurrent, {seconds} s ==");
     println!("raw redis PING round trips                     {raw_rps:10.0} /s");
     println!("crsd signed DescribeRedis                      {rps:10.0} /s   (target >= 10000 /s)");
@@ -198,6 +223,7 @@ async fn main() -> Result<()> {
 async fn run_crsd(
     client: &Client,
     n_create: usize,
+    n_create3: usize,
     n_instances: usize,
     seconds: u64,
     concurrency: usize,
@@ -210,9 +236,9 @@ async fn run_crsd(
     let mut raw_pair = Vec::new();
     let (mut raw_cpu, mut crsd_cpu) = (Duration::ZERO, Duration::ZERO);
     for i in 0..n_create {
-        raw_single.push(raw_spawn_once(dir, i, false).await?);
+        raw_single.push(raw_spawn_once(dir, i, 0).await?);
         let c0 = process_cpu();
-        raw_pair.push(raw_spawn_once(dir, i, true).await?);
+        raw_pair.push(raw_spawn_once(dir, i, 1).await?);
         let c1 = process_cpu();
         raw_cpu += c1 - c0;
         let t0 = Instant::now();
@@ -246,16 +272,39 @@ async fn run_crsd(
         lat.push(t0.elapsed());
         crsd_cpu += process_cpu() - c1;
     }
+    // With 3 replicas (API 3.0 only), each right after a raw master + 3 replicas.
+    let api3 = client.tc3();
+    let mut raw_four = Vec::new();
+    let mut lat3 = Vec::new();
+    for i in 0..n_create3 {
+        raw_four.push(raw_spawn_once(dir, i, 3).await?);
+        let t0 = Instant::now();
+        let r = api3
+            .call(
+                "CreateInstances",
+                &serde_json::json!({
+                    "TypeId": 17, "MemSize": 1024, "GoodsNum": 1, "BillingMode": 0,
+                    "ZoneId": 100002, "Password": "Bench2024(x", "RedisShardNum": 1,
+                    "RedisReplicasNum": 3, "InstanceName": format!("bench3-{i}"),
+                }),
+            )
+            .await?;
+        let deal = r["DealId"].as_str().context("DealId")?.to_string();
+        client.wait_deal(&deal, Duration::from_millis(1)).await?;
+        lat3.push(t0.elapsed());
+    }
     let create = Provisioning {
         raw_single: p50_p99(&mut raw_single),
         raw_pair: p50_p99(&mut raw_pair),
         create: p50_p99(&mut lat),
         raw_pair_cpu: raw_cpu / n_create as u32,
         create_cpu: crsd_cpu / n_create as u32,
+        raw_four: p50_p99(&mut raw_four),
+        create3: p50_p99(&mut lat3),
     };
 
     // Fill the account up to n_instances, 10 per deal.
-    let mut have = n_create;
+    let mut have = n_create + n_create3;
     let mut deals = Vec::new();
     while have < n_instances {
         let n = (n_instances - have).min(10);
@@ -292,7 +341,7 @@ async fn run_crsd(
         .await?["totalCount"]
         .as_i64()
         .unwrap_or(0);
-    if total as usize != n_instances.max(n_create) {
+    if total as usize != n_instances.max(n_create + n_create3) {
         bail!("expected {n_instances} instances, DescribeRedis says {total}");
     }
 
@@ -357,27 +406,33 @@ fn redis_conf(dir: &Path, port: u16, master: Option<u16>) -> Result<std::path::P
     Ok(path)
 }
 
-/// Spawn -> PING answered (and, for a pair, replica in sync), once.
-async fn raw_spawn_once(dir: &Path, i: usize, pair: bool) -> Result<Duration> {
-    let base = dir.join(format!("raw-{}-{i}", if pair { "pair" } else { "one" }));
+/// Spawn -> PING answered (and, with replicas, every replica in sync), once: a master and
+/// `replicas` replicas, all spawned at once.
+async fn raw_spawn_once(dir: &Path, i: usize, replicas: usize) -> Result<Duration> {
+    let base = dir.join(format!("raw-{replicas}-{i}"));
     let mp = free_port()?;
     let t0 = Instant::now();
     let mut children = vec![spawn(&redis_conf(&base.join("m"), mp, None)?)?];
-    let rp = if pair {
+    let mut rps = Vec::new();
+    for r in 0..replicas {
         let rp = free_port()?;
-        children.push(spawn(&redis_conf(&base.join("r"), rp, Some(mp))?)?);
-        Some(rp)
-    } else {
-        None
-    };
+        children.push(spawn(&redis_conf(
+            &base.join(format!("r{r}")),
+            rp,
+            Some(mp),
+        )?)?);
+        rps.push(rp);
+    }
     tracing::debug!(
-        pair,
+        replicas,
         took_us = t0.elapsed().as_micros() as u64,
         "bench: raw processes spawned"
     );
     wait_ping(mp).await?;
-    if let Some(rp) = rp {
+    for &rp in &rps {
         wait_ping(rp).await?;
+    }
+    for &rp in &rps {
         wait_sync(rp).await?;
     }
     let took = t0.elapsed();
@@ -513,17 +568,21 @@ fn kill_all(cfg: &Config) {
         }
     }
     let engine = crsd_engine::Engine::new(crsd::server::engine_config(cfg));
-    let nodes = std::fs::read_dir(data.join("instances"))
+    // <data>/instances/<instance>/<node id>: one cgroup per node, named by its id.
+    let instances = std::fs::read_dir(data.join("instances"))
         .into_iter()
-        .flatten();
-    for id in nodes
         .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-    {
-        for role in ["master", "replica"] {
+        .flatten();
+    for inst in instances {
+        let nodes = std::fs::read_dir(inst.path())
+            .into_iter()
+            .flatten()
+            .flatten();
+        for node in nodes.filter(|e| e.path().is_dir()) {
+            let id = node.file_name().to_string_lossy().into_owned();
             // A killed process leaves its cgroup a moment later.
             for _ in 0..50 {
-                if engine.remove_ceiling(&format!("{id}-{role}")).is_ok() {
+                if engine.remove_ceiling(&id).is_ok() {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -595,6 +654,34 @@ impl Client {
         let resp = self.http.get(url).send().await?;
         let status = resp.status().as_u16();
         Ok((status, resp.text().await?))
+    }
+
+    /// An API 3.0 client of the same account.
+    fn tc3(&self) -> tc3::Tc3Client {
+        tc3::Tc3Client::new(
+            self.host.clone(),
+            self.secret_id.clone(),
+            self.secret_key.clone(),
+        )
+    }
+
+    /// Polls DescribeRedisDealDetail until the deal is delivered (4); its first instance id.
+    async fn wait_deal(&self, deal: &str, every: Duration) -> Result<String> {
+        loop {
+            let d = self
+                .call("DescribeRedisDealDetail", &[("dealIds.0", deal)])
+                .await?;
+            match d["dealDetails"][0]["status"].as_i64() {
+                Some(4) => {
+                    return Ok(d["dealDetails"][0]["goodsDetail"]["redisIds"][0]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string())
+                }
+                Some(5) => bail!("deal failed: {d}"),
+                _ => tokio::time::sleep(every).await,
+            }
+        }
     }
 
     async fn call(&self, action: &str, params: &[(&str, &str)]) -> Result<serde_json::Value> {

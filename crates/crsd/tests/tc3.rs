@@ -541,6 +541,107 @@ async fn describe_instances_over_tc3_post_get_and_the_old_signature() {
     );
 }
 
+/// A restore of an instance with 3 replicas: every node ends with exactly the backup's
+/// data, and no replica copied the data set from the master (each loaded the backup itself
+/// and continued from the replication offset it records).
+#[tokio::test]
+async fn restore_with_three_replicas_loads_the_backup_on_every_node_without_a_full_sync() {
+    let crsd = TestCrsd::start().await;
+    let v2 = crsd.client();
+    let c = Tc3Client::new(&crsd);
+    let r = c
+        .ok(
+            "CreateInstances",
+            json!({"TypeId": 17, "MemSize": 1024, "GoodsNum": 1, "BillingMode": 0,
+                "ZoneId": 100002, "Password": PASSWORD, "RedisReplicasNum": 3}),
+        )
+        .await;
+    let id = v2.wait_deal(r["DealId"].as_str().unwrap()).await[0].clone();
+    let inst = common::service(&crsd)
+        .store()
+        .instance(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inst.nodes.len(), 4);
+    let mut m = redis_conn(&inst.vip, inst.port(), PASSWORD).await.unwrap();
+    let mut pipe = redis::pipe();
+    for i in 0..500 {
+        pipe.cmd("SET")
+            .arg(format!("k:{i}"))
+            .arg(format!("a{i}"))
+            .ignore();
+    }
+    pipe.query_async::<()>(&mut m).await.unwrap();
+
+    let r = c
+        .ok(
+            "ManualBackupInstance",
+            json!({"InstanceId": id, "Remark": "three replicas"}),
+        )
+        .await;
+    let t = c.wait_task(r["TaskId"].as_i64().unwrap()).await;
+    assert_eq!(t["Status"], "succeed", "{t}");
+    let r = c
+        .ok(
+            "DescribeInstanceBackups",
+            json!({"InstanceId": id, "Limit": 10, "Offset": 0}),
+        )
+        .await;
+    let backup_id = r["BackupSet"][0]["BackupId"].as_str().unwrap().to_string();
+
+    set(&mut m, "k:0", "changed").await;
+    set(&mut m, "new", "b").await;
+    let r = c
+        .ok(
+            "RestoreInstance",
+            json!({"InstanceId": id, "BackupId": backup_id, "Password": PASSWORD}),
+        )
+        .await;
+    let t = c.wait_task(r["TaskId"].as_i64().unwrap()).await;
+    assert_eq!(t["Status"], "succeed", "{t}");
+
+    for node in &inst.nodes {
+        let mut n = redis_conn(&inst.vip, node.port, PASSWORD).await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut n)
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), 500, "{}: {keys:?}", node.id);
+        assert_eq!(
+            get(&mut n, "k:0").await.as_deref(),
+            Some("a0"),
+            "{}",
+            node.id
+        );
+        assert_eq!(
+            get(&mut n, "k:499").await.as_deref(),
+            Some("a499"),
+            "{}",
+            node.id
+        );
+    }
+    let mut admin = common::admin_conn(&common::service(&crsd), &id).await;
+    let stats: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(stats.contains("\r\nsync_full:0\r\n"), "{stats}");
+    assert!(stats.contains("\r\nsync_partial_ok:3\r\n"), "{stats}");
+    // Writes are taken again, and reach every replica.
+    let mut m = redis_conn(&inst.vip, inst.port(), PASSWORD).await.unwrap();
+    set(&mut m, "after", "yes").await;
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(3)
+        .arg(5000)
+        .query_async(&mut m)
+        .await
+        .unwrap();
+    assert_eq!(acked, 3);
+}
+
 #[tokio::test]
 async fn backup_download_and_restore_over_tc3_and_across_dialects() {
     let crsd = TestCrsd::start().await;

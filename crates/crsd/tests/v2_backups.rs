@@ -184,6 +184,27 @@ async fn backup_then_restore_gives_back_exactly_the_backed_up_data() {
         .await
         .unwrap();
     assert_eq!(dump(&mut r).await, state_a, "replica after restore");
+    // Both nodes loaded the backup; the replica continued from the offset it records
+    // instead of copying the data set again from the master.
+    let mut admin = common::admin_conn(&service(&crsd), &id).await;
+    let stats: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(stats.contains("\r\nsync_full:0\r\n"), "{stats}");
+    assert!(stats.contains("\r\nsync_partial_ok:1\r\n"), "{stats}");
+    let persistence: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(
+        persistence.contains("\r\naof_enabled:1\r\n"),
+        "{persistence}"
+    );
+    // Writes are taken again once the task has ended.
+    set(&mut m, "after-restore", "yes").await;
     let b = &list(&c, &id).await["data"]["redisBackupSet"][0];
     assert_eq!(
         (b["status"].as_i64(), b["locked"].as_i64()),

@@ -83,11 +83,38 @@ pub(crate) enum Installed {
     Kept,
 }
 
+/// How a node starts: on its AOF as always, or once on a restored RDB (see
+/// `Engine::start_restored`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Boot {
+    /// `appendonly yes`: the node loads its AOF folder.
+    Aof,
+    /// `appendonly no` and the customer's user without write commands: the node loads
+    /// dump.rdb, the restored RDB, and with it the replication id and offset the RDB
+    /// carries, so replicas that loaded the same file continue from it (PSYNC) instead of
+    /// copying the whole data set. Nothing may be written before the AOF is turned on
+    /// (`Engine::settle_restored`): a kill -9 then restarts the node on its AOF folder,
+    /// which holds the same RDB as its base. Its own marker: the next start on the AOF
+    /// renders the file again.
+    RestoredRdb,
+}
+
 /// Renders the complete file, marker line included.
+#[cfg(test)]
 pub(crate) fn render(
     config: &EngineConfig,
     spec: &NodeSpec,
     paths: &NodePaths,
+) -> Result<String, EngineError> {
+    render_for(config, spec, paths, Boot::Aof)
+}
+
+/// [`render`] for a start of the given kind.
+pub(crate) fn render_for(
+    config: &EngineConfig,
+    spec: &NodeSpec,
+    paths: &NodePaths,
+    boot: Boot,
 ) -> Result<String, EngineError> {
     let bind = bind_addr(config)?;
     if spec.port == 0 {
@@ -142,7 +169,13 @@ pub(crate) fn render(
     line("# while a background fsync is still running redis postpones the write, up to 2 s,");
     line("# and still replies; only a slow disk makes that window matter.)");
     line("# A master must never come back empty: its replica would resync and wipe itself.");
-    line("appendonly yes");
+    match boot {
+        Boot::Aof => line("appendonly yes"),
+        Boot::RestoredRdb => {
+            line("# This start loads the restored dump.rdb; crsd turns the AOF on once loaded.");
+            line("appendonly no");
+        }
+    }
     line(&format!("appenddirname {}", quote(AOF_DIR)));
     line(&format!("appendfilename {}", quote(AOF_FILE)));
     line("appendfsync everysec");
@@ -206,8 +239,12 @@ pub(crate) fn render(
     line("enable-module-command no");
     line("# RESTORE payloads from users are checked in depth before they are loaded.");
     line("sanitize-dump-payload clients");
+    let read_only = match boot {
+        Boot::Aof => "",
+        Boot::RestoredRdb => " -@write",
+    };
     line(&format!(
-        "user default on {default_pass} {DEFAULT_USER_RULES}"
+        "user default on {default_pass} {DEFAULT_USER_RULES}{read_only}"
     ));
     line(&format!(
         "user {} on #{} {ADMIN_USER_RULES}",
@@ -241,6 +278,14 @@ pub(crate) fn install(paths: &NodePaths, rendered: &str) -> Result<Installed, En
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(format!("reading {}", paths.conf.display()))(e)),
     }
+    write_atomically(&paths.conf, rendered.as_bytes())?;
+    Ok(Installed::Written)
+}
+
+/// Writes `rendered` as the node's redis.conf whatever the file holds: a start on a restored
+/// RDB must run with exactly this rendering, and a file it rendered before may hold the live
+/// state `CONFIG REWRITE` persisted since (the AOF on) under the same marker.
+pub(crate) fn install_fresh(paths: &NodePaths, rendered: &str) -> Result<Installed, EngineError> {
     write_atomically(&paths.conf, rendered.as_bytes())?;
     Ok(Installed::Written)
 }

@@ -61,6 +61,22 @@ pub(crate) fn copy_synced(from: &Path, to: &Path) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// A new name `to` for the file `from` (a hard link: no byte copied, nothing more to fsync
+/// than the folder, which the caller does), or a copy as [`copy_synced`] makes where a link
+/// cannot be made (another filesystem). Only for files nobody writes into once written: both
+/// names are the same file.
+pub(crate) fn link_or_copy_synced(from: &Path, to: &Path) -> Result<(), EngineError> {
+    match fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(io_err(format!(
+            "linking {} to {}",
+            from.display(),
+            to.display()
+        ))(e)),
+        Err(_) => copy_synced(from, to),
+    }
+}
+
 fn create_new_private(path: &Path) -> Result<File, EngineError> {
     OpenOptions::new()
         .write(true)

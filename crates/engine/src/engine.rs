@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::admin::{self, Shutdown};
 use crate::ceiling::{CeilingStatus, Ceilings};
-use crate::config::{self, Installed};
+use crate::config::{self, Boot, Installed};
 use crate::durable;
 use crate::error::io_err;
 use crate::layout::{self, NodePaths};
@@ -256,9 +256,48 @@ impl Engine {
     /// returned future is dropped half-way, the spawned process keeps running and a later
     /// `start`/`adopt` picks it up.
     pub async fn start(&self, spec: &NodeSpec) -> Result<NodeHandle, EngineError> {
+        self.start_as(spec, Boot::Aof, self.config.start_timeout)
+            .await
+    }
+
+    /// [`Engine::start`] for a node whose data a restore has just swapped in
+    /// ([`Engine::swap_in_restore`] left the restored RDB as dump.rdb beside the AOF folder
+    /// built from it): the process loads that RDB with the AOF off and the customer's user
+    /// unable to write (see [`config::Boot::RestoredRdb`]), so that it keeps the replication
+    /// id and offset the RDB carries. Master and replicas started this way on the same RDB
+    /// need no full sync: the replicas continue from the RDB's offset (`+CONTINUE`). Must be
+    /// followed by [`Engine::settle_restored`].
+    ///
+    /// Without a restore under way (no dump.rdb, or no `appendonlydir.before-restore`: a start
+    /// on the AOF since has consumed it) it is a plain [`Engine::start`].
+    ///
+    /// `load_timeout` replaces `start_timeout` when it is longer: every node of the instance
+    /// loads the whole data set at the same time, each sharing the host's cores with the
+    /// others.
+    pub async fn start_restored(
+        &self,
+        spec: &NodeSpec,
+        load_timeout: Duration,
+    ) -> Result<NodeHandle, EngineError> {
+        let paths = self.node_paths(spec)?;
+        let boot = if durable::exists(&paths.rdb)? && durable::exists(&paths.before_restore_dir)? {
+            Boot::RestoredRdb
+        } else {
+            Boot::Aof
+        };
+        self.start_as(spec, boot, load_timeout.max(self.config.start_timeout))
+            .await
+    }
+
+    async fn start_as(
+        &self,
+        spec: &NodeSpec,
+        boot: Boot,
+        timeout: Duration,
+    ) -> Result<NodeHandle, EngineError> {
         let paths = self.node_paths(spec)?;
         // Validate the whole spec before touching anything.
-        let rendered = config::render(&self.config, spec, &paths)?;
+        let rendered = config::render_for(&self.config, spec, &paths, boot)?;
         prepare_dir(&paths)?;
 
         // No redis.conf yet means no process can be running for this node (its command line
@@ -269,15 +308,29 @@ impl Engine {
             None
         };
         if let Some(pid) = running {
-            if let Some(handle) = self.await_existing(spec, &paths, pid).await? {
+            if let Some(handle) = self.await_existing(spec, &paths, pid, timeout).await? {
                 tracing::info!(node = %spec.name, pid, "redis-server already running");
-                self.conform_running(spec, pid).await;
+                if boot == Boot::Aof {
+                    self.conform_running(spec, pid).await;
+                } else {
+                    // Possibly still without its AOF: its write commands come back with
+                    // `settle_restored`, not before.
+                    self.conform_ceiling(spec, pid);
+                }
                 return Ok(handle);
             }
             // It exited while we waited: start a fresh one below.
         }
 
-        let installed = config::install(&paths, &rendered)?;
+        let installed = match boot {
+            Boot::Aof => config::install(&paths, &rendered)?,
+            Boot::RestoredRdb => config::install_fresh(&paths, &rendered)?,
+        };
+        if boot == Boot::Aof {
+            // Never loaded with the AOF on, and a later restored start must not load a
+            // dump.rdb older than what this process is about to accept (see start_restored).
+            durable::remove_file_synced(&paths.dir, &paths.rdb)?;
+        }
         process::remove_stale_pid_file(&self.config, &paths);
         self.remove_legacy_links(spec);
         if let Some(c) = &self.ceilings {
@@ -312,7 +365,6 @@ impl Engine {
             "redis-server spawned"
         );
 
-        let timeout = self.config.start_timeout;
         let deadline = Instant::now() + timeout;
         let outcome = tokio::select! {
             status = child.wait() => Err(status),
@@ -404,6 +456,18 @@ impl Engine {
     }
 
     async fn conform_running(&self, spec: &NodeSpec, pid: u32) {
+        self.conform_ceiling(spec, pid);
+        match self.conform_acl(spec).await {
+            Ok(true) => tracing::info!(node = %spec.name, pid, "customer's ACL rules updated"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(node = %spec.name, pid, error = ?e, "cannot update the customer's ACL rules")
+            }
+        }
+    }
+
+    /// The running node in its cgroup with the spec's ceiling (failures logged).
+    fn conform_ceiling(&self, spec: &NodeSpec, pid: u32) {
         if let Some(c) = &self.ceilings {
             let placed = c.prepare(&spec.name, spec.maxmemory_mb).and_then(|()| {
                 if c.contains(&spec.name, pid) {
@@ -422,18 +486,11 @@ impl Engine {
                 }
             }
         }
-        match self.conform_acl(spec).await {
-            Ok(true) => tracing::info!(node = %spec.name, pid, "customer's ACL rules updated"),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(node = %spec.name, pid, error = ?e, "cannot update the customer's ACL rules")
-            }
-        }
     }
 
     /// Sets the `default` user's command, key and channel rules to this version's when
     /// `ACL GETUSER` shows others (the password is kept). True if they changed.
-    async fn conform_acl(&self, spec: &NodeSpec) -> Result<bool, EngineError> {
+    pub(crate) async fn conform_acl(&self, spec: &NodeSpec) -> Result<bool, EngineError> {
         let mut con = self.admin_connection(spec).await?;
         let user: redis::Value = redis::cmd("ACL")
             .arg("GETUSER")
@@ -742,6 +799,27 @@ impl Engine {
         spec: &NodeSpec,
         timeout: Duration,
     ) -> Result<(), EngineError> {
+        self.wait_linked(spec, timeout, true).await
+    }
+
+    /// [`Engine::wait_replica_synced`] without telling the replica its master again: that
+    /// (`REPLICAOF NO ONE` first) would give the replica a replication id of its own and so
+    /// cost a full sync, which a replica started by [`Engine::start_restored`] avoids by
+    /// continuing from the restored RDB's offset. Its own cron connects it within a second.
+    pub async fn wait_replica_linked(
+        &self,
+        spec: &NodeSpec,
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
+        self.wait_linked(spec, timeout, false).await
+    }
+
+    async fn wait_linked(
+        &self,
+        spec: &NodeSpec,
+        timeout: Duration,
+        nudge: bool,
+    ) -> Result<(), EngineError> {
         let not_in_sync = || EngineError::ReplicasNotInSync {
             wanted: 1,
             caught_up: 0,
@@ -778,7 +856,8 @@ impl Engine {
             }
             if syncing == 0 {
                 let since = *down_since.get_or_insert(now);
-                if !nudged
+                if nudge
+                    && !nudged
                     && (now - since >= REPLICA_NUDGE_AFTER
                         || replica_waits_for_cron(&mut con).await?)
                 {
@@ -922,8 +1001,8 @@ impl Engine {
         spec: &NodeSpec,
         paths: &NodePaths,
         pid: u32,
+        timeout: Duration,
     ) -> Result<Option<NodeHandle>, EngineError> {
-        let timeout = self.config.start_timeout;
         let deadline = Instant::now() + timeout;
         let mut backoff = Backoff::process();
         loop {

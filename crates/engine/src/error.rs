@@ -73,6 +73,9 @@ pub enum EngineError {
     /// Talking to redis-server failed (auth, timeout, error reply, dropped connection).
     #[error("redis-server command failed")]
     Redis(#[from] redis::RedisError),
+    /// `settle_restored`: the node's AOF was not on (its first rewrite not finished) in time.
+    #[error("the AOF was not on within {after:?}; redis.log ends with:\n{log_tail}")]
+    AofNotOn { after: Duration, log_tail: String },
 }
 
 impl From<std::io::Error> for EngineError {

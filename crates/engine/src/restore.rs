@@ -24,9 +24,15 @@
 //! # A restore, step by step
 //!
 //! `stage_restore` (node may run) -> stop -> `swap_in_restore` -> start, check ->
-//! `finish_restore`, or stop -> `roll_back_restore` -> start. For a pair, the replica gets
-//! `discard_data` while stopped, so it cannot serve or partially resync from its old data
-//! and does a full sync from the restored master.
+//! `finish_restore`, or stop -> `roll_back_restore` -> start. The swap also leaves the
+//! restored RDB as `dump.rdb` (a second name of the new AOF's base file): `start_restored`
+//! loads it with the AOF off, which keeps the replication id and offset the RDB records (a
+//! load from an AOF does not), so a master and its replicas restored from the same RDB need
+//! no full sync; `settle_restored` then turns the AOF on and allows writes again. A node
+//! started on its AOF instead (a plain `start`) removes dump.rdb and loads the same data
+//! from the AOF folder. A replica whose restore is rolled back gets `discard_data` while
+//! stopped, so it cannot serve or partially resync from its old data and does a full sync
+//! from the master.
 //!
 //! Every step is idempotent and leaves a state the same step, called again, completes:
 //! changes are renames, followed by an fsync of the node folder. While
@@ -40,11 +46,16 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use tokio::time::Instant;
+
+use crate::admin;
 use crate::durable::{self, exists};
 use crate::engine::prepare_dir;
 use crate::error::io_err;
 use crate::layout::{NodePaths, AOF_FILE};
+use crate::poll::Backoff;
 use crate::snapshot::check_magic;
 use crate::{process, Engine, EngineError, NodeSpec};
 
@@ -65,7 +76,7 @@ impl Engine {
         durable::remove_dir_all_if_exists(staging)?;
         durable::create_private_dir(staging)?;
         let (base, incr, manifest) = aof_files();
-        durable::copy_synced(rdb, &staging.join(&base))?;
+        durable::link_or_copy_synced(rdb, &staging.join(&base))?;
         durable::write_new_synced(&staging.join(&incr), b"")?;
         durable::write_new_synced(&staging.join(AOF_MANIFEST), manifest.as_bytes())?;
         durable::sync_dir(staging)?;
@@ -103,7 +114,13 @@ impl Engine {
             durable::discard_dir(&paths.dir, &paths.aof_dir)?;
             durable::rename_synced(&paths.dir, &paths.restore_dir, &paths.aof_dir)?;
         }
+        // The restored RDB as dump.rdb too (a second name of the AOF's base file: redis never
+        // writes into a file it has written, it replaces files by rename), for
+        // `start_restored`; a node started on its AOF removes it.
         durable::remove_file_synced(&paths.dir, &paths.rdb)?;
+        let (base, _, _) = aof_files();
+        durable::link_or_copy_synced(&paths.aof_dir.join(base), &paths.rdb)?;
+        durable::sync_dir(&paths.dir)?;
         tracing::info!(node = %spec.name, "restore swapped in");
         Ok(())
     }
@@ -120,6 +137,7 @@ impl Engine {
         }
         durable::discard_dir(&paths.dir, &paths.restore_dir)?;
         durable::remove_dir_all_if_exists(&paths.staging_dir)?;
+        durable::remove_file_synced(&paths.dir, &paths.rdb)?;
         tracing::info!(node = %spec.name, "restore rolled back");
         Ok(())
     }
@@ -128,6 +146,8 @@ impl Engine {
     /// staged restore. Idempotent; the node may be running.
     pub fn finish_restore(&self, spec: &NodeSpec) -> Result<(), EngineError> {
         let paths = self.node_paths(spec)?;
+        // dump.rdb first: while before-restore exists, `start_restored` would load it.
+        durable::remove_file_synced(&paths.dir, &paths.rdb)?;
         durable::discard_dir(&paths.dir, &paths.before_restore_dir)?;
         durable::discard_dir(&paths.dir, &paths.restore_dir)?;
         durable::remove_dir_all_if_exists(&paths.staging_dir)?;
@@ -144,6 +164,61 @@ impl Engine {
         durable::discard_dir(&paths.dir, &paths.aof_dir)?;
         durable::remove_file_synced(&paths.dir, &paths.rdb)?;
         tracing::info!(node = %spec.name, "data discarded");
+        Ok(())
+    }
+
+    /// After [`Engine::start_restored`] (and the replicas' resync): turns the node's AOF on
+    /// and waits until its first rewrite has written the restored data set as the AOF's new
+    /// base (`CONFIG SET appendonly yes`; from then on every write is in the AOF), then gives
+    /// the customer's user its write commands back (the rules of this version, as
+    /// [`Engine::conform`] does). A node already on its AOF (started plainly, or settled by
+    /// an earlier call) only gets the rules checked: calling it again is harmless.
+    /// [`EngineError::AofNotOn`] if the rewrite does not end within `timeout` (redis retries a
+    /// failed one by itself).
+    pub async fn settle_restored(
+        &self,
+        spec: &NodeSpec,
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
+        let paths = self.node_paths(spec)?;
+        let deadline = Instant::now() + timeout;
+        let mut con = self.admin_connection(spec).await?;
+        let info = admin::info(&mut con, "persistence").await?;
+        if admin::field::<u8>(&info, "aof_enabled")? == 0 {
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("appendonly")
+                .arg("yes")
+                .query_async::<()>(&mut con)
+                .await?;
+            tracing::info!(node = %spec.name, "AOF turned on after a restored start");
+        }
+        let mut backoff = Backoff::new(
+            Duration::from_millis(2),
+            Duration::from_millis(100),
+            Duration::from_millis(100),
+        );
+        loop {
+            let info = admin::info(&mut con, "persistence").await?;
+            // aof_enabled is 1 from CONFIG SET on; the AOF is the durable copy only once the
+            // rewrite it started has ended well (redis retries a failed one by itself).
+            let on = admin::field::<u8>(&info, "aof_enabled")? == 1
+                && admin::field::<u8>(&info, "aof_rewrite_in_progress")? == 0
+                && admin::field::<u8>(&info, "aof_rewrite_scheduled")? == 0
+                && admin::field::<u64>(&info, "aof_rewrites_consecutive_failures")? == 0
+                && admin::field::<String>(&info, "aof_last_bgrewrite_status")? == "ok";
+            if on {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(EngineError::AofNotOn {
+                    after: timeout,
+                    log_tail: process::log_tail(&paths),
+                });
+            }
+            backoff.wait().await;
+        }
+        self.conform_acl(spec).await?;
         Ok(())
     }
 
@@ -192,6 +267,10 @@ pub(crate) fn holds_only_restore_folders(paths: &NodePaths) -> Result<bool, Engi
         let entry = entry.map_err(listing())?;
         let path = entry.path();
         if !entry.file_type().map_err(listing())?.is_dir() {
+            // The restored RDB's second name, which a swap makes.
+            if path == paths.rdb {
+                continue;
+            }
             return Ok(false);
         }
         if is_one_of(&path, &restore_specific) {
@@ -296,8 +375,10 @@ mod tests {
             e.swap_in_restore(&s).expect("swap");
             assert_eq!(
                 names(&paths.dir),
-                ["appendonlydir", "appendonlydir.before-restore"]
+                ["appendonlydir", "appendonlydir.before-restore", "dump.rdb"]
             );
+            // dump.rdb is the restored RDB (the AOF's base), not the stale one.
+            assert_eq!(fs::read(&paths.rdb).expect("dump.rdb"), b"REDIS0010 backup");
             assert!(paths.aof_dir.join(AOF_MANIFEST).exists());
             assert!(paths.before_restore_dir.join("marker").exists());
         }

@@ -100,6 +100,22 @@ pub trait NodeRuntime: Send + Sync {
     fn finish_restore(&self, spec: &NodeSpec) -> Result<(), EngineError>;
     /// With the node stopped: its data is dropped (a replica then syncs from its master).
     fn discard_data(&self, spec: &NodeSpec) -> Result<(), EngineError>;
+    /// Starts a node whose restore was swapped in on the restored RDB itself, keeping the
+    /// RDB's replication id and offset (see [`Engine::start_restored`]).
+    async fn start_restored(
+        &self,
+        spec: &NodeSpec,
+        load_timeout: Duration,
+    ) -> Result<NodeHandle, EngineError>;
+    /// Waits for a replica's link to its master without reconnecting it (a reconnect would
+    /// cost the partial resync a restored start makes possible).
+    async fn wait_replica_linked(
+        &self,
+        spec: &NodeSpec,
+        timeout: Duration,
+    ) -> Result<(), EngineError>;
+    /// After a restored start: the AOF on and written, writes allowed again.
+    async fn settle_restored(&self, spec: &NodeSpec, timeout: Duration) -> Result<(), EngineError>;
 }
 
 #[async_trait]
@@ -212,5 +228,22 @@ impl NodeRuntime for Engine {
     }
     fn discard_data(&self, spec: &NodeSpec) -> Result<(), EngineError> {
         Engine::discard_data(self, spec)
+    }
+    async fn start_restored(
+        &self,
+        spec: &NodeSpec,
+        load_timeout: Duration,
+    ) -> Result<NodeHandle, EngineError> {
+        Engine::start_restored(self, spec, load_timeout).await
+    }
+    async fn wait_replica_linked(
+        &self,
+        spec: &NodeSpec,
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
+        Engine::wait_replica_linked(self, spec, timeout).await
+    }
+    async fn settle_restored(&self, spec: &NodeSpec, timeout: Duration) -> Result<(), EngineError> {
+        Engine::settle_restored(self, spec, timeout).await
     }
 }

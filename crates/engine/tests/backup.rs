@@ -433,6 +433,147 @@ async fn restore_puts_a_snapshot_back_on_the_pair_and_can_be_rolled_back() {
     assert!(!p.master.dir().exists());
 }
 
+/// `INFO <section>` field of a node, read as crsd's admin user.
+async fn info_field(p: &Pair, spec: &crsd_engine::NodeSpec, section: &str, name: &str) -> String {
+    let mut con = p.engine.admin_connection(spec).await.expect("admin");
+    let text: String = redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut con)
+        .await
+        .expect("INFO");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("INFO {section} has no {name}"))
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_restored_pair_starts_on_the_rdb_together_and_the_replica_continues_without_a_full_sync()
+{
+    let p = Pair::new();
+    start_pair(&p).await;
+    let mut master = user_conn(p.master.port, PASSWORD).await.expect("auth");
+    set_many(&mut master, "a", 0..300).await;
+    let state_a = master_data(&p).await;
+    let backup = p.tmp.path().join("backup-a.rdb");
+    back_up(&p, &backup).await;
+    set_many(&mut master, "b", 0..50).await;
+    drop(master);
+
+    for spec in [&p.master, &p.replica] {
+        p.engine.stage_restore(spec, &backup).expect("stage");
+    }
+    p.engine.stop(&p.replica).await.expect("stop replica");
+    p.engine.stop(&p.master).await.expect("stop master");
+    for spec in [&p.master, &p.replica] {
+        p.engine.swap_in_restore(spec).expect("swap");
+    }
+    let (m, r) = tokio::join!(
+        p.engine.start_restored(&p.master, TIMEOUT),
+        p.engine.start_restored(&p.replica, TIMEOUT)
+    );
+    let (m, _r) = (m.expect("start master"), r.expect("start replica"));
+    p.engine
+        .wait_replica_linked(&p.replica, TIMEOUT)
+        .await
+        .expect("replica linked");
+    // The replica continued from the RDB's offset: the master never sent a full copy.
+    assert_eq!(info_field(&p, &p.master, "stats", "sync_full").await, "0");
+    assert_eq!(
+        info_field(&p, &p.master, "stats", "sync_partial_ok").await,
+        "1"
+    );
+    assert_eq!(master_data(&p).await, state_a, "master holds state A");
+    assert_eq!(replica_data(&p).await, state_a, "replica holds state A");
+    // No write before the AOF holds the data.
+    let mut master = user_conn(p.master.port, PASSWORD).await.expect("auth");
+    let refused = redis::cmd("SET")
+        .arg("early")
+        .arg("x")
+        .query_async::<()>(&mut master)
+        .await
+        .expect_err("a write before the AOF is on");
+    assert!(refused.to_string().contains("NOPERM"), "{refused}");
+
+    for spec in [&p.master, &p.replica] {
+        p.engine
+            .settle_restored(spec, TIMEOUT)
+            .await
+            .expect("settle");
+        p.engine
+            .settle_restored(spec, TIMEOUT)
+            .await
+            .expect("settle again");
+        assert_eq!(
+            info_field(&p, spec, "persistence", "aof_enabled").await,
+            "1"
+        );
+        p.engine.finish_restore(spec).expect("finish");
+        assert!(!spec.dir().join("dump.rdb").exists());
+        assert!(!spec.dir().join("appendonlydir.before-restore").exists());
+    }
+    // Writes again, and an acknowledged one survives a kill -9 of the master.
+    let mut master = user_conn(p.master.port, PASSWORD).await.expect("auth");
+    redis::cmd("SET")
+        .arg("c")
+        .arg("C")
+        .query_async::<()>(&mut master)
+        .await
+        .expect("SET after the AOF is on");
+    drop(master);
+    let state_c = master_data(&p).await;
+    assert_eq!(state_c.len(), state_a.len() + 1);
+    // SAFETY: plain syscall on the pid start_restored reported for our master.
+    unsafe {
+        libc::kill(m.pid as libc::pid_t, libc::SIGKILL);
+    }
+    support::wait_until("master gone", TIMEOUT, || async {
+        support::is_zombie_or_gone(m.pid)
+    })
+    .await;
+    p.engine.start(&p.master).await.expect("start master again");
+    assert_eq!(master_data(&p).await, state_c, "the write survived kill -9");
+    p.engine
+        .wait_replica_synced(&p.replica, TIMEOUT)
+        .await
+        .expect("replica follows");
+    p.engine
+        .replication_barrier(&p.master, 1, TIMEOUT)
+        .await
+        .expect("barrier");
+    assert_eq!(replica_data(&p).await, state_c, "replica follows");
+
+    // The same backup restored again (the replica's redis.conf now holds what CONFIG REWRITE
+    // persisted under the restored start's marker): again no full sync.
+    for spec in [&p.master, &p.replica] {
+        p.engine.stage_restore(spec, &backup).expect("stage again");
+    }
+    p.engine.stop(&p.replica).await.expect("stop replica");
+    p.engine.stop(&p.master).await.expect("stop master");
+    for spec in [&p.master, &p.replica] {
+        p.engine.swap_in_restore(spec).expect("swap again");
+        assert!(spec.dir().join("dump.rdb").exists());
+    }
+    let (m, r) = tokio::join!(
+        p.engine.start_restored(&p.master, TIMEOUT),
+        p.engine.start_restored(&p.replica, TIMEOUT)
+    );
+    m.expect("start master");
+    r.expect("start replica");
+    p.engine
+        .wait_replica_linked(&p.replica, TIMEOUT)
+        .await
+        .expect("replica linked");
+    assert_eq!(info_field(&p, &p.master, "stats", "sync_full").await, "0");
+    assert_eq!(master_data(&p).await, state_a, "master holds state A again");
+    assert_eq!(
+        replica_data(&p).await,
+        state_a,
+        "replica holds state A again"
+    );
+}
+
 #[tokio::test]
 async fn snapshot_waits_out_a_replica_busy_with_a_long_script() {
     let p = Pair::new();

@@ -8,10 +8,13 @@
 //!   only then records the backup, in the transaction that ends the task. A failed or
 //!   interrupted backup leaves no record and, through the store, no file.
 //! * A restore checks the file against its recorded SHA-256 and with redis-check-rdb before
-//!   it touches the instance. It then stops the pair, swaps the master's AOF folder for one
-//!   built from the backup (the old folder is kept aside), starts the master on it and lets the
-//!   replica full-sync from scratch. Anything failing after the swap swaps the old folder
-//!   back: the instance ends with the backup's data or with its own, never a mix.
+//!   it touches the instance. It then stops every node, swaps each node's AOF folder for one
+//!   built from the backup (each node's own folder is kept aside) and starts them all at once
+//!   on the backup's RDB: every node loads the same data in parallel, and the replicas
+//!   continue from the replication offset the RDB records instead of copying the data set
+//!   from the master. Writes are refused until each node's AOF holds the restored data.
+//!   Anything failing after the swap swaps the old folders back: the instance ends with the
+//!   backup's data or with its own, never a mix.
 //! * Backups past the retention are expired: the file is removed, the record stays with
 //!   status -1.
 //! * A backup or restore that would leave less free space than the disk reserve (see `disk`)
@@ -38,7 +41,7 @@ use tokio::sync::watch;
 const MAX_REMARK_CHARS: usize = 256;
 /// How long the replica may take to receive every write acknowledged before a backup.
 const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a restored pair's replica may take to full-sync.
+/// How long restored nodes may take to load the backup, resync and write their AOF, each.
 const RESTORE_SYNC_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
@@ -273,8 +276,10 @@ impl Service {
         if backup.state != BackupState::Normal {
             return Err(Error::BackupStatusAbnormal(backup.id));
         }
-        // The backup is staged as a copy beside the master's data.
-        self.check_disk_for(backup.size)?;
+        // Every node writes the restored data set once more: the new base of its AOF (the
+        // staged file itself is a link to the backup where the filesystem allows one).
+        let nodes = inst.nodes.len().max(1) as u64;
+        self.check_disk_for(backup.size.saturating_mul(nodes))?;
         let task_id = self
             .lock_with_task(
                 &mut tx,
@@ -618,9 +623,11 @@ impl Service {
         }
     }
 
-    /// task_restoreBackup. Steps: 1 = file verified and staged next to the master's data;
-    /// 2 = pair stopped and the staged data swapped in (old data kept aside); then start,
-    /// resync, drop the old data.
+    /// task_restoreBackup. Steps: 1 = file verified and staged next to every node's data;
+    /// 2 = nodes stopped and the staged data swapped in on each (their own data kept aside);
+    /// then every node starts on the restored RDB at once, the replicas continue from the
+    /// RDB's replication offset (no full sync), each node's AOF is turned on and written,
+    /// writes are allowed again, the old data is dropped.
     pub(crate) async fn restore_backup(&self, task: &mut Task, inst: &Instance) -> Result<Finish> {
         let backup_id = payload_str(task, "backupId")?;
         let backup = self
@@ -628,7 +635,6 @@ impl Service {
             .backup(&backup_id)
             .await?
             .ok_or_else(|| Error::BackupNotFound(backup_id.clone()))?;
-        let master = self.master_spec(inst)?;
         let replicas = self.replica_specs(inst);
         let nodes = self.node_specs(inst);
         let runtime = &self.runtime;
@@ -639,25 +645,45 @@ impl Service {
             runtime.check_rdb(&path).await.map_err(|e| {
                 Error::BackupCorrupt(format!("redis-check-rdb refused {}: {e}", backup.id))
             })?;
-            runtime.stage_restore(&master, &path).map_err(err)?;
+            for spec in &nodes {
+                runtime.stage_restore(spec, &path).map_err(err)?;
+            }
             self.step_done(task, 1).await?;
             for spec in nodes.iter().rev() {
                 runtime.stop(spec).await.map_err(err)?;
             }
-            runtime.swap_in_restore(&master).map_err(err)?;
-            for replica in &replicas {
-                runtime.discard_data(replica).map_err(err)?;
+            for spec in &nodes {
+                runtime.swap_in_restore(spec).map_err(err)?;
             }
             self.step_done(task, 2).await?;
         }
-        self.start_nodes(&nodes).await?;
+        self.start_restored_nodes(&nodes, RESTORE_SYNC_TIMEOUT)
+            .await?;
         for replica in &replicas {
             runtime
-                .wait_replica_synced(replica, RESTORE_SYNC_TIMEOUT)
+                .wait_replica_linked(replica, RESTORE_SYNC_TIMEOUT)
                 .await
                 .map_err(err)?;
         }
-        runtime.finish_restore(&master).map_err(err)?;
+        let settled: Vec<_> = nodes
+            .iter()
+            .map(|spec| {
+                let runtime = runtime.clone();
+                let spec = spec.clone();
+                tokio::spawn(
+                    async move { runtime.settle_restored(&spec, RESTORE_SYNC_TIMEOUT).await },
+                )
+            })
+            .collect();
+        for joined in settled {
+            joined
+                .await
+                .map_err(|e| Error::internal(format!("settling a restored node: {e}")))?
+                .map_err(err)?;
+        }
+        for spec in &nodes {
+            runtime.finish_restore(spec).map_err(err)?;
+        }
         let mut f = Finish::to(InstanceStatus::Running);
         f.unlock_backup = Some(backup.id);
         Ok(f)
@@ -674,8 +700,11 @@ impl Service {
             for spec in nodes.iter().rev() {
                 runtime.stop(spec).await.map_err(err)?;
             }
-            runtime.roll_back_restore(&master).map_err(err)?;
+            for spec in &nodes {
+                runtime.roll_back_restore(spec).map_err(err)?;
+            }
             if task.step >= 2 {
+                // A replica copies its master's own data again rather than trust its own.
                 for replica in &replicas {
                     runtime.discard_data(replica).map_err(err)?;
                 }

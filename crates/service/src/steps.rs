@@ -62,12 +62,37 @@ impl Service {
     /// reconnected by `wait_replica_synced`. `start` adopts a node that already runs, so a
     /// resumed task simply starts again.
     pub(crate) async fn start_nodes(&self, nodes: &[crsd_engine::NodeSpec]) -> Result<()> {
+        self.start_nodes_as(nodes, None).await
+    }
+
+    /// [`Service::start_nodes`] for nodes whose restore was just swapped in: each loads the
+    /// restored RDB itself (`NodeRuntime::start_restored`), all at once.
+    pub(crate) async fn start_restored_nodes(
+        &self,
+        nodes: &[crsd_engine::NodeSpec],
+        load_timeout: std::time::Duration,
+    ) -> Result<()> {
+        self.start_nodes_as(nodes, Some(load_timeout)).await
+    }
+
+    /// `restored`: start on the restored RDB, loading for up to this long.
+    async fn start_nodes_as(
+        &self,
+        nodes: &[crsd_engine::NodeSpec],
+        restored: Option<std::time::Duration>,
+    ) -> Result<()> {
         let started: Vec<_> = nodes
             .iter()
             .map(|spec| {
                 let runtime = self.runtime.clone();
                 let spec = spec.clone();
-                tokio::spawn(async move { runtime.start(&spec).await })
+                tokio::spawn(async move {
+                    if let Some(load_timeout) = restored {
+                        runtime.start_restored(&spec, load_timeout).await
+                    } else {
+                        runtime.start(&spec).await
+                    }
+                })
             })
             .collect();
         let mut first_error = None;
