@@ -1680,12 +1680,14 @@ async fn backup_contains_every_write_acknowledged_before_the_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_that_does_not_fit_fails_and_leaves_nothing() {
-    // A 2 MiB tmpfs as the backup store. Mounting needs root (CAP_SYS_ADMIN); without it the
-    // test cannot build a full disk and says so instead of failing.
+    // A 4 MiB tmpfs as the backup store: too small for the 8 MiB below, room for the small
+    // backup at the end (the disk check counts what the instance holds in memory, replication
+    // backlog included, about 2 MiB). Mounting needs root (CAP_SYS_ADMIN); without it the test
+    // cannot build a full disk and says so instead of failing.
     let mnt = tempfile::tempdir().unwrap();
     let store_dir = mnt.path().to_path_buf();
     let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs"])
         .arg(&store_dir)
         .output();
     match mounted {
@@ -1771,6 +1773,9 @@ async fn backup_that_does_not_fit_fails_and_leaves_nothing() {
             .await
             .unwrap();
     }
+    // What the disk check expects a dump to take follows the usage poller; look now rather
+    // than wait for its next pass.
+    service(&crsd).refresh_usage(&id).await.unwrap();
     let bid = backup_ok(&crsd, &c, &id, "small").await;
     let l = list(&c, &id).await;
     assert_eq!(l["totalCount"], 1, "{l}");
