@@ -20,9 +20,7 @@ mod common;
 
 use common::daemon::Daemon;
 use common::{redis_conn, V2Client};
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -772,18 +770,6 @@ async fn download(api3: &Tc3Client, id: &str, backup: &str) -> u64 {
 
 // ------------------------------------------------------------------------------ API 3.0
 
-type HmacSha256 = Hmac<Sha256>;
-
-fn hmac256(key: &[u8], msg: &[u8]) -> Vec<u8> {
-    let mut m = HmacSha256::new_from_slice(key).unwrap();
-    m.update(msg);
-    m.finalize().into_bytes().to_vec()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A TC3-HMAC-SHA256 client for API 3.0 (POST with a JSON body, as the SDKs send it).
 struct Tc3Client {
     url: String,
@@ -809,31 +795,7 @@ impl Tc3Client {
     }
 
     fn authorization(&self, ts: i64, payload: &[u8]) -> String {
-        let canonical = format!(
-            "POST\n/\n\ncontent-type:application/json\nhost:{}\n\ncontent-type;host\n{}",
-            self.host,
-            hex(&Sha256::digest(payload))
-        );
-        let date = chrono::DateTime::from_timestamp(ts, 0)
-            .unwrap()
-            .format("%Y-%m-%d")
-            .to_string();
-        let scope = format!("{date}/redis/tc3_request");
-        let to_sign = format!(
-            "TC3-HMAC-SHA256\n{ts}\n{scope}\n{}",
-            hex(&Sha256::digest(canonical.as_bytes()))
-        );
-        let k_date = hmac256(
-            format!("TC3{}", self.secret_key).as_bytes(),
-            date.as_bytes(),
-        );
-        let k_signing = hmac256(&hmac256(&k_date, b"redis"), b"tc3_request");
-        format!(
-            "TC3-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=content-type;host, \
-             Signature={}",
-            self.secret_id,
-            hex(&hmac256(&k_signing, to_sign.as_bytes()))
-        )
+        common::tc3::authorization(&self.secret_id, &self.secret_key, &self.host, payload, ts)
     }
 
     async fn ok(&self, action: &str, params: Value) -> Value {
