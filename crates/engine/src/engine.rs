@@ -899,6 +899,8 @@ impl Engine {
             return Ok(());
         }
         match &spec.master {
+            // Straight to the new master, not through `REPLICAOF NO ONE` as `replicaof` does:
+            // that would drop the replication id the replica could continue from.
             Some((host, port)) => {
                 redis::cmd("REPLICAOF")
                     .arg(host)
@@ -906,13 +908,7 @@ impl Engine {
                     .query_async::<()>(&mut con)
                     .await?
             }
-            None => {
-                redis::cmd("REPLICAOF")
-                    .arg("NO")
-                    .arg("ONE")
-                    .query_async::<()>(&mut con)
-                    .await?
-            }
+            None => replicaof(&mut con, None).await?,
         }
         config_rewrite(&mut con).await?;
         tracing::info!(node = %spec.name, master = ?spec.master, "node follows its master as the database says");

@@ -142,11 +142,8 @@ impl NodeRuntime for Engine {
         Engine::take_oom_kills(self, spec)
     }
     fn ceiling_mb(&self, spec: &NodeSpec) -> Option<u64> {
-        self.config()
-            .ceiling
-            .as_ref()
-            .filter(|_| self.ceiling_version().is_some())
-            .map(|c| c.limit_bytes(spec.maxmemory_mb) / (1024 * 1024))
+        self.ceiling_status(spec)
+            .map(|s| s.limit_bytes / (1024 * 1024))
     }
     fn port_free(&self, port: u16) -> bool {
         std::net::TcpListener::bind((self.config().bind.as_str(), port)).is_ok()
