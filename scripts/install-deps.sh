@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what crsd needs on a Debian machine and is missing: redis-server (Debian's package),
+# Installs what crsd needs on a Debian machine and is missing: redis-server, redis-sentinel (the
+# failover engine) and haproxy (the stable address of each instance), all Debian's packages;
 # for the tests python3-venv, openssl, curl and xz-utils, and for the backup benchmark nginx and curl.
 # Idempotent; does nothing when all is there.
 set -euo pipefail
@@ -7,6 +8,8 @@ set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 if [ "${1:-}" = "--test" ]; then
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
   command -v curl >/dev/null 2>&1 || need+=(curl)
@@ -30,4 +33,6 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/n
 if command -v systemctl >/dev/null 2>&1; then
   $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
   $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+  $SUDO systemctl disable --now redis-sentinel >/dev/null 2>&1 || true
+  $SUDO systemctl disable --now haproxy >/dev/null 2>&1 || true
 fi

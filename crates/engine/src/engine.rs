@@ -13,6 +13,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use tokio::time::Instant;
 
+use crate::acl_sha256_hex;
 use crate::admin::{self, Shutdown};
 use crate::ceiling::{CeilingStatus, Ceilings};
 use crate::config::{self, Boot, Installed};
@@ -503,9 +504,13 @@ impl Engine {
             v.sort();
             v
         };
+        let users_added = self.conform_ha_users(spec, &mut con).await?;
         let current = admin::acl_field(&user, "commands").unwrap_or_default();
         if tokens(&current) == tokens(config::DEFAULT_USER_COMMANDS) {
-            return Ok(false);
+            if users_added {
+                config_rewrite(&mut con).await?;
+            }
+            return Ok(users_added);
         }
         let mut cmd = redis::cmd("ACL");
         cmd.arg("SETUSER")
@@ -519,6 +524,39 @@ impl Engine {
         cmd.query_async::<()>(&mut con).await?;
         config_rewrite(&mut con).await?;
         Ok(true)
+    }
+
+    /// Adds the internal users for Sentinel and the proxy's check (see `config::ha_users`) to
+    /// a node started by an earlier version that did not have them. True if any was added.
+    async fn conform_ha_users(
+        &self,
+        spec: &NodeSpec,
+        con: &mut redis::aio::MultiplexedConnection,
+    ) -> Result<bool, EngineError> {
+        let mut added = false;
+        for (user, rules) in config::ha_users() {
+            let exists: redis::Value = redis::cmd("ACL")
+                .arg("GETUSER")
+                .arg(user)
+                .query_async(con)
+                .await?;
+            if !matches!(exists, redis::Value::Nil) {
+                continue;
+            }
+            let secret = crate::internal_secret(&spec.admin_secret, user);
+            let mut cmd = redis::cmd("ACL");
+            cmd.arg("SETUSER")
+                .arg(user)
+                .arg("reset")
+                .arg("on")
+                .arg(format!("#{}", acl_sha256_hex(&secret)));
+            for rule in rules.split_whitespace() {
+                cmd.arg(rule);
+            }
+            cmd.query_async::<()>(con).await?;
+            added = true;
+        }
+        Ok(added)
     }
 
     /// The pid of this node's redis-server, if it is seen running.

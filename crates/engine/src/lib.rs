@@ -60,6 +60,8 @@
 mod admin;
 mod ceiling;
 mod config;
+#[allow(dead_code)] // Sentinel and the proxy, landing next, are its users.
+mod daemon;
 mod durable;
 mod engine;
 mod error;
@@ -166,6 +168,26 @@ pub struct NodeHandle {
     pub run_id: String,
 }
 
+/// The ACL user Redis Sentinel logs in as on every node of an instance it watches: only the
+/// commands Sentinel sends (the set the Redis ACL docs list for Sentinel), never the
+/// customer's password, so a password reset never touches failover.
+pub const SENTINEL_USER: &str = "crsd-sentinel";
+/// The ACL user the proxy's health check logs in as: `PING` and `INFO replication` only.
+pub const CHECK_USER: &str = "crsd-check";
+
+/// The secret of one of crsd's internal users of an instance ([`SENTINEL_USER`],
+/// [`CHECK_USER`]), derived from the instance's admin secret: HMAC-SHA256 keyed by it over
+/// the user's name, hex. One stored secret per instance stays the only secret; the derived
+/// ones are written where their clients need them in plaintext (sentinel.conf, haproxy.cfg,
+/// both 0600), and none of them leads back to the admin secret.
+pub fn internal_secret(admin_secret: &str, user: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(admin_secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(user.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// sha256 hex of a password, the form redis ACL `#<hex>` takes (lowercase).
 pub fn acl_sha256_hex(password: &str) -> String {
     hex::encode(Sha256::digest(password.as_bytes()))
@@ -174,6 +196,15 @@ pub fn acl_sha256_hex(password: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_secrets_differ_per_user_and_per_instance() {
+        let a = internal_secret("admin-a", SENTINEL_USER);
+        assert_eq!(a.len(), 64);
+        assert_eq!(a, internal_secret("admin-a", SENTINEL_USER));
+        assert_ne!(a, internal_secret("admin-a", CHECK_USER));
+        assert_ne!(a, internal_secret("admin-b", SENTINEL_USER));
+    }
 
     #[test]
     fn acl_hash_is_lowercase_sha256_hex() {

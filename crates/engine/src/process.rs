@@ -278,7 +278,7 @@ fn is_zombie_or_gone(pid: u32) -> bool {
 }
 
 /// Reads the state of a `/proc/<pid>/stat` line: zombie or dead (or unreadable) is true.
-fn stat_is_zombie_or_gone(stat: &str) -> bool {
+pub(crate) fn stat_is_zombie_or_gone(stat: &str) -> bool {
     // "pid (comm) S ...": comm may contain spaces and parentheses, the state follows the last ')'.
     match stat
         .rfind(')')
@@ -290,10 +290,10 @@ fn stat_is_zombie_or_gone(stat: &str) -> bool {
 }
 
 /// A pidfd: a handle on one process that never refers to another, even after pid reuse.
-struct PidFd(OwnedFd);
+pub(crate) struct PidFd(OwnedFd);
 
 impl PidFd {
-    fn open(pid: u32) -> io::Result<PidFd> {
+    pub(crate) fn open(pid: u32) -> io::Result<PidFd> {
         // SAFETY: plain syscall; on success it returns a new fd we own.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
         if fd < 0 {
@@ -304,7 +304,7 @@ impl PidFd {
         Ok(PidFd(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    fn signal(&self, sig: libc::c_int) -> io::Result<()> {
+    pub(crate) fn signal(&self, sig: libc::c_int) -> io::Result<()> {
         // SAFETY: plain syscall on a valid pidfd.
         let rc = unsafe {
             libc::syscall(
