@@ -953,6 +953,40 @@ impl Engine {
         Ok(())
     }
 
+    /// Moves the node's running redis-server from port `from` to `spec.port` without a
+    /// restart (`CONFIG SET port`, Redis 7: the listening socket moves, open connections stay;
+    /// the rendered config takes the new port at the next start). Idempotent: a node that
+    /// already answers at `spec.port` is left alone (false); the process at `from` must be
+    /// this node's (its pid), or nothing is done.
+    pub async fn move_port(&self, spec: &NodeSpec, from: u16) -> Result<bool, EngineError> {
+        if admin::probe(&self.config, spec).await.is_ok() {
+            return Ok(false);
+        }
+        let Some(pid) = self.running_pid(spec) else {
+            return Ok(false);
+        };
+        let at_old = NodeSpec {
+            port: from,
+            ..spec.clone()
+        };
+        let probe = admin::probe(&self.config, &at_old).await?;
+        if probe.pid != pid {
+            return Err(EngineError::Protocol(format!(
+                "port {from} is served by pid {}, not by node {} (pid {pid})",
+                probe.pid, spec.name
+            )));
+        }
+        let mut con = self.admin_connection(&at_old).await?;
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("port")
+            .arg(spec.port)
+            .query_async::<()>(&mut con)
+            .await?;
+        tracing::info!(node = %spec.name, from, to = spec.port, "node moved to its own port, live");
+        Ok(true)
+    }
+
     /// For a master: waits until at least `n` replicas are online and have acknowledged the
     /// replication offset the master had when the call began (every write acknowledged before
     /// this call is on them). Replicas acknowledge once a second, so expect up to ~1 s even

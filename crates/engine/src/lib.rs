@@ -73,6 +73,7 @@ mod restore;
 mod runtime;
 mod slowlog;
 mod snapshot;
+mod switch;
 
 use std::path::PathBuf;
 use std::time::Duration;

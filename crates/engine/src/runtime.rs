@@ -70,6 +70,26 @@ pub trait NodeRuntime: Send + Sync {
     ) -> Result<Vec<SlowlogEntry>, EngineError>;
     /// Makes a running node follow `spec.master` (REPLICAOF), as its spec says.
     async fn follow(&self, spec: &NodeSpec) -> Result<(), EngineError>;
+    /// Moves a running node that still listens on `from` to `spec.port`, live (see
+    /// [`Engine::move_port`]); true if it moved.
+    async fn move_port(&self, spec: &NodeSpec, from: u16) -> Result<bool, EngineError>;
+
+    // ---- planned switches and drills (see `switch.rs`) ----
+
+    async fn pause_writes(&self, spec: &NodeSpec, pause: Duration) -> Result<(), EngineError>;
+    async fn unpause_writes(&self, spec: &NodeSpec) -> Result<(), EngineError>;
+    /// Waits until `replica` has applied everything `master` had at the call.
+    async fn wait_caught_up(
+        &self,
+        master: &NodeSpec,
+        replica: &NodeSpec,
+        timeout: Duration,
+    ) -> Result<(), EngineError>;
+    async fn set_replica_priority(&self, spec: &NodeSpec, priority: u32)
+        -> Result<(), EngineError>;
+    async fn is_master_now(&self, spec: &NodeSpec) -> Result<bool, EngineError>;
+    /// SIGKILL, as a crash would; true if the node ran.
+    fn kill(&self, spec: &NodeSpec) -> Result<bool, EngineError>;
     /// Waits until a replica is in sync with its master.
     async fn wait_replica_synced(
         &self,
@@ -189,6 +209,36 @@ impl NodeRuntime for Engine {
     }
     async fn follow(&self, spec: &NodeSpec) -> Result<(), EngineError> {
         Engine::follow(self, spec).await
+    }
+    async fn move_port(&self, spec: &NodeSpec, from: u16) -> Result<bool, EngineError> {
+        Engine::move_port(self, spec, from).await
+    }
+    async fn pause_writes(&self, spec: &NodeSpec, pause: Duration) -> Result<(), EngineError> {
+        Engine::pause_writes(self, spec, pause).await
+    }
+    async fn unpause_writes(&self, spec: &NodeSpec) -> Result<(), EngineError> {
+        Engine::unpause_writes(self, spec).await
+    }
+    async fn wait_caught_up(
+        &self,
+        master: &NodeSpec,
+        replica: &NodeSpec,
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
+        Engine::wait_caught_up(self, master, replica, timeout).await
+    }
+    async fn set_replica_priority(
+        &self,
+        spec: &NodeSpec,
+        priority: u32,
+    ) -> Result<(), EngineError> {
+        Engine::set_replica_priority(self, spec, priority).await
+    }
+    async fn is_master_now(&self, spec: &NodeSpec) -> Result<bool, EngineError> {
+        Engine::is_master_now(self, spec).await
+    }
+    fn kill(&self, spec: &NodeSpec) -> Result<bool, EngineError> {
+        Engine::kill(self, spec)
     }
     async fn wait_replica_synced(
         &self,
