@@ -246,7 +246,7 @@ mod tests {
     fn the_command_line_must_name_the_config_file() {
         let d = daemon();
         assert!(d.cmdline_matches(b"/usr/sbin/haproxy\0-W\0-f\0/d/haproxy.cfg\0"));
-        assert!(d.cmdline_matches(b"/usr/sbin/haproxy\0-W\0-f\0/d/haproxy.cfg\0-sf\012\0"));
+        assert!(d.cmdline_matches(b"/usr/sbin/haproxy\0-W\0-f\0/d/haproxy.cfg\0-sf\x0012\0"));
         assert!(!d.cmdline_matches(b"/usr/sbin/haproxy\0-W\0-f\0/e/haproxy.cfg\0"));
         assert!(!d.cmdline_matches(b"/usr/bin/redis-server\0/d/haproxy.cfg\0"));
         assert!(!d.cmdline_matches(b""));

@@ -67,6 +67,13 @@ pub enum EngineError {
     /// Nothing listens on the node's port (connection refused).
     #[error("redis-server is not running")]
     NotRunning,
+    /// HAProxy did not start, refused a new config (the previous one keeps serving), or could
+    /// not be stopped; `what` says which and why as far as crsd knows.
+    #[error("haproxy: {what}; haproxy.log ends with:\n{log_tail}")]
+    Proxy { what: String, log_tail: String },
+    /// HAProxy's runtime API refused a command (unknown frontend or server, ...).
+    #[error("haproxy refused `{command}`: {reply}")]
+    ProxyCommand { command: String, reply: String },
     /// File or process I/O; the source's message names the path or action.
     #[error("i/o error")]
     Io(#[source] std::io::Error),

@@ -16,6 +16,10 @@
 //! * **Redis connections for admin commands**: live changes (`CONFIG SET`, `ACL SETUSER`,
 //!   persisted with `CONFIG REWRITE`), `FLUSHALL`, `INFO` queries and replication checks,
 //!   always authenticated as crsd's own ACL user.
+//! * **The host's proxy**: the one HAProxy process that gives every instance its stable
+//!   address and sends clients to whichever node answers `role:master` (`proxy.rs`): its
+//!   config, start, reloads that keep established connections, and its runtime commands for
+//!   planned switches.
 //! * **Backup and restore primitives**: a replication barrier, a point-in-time RDB of a
 //!   node (`BGSAVE` on the replica), checking an RDB file, and staging an RDB as a node's
 //!   data with a way back (see `snapshot.rs` and `restore.rs`). Where backups are kept and
@@ -60,7 +64,7 @@
 mod admin;
 mod ceiling;
 mod config;
-#[allow(dead_code)] // Sentinel and the proxy, landing next, are its users.
+#[allow(dead_code)] // `Daemon::stop` is for Sentinel, landing next.
 mod daemon;
 mod durable;
 mod engine;
@@ -69,6 +73,7 @@ mod layout;
 mod persistence;
 mod poll;
 mod process;
+mod proxy;
 mod restore;
 mod runtime;
 mod slowlog;
@@ -84,6 +89,7 @@ pub use ceiling::{CeilingConfig, CeilingStatus};
 pub use engine::{Engine, Liveness};
 pub use error::EngineError;
 pub use persistence::NodeUsage;
+pub use proxy::{Frontend, Proxy, ProxyConfig, Server};
 pub use runtime::NodeRuntime;
 pub use slowlog::SlowlogEntry;
 

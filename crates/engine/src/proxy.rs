@@ -1,0 +1,1458 @@
+//! The host's HAProxy: every instance's stable address.
+//!
+//! # One process, one `listen` section per instance
+//!
+//! A client connects to its instance's port on the proxy; the proxy forwards the connection to
+//! the node that is the master right now. Which node that is, HAProxy finds out by itself: the
+//! backend of each instance lists all of its nodes, and a health check logs in to each as
+//! [`crate::CHECK_USER`] and asks `INFO replication`; only a node answering `role:master` is
+//! UP. With `balance first`, connections go to the first UP server in the order the caller
+//! listed them (the current master first), so two nodes claiming `role:master` for a moment
+//! (a planned switch, a dead master restarted from its own config) still give one answer.
+//!
+//! The check pipelines `QUIT` after `INFO replication`: a replica's reply does not match, and
+//! without `QUIT` HAProxy would wait for `timeout check` before it calls the check failed
+//! (measured: the failover took longer by that much). A node marked DOWN has its sessions
+//! shut (`on-marked-down shutdown-sessions`): a client left on a demoted master would only
+//! get `READONLY` errors.
+//!
+//! The frontend and backend of an instance are one `listen` section named after the instance;
+//! servers are named after the nodes. Every name is `[a-z0-9-]`, checked before anything is
+//! rendered, and so are the other values written into the config, which is 0600 in a 0700
+//! folder because it holds the check user's secret (nothing else logs it: no traffic log, and
+//! the `Debug` of [`Frontend`] hides it).
+//!
+//! # Changing the config without dropping connections
+//!
+//! HAProxy cannot add or remove a listener at run time, so a new instance means a new config
+//! and a reload. HAProxy runs in master-worker mode: the master re-executes itself, reads the
+//! new config, takes the listening sockets over from the current worker through the stats
+//! socket (`expose-fd listeners`; the master passes `-x` by itself), and forks a new worker.
+//! The listening sockets are the same kernel sockets throughout, so no connection attempt is
+//! refused during a reload; the old worker stops accepting but keeps serving the connections
+//! it has until they close. One thing breaks that: a new port HAProxy cannot bind. The old
+//! worker then pauses its listeners while the master retries (about 2 s) and gives up, and
+//! every instance refuses connections meanwhile; so `apply` first binds each new port itself
+//! for a moment and refuses a taken one.
+//!
+//! The master is driven through its CLI (`master.sock`): `reload` there cannot be lost the
+//! way a `SIGUSR2` sent while the master is still re-executing is; `show proc` says when the
+//! reload ended and whether it failed (the previous worker then keeps serving and the
+//! previous config is put back on disk); and `@1 <command>` reaches the newest worker, where
+//! the stats socket may still be answered by the old worker for a moment after a reload. A
+//! config counts as serving when the newest worker's `show info` reports the config's
+//! `description` (a hash of the rest of the file) and every frontend port accepts a
+//! connection.
+//!
+//! # Server states across a reload
+//!
+//! A new worker would start with every server UP and mark a replica DOWN only after its first
+//! check; with `balance first` that matters only when the server listed first is not the
+//! master, but the caller's order can lag behind a failover. And a server put in maintenance
+//! for a planned switch would be ready again. So right before a reload the current worker's
+//! `show servers state` is saved in `haproxy.state` (`server-state-file`,
+//! `load-server-state-from-file global`) and the new worker starts from it. Only lines whose
+//! frontend, server, address and port are the same in the new config are kept: HAProxy would
+//! take the port from the file. A fresh start (nothing runs) begins from an empty file: the
+//! states of a process that is gone may be stale.
+//!
+//! # What a reload does not carry
+//!
+//! The old worker no longer runs health checks, so the connections it still serves lose
+//! `on-marked-down shutdown-sessions`: after a failover they stay on the demoted master (and
+//! `shutdown sessions server` is refused on its stopped proxies). [`Proxy::shutdown_sessions`]
+//! therefore also shuts the matching sessions of old workers one by one, and
+//! [`Proxy::sweep_old_workers`] shuts every old worker's session whose server the current
+//! worker does not see UP; call it after a failover, or periodically. Old workers live as
+//! long as their connections (about 8 MB each); [`ProxyConfig::worker_max_reloads`] bounds
+//! their number at the price of dropping those connections.
+//!
+//! A `kill -9` of the master ends its workers too (they watch the master), with every
+//! connection; [`Proxy::ensure_running`] starts it again from the config on disk.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::time::Instant;
+
+use crate::daemon::{private_dir, write_private, Daemon};
+use crate::error::io_err;
+use crate::poll::Backoff;
+use crate::process::{file_tail, resolve_program, stat_is_zombie_or_gone};
+use crate::EngineError;
+
+const CONF_FILE: &str = "haproxy.cfg";
+const PID_FILE: &str = "haproxy.pid";
+const LOG_FILE: &str = "haproxy.log";
+const STATE_FILE: &str = "haproxy.state";
+const ADMIN_SOCKET: &str = "admin.sock";
+const MASTER_SOCKET: &str = "master.sock";
+
+/// The `description` of a rendered config starts with this; the rest is the config's hash.
+const MARKER_PREFIX: &str = "crsd-";
+/// How long a start or a reload may take until the new config serves.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// One exchange on the master CLI.
+const CLI_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a runtime command keeps trying while the master CLI is away (the master
+/// re-executes itself during a reload, twice).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// SIGTERM, then SIGKILL after this.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Check interval while a server changes state (`fastinter`) and while it is DOWN
+/// (`downinter`): a new master is UP one check after it is promoted.
+const FAST_CHECK_MS: u64 = 100;
+/// Where Debian installs haproxy; not in the `PATH` of users other than root.
+const SBIN_DIRS: &[&str] = &["/usr/sbin", "/usr/local/sbin", "/sbin"];
+/// HAProxy binds a unix socket as `<path>.<pid>.tmp` first; `sun_path` holds 107 bytes.
+const MAX_SOCKET_PATH: usize = 90;
+const MAX_NAME_LEN: usize = 64;
+/// `srv_op_state` of a running server in `show servers state`.
+const SRV_RUNNING: u32 = 2;
+
+/// Settings of the host's proxy.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// The `haproxy` executable. A bare name is looked up in `PATH`, then in the sbin folders
+    /// (`/usr/sbin`, where Debian installs it, is not in the `PATH` of other users than root).
+    pub program: PathBuf,
+    /// The proxy's folder (0700): `haproxy.cfg` (0600), `haproxy.pid`, `haproxy.log`,
+    /// `haproxy.state` (server states handed to the next worker), `admin.sock` (stats socket,
+    /// level admin) and `master.sock` (master CLI). Letters, digits and `/._-+~@=` only.
+    pub root: PathBuf,
+    /// The one IP address every frontend listens on.
+    pub bind: String,
+    /// Health check interval of a server whose state is settled (`inter`). A server changing
+    /// state or DOWN is checked every 100 ms; 3 failed checks mark it DOWN, 1 good check UP.
+    pub check_inter_ms: u64,
+    /// How long one check may take (`timeout check`).
+    pub timeout_check_ms: u64,
+    /// `timeout connect`: to a node, from the proxy.
+    pub timeout_connect_ms: u64,
+    /// `timeout client` and `timeout server`: an idle connection is closed after this.
+    pub timeout_client_s: u64,
+    /// Connections the whole proxy accepts at once (global `maxconn`); further ones wait in
+    /// the kernel's backlog. Default 8192. HAProxy needs two file descriptors per connection
+    /// and refuses to start when its hard limit on open files (inherited from crsd) is too
+    /// low for `maxconn`, so the rendered value is lowered to fit that limit, with a warning.
+    pub maxconn: u32,
+    /// Connections one instance's frontend accepts at once; default 1024.
+    pub frontend_maxconn: u32,
+    /// `mworker-max-reloads`: an old worker still serving connections after this many
+    /// reloads is terminated, and those connections with it. `None` (the default): old
+    /// workers live as long as their connections.
+    pub worker_max_reloads: Option<u32>,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            program: PathBuf::from("haproxy"),
+            root: PathBuf::from("haproxy"),
+            bind: "127.0.0.1".to_string(),
+            check_inter_ms: 500,
+            timeout_check_ms: 500,
+            timeout_connect_ms: 200,
+            timeout_client_s: 3600,
+            maxconn: 8192,
+            frontend_maxconn: 1024,
+            worker_max_reloads: None,
+        }
+    }
+}
+
+/// One instance's stable address: a port on [`ProxyConfig::bind`] and the nodes behind it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Frontend {
+    /// The instance id, e.g. "crs-abcd1234" (`[a-z0-9-]`).
+    pub name: String,
+    pub port: u16,
+    /// The ACL user the health check logs in as ([`crate::CHECK_USER`]).
+    pub check_user: String,
+    /// Its secret ([`crate::internal_secret`]); written to `haproxy.cfg` only.
+    pub check_secret: String,
+    /// The nodes, the current master first.
+    pub servers: Vec<Server>,
+}
+
+impl std::fmt::Debug for Frontend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frontend")
+            .field("name", &self.name)
+            .field("port", &self.port)
+            .field("check_user", &self.check_user)
+            .field("check_secret", &"<redacted>")
+            .field("servers", &self.servers)
+            .finish()
+    }
+}
+
+/// One node behind a frontend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    /// The node id, e.g. "crs-abcd1234-0" (`[a-z0-9-]`).
+    pub name: String,
+    /// An IP address (HAProxy would resolve a host name once, at start).
+    pub host: String,
+    pub port: u16,
+}
+
+/// The files of the proxy's folder.
+#[derive(Clone, Debug)]
+struct Files {
+    root: PathBuf,
+    conf: PathBuf,
+    pid: PathBuf,
+    log: PathBuf,
+    state: PathBuf,
+    admin_socket: PathBuf,
+    master_socket: PathBuf,
+}
+
+impl Files {
+    fn new(root: &Path) -> Files {
+        Files {
+            root: root.to_path_buf(),
+            conf: root.join(CONF_FILE),
+            pid: root.join(PID_FILE),
+            log: root.join(LOG_FILE),
+            state: root.join(STATE_FILE),
+            admin_socket: root.join(ADMIN_SOCKET),
+            master_socket: root.join(MASTER_SOCKET),
+        }
+    }
+}
+
+/// The host's HAProxy (see the module docs).
+#[derive(Debug)]
+pub struct Proxy {
+    cfg: ProxyConfig,
+    files: Files,
+    daemon: Daemon,
+    /// One change at a time: a runtime command must not land on a worker that a reload is
+    /// about to replace, nor after the server states were saved for the next one.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Proxy {
+    pub fn new(cfg: ProxyConfig) -> Proxy {
+        let root = std::path::absolute(&cfg.root).unwrap_or_else(|_| cfg.root.clone());
+        let files = Files::new(&root);
+        let mut master_cli = files.master_socket.as_os_str().to_os_string();
+        master_cli.push(",mode,600");
+        let args: Vec<OsString> = vec![
+            "-W".into(),
+            "-f".into(),
+            files.conf.clone().into_os_string(),
+            "-S".into(),
+            master_cli,
+        ];
+        let daemon = Daemon::new(
+            &haproxy_program(&cfg.program),
+            args,
+            &root,
+            &files.conf,
+            &files.pid,
+            &files.log,
+        );
+        Proxy {
+            cfg,
+            files,
+            daemon,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Renders the config for exactly these frontends and makes it serve: starts haproxy if
+    /// it does not run, reloads it if it runs another config (established connections stay
+    /// with the old worker). Returns once every frontend port is served by a worker running
+    /// the new config; true if it started or reloaded, false if that config already served.
+    ///
+    /// Errors: [`EngineError::Config`] for a value that cannot be rendered (nothing changed);
+    /// [`EngineError::Io`] of kind `AddrInUse` when a new frontend's port is taken by another
+    /// process (nothing changed: handed to haproxy, that reload would pause every listener
+    /// while it retried, about 2 s); [`EngineError::Proxy`] when haproxy refused the config
+    /// (the previous one keeps serving and is put back on disk) or did not serve it in time.
+    pub async fn apply(&self, frontends: &[Frontend]) -> Result<bool, EngineError> {
+        let fd_limit = fd_hard_limit();
+        let text = render(&self.cfg, &self.files, frontends, fd_limit)?;
+        let maxconn = global_maxconn(self.cfg.maxconn, fd_limit, frontends);
+        if maxconn < self.cfg.maxconn {
+            tracing::warn!(
+                configured = self.cfg.maxconn,
+                rendered = maxconn,
+                fd_limit,
+                "the hard limit on open files is too low for the proxy's maxconn; lowered"
+            );
+        }
+        let _guard = self.lock.lock().await;
+        self.prepare_root()?;
+        if self.running().is_none() {
+            check_free(&text, &HashSet::new())?;
+            self.write_conf(&text)?;
+            self.start(&text).await?;
+            return Ok(true);
+        }
+        let on_disk = fs::read_to_string(&self.files.conf).ok();
+        if on_disk.as_deref() == Some(text.as_str())
+            && self.serving_marker().await.as_deref() == marker_of(&text)
+        {
+            return Ok(false);
+        }
+        let serving = on_disk.as_deref().map(binds).unwrap_or_default();
+        check_free(&text, &serving.into_iter().collect())?;
+        self.reload(&text, on_disk).await?;
+        Ok(true)
+    }
+
+    /// Starts haproxy from the config on disk when it does not run (after a `kill -9`, a
+    /// reboot); true if it started it. [`EngineError::Config`] if nothing was ever applied.
+    pub async fn ensure_running(&self) -> Result<bool, EngineError> {
+        let _guard = self.lock.lock().await;
+        if self.running().is_some() {
+            return Ok(false);
+        }
+        let text = match fs::read_to_string(&self.files.conf) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(EngineError::Config(format!(
+                    "no {} to start haproxy from: apply a config first",
+                    self.files.conf.display()
+                )))
+            }
+            Err(e) => return Err(io_err(format!("reading {}", self.files.conf.display()))(e)),
+        };
+        check_root(&self.files)?;
+        self.prepare_root()?;
+        self.start(&text).await?;
+        Ok(true)
+    }
+
+    /// The pid of the running haproxy master, if any.
+    pub fn running(&self) -> Option<u32> {
+        let pid = self.daemon.find()?;
+        // Workers are forks of the master and share its command line: report their master.
+        // (While the master re-executes itself its command line reads empty for an instant;
+        // its name does not change.)
+        match parent_pid(pid) {
+            Some(parent) if self.daemon.is_ours(parent) || self.is_haproxy(parent) => Some(parent),
+            _ => Some(pid),
+        }
+    }
+
+    /// Whether `pid` is alive and named like our haproxy program (`/proc/<pid>/stat`).
+    fn is_haproxy(&self, pid: u32) -> bool {
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let name = self
+            .daemon
+            .program
+            .file_name()
+            .map(|n| n.as_encoded_bytes());
+        let comm = stat
+            .find('(')
+            .zip(stat.rfind(')'))
+            .map(|(open, close)| &stat.as_bytes()[open + 1..close]);
+        // The kernel keeps the first 15 bytes of the name.
+        let same = match (name, comm) {
+            (Some(name), Some(comm)) => comm == &name[..name.len().min(15)],
+            _ => false,
+        };
+        same && !stat_is_zombie_or_gone(&stat)
+    }
+
+    /// `set server <frontend>/<server> health up|down` on the current worker: marks the
+    /// server UP or DOWN now, until its checks say otherwise (a planned switch, "Zero-loss
+    /// recipe" steps 4 and 7).
+    pub async fn set_health(
+        &self,
+        frontend: &str,
+        server: &str,
+        up: bool,
+    ) -> Result<(), EngineError> {
+        let target = server_ref(frontend, server)?;
+        let state = if up { "up" } else { "down" };
+        let _guard = self.lock.lock().await;
+        self.worker_command_ok(&format!("set server {target} health {state}"))
+            .await
+    }
+
+    /// `set server <frontend>/<server> state maint|ready` on the current worker. `ready` marks
+    /// the server UP at once, even a replica: set its health down first.
+    pub async fn set_maint(
+        &self,
+        frontend: &str,
+        server: &str,
+        maint: bool,
+    ) -> Result<(), EngineError> {
+        let target = server_ref(frontend, server)?;
+        let state = if maint { "maint" } else { "ready" };
+        let _guard = self.lock.lock().await;
+        self.worker_command_ok(&format!("set server {target} state {state}"))
+            .await
+    }
+
+    /// Closes every connection to `server` of `frontend`: on the current worker
+    /// (`shutdown sessions server`) and on old workers still serving connections from before
+    /// a reload (session by session).
+    pub async fn shutdown_sessions(&self, frontend: &str, server: &str) -> Result<(), EngineError> {
+        let target = server_ref(frontend, server)?;
+        let _guard = self.lock.lock().await;
+        self.worker_command_ok(&format!("shutdown sessions server {target}"))
+            .await?;
+        self.shut_old_sessions(|be, srv| be == frontend && srv == server)
+            .await?;
+        Ok(())
+    }
+
+    /// Shuts every session of an old worker (one replaced by a reload but still serving
+    /// connections) whose server the current worker does not see UP: old workers run no
+    /// health checks, so nothing else would move their clients off a demoted master.
+    /// Returns how many sessions it shut. Cheap when there is no old worker.
+    pub async fn sweep_old_workers(&self) -> Result<usize, EngineError> {
+        let _guard = self.lock.lock().await;
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        let procs = self.show_proc(deadline).await?;
+        if procs.old_workers.is_empty() {
+            return Ok(0);
+        }
+        let reply = self.cli_retry("@1 show servers state", deadline).await?;
+        let up: HashSet<(String, String)> = parse_servers_state(&reply)
+            .into_iter()
+            .filter(ServerState::is_up)
+            .map(|s| (s.backend, s.server))
+            .collect();
+        self.shut_old_sessions(|be, srv| !up.contains(&(be.to_string(), srv.to_string())))
+            .await
+    }
+
+    /// The servers of `frontend` the current worker sees UP (running and not in
+    /// maintenance), in the order of the config.
+    pub async fn servers_up(&self, frontend: &str) -> Result<Vec<String>, EngineError> {
+        check_name("frontend", frontend)?;
+        let command = format!("show servers state {frontend}");
+        let _guard = self.lock.lock().await;
+        let reply = self.worker_command(&command).await?;
+        if !reply.starts_with("1\n") {
+            return Err(EngineError::ProxyCommand {
+                command,
+                reply: reply.trim().to_string(),
+            });
+        }
+        Ok(parse_servers_state(&reply)
+            .into_iter()
+            .filter(|s| s.backend == frontend && s.is_up())
+            .map(|s| s.server)
+            .collect())
+    }
+
+    /// Stops haproxy (SIGTERM to the master, which ends its workers; SIGKILL after a grace
+    /// period). Every connection through it is closed.
+    pub async fn stop(&self) -> Result<(), EngineError> {
+        let _guard = self.lock.lock().await;
+        let Some(pid) = self.running() else {
+            return Ok(());
+        };
+        self.signal_master(pid, libc::SIGTERM).await?;
+        let deadline = Instant::now() + STOP_GRACE;
+        let mut backoff = Backoff::process();
+        while alive(pid) && Instant::now() < deadline {
+            backoff.wait().await;
+        }
+        if alive(pid) {
+            self.signal_master(pid, libc::SIGKILL).await?;
+        }
+        // Workers leave with their master; wait until none is left holding a port.
+        let deadline = Instant::now() + STOP_GRACE;
+        while let Some(left) = self.daemon.find() {
+            if Instant::now() >= deadline {
+                return Err(self.failure(format!(
+                    "process {left} still runs after SIGTERM and SIGKILL of the master"
+                )));
+            }
+            backoff.wait().await;
+        }
+        tracing::info!(pid, "haproxy stopped");
+        Ok(())
+    }
+
+    /// Signals the master `pid` through a pidfd once its command line proves it ours; tries
+    /// again for a moment while it is alive but unrecognisable (re-executing itself).
+    async fn signal_master(&self, pid: u32, sig: libc::c_int) -> Result<(), EngineError> {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut backoff = Backoff::process();
+        while !self.daemon.signal(pid, sig)? && alive(pid) && Instant::now() < deadline {
+            backoff.wait().await;
+        }
+        Ok(())
+    }
+
+    fn prepare_root(&self) -> Result<(), EngineError> {
+        let root = &self.files.root;
+        private_dir(root).map_err(io_err(format!("creating {}", root.display())))?;
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700))
+            .map_err(io_err(format!("chmod 0700 {}", root.display())))
+    }
+
+    fn write_conf(&self, text: &str) -> Result<(), EngineError> {
+        write_private(&self.files.conf, text.as_bytes())
+            .map_err(io_err(format!("writing {}", self.files.conf.display())))
+    }
+
+    fn write_state(&self, text: &str) -> Result<(), EngineError> {
+        write_private(&self.files.state, text.as_bytes())
+            .map_err(io_err(format!("writing {}", self.files.state.display())))
+    }
+
+    fn failure(&self, what: impl Into<String>) -> EngineError {
+        EngineError::Proxy {
+            what: what.into(),
+            log_tail: file_tail(&self.files.log),
+        }
+    }
+
+    /// Spawns haproxy on the config `text` (already on disk) and waits until it serves.
+    async fn start(&self, text: &str) -> Result<(), EngineError> {
+        self.write_state(EMPTY_STATE)?;
+        let started = Instant::now();
+        let pid = self.daemon.spawn()?;
+        if let Err(e) = self
+            .wait_serving(text, Some(pid), started + READY_TIMEOUT)
+            .await
+        {
+            // Not serving in time: it would only hold ports. Its workers leave with it.
+            let _ = self.daemon.signal(pid, libc::SIGKILL);
+            return Err(e);
+        }
+        tracing::info!(
+            pid,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "haproxy started"
+        );
+        Ok(())
+    }
+
+    /// Hands the running haproxy the config `text` and waits until a worker serves it.
+    async fn reload(&self, text: &str, previous: Option<String>) -> Result<(), EngineError> {
+        let started = Instant::now();
+        let deadline = started + READY_TIMEOUT;
+        let master = self.running();
+        let before = self.show_proc(deadline).await?;
+        let dump = self
+            .cli_retry("@1 show servers state", deadline)
+            .await
+            .unwrap_or_default();
+        self.write_state(&carry_over(&dump, text))?;
+        self.write_conf(text)?;
+        self.send_reload(deadline).await?;
+        let mut backoff = Backoff::process();
+        loop {
+            if let Ok(Some(now)) = self.cli_once("show proc").await.map(|r| parse_proc(&r)) {
+                if now.reloads > before.reloads {
+                    if now.failed > 0 {
+                        if let Some(previous) = previous {
+                            self.write_conf(&previous)?;
+                        }
+                        return Err(self.failure(
+                            "haproxy refused the new config; the previous one keeps serving",
+                        ));
+                    }
+                    break;
+                }
+            }
+            if !master.is_some_and(alive) {
+                return Err(self.failure("haproxy exited during a reload"));
+            }
+            if Instant::now() >= deadline {
+                return Err(self.failure(format!(
+                    "the reload did not finish within {READY_TIMEOUT:?}"
+                )));
+            }
+            backoff.wait().await;
+        }
+        self.wait_serving(text, None, deadline).await?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "haproxy reloaded"
+        );
+        Ok(())
+    }
+
+    /// Waits until the newest worker runs the config `text` and every frontend port of it
+    /// accepts a connection. `spawned`: the master just started, which must not exit.
+    async fn wait_serving(
+        &self,
+        text: &str,
+        spawned: Option<u32>,
+        deadline: Instant,
+    ) -> Result<(), EngineError> {
+        let marker = marker_of(text);
+        let mut backoff = Backoff::process();
+        loop {
+            if let Some(pid) = spawned {
+                if !alive(pid) {
+                    return Err(self.failure("haproxy exited before it served its config"));
+                }
+            }
+            if marker.is_some() && self.serving_marker().await.as_deref() == marker {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(self.failure(format!(
+                    "no worker served the new config within {READY_TIMEOUT:?}"
+                )));
+            }
+            backoff.wait().await;
+        }
+        for addr in binds(text) {
+            let target = probe_addr(addr);
+            loop {
+                let attempt = tokio::time::timeout(CLI_TIMEOUT, TcpStream::connect(target)).await;
+                if matches!(attempt, Ok(Ok(_))) {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(self.failure(format!("{addr} does not accept connections")));
+                }
+                backoff.wait().await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `description` the newest worker reports (the hash of its config), if it answers.
+    async fn serving_marker(&self) -> Option<String> {
+        let info = self.cli_once("@1 show info").await.ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("description:"))
+            .map(|d| d.trim().to_string())
+    }
+
+    async fn show_proc(&self, deadline: Instant) -> Result<ProcList, EngineError> {
+        let reply = self.cli_retry("show proc", deadline).await?;
+        parse_proc(&reply).ok_or_else(|| EngineError::ProxyCommand {
+            command: "show proc".to_string(),
+            reply: reply.trim().to_string(),
+        })
+    }
+
+    /// `reload` on the master CLI. The master closes the connection (or resets it) as it
+    /// re-executes itself; only a failure to deliver the command is an error.
+    async fn send_reload(&self, deadline: Instant) -> Result<(), EngineError> {
+        let mut backoff = Backoff::process();
+        loop {
+            match UnixStream::connect(&self.files.master_socket).await {
+                Ok(mut s) => {
+                    s.write_all(b"reload\n")
+                        .await
+                        .map_err(io_err("sending reload to the haproxy master"))?;
+                    let _ = s.shutdown().await;
+                    let mut sink = Vec::new();
+                    let _ = tokio::time::timeout(CLI_TIMEOUT, s.read_to_end(&mut sink)).await;
+                    return Ok(());
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(io_err(format!(
+                        "connecting to {}",
+                        self.files.master_socket.display()
+                    ))(e))
+                }
+                Err(_) => backoff.wait().await,
+            }
+        }
+    }
+
+    /// `command` on the newest worker, through the master CLI.
+    async fn worker_command(&self, command: &str) -> Result<String, EngineError> {
+        if self.running().is_none() {
+            return Err(self.failure("haproxy is not running"));
+        }
+        let reply = self
+            .cli_retry(&format!("@1 {command}"), Instant::now() + COMMAND_TIMEOUT)
+            .await;
+        if reply.is_err() && self.running().is_none() {
+            return Err(self.failure("haproxy is not running"));
+        }
+        reply
+    }
+
+    /// A command that answers nothing when it succeeds.
+    async fn worker_command_ok(&self, command: &str) -> Result<(), EngineError> {
+        let reply = self.worker_command(command).await?;
+        if reply.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::ProxyCommand {
+                command: command.to_string(),
+                reply: reply.trim().to_string(),
+            })
+        }
+    }
+
+    /// Shuts the sessions of every old worker whose (frontend, server) `pick` selects.
+    async fn shut_old_sessions(
+        &self,
+        pick: impl Fn(&str, &str) -> bool,
+    ) -> Result<usize, EngineError> {
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        let procs = self.show_proc(deadline).await?;
+        let mut shut = 0;
+        for pid in procs.old_workers {
+            // An old worker may leave at any moment (its last connection closed): skip it.
+            let Ok(sessions) = self.cli_once(&format!("@!{pid} show sess")).await else {
+                continue;
+            };
+            for s in parse_sessions(&sessions) {
+                if !pick(&s.backend, &s.server) {
+                    continue;
+                }
+                if let Ok(reply) = self
+                    .cli_once(&format!("@!{pid} shutdown session {}", s.id))
+                    .await
+                {
+                    if reply.trim().is_empty() {
+                        shut += 1;
+                    }
+                }
+            }
+        }
+        if shut > 0 {
+            tracing::info!(sessions = shut, "shut sessions of old haproxy workers");
+        }
+        Ok(shut)
+    }
+
+    /// One exchange on the master CLI: the command, then its whole answer.
+    async fn cli_once(&self, command: &str) -> io::Result<String> {
+        let exchange = async {
+            let mut s = UnixStream::connect(&self.files.master_socket).await?;
+            s.write_all(format!("{command}\n").as_bytes()).await?;
+            s.shutdown().await?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).await?;
+            Ok(out)
+        };
+        tokio::time::timeout(CLI_TIMEOUT, exchange)
+            .await
+            .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no answer")))
+    }
+
+    /// [`Self::cli_once`], tried again until `deadline` while the master CLI is away.
+    async fn cli_retry(&self, command: &str, deadline: Instant) -> Result<String, EngineError> {
+        let mut backoff = Backoff::process();
+        loop {
+            match self.cli_once(command).await {
+                Ok(reply) => return Ok(reply),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(io_err(format!(
+                        "`{command}` on {}",
+                        self.files.master_socket.display()
+                    ))(e))
+                }
+                Err(_) => backoff.wait().await,
+            }
+        }
+    }
+}
+
+/// Checks that every address `text` listens on and `serving` does not is free, by binding
+/// it for a moment. HAProxy would find out too, but a reload that cannot bind a port pauses
+/// the listeners of the running worker while it retries (about 2 s, measured), and every
+/// connection attempt to every instance is refused meanwhile. A port taken in the instant
+/// between this check and the reload still costs that.
+fn check_free(text: &str, serving: &HashSet<SocketAddr>) -> Result<(), EngineError> {
+    for addr in binds(text) {
+        if !serving.contains(&addr) {
+            std::net::TcpListener::bind(addr)
+                .map_err(io_err(format!("a new frontend cannot listen on {addr}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// What a fresh start loads: no server state.
+const EMPTY_STATE: &str = "1\n";
+
+/// The configured program, absolute: `PATH` first, then the sbin folders.
+fn haproxy_program(configured: &Path) -> PathBuf {
+    let resolved = resolve_program(configured);
+    if resolved.is_absolute() {
+        return resolved;
+    }
+    SBIN_DIRS
+        .iter()
+        .map(|dir| Path::new(dir).join(configured))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+        .unwrap_or(resolved)
+}
+
+/// Whether `pid` runs (is neither gone nor a zombie), whatever its command line says.
+fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !stat_is_zombie_or_gone(&s))
+}
+
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ppid ...": comm may hold spaces, the fields follow the last ')'.
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Where to check that a frontend accepts: loopback for an unspecified bind address.
+fn probe_addr(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), EngineError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::Config(format!(
+            "{what} name {name:?} must be 1 to {MAX_NAME_LEN} of [a-z0-9-]"
+        )))
+    }
+}
+
+fn server_ref(frontend: &str, server: &str) -> Result<String, EngineError> {
+    check_name("frontend", frontend)?;
+    check_name("server", server)?;
+    Ok(format!("{frontend}/{server}"))
+}
+
+/// A path written into the config or onto haproxy's command line (`-S <path>,mode,600`).
+fn config_path(path: &Path) -> Result<&str, EngineError> {
+    path.to_str()
+        .filter(|s| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/._-+~@=".contains(&b))
+        })
+        .ok_or_else(|| {
+            EngineError::Config(format!(
+                "proxy path {} may hold only letters, digits and /._-+~@=",
+                path.display()
+            ))
+        })
+}
+
+fn check_root(files: &Files) -> Result<(), EngineError> {
+    for path in [
+        &files.conf,
+        &files.pid,
+        &files.state,
+        &files.admin_socket,
+        &files.master_socket,
+    ] {
+        config_path(path)?;
+    }
+    for socket in [&files.admin_socket, &files.master_socket] {
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(EngineError::Config(format!(
+                "proxy socket path {} is longer than {MAX_SOCKET_PATH} bytes",
+                socket.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_token(what: &str, value: &str, extra: &[u8], max: usize) -> Result<(), EngineError> {
+    let ok = !value.is_empty()
+        && value.len() <= max
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        // Never echo the value: it may be a secret.
+        Err(EngineError::Config(format!(
+            "{what} must be 1 to {max} letters, digits or {}",
+            String::from_utf8_lossy(extra)
+        )))
+    }
+}
+
+fn parse_ip(what: &str, value: &str) -> Result<IpAddr, EngineError> {
+    value
+        .parse()
+        .map_err(|_| EngineError::Config(format!("{what} {value:?} is not an IP address")))
+}
+
+/// The hard limit on open files haproxy inherits; it raises its soft limit up to it.
+fn fd_hard_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes the struct we pass and nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
+        || limit.rlim_max == libc::RLIM_INFINITY
+    {
+        return u64::MAX;
+    }
+    limit.rlim_max
+}
+
+/// Descriptors HAProxy needs beside two per connection: its own (CLI, pipes, pollers) and
+/// one per listener and per health check (measured: 28, plus about 3 per frontend of two
+/// servers); with room to spare.
+const FD_RESERVE: u64 = 100;
+
+/// `maxconn`, lowered so that HAProxy's file descriptors fit `fd_limit` (see
+/// [`ProxyConfig::maxconn`]).
+fn global_maxconn(maxconn: u32, fd_limit: u64, frontends: &[Frontend]) -> u32 {
+    let sockets: u64 = frontends.iter().map(|f| 1 + f.servers.len() as u64).sum();
+    let fits = fd_limit.saturating_sub(FD_RESERVE + 2 * sockets) / 2;
+    u32::try_from(fits.min(u64::from(maxconn)))
+        .unwrap_or(maxconn)
+        .max(1)
+}
+
+/// The config for exactly these frontends (see the module docs), with its marker.
+/// `fd_limit`: the hard limit on open files haproxy will run with.
+fn render(
+    cfg: &ProxyConfig,
+    files: &Files,
+    frontends: &[Frontend],
+    fd_limit: u64,
+) -> Result<String, EngineError> {
+    check_root(files)?;
+    let bind = parse_ip("proxy bind address", &cfg.bind)?;
+    let positive = [
+        ("check_inter_ms", cfg.check_inter_ms),
+        ("timeout_check_ms", cfg.timeout_check_ms),
+        ("timeout_connect_ms", cfg.timeout_connect_ms),
+        ("timeout_client_s", cfg.timeout_client_s),
+        ("maxconn", u64::from(cfg.maxconn)),
+        ("frontend_maxconn", u64::from(cfg.frontend_maxconn)),
+    ];
+    if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+        return Err(EngineError::Config(format!(
+            "proxy {name} must be at least 1"
+        )));
+    }
+    let mut names = HashSet::new();
+    let mut ports = HashSet::new();
+    for fe in frontends {
+        check_name("frontend", &fe.name)?;
+        if !names.insert(fe.name.as_str()) {
+            return Err(EngineError::Config(format!(
+                "frontend {} appears twice",
+                fe.name
+            )));
+        }
+        if fe.port == 0 || !ports.insert(fe.port) {
+            return Err(EngineError::Config(format!(
+                "frontend {}: port {} is 0 or taken by another frontend",
+                fe.name, fe.port
+            )));
+        }
+        check_token("the check user", &fe.check_user, b"_.-", MAX_NAME_LEN)?;
+        check_token("the check secret", &fe.check_secret, b"_.-+/=~", 256)?;
+        let mut servers = HashSet::new();
+        for s in &fe.servers {
+            check_name("server", &s.name)?;
+            if !servers.insert(s.name.as_str()) {
+                return Err(EngineError::Config(format!(
+                    "frontend {}: server {} appears twice",
+                    fe.name, s.name
+                )));
+            }
+            parse_ip("server host", &s.host)?;
+            if s.port == 0 {
+                return Err(EngineError::Config(format!("server {}: port 0", s.name)));
+            }
+        }
+    }
+
+    let mut t = String::new();
+    let w = &mut t;
+    // `write!` to a String cannot fail.
+    let _ = writeln!(w, "# The host's stable addresses, one `listen` per instance. Rendered by crsd: edits are overwritten.");
+    let _ = writeln!(w, "global");
+    let _ = writeln!(w, "    master-worker");
+    let _ = writeln!(w, "    pidfile \"{}\"", config_path(&files.pid)?);
+    let _ = writeln!(
+        w,
+        "    stats socket \"{}\" mode 600 level admin expose-fd listeners",
+        config_path(&files.admin_socket)?
+    );
+    let _ = writeln!(
+        w,
+        "    server-state-file \"{}\"",
+        config_path(&files.state)?
+    );
+    let maxconn = global_maxconn(cfg.maxconn, fd_limit, frontends);
+    let _ = writeln!(w, "    maxconn {maxconn}");
+    if let Some(n) = cfg.worker_max_reloads {
+        let _ = writeln!(w, "    mworker-max-reloads {n}");
+    }
+    let _ = writeln!(w);
+    let _ = writeln!(w, "defaults");
+    let _ = writeln!(w, "    mode tcp");
+    let _ = writeln!(w, "    maxconn {}", cfg.frontend_maxconn.min(maxconn));
+    let _ = writeln!(w, "    timeout connect {}ms", cfg.timeout_connect_ms);
+    let _ = writeln!(w, "    timeout client {}s", cfg.timeout_client_s);
+    let _ = writeln!(w, "    timeout server {}s", cfg.timeout_client_s);
+    let _ = writeln!(w, "    timeout check {}ms", cfg.timeout_check_ms);
+    let _ = writeln!(w, "    load-server-state-from-file global");
+    let _ = writeln!(
+        w,
+        "    default-server inter {}ms fastinter {FAST_CHECK_MS}ms downinter {FAST_CHECK_MS}ms fall 3 rise 1 on-marked-down shutdown-sessions",
+        cfg.check_inter_ms
+    );
+    for fe in frontends {
+        let _ = writeln!(w);
+        let _ = writeln!(w, "listen {}", fe.name);
+        let _ = writeln!(w, "    bind {}", SocketAddr::new(bind, fe.port));
+        let _ = writeln!(w, "    balance first");
+        let _ = writeln!(w, "    option tcp-check");
+        let _ = writeln!(w, "    tcp-check connect");
+        let _ = writeln!(
+            w,
+            "    tcp-check send \"AUTH {} {}\\r\\n\"",
+            fe.check_user, fe.check_secret
+        );
+        let _ = writeln!(w, "    tcp-check expect string +OK");
+        let _ = writeln!(w, "    tcp-check send \"INFO replication\\r\\nQUIT\\r\\n\"");
+        let _ = writeln!(w, "    tcp-check expect string role:master");
+        for s in &fe.servers {
+            let addr = SocketAddr::new(parse_ip("server host", &s.host)?, s.port);
+            let _ = writeln!(w, "    server {} {addr} check", s.name);
+        }
+    }
+    let marker = &hex::encode(Sha256::digest(t.as_bytes()))[..16];
+    Ok(t.replacen(
+        "\nglobal\n",
+        &format!("\nglobal\n    description {MARKER_PREFIX}{marker}\n"),
+        1,
+    ))
+}
+
+/// The marker (`description`) of a rendered config.
+fn marker_of(text: &str) -> Option<&str> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("description "))
+        .find(|d| d.starts_with(MARKER_PREFIX))
+}
+
+/// The frontends' listening addresses in a rendered config.
+fn binds(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("bind "))
+        .filter_map(|a| a.parse().ok())
+        .collect()
+}
+
+/// The (frontend, server, address) of every server in a rendered config.
+fn servers_of(text: &str) -> HashSet<(String, String, SocketAddr)> {
+    let mut out = HashSet::new();
+    let mut section = "";
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("listen ") {
+            section = name.trim();
+        } else if let Some(rest) = line.trim().strip_prefix("server ") {
+            let mut parts = rest.split_whitespace();
+            if let (Some(name), Some(Ok(addr))) = (parts.next(), parts.next().map(str::parse)) {
+                out.insert((section.to_string(), name.to_string(), addr));
+            }
+        }
+    }
+    out
+}
+
+/// The lines of a `show servers state` dump that the config `text` still has as they were
+/// (same frontend, server, address and port): the state file for the next worker.
+fn carry_over(dump: &str, text: &str) -> String {
+    let wanted = servers_of(text);
+    let mut out = String::from(EMPTY_STATE);
+    for line in dump.lines() {
+        if line.starts_with('#') {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 19 {
+            continue;
+        }
+        let (Ok(ip), Ok(port)) = (f[4].parse::<IpAddr>(), f[18].parse::<u16>()) else {
+            continue;
+        };
+        if wanted.contains(&(
+            f[1].to_string(),
+            f[3].to_string(),
+            SocketAddr::new(ip, port),
+        )) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// One server line of `show servers state`.
+#[derive(Debug, PartialEq, Eq)]
+struct ServerState {
+    backend: String,
+    server: String,
+    op_state: u32,
+    admin_state: u32,
+}
+
+impl ServerState {
+    fn is_up(&self) -> bool {
+        self.op_state == SRV_RUNNING && self.admin_state == 0
+    }
+}
+
+fn parse_servers_state(reply: &str) -> Vec<ServerState> {
+    reply
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 7 {
+                return None;
+            }
+            Some(ServerState {
+                backend: f[1].to_string(),
+                server: f[3].to_string(),
+                op_state: f[5].parse().ok()?,
+                admin_state: f[6].parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// The master CLI's `show proc`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ProcList {
+    /// Reloads of the master so far.
+    reloads: u64,
+    /// Failed reloads since the last one that succeeded.
+    failed: u64,
+    workers: Vec<u32>,
+    /// Workers replaced by a reload, still serving their connections.
+    old_workers: Vec<u32>,
+}
+
+fn parse_proc(reply: &str) -> Option<ProcList> {
+    let mut list = ProcList::default();
+    let mut master_seen = false;
+    let mut old = false;
+    for line in reply.lines() {
+        let line = line.trim();
+        match line {
+            "# workers" => old = false,
+            "# old workers" => old = true,
+            _ if line.starts_with('#') => {}
+            _ => {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                match f.get(1) {
+                    Some(&"master") => {
+                        list.reloads = f.get(2)?.parse().ok()?;
+                        let failed = f.iter().position(|t| *t == "[failed:")?;
+                        list.failed = f.get(failed + 1)?.trim_end_matches(']').parse().ok()?;
+                        master_seen = true;
+                    }
+                    Some(&"worker") => {
+                        let pid = f[0].parse().ok()?;
+                        if old {
+                            list.old_workers.push(pid);
+                        } else {
+                            list.workers.push(pid);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    master_seen.then_some(list)
+}
+
+/// One session of `show sess`: its id and where it goes.
+#[derive(Debug, PartialEq, Eq)]
+struct Session {
+    id: String,
+    backend: String,
+    server: String,
+}
+
+fn parse_sessions(reply: &str) -> Vec<Session> {
+    reply
+        .lines()
+        .filter_map(|l| {
+            let (id, rest) = l.split_once(": ")?;
+            if !id.starts_with("0x") {
+                return None;
+            }
+            let field = |key: &str| {
+                rest.split_whitespace()
+                    .find_map(|kv| kv.strip_prefix(key))
+                    .map(str::to_string)
+            };
+            let backend = field("be=")?;
+            let server = field("srv=")?;
+            // The CLI's own session, or one not connected to a server yet.
+            if backend == "<NONE>" || server == "<none>" {
+                return None;
+            }
+            Some(Session {
+                id: id.to_string(),
+                backend,
+                server,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render_unlimited(
+        cfg: &ProxyConfig,
+        files: &Files,
+        frontends: &[Frontend],
+    ) -> Result<String, EngineError> {
+        render(cfg, files, frontends, u64::MAX)
+    }
+
+    fn files() -> Files {
+        Files::new(Path::new("/var/lib/crsd/haproxy"))
+    }
+
+    fn frontend(name: &str, port: u16) -> Frontend {
+        Frontend {
+            name: name.to_string(),
+            port,
+            check_user: "crsd-check".to_string(),
+            check_secret: "0123abcd".to_string(),
+            servers: vec![
+                Server {
+                    name: format!("{name}-0"),
+                    host: "127.0.0.1".to_string(),
+                    port: 7001,
+                },
+                Server {
+                    name: format!("{name}-1"),
+                    host: "::1".to_string(),
+                    port: 7002,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn renders_a_listen_section_per_frontend_with_the_master_check() {
+        let text = render_unlimited(
+            &ProxyConfig::default(),
+            &files(),
+            &[frontend("crs-a", 6000), frontend("crs-b", 6001)],
+        )
+        .expect("render");
+        for line in [
+            "    master-worker",
+            "    stats socket \"/var/lib/crsd/haproxy/admin.sock\" mode 600 level admin expose-fd listeners",
+            "    server-state-file \"/var/lib/crsd/haproxy/haproxy.state\"",
+            "    load-server-state-from-file global",
+            "    default-server inter 500ms fastinter 100ms downinter 100ms fall 3 rise 1 on-marked-down shutdown-sessions",
+            "listen crs-a",
+            "    bind 127.0.0.1:6000",
+            "    balance first",
+            "    tcp-check send \"AUTH crsd-check 0123abcd\\r\\n\"",
+            "    tcp-check send \"INFO replication\\r\\nQUIT\\r\\n\"",
+            "    tcp-check expect string role:master",
+            "    server crs-a-0 127.0.0.1:7001 check",
+            "    server crs-a-1 [::1]:7002 check",
+            "listen crs-b",
+            "    bind 127.0.0.1:6001",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains("mworker-max-reloads"));
+        assert_eq!(
+            binds(&text),
+            vec![
+                "127.0.0.1:6000".parse().unwrap(),
+                "127.0.0.1:6001".parse().unwrap()
+            ]
+        );
+        // The marker is a hash of the rest: another config, another marker.
+        let marker = marker_of(&text).expect("marker");
+        assert!(marker.starts_with(MARKER_PREFIX) && marker.len() == MARKER_PREFIX.len() + 16);
+        let other = render_unlimited(
+            &ProxyConfig::default(),
+            &files(),
+            &[frontend("crs-a", 6000)],
+        )
+        .expect("render");
+        assert_ne!(marker_of(&other), Some(marker));
+        let again = render_unlimited(
+            &ProxyConfig::default(),
+            &files(),
+            &[frontend("crs-a", 6000), frontend("crs-b", 6001)],
+        )
+        .expect("render");
+        assert_eq!(again, text);
+    }
+
+    #[test]
+    fn refuses_what_could_break_out_of_its_line() {
+        let cfg = ProxyConfig::default();
+        let render_one = |fe: Frontend| render_unlimited(&cfg, &files(), &[fe]);
+        let mut fe = frontend("crs-a", 6000);
+        fe.name = "crs-A".to_string();
+        assert!(matches!(render_one(fe), Err(EngineError::Config(_))));
+        let mut fe = frontend("crs-a", 6000);
+        fe.servers[0].name = "n 1".to_string();
+        assert!(matches!(render_one(fe), Err(EngineError::Config(_))));
+        let mut fe = frontend("crs-a", 6000);
+        fe.check_secret = "x\"\r\nsend".to_string();
+        match render_one(fe) {
+            Err(EngineError::Config(msg)) => assert!(!msg.contains("send"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+        let mut fe = frontend("crs-a", 6000);
+        fe.servers[0].host = "redis.example".to_string();
+        assert!(matches!(render_one(fe), Err(EngineError::Config(_))));
+        let mut fe = frontend("crs-a", 6000);
+        fe.servers[1].name = fe.servers[0].name.clone();
+        assert!(matches!(render_one(fe), Err(EngineError::Config(_))));
+        assert!(matches!(
+            render_unlimited(
+                &cfg,
+                &files(),
+                &[frontend("crs-a", 6000), frontend("crs-b", 6000)]
+            ),
+            Err(EngineError::Config(_))
+        ));
+        assert!(matches!(
+            render_unlimited(
+                &cfg,
+                &files(),
+                &[frontend("crs-a", 6000), frontend("crs-a", 6001)]
+            ),
+            Err(EngineError::Config(_))
+        ));
+        assert!(matches!(
+            render_unlimited(&cfg, &Files::new(Path::new("/srv/my proxy")), &[]),
+            Err(EngineError::Config(_))
+        ));
+        let bad_bind = ProxyConfig {
+            bind: "localhost".to_string(),
+            ..ProxyConfig::default()
+        };
+        assert!(matches!(
+            render_unlimited(&bad_bind, &files(), &[]),
+            Err(EngineError::Config(_))
+        ));
+        let debug = format!("{:?}", frontend("crs-a", 6000));
+        assert!(!debug.contains("0123abcd"), "{debug}");
+    }
+
+    #[test]
+    fn maxconn_fits_the_open_files_limit() {
+        let fes = [frontend("crs-a", 6000)];
+        assert_eq!(global_maxconn(8192, u64::MAX, &fes), 8192);
+        assert_eq!(global_maxconn(8192, 20_000, &fes), 8192);
+        // 1024 descriptors: 100 kept aside, 2 per listener and check, 2 per connection.
+        assert_eq!(global_maxconn(8192, 1024, &fes), (1024 - 100 - 6) / 2);
+        assert_eq!(global_maxconn(8192, 10, &fes), 1);
+        let text = render(&ProxyConfig::default(), &files(), &fes, 1024).expect("render");
+        assert!(text.contains("\n    maxconn 459\n"), "{text}");
+        assert!(
+            !text.contains("maxconn 1024"),
+            "a frontend's cap stays under the global one"
+        );
+    }
+
+    #[test]
+    fn carries_over_only_servers_that_stay_as_they_are() {
+        let text = render_unlimited(
+            &ProxyConfig::default(),
+            &files(),
+            &[frontend("crs-a", 6000)],
+        )
+        .expect("render");
+        let header = "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port";
+        let dump = format!(
+            "1\n{header}\n\
+             2 crs-a 1 crs-a-0 127.0.0.1 2 0 1 1 4 15 3 3 6 0 0 0 - 7001 - 0 0 - - 0\n\
+             2 crs-a 2 crs-a-1 ::1 0 1 1 1 4 13 2 0 6 0 0 0 - 7009 - 0 0 - - 0\n\
+             3 crs-gone 1 crs-gone-0 127.0.0.1 2 0 1 1 4 15 3 3 6 0 0 0 - 7003 - 0 0 - - 0\n"
+        );
+        let kept = carry_over(&dump, &text);
+        assert!(kept.starts_with("1\n# be_id"));
+        assert!(kept.contains(" crs-a-0 "));
+        assert!(!kept.contains(" crs-a-1 "), "its port changed");
+        assert!(!kept.contains("crs-gone"));
+        let states = parse_servers_state(&dump);
+        assert_eq!(states.len(), 3);
+        assert!(states[0].is_up());
+        assert!(!states[1].is_up());
+        assert_eq!(carry_over("", &text), EMPTY_STATE);
+    }
+
+    #[test]
+    fn reads_show_proc_and_show_sess() {
+        let proc = "#<PID>          <type>          <reloads>       <uptime>        <version>\n\
+                    6773            master          22 [failed: 1]  0d00h03m22s     2.6.12-1+deb12u4\n\
+                    # workers\n\
+                    9618            worker          1               0d00h00m33s     2.6.12-1+deb12u4\n\
+                    # old workers\n\
+                    9433            worker          2               0d00h00m22s     2.6.12-1+deb12u4\n\
+                    9307            worker          3               0d00h00m42s     2.6.12-1+deb12u4\n\
+                    # programs\n\n";
+        assert_eq!(
+            parse_proc(proc),
+            Some(ProcList {
+                reloads: 22,
+                failed: 1,
+                workers: vec![9618],
+                old_workers: vec![9433, 9307],
+            })
+        );
+        assert_eq!(parse_proc("Unknown command.\n"), None);
+
+        let sess = "0x5573ee3f88f0: proto=tcpv4 src=127.0.0.1:58894 fe=crs-a be=crs-a srv=crs-a-0 ts=00 epoch=0\n\
+                    0x7f0f4c043dc0: proto=sockpair src=unix:2 fe=GLOBAL be=<NONE> srv=<none> ts=00 epoch=0\n\n";
+        assert_eq!(
+            parse_sessions(sess),
+            vec![Session {
+                id: "0x5573ee3f88f0".to_string(),
+                backend: "crs-a".to_string(),
+                server: "crs-a-0".to_string(),
+            }]
+        );
+    }
+}
