@@ -11,6 +11,9 @@
 //!   `maxmemory` plus a headroom and a CPU bound (`ceiling.rs`), so what `maxmemory` does not
 //!   count (Lua's heap, a fork's copy-on-write) cannot take the host; kills by that limit are
 //!   counted.
+//! * **Sentinels**: crsd's set of Redis Sentinel processes (`sentinel.rs`), which decide
+//!   failovers: started detached and adopted like the nodes, masters registered with and
+//!   removed from every sentinel, and their merged view of who is master now.
 //! * **Config files**: rendering each node's `redis.conf` (bind, port, durability, memory
 //!   limit, inline ACL users, replication) and the node folder's permissions.
 //! * **Redis connections for admin commands**: live changes (`CONFIG SET`, `ACL SETUSER`,
@@ -60,7 +63,6 @@
 mod admin;
 mod ceiling;
 mod config;
-#[allow(dead_code)] // Sentinel and the proxy, landing next, are its users.
 mod daemon;
 mod durable;
 mod engine;
@@ -71,6 +73,7 @@ mod poll;
 mod process;
 mod restore;
 mod runtime;
+mod sentinel;
 mod slowlog;
 mod snapshot;
 
@@ -84,6 +87,7 @@ pub use engine::{Engine, Liveness};
 pub use error::EngineError;
 pub use persistence::NodeUsage;
 pub use runtime::NodeRuntime;
+pub use sentinel::{MasterView, Monitored, SentinelConfig, SentinelSet, MIN_SAFE_DOWN_AFTER_MS};
 pub use slowlog::SlowlogEntry;
 
 /// Settings shared by every node this engine drives.

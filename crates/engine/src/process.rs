@@ -385,10 +385,15 @@ pub(crate) async fn wait_gone(
 
 /// The last lines of redis.log (at most ~4 KiB), for error messages.
 pub(crate) fn log_tail(paths: &NodePaths) -> String {
+    file_tail(&paths.log)
+}
+
+/// The last lines (at most ~4 KiB) of a log file, for error messages.
+pub(crate) fn file_tail(log: &Path) -> String {
     const MAX_BYTES: u64 = 4096;
     const MAX_LINES: usize = 20;
     let read = || -> io::Result<String> {
-        let mut f = fs::File::open(&paths.log)?;
+        let mut f = fs::File::open(log)?;
         let len = f.metadata()?.len();
         f.seek(SeekFrom::Start(len.saturating_sub(MAX_BYTES)))?;
         let mut buf = Vec::new();
@@ -401,7 +406,7 @@ pub(crate) fn log_tail(paths: &NodePaths) -> String {
             let start = lines.len().saturating_sub(MAX_LINES);
             lines[start..].join("\n")
         }
-        Err(e) => format!("(cannot read {}: {e})", paths.log.display()),
+        Err(e) => format!("(cannot read {}: {e})", log.display()),
     }
 }
 
