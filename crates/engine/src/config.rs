@@ -336,17 +336,24 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
 
 /// The single address instances listen on.
 pub(crate) fn bind_addr(config: &EngineConfig) -> Result<IpAddr, EngineError> {
-    config.bind.trim().parse::<IpAddr>().map_err(|_| {
-        EngineError::Config(format!(
-            "bind must be one IP address, got {:?}",
-            config.bind
-        ))
-    })
+    parse_bind(&config.bind)
+}
+
+/// A bind setting (of the nodes or of the sentinels): one IP address.
+pub(crate) fn parse_bind(bind: &str) -> Result<IpAddr, EngineError> {
+    bind.trim()
+        .parse::<IpAddr>()
+        .map_err(|_| EngineError::Config(format!("bind must be one IP address, got {bind:?}")))
 }
 
 /// The address crsd connects to: the bind address, or loopback if it binds to all.
 pub(crate) fn connect_host(config: &EngineConfig) -> Result<String, EngineError> {
-    let ip = match bind_addr(config)? {
+    connect_host_of(&config.bind)
+}
+
+/// [`connect_host`] for any bind setting.
+pub(crate) fn connect_host_of(bind: &str) -> Result<String, EngineError> {
+    let ip = match parse_bind(bind)? {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
         ip => ip,

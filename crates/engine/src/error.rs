@@ -80,6 +80,29 @@ pub enum EngineError {
     /// Talking to redis-server failed (auth, timeout, error reply, dropped connection).
     #[error("redis-server command failed")]
     Redis(#[from] redis::RedisError),
+    /// A sentinel `SentinelSet::ensure_running` started exited, or did not answer `PING` with
+    /// the set's secret in time (then it has been killed).
+    #[error(
+        "the sentinel on port {port} did not start: {reason}; sentinel.log ends with:\n{log_tail}"
+    )]
+    SentinelNotStarted {
+        port: u16,
+        reason: String,
+        log_tail: String,
+    },
+    /// `SentinelSet::stop_all` could not end a sentinel, even with SIGKILL.
+    #[error("the sentinel on port {port} (pid {pid}) is still running after SIGTERM and SIGKILL")]
+    SentinelStillRunning { port: u16, pid: u32 },
+    /// No sentinel of the set could be reached (none runs, or none accepts the secret).
+    #[error("no sentinel answers (ports {ports:?})")]
+    NoSentinel { ports: Vec<u16> },
+    /// A reachable sentinel refused or failed a command (the source says how).
+    #[error("the sentinel on port {port} failed")]
+    Sentinel {
+        port: u16,
+        #[source]
+        source: Box<EngineError>,
+    },
     /// `settle_restored`: the node's AOF was not on (its first rewrite not finished) in time.
     #[error("the AOF was not on within {after:?}; redis.log ends with:\n{log_tail}")]
     AofNotOn { after: Duration, log_tail: String },

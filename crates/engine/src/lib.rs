@@ -11,6 +11,9 @@
 //!   `maxmemory` plus a headroom and a CPU bound (`ceiling.rs`), so what `maxmemory` does not
 //!   count (Lua's heap, a fork's copy-on-write) cannot take the host; kills by that limit are
 //!   counted.
+//! * **Sentinels**: crsd's set of Redis Sentinel processes (`sentinel.rs`), which decide
+//!   failovers: started detached and adopted like the nodes, masters registered with and
+//!   removed from every sentinel, and their merged view of who is master now.
 //! * **Config files**: rendering each node's `redis.conf` (bind, port, durability, memory
 //!   limit, inline ACL users, replication) and the node folder's permissions.
 //! * **Redis connections for admin commands**: live changes (`CONFIG SET`, `ACL SETUSER`,
@@ -64,7 +67,6 @@
 mod admin;
 mod ceiling;
 mod config;
-#[allow(dead_code)] // `Daemon::stop` is for Sentinel, landing next.
 mod daemon;
 mod durable;
 mod engine;
@@ -76,6 +78,7 @@ mod process;
 mod proxy;
 mod restore;
 mod runtime;
+mod sentinel;
 mod slowlog;
 mod snapshot;
 mod switch;
@@ -91,6 +94,7 @@ pub use error::EngineError;
 pub use persistence::NodeUsage;
 pub use proxy::{Frontend, Proxy, ProxyConfig, Server};
 pub use runtime::NodeRuntime;
+pub use sentinel::{MasterView, Monitored, SentinelConfig, SentinelSet, MIN_SAFE_DOWN_AFTER_MS};
 pub use slowlog::SlowlogEntry;
 
 /// Settings shared by every node this engine drives.

@@ -59,7 +59,7 @@ impl SpecDir for NodeSpec {
     }
 }
 
-fn random_secret() -> String {
+pub fn random_secret() -> String {
     use rand::Rng;
     rand::thread_rng()
         .sample_iter(&rand::distributions::Alphanumeric)
