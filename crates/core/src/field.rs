@@ -35,6 +35,8 @@ pub enum Field {
     BeginTime,
     /// The end of a time range.
     EndTime,
+    /// One replica group (a node's group of a standard instance).
+    ReplicaGroup,
 }
 
 impl std::fmt::Display for Field {
@@ -54,6 +56,7 @@ impl std::fmt::Display for Field {
             Field::Offset => "page offset",
             Field::BeginTime => "begin time",
             Field::EndTime => "end time",
+            Field::ReplicaGroup => "replica group",
         })
     }
 }

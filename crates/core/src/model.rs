@@ -108,6 +108,10 @@ pub struct Instance {
     pub status: InstanceStatus,
     /// The address clients connect to (the configured bind address).
     pub vip: String,
+    /// The instance's stable address port: a proxy frontend that always leads to the current
+    /// master, whichever node that is (0: an instance of the previous release not adopted yet,
+    /// see migration 0010). Node ports are internal.
+    pub port: u16,
     /// The redis-servers the instance is made of: one master and its replicas for a standard
     /// instance (one shard). The database is the truth about which node is the master.
     pub nodes: Vec<Node>,
@@ -147,9 +151,9 @@ impl Instance {
         self.nodes.iter().find(|n| n.role == NodeRole::Master)
     }
 
-    /// The port clients connect to: the master's (0 while the instance has no nodes).
+    /// The port clients connect to: the stable address (see [`Instance::port`]).
     pub fn port(&self) -> u16 {
-        self.master().map(|n| n.port).unwrap_or(0)
+        self.port
     }
 
     /// The replicas, in the order they were added.
@@ -351,10 +355,17 @@ pub enum TaskKind {
     ModifyParams,
     /// Adds or removes replicas (payload `{"replicas": n, "price": cents}`).
     ChangeReplicas,
+    /// Sentinel failed the instance over on its own; recorded when crsd saw it (payload
+    /// `{"master": node id}`), finished at once.
+    SwitchMaster,
+    /// A planned switch of the master to a replica (API 3.0 ChangeReplicaToMaster).
+    ChangeReplicaToMaster,
+    /// A failure drill: the master is killed as a crash would (API 3.0 KillMasterGroup).
+    KillMasterGroup,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 14] = [
+    pub const ALL: [TaskKind; 17] = [
         TaskKind::NewInstance,
         TaskKind::ResizeInstance,
         TaskKind::CloseInstance,
@@ -369,6 +380,9 @@ impl TaskKind {
         TaskKind::BackupInstance,
         TaskKind::ModifyParams,
         TaskKind::ChangeReplicas,
+        TaskKind::SwitchMaster,
+        TaskKind::ChangeReplicaToMaster,
+        TaskKind::KillMasterGroup,
     ];
 
     /// The `taskName` GetRedisTaskList documents.
@@ -388,6 +402,9 @@ impl TaskKind {
             TaskKind::BackupInstance => "backupInstance",
             TaskKind::ModifyParams => "modifyParams",
             TaskKind::ChangeReplicas => "changeReplicas",
+            TaskKind::SwitchMaster => "switchMaster",
+            TaskKind::ChangeReplicaToMaster => "changeReplicaToMaster",
+            TaskKind::KillMasterGroup => "killMasterGroup",
         }
     }
 

@@ -11,8 +11,10 @@ use crate::config::Config;
 use anyhow::{bail, Context, Result};
 use crsd_backupstore::{BackupStore, LocalStore};
 use crsd_core::clock::SharedClock;
-use crsd_engine::{CeilingConfig, Engine, EngineConfig};
-use crsd_service::{BackupSettings, DiskReserve, NewAccount, Service, ServiceConfig, UndoRetry};
+use crsd_engine::{CeilingConfig, Engine, EngineConfig, ProxyConfig, SentinelConfig};
+use crsd_service::{
+    BackupSettings, DiskReserve, HaSettings, NewAccount, Service, ServiceConfig, UndoRetry,
+};
 use crsd_store::Store;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -65,12 +67,14 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
     let store = Store::open(&cfg.data_dir.join("crsd.db"))
         .await
         .context("opening the metadata store")?;
+    let mut service_cfg = service_config(&cfg);
+    service_cfg.ha = Some(ha_settings(&cfg)?);
     let service = Service::new(
         store,
         Arc::new(Engine::new(engine_config(&cfg))),
         backup_store(&cfg)?,
         clock,
-        service_config(&cfg),
+        service_cfg,
     );
     let bootstrap = bootstrap_account(&service, &cfg).await?;
     match service.sweep_backup_store().await {
@@ -92,6 +96,15 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
         ),
         Err(e) => tracing::error!(error = ?e, "first supervisor pass failed"),
     }
+    // Instances of the previous release get their stable address (their master moves to a
+    // new port, live), then the sentinels and the proxy run and serve every instance.
+    if let Err(e) = service.adopt_addresses().await {
+        tracing::error!(error = ?e, "cannot give instances of the previous release their stable address");
+    }
+    service
+        .start_ha()
+        .await
+        .map_err(|e| anyhow::anyhow!("starting Sentinel and the proxy: {e}"))?;
 
     let (shutdown, rx) = watch::channel(false);
     let tasks = vec![
@@ -242,7 +255,34 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
             first: Duration::from_secs(1),
             max: Duration::from_secs(cfg.loops.undo_backoff_max_secs.max(1)),
         },
+        ha: None,
     }
+}
+
+/// Sentinel and the proxy, from the config; their folders are `<data_dir>/sentinel` and
+/// `<data_dir>/proxy`, the sentinels' own password in `<data_dir>/sentinel.secret` (0600).
+pub fn ha_settings(cfg: &Config) -> Result<HaSettings> {
+    let ha = &cfg.ha;
+    Ok(HaSettings {
+        sentinel: SentinelConfig {
+            program: ha.redis_sentinel.clone(),
+            bind: cfg.instances.bind.clone(),
+            ports: ha.sentinel_ports.clone(),
+            quorum: ha.quorum,
+            down_after_ms: ha.down_after_ms,
+            failover_timeout_ms: ha.failover_timeout_ms,
+            root: cfg.data_dir.join("sentinel"),
+            secret: hex::encode(secret_file(&cfg.data_dir.join("sentinel.secret"))?),
+        },
+        proxy: ProxyConfig {
+            program: ha.haproxy.clone(),
+            root: cfg.data_dir.join("proxy"),
+            bind: cfg.instances.bind.clone(),
+            check_inter_ms: ha.check_interval_ms,
+            ..ProxyConfig::default()
+        },
+        failover_grace: Duration::from_secs(ha.failover_grace_secs.max(1)),
+    })
 }
 
 /// The local backup store under the configured folder (default `<data_dir>/backups`).
@@ -264,8 +304,13 @@ pub fn backup_store(cfg: &Config) -> Result<Arc<dyn BackupStore>> {
 /// The key that signs download URLs: 32 random bytes made on first start, kept in
 /// `<data_dir>/download.key` (0600) so links survive a restart.
 fn download_key(data_dir: &Path) -> Result<[u8; 32]> {
+    secret_file(&data_dir.join("download.key"))
+}
+
+/// 32 random bytes kept in `path` (0600), made on first use.
+fn secret_file(path: &Path) -> Result<[u8; 32]> {
     use rand::RngCore;
-    let path = data_dir.join("download.key");
+    let path = path.to_path_buf();
     match std::fs::read(&path) {
         Ok(bytes) => {
             return bytes

@@ -90,9 +90,15 @@ async fn upgrade_in_place(stop: Stop) {
     let mut d = Daemon::new(dir.path(), SECRET_ID, SECRET_KEY);
     // The daily automatic backups half a day away: none starts during the test.
     let daily_at = (chrono::Utc::now() + chrono::Duration::hours(12)).format("%H:%M");
-    let mut config = std::fs::read_to_string(&d.config).unwrap();
-    config.push_str(&format!("[backups]\ndaily_at = \"{daily_at}\"\n"));
-    std::fs::write(&d.config, config).unwrap();
+    let config = std::fs::read_to_string(&d.config).unwrap();
+    // The previous release knows no [ha] section (it refuses unknown keys): it is added back
+    // for the new crsd.
+    let (config, ha_section) = config
+        .split_once("[ha]")
+        .map(|(base, ha)| (base.to_string(), format!("[ha]{ha}")))
+        .unwrap_or((config.clone(), String::new()));
+    let config = format!("{config}[backups]\ndaily_at = \"{daily_at}\"\n");
+    std::fs::write(&d.config, &config).unwrap();
     d.binary = previous.clone();
     d.start().await;
     let v2 = d.client();
@@ -186,6 +192,7 @@ async fn upgrade_in_place(stop: Stop) {
     // ---- the new crsd on the same data dir and config.
     d.binary = PathBuf::from(env!("CARGO_BIN_EXE_crsd"));
     assert_ne!(d.binary, previous, "the new crsd is another binary");
+    std::fs::write(&d.config, format!("{config}{ha_section}")).unwrap();
     let log_from = d.log().len();
     d.start().await;
     // /healthz answers after the first supervisor pass (the one that adopts or restarts).

@@ -455,6 +455,46 @@ impl SentinelSet {
         self.answers(outcomes, "monitored_by_each")
     }
 
+    /// Whether the sentinels could fail `name` over now: at least `quorum` of them see a
+    /// replica that is up (no `s_down`, `o_down` or `disconnected` flag) and know another
+    /// sentinel for it. Right after a failover they may not (they learn the new master's
+    /// replicas from its `INFO`, every 10 s), nor in the first seconds after `monitor` (they
+    /// find each other through the master's hello messages, every 2 s).
+    pub async fn can_fail_over(&self, name: &str) -> Result<bool, EngineError> {
+        check_name(name)?;
+        let name = name.to_string();
+        let outcomes = self
+            .on_each(move |mut con| {
+                let name = name.clone();
+                async move {
+                    let replicas: Vec<HashMap<String, String>> = redis::cmd("SENTINEL")
+                        .arg("REPLICAS")
+                        .arg(&name)
+                        .query_async(&mut con)
+                        .await?;
+                    let others: Vec<HashMap<String, String>> = redis::cmd("SENTINEL")
+                        .arg("SENTINELS")
+                        .arg(&name)
+                        .query_async(&mut con)
+                        .await?;
+                    let up = replicas.iter().any(|r| {
+                        let flags = r.get("flags").map(String::as_str).unwrap_or("");
+                        !flags
+                            .split(',')
+                            .any(|f| matches!(f, "s_down" | "o_down" | "disconnected"))
+                    });
+                    Ok(up && !others.is_empty())
+                }
+            })
+            .await?;
+        let ready = self
+            .answers(outcomes, "can_fail_over")?
+            .into_iter()
+            .filter(|(_, ok)| *ok)
+            .count();
+        Ok(ready as u32 >= self.inner.cfg.quorum)
+    }
+
     /// `SENTINEL FAILOVER` on one reachable sentinel (the first by port that accepts a
     /// connection): a planned switch, which Sentinel starts without asking the others. The
     /// caller pauses writes first (Sentinel alone leaves the old master writable for seconds).

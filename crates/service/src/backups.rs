@@ -649,6 +649,8 @@ impl Service {
                 runtime.stage_restore(spec, &path).map_err(err)?;
             }
             self.step_done(task, 1).await?;
+            // Every node stops on purpose: Sentinel must not fail over meanwhile.
+            self.unwatch(&inst.id).await?;
             for spec in nodes.iter().rev() {
                 runtime.stop(spec).await.map_err(err)?;
             }
@@ -684,6 +686,7 @@ impl Service {
         for spec in &nodes {
             runtime.finish_restore(spec).map_err(err)?;
         }
+        self.watch(inst).await?;
         let mut f = Finish::to(InstanceStatus::Running);
         f.unlock_backup = Some(backup.id);
         Ok(f)
@@ -718,6 +721,7 @@ impl Service {
                 .map_err(err)?;
         }
         runtime.finish_restore(&master).map_err(err)?;
+        self.watch(inst).await?;
         let mut f = Finish::to(InstanceStatus::Running);
         f.unlock_backup = payload_str(task, "backupId").ok();
         Ok(f)

@@ -11,6 +11,7 @@
 mod accounts;
 mod backups;
 mod disk;
+mod ha;
 mod instances;
 mod loops;
 mod observe;
@@ -44,6 +45,7 @@ pub mod accounts_created {
 }
 pub use backups::{AutoBackupConfig, BackupDownload, BackupPage, BackupQuery, BackupSettings};
 pub use disk::DiskReserve;
+pub use ha::HaSettings;
 pub use instances::{DescribeQuery, InstanceView};
 pub use observe::{NodeInfo, NodeState, SlowCommand, SlowLogQuery};
 pub use purchase::CreateOrder;
@@ -82,6 +84,9 @@ pub struct ServiceConfig {
     pub disk: DiskReserve,
     /// How a failed task's undo is retried.
     pub undo_retry: UndoRetry,
+    /// Failover by Redis Sentinel and stable addresses by HAProxy (see `ha.rs`); `None`: no
+    /// failover, instances' addresses unserved (tools that only read the database).
+    pub ha: Option<HaSettings>,
 }
 
 pub struct Service {
@@ -108,6 +113,8 @@ pub struct Service {
     process_guards: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Instances whose master could not write its AOF at the last look (see the usage poller).
     aof_failing: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Sentinel and the proxy, when configured.
+    ha: Option<ha::Ha>,
 }
 
 impl Service {
@@ -118,7 +125,9 @@ impl Service {
         clock: SharedClock,
         cfg: ServiceConfig,
     ) -> Arc<Service> {
+        let ha = cfg.ha.as_ref().map(ha::Ha::new);
         Arc::new(Service {
+            ha,
             store,
             runtime,
             backup_store,

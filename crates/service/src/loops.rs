@@ -34,8 +34,12 @@ impl Service {
             if let Err(e) = self.supervise_once().await {
                 tracing::error!(error = ?e, "supervisor pass failed");
             }
+            self.supervise_ha().await;
             if tick.is_multiple_of(5) {
                 self.poll_usage().await;
+                if let Err(e) = self.reconcile_watches().await {
+                    tracing::error!(error = ?e, "cannot check what the sentinels watch");
+                }
             }
             tick += 1;
             tokio::select! {
@@ -78,6 +82,11 @@ impl Service {
     /// to this version's rules and to its role once per process (`conform_once`).
     pub async fn supervise_once(&self) -> Result<usize> {
         let mut restarted = 0;
+        // Failovers Sentinel made are recorded first: from then on the database names the
+        // new master, and nothing below acts on the old one as a master.
+        if let Some(views) = self.sentinel_masters().await {
+            self.follow_failovers(&views).await?;
+        }
         for inst in self.store.live_instances().await? {
             if !self.should_run(&inst).await? {
                 continue;
@@ -118,8 +127,34 @@ impl Service {
             return Ok(0);
         }
         let mut restarted = 0;
-        for spec in self.node_specs(&inst) {
+        // A dead master whose replica says it is the master now: that one is recorded first,
+        // so the old master comes back as its replica.
+        let master_dead = inst
+            .master()
+            .map(|m| self.node_spec(&inst, m))
+            .is_some_and(|m| matches!(self.runtime.liveness(&m), Liveness::Dead));
+        let inst = if master_dead && self.promoted_replica(&inst).await?.is_some() {
+            match self.store.instance(id).await? {
+                Some(i) => i,
+                None => return Ok(0),
+            }
+        } else {
+            inst
+        };
+        let specs = self.node_specs(&inst);
+        let replica_alive = specs.iter().any(|s| {
+            s.role == crsd_engine::Role::Replica
+                && matches!(self.runtime.liveness(s), Liveness::Alive(_))
+        });
+        for spec in specs {
             if !matches!(self.runtime.liveness(&spec), Liveness::Dead) {
+                continue;
+            }
+            if spec.role == crsd_engine::Role::Master
+                && self.dead_master(&inst, replica_alive) == crate::ha::DeadMaster::AwaitFailover
+            {
+                // Sentinel promotes a replica; the next passes record it and start this node
+                // again as a replica of the new master.
                 continue;
             }
             let kills = self.record_oom_kills(&inst.id, &spec).await;
@@ -166,6 +201,68 @@ impl Service {
         Ok(moved)
     }
 
+    /// Gives every instance of the previous release (no stable address yet) its address:
+    /// the port its clients use, its master's, becomes the instance's, and the master moves
+    /// to a new port of its own, live, with its replicas following it there (the proxy then
+    /// takes the address). The database is written first; a crash before the node moved is
+    /// finished at the next start (a master that does not answer at its port is moved from
+    /// the instance's). Called once at start, after the first supervisor pass.
+    pub async fn adopt_addresses(&self) -> Result<usize> {
+        let mut adopted = 0;
+        for inst in self.store.live_instances().await? {
+            if inst.nodes.is_empty() {
+                continue;
+            }
+            let inst = if inst.port == 0 {
+                let mut tx = self.store.write().await?;
+                let used: std::collections::HashSet<u16> =
+                    tx.used_ports().await?.into_iter().collect();
+                let Some(mut fresh) = tx.instance(&inst.id).await? else {
+                    continue;
+                };
+                let new_port = self
+                    .free_ports(used)
+                    .next()
+                    .ok_or(crsd_core::Error::NoFreePort)?;
+                let Some(master) = fresh
+                    .nodes
+                    .iter_mut()
+                    .find(|n| n.role == crsd_core::model::NodeRole::Master)
+                else {
+                    continue;
+                };
+                fresh.port = master.port;
+                master.port = new_port;
+                tx.update_instance(&fresh).await?;
+                tx.commit().await?;
+                adopted += 1;
+                fresh
+            } else {
+                inst
+            };
+            if !self.should_run(&inst).await? {
+                continue;
+            }
+            let master = self.master_spec(&inst)?;
+            match self.runtime.move_port(&master, inst.port).await {
+                Ok(false) => continue,
+                Ok(true) => {}
+                Err(e) => {
+                    tracing::error!(instance = %inst.id, error = %e, "cannot move the master to its own port");
+                    continue;
+                }
+            }
+            for replica in self.replica_specs(&inst) {
+                if let Err(e) = self.runtime.follow(&replica).await {
+                    tracing::error!(node = %replica.name, error = %e, "cannot point the replica at its master's new port");
+                }
+            }
+            tracing::info!(instance = %inst.id, address = inst.port, master_port = master.port,
+                "instance of the previous release now has its stable address");
+        }
+        Ok(adopted)
+    }
+
     /// Brings a running node to this version's ceiling and ACL rules, once per process.
     async fn conform_once(&self, spec: &crsd_engine::NodeSpec, pid: u32) {
         let known = self.conformed_pid(&spec.name);
@@ -175,9 +272,12 @@ impl Service {
         // Bounded: a node busy with a long script answers nothing until redis' busy reply
         // threshold, and the supervisor must go on checking the other nodes; the next pass
         // tries again.
+        // Under Sentinel the roles of running nodes are Sentinel's: crsd never points a
+        // running node elsewhere on its own (its record may be a pass behind a failover).
+        let follow = self.ha().is_none();
         let check = async {
             let pid = self.runtime.conform(spec).await?;
-            if pid.is_some() {
+            if pid.is_some() && follow {
                 // Its role as the database says (a replica follows the current master).
                 self.runtime.follow(spec).await?;
             }

@@ -211,15 +211,18 @@ impl Service {
         let mut instances = Vec::new();
         for n in 0..order.goods_num {
             let id = ids::new_instance_id();
+            // The stable address (the port a client chose, or the next free one), then
+            // one port per node.
             let port = match requested.filter(|_| n == 0) {
                 Some(p) => Some(p),
                 None => free.next(),
-            };
+            }
+            .ok_or(Error::NoFreePort)?;
             let mut nodes = vec![Node::new(
                 &id,
                 0,
                 NodeRole::Master,
-                port.ok_or(Error::NoFreePort)?,
+                free.next().ok_or(Error::NoFreePort)?,
             )];
             for seq in 1..=replicas {
                 let port = free.next().ok_or(Error::NoFreePort)?;
@@ -240,6 +243,7 @@ impl Service {
                 mem_mb: order.mem_mb,
                 status: InstanceStatus::Initializing,
                 vip: self.cfg.instance_host.clone(),
+                port,
                 node_seq: nodes.len() as i64,
                 nodes,
                 vpc_id: order.vpc_id,

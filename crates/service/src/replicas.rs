@@ -39,7 +39,10 @@ impl Service {
             }
         } else {
             f.nodes = Some(self.remove_newest_replicas(inst, wanted as usize).await?);
+            self.forget_removed_nodes(&inst.id).await?;
         }
+        // The address's backend holds exactly the nodes that remain.
+        self.publish_addresses().await?;
         Ok(f)
     }
 

@@ -137,6 +137,9 @@ impl Service {
                         .await
                         .map_err(engine_err)?;
                 }
+                // Its stable address serves, then Sentinel watches it.
+                self.publish_addresses().await?;
+                self.watch(&inst).await?;
                 let mut f = Finish::to(InstanceStatus::Running);
                 if task.kind == TaskKind::NewInstance {
                     f.deal = task.deal_id;
@@ -177,6 +180,8 @@ impl Service {
                 Finish::to(InstanceStatus::Running)
             }
             TaskKind::CloseInstance => {
+                // Stopped on purpose: Sentinel must not take it for a failure.
+                self.unwatch(&inst.id).await?;
                 // Replicas first: a master stopped before them would make them retry.
                 for spec in nodes.iter().rev() {
                     runtime.stop(spec).await.map_err(engine_err)?;
@@ -184,6 +189,7 @@ impl Service {
                 Finish::to(InstanceStatus::Isolated)
             }
             TaskKind::DeleteInstance => {
+                self.unwatch(&inst.id).await?;
                 for spec in nodes.iter().rev() {
                     runtime.destroy(spec).await.map_err(engine_err)?;
                 }
@@ -209,6 +215,14 @@ impl Service {
                 f.deal = task.deal_id;
                 f
             }
+            TaskKind::ChangeReplicaToMaster => {
+                self.switch_master(&task, &inst).await?;
+                Finish::to(InstanceStatus::Running)
+            }
+            TaskKind::KillMasterGroup => {
+                self.drill_master_kill(&task, &inst).await?;
+                Finish::to(InstanceStatus::Running)
+            }
             other => {
                 return Err(Error::internal(format!(
                     "task kind {} is not carried out by this version",
@@ -216,7 +230,15 @@ impl Service {
                 )))
             }
         };
-        self.finish(task, TaskStatus::Succeeded, finish).await
+        let kind = task.kind;
+        self.finish(task, TaskStatus::Succeeded, finish).await?;
+        if kind == TaskKind::DeleteInstance {
+            // Its address is no longer served (best effort: the next change renders it too).
+            if let Err(e) = self.publish_addresses().await {
+                tracing::warn!(error = ?e, "cannot remove a deleted instance's address from the proxy");
+            }
+        }
+        Ok(())
     }
 
     /// Puts things back after a failed task and records how it ended (`status`, with the
@@ -240,6 +262,7 @@ impl Service {
         let finish = match task.kind {
             TaskKind::NewInstance => {
                 // Nothing was delivered: remove what was started and give the money back.
+                let _ = self.unwatch(&inst.id).await;
                 for spec in nodes.iter().rev() {
                     let _ = runtime.destroy(spec).await;
                 }
@@ -266,6 +289,7 @@ impl Service {
             }
             TaskKind::StartInstance | TaskKind::CloseInstance => {
                 // Leave it isolated; the supervisor does not touch isolated instances.
+                let _ = self.unwatch(&inst.id).await;
                 for spec in nodes.iter().rev() {
                     let _ = runtime.stop(spec).await;
                 }
@@ -355,7 +379,14 @@ impl Service {
             if let Some(mem) = f.mem_mb {
                 inst.mem_mb = mem;
             }
-            if let Some(nodes) = f.nodes {
+            if let Some(mut nodes) = f.nodes {
+                // The roles as recorded now: Sentinel may have switched the master while
+                // the task ran (see `ha.rs`).
+                for n in &mut nodes {
+                    if let Some(current) = inst.nodes.iter().find(|c| c.id == n.id) {
+                        n.role = current.role;
+                    }
+                }
                 inst.nodes = nodes;
             }
             if let Some(changes) = f.params {

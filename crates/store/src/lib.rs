@@ -367,6 +367,30 @@ impl Store {
 
     // ---------------- tasks ----------------
 
+    /// When the newest succeeded task of one of `kinds` on `instance_id` ended.
+    pub async fn last_task_end(
+        &self,
+        instance_id: &str,
+        kinds: &[TaskKind],
+    ) -> Result<Option<DateTime<Utc>>> {
+        let mut last: Option<DateTime<Utc>> = None;
+        for kind in kinds {
+            let row = sqlx::query(
+                "SELECT MAX(updated_at) FROM tasks WHERE instance_id = ? AND kind = ? AND status = ?",
+            )
+            .bind(instance_id)
+            .bind(kind.name())
+            .bind(TaskStatus::Succeeded.code())
+            .fetch_one(&self.pool)
+            .await?;
+            if let Some(ms) = row.try_get::<Option<i64>, _>(0)? {
+                let at = rows::from_millis(ms);
+                last = Some(last.map_or(at, |l| l.max(at)));
+            }
+        }
+        Ok(last)
+    }
+
     pub async fn task(&self, id: i64) -> Result<Option<Task>> {
         let row = sqlx::query("SELECT * FROM tasks WHERE id = ?")
             .bind(id)
@@ -620,9 +644,11 @@ impl WriteTx {
         read_instance(self.conn()?, id).await
     }
 
-    /// Ports held by nodes (a deleted instance has none).
+    /// Ports held by nodes and by live instances' stable addresses (a deleted instance has none).
     pub async fn used_ports(&mut self) -> Result<Vec<u16>> {
-        let rows = sqlx::query("SELECT port FROM nodes")
+        let rows = sqlx::query(
+            "SELECT port FROM nodes UNION SELECT port FROM instances WHERE port != 0 AND status != -3",
+        )
             .fetch_all(self.conn()?)
             .await?;
         rows.iter()
@@ -670,8 +696,8 @@ impl WriteTx {
             "INSERT INTO instances (id, app_id, name, project_id, zone_id, region_id, type_id, mem_mb,
                status, vip, vpc_id, un_vpc_id, subnet_id, un_subnet_id, created_at,
                deadline, auto_renew, password_hash, password_acl, admin_secret, repl_secret, lock_task,
-               params, billing_mode, next_node_seq)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               params, billing_mode, next_node_seq, port)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&i.id)
         .bind(i.app_id)
@@ -698,6 +724,7 @@ impl WriteTx {
         .bind(params_json(i)?)
         .bind(i.billing.code())
         .bind(i.node_seq)
+        .bind(i.port as i64)
         .execute(self.conn()?)
         .await?;
         self.write_nodes(i).await
@@ -709,7 +736,7 @@ impl WriteTx {
         sqlx::query(
             "UPDATE instances SET name = ?, project_id = ?, mem_mb = ?, status = ?, deadline = ?,
                auto_renew = ?, password_hash = ?, password_acl = ?, lock_task = ?, params = ?,
-               billing_mode = ?, next_node_seq = ?
+               billing_mode = ?, next_node_seq = ?, port = ?
              WHERE id = ?",
         )
         .bind(&i.name)
@@ -724,6 +751,7 @@ impl WriteTx {
         .bind(params_json(i)?)
         .bind(i.billing.code())
         .bind(i.node_seq)
+        .bind(i.port as i64)
         .bind(&i.id)
         .execute(self.conn()?)
         .await?;

@@ -44,6 +44,7 @@ pub fn instance(r: &SqliteRow) -> Result<Instance> {
         status: InstanceStatus::from_code(status)
             .ok_or_else(|| StoreError::Corrupt(format!("instance status {status}")))?,
         vip: r.try_get("vip")?,
+        port: r.try_get::<i64, _>("port")? as u16,
         nodes: Vec::new(),
         node_seq: r.try_get("next_node_seq")?,
         vpc_id: r.try_get("vpc_id")?,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 static NEXT_PORT: AtomicU16 = AtomicU16::new(7000);
 
 fn instance(id: &str, app_id: i64, name: &str, project_id: i64, created_s: i64) -> Instance {
-    let port = NEXT_PORT.fetch_add(2, Ordering::Relaxed);
+    let port = NEXT_PORT.fetch_add(3, Ordering::Relaxed);
     Instance {
         id: id.to_string(),
         app_id,
@@ -21,6 +21,7 @@ fn instance(id: &str, app_id: i64, name: &str, project_id: i64, created_s: i64) 
         mem_mb: 1024,
         status: InstanceStatus::Running,
         vip: "127.0.0.1".into(),
+        port: port + 2,
         nodes: vec![
             Node::new(id, 0, NodeRole::Master, port),
             Node::new(id, 1, NodeRole::Replica, port + 1),

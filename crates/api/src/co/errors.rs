@@ -26,6 +26,7 @@ fn param(field: Field) -> &'static str {
         Field::Offset => "Offset",
         Field::BeginTime => "StartTime",
         Field::EndTime => "EndTime",
+        Field::ReplicaGroup => "GroupId",
     }
 }
 

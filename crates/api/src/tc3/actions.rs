@@ -49,6 +49,8 @@ pub enum Action {
     CleanUpInstance,
     RenewInstance,
     UpgradeInstance,
+    ChangeReplicaToMaster,
+    KillMasterGroup,
     /// An action of the model this version does not carry out.
     #[strum(disabled)]
     Unsupported(&'static str),
@@ -74,7 +76,6 @@ const NOT_CARRIED_OUT: &[&str] = &[
     "AssociateSecurityGroups",
     "ChangeInstanceRole",
     "ChangeMasterInstance",
-    "ChangeReplicaToMaster",
     "CloneInstances",
     "CloseLog",
     "CloseSSL",
@@ -130,7 +131,6 @@ const NOT_CARRIED_OUT: &[&str] = &[
     "DisableReplicaReadonly",
     "DisassociateSecurityGroups",
     "EnableReplicaReadonly",
-    "KillMasterGroup",
     "ModifyBackupDownloadRestriction",
     "ModifyBackupEncrypt",
     "ModifyConnectionConfig",

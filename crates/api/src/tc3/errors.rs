@@ -20,6 +20,7 @@ fn param(field: Field) -> &'static str {
         Field::Offset => "Offset",
         Field::BeginTime => "BeginTime",
         Field::EndTime => "EndTime",
+        Field::ReplicaGroup => "GroupId",
     }
 }
 

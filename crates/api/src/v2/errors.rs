@@ -24,6 +24,7 @@ fn param(field: Field) -> &'static str {
         Field::Offset => "offset",
         Field::BeginTime => "beginTime",
         Field::EndTime => "endTime",
+        Field::ReplicaGroup => "groupId",
     }
 }
 

@@ -33,7 +33,11 @@ impl Daemon {
             &config,
             format!(
                 "[instances]\nport_min = {lo}\nport_max = {hi}\n\
-                 [loops]\nsupervise_every_ms = 200\nexpiry_every_secs = 3600\n"
+                 [loops]\nsupervise_every_ms = 200\nexpiry_every_secs = 3600\n\
+                 [ha]\nsentinel_ports = [{}, {}, {}]\n",
+                free_port(),
+                free_port(),
+                free_port()
             ),
         )
         .unwrap();

@@ -69,6 +69,7 @@ pub fn test_config(dir: &Path) -> Config {
     cfg.instances.port_max = hi;
     cfg.loops.supervise_every_ms = 200;
     cfg.loops.expiry_every_secs = 3600;
+    cfg.ha.sentinel_ports = vec![free_port(), free_port(), free_port()];
     cfg
 }
 
@@ -171,23 +172,29 @@ impl Drop for TestCrsd {
     }
 }
 
-/// Kills every redis-server whose pid file lies under `dir`.
+/// Kills every process crsd started for `dir` (redis-servers, sentinels, the proxy and its
+/// workers): those whose command line names a file under it.
 pub fn kill_redis_under(dir: &Path) {
-    let Ok(out) = std::process::Command::new("find")
-        .arg(dir)
-        .args(["-name", "*.pid"])
-        .output()
-    else {
-        return;
-    };
-    for path in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Ok(pid) = std::fs::read_to_string(path) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                let cmd =
-                    std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if cmd.contains("redis-server") {
-                    unsafe_kill(pid);
-                }
+    let needle = dir.to_string_lossy().into_owned();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid == std::process::id() as i32 {
+                continue;
+            }
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            let ours = ["redis-server", "redis-sentinel", "haproxy"]
+                .iter()
+                .any(|p| cmd.contains(p));
+            if ours && cmd.contains(&needle) {
+                unsafe_kill(pid);
             }
         }
     }

@@ -138,6 +138,33 @@ pub(super) async fn clear_instance(state: &AppState, app: i64, p: &Params3) -> R
     Ok(fields([("TaskId", json!(task))]))
 }
 
+/// ChangeReplicaToMaster: a planned switch to the replica of `GroupId` (a replica group of
+/// DescribeInstanceZoneInfo), or to one Sentinel picks. `Emergency` asks for a switch even
+/// when the master cannot pause its writes; crsd's switch always pauses them, so it is read
+/// and otherwise ignored.
+pub(super) async fn change_replica_to_master(
+    state: &AppState,
+    app: i64,
+    p: &Params3,
+) -> Result<Fields> {
+    let id = p.required_str("InstanceId")?;
+    let group = p.int("GroupId")?;
+    let task = state.svc.change_replica_to_master(app, &id, group).await?;
+    Ok(fields([("TaskId", json!(task))]))
+}
+
+/// KillMasterGroup: a failure drill (the master killed as a crash would). `Password` is
+/// checked as for ClearInstance; `ShardIds` names shards of a cluster instance (a standard
+/// instance has one).
+pub(super) async fn kill_master_group(state: &AppState, app: i64, p: &Params3) -> Result<Fields> {
+    let id = p.required_str("InstanceId")?;
+    let task = state
+        .svc
+        .kill_master_group(app, &id, &p.str("Password")?.unwrap_or_default())
+        .await?;
+    Ok(fields([("TaskId", json!(task))]))
+}
+
 /// One `InstanceSet` entry with every field of the model (61), because typed clients (the Go
 /// SDK, Terraform's provider) read them all: what crsd knows has its true value; what it has no
 /// such thing for (tags, proxies, bandwidth, multi-zone nodes, CDC clusters) the model's empty

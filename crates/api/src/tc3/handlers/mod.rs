@@ -30,6 +30,8 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params3) -
     match action {
         Action::DescribeInstances => instances::describe_instances(state, app, p).await,
         Action::ClearInstance => instances::clear_instance(state, app, p).await,
+        Action::ChangeReplicaToMaster => instances::change_replica_to_master(state, app, p).await,
+        Action::KillMasterGroup => instances::kill_master_group(state, app, p).await,
         Action::ModifyInstance => instances::modify_instance(state, app, p).await,
         Action::ModifyInstancePassword => instances::modify_instance_password(state, app, p).await,
         Action::ResetPassword => instances::reset_password(state, app, p).await,

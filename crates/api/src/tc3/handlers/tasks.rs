@@ -118,14 +118,23 @@ pub(super) fn result_code(status: TaskStatus) -> i64 {
     }
 }
 
+/// The kind's code; a kind the model's list gives no code (a failover Sentinel made, a
+/// planned switch, a drill) is typed by its task name (`switchMaster`, ...), which the
+/// `TaskTypes` filter takes too.
 pub(super) fn code_of_kind(kind: TaskKind) -> &'static str {
     TASK_CODES
         .iter()
         .find(|(k, _)| *k == kind)
         .map(|(_, c)| *c)
-        .unwrap_or("")
+        .unwrap_or(kind.name())
 }
 
 pub(super) fn kind_of_code(code: &str) -> Option<TaskKind> {
-    TASK_CODES.iter().find(|(_, c)| *c == code).map(|(k, _)| *k)
+    TASK_CODES
+        .iter()
+        .find(|(_, c)| *c == code)
+        .map(|(k, _)| *k)
+        .or_else(|| {
+            TaskKind::from_name(code).filter(|k| !TASK_CODES.iter().any(|(known, _)| known == k))
+        })
 }

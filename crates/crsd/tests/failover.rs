@@ -1,0 +1,640 @@
+//! Automatic failover behind the stable address, with the real binary and real processes
+//! (redis-server, redis-sentinel, haproxy): kill -9 of the master under writes with crsd up
+//! and with crsd down, every node killed at once, kill -9 of a sentinel and of the proxy, a
+//! password reset right after a failover, and API 3.0 ChangeReplicaToMaster (no acknowledged
+//! write lost) and KillMasterGroup.
+//!
+//! A write counts as acknowledged when `WAIT 1` says a replica has it: that is what a failover
+//! to a replica can promise. Every such write must be on the new master.
+
+mod common;
+
+use common::daemon::Daemon;
+use common::tc3::Tc3;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SECRET_ID: &str = "AKIDfailover0000000000000000000000";
+const SECRET_KEY: &str = "failover-secret-key-0000000000000";
+const PASSWORD: &str = "Failover-pass-1";
+
+/// The port a node listens on, from its redis.conf.
+fn node_port(data: &Path, id: &str, seq: u32) -> u16 {
+    let conf = data
+        .join("instances")
+        .join(id)
+        .join(format!("{id}-{seq}"))
+        .join("redis.conf");
+    std::fs::read_to_string(&conf)
+        .unwrap_or_else(|e| panic!("{}: {e}", conf.display()))
+        .lines()
+        .find_map(|l| l.strip_prefix("port "))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("a port line")
+}
+
+/// The node's redis-server pid, if it runs.
+fn node_pid(data: &Path, id: &str, seq: u32) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(
+        data.join("instances")
+            .join(id)
+            .join(format!("{id}-{seq}"))
+            .join("redis.pid"),
+    )
+    .ok()?
+    .trim()
+    .parse()
+    .ok()?;
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    String::from_utf8_lossy(&cmd)
+        .contains("redis-server")
+        .then_some(pid)
+}
+
+fn kill9(pid: i32) {
+    // SAFETY: kill(2) on a pid the test read from a pid file and checked just now.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// A connection that gives up fast (a client of a failing-over instance must not hang).
+async fn conn(port: u16) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let url = format!("redis://:{PASSWORD}@127.0.0.1:{port}/");
+    let client = redis::Client::open(url)?;
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Duration::from_millis(300))
+        .set_response_timeout(Duration::from_millis(500));
+    client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+}
+
+/// `INFO replication`'s role of the node at `port` (as the instance's user), if it answers.
+async fn role_at(port: u16) -> Option<String> {
+    let mut c = conn(port).await.ok()?;
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut c)
+        .await
+        .ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("role:"))
+        .map(|r| r.trim().to_string())
+}
+
+/// A client writing `RPUSH log <n>` every 5 ms to the stable address, then `WAIT 1`: what
+/// it records as acknowledged a replica had.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<u64>>>,
+    /// When each write was answered OK (ms since the writer's start).
+    ok_at: Arc<Mutex<Vec<(u64, Instant)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(port: u16) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let ok_at = Arc::new(Mutex::new(Vec::new()));
+        let (s, a, o) = (stop.clone(), acked.clone(), ok_at.clone());
+        let task = tokio::spawn(async move {
+            let mut n = 0u64;
+            let mut c = None;
+            while !s.load(Ordering::SeqCst) {
+                if c.is_none() {
+                    c = conn(port).await.ok();
+                }
+                if let Some(con) = c.as_mut() {
+                    n += 1;
+                    let pushed: redis::RedisResult<i64> =
+                        redis::cmd("RPUSH").arg("log").arg(n).query_async(con).await;
+                    match pushed {
+                        Ok(_) => {
+                            o.lock().unwrap().push((n, Instant::now()));
+                            let waited: redis::RedisResult<i64> =
+                                redis::cmd("WAIT").arg(1).arg(200).query_async(con).await;
+                            match waited {
+                                Ok(r) if r >= 1 => a.lock().unwrap().push(n),
+                                other => {
+                                    if std::env::var_os("FAILOVER_DEBUG").is_some() {
+                                        eprintln!("write {n}: WAIT answered {other:?}");
+                                    }
+                                }
+                            }
+                        }
+                        Err(_) => c = None,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Writer {
+            stop,
+            acked,
+            ok_at,
+            task,
+        }
+    }
+
+    /// The first write answered OK after `t`, and how long after.
+    fn first_ok_after(&self, t: Instant) -> Option<Duration> {
+        self.ok_at
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, at)| *at > t)
+            .map(|(_, at)| *at - t)
+    }
+
+    async fn stop(self) -> Vec<u64> {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.task.await;
+        let acked = self.acked.lock().unwrap().clone();
+        acked
+    }
+}
+
+/// Waits until a write after `t` was answered; the outage.
+async fn wait_writes_back(w: &Writer, t: Instant, limit: Duration) -> Duration {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(d) = w.first_ok_after(t) {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write accepted at the stable address within {limit:?} of the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every acknowledged write is in the list at the stable address.
+async fn all_acked_there(port: u16, acked: &[u64]) {
+    assert!(!acked.is_empty(), "the writer got acknowledgements");
+    let mut c = conn(port).await.expect("the address serves");
+    let have: Vec<u64> = redis::cmd("LRANGE")
+        .arg("log")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let have: std::collections::HashSet<u64> = have.into_iter().collect();
+    let lost: Vec<&u64> = acked.iter().filter(|n| !have.contains(n)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost: {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(20)]
+    );
+}
+
+/// The roles DescribeInstanceZoneInfo lists, by GroupId (the node's sequence number), with
+/// whether each node answered.
+async fn zone_roles(api: &Tc3, id: &str) -> Vec<(i64, String, String)> {
+    let r = api
+        .ok("DescribeInstanceZoneInfo", json!({ "InstanceId": id }))
+        .await;
+    let mut out: Vec<(i64, String, String)> = r["ReplicaGroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["GroupId"].as_i64().unwrap(),
+                g["Role"].as_str().unwrap().to_string(),
+                g["RedisNodes"][0]["Status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Waits until the database names node `seq` master and every node is online and answers
+/// the role the database gives it.
+async fn wait_master_recorded(api: &Tc3, data: &Path, id: &str, seq: i64, nodes: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let roles = zone_roles(api, id).await;
+        let recorded = roles
+            .iter()
+            .all(|(g, role, status)| (role == "master") == (*g == seq) && status == "online");
+        let mut answered = true;
+        for n in 0..nodes {
+            let want = if i64::from(n) == seq {
+                "master"
+            } else {
+                "slave"
+            };
+            answered &= role_at(node_port(data, id, n)).await.as_deref() == Some(want);
+        }
+        if recorded && answered {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {seq} is not the recorded master with every node in its role: {roles:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until every sentinel watches `id` and knows the two others for it. Sentinels find
+/// each other through the master (hello messages every 2 s): a master that dies before that
+/// is restarted in place after `failover_grace_secs`, not failed over.
+async fn wait_watched(data: &Path, id: &str) {
+    let secret = std::fs::read(data.join("sentinel.secret")).expect("the sentinels' secret");
+    let secret = hex::encode(secret);
+    let ports: Vec<u16> = std::fs::read_dir(data.join("sentinel"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    assert_eq!(ports.len(), 3, "three sentinels");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    'again: loop {
+        assert!(
+            Instant::now() < deadline,
+            "the sentinels did not find each other for {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for port in &ports {
+            let url = format!("redis://:{secret}@127.0.0.1:{port}/");
+            let Ok(mut c) = redis::Client::open(url)
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+            else {
+                continue 'again;
+            };
+            let others: redis::RedisResult<Vec<redis::Value>> = redis::cmd("SENTINEL")
+                .arg("SENTINELS")
+                .arg(id)
+                .query_async(&mut c)
+                .await;
+            if others.map(|o| o.len()).unwrap_or(0) < 2 {
+                continue 'again;
+            }
+        }
+        return;
+    }
+}
+
+async fn start() -> (tempfile::TempDir, Daemon, Tc3) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), SECRET_ID, SECRET_KEY);
+    d.start().await;
+    let api = Tc3::like(&d.client());
+    (dir, d, api)
+}
+
+/// kill -9 of the master while a client writes to the stable address: Sentinel promotes the
+/// replica, the address leads to it, no acknowledged write is lost, the database follows, the
+/// old master comes back as a replica, and the switch is listed as a task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_fails_over_behind_the_same_address() {
+    let (_dir, d, api) = start().await;
+    let id = api.create(PASSWORD, 1).await;
+    let port = api.describe(&id).await["Port"].as_u64().unwrap() as u16;
+    wait_watched(&d.data, &id).await;
+    assert_ne!(
+        port,
+        node_port(&d.data, &id, 0),
+        "the address is not a node's"
+    );
+
+    let w = Writer::start(port);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed_at = Instant::now();
+    kill9(node_pid(&d.data, &id, 0).expect("the master runs"));
+    let outage = wait_writes_back(&w, killed_at, Duration::from_secs(10)).await;
+    eprintln!("writes accepted again {outage:?} after the kill");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let acked = w.stop().await;
+    all_acked_there(port, &acked).await;
+
+    wait_master_recorded(&api, &d.data, &id, 1, 2).await;
+    let tasks = api
+        .ok(
+            "DescribeTaskList",
+            json!({ "InstanceId": id, "Limit": 100 }),
+        )
+        .await;
+    assert!(
+        tasks["Tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["TaskType"] == "switchMaster" || t["TaskName"] == "switchMaster"),
+        "the failover is listed as a task: {tasks}"
+    );
+}
+
+/// The same with crsd killed first: the failover happens without crsd; once crsd is back its
+/// records match the processes and the old master rejoins as a replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failover_needs_no_crsd_and_crsd_follows_it_at_start() {
+    let (_dir, mut d, api) = start().await;
+    let id = api.create(PASSWORD, 1).await;
+    let port = api.describe(&id).await["Port"].as_u64().unwrap() as u16;
+    wait_watched(&d.data, &id).await;
+    d.kill9();
+
+    let w = Writer::start(port);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed_at = Instant::now();
+    kill9(node_pid(&d.data, &id, 0).expect("the master runs"));
+    let outage = wait_writes_back(&w, killed_at, Duration::from_secs(10)).await;
+    eprintln!("without crsd: writes accepted again {outage:?} after the kill");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let acked = w.stop().await;
+    all_acked_there(port, &acked).await;
+    assert_eq!(
+        role_at(node_port(&d.data, &id, 1)).await.as_deref(),
+        Some("master"),
+        "Sentinel promoted the replica"
+    );
+    assert!(
+        node_pid(&d.data, &id, 0).is_none(),
+        "nobody restarts the old master without crsd"
+    );
+
+    d.start().await;
+    wait_master_recorded(&api, &d.data, &id, 1, 2).await;
+    all_acked_there(port, &acked).await;
+}
+
+/// Every node killed at once: the instance comes back with exactly one master and its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_killed_at_once_comes_back_with_one_master_and_the_data() {
+    let (_dir, d, api) = start().await;
+    let id = api.create(PASSWORD, 2).await;
+    let port = api.describe(&id).await["Port"].as_u64().unwrap() as u16;
+    let mut c = conn(port).await.unwrap();
+    for i in 0..500 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    // WAIT within the connection's reply timeout, until both replicas have everything.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(2)
+            .arg(300)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        if acked == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replicas did not acknowledge"
+        );
+    }
+    // The AOF is written before a reply; give its once-a-second fsync a moment anyway.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for n in 0..3 {
+        kill9(node_pid(&d.data, &id, n).expect("node runs"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut roles = Vec::new();
+        for n in 0..3 {
+            roles.push(role_at(node_port(&d.data, &id, n)).await);
+        }
+        let masters = roles
+            .iter()
+            .filter(|r| r.as_deref() == Some("master"))
+            .count();
+        let replicas = roles
+            .iter()
+            .filter(|r| r.as_deref() == Some("slave"))
+            .count();
+        if masters == 1 && replicas == 2 {
+            break;
+        }
+        assert!(masters <= 1, "two masters at once: {roles:?}");
+        assert!(
+            Instant::now() < deadline,
+            "not back with one master: {roles:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The proxy lets clients through once its check sees the master again (within a check
+    // interval).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let n = loop {
+        if let Ok(mut c) = conn(port).await {
+            if let Ok(n) = redis::cmd("DBSIZE").query_async::<i64>(&mut c).await {
+                break n;
+            }
+        }
+        assert!(Instant::now() < deadline, "the address does not serve");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(n, 500, "the data is back");
+}
+
+/// The pid in a pid file under the data dir, if that process lives.
+fn pid_in(file: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
+fn pid_files(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(pid_files(&p, name));
+            } else if p.file_name().is_some_and(|n| n == name) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// kill -9 of a sentinel and of the proxy: crsd starts them again; the address serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_sentinel_and_a_killed_proxy_are_started_again() {
+    let (_dir, d, api) = start().await;
+    let id = api.create(PASSWORD, 1).await;
+    let port = api.describe(&id).await["Port"].as_u64().unwrap() as u16;
+    wait_watched(&d.data, &id).await;
+
+    let sentinels = pid_files(&d.data.join("sentinel"), "sentinel.pid");
+    assert_eq!(sentinels.len(), 3, "three sentinels: {sentinels:?}");
+    let old = pid_in(&sentinels[0]).expect("the sentinel runs");
+    kill9(old);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pid_in(&sentinels[0]).is_none_or(|p| p == old) {
+        assert!(
+            Instant::now() < deadline,
+            "the sentinel was not started again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let proxy_pid = d.data.join("proxy").join("haproxy.pid");
+    let old = pid_in(&proxy_pid).expect("the proxy runs");
+    kill9(old);
+    let killed_at = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pid_in(&proxy_pid).is_none_or(|p| p == old) {
+        assert!(Instant::now() < deadline, "the proxy was not started again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "the proxy ran again {:?} after its kill",
+        killed_at.elapsed()
+    );
+    loop {
+        if let Ok(mut c) = conn(port).await {
+            if redis::cmd("SET")
+                .arg("after-proxy")
+                .arg(1)
+                .query_async::<()>(&mut c)
+                .await
+                .is_ok()
+            {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the address does not serve again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "the address served again {:?} after the proxy's kill",
+        killed_at.elapsed()
+    );
+}
+
+/// A password reset right after a failover: the new password works at the address, the old
+/// one does not, and the replica stays connected (replication does not use it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_reset_right_after_a_failover_works() {
+    let (_dir, d, api) = start().await;
+    let id = api.create(PASSWORD, 1).await;
+    let port = api.describe(&id).await["Port"].as_u64().unwrap() as u16;
+    wait_watched(&d.data, &id).await;
+    kill9(node_pid(&d.data, &id, 0).expect("the master runs"));
+    wait_master_recorded(&api, &d.data, &id, 1, 2).await;
+
+    let new = "Another-pass-2";
+    let r = api
+        .ok("ResetPassword", json!({"InstanceId": id, "Password": new}))
+        .await;
+    assert_eq!(
+        api.wait_task(r["TaskId"].as_i64().unwrap()).await,
+        "succeed"
+    );
+    let url = format!("redis://:{new}@127.0.0.1:{port}/");
+    let mut c = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the new password works at the address");
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(acked, 1, "the replica is (still or again) connected");
+    assert!(
+        conn(port).await.is_err(),
+        "the old password no longer works"
+    );
+}
+
+/// ChangeReplicaToMaster under writes: no acknowledged write is lost, roles swap, the task
+/// succeeds; KillMasterGroup then fails the instance over back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_switch_loses_no_write_and_a_drill_fails_over() {
+    let (_dir, d, api) = start().await;
+    let id = api.create(PASSWORD, 1).await;
+    let port = api.describe(&id).await["Port"].as_u64().unwrap() as u16;
+    wait_watched(&d.data, &id).await;
+
+    // A group that is not a replica's is refused, changing nothing.
+    api.err(
+        "ChangeReplicaToMaster",
+        json!({"InstanceId": id, "GroupId": 0}),
+        "InvalidParameterValue",
+    )
+    .await;
+    api.err(
+        "ChangeReplicaToMaster",
+        json!({"InstanceId": id, "GroupId": 7}),
+        "InvalidParameterValue",
+    )
+    .await;
+
+    let w = Writer::start(port);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = api
+        .ok(
+            "ChangeReplicaToMaster",
+            json!({"InstanceId": id, "GroupId": 1}),
+        )
+        .await;
+    let task = r["TaskId"].as_i64().unwrap();
+    assert_eq!(api.wait_task(task).await, "succeed");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let acked = w.stop().await;
+    all_acked_there(port, &acked).await;
+    wait_master_recorded(&api, &d.data, &id, 1, 2).await;
+
+    // A drill: the wrong password is refused; the right one kills the master (node 1 now).
+    let bad = api
+        .call(
+            "KillMasterGroup",
+            json!({"InstanceId": id, "Password": "wrong-Pass-9"}),
+        )
+        .await;
+    assert!(
+        bad.get("Error").is_some(),
+        "a wrong password is refused: {bad}"
+    );
+    let r = api
+        .ok(
+            "KillMasterGroup",
+            json!({"InstanceId": id, "Password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(
+        api.wait_task(r["TaskId"].as_i64().unwrap()).await,
+        "succeed"
+    );
+    wait_master_recorded(&api, &d.data, &id, 0, 2).await;
+    let mut c = conn(port).await.unwrap();
+    let n: i64 = redis::cmd("LLEN")
+        .arg("log")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(n as usize >= acked.len());
+    let _: Value = json!(null);
+}

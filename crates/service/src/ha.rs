@@ -1,0 +1,690 @@
+//! High availability: Redis Sentinel decides, HAProxy routes, crsd follows.
+//!
+//! Every running instance with a replica is watched by crsd's set of Sentinel processes
+//! (`crsd_engine::SentinelSet`): they detect a dead master and promote a replica on their
+//! own, with crsd up or down. Every instance has a stable address, a frontend of the host's
+//! one HAProxy (`crsd_engine::Proxy`) whose backend holds the instance's nodes and whose
+//! health check lets through only the node that answers `role:master`: clients keep their
+//! address through a failover, and it keeps working while crsd is down. Both are separate
+//! processes that outlive crsd, like the redis-servers.
+//!
+//! crsd's part is to keep them told and to follow them, never to decide a failover:
+//! * `publish_addresses` renders every live instance's frontend (on create, delete, replica
+//!   changes, and at start) and reloads HAProxy without dropping other connections;
+//! * `watch` / `unwatch` register an instance with every sentinel once its nodes run and
+//!   remove it before a task stops its nodes on purpose (isolation, restore, deletion), so
+//!   a planned stop is never taken for a failure;
+//! * `follow_failovers`, on every supervisor pass, reads which node the sentinels name master
+//!   (the view of the highest config epoch) and records it: the database then names the new
+//!   master, the supervisor starts a dead old master again as a replica of it, and the switch
+//!   is listed as a task (`switchMaster`);
+//! * the supervisor never starts a dead master as master while one of its replicas lives
+//!   (Sentinel promotes one); only when no replica lives, or Sentinel has not promoted one
+//!   within `failover_grace`, does the master come back in place.
+
+use crate::Service;
+use crsd_core::model::{Instance, InstanceStatus, NodeRole, TaskKind, TaskStatus};
+use crsd_core::Result;
+use crsd_engine::{
+    internal_secret, Frontend, MasterView, Monitored, Proxy, ProxyConfig, SentinelConfig,
+    SentinelSet, Server, CHECK_USER, SENTINEL_USER,
+};
+use crsd_store::NewTask;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// What the operator configures: the Sentinel set and the proxy.
+#[derive(Debug, Clone)]
+pub struct HaSettings {
+    pub sentinel: SentinelConfig,
+    pub proxy: ProxyConfig,
+    /// How long a dead master whose replicas live waits for Sentinel's promotion before the
+    /// supervisor starts it again in place (Sentinel could not promote: no replica in sync).
+    pub failover_grace: Duration,
+}
+
+/// The running parts (built from [`HaSettings`] when the service is made; nothing starts
+/// before `Service::start_ha`).
+pub(crate) struct Ha {
+    sentinels: SentinelSet,
+    proxy: Proxy,
+    failover_grace: Duration,
+    /// Sentinel's pause between two failovers of one master: twice its failover timeout.
+    failover_pause: Duration,
+    /// Serialises renders of the proxy's config (each renders every frontend from the store).
+    publishing: tokio::sync::Mutex<()>,
+    /// Since when the supervisor has seen each instance's master dead with a replica alive.
+    dead_masters: std::sync::Mutex<HashMap<String, Instant>>,
+}
+
+impl Ha {
+    pub(crate) fn new(settings: &HaSettings) -> Ha {
+        Ha {
+            sentinels: SentinelSet::new(settings.sentinel.clone()),
+            proxy: Proxy::new(settings.proxy.clone()),
+            failover_grace: settings.failover_grace,
+            failover_pause: Duration::from_millis(2 * settings.sentinel.failover_timeout_ms),
+            publishing: tokio::sync::Mutex::new(()),
+            dead_masters: std::sync::Mutex::default(),
+        }
+    }
+}
+
+/// What the supervisor may do with a dead master.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum DeadMaster {
+    /// Start it again as master (no replica lives, or Sentinel gave no answer in time).
+    Restart,
+    /// Leave it down: Sentinel is to promote a replica.
+    AwaitFailover,
+}
+
+/// How long a planned switch holds writes on the old master at most (they wait, they are
+/// not refused); the switch itself took 0.19-0.24 s by hand.
+const SWITCH_PAUSE: Duration = Duration::from_secs(10);
+/// How long the promoted replica may take to apply what the old master had.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a switch or a drill waits for Sentinel to name the new master.
+const SWITCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Service {
+    /// API 3.0 ChangeReplicaToMaster: a planned switch of the master to the replica of
+    /// replica group `group` (its node's sequence number, as DescribeInstanceZoneInfo lists
+    /// it), or to a replica Sentinel chooses. A `changeReplicaToMaster` task; no acknowledged
+    /// write is lost (see `switch_master`).
+    pub async fn change_replica_to_master(
+        &self,
+        app_id: i64,
+        id: &str,
+        group: Option<i64>,
+    ) -> Result<i64> {
+        let mut tx = self.store.write().await?;
+        let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
+        crate::instances::check_idle(&inst)?;
+        let target = match group {
+            None => None,
+            Some(g) => match inst.nodes.iter().find(|n| n.seq == g) {
+                Some(n) if n.role == NodeRole::Replica => Some(n.id.clone()),
+                Some(_) => {
+                    return Err(crsd_core::Error::invalid_field(
+                        crsd_core::Field::ReplicaGroup,
+                        format!("{g} is the master's group; name a replica's"),
+                    ))
+                }
+                None => {
+                    return Err(crsd_core::Error::invalid_field(
+                        crsd_core::Field::ReplicaGroup,
+                        format!("the instance has no replica group {g}"),
+                    ))
+                }
+            },
+        };
+        if inst.replica_count() == 0 || self.ha().is_none() {
+            return Err(crsd_core::Error::invalid_field(
+                crsd_core::Field::ReplicaGroup,
+                "the instance has no replica to promote",
+            ));
+        }
+        self.start_task(
+            tx,
+            &mut inst,
+            TaskKind::ChangeReplicaToMaster,
+            serde_json::json!({ "node": target }),
+        )
+        .await
+    }
+
+    /// API 3.0 KillMasterGroup: a failure drill. The master is killed as a crash would kill
+    /// it; Sentinel fails over. `password` is checked as for ClearInstance.
+    pub async fn kill_master_group(&self, app_id: i64, id: &str, password: &str) -> Result<i64> {
+        let mut tx = self.store.write().await?;
+        let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
+        crate::instances::check_idle(&inst)?;
+        crate::instances::check_instance_password(&inst, password)?;
+        if inst.replica_count() == 0 || self.ha().is_none() {
+            return Err(crsd_core::Error::invalid_field(
+                crsd_core::Field::InstanceId,
+                "the instance has no replica to fail over to",
+            ));
+        }
+        let master = inst.master().map(|m| m.id.clone());
+        self.start_task(
+            tx,
+            &mut inst,
+            TaskKind::KillMasterGroup,
+            serde_json::json!({ "master": master }),
+        )
+        .await
+    }
+
+    /// The steps of a `changeReplicaToMaster` task: the zero-loss recipe measured by hand.
+    /// Writes pause on the old master; the chosen replica catches up with it; the other
+    /// replicas are made unfit for Sentinel's choice (priority 0) for the moment; Sentinel
+    /// fails over; the proxy is told at once (new master up, old one in maintenance, its
+    /// sessions shut); the old master follows the new one while its writers still wait;
+    /// writes resume. Returns once the database names the new master.
+    pub(crate) async fn switch_master(
+        &self,
+        task: &crsd_core::model::Task,
+        inst: &Instance,
+    ) -> Result<()> {
+        let Some(ha) = self.ha() else {
+            return Err(crsd_core::Error::internal("no Sentinel to switch with"));
+        };
+        let err = crate::steps::engine_err;
+        let old = self.master_spec(inst)?;
+        let replicas = self.replica_specs(inst);
+        let wanted = task
+            .payload
+            .get("node")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let target = match &wanted {
+            Some(node) => replicas.iter().find(|r| &r.name == node),
+            None => replicas.first(),
+        }
+        .cloned()
+        .ok_or_else(|| crsd_core::Error::internal("the replica to promote is gone"))?;
+        // Already done (a resumed task): the database names the target.
+        if inst.master().is_some_and(|m| m.id == target.name) {
+            return Ok(());
+        }
+        // Sentinel must see a replica up (right after a failover it may not yet).
+        let deadline = Instant::now() + SWITCH_TIMEOUT;
+        while !ha.sentinels.can_fail_over(&inst.id).await.unwrap_or(false) {
+            if Instant::now() >= deadline {
+                return Err(crsd_core::Error::internal(
+                    "Sentinel sees no replica up to switch to",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let others: Vec<_> = replicas.iter().filter(|r| r.name != target.name).collect();
+        for r in &others {
+            self.runtime.set_replica_priority(r, 0).await.map_err(err)?;
+        }
+        let result = async {
+            self.runtime
+                .pause_writes(&old, SWITCH_PAUSE)
+                .await
+                .map_err(err)?;
+            self.runtime
+                .wait_caught_up(&old, &target, CATCH_UP_TIMEOUT)
+                .await
+                .map_err(err)?;
+            ha.sentinels.failover(&inst.id).await.map_err(err)?;
+            let deadline = Instant::now() + SWITCH_TIMEOUT;
+            while !self.runtime.is_master_now(&target).await.unwrap_or(false) {
+                if Instant::now() >= deadline {
+                    return Err(crsd_core::Error::internal(
+                        "Sentinel did not promote the replica in time",
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let _ = ha.proxy.set_health(&inst.id, &target.name, true).await;
+            let _ = ha.proxy.set_maint(&inst.id, &old.name, true).await;
+            let _ = ha.proxy.shutdown_sessions(&inst.id, &old.name).await;
+            let follower = crsd_engine::NodeSpec {
+                role: crsd_engine::Role::Replica,
+                master: Some((self.cfg.instance_bind.clone(), target.port)),
+                ..old.clone()
+            };
+            self.runtime.follow(&follower).await.map_err(err)?;
+            Ok(())
+        }
+        .await;
+        let _ = self.runtime.unpause_writes(&old).await;
+        for r in &others {
+            let _ = self.runtime.set_replica_priority(r, 100).await;
+        }
+        let _ = ha.proxy.set_health(&inst.id, &old.name, false).await;
+        let _ = ha.proxy.set_maint(&inst.id, &old.name, false).await;
+        result?;
+        self.sweep_old_proxy_sessions().await;
+        self.record_switch(&inst.id, &target.name, TaskKind::ChangeReplicaToMaster)
+            .await
+    }
+
+    /// The steps of a `killMasterGroup` task: SIGKILL to the master, then wait until
+    /// Sentinel names another node master and the database follows it.
+    pub(crate) async fn drill_master_kill(
+        &self,
+        task: &crsd_core::model::Task,
+        inst: &Instance,
+    ) -> Result<()> {
+        let old = self.master_spec(inst)?;
+        // A resumed task whose master already changed: the drill is over (never kill the
+        // new master).
+        if task.payload.get("master").and_then(|v| v.as_str()) != Some(old.name.as_str()) {
+            return Ok(());
+        }
+        // A drill kills only what Sentinel can fail over: it waits until the sentinels see
+        // an up replica (after a switch they learn the new master's replicas from its INFO,
+        // every 10 s) and Sentinel's pause between two failovers of one master
+        // (2 x failover-timeout) has passed since the instance's last switch.
+        let Some(ha) = self.ha() else {
+            return Err(crsd_core::Error::internal("no Sentinel to fail over with"));
+        };
+        let deadline = Instant::now() + SWITCH_TIMEOUT;
+        loop {
+            let guard_over = self
+                .last_switch_age(&inst.id)
+                .await?
+                .is_none_or(|age| age >= ha.failover_pause);
+            if guard_over && ha.sentinels.can_fail_over(&inst.id).await.unwrap_or(false) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(crsd_core::Error::internal(
+                    "Sentinel could not fail the instance over yet (no replica it sees up)",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.runtime.kill(&old).map_err(crate::steps::engine_err)?;
+        let deadline = Instant::now() + SWITCH_TIMEOUT;
+        loop {
+            if let Some(views) = self.sentinel_masters().await {
+                if !self.follow_failovers(&views).await?.is_empty() {
+                    return Ok(());
+                }
+            }
+            let now = self.store.instance(&inst.id).await?;
+            if now
+                .as_ref()
+                .and_then(|i| i.master())
+                .is_some_and(|m| m.id != old.name)
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(crsd_core::Error::internal(
+                    "Sentinel did not fail the instance over in time",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub(crate) fn ha(&self) -> Option<&Ha> {
+        self.ha.as_ref()
+    }
+
+    /// The sentinels, for tests and status.
+    pub fn sentinels(&self) -> Option<&SentinelSet> {
+        self.ha.as_ref().map(|h| &h.sentinels)
+    }
+
+    /// The proxy, for tests and status.
+    pub fn proxy(&self) -> Option<&Proxy> {
+        self.ha.as_ref().map(|h| &h.proxy)
+    }
+
+    /// At start, after the first supervisor pass: the sentinels run, every instance's
+    /// address is served, every running instance is watched.
+    pub async fn start_ha(&self) -> Result<()> {
+        let Some(ha) = self.ha() else {
+            return Ok(());
+        };
+        let started = ha
+            .sentinels
+            .ensure_running()
+            .await
+            .map_err(crate::steps::engine_err)?;
+        if !started.is_empty() {
+            tracing::info!(ports = ?started, "Sentinel processes started");
+        }
+        self.publish_addresses().await?;
+        self.reconcile_watches().await
+    }
+
+    /// Renders every live instance's frontend and has the proxy serve exactly those (started
+    /// if it does not run, reloaded if they changed). Returns once they serve.
+    pub(crate) async fn publish_addresses(&self) -> Result<()> {
+        let Some(ha) = self.ha() else {
+            return Ok(());
+        };
+        let _one_at_a_time = ha.publishing.lock().await;
+        let frontends: Vec<Frontend> = self
+            .store
+            .live_instances()
+            .await?
+            .iter()
+            .filter(|i| i.port != 0 && !i.nodes.is_empty())
+            .map(|i| self.frontend(i))
+            .collect();
+        ha.proxy
+            .apply(&frontends)
+            .await
+            .map_err(crate::steps::engine_err)?;
+        Ok(())
+    }
+
+    fn frontend(&self, inst: &Instance) -> Frontend {
+        let mut nodes: Vec<_> = inst.nodes.iter().collect();
+        // The order never follows the roles, so a failover needs no reload: the check finds
+        // the master.
+        nodes.sort_by_key(|n| n.seq);
+        Frontend {
+            name: inst.id.clone(),
+            port: inst.port,
+            check_user: CHECK_USER.to_string(),
+            check_secret: internal_secret(&inst.admin_secret, CHECK_USER),
+            servers: nodes
+                .into_iter()
+                .map(|n| Server {
+                    name: n.id.clone(),
+                    host: self.cfg.instance_bind.clone(),
+                    port: n.port,
+                })
+                .collect(),
+        }
+    }
+
+    fn monitored(&self, inst: &Instance) -> Option<Monitored> {
+        let master = inst.master()?;
+        Some(Monitored {
+            name: inst.id.clone(),
+            host: self.cfg.instance_bind.clone(),
+            port: master.port,
+            auth_user: SENTINEL_USER.to_string(),
+            auth_pass: internal_secret(&inst.admin_secret, SENTINEL_USER),
+        })
+    }
+
+    /// Whether Sentinel should watch `inst`: it runs and has a replica to promote.
+    fn wants_watch(inst: &Instance) -> bool {
+        matches!(inst.status, InstanceStatus::Running | InstanceStatus::Busy)
+            && inst.replica_count() > 0
+    }
+
+    /// Registers `inst` with every sentinel (its master as the database names it).
+    pub(crate) async fn watch(&self, inst: &Instance) -> Result<()> {
+        let (Some(ha), Some(m)) = (self.ha(), self.monitored(inst)) else {
+            return Ok(());
+        };
+        if inst.replica_count() == 0 {
+            return Ok(());
+        }
+        ha.sentinels
+            .monitor(&m)
+            .await
+            .map_err(crate::steps::engine_err)
+    }
+
+    /// Removes `id` from every sentinel: its nodes are about to stop on purpose.
+    pub(crate) async fn unwatch(&self, id: &str) -> Result<()> {
+        let Some(ha) = self.ha() else {
+            return Ok(());
+        };
+        ha.sentinels
+            .remove(id)
+            .await
+            .map_err(crate::steps::engine_err)
+    }
+
+    /// After replicas were removed: the sentinels forget them (they would list them as down).
+    pub(crate) async fn forget_removed_nodes(&self, id: &str) -> Result<()> {
+        let Some(ha) = self.ha() else {
+            return Ok(());
+        };
+        ha.sentinels
+            .reset(id)
+            .await
+            .map_err(crate::steps::engine_err)
+    }
+
+    /// Every sentinel watches exactly the instances that want it (one restarted with an old
+    /// config, or down when an instance was created, catches up here).
+    pub(crate) async fn reconcile_watches(&self) -> Result<()> {
+        let Some(ha) = self.ha() else {
+            return Ok(());
+        };
+        let live = self.store.live_instances().await?;
+        let wanted: HashMap<&str, &Instance> = live
+            .iter()
+            .filter(|i| Self::wants_watch(i) && !self.task_owns_processes(i))
+            .map(|i| (i.id.as_str(), i))
+            .collect();
+        let seen = match ha.sentinels.monitored_by_each().await {
+            Ok(seen) => seen,
+            Err(e) => {
+                tracing::warn!(error = %e, "no sentinel answers; cannot check what they watch");
+                return Ok(());
+            }
+        };
+        let mut missing = false;
+        for (port, names) in &seen {
+            for name in names {
+                if !wanted.contains_key(name.as_str()) && !self.is_live_busy(&live, name) {
+                    tracing::info!(sentinel = port, instance = %name, "sentinel watches an instance that is gone or stopped; removing it");
+                    if let Err(e) = ha.sentinels.remove(name).await {
+                        tracing::warn!(instance = %name, error = %e, "cannot remove a watch");
+                    }
+                }
+            }
+            missing |= wanted.keys().any(|w| !names.iter().any(|n| n == w));
+        }
+        if missing {
+            for inst in wanted.values() {
+                if let Err(e) = self.watch(inst).await {
+                    tracing::warn!(instance = %inst.id, error = ?e, "cannot register the instance with Sentinel");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn is_live_busy(&self, live: &[Instance], id: &str) -> bool {
+        live.iter()
+            .any(|i| i.id == id && self.task_owns_processes(i) && Self::wants_watch(i))
+    }
+
+    /// Whether a task that starts or stops `inst`'s processes holds it (it watches and
+    /// unwatches on its own).
+    fn task_owns_processes(&self, inst: &Instance) -> bool {
+        inst.lock_task.is_some() && inst.status != InstanceStatus::Running
+    }
+
+    /// The sentinels' view of every watched instance's master, `None` when no sentinel
+    /// answers (then crsd keeps to the database).
+    pub(crate) async fn sentinel_masters(&self) -> Option<HashMap<String, MasterView>> {
+        let ha = self.ha()?;
+        match ha.sentinels.masters().await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                // Before the first start, or all killed: the supervisor starts them.
+                tracing::debug!(error = %e, "no sentinel answers");
+                None
+            }
+        }
+    }
+
+    /// Records every failover Sentinel made: the node it promoted becomes the master in the
+    /// database (the old master a replica), and a finished `switchMaster` task says when.
+    /// Returns the ids of the instances whose master changed.
+    pub(crate) async fn follow_failovers(
+        &self,
+        views: &HashMap<String, MasterView>,
+    ) -> Result<Vec<String>> {
+        let mut switched = Vec::new();
+        for inst in self.store.live_instances().await? {
+            let Some(view) = views.get(&inst.id) else {
+                continue;
+            };
+            let Some(master) = inst.master() else {
+                continue;
+            };
+            if view.port == master.port {
+                continue;
+            }
+            let Some(promoted) = inst.nodes.iter().find(|n| n.port == view.port) else {
+                tracing::warn!(instance = %inst.id, port = view.port, "Sentinel names a master that is not a node of the instance");
+                continue;
+            };
+            // Recorded once the node itself says so (Sentinel's flags may still say a
+            // failover is under way, or that one sentinel has not reached it yet).
+            let spec = self.node_spec(&inst, promoted);
+            if !self.runtime.is_master_now(&spec).await.unwrap_or(false) {
+                continue;
+            }
+            let (from, to) = (master.id.clone(), promoted.id.clone());
+            self.record_switch(&inst.id, &to, TaskKind::SwitchMaster)
+                .await?;
+            tracing::warn!(instance = %inst.id, from = %from, to = %to,
+                "Sentinel failed the instance over; the database follows");
+            switched.push(inst.id.clone());
+        }
+        if !switched.is_empty() {
+            self.sweep_old_proxy_sessions().await;
+        }
+        Ok(switched)
+    }
+
+    /// Proxy workers left from earlier reloads run no health checks: their sessions to a node
+    /// that is no longer the master are closed, as the current worker closes its own.
+    async fn sweep_old_proxy_sessions(&self) {
+        if let Some(ha) = self.ha() {
+            match ha.proxy.sweep_old_workers().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    sessions = n,
+                    "closed old proxy workers' sessions to former masters"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot sweep old proxy workers' sessions"),
+            }
+        }
+    }
+
+    /// Makes `node` the master of `id` in the database, with a finished task of `kind` that
+    /// says so (for the task lists), in one transaction.
+    pub(crate) async fn record_switch(&self, id: &str, node: &str, kind: TaskKind) -> Result<()> {
+        let now = self.now();
+        let mut tx = self.store.write().await?;
+        let Some(mut inst) = tx.instance(id).await? else {
+            return Ok(());
+        };
+        if !inst.nodes.iter().any(|n| n.id == node) {
+            return Ok(());
+        }
+        for n in &mut inst.nodes {
+            n.role = if n.id == node {
+                NodeRole::Master
+            } else {
+                NodeRole::Replica
+            };
+        }
+        tx.update_instance(&inst).await?;
+        if kind == TaskKind::SwitchMaster {
+            let task_id = tx
+                .insert_task(
+                    &NewTask {
+                        app_id: inst.app_id,
+                        kind,
+                        instance_id: Some(inst.id.clone()),
+                        deal_id: None,
+                        payload: serde_json::json!({ "master": node }),
+                    },
+                    now,
+                )
+                .await?;
+            if let Some(mut t) = tx.task(task_id).await? {
+                t.status = TaskStatus::Succeeded;
+                t.updated_at = now;
+                tx.update_task(&t).await?;
+            }
+        }
+        tx.commit().await?;
+        self.forget_dead_master(id);
+        Ok(())
+    }
+
+    /// A replica of `inst` that says it is the master now (Sentinel promoted it; crsd may
+    /// not have seen Sentinel's view yet): recorded as the master, and returned.
+    pub(crate) async fn promoted_replica(&self, inst: &Instance) -> Result<Option<String>> {
+        if self.ha().is_none() {
+            return Ok(None);
+        }
+        for replica in inst.replicas() {
+            let spec = self.node_spec(inst, replica);
+            if self.runtime.is_master_now(&spec).await.unwrap_or(false) {
+                self.record_switch(&inst.id, &replica.id, TaskKind::SwitchMaster)
+                    .await?;
+                tracing::warn!(instance = %inst.id, to = %replica.id,
+                    "a replica was promoted while the master was down; the database follows");
+                return Ok(Some(replica.id.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// How long ago the instance's master last changed (a failover, a planned switch or a
+    /// drill), from its tasks; `None` if it never did.
+    async fn last_switch_age(&self, id: &str) -> Result<Option<Duration>> {
+        let last = self
+            .store
+            .last_task_end(
+                id,
+                &[
+                    TaskKind::SwitchMaster,
+                    TaskKind::ChangeReplicaToMaster,
+                    TaskKind::KillMasterGroup,
+                ],
+            )
+            .await?;
+        Ok(last.map(|at| (self.now() - at).to_std().unwrap_or_default()))
+    }
+
+    /// The supervisor's rule for a dead master of `inst` (see the module docs).
+    pub(crate) fn dead_master(&self, inst: &Instance, replica_alive: bool) -> DeadMaster {
+        let Some(ha) = self.ha() else {
+            return DeadMaster::Restart;
+        };
+        if !replica_alive || !Self::wants_watch(inst) {
+            self.forget_dead_master(&inst.id);
+            return DeadMaster::Restart;
+        }
+        let mut map = ha.dead_masters.lock().unwrap_or_else(|e| e.into_inner());
+        let since = *map.entry(inst.id.clone()).or_insert_with(|| {
+            tracing::warn!(instance = %inst.id, "the master is down; leaving the failover to Sentinel");
+            Instant::now()
+        });
+        if since.elapsed() >= ha.failover_grace {
+            map.remove(&inst.id);
+            tracing::warn!(instance = %inst.id, waited = ?ha.failover_grace,
+                "Sentinel promoted no replica in time; starting the master again in place");
+            DeadMaster::Restart
+        } else {
+            DeadMaster::AwaitFailover
+        }
+    }
+
+    fn forget_dead_master(&self, id: &str) {
+        if let Some(ha) = self.ha() {
+            ha.dead_masters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id);
+        }
+    }
+
+    /// Keeps the host daemons running: a dead sentinel or proxy is started again.
+    pub(crate) async fn supervise_ha(&self) {
+        let Some(ha) = self.ha() else {
+            return;
+        };
+        match ha.sentinels.ensure_running().await {
+            Ok(started) if !started.is_empty() => {
+                tracing::warn!(ports = ?started, "Sentinel processes were down; started them")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot start the Sentinel processes"),
+        }
+        match ha.proxy.ensure_running().await {
+            Ok(true) => tracing::warn!("the proxy was down; started it"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "cannot start the proxy"),
+        }
+    }
+}
