@@ -11,7 +11,9 @@ use crate::config::Config;
 use anyhow::{bail, Context, Result};
 use crsd_backupstore::{BackupStore, LocalStore};
 use crsd_core::clock::SharedClock;
-use crsd_engine::{CeilingConfig, Engine, EngineConfig, ProxyConfig, SentinelConfig};
+use crsd_engine::{
+    CeilingConfig, Engine, EngineConfig, ProxyConfig, SentinelConfig, SentinelTimers,
+};
 use crsd_service::{
     BackupSettings, DiskReserve, HaSettings, NewAccount, Service, ServiceConfig, UndoRetry,
 };
@@ -273,6 +275,7 @@ pub fn ha_settings(cfg: &Config) -> Result<HaSettings> {
             failover_timeout_ms: ha.failover_timeout_ms,
             root: cfg.data_dir.join("sentinel"),
             secret: hex::encode(secret_file(&cfg.data_dir.join("sentinel.secret"))?),
+            timers: Some(SentinelTimers::default()),
         },
         proxy: ProxyConfig {
             program: ha.haproxy.clone(),

@@ -229,13 +229,16 @@ async fn three_replicas_each_hold_the_data_and_wait_3_answers_3() {
     assert_eq!(
         e["Port"],
         inst.port(),
-        "the instance's port is its master's"
+        "the instance's port is its stable address"
     );
+    let master = inst.master().unwrap().port;
+    assert_ne!(inst.port(), master, "the address is not a node's port");
+    // Through the stable address, and then on the master itself.
     let written = set_many(inst.port(), "k", 200).await;
-    assert_eq!(wait_replicas(inst.port(), 3).await, 3, "WAIT 3");
-    assert_eq!(contents(inst.port()).await, written);
+    assert_eq!(wait_replicas(master, 3).await, 3, "WAIT 3");
+    assert_eq!(contents(master).await, written);
     for port in replica_ports(&inst) {
-        until_follows(port, inst.port()).await;
+        until_follows(port, master).await;
         assert_eq!(contents(port).await, written, "the replica at {port}");
     }
 }
@@ -249,7 +252,8 @@ async fn three_to_one_to_two_replicas_live_under_writes_lose_nothing() {
     let id = c.create(PASSWORD, 3).await;
     let before = common::balance(&crsd, app).await;
     let inst = stored(&crsd, &id).await;
-    let master = inst.port();
+    // The master node itself (the stable address leads there too).
+    let master = inst.master().unwrap().port;
     let master_pid = node_pid(&node_dir(&data, &id, &inst.master().unwrap().id));
 
     // A client writing to the master all along: SET k<n>, n counting up.
@@ -395,7 +399,8 @@ async fn backup_and_restore_with_two_replicas_leave_every_node_exact() {
     let c = Tc3::like(&crsd.client());
     let id = c.create(PASSWORD, 2).await;
     let inst = stored(&crsd, &id).await;
-    let master = inst.port();
+    // The master node itself (the stable address leads there too).
+    let master = inst.master().unwrap().port;
     let backed_up = set_many(master, "b", 300).await;
 
     let r = c
@@ -497,7 +502,8 @@ async fn kill9_of_crsd_adopts_every_node_and_a_killed_replica_follows_the_master
     d.start().await;
     let c = Tc3::like(&d.client());
     let id = c.create(PASSWORD, 3).await;
-    let master = c.describe(&id).await["Port"].as_u64().unwrap() as u16;
+    // The master node itself (node 0; the stable address leads there too).
+    let master = daemon_nodes(&d.data, &id)[0].1;
     let nodes = daemon_nodes(&d.data, &id);
     assert_eq!(nodes.len(), 4, "{nodes:?}");
     assert!(nodes.iter().all(|(_, _, pid)| pid.is_some()), "{nodes:?}");
@@ -552,64 +558,54 @@ async fn kill9_of_crsd_adopts_every_node_and_a_killed_replica_follows_the_master
         }
     }
 
-    // kill -9 the master: it comes back as the master with every key (its AOF), and the three
-    // replicas follow it again.
+    // kill -9 the master: Sentinel promotes a replica with every key, the killed node comes
+    // back as a replica of it, and every other node follows it.
     let (master_node, _, master_pid) = now.iter().find(|n| n.1 == master).cloned().unwrap();
     let master_pid = master_pid.unwrap();
-    // With `appendfsync everysec` redis holds acknowledged writes in its AOF buffer (not yet
-    // written to the file) while a background fsync runs, for up to 2 s: a kill -9 then loses
-    // them. What is asserted here is the restart; the kill waits for the buffer to be written.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut c = conn(master).await;
-        let info: String = redis::cmd("INFO")
-            .arg("persistence")
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        if info.lines().any(|l| l.trim() == "aof_buffer_length:0") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the AOF buffer is not written: {info}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The sentinels must have found each other for this instance (hello messages) before a
+    // failover can be agreed on.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     std::process::Command::new("kill")
         .args(["-9", &master_pid.to_string()])
         .status()
         .unwrap();
     let folder = node_dir(&d.data, &id, &master_node);
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while node_pid(&folder).is_none_or(|p| p == master_pid) {
-        assert!(Instant::now() < deadline, "the master did not come back");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // It answers once it has loaded its AOF.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut c = conn(master).await;
-        let loaded: redis::RedisResult<i64> = redis::cmd("DBSIZE").query_async(&mut c).await;
-        if loaded.is_ok() {
-            break;
-        }
         assert!(
             Instant::now() < deadline,
-            "the master does not serve: {loaded:?}"
+            "the killed master did not run again"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(contents(master).await, want, "the master's keys");
-    let r = replication(master).await;
-    assert_eq!(r.get("role").map(String::as_str), Some("master"), "{r:?}");
-    let more = set_many(master, "after", 20).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let new_master = loop {
+        let mut masters = Vec::new();
+        for (_, port, _) in &now {
+            if replication(*port).await.get("role").map(String::as_str) == Some("master") {
+                masters.push(*port);
+            }
+        }
+        assert!(masters.len() <= 1, "two masters: {masters:?}");
+        if let [m] = masters[..] {
+            if m != master {
+                break m;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no replica was promoted: {masters:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(contents(new_master).await, want, "the new master's keys");
+    let more = set_many(new_master, "after", 20).await;
     want.extend(more);
-    for (_, port, _) in now.iter().filter(|n| n.1 != master) {
-        until_follows(*port, master).await;
+    for (_, port, _) in now.iter().filter(|n| n.1 != new_master) {
+        until_follows(*port, new_master).await;
     }
-    assert_eq!(wait_replicas(master, 3).await, 3);
-    for (_, port, _) in now.iter().filter(|n| n.1 != master) {
+    assert_eq!(wait_replicas(new_master, 3).await, 3);
+    for (_, port, _) in now.iter().filter(|n| n.1 != new_master) {
         assert_eq!(contents(*port).await, want, "the replica at {port}");
     }
 }
@@ -750,7 +746,8 @@ async fn replica_changes_cut_by_a_kill9_of_crsd_finish_after_it() {
     d.start().await;
     let c = Tc3::like(&d.client());
     let id = c.create(PASSWORD, 3).await;
-    let master = c.describe(&id).await["Port"].as_u64().unwrap() as u16;
+    // The master node itself (node 0; the stable address leads there too).
+    let master = daemon_nodes(&d.data, &id)[0].1;
     let written = set_many(master, "k", 100).await;
     let before = daemon_nodes(&d.data, &id);
 

@@ -94,7 +94,9 @@ pub use error::EngineError;
 pub use persistence::NodeUsage;
 pub use proxy::{Frontend, Proxy, ProxyConfig, Server};
 pub use runtime::NodeRuntime;
-pub use sentinel::{MasterView, Monitored, SentinelConfig, SentinelSet, MIN_SAFE_DOWN_AFTER_MS};
+pub use sentinel::{
+    MasterView, Monitored, SentinelConfig, SentinelSet, SentinelTimers, MIN_SAFE_DOWN_AFTER_MS,
+};
 pub use slowlog::SlowlogEntry;
 
 /// Settings shared by every node this engine drives.

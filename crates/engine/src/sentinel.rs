@@ -129,6 +129,39 @@ pub struct SentinelConfig {
     /// stable: it is written into a sentinel's config file at its first start only. Printable
     /// ASCII without spaces, quotes or backslashes.
     pub secret: String,
+    /// Sentinel's own timers (see "Sentinel's timers" in the module docs); `None` keeps
+    /// Sentinel's defaults.
+    pub timers: Option<SentinelTimers>,
+}
+
+/// The periods of a sentinel's own loops, set with `SENTINEL DEBUG` on every sentinel process
+/// (they are not kept in its config file, so each new process gets them again).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SentinelTimers {
+    /// PING period, and the least time between two reconnects to an address (Sentinel: 1000).
+    pub ping_period_ms: u64,
+    /// `INFO` period, how soon a sentinel learns a master's new replicas (Sentinel: 10000).
+    pub info_period_ms: u64,
+    /// Hello messages, how soon sentinels find each other for a new master (Sentinel: 2000).
+    pub publish_period_ms: u64,
+}
+
+impl Default for SentinelTimers {
+    fn default() -> Self {
+        SentinelTimers {
+            ping_period_ms: 200,
+            info_period_ms: 1000,
+            publish_period_ms: 500,
+        }
+    }
+}
+
+impl SentinelTimers {
+    /// The smallest safe `down_after_ms` with these timers: the reconnect period plus a
+    /// timer tick and a round trip (see "A floor under down-after").
+    pub fn down_after_floor_ms(&self) -> u64 {
+        self.ping_period_ms + 200
+    }
 }
 
 impl Default for SentinelConfig {
@@ -142,6 +175,7 @@ impl Default for SentinelConfig {
             failover_timeout_ms: 3000,
             root: PathBuf::from("sentinels"),
             secret: String::new(),
+            timers: Some(SentinelTimers::default()),
         }
     }
 }
@@ -218,6 +252,8 @@ struct Inner {
     /// `ensure_running` and `stop_all` one at a time: two concurrent starts of the same
     /// sentinel would race for its port.
     lifecycle: tokio::sync::Mutex<()>,
+    /// The pid each sentinel had when it got the configured timers.
+    timed: std::sync::Mutex<HashMap<u16, u32>>,
 }
 
 /// What one sentinel made of a command sent to all of them.
@@ -261,7 +297,57 @@ impl SentinelSet {
                 cfg,
                 sentinels,
                 lifecycle: tokio::sync::Mutex::new(()),
+                timed: std::sync::Mutex::default(),
             }),
+        }
+    }
+
+    /// Gives every running sentinel process the configured timers, once per process.
+    async fn apply_timers(&self, host: &str) {
+        let cfg = &self.inner.cfg;
+        let Some(t) = cfg.timers else {
+            return;
+        };
+        for (port, daemon) in &self.inner.sentinels {
+            let Some(pid) = daemon.find() else {
+                continue;
+            };
+            let done = self
+                .inner
+                .timed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(port)
+                == Some(&pid);
+            if done {
+                continue;
+            }
+            let set = async {
+                let mut con = connect(host, *port, &cfg.secret).await?;
+                redis::cmd("SENTINEL")
+                    .arg("DEBUG")
+                    .arg("ping-period")
+                    .arg(t.ping_period_ms)
+                    .arg("info-period")
+                    .arg(t.info_period_ms)
+                    .arg("publish-period")
+                    .arg(t.publish_period_ms)
+                    .query_async::<()>(&mut con)
+                    .await?;
+                Ok::<_, EngineError>(())
+            };
+            match set.await {
+                Ok(()) => {
+                    self.inner
+                        .timed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(*port, pid);
+                }
+                Err(e) => {
+                    tracing::warn!(port, error = %chain(&e), "cannot set the sentinel's timers")
+                }
+            }
         }
     }
 
@@ -292,6 +378,7 @@ impl SentinelSet {
                 }
             }
         }
+        self.apply_timers(&host).await;
         match first_err {
             Some(e) => Err(e),
             None => Ok(started),
@@ -371,7 +458,10 @@ impl SentinelSet {
                 cfg.ports.len()
             )));
         }
-        if cfg.down_after_ms < MIN_SAFE_DOWN_AFTER_MS {
+        let floor = cfg
+            .timers
+            .map_or(MIN_SAFE_DOWN_AFTER_MS, |t| t.down_after_floor_ms());
+        if cfg.down_after_ms < floor {
             tracing::warn!(
                 down_after_ms = cfg.down_after_ms,
                 floor = MIN_SAFE_DOWN_AFTER_MS,

@@ -10,16 +10,18 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crsd_engine::{
-    internal_secret, EngineError, Monitored, SentinelConfig, SentinelSet, SENTINEL_USER,
+    internal_secret, EngineError, Monitored, SentinelConfig, SentinelSet, SentinelTimers,
+    SENTINEL_USER,
 };
 use redis::aio::MultiplexedConnection;
 use redis::{ConnectionAddr, ConnectionInfo, RedisConnectionInfo};
 use support::{free_port, random_secret, start_pair, wait_until, Pair};
 
 const NAME: &str = "crs-sentinel-test";
-/// The default (see `MIN_SAFE_DOWN_AFTER_MS`); the stability checks at the end failed with
-/// 500 ms in 4 runs of 8, with 1000 ms in 1 of 8.
-const DOWN_AFTER_MS: u64 = 1500;
+/// With Sentinel's own timers (a 1 s reconnect period) the stability checks at the end
+/// failed with 500 ms in 4 runs of 8, with 1000 ms in 1 of 8; with crsd's timers
+/// (`SentinelTimers`: a 200 ms reconnect period) 500 ms is above the floor.
+const DOWN_AFTER_MS: u64 = 500;
 
 fn sentinel_config(p: &Pair, ports: Vec<u16>, secret: &str) -> SentinelConfig {
     SentinelConfig {
@@ -31,6 +33,7 @@ fn sentinel_config(p: &Pair, ports: Vec<u16>, secret: &str) -> SentinelConfig {
         failover_timeout_ms: 3000,
         root: p.tmp.path().join("sentinels"),
         secret: secret.to_string(),
+        timers: Some(SentinelTimers::default()),
     }
 }
 

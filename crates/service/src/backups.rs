@@ -686,6 +686,7 @@ impl Service {
         for spec in &nodes {
             runtime.finish_restore(spec).map_err(err)?;
         }
+        self.wait_address_ready(inst).await?;
         self.watch(inst).await?;
         let mut f = Finish::to(InstanceStatus::Running);
         f.unlock_backup = Some(backup.id);
@@ -721,6 +722,7 @@ impl Service {
                 .map_err(err)?;
         }
         runtime.finish_restore(&master).map_err(err)?;
+        self.wait_address_ready(inst).await?;
         self.watch(inst).await?;
         let mut f = Finish::to(InstanceStatus::Running);
         f.unlock_backup = payload_str(task, "backupId").ok();

@@ -84,6 +84,8 @@ pub(crate) enum DeadMaster {
 const SWITCH_PAUSE: Duration = Duration::from_secs(10);
 /// How long the promoted replica may take to apply what the old master had.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a task waits for the proxy to lead an address to its master.
+const ADDRESS_READY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a switch or a drill waits for Sentinel to name the new master.
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -342,6 +344,12 @@ impl Service {
     /// Renders every live instance's frontend and has the proxy serve exactly those (started
     /// if it does not run, reloaded if they changed). Returns once they serve.
     pub(crate) async fn publish_addresses(&self) -> Result<()> {
+        self.publish_addresses_but(None).await
+    }
+
+    /// [`Service::publish_addresses`] without `closing`'s address: an instance about to be
+    /// isolated or deleted stops being served before its nodes stop.
+    pub(crate) async fn publish_addresses_but(&self, closing: Option<&str>) -> Result<()> {
         let Some(ha) = self.ha() else {
             return Ok(());
         };
@@ -351,7 +359,14 @@ impl Service {
             .live_instances()
             .await?
             .iter()
-            .filter(|i| i.port != 0 && !i.nodes.is_empty())
+            // An isolated instance's address is closed (its nodes are stopped); its port
+            // stays its own.
+            .filter(|i| {
+                i.port != 0
+                    && !i.nodes.is_empty()
+                    && i.status != InstanceStatus::Isolated
+                    && Some(i.id.as_str()) != closing
+            })
             .map(|i| self.frontend(i))
             .collect();
         ha.proxy
@@ -359,6 +374,29 @@ impl Service {
             .await
             .map_err(crate::steps::engine_err)?;
         Ok(())
+    }
+
+    /// Waits until the proxy leads `inst`'s address to its master: the first server its
+    /// check sees up is the master (a node that just started, or came back, is seen within a
+    /// fast check interval). A task that makes an instance serve ends only then.
+    pub(crate) async fn wait_address_ready(&self, inst: &Instance) -> Result<()> {
+        let (Some(ha), Some(master)) = (self.ha(), inst.master()) else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + ADDRESS_READY_TIMEOUT;
+        loop {
+            let up = ha.proxy.servers_up(&inst.id).await;
+            if matches!(&up, Ok(up) if up.first() == Some(&master.id)) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(crsd_core::Error::internal(format!(
+                    "the proxy does not lead {}'s address to its master {} (up: {up:?})",
+                    inst.id, master.id
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     fn frontend(&self, inst: &Instance) -> Frontend {

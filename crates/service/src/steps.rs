@@ -139,6 +139,7 @@ impl Service {
                 }
                 // Its stable address serves, then Sentinel watches it.
                 self.publish_addresses().await?;
+                self.wait_address_ready(&inst).await?;
                 self.watch(&inst).await?;
                 let mut f = Finish::to(InstanceStatus::Running);
                 if task.kind == TaskKind::NewInstance {
@@ -180,8 +181,10 @@ impl Service {
                 Finish::to(InstanceStatus::Running)
             }
             TaskKind::CloseInstance => {
-                // Stopped on purpose: Sentinel must not take it for a failure.
+                // Stopped on purpose: Sentinel must not take it for a failure, and its address
+                // closes first.
                 self.unwatch(&inst.id).await?;
+                self.publish_addresses_but(Some(&inst.id)).await?;
                 // Replicas first: a master stopped before them would make them retry.
                 for spec in nodes.iter().rev() {
                     runtime.stop(spec).await.map_err(engine_err)?;
@@ -190,6 +193,7 @@ impl Service {
             }
             TaskKind::DeleteInstance => {
                 self.unwatch(&inst.id).await?;
+                self.publish_addresses_but(Some(&inst.id)).await?;
                 for spec in nodes.iter().rev() {
                     runtime.destroy(spec).await.map_err(engine_err)?;
                 }
@@ -232,7 +236,7 @@ impl Service {
         };
         let kind = task.kind;
         self.finish(task, TaskStatus::Succeeded, finish).await?;
-        if kind == TaskKind::DeleteInstance {
+        if matches!(kind, TaskKind::DeleteInstance | TaskKind::CloseInstance) {
             // Its address is no longer served (best effort: the next change renders it too).
             if let Err(e) = self.publish_addresses().await {
                 tracing::warn!(error = ?e, "cannot remove a deleted instance's address from the proxy");
@@ -339,7 +343,12 @@ impl Service {
             }
             _ => Finish::to(inst.status_after_unlock()),
         };
-        self.finish(task.clone(), status, finish).await
+        self.finish(task.clone(), status, finish).await?;
+        // What the undo left running or stopped is what the proxy serves.
+        if let Err(e) = self.publish_addresses().await {
+            tracing::warn!(error = ?e, "cannot bring the proxy up to date after an undo");
+        }
+        Ok(())
     }
 
     /// Ends a task whose undo failed `undo_retry.attempts` times: in error (-1), its instance
