@@ -256,6 +256,29 @@ async fn upgrade_in_place(stop: Stop) {
         );
     }
 
+    // The port clients had is now the instance's stable address: the proxy listens there
+    // and leads to the master, which moved to a port of its own without a restart.
+    for inst in &insts {
+        let mut c = conn(inst, inst.port, "address").await;
+        let server = info(&mut c, "server").await;
+        let node_port = server
+            .lines()
+            .find_map(|l| l.strip_prefix("tcp_port:"))
+            .and_then(|p| p.trim().parse::<u16>().ok())
+            .expect("INFO server has tcp_port");
+        assert_ne!(
+            node_port, inst.port,
+            "{}: the address is served by the proxy, the master has its own port",
+            inst.id
+        );
+        let replication = info(&mut c, "replication").await;
+        assert!(
+            replication.contains("role:master") && replication.contains("connected_slaves:1"),
+            "{}: the address leads to the master, its replica follows it: {replication}",
+            inst.id
+        );
+    }
+
     // The data is there, writes work and reach the replica.
     for inst in &insts {
         keys_are_there(inst).await;
