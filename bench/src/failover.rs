@@ -592,6 +592,8 @@ fn switch_count(logs: &[PathBuf], name: &str) -> usize {
 #[derive(Default)]
 struct HandRun {
     children: Vec<Child>,
+    /// Ports handed out so far: a port just freed can come back from the kernel.
+    ports: HashSet<u16>,
     pairs: Vec<Pair>,
     sentinel_dirs: Vec<PathBuf>,
 }
@@ -607,11 +609,7 @@ impl HandRun {
         let redis = &cfg.instances.redis_server;
         let mut nodes = Vec::new();
         for i in 0..pairs {
-            let (m, r, addr) = (
-                crate::free_port()?,
-                crate::free_port()?,
-                crate::free_port()?,
-            );
+            let (m, r, addr) = (self.port()?, self.port()?, self.port()?);
             let base = dir.join(format!("hp{i}"));
             let master = self.spawn(redis, &node_conf(&base.join("m"), m, None)?)?;
             self.spawn(redis, &node_conf(&base.join("r"), r, Some(m))?)?;
@@ -644,7 +642,7 @@ impl HandRun {
         }
         let mut sentinel_ports = Vec::new();
         for s in 0..3 {
-            let port = crate::free_port()?;
+            let port = self.port()?;
             let sdir = dir.join(format!("sentinel-{s}"));
             std::fs::create_dir_all(&sdir)?;
             let conf = sdir.join("sentinel.conf");
@@ -684,14 +682,21 @@ impl HandRun {
         }
         let conf = dir.join("haproxy.cfg");
         std::fs::write(&conf, hc)?;
-        let child = Command::new(haproxy_program(&cfg.ha.haproxy))
+        let log = dir.join("haproxy.log");
+        let mut child = Command::new(haproxy_program(&cfg.ha.haproxy))
             .arg("-f")
             .arg(&conf)
-            .arg("-q")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
             .spawn()
             .context("starting haproxy")?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "haproxy exited ({status}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
         self.children.push(child);
 
         for p in &self.pairs {
@@ -699,6 +704,16 @@ impl HandRun {
             wait_watched(&sentinel_ports, None, &p.name).await?;
         }
         Ok(())
+    }
+
+    /// A free port not handed out before.
+    fn port(&mut self) -> Result<u16> {
+        loop {
+            let p = crate::free_port()?;
+            if self.ports.insert(p) {
+                return Ok(p);
+            }
+        }
     }
 
     /// Spawns `program <conf>`; its pid.
