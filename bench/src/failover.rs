@@ -103,8 +103,9 @@ pub async fn run(dir: &Path) -> Result<()> {
         r.shutdown(Duration::from_secs(5)).await;
     }
     hand.stop();
-    kill_under(dir);
+    // crsd's nodes by their pid files (and their cgroups), then whatever else is left.
     crate::kill_all(&cfg);
+    kill_under(dir);
     result
 }
 
