@@ -1,5 +1,5 @@
 # crsd: one command runs it, one command tests it.
-.PHONY: run build test lint bench bench-backups bench-load
+.PHONY: run build test lint bench bench-backups bench-load bench-failover
 
 run: ## install redis-server if missing, build, start crsd with the embedded defaults
 	./scripts/install-deps.sh
@@ -24,3 +24,6 @@ bench-backups: ## backup, download and restore of 5,000,000 keys against BGSAVE,
 
 bench-load: ## 500 signed clients for 20 s while backups run: p50/p99, fails on any 5xx or error
 	BENCH_SUITE=load ./scripts/bench.sh
+
+bench-failover: ## kill -9 of a master behind its stable address (crsd up, crsd down, hand-run Sentinel + HAProxy): outage p50/max, lost writes, the address's cost
+	BENCH_SUITE=failover ./scripts/bench.sh

@@ -11,7 +11,9 @@
 //!
 //! With `BENCH_SUITE=backups` (`make bench-backups`) it measures backups instead: see
 //! `backups.rs`; with `BENCH_SUITE=load` (`make bench-load`), 500 signed clients while backups
-//! run: see `load.rs`.
+//! run: see `load.rs`; with `BENCH_SUITE=failover` (`make bench-failover`), kill -9 of a
+//! master behind its stable address, with crsd up, down, and a hand-run Sentinel + HAProxy
+//! stack: see `failover.rs`.
 //!
 //! Run with `make bench` (release build). Environment: BENCH_ACTION (DescribeRedis; e.g.
 //! DescribeRedisZones measures the HTTP + signature path alone), BENCH_CREATE (20),
@@ -19,6 +21,7 @@
 //! BENCH_CONCURRENCY (64).
 
 mod backups;
+mod failover;
 mod load;
 mod tc3;
 
@@ -114,6 +117,9 @@ async fn main() -> Result<()> {
     }
     if std::env::var("BENCH_SUITE").as_deref() == Ok("load") {
         return load::run(dir.path()).await;
+    }
+    if std::env::var("BENCH_SUITE").as_deref() == Ok("failover") {
+        return failover::run(dir.path()).await;
     }
 
     println!(
