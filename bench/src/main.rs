@@ -568,7 +568,11 @@ fn kill_all(cfg: &Config) {
         if let Ok(pid) = std::fs::read_to_string(path) {
             let pid = pid.trim().to_string();
             let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if cmd.contains("redis-server") {
+            // Nodes, sentinels and the proxy (killing its master ends its workers).
+            if ["redis-server", "redis-sentinel", "haproxy"]
+                .iter()
+                .any(|p| cmd.contains(p))
+            {
                 let _ = Command::new("kill").args(["-9", &pid]).status();
             }
         }

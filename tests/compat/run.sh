@@ -37,9 +37,10 @@ SUMMARY_PRINTED=0
 
 say() { echo "compat: $*" >&2; }
 
-# Every redis-server started for our data dir: the pid files crsd's nodes write, plus a /proc
-# scan for a node started but whose pid file is not written yet. A pid counts only if its
-# /proc/<pid>/cmdline names redis-server (pids are reused; stale pid files survive kill -9).
+# Every process crsd started for our data dir (redis-servers, sentinels, the proxy and its
+# workers): the pid files they write, plus a /proc scan for one whose pid file is not written
+# yet. A pid counts only if its /proc/<pid>/cmdline names one of those programs (pids are
+# reused; stale pid files survive kill -9).
 redis_pids() {
   local data="$1" f pid cmd
   [ -d "$data" ] || return 0
@@ -51,13 +52,14 @@ redis_pids() {
     for f in /proc/[0-9]*/cmdline; do
       cmd="$(tr '\0' ' ' 2>/dev/null <"$f" || true)"
       case "$cmd" in
-        *redis-server*"$data/"*) pid="${f#/proc/}"; echo "${pid%/cmdline}" ;;
+        *redis-server*"$data/"* | *redis-sentinel*"$data/"* | *haproxy*"$data/"*)
+          pid="${f#/proc/}"; echo "${pid%/cmdline}" ;;
       esac
     done
   } | sort -un | while read -r pid; do
     [ "$pid" -gt 1 ] 2>/dev/null || continue
     cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" || true)"
-    case "$cmd" in *redis-server*) echo "$pid" ;; esac
+    case "$cmd" in *redis-server* | *redis-sentinel* | *haproxy*) echo "$pid" ;; esac
   done
 }
 
@@ -209,10 +211,13 @@ fi
 
 STAGE="start crsd"
 PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
 cat >"$TMP/crsd.toml" <<EOF
 [instances]
 port_min = $PORT_MIN
 port_max = $PORT_MAX
+[ha]
+sentinel_ports = [$(free_port), $(free_port), $(free_port)]
 EOF
 NO_COLOR=1 CRSD_BOOTSTRAP_SECRET_ID="$SECRET_ID" CRSD_BOOTSTRAP_SECRET_KEY="$SECRET_KEY" \
   "$CRSD" serve --config "$TMP/crsd.toml" --data-dir "$TMP/data" --listen "127.0.0.1:$PORT" \

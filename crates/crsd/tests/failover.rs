@@ -11,7 +11,7 @@ mod common;
 
 use common::daemon::Daemon;
 use common::tc3::Tc3;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -175,14 +175,24 @@ async fn wait_writes_back(w: &Writer, t: Instant, limit: Duration) -> Duration {
 /// Every acknowledged write is in the list at the stable address.
 async fn all_acked_there(port: u16, acked: &[u64]) {
     assert!(!acked.is_empty(), "the writer got acknowledgements");
-    let mut c = conn(port).await.expect("the address serves");
-    let have: Vec<u64> = redis::cmd("LRANGE")
-        .arg("log")
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    // Right after a failover the proxy may still close a session it had on its way to a
+    // node that changed state: a client connects again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let have: Vec<u64> = loop {
+        if let Ok(mut c) = conn(port).await {
+            if let Ok(have) = redis::cmd("LRANGE")
+                .arg("log")
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut c)
+                .await
+            {
+                break have;
+            }
+        }
+        assert!(Instant::now() < deadline, "the address does not serve");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let have: std::collections::HashSet<u64> = have.into_iter().collect();
     let lost: Vec<&u64> = acked.iter().filter(|n| !have.contains(n)).collect();
     assert!(
@@ -569,45 +579,16 @@ async fn a_password_reset_right_after_a_failover_works() {
     );
 }
 
-/// ChangeReplicaToMaster under writes: no acknowledged write is lost, roles swap, the task
-/// succeeds; KillMasterGroup then fails the instance over back.
+/// KillMasterGroup fails the instance over (a wrong password is refused); then
+/// ChangeReplicaToMaster under writes switches back with no acknowledged write lost, refusing
+/// a group that is not a replica's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_planned_switch_loses_no_write_and_a_drill_fails_over() {
+async fn a_drill_fails_over_and_a_planned_switch_loses_no_write() {
     let (_dir, d, api) = start().await;
     let id = api.create(PASSWORD, 1).await;
     let port = api.describe(&id).await["Port"].as_u64().unwrap() as u16;
     wait_watched(&d.data, &id).await;
 
-    // A group that is not a replica's is refused, changing nothing.
-    api.err(
-        "ChangeReplicaToMaster",
-        json!({"InstanceId": id, "GroupId": 0}),
-        "InvalidParameterValue",
-    )
-    .await;
-    api.err(
-        "ChangeReplicaToMaster",
-        json!({"InstanceId": id, "GroupId": 7}),
-        "InvalidParameterValue",
-    )
-    .await;
-
-    let w = Writer::start(port);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let r = api
-        .ok(
-            "ChangeReplicaToMaster",
-            json!({"InstanceId": id, "GroupId": 1}),
-        )
-        .await;
-    let task = r["TaskId"].as_i64().unwrap();
-    assert_eq!(api.wait_task(task).await, "succeed");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let acked = w.stop().await;
-    all_acked_there(port, &acked).await;
-    wait_master_recorded(&api, &d.data, &id, 1, 2).await;
-
-    // A drill: the wrong password is refused; the right one kills the master (node 1 now).
     let bad = api
         .call(
             "KillMasterGroup",
@@ -628,13 +609,29 @@ async fn a_planned_switch_loses_no_write_and_a_drill_fails_over() {
         api.wait_task(r["TaskId"].as_i64().unwrap()).await,
         "succeed"
     );
+    wait_master_recorded(&api, &d.data, &id, 1, 2).await;
+
+    // A group that is not a replica's is refused, changing nothing.
+    for group in [1, 7] {
+        api.err(
+            "ChangeReplicaToMaster",
+            json!({"InstanceId": id, "GroupId": group}),
+            "InvalidParameterValue",
+        )
+        .await;
+    }
+    let w = Writer::start(port);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = api
+        .ok(
+            "ChangeReplicaToMaster",
+            json!({"InstanceId": id, "GroupId": 0}),
+        )
+        .await;
+    let task = r["TaskId"].as_i64().unwrap();
+    assert_eq!(api.wait_task(task).await, "succeed");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let acked = w.stop().await;
+    all_acked_there(port, &acked).await;
     wait_master_recorded(&api, &d.data, &id, 0, 2).await;
-    let mut c = conn(port).await.unwrap();
-    let n: i64 = redis::cmd("LLEN")
-        .arg("log")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert!(n as usize >= acked.len());
-    let _: Value = json!(null);
 }

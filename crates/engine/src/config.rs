@@ -233,6 +233,10 @@ pub(crate) fn render_for(
             line(&format!("masterauth {}", quote(&spec.repl_secret)));
             line("replica-read-only yes");
             line("replica-serve-stale-data yes");
+            line("# Never promoted by Sentinel before it has synced with its master: crsd raises");
+            line("# this (CONFIG SET, not kept here) once the replica is in sync, and lowers it");
+            line("# again whenever it is not.");
+            line("replica-priority 0");
         }
         (Role::Master, Some(_)) => {
             return Err(EngineError::Config(

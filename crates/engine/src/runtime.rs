@@ -88,6 +88,8 @@ pub trait NodeRuntime: Send + Sync {
     async fn set_replica_priority(&self, spec: &NodeSpec, priority: u32)
         -> Result<(), EngineError>;
     async fn is_master_now(&self, spec: &NodeSpec) -> Result<bool, EngineError>;
+    /// A replica's link: `Some((link up, full sync in progress))`, `None` for a master now.
+    async fn replica_state(&self, spec: &NodeSpec) -> Result<Option<(bool, bool)>, EngineError>;
     /// SIGKILL, as a crash would; true if the node ran.
     fn kill(&self, spec: &NodeSpec) -> Result<bool, EngineError>;
     /// Waits until a replica is in sync with its master.
@@ -236,6 +238,9 @@ impl NodeRuntime for Engine {
     }
     async fn is_master_now(&self, spec: &NodeSpec) -> Result<bool, EngineError> {
         Engine::is_master_now(self, spec).await
+    }
+    async fn replica_state(&self, spec: &NodeSpec) -> Result<Option<(bool, bool)>, EngineError> {
+        Engine::replica_state(self, spec).await
     }
     fn kill(&self, spec: &NodeSpec) -> Result<bool, EngineError> {
         Engine::kill(self, spec)

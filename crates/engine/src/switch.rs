@@ -92,6 +92,22 @@ impl Engine {
         Ok(())
     }
 
+    /// A replica's link to its master: `Some((link up, full sync in progress))`; `None` for a
+    /// node that is a master now.
+    pub async fn replica_state(
+        &self,
+        spec: &NodeSpec,
+    ) -> Result<Option<(bool, bool)>, EngineError> {
+        let mut con = self.admin_connection(spec).await?;
+        let info = admin::info(&mut con, "replication").await?;
+        if info.get("role").map(String::as_str) != Some("slave") {
+            return Ok(None);
+        }
+        let link: String = admin::field(&info, "master_link_status")?;
+        let syncing: u64 = admin::field(&info, "master_sync_in_progress")?;
+        Ok(Some((link == "up", syncing != 0)))
+    }
+
     /// Whether the node answers `ROLE` as a master now.
     pub async fn is_master_now(&self, spec: &NodeSpec) -> Result<bool, EngineError> {
         let mut con = self.admin_connection(spec).await?;

@@ -687,6 +687,7 @@ impl Service {
             runtime.finish_restore(spec).map_err(err)?;
         }
         self.wait_address_ready(inst).await?;
+        self.keep_promotable(inst).await;
         self.watch(inst).await?;
         let mut f = Finish::to(InstanceStatus::Running);
         f.unlock_backup = Some(backup.id);
@@ -723,6 +724,7 @@ impl Service {
         }
         runtime.finish_restore(&master).map_err(err)?;
         self.wait_address_ready(inst).await?;
+        self.keep_promotable(inst).await;
         self.watch(inst).await?;
         let mut f = Finish::to(InstanceStatus::Running);
         f.unlock_backup = payload_str(task, "backupId").ok();

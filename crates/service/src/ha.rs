@@ -55,7 +55,13 @@ pub(crate) struct Ha {
     publishing: tokio::sync::Mutex<()>,
     /// Since when the supervisor has seen each instance's master dead with a replica alive.
     dead_masters: std::sync::Mutex<HashMap<String, Instant>>,
+    /// The replica priority each replica process was last given (node -> (pid, priority)).
+    priorities: std::sync::Mutex<HashMap<String, (u32, u32)>>,
 }
+
+/// The replica priority of a replica in sync (Sentinel's default); one that is not gets 0 and
+/// is never promoted.
+const PROMOTABLE: u32 = 100;
 
 impl Ha {
     pub(crate) fn new(settings: &HaSettings) -> Ha {
@@ -66,6 +72,7 @@ impl Ha {
             failover_pause: Duration::from_millis(2 * settings.sentinel.failover_timeout_ms),
             publishing: tokio::sync::Mutex::new(()),
             dead_masters: std::sync::Mutex::default(),
+            priorities: std::sync::Mutex::default(),
         }
     }
 }
@@ -238,7 +245,7 @@ impl Service {
         .await;
         let _ = self.runtime.unpause_writes(&old).await;
         for r in &others {
-            let _ = self.runtime.set_replica_priority(r, 100).await;
+            let _ = self.runtime.set_replica_priority(r, PROMOTABLE).await;
         }
         let _ = ha.proxy.set_health(&inst.id, &old.name, false).await;
         let _ = ha.proxy.set_maint(&inst.id, &old.name, false).await;
@@ -704,6 +711,63 @@ impl Service {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(id);
+        }
+    }
+
+    /// Sentinel may promote only replicas that hold their master's data: a replica process
+    /// gets replica priority 100 once it has been seen in sync with its master, and 0 before
+    /// that (it just started and has not synced yet) and whenever a full sync is replacing
+    /// its data. A replica whose link went down because its master died keeps 100: it is the
+    /// one to promote. A replica starts at 0 (its redis.conf); the value is set only when it
+    /// changes for that process.
+    pub(crate) async fn keep_promotable(&self, inst: &Instance) {
+        let Some(ha) = self.ha() else {
+            return;
+        };
+        for spec in self.replica_specs(inst) {
+            let crsd_engine::Liveness::Alive(pid) = self.runtime.liveness(&spec) else {
+                continue;
+            };
+            let Ok(state) = self.runtime.replica_state(&spec).await else {
+                continue;
+            };
+            let known = ha
+                .priorities
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&spec.name)
+                .copied()
+                .filter(|(p, _)| *p == pid);
+            let wanted = match state {
+                // A master now (Sentinel promoted it): nothing to keep.
+                None => {
+                    ha.priorities
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&spec.name);
+                    continue;
+                }
+                Some((true, false)) => PROMOTABLE,
+                Some((_, true)) => 0,
+                Some((false, false)) => known.map_or(0, |(_, prio)| prio),
+            };
+            if known == Some((pid, wanted)) {
+                continue;
+            }
+            match self.runtime.set_replica_priority(&spec, wanted).await {
+                Ok(()) => {
+                    ha.priorities
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(spec.name.clone(), (pid, wanted));
+                    if wanted == 0 && known.is_some_and(|(_, p)| p == PROMOTABLE) {
+                        tracing::warn!(node = %spec.name, "replica in a full sync; Sentinel may not promote it until it has synced");
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(node = %spec.name, error = %e, "cannot set the replica's priority")
+                }
+            }
         }
     }
 

@@ -107,6 +107,7 @@ impl Service {
             if any_dead {
                 restarted += self.restart_dead_nodes(&inst.id).await?;
             }
+            self.keep_promotable(&inst).await;
         }
         Ok(restarted)
     }

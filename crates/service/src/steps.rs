@@ -137,9 +137,11 @@ impl Service {
                         .await
                         .map_err(engine_err)?;
                 }
-                // Its stable address serves, then Sentinel watches it.
+                // Its stable address serves, then Sentinel watches it (its replicas, in sync,
+                // may be promoted).
                 self.publish_addresses().await?;
                 self.wait_address_ready(&inst).await?;
+                self.keep_promotable(&inst).await;
                 self.watch(&inst).await?;
                 let mut f = Finish::to(InstanceStatus::Running);
                 if task.kind == TaskKind::NewInstance {
