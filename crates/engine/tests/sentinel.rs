@@ -291,6 +291,11 @@ async fn sentinels_fail_over_a_killed_master_come_back_with_their_monitors_and_f
         || async { p.engine.replica_in_sync(&rejoin).await.unwrap_or(false) },
     )
     .await;
+    // Promotable once in sync, as crsd's supervisor makes it.
+    p.engine
+        .set_replica_priority(&rejoin, 100)
+        .await
+        .expect("replica priority");
     set.reset(NAME).await.expect("reset");
     set.reset("crs-never-monitored")
         .await

@@ -240,6 +240,12 @@ pub async fn start_pair(p: &Pair) -> (crsd_engine::NodeHandle, crsd_engine::Node
         p.engine.replica_in_sync(&p.replica).await.unwrap_or(false)
     })
     .await;
+    // A replica starts unfit for Sentinel's choice (replica-priority 0); crsd raises it once
+    // the replica is in sync, as here.
+    p.engine
+        .set_replica_priority(&p.replica, 100)
+        .await
+        .expect("replica priority");
     (m, r)
 }
 
