@@ -133,8 +133,9 @@ async fn main() -> Result<()> {
     let mut cfg = bench_config(dir.path(), 18000)?; // below the kernel's ephemeral range
                                                     // BENCH_CEILING=0 runs the nodes without their cgroup ceilings (to see what those cost).
     cfg.instances.ceiling = std::env::var("BENCH_CEILING").as_deref() != Ok("0");
+    // Per instance its stable address and a port per node.
     cfg.instances.port_max =
-        18000 + (2 * n_instances as u16) + 2 * n_create as u16 + 4 * n_create3 as u16 + 100;
+        18000 + (3 * n_instances as u16) + 3 * n_create as u16 + 5 * n_create3 as u16 + 100;
     for z in &mut cfg.catalog.zones {
         for t in &mut z.types {
             t.max_buy_num = 50;

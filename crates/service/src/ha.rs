@@ -91,8 +91,9 @@ pub(crate) enum DeadMaster {
 const SWITCH_PAUSE: Duration = Duration::from_secs(10);
 /// How long the promoted replica may take to apply what the old master had.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a task waits for the proxy to lead an address to its master.
-const ADDRESS_READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a task waits for the proxy to lead an address to its master (a reload under
+/// load, behind other creates' reloads, took seconds on 2 busy cores).
+const ADDRESS_READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a switch or a drill waits for Sentinel to name the new master.
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(30);
 
