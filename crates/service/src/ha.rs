@@ -445,7 +445,11 @@ impl Service {
             && inst.replica_count() > 0
     }
 
-    /// Registers `inst` with every sentinel (its master as the database names it).
+    /// Registers `inst` with every sentinel (its master as the database names it). A sentinel
+    /// that does not answer in time (measured: `SENTINEL MONITOR` timing out on a loaded
+    /// machine) does not fail the task that made the instance serve: the instance serves, the
+    /// failure is logged, and the supervisor registers it on its next check of the watches
+    /// (`reconcile_watches`).
     pub(crate) async fn watch(&self, inst: &Instance) -> Result<()> {
         let (Some(ha), Some(m)) = (self.ha(), self.monitored(inst)) else {
             return Ok(());
@@ -453,10 +457,11 @@ impl Service {
         if inst.replica_count() == 0 {
             return Ok(());
         }
-        ha.sentinels
-            .monitor(&m)
-            .await
-            .map_err(crate::steps::engine_err)
+        if let Err(e) = ha.sentinels.monitor(&m).await {
+            tracing::warn!(instance = %inst.id, error = %e,
+                "cannot register the instance with every sentinel now; the supervisor will");
+        }
+        Ok(())
     }
 
     /// Removes `id` from every sentinel: its nodes are about to stop on purpose.
