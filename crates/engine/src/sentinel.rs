@@ -479,30 +479,32 @@ impl SentinelSet {
 
     /// `SENTINEL REMOVE` on every running sentinel; a name not monitored is fine.
     pub async fn remove(&self, name: &str) -> Result<(), EngineError> {
-        check_name(name)?;
-        let name = name.to_string();
-        let outcomes = self
-            .on_each(move |con| {
-                let name = name.clone();
-                async move { sentinel_cmd_unless_unknown(con, "REMOVE", &name).await }
-            })
-            .await?;
-        self.all_running_did(outcomes, "remove")
+        self.on_each_named("REMOVE", name, "remove").await
     }
 
     /// `SENTINEL RESET` on every running sentinel: it forgets the master's replicas and
     /// sentinels and learns them again (so replicas that were removed disappear).
     pub async fn reset(&self, name: &str) -> Result<(), EngineError> {
         // The name is a glob pattern for RESET: check_name admits no pattern characters.
+        self.on_each_named("RESET", name, "reset").await
+    }
+
+    /// `SENTINEL <sub> <name>` on every running sentinel; an unknown name is fine.
+    async fn on_each_named(
+        &self,
+        sub: &'static str,
+        name: &str,
+        what: &'static str,
+    ) -> Result<(), EngineError> {
         check_name(name)?;
         let name = name.to_string();
         let outcomes = self
             .on_each(move |con| {
                 let name = name.clone();
-                async move { sentinel_cmd_unless_unknown(con, "RESET", &name).await }
+                async move { sentinel_cmd_unless_unknown(con, sub, &name).await }
             })
             .await?;
-        self.all_running_did(outcomes, "reset")
+        self.all_running_did(outcomes, what)
     }
 
     /// `SENTINEL MASTERS` from every reachable sentinel, merged per name: the view with the
