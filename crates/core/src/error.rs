@@ -57,6 +57,8 @@ pub enum Error {
     BalanceNotEnough { needed: i64, available: i64 },
     #[error("no free port left in the configured range")]
     NoFreePort,
+    #[error("no free address left in the configured address pool")]
+    NoFreeAddress,
 
     // ---- instances ----
     #[error("instance {0} not found")]

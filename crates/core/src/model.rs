@@ -179,10 +179,22 @@ impl Instance {
 
     /// Adds a node with the next sequence number and counts it.
     pub fn add_node(&mut self, role: NodeRole, port: u16) -> &Node {
+        self.add_node_at(role, String::new(), port)
+    }
+
+    /// [`Instance::add_node`] on an address of its own.
+    pub fn add_node_at(&mut self, role: NodeRole, host: String, port: u16) -> &Node {
         let seq = self.next_node_seq();
         self.node_seq = seq + 1;
-        self.nodes.push(Node::new(&self.id, seq, role, port));
+        self.nodes
+            .push(Node::new(&self.id, seq, role, port).at(host));
         self.nodes.last().expect("just pushed")
+    }
+
+    /// Whether the instance has an address of its own (`vip`, from the operator's address
+    /// pool) that its master holds, with no proxy; its nodes then have their own addresses.
+    pub fn has_own_address(&self) -> bool {
+        !self.nodes.is_empty() && self.nodes.iter().all(|n| !n.host.is_empty())
     }
 
     /// False for a password-less instance (API 3.0 `NoAuth`, when the operator allows it):
@@ -227,7 +239,10 @@ pub struct Node {
     pub shard: i64,
     /// Desired role: the supervisor makes the running process match it.
     pub role: NodeRole,
-    /// The node listens on the instance's address at this port.
+    /// The node's own address from the operator's address pool; empty: the host's shared
+    /// address (then the instance is served through the proxy).
+    pub host: String,
+    /// The node listens at this port (with an address pool: the instance's port).
     pub port: u16,
 }
 
@@ -238,8 +253,15 @@ impl Node {
             seq,
             shard: 0,
             role,
+            host: String::new(),
             port,
         }
+    }
+
+    /// The node on its own address (see [`Node::host`]).
+    pub fn at(mut self, host: impl Into<String>) -> Node {
+        self.host = host.into();
+        self
     }
 }
 

@@ -140,18 +140,17 @@ pub fn check_text(name: &str, value: &str, max_chars: usize) -> Result<()> {
 /// The API 3.0 `VPort` every instance has unless asked otherwise (the model: "default 6379").
 pub const API3_DEFAULT_VPORT: i64 = 6379;
 
-/// `VPort` of CreateInstances: here every instance takes a free port of the operator's range
-/// on one shared address, so only the default (or none) can be honoured; any other port is
-/// refused rather than silently ignored.
-pub fn check_api3_vport(vport: Option<i64>) -> Result<()> {
+/// `VPort` of CreateInstances: `None` for the default (or none), else the port asked for,
+/// 1024-65535. With an address pool the instance gets its own address at that port (the
+/// default: 6379); without, instances share one address, so a port other than the default
+/// must be a free one of the operator's range (the service checks, naming `VPort`).
+pub fn check_api3_vport(vport: Option<i64>) -> Result<Option<u16>> {
     match vport {
-        None | Some(API3_DEFAULT_VPORT) => Ok(()),
+        None | Some(API3_DEFAULT_VPORT) => Ok(None),
+        Some(p @ 1024..=65535) => Ok(Some(p as u16)),
         Some(other) => Err(Error::invalid(
             "VPort",
-            format!(
-                "{other}: a port other than {API3_DEFAULT_VPORT} is not supported yet \
-                 (each instance gets a free port of the operator's range)"
-            ),
+            format!("{other} is not a port of 1024-65535"),
         )),
     }
 }
@@ -255,10 +254,13 @@ mod tests {
     }
 
     #[test]
-    fn only_the_default_vport() {
-        assert!(check_api3_vport(None).is_ok());
-        assert!(check_api3_vport(Some(6379)).is_ok());
-        let e = check_api3_vport(Some(6380)).unwrap_err();
-        assert!(e.to_string().contains("VPort") && e.to_string().contains("not supported yet"));
+    fn vport_is_a_user_port() {
+        assert_eq!(check_api3_vport(None), Ok(None));
+        assert_eq!(check_api3_vport(Some(6379)), Ok(None));
+        assert_eq!(check_api3_vport(Some(6380)), Ok(Some(6380)));
+        for bad in [0, 80, 1023, 65536, -1] {
+            let e = check_api3_vport(Some(bad)).unwrap_err();
+            assert!(e.to_string().contains("VPort"), "{e}");
+        }
     }
 }

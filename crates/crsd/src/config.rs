@@ -23,6 +23,10 @@ pub struct Config {
     pub loops: Loops,
     pub backups: Backups,
     pub ha: Ha,
+    /// The file this config was read from (not a setting): Sentinel's address hook reads it
+    /// again.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// Failover and stable addresses: crsd runs a set of Redis Sentinel processes and one
@@ -84,6 +88,13 @@ pub struct Instances {
     pub bind: String,
     /// The address users are told to connect to (`wanIp`); the bind address when empty.
     pub host: String,
+    /// Addresses for instances of their own, like a cloud's VIPs: IPs or CIDR ranges of this
+    /// host (e.g. `["127.0.1.0/24"]` on one host: all of 127/8 is loopback). When set, every
+    /// new instance gets one address, at the port its client asked for (default 6379; 9736
+    /// for Capital Online), held by its current master with no proxy in between, and each
+    /// node one more address at that port. Empty: instances share `host` and are served by
+    /// the proxy on ports of the range.
+    pub address_pool: Vec<String>,
     /// Ports handed to instances (two per instance: master and replica), inclusive.
     pub port_min: u16,
     pub port_max: u16,
@@ -202,6 +213,7 @@ impl Default for Config {
             loops: Loops::default(),
             backups: Backups::default(),
             ha: Ha::default(),
+            source: None,
         }
     }
 }
@@ -223,6 +235,46 @@ impl Default for Backups {
     }
 }
 
+impl Config {
+    /// The addresses of `instances.address_pool`, in order, without duplicates: a CIDR range
+    /// gives its host addresses. At most [`MAX_POOL`] of them.
+    pub fn address_pool(&self) -> Result<Vec<std::net::IpAddr>, String> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for entry in &self.instances.address_pool {
+            let entry = entry.trim();
+            let addrs: Vec<std::net::IpAddr> = if let Ok(ip) = entry.parse::<std::net::IpAddr>() {
+                vec![ip]
+            } else if let Ok(net) = entry.parse::<ipnet::IpNet>() {
+                net.hosts().take(MAX_POOL + 1).collect()
+            } else {
+                return Err(format!(
+                    "instances.address_pool: {entry:?} is neither an IP address nor a CIDR range"
+                ));
+            };
+            for ip in addrs {
+                if ip.is_unspecified() || ip.is_multicast() {
+                    return Err(format!(
+                        "instances.address_pool: {ip} cannot be an instance's address"
+                    ));
+                }
+                if seen.insert(ip) {
+                    out.push(ip);
+                }
+                if out.len() > MAX_POOL {
+                    return Err(format!(
+                        "instances.address_pool holds more than {MAX_POOL} addresses"
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The most addresses `instances.address_pool` may hold.
+pub const MAX_POOL: usize = 65_536;
+
 impl Backups {
     pub fn daily_time(&self) -> Option<chrono::NaiveTime> {
         chrono::NaiveTime::parse_from_str(self.daily_at.trim(), "%H:%M").ok()
@@ -234,6 +286,7 @@ impl Default for Instances {
         Instances {
             bind: "127.0.0.1".into(),
             host: String::new(),
+            address_pool: Vec::new(),
             port_min: 16400,
             port_max: 17399,
             redis_server: PathBuf::from("redis-server"),
@@ -324,13 +377,15 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Config::parse(&text).map_err(|e| match e {
+        let mut cfg = Config::parse(&text).map_err(|e| match e {
             ConfigError::Parse { source, .. } => ConfigError::Parse {
                 path: path.display().to_string(),
                 source,
             },
             other => other,
-        })
+        })?;
+        cfg.source = Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
+        Ok(cfg)
     }
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -352,6 +407,9 @@ impl Config {
         }
         if self.instances.bind.parse::<std::net::IpAddr>().is_err() {
             return bad("instances.bind must be an IP address");
+        }
+        if let Err(e) = self.address_pool() {
+            return bad(&e);
         }
         if !(1..=10000).contains(&self.instances.cpu_weight) {
             return bad("instances.cpu_weight must be 1-10000");

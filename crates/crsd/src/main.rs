@@ -31,6 +31,18 @@ enum Command {
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
+    /// Run by Redis Sentinel at `+switch-master` of an instance with an address of its own
+    /// (its `client-reconfig-script`): the promoted node takes the instance's address, with
+    /// crsd up or down. Arguments as Sentinel passes them: <name> <role> <state> <from-ip>
+    /// <from-port> <to-ip> <to-port>.
+    AddressHook {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, env = "CRSD_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 7)]
+        sentinel_args: Vec<String>,
+    },
     /// Manage accounts.
     Account {
         #[command(subcommand)]
@@ -96,6 +108,11 @@ fn main() -> Result<()> {
                 }
                 serve(cfg).await
             }
+            Command::AddressHook {
+                config,
+                data_dir,
+                sentinel_args,
+            } => address_hook(load(config, data_dir)?, sentinel_args).await,
             Command::Account { command } => match command {
                 AccountCommand::Add {
                     config,
@@ -123,6 +140,33 @@ async fn serve(cfg: Config) -> Result<()> {
     tracing::info!("shutting down; instances keep running");
     running.shutdown(Duration::from_secs(10)).await;
     Ok(())
+}
+
+async fn address_hook(cfg: Config, args: Vec<String>) -> Result<()> {
+    let [name, _role, _state, _from_ip, _from_port, to_ip, to_port] = args.as_slice() else {
+        anyhow::bail!("expected Sentinel's 7 arguments");
+    };
+    let to_port: u16 = to_port.parse().context("the new master's port")?;
+    let store = crsd_store::Store::open(&cfg.data_dir.join("crsd.db"))
+        .await
+        .context("opening the metadata store")?;
+    let mut engine = crsd::server::engine_config(&cfg);
+    // Admin calls and, to fence a hung node, a kill: no ceiling to set up.
+    engine.ceiling = None;
+    let svc = crsd_service::Service::new(
+        store,
+        std::sync::Arc::new(crsd_engine::Engine::new(engine)),
+        crsd::server::backup_store(&cfg)?,
+        Arc::new(SystemClock),
+        crsd::server::service_config(&cfg),
+    );
+    if svc.address_hook(name, to_ip, to_port).await? {
+        tracing::info!(instance = %name, master = %format!("{to_ip}:{to_port}"), "the instance's address is on its new master");
+        Ok(())
+    } else {
+        // Exit status 1: Sentinel runs the script again (up to 10 times).
+        anyhow::bail!("{name}: {to_ip}:{to_port} did not take the instance's address")
+    }
 }
 
 async fn account_add(cfg: Config, name: String, balance: i64) -> Result<()> {

@@ -233,6 +233,7 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
         } else {
             cfg.instances.host.clone()
         },
+        address_pool: cfg.address_pool().unwrap_or_default(),
         port_min: cfg.instances.port_min,
         port_max: cfg.instances.port_max,
         allow_no_auth: cfg.instances.allow_no_auth,
@@ -285,7 +286,45 @@ pub fn ha_settings(cfg: &Config) -> Result<HaSettings> {
             ..ProxyConfig::default()
         },
         failover_grace: Duration::from_secs(ha.failover_grace_secs.max(1)),
+        reconfig_script: if cfg.instances.address_pool.is_empty() {
+            None
+        } else {
+            Some(write_address_hook(cfg)?)
+        },
     })
+}
+
+/// Writes `<data_dir>/sentinel/address-hook`, the script Sentinel runs at `+switch-master` of
+/// an instance with an address of its own: it runs this crsd binary's `address-hook` with
+/// the same config. 0700; paths are single-quoted (a quote in one is refused).
+fn write_address_hook(cfg: &Config) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let exe = std::env::current_exe().context("finding crsd's own binary")?;
+    let quote = |p: &std::path::Path| -> Result<String> {
+        let s = p
+            .to_str()
+            .filter(|s| !s.contains('\''))
+            .ok_or_else(|| anyhow::anyhow!("{} cannot be quoted for a shell", p.display()))?;
+        Ok(format!("'{s}'"))
+    };
+    let data_dir = std::fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
+    let mut line = format!("exec {} address-hook", quote(&exe)?);
+    if let Some(src) = &cfg.source {
+        line.push_str(&format!(" --config {}", quote(src)?));
+    }
+    line.push_str(&format!(" --data-dir {} \"$@\"", quote(&data_dir)?));
+    let text = format!(
+        "#!/bin/sh\n# Written by crsd at start: Redis Sentinel runs this at +switch-master of an\n\
+         # instance with an address of its own, so the address follows the new master.\n{line}\n"
+    );
+    let dir = cfg.data_dir.join("sentinel");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = data_dir.join("sentinel").join("address-hook");
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 /// The local backup store under the configured folder (default `<data_dir>/backups`).

@@ -61,7 +61,12 @@ fn kill9(pid: i32) {
 
 /// A connection that gives up fast (a client of a failing-over instance must not hang).
 async fn conn(port: u16) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-    let url = format!("redis://:{PASSWORD}@127.0.0.1:{port}/");
+    conn_at("127.0.0.1", port).await
+}
+
+/// [`conn`] to another address.
+async fn conn_at(host: &str, port: u16) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let url = format!("redis://:{PASSWORD}@{host}:{port}/");
     let client = redis::Client::open(url)?;
     let cfg = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Duration::from_millis(300))
@@ -73,7 +78,12 @@ async fn conn(port: u16) -> redis::RedisResult<redis::aio::MultiplexedConnection
 
 /// `INFO replication`'s role of the node at `port` (as the instance's user), if it answers.
 async fn role_at(port: u16) -> Option<String> {
-    let mut c = conn(port).await.ok()?;
+    role_at_host("127.0.0.1", port).await
+}
+
+/// [`role_at`] at another address.
+async fn role_at_host(host: &str, port: u16) -> Option<String> {
+    let mut c = conn_at(host, port).await.ok()?;
     let info: String = redis::cmd("INFO")
         .arg("replication")
         .query_async(&mut c)
@@ -96,6 +106,11 @@ struct Writer {
 
 impl Writer {
     fn start(port: u16) -> Writer {
+        Writer::start_at("127.0.0.1", port)
+    }
+
+    fn start_at(host: &str, port: u16) -> Writer {
+        let host = host.to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let ok_at = Arc::new(Mutex::new(Vec::new()));
@@ -105,7 +120,7 @@ impl Writer {
             let mut c = None;
             while !s.load(Ordering::SeqCst) {
                 if c.is_none() {
-                    c = conn(port).await.ok();
+                    c = conn_at(&host, port).await.ok();
                 }
                 if let Some(con) = c.as_mut() {
                     n += 1;
@@ -174,12 +189,17 @@ async fn wait_writes_back(w: &Writer, t: Instant, limit: Duration) -> Duration {
 
 /// Every acknowledged write is in the list at the stable address.
 async fn all_acked_there(port: u16, acked: &[u64]) {
+    all_acked_at("127.0.0.1", port, acked).await
+}
+
+/// [`all_acked_there`] at another address.
+async fn all_acked_at(host: &str, port: u16, acked: &[u64]) {
     assert!(!acked.is_empty(), "the writer got acknowledgements");
     // Right after a failover the proxy may still close a session it had on its way to a
     // node that changed state: a client connects again.
     let deadline = Instant::now() + Duration::from_secs(5);
     let have: Vec<u64> = loop {
-        if let Ok(mut c) = conn(port).await {
+        if let Ok(mut c) = conn_at(host, port).await {
             if let Ok(have) = redis::cmd("LRANGE")
                 .arg("log")
                 .arg(0)
@@ -634,4 +654,204 @@ async fn a_drill_fails_over_and_a_planned_switch_loses_no_write() {
     let acked = w.stop().await;
     all_acked_there(port, &acked).await;
     wait_master_recorded(&api, &d.data, &id, 0, 2).await;
+}
+
+// ------------------------------------------------------------ an address of its own
+
+/// A crsd whose instances get addresses of their own from a /28 of loopback picked at random
+/// (tests run side by side).
+async fn start_with_pool() -> (tempfile::TempDir, Daemon, Tc3) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), SECRET_ID, SECRET_KEY);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let pool = format!(
+        "127.{}.{}.{}/28",
+        64 + (std::process::id() % 64),
+        nanos % 256,
+        (nanos / 256 % 16) * 16
+    );
+    let conf = std::fs::read_to_string(&d.config).unwrap().replace(
+        "[instances]\n",
+        &format!("[instances]\naddress_pool = [\"{pool}\"]\n"),
+    );
+    std::fs::write(&d.config, conf).unwrap();
+    d.start().await;
+    let api = Tc3::like(&d.client());
+    (dir, d, api)
+}
+
+/// A node's own address, from its redis.conf.
+fn node_host(data: &Path, id: &str, seq: u32) -> String {
+    let conf = data
+        .join("instances")
+        .join(id)
+        .join(format!("{id}-{seq}"))
+        .join("redis.conf");
+    std::fs::read_to_string(&conf)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("bind "))
+        .expect("a bind line")
+        .trim()
+        .to_string()
+}
+
+/// The pid of the redis-server that answers at `host:port`.
+async fn pid_at(host: &str, port: u16) -> Option<i32> {
+    let mut c = conn_at(host, port).await.ok()?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut c)
+        .await
+        .ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|p| p.trim().parse().ok())
+}
+
+/// Waits until the instance's address is answered by node `seq`'s own redis-server.
+async fn wait_address_on(data: &Path, id: &str, host: &str, port: u16, seq: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let want = node_pid(data, id, seq);
+        let have = pid_at(host, port).await;
+        if want.is_some() && want == have {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{host}:{port} is not served by node {seq} ({want:?}) but by {have:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// With an address pool the instance's address (the port the client asked for) is held by
+/// its master's own redis-server, no proxy between; a kill -9 of the master moves it to the
+/// promoted replica with no acknowledged write lost, the old master comes back as a replica
+/// without it, and a planned switch moves it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_of_its_own_follows_the_master_with_no_proxy() {
+    let (_dir, d, api) = start_with_pool().await;
+    let r = api
+        .ok(
+            "CreateInstances",
+            json!({"TypeId": 17, "MemSize": 1024, "GoodsNum": 1, "Period": 1,
+                "BillingMode": 1, "ZoneId": 100002, "Password": PASSWORD,
+                "RedisShardNum": 1, "RedisReplicasNum": 1, "VPort": 6390}),
+        )
+        .await;
+    let deal = api.wait_deal(r["DealId"].as_str().unwrap()).await;
+    let id = deal["InstanceIds"][0].as_str().unwrap().to_string();
+    let inst = api.describe(&id).await;
+    let vip = inst["WanIp"].as_str().unwrap().to_string();
+    assert_eq!(inst["Port"], 6390, "the port the client asked for");
+    assert!(vip.starts_with("127."), "an address of the pool: {vip}");
+    let (h0, h1) = (node_host(&d.data, &id, 0), node_host(&d.data, &id, 1));
+    assert!(h0 != vip && h1 != vip && h0 != h1, "{vip} {h0} {h1}");
+    assert_eq!(node_port(&d.data, &id, 0), 6390);
+    // No hop: the master's own process answers at the address.
+    wait_address_on(&d.data, &id, &vip, 6390, 0).await;
+    wait_watched(&d.data, &id).await;
+
+    let w = Writer::start_at(&vip, 6390);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed_at = Instant::now();
+    kill9(node_pid(&d.data, &id, 0).expect("the master runs"));
+    let outage = wait_writes_back(&w, killed_at, Duration::from_secs(10)).await;
+    eprintln!("own address: writes accepted again {outage:?} after the kill");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let acked = w.stop().await;
+    all_acked_at(&vip, 6390, &acked).await;
+    wait_address_on(&d.data, &id, &vip, 6390, 1).await;
+    // The old master is back, as a replica, on its own address only.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node_pid(&d.data, &id, 0).is_none() {
+        assert!(Instant::now() < deadline, "the old master is not restarted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let role = role_at_host(&h0, 6390).await;
+        if role.as_deref() == Some("slave") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old master is not a replica: {role:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        pid_at(&vip, 6390).await,
+        node_pid(&d.data, &id, 1),
+        "only the master holds the address"
+    );
+
+    // A planned switch back moves the address with it, losing no acknowledged write.
+    let w = Writer::start_at(&vip, 6390);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = api
+        .ok(
+            "ChangeReplicaToMaster",
+            json!({"InstanceId": id, "GroupId": 0}),
+        )
+        .await;
+    assert_eq!(
+        api.wait_task(r["TaskId"].as_i64().unwrap()).await,
+        "succeed"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let acked = w.stop().await;
+    all_acked_at(&vip, 6390, &acked).await;
+    wait_address_on(&d.data, &id, &vip, 6390, 0).await;
+}
+
+/// With crsd down, Sentinel's client-reconfig-script (`crsd address-hook`) moves the address
+/// to the promoted replica; crsd follows at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_of_its_own_moves_without_crsd() {
+    let (_dir, mut d, api) = start_with_pool().await;
+    let id = api.create(PASSWORD, 1).await;
+    let inst = api.describe(&id).await;
+    let vip = inst["WanIp"].as_str().unwrap().to_string();
+    assert_eq!(inst["Port"], 6379, "API 3.0's default VPort");
+    wait_address_on(&d.data, &id, &vip, 6379, 0).await;
+    wait_watched(&d.data, &id).await;
+    d.kill9();
+
+    let w = Writer::start_at(&vip, 6379);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed_at = Instant::now();
+    kill9(node_pid(&d.data, &id, 0).expect("the master runs"));
+    let outage = wait_writes_back(&w, killed_at, Duration::from_secs(15)).await;
+    eprintln!("own address, crsd down: writes accepted again {outage:?} after the kill");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let acked = w.stop().await;
+    all_acked_at(&vip, 6379, &acked).await;
+    wait_address_on(&d.data, &id, &vip, 6379, 1).await;
+    assert!(
+        node_pid(&d.data, &id, 0).is_none(),
+        "nobody restarted the old master"
+    );
+
+    d.start().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let roles = zone_roles(&api, &id).await;
+        if roles
+            .iter()
+            .any(|(g, r, s)| *g == 1 && r == "master" && s == "online")
+            && node_pid(&d.data, &id, 0).is_some()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "crsd does not follow: {roles:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    all_acked_at(&vip, 6379, &acked).await;
+    wait_address_on(&d.data, &id, &vip, 6379, 1).await;
 }

@@ -28,7 +28,7 @@ pub(crate) async fn connect(
     response_timeout: Duration,
 ) -> Result<MultiplexedConnection, EngineError> {
     let info = ConnectionInfo {
-        addr: ConnectionAddr::Tcp(connect_host(config)?, spec.port),
+        addr: ConnectionAddr::Tcp(connect_host(config, spec)?, spec.port),
         redis: RedisConnectionInfo {
             db: 0,
             username: Some(spec.admin_user.clone()),

@@ -130,7 +130,7 @@ pub(crate) fn render_for(
     paths: &NodePaths,
     boot: Boot,
 ) -> Result<String, EngineError> {
-    let bind = bind_addr(config)?;
+    let bind = node_bind(config, spec)?;
     if spec.port == 0 {
         return Err(EngineError::Config(format!(
             "{}: port must not be 0",
@@ -166,6 +166,13 @@ pub(crate) fn render_for(
     line("# --- process and network");
     line(&format!("bind {bind}"));
     line(&format!("port {}", spec.port));
+    if !spec.host.is_empty() {
+        line("# The node's own address: what its master lists and Sentinel connects to, and");
+        line("# where its replication connections come from. The instance's address is added");
+        line("# at run time while this node is master, never written here.");
+        line(&format!("replica-announce-ip {bind}"));
+        line(&format!("bind-source-addr {bind}"));
+    }
     line("# crsd detaches redis-server itself (own process group) and supervises it.");
     line("daemonize no");
     line("supervised no");
@@ -295,6 +302,13 @@ pub(crate) fn install(paths: &NodePaths, rendered: &str) -> Result<Installed, En
     let marker = rendered.lines().next().unwrap_or_default();
     match fs::read_to_string(&paths.conf) {
         Ok(existing) if existing.lines().next() == Some(marker) => {
+            // `CONFIG REWRITE` (crsd's, or Sentinel's after a switch) persists the addresses
+            // the node listens on at that moment, which may include its instance's while it
+            // was master. A node always starts on its own address alone: the instance's is
+            // added at run time once it is master again (a stale master must never hold it).
+            if let Some(pinned) = pin_bind(&existing, rendered) {
+                write_atomically(&paths.conf, pinned.as_bytes())?;
+            }
             fs::set_permissions(&paths.conf, fs::Permissions::from_mode(0o600))
                 .map_err(io_err(format!("chmod 0600 {}", paths.conf.display())))?;
             return Ok(Installed::Kept);
@@ -305,6 +319,39 @@ pub(crate) fn install(paths: &NodePaths, rendered: &str) -> Result<Installed, En
     }
     write_atomically(&paths.conf, rendered.as_bytes())?;
     Ok(Installed::Written)
+}
+
+/// `existing` with its `bind` line(s) replaced by `rendered`'s, when they differ.
+fn pin_bind(existing: &str, rendered: &str) -> Option<String> {
+    let is_bind = |l: &&str| l.starts_with("bind ");
+    let want: Vec<&str> = rendered.lines().filter(is_bind).collect();
+    let have: Vec<&str> = existing.lines().filter(is_bind).collect();
+    if want == have {
+        return None;
+    }
+    let mut out = String::with_capacity(existing.len());
+    let mut placed = false;
+    for l in existing.lines() {
+        if l.starts_with("bind ") {
+            if !placed {
+                for w in &want {
+                    out.push_str(w);
+                    out.push('\n');
+                }
+                placed = true;
+            }
+            continue;
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    if !placed {
+        for w in &want {
+            out.push_str(w);
+            out.push('\n');
+        }
+    }
+    Some(out)
 }
 
 /// Writes `rendered` as the node's redis.conf whatever the file holds: a start on a restored
@@ -338,9 +385,20 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
     durable::rename_synced(dir, &tmp, path)
 }
 
-/// The single address instances listen on.
-pub(crate) fn bind_addr(config: &EngineConfig) -> Result<IpAddr, EngineError> {
-    parse_bind(&config.bind)
+/// The address a node listens on: its own, or the engine's.
+pub(crate) fn node_bind(config: &EngineConfig, spec: &NodeSpec) -> Result<IpAddr, EngineError> {
+    if spec.host.is_empty() {
+        parse_bind(&config.bind)
+    } else {
+        let ip = parse_bind(&spec.host)?;
+        if ip.is_unspecified() {
+            return Err(EngineError::Config(format!(
+                "{}: a node's own address must be one address, got {ip}",
+                spec.name
+            )));
+        }
+        Ok(ip)
+    }
 }
 
 /// A bind setting (of the nodes or of the sentinels): one IP address.
@@ -350,9 +408,14 @@ pub(crate) fn parse_bind(bind: &str) -> Result<IpAddr, EngineError> {
         .map_err(|_| EngineError::Config(format!("bind must be one IP address, got {bind:?}")))
 }
 
-/// The address crsd connects to: the bind address, or loopback if it binds to all.
-pub(crate) fn connect_host(config: &EngineConfig) -> Result<String, EngineError> {
-    connect_host_of(&config.bind)
+/// The address crsd connects to a node at: its own address, or the engine's bind address
+/// (loopback if that is every address).
+pub(crate) fn connect_host(config: &EngineConfig, spec: &NodeSpec) -> Result<String, EngineError> {
+    if spec.host.is_empty() {
+        connect_host_of(&config.bind)
+    } else {
+        Ok(node_bind(config, spec)?.to_string())
+    }
 }
 
 /// [`connect_host`] for any bind setting.
@@ -498,6 +561,7 @@ mod tests {
     fn spec(role: Role) -> NodeSpec {
         NodeSpec {
             name: "crs-test-master".into(),
+            host: String::new(),
             role,
             port: 7001,
             instance: "nodes".into(),

@@ -64,6 +64,7 @@
 //! own AOF, and readiness means `PING` answers `PONG`, which redis only does once the dataset
 //! is fully loaded.
 
+mod address;
 mod admin;
 mod ceiling;
 mod config;
@@ -149,6 +150,12 @@ pub struct NodeSpec {
     /// (`<root>/<instance>/<name>`, see [`EngineConfig::root`]).
     pub instance: String,
     pub role: Role,
+    /// The address the node listens on; empty: the engine's [`EngineConfig::bind`]. With an
+    /// address pool every node has one of its own, and all nodes of an instance share the
+    /// port the client asked for; the node then also announces this address to its master and
+    /// replicates from it (`replica-announce-ip`, `bind-source-addr`), so Sentinel and the
+    /// master tell the nodes apart by address.
+    pub host: String,
     pub port: u16,
     /// `maxmemory`; must be at least 1 (redis reads 0 as "no limit").
     pub maxmemory_mb: u64,

@@ -289,6 +289,7 @@ mod tests {
 
     fn spec(dir: &Path) -> NodeSpec {
         NodeSpec {
+            host: String::new(),
             name: dir
                 .file_name()
                 .and_then(|n| n.to_str())

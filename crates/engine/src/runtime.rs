@@ -42,6 +42,9 @@ pub trait NodeRuntime: Send + Sync {
     fn ceiling_mb(&self, spec: &NodeSpec) -> Option<u64>;
     /// Whether a new node could listen on `port` (nothing else holds it).
     fn port_free(&self, port: u16) -> bool;
+    /// Whether something could listen on `host:port`: the address is the host's and nothing
+    /// holds that port on it.
+    fn address_free(&self, host: &str, port: u16) -> bool;
     /// Carries a node over from the previous release's layout while it runs (see
     /// [`Engine::migrate_legacy_folder`]); `spec.role` is the role it had then.
     fn migrate_legacy(&self, spec: &NodeSpec) -> Result<bool, EngineError>;
@@ -73,6 +76,13 @@ pub trait NodeRuntime: Send + Sync {
     /// Moves a running node that still listens on `from` to `spec.port`, live (see
     /// [`Engine::move_port`]); true if it moved.
     async fn move_port(&self, spec: &NodeSpec, from: u16) -> Result<bool, EngineError>;
+
+    // ---- an instance's own address (see `address.rs`) ----
+
+    /// Adds the instance's `address` to a master's listening addresses; true if added.
+    async fn hold_address(&self, spec: &NodeSpec, address: &str) -> Result<bool, EngineError>;
+    /// Takes `address` off the node and closes its connections there; true if it held it.
+    async fn release_address(&self, spec: &NodeSpec, address: &str) -> Result<bool, EngineError>;
 
     // ---- planned switches and drills (see `switch.rs`) ----
 
@@ -170,6 +180,9 @@ impl NodeRuntime for Engine {
     fn port_free(&self, port: u16) -> bool {
         std::net::TcpListener::bind((self.config().bind.as_str(), port)).is_ok()
     }
+    fn address_free(&self, host: &str, port: u16) -> bool {
+        std::net::TcpListener::bind((host, port)).is_ok()
+    }
     fn migrate_legacy(&self, spec: &NodeSpec) -> Result<bool, EngineError> {
         self.migrate_legacy_folder(spec)
     }
@@ -214,6 +227,12 @@ impl NodeRuntime for Engine {
     }
     async fn move_port(&self, spec: &NodeSpec, from: u16) -> Result<bool, EngineError> {
         Engine::move_port(self, spec, from).await
+    }
+    async fn hold_address(&self, spec: &NodeSpec, address: &str) -> Result<bool, EngineError> {
+        Engine::hold_address(self, spec, address).await
+    }
+    async fn release_address(&self, spec: &NodeSpec, address: &str) -> Result<bool, EngineError> {
+        Engine::release_address(self, spec, address).await
     }
     async fn pause_writes(&self, spec: &NodeSpec, pause: Duration) -> Result<(), EngineError> {
         Engine::pause_writes(self, spec, pause).await

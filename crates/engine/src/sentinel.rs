@@ -207,6 +207,11 @@ pub struct Monitored {
     pub auth_user: String,
     /// Its secret ([`crate::internal_secret`] of the instance's admin secret).
     pub auth_pass: String,
+    /// Run by every sentinel at `+switch-master` (`client-reconfig-script`, with
+    /// `<name> <role> <state> <from-ip> <from-port> <to-ip> <to-port>`): an executable file
+    /// whose path has no whitespace or quotes. Sentinels accept it at run time because their
+    /// config says `sentinel deny-scripts-reconfig no` (they require a password).
+    pub reconfig_script: Option<PathBuf>,
 }
 
 impl fmt::Debug for Monitored {
@@ -217,6 +222,7 @@ impl fmt::Debug for Monitored {
             .field("port", &self.port)
             .field("auth_user", &self.auth_user)
             .field("auth_pass", &"<redacted>")
+            .field("reconfig_script", &self.reconfig_script)
             .finish()
     }
 }
@@ -444,6 +450,20 @@ impl SentinelSet {
     /// once they run again. Fails when one that runs fails, or when none runs.
     pub async fn monitor(&self, m: &Monitored) -> Result<(), EngineError> {
         check_name(&m.name)?;
+        if let Some(script) = &m.reconfig_script {
+            let ok = script.to_str().is_some_and(|s| {
+                !s.is_empty()
+                    && !s.chars().any(|c| {
+                        c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\')
+                    })
+            });
+            if !ok {
+                return Err(EngineError::Config(format!(
+                    "a reconfig script path must have no whitespace or quotes, got {}",
+                    script.display()
+                )));
+            }
+        }
         m.host.parse::<std::net::IpAddr>().map_err(|_| {
             EngineError::Config(format!(
                 "a monitored host must be an IP address, got {:?}",
@@ -548,7 +568,7 @@ impl SentinelSet {
     }
 
     /// Whether the sentinels could fail `name` over now: at least `quorum` of them see a
-    /// replica that is up (no `s_down`, `o_down` or `disconnected` flag) and know another
+    /// replica that is up (no `s_down`, `o_down` or `disconnected` flag, priority not 0) and know another
     /// sentinel for it. Right after a failover they may not (they learn the new master's
     /// replicas from its `INFO`, every 10 s), nor in the first seconds after `monitor` (they
     /// find each other through the master's hello messages, every 2 s).
@@ -569,11 +589,15 @@ impl SentinelSet {
                         .arg(&name)
                         .query_async(&mut con)
                         .await?;
+                    // Up, and eligible: priority 0 (a replica not yet in sync, see
+                    // `replica-priority` in the node's config) is never promoted.
                     let up = replicas.iter().any(|r| {
                         let flags = r.get("flags").map(String::as_str).unwrap_or("");
-                        !flags
-                            .split(',')
-                            .any(|f| matches!(f, "s_down" | "o_down" | "disconnected"))
+                        let eligible = r.get("slave-priority").is_none_or(|p| p != "0");
+                        eligible
+                            && !flags
+                                .split(',')
+                                .any(|f| matches!(f, "s_down" | "o_down" | "disconnected"))
                     });
                     Ok(up && !others.is_empty())
                 }
@@ -827,6 +851,22 @@ async fn monitor_one(
         .arg(1)
         .query_async::<()>(&mut con)
         .await?;
+    if let Some(script) = &m.reconfig_script {
+        // A sentinel whose config predates `deny-scripts-reconfig no` refuses it: it still
+        // fails the master over, only without the script (crsd moves what the script would
+        // once it runs).
+        if let Err(e) = redis::cmd("SENTINEL")
+            .arg("SET")
+            .arg(&m.name)
+            .arg("client-reconfig-script")
+            .arg(script.to_string_lossy().as_ref())
+            .query_async::<()>(&mut con)
+            .await
+        {
+            tracing::warn!(name = %m.name, error = %e,
+                "a sentinel refuses the reconfig script; it fails over without it");
+        }
+    }
     Ok(())
 }
 
@@ -944,6 +984,8 @@ fn render_conf(cfg: &SentinelConfig, port: u16, dir: &Path) -> Result<String, En
          logfile \"{dir}/{LOG_FILE}\"\n\
          dir \"{dir}\"\n\
          sentinel resolve-hostnames no\n\
+         # crsd sets each instance's client-reconfig-script at run time (its own file).\n\
+         sentinel deny-scripts-reconfig no\n\
          requirepass \"{secret}\"\n\
          sentinel sentinel-pass \"{secret}\"\n"
     ))

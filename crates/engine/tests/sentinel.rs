@@ -138,6 +138,7 @@ async fn sentinels_fail_over_a_killed_master_come_back_with_their_monitors_and_f
         port: p.master.port,
         auth_user: SENTINEL_USER.to_string(),
         auth_pass: sentinel_pass.clone(),
+        reconfig_script: None,
     };
     set.monitor(&monitored).await.expect("monitor");
 

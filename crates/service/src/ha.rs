@@ -41,6 +41,9 @@ pub struct HaSettings {
     /// How long a dead master whose replicas live waits for Sentinel's promotion before the
     /// supervisor starts it again in place (Sentinel could not promote: no replica in sync).
     pub failover_grace: Duration,
+    /// Sentinel's `client-reconfig-script` for instances with an address of their own (runs
+    /// `crsd address-hook`, see `addresses.rs`); `None`: crsd alone moves their address.
+    pub reconfig_script: Option<std::path::PathBuf>,
 }
 
 /// The running parts (built from [`HaSettings`] when the service is made; nothing starts
@@ -207,6 +210,8 @@ impl Service {
                     "Sentinel sees no replica up to switch to",
                 ));
             }
+            // A replica that just came back is eligible once seen in sync.
+            self.keep_promotable(inst).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let others: Vec<_> = replicas.iter().filter(|r| r.name != target.name).collect();
@@ -232,12 +237,19 @@ impl Service {
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
+            if let Some(node) = inst.nodes.iter().find(|n| n.id == target.name) {
+                // An address of its own moves now (the old master's clients there are cut).
+                self.place_address(inst, node).await?;
+            }
             let _ = ha.proxy.set_health(&inst.id, &target.name, true).await;
             let _ = ha.proxy.set_maint(&inst.id, &old.name, true).await;
             let _ = ha.proxy.shutdown_sessions(&inst.id, &old.name).await;
             let follower = crsd_engine::NodeSpec {
                 role: crsd_engine::Role::Replica,
-                master: Some((self.cfg.instance_bind.clone(), target.port)),
+                master: Some((
+                    connect_host_of_spec(&self.cfg.instance_bind, &target),
+                    target.port,
+                )),
                 ..old.clone()
             };
             self.runtime.follow(&follower).await.map_err(err)?;
@@ -372,6 +384,8 @@ impl Service {
             .filter(|i| {
                 i.port != 0
                     && !i.nodes.is_empty()
+                    // An address of its own is held by the master: no proxy.
+                    && !i.has_own_address()
                     && i.status != InstanceStatus::Isolated
                     && Some(i.id.as_str()) != closing
             })
@@ -392,6 +406,23 @@ impl Service {
             return Ok(());
         };
         let deadline = Instant::now() + ADDRESS_READY_TIMEOUT;
+        if inst.has_own_address() {
+            loop {
+                match self.place_address(inst, master).await {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => {}
+                    Err(e) if Instant::now() >= deadline => return Err(e),
+                    Err(_) => {}
+                }
+                if Instant::now() >= deadline {
+                    return Err(crsd_core::Error::internal(format!(
+                        "{}'s master {} does not take the instance's address",
+                        inst.id, master.id
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
         loop {
             let up = ha.proxy.servers_up(&inst.id).await;
             if matches!(&up, Ok(up) if up.first() == Some(&master.id)) {
@@ -432,10 +463,15 @@ impl Service {
         let master = inst.master()?;
         Some(Monitored {
             name: inst.id.clone(),
-            host: self.cfg.instance_bind.clone(),
+            host: self.node_host(master),
             port: master.port,
             auth_user: SENTINEL_USER.to_string(),
             auth_pass: internal_secret(&inst.admin_secret, SENTINEL_USER),
+            reconfig_script: if inst.has_own_address() {
+                self.cfg.ha.as_ref().and_then(|h| h.reconfig_script.clone())
+            } else {
+                None
+            },
         })
     }
 
@@ -567,10 +603,13 @@ impl Service {
             let Some(master) = inst.master() else {
                 continue;
             };
-            if view.port == master.port {
+            let at = |n: &crsd_core::model::Node| {
+                n.port == view.port && (n.host.is_empty() || n.host == view.host)
+            };
+            if at(master) {
                 continue;
             }
-            let Some(promoted) = inst.nodes.iter().find(|n| n.port == view.port) else {
+            let Some(promoted) = inst.nodes.iter().find(|n| at(n)) else {
                 tracing::warn!(instance = %inst.id, port = view.port, "Sentinel names a master that is not a node of the instance");
                 continue;
             };
@@ -794,5 +833,14 @@ impl Service {
             Ok(false) => {}
             Err(e) => tracing::error!(error = %e, "cannot start the proxy"),
         }
+    }
+}
+
+/// Where a node of `spec` listens: its own address, or the host's shared one.
+fn connect_host_of_spec(shared: &str, spec: &crsd_engine::NodeSpec) -> String {
+    if spec.host.is_empty() {
+        shared.to_string()
+    } else {
+        spec.host.clone()
     }
 }

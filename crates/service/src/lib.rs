@@ -9,6 +9,7 @@
 //! HTTP and never formats a response.
 
 mod accounts;
+mod addresses;
 mod backups;
 mod disk;
 mod ha;
@@ -48,7 +49,7 @@ pub use disk::DiskReserve;
 pub use ha::HaSettings;
 pub use instances::{DescribeQuery, InstanceView};
 pub use observe::{NodeInfo, NodeState, SlowCommand, SlowLogQuery};
-pub use purchase::CreateOrder;
+pub use purchase::{CreateOrder, DEFAULT_POOL_PORT};
 pub use runner::TaskQuery;
 pub use runner::UndoRetry;
 
@@ -66,6 +67,10 @@ pub struct ServiceConfig {
     pub instance_bind: String,
     /// The address DescribeRedis shows as `wanIp` (defaults to the bind address).
     pub instance_host: String,
+    /// `instances.address_pool`: with addresses here, every new instance gets one of its own
+    /// (held by its master, no proxy) and each node another; empty: instances share
+    /// `instance_host` and are served by the proxy on ports of the range.
+    pub address_pool: Vec<std::net::IpAddr>,
     /// Ports crsd hands to instances, inclusive.
     pub port_min: u16,
     pub port_max: u16,
@@ -167,17 +172,25 @@ impl Service {
         &self.runtime
     }
 
+    /// The address `node` listens on: its own, or the host's shared one.
+    pub fn node_host(&self, node: &Node) -> String {
+        if node.host.is_empty() {
+            self.cfg.instance_bind.clone()
+        } else {
+            node.host.clone()
+        }
+    }
+
     /// What `node` of `inst` must be, as the database says: its role, its port, the master
     /// a replica follows, the instance's memory, users and parameters.
     pub fn node_spec(&self, inst: &Instance, node: &Node) -> NodeSpec {
         let master = match node.role {
             NodeRole::Master => None,
-            NodeRole::Replica => inst
-                .master()
-                .map(|m| (self.cfg.instance_bind.clone(), m.port)),
+            NodeRole::Replica => inst.master().map(|m| (self.node_host(m), m.port)),
         };
         NodeSpec {
             name: node.id.clone(),
+            host: node.host.clone(),
             instance: inst.id.clone(),
             role: match node.role {
                 NodeRole::Master => Role::Master,

@@ -108,6 +108,11 @@ impl Service {
                 restarted += self.restart_dead_nodes(&inst.id).await?;
             }
             self.keep_promotable(&inst).await;
+            if inst.has_own_address() {
+                if let Err(e) = self.place_recorded_address(&inst).await {
+                    tracing::warn!(instance = %inst.id, error = ?e, "cannot place the instance's address on its master");
+                }
+            }
         }
         Ok(restarted)
     }

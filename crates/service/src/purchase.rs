@@ -38,7 +38,12 @@ pub struct CreateOrder {
     /// The calling dialect's password rule.
     pub password_policy: PasswordPolicy,
     /// A port the client asked for (one instance only); allocated from the range when None.
+    /// With an address pool every instance has an address of its own and this port (or
+    /// `default_port`), whatever the range.
     pub port: Option<u16>,
+    /// The calling dialect's documented default port (API 3.0 `VPort` 6379, Capital Online
+    /// `ServicePort` 9736): the port of an instance on an address of its own.
+    pub default_port: u16,
     /// Auto-renew flag of the new instances (0 manual, 1 auto, 2 never).
     pub auto_renew: i64,
     /// Prepaid for `period` months, or postpaid (charged by the hour; `period` unused).
@@ -66,6 +71,7 @@ impl Default for CreateOrder {
             name: String::new(),
             password_policy: PasswordPolicy::default(),
             port: None,
+            default_port: DEFAULT_POOL_PORT,
             auto_renew: 0,
             billing: BillingMode::default(),
             no_auth: false,
@@ -75,6 +81,8 @@ impl Default for CreateOrder {
 
 /// Deals are payable for 15 days, as the seed's examples show.
 const DEAL_OVERDUE_DAYS: i64 = 15;
+/// The port of an instance on an address of its own when its dialect has no default (v2).
+pub const DEFAULT_POOL_PORT: u16 = 6379;
 
 pub(crate) fn add_months(t: DateTime<Utc>, months: i64) -> DateTime<Utc> {
     t.checked_add_months(Months::new(months.clamp(0, 1200) as u32))
@@ -202,32 +210,62 @@ impl Service {
         let mut tx = self.store.write().await?;
         let account = tx.account(app_id).await?.ok_or(Error::SecretIdNotFound)?;
         charge(&mut tx, app_id, account.balance, price).await?;
-        let used: HashSet<u16> = tx.used_ports().await?.into_iter().collect();
-        let requested = order
-            .port
-            .map(|p| self.check_requested_port(&used, p, order.goods_num))
-            .transpose()?;
+        let pooled = !self.cfg.address_pool.is_empty();
+        let used: HashSet<u16> = if pooled {
+            HashSet::new()
+        } else {
+            tx.used_ports().await?.into_iter().collect()
+        };
+        let requested = match (pooled, order.port) {
+            (false, Some(p)) => Some(self.check_requested_port(&used, p, order.goods_num)?),
+            _ => None,
+        };
+        let used_hosts: HashSet<String> = if pooled {
+            tx.used_hosts().await?.into_iter().collect()
+        } else {
+            HashSet::new()
+        };
+        let pool_port = order.port.unwrap_or(order.default_port);
+        let mut hosts = self.free_hosts(used_hosts, pool_port);
         let mut free = self.free_ports(used).filter(move |p| Some(*p) != requested);
         let mut instances = Vec::new();
         for n in 0..order.goods_num {
             let id = ids::new_instance_id();
-            // The stable address (the port a client chose, or the next free one), then
-            // one port per node.
-            let port = match requested.filter(|_| n == 0) {
-                Some(p) => Some(p),
-                None => free.next(),
-            }
-            .ok_or(Error::NoFreePort)?;
-            let mut nodes = vec![Node::new(
-                &id,
-                0,
-                NodeRole::Master,
-                free.next().ok_or(Error::NoFreePort)?,
-            )];
-            for seq in 1..=replicas {
-                let port = free.next().ok_or(Error::NoFreePort)?;
-                nodes.push(Node::new(&id, seq, NodeRole::Replica, port));
-            }
+            let (vip, port, nodes) = if pooled {
+                // An address for the instance and one for each node, all at the port the
+                // client asked for: the master holds the instance's address too.
+                let vip = hosts.next().ok_or(Error::NoFreeAddress)?;
+                let mut nodes = Vec::new();
+                for seq in 0..=replicas {
+                    let role = if seq == 0 {
+                        NodeRole::Master
+                    } else {
+                        NodeRole::Replica
+                    };
+                    let host = hosts.next().ok_or(Error::NoFreeAddress)?;
+                    nodes.push(Node::new(&id, seq, role, pool_port).at(host));
+                }
+                (vip, pool_port, nodes)
+            } else {
+                // The stable address (the port a client chose, or the next free one), then
+                // one port per node.
+                let port = match requested.filter(|_| n == 0) {
+                    Some(p) => Some(p),
+                    None => free.next(),
+                }
+                .ok_or(Error::NoFreePort)?;
+                let mut nodes = vec![Node::new(
+                    &id,
+                    0,
+                    NodeRole::Master,
+                    free.next().ok_or(Error::NoFreePort)?,
+                )];
+                for seq in 1..=replicas {
+                    let port = free.next().ok_or(Error::NoFreePort)?;
+                    nodes.push(Node::new(&id, seq, NodeRole::Replica, port));
+                }
+                (self.cfg.instance_host.clone(), port, nodes)
+            };
             instances.push(Instance {
                 name: if order.name.is_empty() {
                     id.clone()
@@ -242,7 +280,7 @@ impl Service {
                 type_id: order.type_id,
                 mem_mb: order.mem_mb,
                 status: InstanceStatus::Initializing,
-                vip: self.cfg.instance_host.clone(),
+                vip,
                 port,
                 node_seq: nodes.len() as i64,
                 nodes,
@@ -579,6 +617,21 @@ impl Service {
             ));
         }
         Ok(port)
+    }
+
+    /// Addresses of the pool that no node or live instance holds (`used`) and where nothing
+    /// else listens at `port`, lowest first.
+    pub(crate) fn free_hosts(
+        &self,
+        used: HashSet<String>,
+        port: u16,
+    ) -> impl Iterator<Item = String> + '_ {
+        self.cfg
+            .address_pool
+            .iter()
+            .map(|ip| ip.to_string())
+            .filter(move |h| !used.contains(h))
+            .filter(move |h| self.runtime.address_free(h, port))
     }
 
     /// Ports in the configured range that no live instance (`used`) holds, lowest first.

@@ -76,13 +76,27 @@ impl Service {
         if missing <= 0 {
             return Ok(inst);
         }
-        let used: HashSet<u16> = tx.used_ports().await?.into_iter().collect();
-        let mut free = self.free_ports(used);
-        for _ in 0..missing {
-            let port = free.next().ok_or(Error::NoFreePort)?;
-            inst.add_node(NodeRole::Replica, port);
+        if inst.has_own_address() {
+            // On an address of its own from the pool, at the instance's port.
+            let used: HashSet<String> = tx.used_hosts().await?.into_iter().collect();
+            let mut hosts = self.free_hosts(used, inst.port);
+            let mut new = Vec::new();
+            for _ in 0..missing {
+                new.push(hosts.next().ok_or(Error::NoFreeAddress)?);
+            }
+            drop(hosts);
+            let port = inst.port;
+            for host in new {
+                inst.add_node_at(NodeRole::Replica, host, port);
+            }
+        } else {
+            let used: HashSet<u16> = tx.used_ports().await?.into_iter().collect();
+            let mut free = self.free_ports(used);
+            for _ in 0..missing {
+                let port = free.next().ok_or(Error::NoFreePort)?;
+                inst.add_node(NodeRole::Replica, port);
+            }
         }
-        drop(free);
         tx.update_instance(&inst).await?;
         tx.commit().await?;
         tracing::info!(instance = %inst.id, replicas = wanted, "new replica nodes recorded");

@@ -656,6 +656,19 @@ impl WriteTx {
             .collect()
     }
 
+    /// Addresses of the address pool taken by nodes and by live instances (an address belongs
+    /// to one node or one instance, at every port).
+    pub async fn used_hosts(&mut self) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT host FROM nodes WHERE host != '' UNION SELECT vip FROM instances WHERE status != -3",
+        )
+        .fetch_all(self.conn()?)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .collect()
+    }
+
     /// Makes the stored nodes of `i` exactly `i.nodes`: removed ones are deleted, new ones
     /// inserted, changed roles and ports written.
     async fn write_nodes(&mut self, i: &Instance) -> Result<()> {
@@ -674,9 +687,10 @@ impl WriteTx {
         }
         for n in &i.nodes {
             sqlx::query(
-                "INSERT INTO nodes (id, instance_id, seq, shard, role, port) VALUES (?, ?, ?, ?, ?, ?)
+                "INSERT INTO nodes (id, instance_id, seq, shard, role, port, host)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (id) DO UPDATE SET role = excluded.role, port = excluded.port,
-                   shard = excluded.shard",
+                   shard = excluded.shard, host = excluded.host",
             )
             .bind(&n.id)
             .bind(&i.id)
@@ -684,6 +698,7 @@ impl WriteTx {
             .bind(n.shard)
             .bind(n.role.name())
             .bind(n.port as i64)
+            .bind(&n.host)
             .execute(self.conn()?)
             .await?;
         }

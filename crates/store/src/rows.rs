@@ -78,6 +78,7 @@ pub fn node(r: &SqliteRow) -> Result<Node> {
         shard: r.try_get("shard")?,
         role: NodeRole::from_name(&role)
             .ok_or_else(|| StoreError::Corrupt(format!("node role {role}")))?,
+        host: r.try_get("host")?,
         port: r.try_get::<i64, _>("port")? as u16,
     })
 }

@@ -18,8 +18,9 @@ use serde_json::{json, Value};
 
 /// A `PaasGoodsId` is this plus the memory size in GB (70001 = 1 GB master-replica).
 pub const GOODS_BASE: i64 = 70000;
-/// The documented default `ServicePort`: instances share one address here, so it means
-/// "any free port of the operator's range".
+/// The documented default `ServicePort`: an instance with an address of its own listens
+/// there; where instances share one address it means "any free port of the operator's
+/// range".
 const DEFAULT_PORT: i64 = 9736;
 /// Ports the API reserves (documented as refused).
 const RESERVED_PORTS: &[i64] = &[9100, 9121, 9122, 16379];
@@ -154,6 +155,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params3) -
                 name,
                 password_policy: PasswordPolicy::Api3,
                 port,
+                default_port: DEFAULT_PORT as u16,
                 auto_renew: 0,
                 // Pay as you go: charged by the hour until deleted.
                 billing: BillingMode::Postpaid,

@@ -64,7 +64,7 @@ pub fn code(e: &Error) -> (StatusCode, &'static str, String) {
         | OldPasswordWrong
         | PasswordWrong => (BAD, "InvalidParameter"),
         // The order could not be placed: the account cannot pay, or the host has no port.
-        BalanceNotEnough { .. } | NoFreePort => {
+        BalanceNotEnough { .. } | NoFreePort | NoFreeAddress => {
             (StatusCode::INTERNAL_SERVER_ERROR, "CreateOrderExcept")
         }
         InstanceNotFound(_) | InstanceDeleted(_) | DealNotFound(_) | TaskNotFound(_) => {

@@ -48,7 +48,7 @@ pub fn code(e: &Error) -> (&'static str, String) {
         GoodsNumNotInRange { .. } => "InvalidParameterValue",
         InvalidSubnetId(_) => "InvalidParameterValue.SubnetNotExist",
         BalanceNotEnough { .. } => "UnauthorizedOperation.NotEnoughAmount",
-        NoFreePort => "ResourceInsufficient",
+        NoFreePort | NoFreeAddress => "ResourceInsufficient",
         InstanceNotFound(_) | InstanceDeleted(_) => "ResourceNotFound.InstanceNotExists",
         InstanceIsolated(_) | InstanceStatusAbnormal { .. } => {
             "ResourceUnavailable.InstanceStatusAbnormal"

@@ -100,6 +100,8 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params) ->
                 name: p.str("redisName").unwrap_or_default(),
                 password_policy: PasswordPolicy::V2,
                 port: None,
+                // No port parameter in this dialect: Redis's own.
+                default_port: crsd_service::DEFAULT_POOL_PORT,
                 auto_renew: 0,
                 billing: BillingMode::Prepaid,
                 no_auth: false,

@@ -103,6 +103,7 @@ fn table(action: Option<Action>, e: &Error) -> (i64, Option<i64>, &'static str, 
             format!("账号余额不足, 请充值 (需要 {needed} 分, 余额 {available} 分)"),
         ),
         NoFreePort => (5200, None, "ResourceInsufficient", "资源不足: 没有可分配的端口".into()),
+        NoFreeAddress => (5200, None, "ResourceInsufficient", "资源不足: 没有可分配的地址".into()),
 
         InstanceNotFound(_) => (5000, Some(10701), "InstanceNotExists", "没有找到serialId对应的实例".into()),
         InstanceDeleted(_) => failed(11055, "InstanceDeleted", "实例到期已被删除"),

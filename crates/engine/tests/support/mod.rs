@@ -79,6 +79,7 @@ pub fn node_spec(
 ) -> NodeSpec {
     NodeSpec {
         name: format!("crs-test-{name}"),
+        host: String::new(),
         // `root` is a tempdir inside `tests_root()`: the node's folder is `<root>/<name>`.
         instance: root
             .file_name()

@@ -103,7 +103,7 @@ pub(super) async fn inquiry_price_create_instance(
 pub(super) async fn create_instances(state: &AppState, app: i64, p: &Params3) -> Result<Fields> {
     let svc = &state.svc;
     let (zone_id, type_id, billing) = zone_and_type(state, p)?;
-    rules::check_api3_vport(p.int("VPort")?)?;
+    let port = rules::check_api3_vport(p.int("VPort")?)?;
     let replicas = rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
     let order = CreateOrder {
         zone_id,
@@ -123,7 +123,8 @@ pub(super) async fn create_instances(state: &AppState, app: i64, p: &Params3) ->
         un_subnet_id: p.str("SubnetId")?.unwrap_or_default(),
         name: p.str("InstanceName")?.unwrap_or_default(),
         password_policy: PasswordPolicy::Api3,
-        port: None,
+        port,
+        default_port: rules::API3_DEFAULT_VPORT as u16,
         auto_renew: p.int_or("AutoRenew", 0)?,
         billing,
         no_auth: no_auth(p)?,

@@ -1,0 +1,104 @@
+//! Instances with an address of their own (`instances.address_pool`): no proxy hop.
+//!
+//! Such an instance's nodes listen on addresses of their own at the instance's port, and the
+//! instance's address (`vip`) is held by its current master alone (see the engine's
+//! `address.rs`: `CONFIG SET bind`, live). Who moves it after a failover:
+//! * crsd, as soon as Sentinel has promoted a replica (the supervisor pass, and the
+//!   placement right after a planned switch);
+//! * Sentinel itself while crsd is down: every sentinel runs crsd's `address-hook` as the
+//!   instance's `client-reconfig-script` at `+switch-master`, which does the same placement
+//!   from the database, read-only.
+//!
+//! The placement is one rule, safe to run from several places at once: when the node the
+//! database (or Sentinel) names master answers `ROLE` master, every other node lets the
+//! address go (its connections there are closed), then the master takes it. A node that
+//! holds the address and cannot be told to let it go (hung) is killed: it is not the master,
+//! Sentinel has demoted it, and the supervisor starts it again as a replica. Nothing happens
+//! while the named master is not master (yet): a placement never takes the address from a
+//! master to give it to a replica.
+
+use crate::Service;
+use crsd_core::model::{Instance, Node};
+use crsd_core::Result;
+use crsd_engine::{EngineError, Liveness};
+
+impl Service {
+    /// Makes `master` (a node of `inst` that answers ROLE master) the one node holding the
+    /// instance's address. Returns whether it holds it now; false when `master` is not master
+    /// (yet) or not reachable, and nothing changed.
+    pub async fn place_address(&self, inst: &Instance, master: &Node) -> Result<bool> {
+        if !inst.has_own_address() || inst.vip.is_empty() {
+            return Ok(false);
+        }
+        let master_spec = self.node_spec(inst, master);
+        if !self
+            .runtime
+            .is_master_now(&master_spec)
+            .await
+            .unwrap_or(false)
+        {
+            return Ok(false);
+        }
+        let mut unanswering = Vec::new();
+        for node in inst.nodes.iter().filter(|n| n.id != master.id) {
+            let spec = self.node_spec(inst, node);
+            if let Err(e) = self.runtime.release_address(&spec, &inst.vip).await {
+                tracing::warn!(node = %node.id, error = %e, "cannot take the instance's address off a node");
+                unanswering.push(spec);
+            }
+        }
+        match self.runtime.hold_address(&master_spec, &inst.vip).await {
+            Ok(_) => Ok(true),
+            Err(EngineError::WrongRole { .. }) => Ok(false),
+            Err(e) if !unanswering.is_empty() => {
+                // A node that does not answer may still hold it (hung): fence it for good.
+                for spec in &unanswering {
+                    if matches!(self.runtime.liveness(spec), Liveness::Alive(_)) {
+                        tracing::warn!(node = %spec.name, error = %e,
+                            "a node that is not master may hold the instance's address and does not answer; killing it");
+                        let _ = self.runtime.kill(spec);
+                    }
+                }
+                match self.runtime.hold_address(&master_spec, &inst.vip).await {
+                    Ok(_) => Ok(true),
+                    Err(e) => Err(crate::steps::engine_err(e)),
+                }
+            }
+            Err(e) => Err(crate::steps::engine_err(e)),
+        }
+    }
+
+    /// [`Service::place_address`] on the master the database names.
+    pub(crate) async fn place_recorded_address(&self, inst: &Instance) -> Result<bool> {
+        match inst.master() {
+            Some(m) => self.place_address(inst, m).await,
+            None => Ok(false),
+        }
+    }
+
+    /// What Sentinel's `client-reconfig-script` calls (`crsd address-hook`), crsd up or down:
+    /// the node at `host:port` (Sentinel's new master of instance `id`) takes the address.
+    pub async fn address_hook(&self, id: &str, host: &str, port: u16) -> Result<bool> {
+        let Some(inst) = self.store.instance(id).await? else {
+            return Ok(false);
+        };
+        let Some(node) = inst
+            .nodes
+            .iter()
+            .find(|n| n.port == port && self.node_host(n) == host)
+        else {
+            return Ok(false);
+        };
+        // The promotion may still be on its way to the node: a moment's patience.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            if self.place_address(&inst, node).await? {
+                return Ok(true);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
