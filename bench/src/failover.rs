@@ -70,6 +70,14 @@ pub async fn run(dir: &Path) -> Result<()> {
         ports.insert(crate::free_port()?);
     }
     cfg.ha.sentinel_ports = ports.into_iter().collect();
+    if std::env::var_os("BENCH_POOL").is_some() {
+        // Addresses of their own: no proxy between the client and the master.
+        cfg.instances.address_pool = vec![format!(
+            "127.{}.{}.0/24",
+            64 + std::process::id() % 64,
+            std::process::id() % 250
+        )];
+    }
     if let Some(d) = std::env::var("BENCH_DOWN_AFTER")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -109,11 +117,33 @@ pub async fn run(dir: &Path) -> Result<()> {
     result
 }
 
-/// One crsd instance: its id, stable address and node ports (by sequence number).
+/// An address clients connect to.
+#[derive(Clone, Debug)]
+struct At {
+    host: String,
+    port: u16,
+}
+
+impl At {
+    fn local(port: u16) -> At {
+        At {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+}
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// One crsd instance: its id, its address, and its nodes' (by sequence number).
 struct Instance {
     id: String,
-    addr: u16,
-    nodes: Vec<u16>,
+    addr: At,
+    nodes: Vec<At>,
 }
 
 /// What one drill saw.
@@ -140,13 +170,23 @@ async fn measure(
     let mut instances = Vec::new();
     for id in ids {
         let inst = svc.store().instance(&id).await?.context("instance")?;
-        let mut nodes: Vec<_> = inst.nodes.iter().map(|n| (n.seq, n.port)).collect();
+        let mut nodes: Vec<_> = inst
+            .nodes
+            .iter()
+            .map(|n| (n.seq, svc.node_host(n), n.port))
+            .collect();
         nodes.sort();
         instances.push(Instance {
             id,
-            // The `Port` DescribeInstances shows.
-            addr: inst.port(),
-            nodes: nodes.into_iter().map(|(_, p)| p).collect(),
+            // The `WanIp` and `Port` DescribeInstances shows.
+            addr: At {
+                host: inst.vip.clone(),
+                port: inst.port(),
+            },
+            nodes: nodes
+                .into_iter()
+                .map(|(_, host, port)| At { host, port })
+                .collect(),
         });
     }
     let secret = hex::encode(std::fs::read(data.join("sentinel.secret"))?);
@@ -174,11 +214,11 @@ async fn measure(
     let mut handrun = Vec::new();
     for (i, inst) in up_set.iter().enumerate() {
         let pid = node_pid(&data, &inst.id, 0).context("the master runs")?;
-        let d = drill(inst.addr, PASSWORD, pid).await?;
+        let d = drill(&inst.addr, PASSWORD, pid).await?;
         print_drill(i, "crsd up", &d);
         up.push(d);
         let pair = &hand.pairs[i];
-        let d = drill(pair.addr, HAND_PASSWORD, pair.master_pid).await?;
+        let d = drill(&At::local(pair.addr), HAND_PASSWORD, pair.master_pid).await?;
         print_drill(i, "hand-run", &d);
         handrun.push(d);
     }
@@ -199,7 +239,7 @@ async fn measure(
     let mut down = Vec::new();
     for (i, inst) in down_set.iter().enumerate() {
         let pid = node_pid(&data, &inst.id, 0).context("the master runs")?;
-        let d = drill(inst.addr, PASSWORD, pid).await?;
+        let d = drill(&inst.addr, PASSWORD, pid).await?;
         print_drill(i, "crsd down", &d);
         down.push(d);
     }
@@ -302,8 +342,8 @@ fn summary(what: &str, drills: &[Drill], odd_switches: &[String]) -> (f64, f64) 
 }
 
 /// One drill against the stable address `port` (see the module docs); `master_pid` is killed.
-async fn drill(port: u16, password: &str, master_pid: u32) -> Result<Drill> {
-    let w = Writer::start(port, password.to_string());
+async fn drill(at: &At, password: &str, master_pid: u32) -> Result<Drill> {
+    let w = Writer::start(at.clone(), password.to_string());
     tokio::time::sleep(BEFORE_KILL).await;
     let killed_at = Instant::now();
     // SAFETY: kill(2) on a pid read from the node's pid file (checked to be a redis-server)
@@ -316,16 +356,16 @@ async fn drill(port: u16, password: &str, master_pid: u32) -> Result<Drill> {
         }
         if Instant::now() > deadline {
             w.stop().await;
-            bail!("no write answered at port {port} within {OUTAGE_LIMIT:?} of the kill");
+            bail!("no write answered at {at} within {OUTAGE_LIMIT:?} of the kill");
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     tokio::time::sleep(AFTER_RESUME).await;
     let acked = w.stop().await;
     if acked.is_empty() {
-        bail!("no write acknowledged at port {port}");
+        bail!("no write acknowledged at {at}");
     }
-    let lost = lost_writes(port, password, &acked).await?;
+    let lost = lost_writes(at, password, &acked).await?;
     Ok(Drill {
         outage,
         acked: acked.len(),
@@ -333,16 +373,16 @@ async fn drill(port: u16, password: &str, master_pid: u32) -> Result<Drill> {
     })
 }
 
-fn url(port: u16, password: &str) -> String {
-    format!("redis://default:{password}@127.0.0.1:{port}/")
+fn url(at: &At, password: &str) -> String {
+    format!("redis://default:{password}@{at}/")
 }
 
 /// A connection that gives up as the drill's client does.
-async fn conn(port: u16, password: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+async fn conn(at: &At, password: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
     let cfg = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(CLIENT_TIMEOUT)
         .set_response_timeout(CLIENT_TIMEOUT);
-    redis::Client::open(url(port, password))?
+    redis::Client::open(url(at, password))?
         .get_multiplexed_async_connection_with_config(&cfg)
         .await
 }
@@ -357,7 +397,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn start(port: u16, password: String) -> Writer {
+    fn start(at: At, password: String) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let ok_at = Arc::new(Mutex::new(Vec::new()));
@@ -367,7 +407,7 @@ impl Writer {
             let mut c = None;
             while !s.load(Ordering::SeqCst) {
                 if c.is_none() {
-                    c = conn(port, &password).await.ok();
+                    c = conn(&at, &password).await.ok();
                 }
                 if let Some(con) = c.as_mut() {
                     n += 1;
@@ -416,11 +456,11 @@ impl Writer {
 }
 
 /// The acknowledged writes missing from the list at the stable address.
-async fn lost_writes(port: u16, password: &str, acked: &[u64]) -> Result<Vec<u64>> {
+async fn lost_writes(at: &At, password: &str, acked: &[u64]) -> Result<Vec<u64>> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let have: Vec<u64> = loop {
         let got = async {
-            let mut c = conn(port, password).await?;
+            let mut c = conn(at, password).await?;
             redis::cmd("LRANGE")
                 .arg("log")
                 .arg(0)
@@ -431,7 +471,7 @@ async fn lost_writes(port: u16, password: &str, acked: &[u64]) -> Result<Vec<u64
         .await;
         match got {
             Ok(v) => break v,
-            Err(e) if Instant::now() > deadline => bail!("reading the list at {port}: {e}"),
+            Err(e) if Instant::now() > deadline => bail!("reading the list at {at}: {e}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
@@ -786,7 +826,7 @@ async fn wait_answers(port: u16) -> Result<()> {
     let deadline = Instant::now() + READY_LIMIT;
     loop {
         let pong = async {
-            let mut c = conn(port, HAND_PASSWORD).await?;
+            let mut c = conn(&At::local(port), HAND_PASSWORD).await?;
             redis::cmd("PING").query_async::<String>(&mut c).await
         }
         .await;
@@ -805,7 +845,7 @@ async fn wait_synced(port: u16) -> Result<()> {
     let deadline = Instant::now() + READY_LIMIT;
     loop {
         let info = async {
-            let mut c = conn(port, HAND_PASSWORD).await?;
+            let mut c = conn(&At::local(port), HAND_PASSWORD).await?;
             redis::cmd("INFO")
                 .arg("replication")
                 .query_async::<String>(&mut c)
@@ -837,7 +877,7 @@ async fn address_cost(inst: &Instance) -> Result<()> {
         return Ok(());
     }
     // The instance was never failed over: node 0 is its master.
-    let node = inst.nodes[0];
+    let node = &inst.nodes[0];
     println!(
         "== stable address cost: redis-benchmark -c 50 -n 200000, mean of {BENCH_ROUNDS} alternated rounds, ops/s =="
     );
@@ -848,7 +888,7 @@ async fn address_cost(inst: &Instance) -> Result<()> {
     for pipeline in [1, 16] {
         let (mut via, mut direct) = ([0.0; 2], [0.0; 2]);
         for _ in 0..BENCH_ROUNDS {
-            let a = redis_benchmark(inst.addr, pipeline).await?;
+            let a = redis_benchmark(&inst.addr, pipeline).await?;
             let d = redis_benchmark(node, pipeline).await?;
             for k in 0..2 {
                 via[k] += a[k] / BENCH_ROUNDS as f64;
@@ -870,9 +910,9 @@ async fn address_cost(inst: &Instance) -> Result<()> {
 }
 
 /// One `redis-benchmark -t set,get` run: [SET, GET] requests per second.
-async fn redis_benchmark(port: u16, pipeline: u32) -> Result<[f64; 2]> {
+async fn redis_benchmark(at: &At, pipeline: u32) -> Result<[f64; 2]> {
     let out = tokio::process::Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-h", &at.host, "-p", &at.port.to_string()])
         .args(["--user", "default", "-a", PASSWORD])
         .args(["-t", "set,get", "-c", "50", "-n", "200000"])
         .args(["-P", &pipeline.to_string(), "--csv"])
@@ -891,7 +931,7 @@ async fn redis_benchmark(port: u16, pipeline: u32) -> Result<[f64; 2]> {
     match (rps("SET"), rps("GET")) {
         (Some(set), Some(get)) => Ok([set, get]),
         _ => bail!(
-            "redis-benchmark on {port}: {text}{}",
+            "redis-benchmark on {at}: {text}{}",
             String::from_utf8_lossy(&out.stderr)
         ),
     }

@@ -43,9 +43,12 @@ pub struct Ha {
     /// How many sentinels must agree that a master is down before one fails it over.
     pub quorum: u32,
     /// A master that answers nothing for this long is down (Sentinel's
-    /// `down-after-milliseconds`). Not below 1200: a sentinel reconnects to the master it
-    /// just switched to at most once a second, and with 500 two sentinels took the new
-    /// master for down and failed it over again in 4 of 8 measured failovers.
+    /// `down-after-milliseconds`). 500 gives a failover in about a second. Not below 400:
+    /// right after a switch a sentinel reaches the new master only after its reconnect
+    /// period, which crsd sets to 200 ms (`SENTINEL DEBUG`); with Sentinel's own 1 s period
+    /// 500 made sentinels fail a live new master over again in 4 of 8 measured failovers.
+    /// A host whose masters may stall longer than this (swap, an overloaded machine) wants
+    /// more.
     pub down_after_ms: u64,
     /// Sentinel's `failover-timeout` (a failover that does not finish in it is retried; no
     /// second failover of one instance within twice this).
@@ -65,7 +68,7 @@ impl Default for Ha {
             haproxy: PathBuf::from("haproxy"),
             sentinel_ports: vec![26379, 26380, 26381],
             quorum: 2,
-            down_after_ms: 1500,
+            down_after_ms: 500,
             failover_timeout_ms: 3000,
             check_interval_ms: 500,
             failover_grace_secs: 10,

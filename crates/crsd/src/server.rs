@@ -113,6 +113,7 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
         tokio::spawn(service.clone().run_tasks(rx.clone())),
         tokio::spawn(service.clone().run_supervisor(rx.clone())),
         tokio::spawn(service.clone().run_expiry(rx.clone())),
+        tokio::spawn(service.clone().run_address_follower(rx.clone())),
         tokio::spawn(service.clone().run_backup_schedule(rx)),
     ];
 

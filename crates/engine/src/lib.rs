@@ -96,7 +96,8 @@ pub use persistence::NodeUsage;
 pub use proxy::{Frontend, Proxy, ProxyConfig, Server};
 pub use runtime::NodeRuntime;
 pub use sentinel::{
-    MasterView, Monitored, SentinelConfig, SentinelSet, SentinelTimers, MIN_SAFE_DOWN_AFTER_MS,
+    MasterView, Monitored, Promotion, SentinelConfig, SentinelSet, SentinelTimers,
+    MIN_SAFE_DOWN_AFTER_MS,
 };
 pub use slowlog::SlowlogEntry;
 

@@ -1170,3 +1170,111 @@ mod tests {
         }
     }
 }
+
+/// A replica a sentinel is promoting right now (its `+failover-state-wait-promotion`, sent
+/// right after `REPLICAOF NO ONE`, about 0.8 s before `+switch-master`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Promotion {
+    /// The monitored master's name.
+    pub name: String,
+    /// The replica being promoted.
+    pub host: String,
+    pub port: u16,
+}
+
+impl SentinelSet {
+    /// Sends every promotion any sentinel announces on `tx`, until `tx` is closed. A sentinel
+    /// that does not answer is subscribed to again a second later.
+    pub async fn follow_promotions(&self, tx: tokio::sync::mpsc::Sender<Promotion>) {
+        let cfg = &self.inner.cfg;
+        let Ok(host) = connect_host_of(&cfg.bind) else {
+            return;
+        };
+        let mut tasks = JoinSet::new();
+        for &port in &cfg.ports {
+            tasks.spawn(follow_one(
+                host.clone(),
+                port,
+                cfg.secret.clone(),
+                tx.clone(),
+            ));
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn follow_one(
+    host: String,
+    port: u16,
+    secret: String,
+    tx: tokio::sync::mpsc::Sender<Promotion>,
+) {
+    use futures_util::StreamExt;
+    while !tx.is_closed() {
+        let info = ConnectionInfo {
+            addr: ConnectionAddr::Tcp(host.clone(), port),
+            redis: RedisConnectionInfo {
+                db: 0,
+                username: None,
+                password: Some(secret.clone()),
+                ..Default::default()
+            },
+        };
+        let subscribed = async {
+            let client = redis::Client::open(info)?;
+            let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
+                .await
+                .map_err(|_| EngineError::Protocol("no answer to a subscription".into()))??;
+            pubsub.subscribe(PROMOTION_EVENT).await?;
+            Ok::<_, EngineError>(pubsub)
+        }
+        .await;
+        if let Ok(pubsub) = subscribed {
+            let mut messages = pubsub.into_on_message();
+            while let Some(msg) = messages.next().await {
+                let payload: String = msg.get_payload().unwrap_or_default();
+                if let Some(p) = parse_promotion(&payload) {
+                    if tx.send(p).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Sentinel's event right after it sent `REPLICAOF NO ONE` to the replica it promotes.
+const PROMOTION_EVENT: &str = "+failover-state-wait-promotion";
+
+/// `slave <ip>:<port> <ip> <port> @ <master-name> <master-ip> <master-port>`.
+fn parse_promotion(payload: &str) -> Option<Promotion> {
+    let parts: Vec<&str> = payload.split_whitespace().collect();
+    match parts.as_slice() {
+        [_kind, _addr, ip, port, "@", name, _mip, _mport] => Some(Promotion {
+            name: name.to_string(),
+            host: ip.to_string(),
+            port: port.parse().ok()?,
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod promotion_tests {
+    use super::*;
+
+    #[test]
+    fn reads_sentinels_promotion_event() {
+        assert_eq!(
+            parse_promotion("slave 127.0.1.3:6379 127.0.1.3 6379 @ crs-abc 127.0.1.2 6379"),
+            Some(Promotion {
+                name: "crs-abc".into(),
+                host: "127.0.1.3".into(),
+                port: 6379
+            })
+        );
+        assert_eq!(parse_promotion("slave 1.2.3.4:5 1.2.3.4 x @ n 1 2"), None);
+        assert_eq!(parse_promotion(""), None);
+    }
+}

@@ -102,3 +102,42 @@ impl Service {
         }
     }
 }
+
+impl Service {
+    /// While crsd runs: as soon as a sentinel announces the promotion of a replica of an
+    /// instance with an address of its own, the address moves to it (crsd's supervisor would
+    /// only see the failover at `+switch-master`, about 0.8 s later, and Sentinel's script
+    /// runs only then).
+    pub async fn run_address_follower(
+        self: std::sync::Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let Some(sentinels) = self.sentinels().cloned() else {
+            return;
+        };
+        if self.cfg.address_pool.is_empty() {
+            return;
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let follow = tokio::spawn(async move { sentinels.follow_promotions(tx).await });
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                p = rx.recv() => {
+                    let Some(p) = p else { break };
+                    let svc = self.clone();
+                    tokio::spawn(async move {
+                        match svc.address_hook(&p.name, &p.host, p.port).await {
+                            Ok(true) => tracing::info!(instance = %p.name, node = %format!("{}:{}", p.host, p.port),
+                                "the instance's address moved to the replica Sentinel promoted"),
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(instance = %p.name, error = ?e,
+                                "cannot move the instance's address to the promoted replica"),
+                        }
+                    });
+                }
+            }
+        }
+        follow.abort();
+    }
+}
