@@ -268,6 +268,31 @@ async fn measure(
                 .join("sentinel.log")
         })
         .collect();
+    // What the sentinels logged about a drill slower than 1.5 s (a failover attempt that
+    // Sentinel aborted and retried shows here).
+    for (set, drills, what) in [(up_set, &up, "crsd up"), (down_set, &down, "crsd down")] {
+        for (inst, d) in set.iter().zip(drills.iter()) {
+            if d.outage > Duration::from_millis(1500) {
+                println!(
+                    "{what} {}: outage {:.0} ms; its sentinels' log:",
+                    inst.id,
+                    ms(d.outage)
+                );
+                for log in &crsd_logs {
+                    let text = std::fs::read_to_string(log).unwrap_or_default();
+                    for line in text.lines().filter(|l| l.contains(&inst.id)) {
+                        println!(
+                            "  {}: {line}",
+                            log.parent()
+                                .and_then(|p| p.file_name())
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default()
+                        );
+                    }
+                }
+            }
+        }
+    }
     let up_odd = odd_switches(&crsd_logs, up_set.iter().map(|i| i.id.as_str()));
     let down_odd = odd_switches(&crsd_logs, down_set.iter().map(|i| i.id.as_str()));
     let hand_odd = odd_switches(&hand.logs(), hand.pairs.iter().map(|p| p.name.as_str()));
@@ -392,7 +417,8 @@ async fn conn(at: &At, password: &str) -> redis::RedisResult<redis::aio::Multipl
 struct Writer {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<u64>>>,
-    ok_at: Arc<Mutex<Vec<Instant>>>,
+    /// (sent, answered OK) of every write answered OK.
+    ok_at: Arc<Mutex<Vec<(Instant, Instant)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -411,11 +437,12 @@ impl Writer {
                 }
                 if let Some(con) = c.as_mut() {
                     n += 1;
+                    let sent = Instant::now();
                     let pushed: redis::RedisResult<i64> =
                         redis::cmd("RPUSH").arg("log").arg(n).query_async(con).await;
                     match pushed {
                         Ok(_) => {
-                            o.lock().unwrap().push(Instant::now());
+                            o.lock().unwrap().push((sent, Instant::now()));
                             let waited: redis::RedisResult<i64> = redis::cmd("WAIT")
                                 .arg(1)
                                 .arg(WAIT_MS)
@@ -441,10 +468,14 @@ impl Writer {
         }
     }
 
-    /// How long after `t` the first write after `t` was answered OK.
+    /// How long after `t` the first write sent after `t` was answered OK.
     fn first_ok_after(&self, t: Instant) -> Option<Duration> {
+        // A write sent before `t` may be answered just after it, by the master about to die.
         let ok_at = self.ok_at.lock().unwrap();
-        ok_at.iter().find(|at| **at > t).map(|at| *at - t)
+        ok_at
+            .iter()
+            .find(|(sent, _)| *sent > t)
+            .map(|(_, at)| *at - t)
     }
 
     async fn stop(self) -> Vec<u64> {

@@ -98,6 +98,12 @@ fn free_port() -> Result<u16> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // crsd runs inside this program, so Sentinel's address hook (written at crsd's start to
+    // run this very binary) lands here: do what `crsd address-hook` does.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("address-hook") {
+        return address_hook(&args[2..]).await;
+    }
     let n_create = env_usize("BENCH_CREATE", 20);
     let n_create3 = env_usize("BENCH_CREATE3", 10);
     let n_instances = env_usize("BENCH_INSTANCES", 200);
@@ -703,4 +709,22 @@ impl Client {
         }
         Ok(v)
     }
+}
+
+/// `<binary> address-hook [--config F] --data-dir D <Sentinel's 7 arguments>`.
+async fn address_hook(args: &[String]) -> Result<()> {
+    let mut cfg = crsd::config::Config::default();
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--config" => {
+                let path = it.next().context("--config needs a file")?;
+                cfg = crsd::config::Config::load(std::path::Path::new(path))?;
+            }
+            "--data-dir" => cfg.data_dir = it.next().context("--data-dir needs a folder")?.into(),
+            _ => rest.push(a.clone()),
+        }
+    }
+    crsd::server::address_hook(&cfg, &rest).await
 }

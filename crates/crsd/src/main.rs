@@ -112,7 +112,7 @@ fn main() -> Result<()> {
                 config,
                 data_dir,
                 sentinel_args,
-            } => address_hook(load(config, data_dir)?, sentinel_args).await,
+            } => crsd::server::address_hook(&load(config, data_dir)?, &sentinel_args).await,
             Command::Account { command } => match command {
                 AccountCommand::Add {
                     config,
@@ -140,33 +140,6 @@ async fn serve(cfg: Config) -> Result<()> {
     tracing::info!("shutting down; instances keep running");
     running.shutdown(Duration::from_secs(10)).await;
     Ok(())
-}
-
-async fn address_hook(cfg: Config, args: Vec<String>) -> Result<()> {
-    let [name, _role, _state, _from_ip, _from_port, to_ip, to_port] = args.as_slice() else {
-        anyhow::bail!("expected Sentinel's 7 arguments");
-    };
-    let to_port: u16 = to_port.parse().context("the new master's port")?;
-    let store = crsd_store::Store::open(&cfg.data_dir.join("crsd.db"))
-        .await
-        .context("opening the metadata store")?;
-    let mut engine = crsd::server::engine_config(&cfg);
-    // Admin calls and, to fence a hung node, a kill: no ceiling to set up.
-    engine.ceiling = None;
-    let svc = crsd_service::Service::new(
-        store,
-        std::sync::Arc::new(crsd_engine::Engine::new(engine)),
-        crsd::server::backup_store(&cfg)?,
-        Arc::new(SystemClock),
-        crsd::server::service_config(&cfg),
-    );
-    if svc.address_hook(name, to_ip, to_port).await? {
-        tracing::info!(instance = %name, master = %format!("{to_ip}:{to_port}"), "the instance's address is on its new master");
-        Ok(())
-    } else {
-        // Exit status 1: Sentinel runs the script again (up to 10 times).
-        anyhow::bail!("{name}: {to_ip}:{to_port} did not take the instance's address")
-    }
 }
 
 async fn account_add(cfg: Config, name: String, balance: i64) -> Result<()> {

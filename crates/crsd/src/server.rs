@@ -500,6 +500,37 @@ fn write_secret_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// `crsd address-hook`: what Sentinel's `client-reconfig-script` runs at `+switch-master` of
+/// an instance with an address of its own, with Sentinel's 7 arguments (`<name> <role>
+/// <state> <from-ip> <from-port> <to-ip> <to-port>`): the new master takes the address (see
+/// the service's `addresses.rs`). Exit status 1 (an error) makes Sentinel run it again.
+pub async fn address_hook(cfg: &Config, args: &[String]) -> Result<()> {
+    let [name, _role, _state, _from_ip, _from_port, to_ip, to_port] = args else {
+        anyhow::bail!("expected Sentinel's 7 arguments");
+    };
+    let to_port: u16 = to_port.parse().context("the new master's port")?;
+    let store = crsd_store::Store::open(&cfg.data_dir.join("crsd.db"))
+        .await
+        .context("opening the metadata store")?;
+    let mut engine = engine_config(cfg);
+    // Admin calls and, to fence a hung node, a kill: no ceiling to set up.
+    engine.ceiling = None;
+    let svc = crsd_service::Service::new(
+        store,
+        std::sync::Arc::new(crsd_engine::Engine::new(engine)),
+        backup_store(cfg)?,
+        Arc::new(crsd_core::clock::SystemClock),
+        service_config(cfg),
+    );
+    if svc.address_hook(name, to_ip, to_port).await? {
+        tracing::info!(instance = %name, master = %format!("{to_ip}:{to_port}"), "the instance's address is on its new master");
+        Ok(())
+    } else {
+        // Exit status 1: Sentinel runs the script again (up to 10 times).
+        anyhow::bail!("{name}: {to_ip}:{to_port} did not take the instance's address")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::ephemeral_overlap;

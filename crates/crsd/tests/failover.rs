@@ -99,8 +99,8 @@ async fn role_at_host(host: &str, port: u16) -> Option<String> {
 struct Writer {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<u64>>>,
-    /// When each write was answered OK (ms since the writer's start).
-    ok_at: Arc<Mutex<Vec<(u64, Instant)>>>,
+    /// (sent, answered OK) of each write answered OK.
+    ok_at: Arc<Mutex<Vec<(Instant, Instant)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -124,11 +124,12 @@ impl Writer {
                 }
                 if let Some(con) = c.as_mut() {
                     n += 1;
+                    let sent = Instant::now();
                     let pushed: redis::RedisResult<i64> =
                         redis::cmd("RPUSH").arg("log").arg(n).query_async(con).await;
                     match pushed {
                         Ok(_) => {
-                            o.lock().unwrap().push((n, Instant::now()));
+                            o.lock().unwrap().push((sent, Instant::now()));
                             let waited: redis::RedisResult<i64> =
                                 redis::cmd("WAIT").arg(1).arg(200).query_async(con).await;
                             match waited {
@@ -154,13 +155,14 @@ impl Writer {
         }
     }
 
-    /// The first write answered OK after `t`, and how long after.
+    /// How long after `t` the first write sent after `t` was answered OK (one sent before
+    /// may be answered just after by the master about to die).
     fn first_ok_after(&self, t: Instant) -> Option<Duration> {
         self.ok_at
             .lock()
             .unwrap()
             .iter()
-            .find(|(_, at)| *at > t)
+            .find(|(sent, _)| *sent > t)
             .map(|(_, at)| *at - t)
     }
 

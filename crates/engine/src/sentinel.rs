@@ -63,6 +63,18 @@
 //! master 2.0-2.2 s after the kill with 500 ms, 2.2-2.4 s with 1000 ms, 2.7-2.9 s with
 //! 1500 ms (the promotion itself comes about 0.9 s earlier: Sentinel confirms it by polling
 //! `INFO` once a second).
+//!
+//! # Sentinel's timers
+//!
+//! crsd shortens a sentinel's own periods with `SENTINEL DEBUG` ([`SentinelTimers`]): the
+//! ping and reconnect period to 300 ms (which lowers the floor above to 500 ms), `INFO` to 1 s
+//! (a sentinel learns a new master's replicas within a second instead of ten) and hello
+//! messages to 500 ms. The ping period must stay above 200 ms: while a master is down, a
+//! sentinel only promotes a replica whose `INFO` it refreshed within five ping periods, and it
+//! refreshes a down master's replicas once a second whatever its `INFO` period. At 200 ms
+//! that window was exactly the refresh period, and some failovers were aborted with
+//! `-failover-abort-no-good-slave`, then retried twice the failover timeout later (outages of
+//! 7.5-8.5 s, 2 in 40 bench drills); Sentinel's own 1 s period gives a 5 s window.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -139,6 +151,7 @@ pub struct SentinelConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SentinelTimers {
     /// PING period, and the least time between two reconnects to an address (Sentinel: 1000).
+    /// Above 200 (see "Sentinel's timers" in the module docs).
     pub ping_period_ms: u64,
     /// `INFO` period, how soon a sentinel learns a master's new replicas (Sentinel: 10000).
     pub info_period_ms: u64,
@@ -149,7 +162,7 @@ pub struct SentinelTimers {
 impl Default for SentinelTimers {
     fn default() -> Self {
         SentinelTimers {
-            ping_period_ms: 200,
+            ping_period_ms: 300,
             info_period_ms: 1000,
             publish_period_ms: 500,
         }
