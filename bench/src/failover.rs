@@ -50,6 +50,7 @@ const AFTER_RESUME: Duration = Duration::from_millis(500);
 /// A drill whose writes do not resume within this fails the benchmark.
 const OUTAGE_LIMIT: Duration = Duration::from_secs(30);
 const READY_LIMIT: Duration = Duration::from_secs(60);
+/// Rounds of the address cost (BENCH_ROUNDS overrides).
 const BENCH_ROUNDS: usize = 3;
 
 // The hand-run stack's ACL users (the reference recipe's rules).
@@ -895,8 +896,9 @@ async fn wait_synced(port: u16) -> Result<()> {
 }
 
 /// redis-benchmark SET/GET through the instance's stable address and straight to its
-/// master's port, alternated, [`BENCH_ROUNDS`] rounds each, pipeline 1 and 16.
+/// master's port, alternated, [`BENCH_ROUNDS`] rounds each (BENCH_ROUNDS), pipeline 1 and 16.
 async fn address_cost(inst: &Instance) -> Result<()> {
+    let rounds = crate::env_usize("BENCH_ROUNDS", BENCH_ROUNDS).max(1);
     if Command::new("redis-benchmark")
         .arg("--version")
         .stdout(Stdio::null())
@@ -910,7 +912,7 @@ async fn address_cost(inst: &Instance) -> Result<()> {
     // The instance was never failed over: node 0 is its master.
     let node = &inst.nodes[0];
     println!(
-        "== stable address cost: redis-benchmark -c 50 -n 200000, mean of {BENCH_ROUNDS} alternated rounds, ops/s =="
+        "== stable address cost: redis-benchmark -c 50 -n 200000, mean of {rounds} alternated rounds, ops/s =="
     );
     println!(
         "{:6} {:>12} {:>12} {:>6}   {:>12} {:>12} {:>6}",
@@ -918,12 +920,12 @@ async fn address_cost(inst: &Instance) -> Result<()> {
     );
     for pipeline in [1, 16] {
         let (mut via, mut direct) = ([0.0; 2], [0.0; 2]);
-        for _ in 0..BENCH_ROUNDS {
+        for _ in 0..rounds {
             let a = redis_benchmark(&inst.addr, pipeline).await?;
             let d = redis_benchmark(node, pipeline).await?;
             for k in 0..2 {
-                via[k] += a[k] / BENCH_ROUNDS as f64;
-                direct[k] += d[k] / BENCH_ROUNDS as f64;
+                via[k] += a[k] / rounds as f64;
+                direct[k] += d[k] / rounds as f64;
             }
         }
         println!(

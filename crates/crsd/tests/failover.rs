@@ -857,3 +857,77 @@ async fn an_address_of_its_own_moves_without_crsd() {
     all_acked_at(&vip, 6379, &acked).await;
     wait_address_on(&d.data, &id, &vip, 6379, 1).await;
 }
+
+/// Two instances may ask for the same port: each gets an address of its own, served by its
+/// own master; v2, which has no port parameter, gets Redis's 6379.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_of_their_own_share_a_port_and_v2_gets_6379() {
+    let (_dir, d, api) = start_with_pool().await;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let r = api
+            .ok(
+                "CreateInstances",
+                json!({"TypeId": 17, "MemSize": 1024, "GoodsNum": 1, "Period": 1,
+                    "BillingMode": 1, "ZoneId": 100002, "Password": PASSWORD,
+                    "RedisShardNum": 1, "RedisReplicasNum": 1, "VPort": 7000}),
+            )
+            .await;
+        let deal = api.wait_deal(r["DealId"].as_str().unwrap()).await;
+        let id = deal["InstanceIds"][0].as_str().unwrap().to_string();
+        let inst = api.describe(&id).await;
+        assert_eq!(inst["Port"], 7000);
+        let vip = inst["WanIp"].as_str().unwrap().to_string();
+        wait_address_on(&d.data, &id, &vip, 7000, 0).await;
+        seen.push((id, vip));
+    }
+    assert_ne!(seen[0].1, seen[1].1, "one address each");
+    // Each address leads to its own instance's data.
+    for (i, (_, vip)) in seen.iter().enumerate() {
+        let mut c = conn_at(vip, 7000).await.unwrap();
+        let _: () = redis::cmd("SET")
+            .arg("who")
+            .arg(i)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    for (i, (_, vip)) in seen.iter().enumerate() {
+        let mut c = conn_at(vip, 7000).await.unwrap();
+        let who: usize = redis::cmd("GET")
+            .arg("who")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(who, i);
+    }
+
+    // v2's password rule allows no '-'.
+    const V2_PASSWORD: &str = "Failover123";
+    let v2 = d.client();
+    let created = v2.create(V2_PASSWORD, 1).await.remove(0);
+    let id = created["redisId"].as_str().unwrap().to_string();
+    let shown = v2.describe_one(&id).await;
+    assert_eq!(shown["port"], 6379, "{shown}");
+    let vip = shown["wanIp"].as_str().unwrap().to_string();
+    assert!(!seen.iter().any(|(_, v)| *v == vip), "{vip} is new");
+    let url = format!("redis://:{V2_PASSWORD}@{vip}:6379/");
+    let mut c = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let pid: i32 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(Some(pid), node_pid(&d.data, &id, 0), "the master answers");
+}
