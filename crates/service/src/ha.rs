@@ -202,9 +202,18 @@ impl Service {
         if inst.master().is_some_and(|m| m.id == target.name) {
             return Ok(());
         }
-        // Sentinel must see a replica up (right after a failover it may not yet).
+        // Sentinel must see a replica up (right after a failover it may not yet), and no
+        // sentinel may still be finishing a failover of this instance (it refuses a new one
+        // with INPROG until it has reconfigured the replicas).
         let deadline = Instant::now() + SWITCH_TIMEOUT;
-        while !ha.sentinels.can_fail_over(&inst.id).await.unwrap_or(false) {
+        while !ha.sentinels.can_fail_over(&inst.id).await.unwrap_or(false)
+            || ha
+                .sentinels
+                .masters()
+                .await
+                .map(|v| v.get(&inst.id).is_none_or(|m| m.failover_in_progress))
+                .unwrap_or(true)
+        {
             if Instant::now() >= deadline {
                 return Err(crsd_core::Error::internal(
                     "Sentinel sees no replica up to switch to",
