@@ -53,6 +53,8 @@ pub(crate) struct Ha {
     failover_pause: Duration,
     /// Serialises renders of the proxy's config (each renders every frontend from the store).
     publishing: tokio::sync::Mutex<()>,
+    /// How many spare frontends the proxy keeps ready for new instances.
+    spare_frontends: usize,
     /// Since when the supervisor has seen each instance's master dead with a replica alive.
     dead_masters: std::sync::Mutex<HashMap<String, Instant>>,
     /// The replica priority each replica process was last given (node -> (pid, priority)).
@@ -71,6 +73,7 @@ impl Ha {
             failover_grace: settings.failover_grace,
             failover_pause: Duration::from_millis(2 * settings.sentinel.failover_timeout_ms),
             publishing: tokio::sync::Mutex::new(()),
+            spare_frontends: settings.proxy.spare_frontends,
             dead_masters: std::sync::Mutex::default(),
             priorities: std::sync::Mutex::default(),
         }
@@ -362,6 +365,10 @@ impl Service {
             return Ok(());
         };
         let _one_at_a_time = ha.publishing.lock().await;
+        // Spares first, then the instances: a purchase that moves a spare's port to its
+        // instance in between makes the port appear twice (the proxy leaves the spare out),
+        // never not at all.
+        let spares = self.reserve_spare_ports(ha).await?;
         let frontends: Vec<Frontend> = self
             .store
             .live_instances()
@@ -378,10 +385,51 @@ impl Service {
             .map(|i| self.frontend(i))
             .collect();
         ha.proxy
-            .apply(&frontends)
+            .apply_with_spares(&frontends, &spares)
             .await
             .map_err(crate::steps::engine_err)?;
         Ok(())
+    }
+
+    /// The spare frontends' ports, topped up from the free ports to `spare_frontends`.
+    async fn reserve_spare_ports(&self, ha: &Ha) -> Result<Vec<u16>> {
+        let mut tx = self.store.write().await?;
+        let mut spares = tx.spare_ports().await?;
+        if spares.len() < ha.spare_frontends {
+            let used = tx.used_ports().await?.into_iter().collect();
+            let fresh: Vec<u16> = self
+                .free_ports(used)
+                .take(ha.spare_frontends - spares.len())
+                .collect();
+            for &p in &fresh {
+                tx.add_spare_port(p).await?;
+            }
+            tx.commit().await?;
+            spares.extend(fresh);
+        }
+        Ok(spares)
+    }
+
+    /// Makes `inst`'s address serve: on the spare frontend its port was taken from, at run
+    /// time (no proxy reload: the supervisor's next pass gives it its own section and a new
+    /// spare), else by rendering every address ([`Service::publish_addresses`]).
+    pub(crate) async fn serve_address(&self, inst: &Instance) -> Result<()> {
+        let (Some(ha), Some(master)) = (self.ha(), inst.master()) else {
+            return self.publish_addresses().await;
+        };
+        // Only a node seen answering `role:master` right now is marked UP (Sentinel does not
+        // watch the instance yet: nothing demotes it meanwhile).
+        let spec = self.node_spec(inst, master);
+        if self.runtime.is_master_now(&spec).await.unwrap_or(false) {
+            match ha.proxy.take_spare(&self.frontend(inst), &master.id).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(instance = %inst.id, error = %e, "cannot take the spare frontend; reloading the proxy instead")
+                }
+            }
+        }
+        self.publish_addresses().await
     }
 
     /// Waits until the proxy leads `inst`'s address to its master: the first server its
@@ -793,6 +841,13 @@ impl Service {
             Ok(true) => tracing::warn!("the proxy was down; started it"),
             Ok(false) => {}
             Err(e) => tracing::error!(error = %e, "cannot start the proxy"),
+        }
+        // Spares taken by creates since the last reload: their instances get their own
+        // sections and new spares are made, off the creates' path.
+        if ha.proxy.taken_spares().await > 0 {
+            if let Err(e) = self.publish_addresses().await {
+                tracing::warn!(error = ?e, "cannot replenish the proxy's spare frontends");
+            }
         }
     }
 }
