@@ -44,6 +44,38 @@
 //! `description` (a hash of the rest of the file) and every frontend port accepts a
 //! connection.
 //!
+//! # Spare frontends: a new address without a reload
+//!
+//! A reload costs 50-90 ms (more on a busy host) and a create would wait for it. So the
+//! config also holds spare frontends ([`Proxy::apply_with_spares`]): `listen spare-<port>`
+//! sections bound to ports the caller reserved for future instances, each with
+//! [`ProxyConfig::spare_servers`] server slots (`server-template s 0-<n>`, in maintenance,
+//! address `0.0.0.0:0`: no check runs, no connection is accepted for a server). Their check
+//! logs in with `tcp-check send-lf` and a proc variable (`proc.crsd_spare_<port>`) as the
+//! secret, which is unknown until an instance takes the spare.
+//!
+//! [`Proxy::take_spare`] gives a spare to a new instance whose address is that port, through
+//! the master CLI in two round trips: the variable (`set var`, allowed in experimental mode
+//! only), each slot's address (`set server ... addr`), then each slot out of maintenance as
+//! `state drain` (UP but given no connection), `health up` for the master and `health down`
+//! for the others, `state ready`. Measured on 2.6: `state ready` straight from maintenance
+//! marks every slot UP, replicas too; a `health` set while in maintenance is ignored; and the
+//! first check after maintenance comes one `inter` later (350-400 ms with 500 ms), so the
+//! master is marked UP by the caller's word that it answers `role:master` right now (a new
+//! instance that no Sentinel watches yet: nothing can demote it before the proxy's own check
+//! confirms it). The worker's `show servers state` must then show each slot at its node and
+//! only the master UP, else the slots go back to maintenance and the caller reloads. The
+//! config on disk is rewritten with the instance's own section at once (no reload), so a
+//! restart after a `kill -9` serves it.
+//!
+//! The next apply (the caller's, off the create's path) renders the instance's own section
+//! on the same port: the listening socket passes to the new worker like any other, and the
+//! slots' states are carried over under the instance's names (below). Until then the runtime
+//! commands ([`Proxy::set_health`], [`Proxy::servers_up`], ...) take the instance's names
+//! and reach the slots; old workers keep serving the spare's connections under the spare's
+//! names, which [`Proxy::sweep_old_workers`] maps back (for spares taken since this `Proxy`
+//! was made: after a crsd restart, such a session counts as one to a server that is not UP).
+//!
 //! # Server states across a reload
 //!
 //! A new worker would start with every server UP and mark a replica DOWN only after its first

@@ -9,8 +9,14 @@
 //! processes that outlive crsd, like the redis-servers.
 //!
 //! crsd's part is to keep them told and to follow them, never to decide a failover:
-//! * `publish_addresses` renders every live instance's frontend (on create, delete, replica
-//!   changes, and at start) and reloads HAProxy without dropping other connections;
+//! * `publish_addresses` renders every live instance's frontend (on delete, replica changes,
+//!   at start, and after creates) and reloads HAProxy without dropping other connections,
+//!   with `spare_frontends` spare frontends on ports reserved in the store (`spare_ports`);
+//! * a create takes its address from those spares: the purchase gives the instance a spare's
+//!   port, and `serve_address` hands the spare the instance's nodes at run time
+//!   (`Proxy::take_spare`), with no reload on the create's path; the supervisor's next pass
+//!   publishes (the instance's own section, a new spare). Without a spare (all taken within
+//!   one pass) the create publishes itself, as before;
 //! * `watch` / `unwatch` register an instance with every sentinel once its nodes run and
 //!   remove it before a task stops its nodes on purpose (isolation, restore, deletion), so
 //!   a planned stop is never taken for a failure;
