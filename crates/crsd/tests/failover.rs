@@ -694,7 +694,7 @@ async fn wait_spares_replenished(data: &Path) {
             .unwrap_or("?")
             .to_string();
         let serving = proxy_cli(data, "@1 show info").await;
-        if spares_on_disk(data) == 4 && serving.contains(&format!("description: {marker}")) {
+        if spares_on_disk(data) == 8 && serving.contains(&format!("description: {marker}")) {
             return;
         }
         assert!(Instant::now() < deadline, "the spares were not replenished");
@@ -752,7 +752,7 @@ async fn a_create_takes_a_spare_address_and_the_reload_after_it_drops_nothing() 
         spare.contains(&format!(" {} ", node_port(&d.data, &b, 0))),
         "B is not served by the spare on its port: {spare}"
     );
-    assert_eq!(spares_on_disk(&d.data), 3);
+    assert_eq!(spares_on_disk(&d.data), 7);
 
     // The reload after it: connections on A stay open, writes to A and B go on.
     let mut kept = conn(port_a).await.expect("A");

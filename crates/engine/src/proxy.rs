@@ -194,7 +194,8 @@ pub struct ProxyConfig {
     /// workers live as long as their connections.
     pub worker_max_reloads: Option<u32>,
     /// Spare frontends the caller keeps (see "Spare frontends" in the module docs); the
-    /// proxy renders the ports it is given, this is how many the caller asks for. Default 4.
+    /// proxy renders the ports it is given, this is how many the caller asks for. Default 8: a
+    /// burst of creates within one supervisor pass (which replenishes them) takes no reload.
     pub spare_frontends: usize,
     /// Server slots of a spare frontend: an instance with more nodes cannot take a spare.
     /// Default 6 (a master and 5 replicas).
@@ -214,7 +215,7 @@ impl Default for ProxyConfig {
             maxconn: 8192,
             frontend_maxconn: 1024,
             worker_max_reloads: None,
-            spare_frontends: 4,
+            spare_frontends: 8,
             spare_servers: 6,
         }
     }
