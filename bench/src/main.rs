@@ -546,6 +546,9 @@ fn bench_config(dir: &Path, port_min: u16) -> Result<Config> {
     cfg.instances.port_min = port_min;
     cfg.instances.port_max = port_min + 99;
     cfg.accounts.bootstrap_balance = i64::MAX / 4;
+    // Free ports, not Sentinel's default ones: a sentinel left on those by another run would
+    // stop crsd from starting its own.
+    cfg.ha.sentinel_ports = vec![free_port()?, free_port()?, free_port()?];
     Ok(cfg)
 }
 

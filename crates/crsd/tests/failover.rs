@@ -931,3 +931,160 @@ async fn addresses_of_their_own_share_a_port_and_v2_gets_6379() {
         .unwrap();
     assert_eq!(Some(pid), node_pid(&d.data, &id, 0), "the master answers");
 }
+
+/// One exchange on the proxy's master CLI (away for a moment while the master reloads).
+async fn proxy_cli(data: &Path, command: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let exchange = async {
+            let mut s =
+                tokio::net::UnixStream::connect(data.join("proxy").join("master.sock")).await?;
+            s.write_all(format!("{command}\n").as_bytes()).await?;
+            s.shutdown().await?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).await?;
+            std::io::Result::Ok(out)
+        };
+        match exchange.await {
+            Ok(out) if !out.is_empty() => return out,
+            other => assert!(
+                Instant::now() < deadline,
+                "the proxy's master CLI does not answer: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// How many times the proxy's master has reloaded (`show proc`).
+async fn proxy_reloads(data: &Path) -> u64 {
+    let out = proxy_cli(data, "show proc").await;
+    out.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&"master")).then(|| f[2].parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no master in {out}"))
+}
+
+/// The spare frontends in the proxy's config on disk.
+fn spares_on_disk(data: &Path) -> usize {
+    std::fs::read_to_string(data.join("proxy").join("haproxy.cfg"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("listen spare-"))
+        .count()
+}
+
+/// Waits until the supervisor has given every taken spare its own section (the config on
+/// disk has all its spares again and the running worker serves it).
+async fn wait_spares_replenished(data: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let cfg =
+            std::fs::read_to_string(data.join("proxy").join("haproxy.cfg")).unwrap_or_default();
+        let marker = cfg
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("description "))
+            .unwrap_or("?")
+            .to_string();
+        let serving = proxy_cli(data, "@1 show info").await;
+        if spares_on_disk(data) == 8 && serving.contains(&format!("description: {marker}")) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the spares were not replenished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A create takes a spare frontend of the proxy: no reload happens during it, and its
+/// address leads to the master as soon as the instance runs. The supervisor's reload that
+/// follows (the instance's own section, a new spare) drops no connection of another instance
+/// and refuses none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_takes_a_spare_address_and_the_reload_after_it_drops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(dir.path(), SECRET_ID, SECRET_KEY);
+    // Supervisor passes far apart: the one that replenishes the spares after a create is
+    // seen, and the next create fits before the pass after it.
+    let cfg = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(
+        &d.config,
+        cfg.replace("supervise_every_ms = 200", "supervise_every_ms = 3000"),
+    )
+    .unwrap();
+    d.start().await;
+    let api = Tc3::like(&d.client());
+    wait_spares_replenished(&d.data).await;
+
+    let a = api.create(PASSWORD, 1).await;
+    let port_a = api.describe(&a).await["Port"].as_u64().unwrap() as u16;
+    wait_spares_replenished(&d.data).await;
+
+    // B: the reload count does not move, the address serves the master at once, through
+    // the spare's section (set at run time).
+    let before = proxy_reloads(&d.data).await;
+    let t0 = Instant::now();
+    let b = api.create(PASSWORD, 1).await;
+    let create_b = t0.elapsed();
+    let port_b = api.describe(&b).await["Port"].as_u64().unwrap() as u16;
+    let mut c = conn(port_b)
+        .await
+        .expect("B's address right after the create");
+    redis::cmd("SET")
+        .arg("first")
+        .arg(1)
+        .query_async::<()>(&mut c)
+        .await
+        .expect("B's address leads to the master right after the create");
+    assert_eq!(
+        proxy_reloads(&d.data).await,
+        before,
+        "the proxy reloaded during the create"
+    );
+    let spare = proxy_cli(&d.data, &format!("@1 show servers state spare-{port_b}")).await;
+    assert!(
+        spare.contains(&format!(" {} ", node_port(&d.data, &b, 0))),
+        "B is not served by the spare on its port: {spare}"
+    );
+    assert_eq!(spares_on_disk(&d.data), 7);
+
+    // The reload after it: connections on A stay open, writes to A and B go on.
+    let mut kept = conn(port_a).await.expect("A");
+    let w = Writer::start(port_a);
+    let wb = Writer::start(port_b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let reload_seen_from = Instant::now();
+    wait_spares_replenished(&d.data).await;
+    assert_eq!(proxy_reloads(&d.data).await, before + 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let gap = |w: &Writer| {
+        let ok = w.ok_at.lock().unwrap();
+        ok.windows(2)
+            .map(|p| p[1].1 - p[0].1)
+            .max()
+            .unwrap_or(Duration::MAX)
+    };
+    let (gap_a, gap_b) = (gap(&w), gap(&wb));
+    let (acked_a, acked_b) = (w.stop().await, wb.stop().await);
+    assert!(!acked_a.is_empty() && !acked_b.is_empty());
+    assert!(
+        gap_a < Duration::from_millis(300) && gap_b < Duration::from_millis(300),
+        "writes stopped around the reload: longest gaps {gap_a:?} on A, {gap_b:?} on B"
+    );
+    redis::cmd("PING")
+        .query_async::<()>(&mut kept)
+        .await
+        .expect("the reload dropped a connection on A");
+    redis::cmd("SET")
+        .arg("after")
+        .arg(1)
+        .query_async::<()>(&mut c)
+        .await
+        .expect("the reload dropped B's connection");
+    eprintln!(
+        "create B {create_b:?}; the reload came {:?} after the writers started",
+        reload_seen_from.elapsed()
+    );
+}

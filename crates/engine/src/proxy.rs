@@ -44,6 +44,38 @@
 //! `description` (a hash of the rest of the file) and every frontend port accepts a
 //! connection.
 //!
+//! # Spare frontends: a new address without a reload
+//!
+//! A reload costs 50-90 ms (more on a busy host) and a create would wait for it. So the
+//! config also holds spare frontends ([`Proxy::apply_with_spares`]): `listen spare-<port>`
+//! sections bound to ports the caller reserved for future instances, each with
+//! [`ProxyConfig::spare_servers`] server slots (`server-template s 0-<n>`, in maintenance,
+//! address `0.0.0.0:0`: no check runs, no connection is accepted for a server). Their check
+//! logs in with `tcp-check send-lf` and a proc variable (`proc.crsd_spare_<port>`) as the
+//! secret, which is unknown until an instance takes the spare.
+//!
+//! [`Proxy::take_spare`] gives a spare to a new instance whose address is that port, through
+//! the master CLI in two round trips: the variable (`set var`, allowed in experimental mode
+//! only), each slot's address (`set server ... addr`), then each slot out of maintenance as
+//! `state drain` (UP but given no connection), `health up` for the master and `health down`
+//! for the others, `state ready`. Measured on 2.6: `state ready` straight from maintenance
+//! marks every slot UP, replicas too; a `health` set while in maintenance is ignored; and the
+//! first check after maintenance comes one `inter` later (350-400 ms with 500 ms), so the
+//! master is marked UP by the caller's word that it answers `role:master` right now (a new
+//! instance that no Sentinel watches yet: nothing can demote it before the proxy's own check
+//! confirms it). The worker's `show servers state` must then show each slot at its node and
+//! only the master UP, else the slots go back to maintenance and the caller reloads. The
+//! config on disk is rewritten with the instance's own section at once (no reload), so a
+//! restart after a `kill -9` serves it.
+//!
+//! The next apply (the caller's, off the create's path) renders the instance's own section
+//! on the same port: the listening socket passes to the new worker like any other, and the
+//! slots' states are carried over under the instance's names (below). Until then the runtime
+//! commands ([`Proxy::set_health`], [`Proxy::servers_up`], ...) take the instance's names
+//! and reach the slots; old workers keep serving the spare's connections under the spare's
+//! names, which [`Proxy::sweep_old_workers`] maps back (for spares taken since this `Proxy`
+//! was made: after a crsd restart, such a session counts as one to a server that is not UP).
+//!
 //! # Server states across a reload
 //!
 //! A new worker would start with every server UP and mark a replica DOWN only after its first
@@ -70,7 +102,7 @@
 //! A `kill -9` of the master ends its workers too (they watch the master), with every
 //! connection; [`Proxy::ensure_running`] starts it again from the config on disk.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs;
@@ -119,6 +151,15 @@ const MAX_SOCKET_PATH: usize = 90;
 const MAX_NAME_LEN: usize = 64;
 /// `srv_op_state` of a running server in `show servers state`.
 const SRV_RUNNING: u32 = 2;
+/// `srv_admin_state` bits that keep a server from taking connections: forced, inherited,
+/// resolver and health-check maintenance, and drain. `CMAINT` (4, "disabled in the
+/// config") is not one: a spare's slot keeps it after `state ready`.
+const SRV_ADMIN_OFF: u32 = 0x01 | 0x02 | 0x08 | 0x10 | 0x20 | 0x40;
+/// `srv_admin_state`'s "disabled in the config" bit.
+const SRV_ADMIN_CMAINT: u32 = 0x04;
+/// A spare frontend's section is `spare-<port>`, its server slots `s0`, `s1`, ...
+const SPARE_PREFIX: &str = "spare-";
+const SPARE_SLOT_PREFIX: &str = "s";
 
 /// Settings of the host's proxy.
 #[derive(Clone, Debug)]
@@ -152,6 +193,13 @@ pub struct ProxyConfig {
     /// reloads is terminated, and those connections with it. `None` (the default): old
     /// workers live as long as their connections.
     pub worker_max_reloads: Option<u32>,
+    /// Spare frontends the caller keeps (see "Spare frontends" in the module docs); the
+    /// proxy renders the ports it is given, this is how many the caller asks for. Default 8: a
+    /// burst of creates within one supervisor pass (which replenishes them) takes no reload.
+    pub spare_frontends: usize,
+    /// Server slots of a spare frontend: an instance with more nodes cannot take a spare.
+    /// Default 6 (a master and 5 replicas).
+    pub spare_servers: usize,
 }
 
 impl Default for ProxyConfig {
@@ -167,6 +215,8 @@ impl Default for ProxyConfig {
             maxconn: 8192,
             frontend_maxconn: 1024,
             worker_max_reloads: None,
+            spare_frontends: 8,
+            spare_servers: 6,
         }
     }
 }
@@ -240,8 +290,73 @@ pub struct Proxy {
     files: Files,
     daemon: Daemon,
     /// One change at a time: a runtime command must not land on a worker that a reload is
-    /// about to replace, nor after the server states were saved for the next one.
-    lock: tokio::sync::Mutex<()>,
+    /// about to replace, nor after the server states were saved for the next one. Holds what
+    /// the running worker serves.
+    lock: tokio::sync::Mutex<Layout>,
+}
+
+/// What the running worker serves, as far as this `Proxy` knows (nothing before its first
+/// `apply`: a proxy found running at start is applied to at once).
+#[derive(Debug, Default)]
+struct Layout {
+    /// The frontends rendered into the config the running worker was started with.
+    frontends: Vec<Frontend>,
+    /// The spare frontends' ports of that config.
+    spares: Vec<u16>,
+    /// Spares the running worker serves for an instance since then, set at run time; the
+    /// config on disk already renders them as the instance's own frontends.
+    taken: Vec<Frontend>,
+    /// (spare section, slot) -> (frontend, server) of every spare taken since this `Proxy`
+    /// was made: old workers keep the spare's names for the connections they still serve.
+    aliases: HashMap<(String, String), (String, String)>,
+}
+
+impl Layout {
+    /// The section and server names the running worker knows `frontend`/`server` by.
+    fn runtime_names(&self, frontend: &str, server: &str) -> (String, String) {
+        if let Some(fe) = self.taken.iter().find(|f| f.name == frontend) {
+            if let Some(i) = fe.servers.iter().position(|s| s.name == server) {
+                return (spare_section(fe.port), spare_slot(i));
+            }
+        }
+        (frontend.to_string(), server.to_string())
+    }
+
+    /// The frontend and server names of a (section, server) of any worker.
+    fn real_names(&self, section: &str, server: &str) -> (String, String) {
+        self.aliases
+            .get(&(section.to_string(), server.to_string()))
+            .cloned()
+            .unwrap_or_else(|| (section.to_string(), server.to_string()))
+    }
+
+    /// What the config on disk renders: every frontend, taken spares as their instances'.
+    fn on_disk(&self) -> (Vec<Frontend>, Vec<u16>) {
+        let mut frontends = self.frontends.clone();
+        frontends.extend(self.taken.iter().cloned());
+        let spares = self
+            .spares
+            .iter()
+            .copied()
+            .filter(|p| !self.taken.iter().any(|f| f.port == *p))
+            .collect();
+        (frontends, spares)
+    }
+}
+
+/// The `listen` section of the spare frontend on `port`.
+fn spare_section(port: u16) -> String {
+    format!("{SPARE_PREFIX}{port}")
+}
+
+/// The name of server slot `i` of a spare frontend (`server-template`).
+fn spare_slot(i: usize) -> String {
+    format!("{SPARE_SLOT_PREFIX}{i}")
+}
+
+/// The proc variable holding the check secret of the spare frontend on `port`.
+fn spare_secret_var(port: u16) -> String {
+    format!("proc.crsd_spare_{port}")
 }
 
 impl Proxy {
@@ -269,7 +384,7 @@ impl Proxy {
             cfg,
             files,
             daemon,
-            lock: tokio::sync::Mutex::new(()),
+            lock: tokio::sync::Mutex::new(Layout::default()),
         }
     }
 
@@ -284,9 +399,40 @@ impl Proxy {
     /// while it retried, about 2 s); [`EngineError::Proxy`] when haproxy refused the config
     /// (the previous one keeps serving and is put back on disk) or did not serve it in time.
     pub async fn apply(&self, frontends: &[Frontend]) -> Result<bool, EngineError> {
+        self.apply_with_spares(frontends, &[]).await
+    }
+
+    /// [`Proxy::apply`] with a spare frontend on each of `spares` (see "Spare frontends" in
+    /// the module docs; a port some frontend has is left out). Spares the running worker
+    /// serves for an instance ([`Proxy::take_spare`]) are not carried on: the caller lists
+    /// those instances among `frontends`.
+    pub async fn apply_with_spares(
+        &self,
+        frontends: &[Frontend],
+        spares: &[u16],
+    ) -> Result<bool, EngineError> {
+        let spares: Vec<u16> = spares
+            .iter()
+            .copied()
+            .filter(|p| !frontends.iter().any(|f| f.port == *p))
+            .collect();
+        let mut layout = self.lock.lock().await;
+        let changed = self.apply_locked(&mut layout, frontends, &spares).await?;
+        layout.frontends = frontends.to_vec();
+        layout.spares = spares;
+        layout.taken.clear();
+        Ok(changed)
+    }
+
+    async fn apply_locked(
+        &self,
+        layout: &mut Layout,
+        frontends: &[Frontend],
+        spares: &[u16],
+    ) -> Result<bool, EngineError> {
         let fd_limit = fd_hard_limit();
-        let text = render(&self.cfg, &self.files, frontends, fd_limit)?;
-        let maxconn = global_maxconn(self.cfg.maxconn, fd_limit, frontends);
+        let text = render(&self.cfg, &self.files, frontends, spares, fd_limit)?;
+        let maxconn = global_maxconn(self.cfg.maxconn, fd_limit, frontends, spares);
         if maxconn < self.cfg.maxconn {
             tracing::warn!(
                 configured = self.cfg.maxconn,
@@ -295,7 +441,6 @@ impl Proxy {
                 "the hard limit on open files is too low for the proxy's maxconn; lowered"
             );
         }
-        let _guard = self.lock.lock().await;
         self.prepare_root()?;
         if self.running().is_none() {
             check_free(&text, &HashSet::new())?;
@@ -311,14 +456,14 @@ impl Proxy {
         }
         let serving = on_disk.as_deref().map(binds).unwrap_or_default();
         check_free(&text, &serving.into_iter().collect())?;
-        self.reload(&text, on_disk).await?;
+        self.reload(&text, on_disk, layout).await?;
         Ok(true)
     }
 
     /// Starts haproxy from the config on disk when it does not run (after a `kill -9`, a
     /// reboot); true if it started it. [`EngineError::Config`] if nothing was ever applied.
     pub async fn ensure_running(&self) -> Result<bool, EngineError> {
-        let _guard = self.lock.lock().await;
+        let mut layout = self.lock.lock().await;
         if self.running().is_some() {
             return Ok(false);
         }
@@ -335,7 +480,153 @@ impl Proxy {
         check_root(&self.files)?;
         self.prepare_root()?;
         self.start(&text).await?;
+        // The config on disk renders the taken spares as their instances' frontends.
+        let (frontends, spares) = layout.on_disk();
+        layout.frontends = frontends;
+        layout.spares = spares;
+        layout.taken.clear();
         Ok(true)
+    }
+
+    /// Serves `frontend` on the spare frontend the running worker has on its port, without a
+    /// reload (see "Spare frontends" in the module docs): the spare's server slots get the
+    /// frontend's servers, `master` (a server the caller has just seen answer `role:master`,
+    /// which nothing can demote meanwhile) is marked UP, the others DOWN until their checks
+    /// say otherwise; and the config on disk renders the frontend as its own, so a restart
+    /// after a `kill -9` serves it. The next [`Proxy::apply_with_spares`] (which must list
+    /// it) gives it its own section; meanwhile the runtime commands of this type reach it by
+    /// its names.
+    ///
+    /// Returns false, with nothing changed, when there is no free spare on that port, the
+    /// frontend has more servers than a spare's slots, or haproxy does not run: the caller
+    /// applies a config instead. True if the frontend already served as given.
+    pub async fn take_spare(&self, frontend: &Frontend, master: &str) -> Result<bool, EngineError> {
+        let mut layout = self.lock.lock().await;
+        if layout.frontends.contains(frontend) || layout.taken.contains(frontend) {
+            return Ok(true);
+        }
+        let Some(master_slot) = frontend.servers.iter().position(|s| s.name == master) else {
+            return Err(EngineError::Config(format!(
+                "frontend {}: {master} is not one of its servers",
+                frontend.name
+            )));
+        };
+        let free = layout.spares.contains(&frontend.port)
+            && !layout.taken.iter().any(|f| f.port == frontend.port)
+            && !layout.frontends.iter().any(|f| f.name == frontend.name)
+            && frontend.servers.len() <= self.cfg.spare_servers;
+        if !free || self.running().is_none() {
+            return Ok(false);
+        }
+        // Rendered first: every value is checked before it goes to the CLI.
+        let mut next = Layout {
+            frontends: layout.frontends.clone(),
+            spares: layout.spares.clone(),
+            taken: layout.taken.clone(),
+            aliases: HashMap::new(),
+        };
+        next.taken.push(frontend.clone());
+        let (frontends, spares) = next.on_disk();
+        let text = render(&self.cfg, &self.files, &frontends, &spares, fd_hard_limit())?;
+
+        let section = spare_section(frontend.port);
+        // The check's secret and the slots' addresses (the slots are in maintenance: no
+        // check, no connection); then each slot out of maintenance: drained first (UP but
+        // given no connection), its health set, then ready. `state ready` straight from
+        // maintenance would mark even a replica UP, and a health set in maintenance is
+        // ignored (both measured); the first check after maintenance comes one `inter`
+        // later, so the master is marked UP here. The master CLI allows `set var` in
+        // experimental mode only.
+        let mut cmds = format!(
+            "experimental-mode on;@1 set var {} str({});",
+            spare_secret_var(frontend.port),
+            frontend.check_secret
+        );
+        for (i, s) in frontend.servers.iter().enumerate() {
+            let ip = parse_ip("server host", &s.host)?;
+            let _ = write!(
+                cmds,
+                "@1 set server {section}/{} addr {ip} port {};",
+                spare_slot(i),
+                s.port
+            );
+        }
+        for i in 0..frontend.servers.len() {
+            let slot = format!("{section}/{}", spare_slot(i));
+            let health = if i == master_slot { "up" } else { "down" };
+            let _ = write!(
+                cmds,
+                "@1 set server {slot} state drain;@1 set server {slot} health {health};@1 set server {slot} state ready;"
+            );
+        }
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        self.cli_retry(&cmds, deadline).await?;
+        // What the worker has now: each slot at its server's address, only the master UP.
+        let state = self
+            .cli_retry(&format!("@1 show servers state {section}"), deadline)
+            .await?;
+        let slots = parse_servers_state(&state);
+        let as_wanted = frontend.servers.iter().enumerate().all(|(i, s)| {
+            slots.iter().any(|st| {
+                st.server == spare_slot(i)
+                    && st.addr.is_some_and(|a| {
+                        s.host.parse::<IpAddr>().ok() == Some(a.ip()) && a.port() == s.port
+                    })
+                    && st.is_up() == (i == master_slot)
+            })
+        });
+        if !as_wanted {
+            // Back to maintenance, best effort: the spare must not serve half set.
+            let mut back = String::new();
+            for i in 0..frontend.servers.len() {
+                let _ = write!(
+                    back,
+                    "@1 set server {section}/{} state maint;",
+                    spare_slot(i)
+                );
+            }
+            let _ = self.cli_once(&back).await;
+            return Err(EngineError::ProxyCommand {
+                command: format!("take spare {section}"),
+                reply: state.trim().to_string(),
+            });
+        }
+        self.write_conf(&text)?;
+        for (i, s) in frontend.servers.iter().enumerate() {
+            layout.aliases.insert(
+                (section.clone(), spare_slot(i)),
+                (frontend.name.clone(), s.name.clone()),
+            );
+        }
+        layout.taken.push(frontend.clone());
+        tracing::info!(frontend = %frontend.name, port = frontend.port, "spare frontend taken");
+        Ok(true)
+    }
+
+    /// The spare ports of the running worker no instance has taken.
+    pub async fn free_spares(&self) -> Vec<u16> {
+        let layout = self.lock.lock().await;
+        layout
+            .spares
+            .iter()
+            .copied()
+            .filter(|p| !layout.taken.iter().any(|f| f.port == *p))
+            .collect()
+    }
+
+    /// How many spares were taken since the last apply: a reload would give them their own
+    /// sections and new spares.
+    pub async fn taken_spares(&self) -> usize {
+        self.lock.lock().await.taken.len()
+    }
+
+    /// How many times the running master has reloaded its config (`show proc`).
+    pub async fn reloads(&self) -> Result<u64, EngineError> {
+        let _guard = self.lock.lock().await;
+        Ok(self
+            .show_proc(Instant::now() + COMMAND_TIMEOUT)
+            .await?
+            .reloads)
     }
 
     /// The pid of the running haproxy master, if any.
@@ -381,10 +672,11 @@ impl Proxy {
         server: &str,
         up: bool,
     ) -> Result<(), EngineError> {
-        let target = server_ref(frontend, server)?;
+        server_ref(frontend, server)?;
         let state = if up { "up" } else { "down" };
-        let _guard = self.lock.lock().await;
-        self.worker_command_ok(&format!("set server {target} health {state}"))
+        let layout = self.lock.lock().await;
+        let (fe, srv) = layout.runtime_names(frontend, server);
+        self.worker_command_ok(&format!("set server {fe}/{srv} health {state}"))
             .await
     }
 
@@ -396,10 +688,11 @@ impl Proxy {
         server: &str,
         maint: bool,
     ) -> Result<(), EngineError> {
-        let target = server_ref(frontend, server)?;
+        server_ref(frontend, server)?;
         let state = if maint { "maint" } else { "ready" };
-        let _guard = self.lock.lock().await;
-        self.worker_command_ok(&format!("set server {target} state {state}"))
+        let layout = self.lock.lock().await;
+        let (fe, srv) = layout.runtime_names(frontend, server);
+        self.worker_command_ok(&format!("set server {fe}/{srv} state {state}"))
             .await
     }
 
@@ -407,11 +700,12 @@ impl Proxy {
     /// (`shutdown sessions server`) and on old workers still serving connections from before
     /// a reload (session by session).
     pub async fn shutdown_sessions(&self, frontend: &str, server: &str) -> Result<(), EngineError> {
-        let target = server_ref(frontend, server)?;
-        let _guard = self.lock.lock().await;
-        self.worker_command_ok(&format!("shutdown sessions server {target}"))
+        server_ref(frontend, server)?;
+        let layout = self.lock.lock().await;
+        let (fe, srv) = layout.runtime_names(frontend, server);
+        self.worker_command_ok(&format!("shutdown sessions server {fe}/{srv}"))
             .await?;
-        self.shut_old_sessions(|be, srv| be == frontend && srv == server)
+        self.shut_old_sessions(&layout, |be, srv| be == frontend && srv == server)
             .await?;
         Ok(())
     }
@@ -421,7 +715,7 @@ impl Proxy {
     /// health checks, so nothing else would move their clients off a demoted master.
     /// Returns how many sessions it shut. Cheap when there is no old worker.
     pub async fn sweep_old_workers(&self) -> Result<usize, EngineError> {
-        let _guard = self.lock.lock().await;
+        let layout = self.lock.lock().await;
         let deadline = Instant::now() + COMMAND_TIMEOUT;
         let procs = self.show_proc(deadline).await?;
         if procs.old_workers.is_empty() {
@@ -431,18 +725,24 @@ impl Proxy {
         let up: HashSet<(String, String)> = parse_servers_state(&reply)
             .into_iter()
             .filter(ServerState::is_up)
-            .map(|s| (s.backend, s.server))
+            .map(|s| layout.real_names(&s.backend, &s.server))
             .collect();
-        self.shut_old_sessions(|be, srv| !up.contains(&(be.to_string(), srv.to_string())))
-            .await
+        self.shut_old_sessions(&layout, |be, srv| {
+            !up.contains(&(be.to_string(), srv.to_string()))
+        })
+        .await
     }
 
     /// The servers of `frontend` the current worker sees UP (running and not in
     /// maintenance), in the order of the config.
     pub async fn servers_up(&self, frontend: &str) -> Result<Vec<String>, EngineError> {
         check_name("frontend", frontend)?;
-        let command = format!("show servers state {frontend}");
-        let _guard = self.lock.lock().await;
+        let layout = self.lock.lock().await;
+        let section = match layout.taken.iter().find(|f| f.name == frontend) {
+            Some(fe) => spare_section(fe.port),
+            None => frontend.to_string(),
+        };
+        let command = format!("show servers state {section}");
         let reply = self.worker_command(&command).await?;
         if !reply.starts_with("1\n") {
             return Err(EngineError::ProxyCommand {
@@ -452,8 +752,8 @@ impl Proxy {
         }
         Ok(parse_servers_state(&reply)
             .into_iter()
-            .filter(|s| s.backend == frontend && s.is_up())
-            .map(|s| s.server)
+            .filter(|s| s.backend == section && s.is_up())
+            .map(|s| layout.real_names(&s.backend, &s.server).1)
             .collect())
     }
 
@@ -544,7 +844,12 @@ impl Proxy {
     }
 
     /// Hands the running haproxy the config `text` and waits until a worker serves it.
-    async fn reload(&self, text: &str, previous: Option<String>) -> Result<(), EngineError> {
+    async fn reload(
+        &self,
+        text: &str,
+        previous: Option<String>,
+        layout: &Layout,
+    ) -> Result<(), EngineError> {
         let started = Instant::now();
         let deadline = started + READY_TIMEOUT;
         let master = self.running();
@@ -553,7 +858,7 @@ impl Proxy {
             .cli_retry("@1 show servers state", deadline)
             .await
             .unwrap_or_default();
-        self.write_state(&carry_over(&dump, text))?;
+        self.write_state(&carry_over(&dump, text, &layout.taken))?;
         self.write_conf(text)?;
         self.send_reload(deadline).await?;
         let mut backoff = Backoff::process();
@@ -703,6 +1008,7 @@ impl Proxy {
     /// Shuts the sessions of every old worker whose (frontend, server) `pick` selects.
     async fn shut_old_sessions(
         &self,
+        layout: &Layout,
         pick: impl Fn(&str, &str) -> bool,
     ) -> Result<usize, EngineError> {
         let deadline = Instant::now() + COMMAND_TIMEOUT;
@@ -714,7 +1020,8 @@ impl Proxy {
                 continue;
             };
             for s in parse_sessions(&sessions) {
-                if !pick(&s.backend, &s.server) {
+                let (backend, server) = layout.real_names(&s.backend, &s.server);
+                if !pick(&backend, &server) {
                     continue;
                 }
                 if let Ok(reply) = self
@@ -927,8 +1234,12 @@ const FD_RESERVE: u64 = 100;
 
 /// `maxconn`, lowered so that HAProxy's file descriptors fit `fd_limit` (see
 /// [`ProxyConfig::maxconn`]).
-fn global_maxconn(maxconn: u32, fd_limit: u64, frontends: &[Frontend]) -> u32 {
-    let sockets: u64 = frontends.iter().map(|f| 1 + f.servers.len() as u64).sum();
+fn global_maxconn(maxconn: u32, fd_limit: u64, frontends: &[Frontend], spares: &[u16]) -> u32 {
+    let sockets: u64 = frontends
+        .iter()
+        .map(|f| 1 + f.servers.len() as u64)
+        .sum::<u64>()
+        + spares.len() as u64;
     let fits = fd_limit.saturating_sub(FD_RESERVE + 2 * sockets) / 2;
     u32::try_from(fits.min(u64::from(maxconn)))
         .unwrap_or(maxconn)
@@ -941,6 +1252,7 @@ fn render(
     cfg: &ProxyConfig,
     files: &Files,
     frontends: &[Frontend],
+    spares: &[u16],
     fd_limit: u64,
 ) -> Result<String, EngineError> {
     check_root(files)?;
@@ -974,6 +1286,12 @@ fn render(
                 fe.name, fe.port
             )));
         }
+        if fe.name.starts_with(SPARE_PREFIX) {
+            return Err(EngineError::Config(format!(
+                "frontend {}: names starting with {SPARE_PREFIX} are the spares'",
+                fe.name
+            )));
+        }
         check_token("the check user", &fe.check_user, b"_.-", MAX_NAME_LEN)?;
         check_token("the check secret", &fe.check_secret, b"_.-+/=~", 256)?;
         let mut servers = HashSet::new();
@@ -989,6 +1307,14 @@ fn render(
             if s.port == 0 {
                 return Err(EngineError::Config(format!("server {}: port 0", s.name)));
             }
+        }
+    }
+
+    for &port in spares {
+        if port == 0 || !ports.insert(port) {
+            return Err(EngineError::Config(format!(
+                "spare frontend: port {port} is 0 or taken by another frontend"
+            )));
         }
     }
 
@@ -1009,7 +1335,7 @@ fn render(
         "    server-state-file \"{}\"",
         config_path(&files.state)?
     );
-    let maxconn = global_maxconn(cfg.maxconn, fd_limit, frontends);
+    let maxconn = global_maxconn(cfg.maxconn, fd_limit, frontends, spares);
     let _ = writeln!(w, "    maxconn {maxconn}");
     if let Some(n) = cfg.worker_max_reloads {
         let _ = writeln!(w, "    mworker-max-reloads {n}");
@@ -1047,6 +1373,28 @@ fn render(
             let addr = SocketAddr::new(parse_ip("server host", &s.host)?, s.port);
             let _ = writeln!(w, "    server {} {addr} check", s.name);
         }
+    }
+    for &port in spares {
+        let _ = writeln!(w);
+        let _ = writeln!(w, "listen {}", spare_section(port));
+        let _ = writeln!(w, "    bind {}", SocketAddr::new(bind, port));
+        let _ = writeln!(w, "    balance first");
+        let _ = writeln!(w, "    option tcp-check");
+        let _ = writeln!(w, "    tcp-check connect");
+        let _ = writeln!(
+            w,
+            "    tcp-check send-lf \"AUTH {} %[var({})]\\r\\n\"",
+            crate::CHECK_USER,
+            spare_secret_var(port)
+        );
+        let _ = writeln!(w, "    tcp-check expect string +OK");
+        let _ = writeln!(w, "    tcp-check send \"INFO replication\\r\\nQUIT\\r\\n\"");
+        let _ = writeln!(w, "    tcp-check expect string role:master");
+        let _ = writeln!(
+            w,
+            "    server-template {SPARE_SLOT_PREFIX} 0-{} 0.0.0.0:0 check disabled",
+            cfg.spare_servers.max(1) - 1
+        );
     }
     let marker = &hex::encode(Sha256::digest(t.as_bytes()))[..16];
     Ok(t.replacen(
@@ -1089,8 +1437,10 @@ fn servers_of(text: &str) -> HashSet<(String, String, SocketAddr)> {
 }
 
 /// The lines of a `show servers state` dump that the config `text` still has as they were
-/// (same frontend, server, address and port): the state file for the next worker.
-fn carry_over(dump: &str, text: &str) -> String {
+/// (same frontend, server, address and port): the state file for the next worker. A taken
+/// spare's slots (`taken`) are renamed to their frontend's servers first, without the
+/// "disabled in the config" bit of the slots.
+fn carry_over(dump: &str, text: &str, taken: &[Frontend]) -> String {
     let wanted = servers_of(text);
     let mut out = String::from(EMPTY_STATE);
     for line in dump.lines() {
@@ -1099,10 +1449,22 @@ fn carry_over(dump: &str, text: &str) -> String {
             out.push('\n');
             continue;
         }
-        let f: Vec<&str> = line.split_whitespace().collect();
+        let mut f: Vec<String> = line.split_whitespace().map(str::to_string).collect();
         if f.len() < 19 {
             continue;
         }
+        if let Some(fe) = taken.iter().find(|fe| spare_section(fe.port) == f[1]) {
+            let slot = (0..fe.servers.len()).find(|i| spare_slot(*i) == f[3]);
+            let Some(i) = slot else {
+                continue;
+            };
+            let admin = f[6].parse::<u32>().unwrap_or(0) & !SRV_ADMIN_CMAINT;
+            f[1] = fe.name.clone();
+            f[3] = fe.servers[i].name.clone();
+            f[6] = admin.to_string();
+        }
+        let line = f.join(" ");
+        let f: Vec<&str> = f.iter().map(String::as_str).collect();
         let (Ok(ip), Ok(port)) = (f[4].parse::<IpAddr>(), f[18].parse::<u16>()) else {
             continue;
         };
@@ -1111,7 +1473,7 @@ fn carry_over(dump: &str, text: &str) -> String {
             f[3].to_string(),
             SocketAddr::new(ip, port),
         )) {
-            out.push_str(line);
+            out.push_str(&line);
             out.push('\n');
         }
     }
@@ -1125,11 +1487,12 @@ struct ServerState {
     server: String,
     op_state: u32,
     admin_state: u32,
+    addr: Option<SocketAddr>,
 }
 
 impl ServerState {
     fn is_up(&self) -> bool {
-        self.op_state == SRV_RUNNING && self.admin_state == 0
+        self.op_state == SRV_RUNNING && self.admin_state & SRV_ADMIN_OFF == 0
     }
 }
 
@@ -1142,11 +1505,16 @@ fn parse_servers_state(reply: &str) -> Vec<ServerState> {
             if f.len() < 7 {
                 return None;
             }
+            let addr = match (f[4].parse::<IpAddr>(), f.get(18).map(|p| p.parse::<u16>())) {
+                (Ok(ip), Some(Ok(port))) => Some(SocketAddr::new(ip, port)),
+                _ => None,
+            };
             Some(ServerState {
                 backend: f[1].to_string(),
                 server: f[3].to_string(),
                 op_state: f[5].parse().ok()?,
                 admin_state: f[6].parse().ok()?,
+                addr,
             })
         })
         .collect()
@@ -1244,7 +1612,7 @@ mod tests {
         files: &Files,
         frontends: &[Frontend],
     ) -> Result<String, EngineError> {
-        render(cfg, files, frontends, u64::MAX)
+        render(cfg, files, frontends, &[], u64::MAX)
     }
 
     fn files() -> Files {
@@ -1383,12 +1751,12 @@ mod tests {
     #[test]
     fn maxconn_fits_the_open_files_limit() {
         let fes = [frontend("crs-a", 6000)];
-        assert_eq!(global_maxconn(8192, u64::MAX, &fes), 8192);
-        assert_eq!(global_maxconn(8192, 20_000, &fes), 8192);
+        assert_eq!(global_maxconn(8192, u64::MAX, &fes, &[]), 8192);
+        assert_eq!(global_maxconn(8192, 20_000, &fes, &[]), 8192);
         // 1024 descriptors: 100 kept aside, 2 per listener and check, 2 per connection.
-        assert_eq!(global_maxconn(8192, 1024, &fes), (1024 - 100 - 6) / 2);
-        assert_eq!(global_maxconn(8192, 10, &fes), 1);
-        let text = render(&ProxyConfig::default(), &files(), &fes, 1024).expect("render");
+        assert_eq!(global_maxconn(8192, 1024, &fes, &[]), (1024 - 100 - 6) / 2);
+        assert_eq!(global_maxconn(8192, 10, &fes, &[]), 1);
+        let text = render(&ProxyConfig::default(), &files(), &fes, &[], 1024).expect("render");
         assert!(text.contains("\n    maxconn 459\n"), "{text}");
         assert!(
             !text.contains("maxconn 1024"),
@@ -1411,7 +1779,7 @@ mod tests {
              2 crs-a 2 crs-a-1 ::1 0 1 1 1 4 13 2 0 6 0 0 0 - 7009 - 0 0 - - 0\n\
              3 crs-gone 1 crs-gone-0 127.0.0.1 2 0 1 1 4 15 3 3 6 0 0 0 - 7003 - 0 0 - - 0\n"
         );
-        let kept = carry_over(&dump, &text);
+        let kept = carry_over(&dump, &text, &[]);
         assert!(kept.starts_with("1\n# be_id"));
         assert!(kept.contains(" crs-a-0 "));
         assert!(!kept.contains(" crs-a-1 "), "its port changed");
@@ -1420,7 +1788,7 @@ mod tests {
         assert_eq!(states.len(), 3);
         assert!(states[0].is_up());
         assert!(!states[1].is_up());
-        assert_eq!(carry_over("", &text), EMPTY_STATE);
+        assert_eq!(carry_over("", &text, &[]), EMPTY_STATE);
     }
 
     #[test]

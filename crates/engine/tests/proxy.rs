@@ -486,3 +486,149 @@ async fn a_taken_port_is_refused_before_haproxy_sees_it() {
     assert!(!proxy.apply(&[a]).await.expect("apply again"));
     proxy.stop().await.expect("stop");
 }
+
+/// One SET through `port` on a fresh connection, no retry: the address must lead to the
+/// master now.
+async fn write_once(port: u16, key: &str) -> Result<(), String> {
+    let attempt = async {
+        let mut con = user_conn(port, PASSWORD).await?;
+        redis::cmd("SET")
+            .arg(key)
+            .arg("v")
+            .query_async::<()>(&mut con)
+            .await
+    };
+    match tokio::time::timeout(REPLY_TIMEOUT, attempt).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spare_serves_a_new_frontend_without_a_reload() {
+    let p = Pair::new();
+    start_pair(&p).await;
+    let proxy = proxy_for(&p);
+    let (port_a, spare_1, spare_2, spare_3) = (free_port(), free_port(), free_port(), free_port());
+    let a = frontend(&p, "crs-proxy-a", port_a, &[&p.master, &p.replica]);
+    assert!(proxy
+        .apply_with_spares(slice::from_ref(&a), &[spare_1, spare_2])
+        .await
+        .expect("apply"));
+    assert_eq!(proxy.free_spares().await, vec![spare_1, spare_2]);
+    // A spare serves nobody: its slots are in maintenance.
+    let mut probe = TcpStream::connect(("127.0.0.1", spare_1))
+        .await
+        .expect("a spare's port accepts");
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(REPLY_TIMEOUT, async {
+        probe.write_all(b"PING\r\n").await?;
+        probe.read(&mut buf).await
+    })
+    .await
+    .expect("closed at once")
+    .unwrap_or(0);
+    assert_eq!(n, 0, "a spare answered: {:?}", &buf[..n]);
+    let mut on_a = Client::open(port_a).await.expect("client on A");
+    assert!(on_a.ping().await);
+
+    // B takes the spare on its port, its replica listed first: the master only is UP, at
+    // once, and no reload happened.
+    let reloads = proxy.reloads().await.expect("reloads");
+    let b = frontend(&p, "crs-proxy-b", spare_1, &[&p.replica, &p.master]);
+    let t0 = Instant::now();
+    assert!(proxy.take_spare(&b, &p.master.name).await.expect("take"));
+    let take = t0.elapsed();
+    assert_eq!(
+        proxy.servers_up(&b.name).await.expect("up"),
+        vec![p.master.name.clone()]
+    );
+    write_once(spare_1, "b1")
+        .await
+        .expect("B's address leads to the master right after the take");
+    assert_eq!(get_on(&p.master, "b1").await.as_deref(), Some("v"));
+    assert_eq!(
+        proxy.reloads().await.expect("reloads"),
+        reloads,
+        "no reload"
+    );
+    assert_eq!(proxy.free_spares().await, vec![spare_2]);
+    assert_eq!(proxy.taken_spares().await, 1);
+    // Taken again as it is: served already. A port with no spare: the caller must apply.
+    assert!(proxy.take_spare(&b, &p.master.name).await.expect("again"));
+    let c_nowhere = frontend(&p, "crs-proxy-c", free_port(), &[&p.master]);
+    assert!(!proxy
+        .take_spare(&c_nowhere, &p.master.name)
+        .await
+        .expect("no spare"));
+    // The runtime commands reach B by its names.
+    proxy
+        .set_health(&b.name, &p.replica.name, false)
+        .await
+        .expect("health by B's names");
+    let conf =
+        std::fs::read_to_string(p.tmp.path().join("haproxy").join("haproxy.cfg")).expect("conf");
+    assert!(
+        conf.contains("listen crs-proxy-b\n"),
+        "the config on disk renders B"
+    );
+
+    // The reload that gives B its own section and a new spare: connections on A and B stay,
+    // none is refused, B's replica stays DOWN from the first moment.
+    let mut on_b = Client::open(spare_1).await.expect("client on B");
+    assert!(on_b.ping().await);
+    let hammer_a = Hammer::start(port_a);
+    let hammer_b = Hammer::start(spare_1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let t0 = Instant::now();
+    assert!(proxy
+        .apply_with_spares(&[a.clone(), b.clone()], &[spare_2, spare_3])
+        .await
+        .expect("replenishing reload"));
+    let replenish = t0.elapsed();
+    assert_eq!(
+        proxy.servers_up(&b.name).await.expect("up"),
+        vec![p.master.name.clone()],
+        "B's states were not carried over to its own section"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for (name, hammer) in [("A", hammer_a), ("B", hammer_b)] {
+        let (ok, failed, reasons) = hammer.finish().await;
+        assert_eq!(
+            failed, 0,
+            "{failed} connections on {name} failed: {reasons:?}"
+        );
+        assert!(ok > 0);
+    }
+    assert!(on_a.ping().await, "the reload dropped a connection on A");
+    assert!(on_b.ping().await, "the reload dropped a connection on B");
+    assert_eq!(proxy.taken_spares().await, 0);
+    assert_eq!(proxy.free_spares().await, vec![spare_2, spare_3]);
+    // The old worker still holds on_b under the spare's names: a sweep keeps it (its
+    // server, the master, is UP).
+    assert_eq!(proxy.sweep_old_workers().await.expect("sweep"), 0);
+    assert!(
+        on_b.ping().await,
+        "the sweep shut a connection to the master"
+    );
+
+    // A spare taken, then a kill -9: the restart from the config on disk serves it.
+    let c = frontend(&p, "crs-proxy-c", spare_2, &[&p.master, &p.replica]);
+    assert!(proxy.take_spare(&c, &p.master.name).await.expect("take C"));
+    let pid = proxy.running().expect("running");
+    // SAFETY: plain syscall on a pid just found running with our config in its argv.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+    wait_until("haproxy gone", Duration::from_secs(5), || async {
+        proxy.running().is_none()
+    })
+    .await;
+    assert!(proxy.ensure_running().await.expect("ensure_running"));
+    first_write(spare_2, "c1", "v", Duration::from_secs(5)).await;
+    first_write(spare_1, "b2", "v", Duration::from_secs(5)).await;
+    assert_eq!(proxy.free_spares().await, vec![spare_3]);
+    proxy.stop().await.expect("stop");
+    println!("spare timings: take {take:?}, replenishing reload {replenish:?}");
+}

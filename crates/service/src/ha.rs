@@ -9,8 +9,14 @@
 //! processes that outlive crsd, like the redis-servers.
 //!
 //! crsd's part is to keep them told and to follow them, never to decide a failover:
-//! * `publish_addresses` renders every live instance's frontend (on create, delete, replica
-//!   changes, and at start) and reloads HAProxy without dropping other connections;
+//! * `publish_addresses` renders every live instance's frontend (on delete, replica changes,
+//!   at start, and after creates) and reloads HAProxy without dropping other connections,
+//!   with `spare_frontends` spare frontends on ports reserved in the store (`spare_ports`);
+//! * a create takes its address from those spares: the purchase gives the instance a spare's
+//!   port, and `serve_address` hands the spare the instance's nodes at run time
+//!   (`Proxy::take_spare`), with no reload on the create's path; the supervisor's next pass
+//!   publishes (the instance's own section, a new spare). Without a spare (all taken within
+//!   one pass) the create publishes itself, as before;
 //! * `watch` / `unwatch` register an instance with every sentinel once its nodes run and
 //!   remove it before a task stops its nodes on purpose (isolation, restore, deletion), so
 //!   a planned stop is never taken for a failure;
@@ -56,6 +62,8 @@ pub(crate) struct Ha {
     failover_pause: Duration,
     /// Serialises renders of the proxy's config (each renders every frontend from the store).
     publishing: tokio::sync::Mutex<()>,
+    /// How many spare frontends the proxy keeps ready for new instances.
+    spare_frontends: usize,
     /// Since when the supervisor has seen each instance's master dead with a replica alive.
     dead_masters: std::sync::Mutex<HashMap<String, Instant>>,
     /// The replica priority each replica process was last given (node -> (pid, priority)).
@@ -74,6 +82,7 @@ impl Ha {
             failover_grace: settings.failover_grace,
             failover_pause: Duration::from_millis(2 * settings.sentinel.failover_timeout_ms),
             publishing: tokio::sync::Mutex::new(()),
+            spare_frontends: settings.proxy.spare_frontends,
             dead_masters: std::sync::Mutex::default(),
             priorities: std::sync::Mutex::default(),
         }
@@ -383,6 +392,10 @@ impl Service {
             return Ok(());
         };
         let _one_at_a_time = ha.publishing.lock().await;
+        // Spares first, then the instances: a purchase that moves a spare's port to its
+        // instance in between makes the port appear twice (the proxy leaves the spare out),
+        // never not at all.
+        let spares = self.reserve_spare_ports(ha).await?;
         let frontends: Vec<Frontend> = self
             .store
             .live_instances()
@@ -401,10 +414,58 @@ impl Service {
             .map(|i| self.frontend(i))
             .collect();
         ha.proxy
-            .apply(&frontends)
+            .apply_with_spares(&frontends, &spares)
             .await
             .map_err(crate::steps::engine_err)?;
         Ok(())
+    }
+
+    /// The spare frontends' ports, topped up from the free ports to `spare_frontends`.
+    async fn reserve_spare_ports(&self, ha: &Ha) -> Result<Vec<u16>> {
+        let mut tx = self.store.write().await?;
+        let mut spares = tx.spare_ports().await?;
+        // New instances get addresses of their own from the pool: no spare frontend needed.
+        let wanted = if self.cfg.address_pool.is_empty() {
+            ha.spare_frontends
+        } else {
+            0
+        };
+        if spares.len() < wanted {
+            let used = tx.used_ports().await?.into_iter().collect();
+            let fresh: Vec<u16> = self.free_ports(used).take(wanted - spares.len()).collect();
+            for &p in &fresh {
+                tx.add_spare_port(p).await?;
+            }
+            tx.commit().await?;
+            spares.extend(fresh);
+        }
+        Ok(spares)
+    }
+
+    /// Makes `inst`'s address serve: on the spare frontend its port was taken from, at run
+    /// time (no proxy reload: the supervisor's next pass gives it its own section and a new
+    /// spare), else by rendering every address ([`Service::publish_addresses`]).
+    pub(crate) async fn serve_address(&self, inst: &Instance) -> Result<()> {
+        if inst.has_own_address() {
+            // No frontend: its master takes the address (`wait_address_ready`).
+            return Ok(());
+        }
+        let (Some(ha), Some(master)) = (self.ha(), inst.master()) else {
+            return self.publish_addresses().await;
+        };
+        // Only a node seen answering `role:master` right now is marked UP (Sentinel does not
+        // watch the instance yet: nothing demotes it meanwhile).
+        let spec = self.node_spec(inst, master);
+        if self.runtime.is_master_now(&spec).await.unwrap_or(false) {
+            match ha.proxy.take_spare(&self.frontend(inst), &master.id).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(instance = %inst.id, error = %e, "cannot take the spare frontend; reloading the proxy instead")
+                }
+            }
+        }
+        self.publish_addresses().await
     }
 
     /// Waits until the proxy leads `inst`'s address to its master: the first server its
@@ -841,6 +902,13 @@ impl Service {
             Ok(true) => tracing::warn!("the proxy was down; started it"),
             Ok(false) => {}
             Err(e) => tracing::error!(error = %e, "cannot start the proxy"),
+        }
+        // Spares taken by creates since the last reload: their instances get their own
+        // sections and new spares are made, off the creates' path.
+        if ha.proxy.taken_spares().await > 0 {
+            if let Err(e) = self.publish_addresses().await {
+                tracing::warn!(error = ?e, "cannot replenish the proxy's spare frontends");
+            }
         }
     }
 }

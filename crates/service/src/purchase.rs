@@ -211,14 +211,30 @@ impl Service {
         let account = tx.account(app_id).await?.ok_or(Error::SecretIdNotFound)?;
         charge(&mut tx, app_id, account.balance, price).await?;
         let pooled = !self.cfg.address_pool.is_empty();
-        let used: HashSet<u16> = if pooled {
+        let mut used: HashSet<u16> = if pooled {
             HashSet::new()
         } else {
             tx.used_ports().await?.into_iter().collect()
         };
-        let requested = match (pooled, order.port) {
-            (false, Some(p)) => Some(self.check_requested_port(&used, p, order.goods_num)?),
-            _ => None,
+        // A port a client chose may be a spare frontend's: the instance takes that spare.
+        let mut requested_spare = None;
+        if let (Some(p), true, false) = (order.port, self.ha().is_some(), pooled) {
+            if tx.spare_ports().await?.contains(&p) {
+                used.remove(&p);
+                requested_spare = Some(p);
+            }
+        }
+        let requested = match (pooled, requested_spare) {
+            (true, _) => None,
+            (false, Some(p)) => {
+                self.check_requested_port_range(p, order.goods_num)?;
+                tx.take_spare_port(Some(p)).await?;
+                Some(p)
+            }
+            (false, None) => order
+                .port
+                .map(|p| self.check_requested_port(&used, p, order.goods_num))
+                .transpose()?,
         };
         let used_hosts: HashSet<String> = if pooled {
             tx.used_hosts().await?.into_iter().collect()
@@ -247,10 +263,15 @@ impl Service {
                 }
                 (vip, pool_port, nodes)
             } else {
-                // The stable address (the port a client chose, or the next free one), then
-                // one port per node.
+                // The stable address (the port a client chose, else a spare frontend's: it
+                // serves without a proxy reload, else the next free one), then one port per
+                // node.
                 let port = match requested.filter(|_| n == 0) {
                     Some(p) => Some(p),
+                    None if self.ha().is_some() => match tx.take_spare_port(None).await? {
+                        Some(p) => Some(p),
+                        None => free.next(),
+                    },
                     None => free.next(),
                 }
                 .ok_or(Error::NoFreePort)?;
@@ -597,6 +618,18 @@ impl Service {
 
     /// A port a client chose: inside the operator's range and free, for a single instance.
     fn check_requested_port(&self, used: &HashSet<u16>, port: u16, count: i64) -> Result<u16> {
+        self.check_requested_port_range(port, count)?;
+        if used.contains(&port) || !self.runtime.port_free(port) {
+            return Err(Error::invalid_field(
+                Field::Port,
+                format!("{port} is already in use"),
+            ));
+        }
+        Ok(port)
+    }
+
+    /// A port a client chose: inside the operator's range, for a single instance.
+    fn check_requested_port_range(&self, port: u16, count: i64) -> Result<()> {
         let (min, max) = (self.cfg.port_min, self.cfg.port_max);
         if !(min..=max).contains(&port) {
             return Err(Error::invalid_field(
@@ -610,13 +643,7 @@ impl Service {
                 "a port can be chosen for one instance at a time (instances share one address)",
             ));
         }
-        if used.contains(&port) || !self.runtime.port_free(port) {
-            return Err(Error::invalid_field(
-                Field::Port,
-                format!("{port} is already in use"),
-            ));
-        }
-        Ok(port)
+        Ok(())
     }
 
     /// Addresses of the pool that no node or live instance holds (`used`) and where nothing

@@ -139,7 +139,7 @@ impl Service {
                 }
                 // Its stable address serves, then Sentinel watches it (its replicas, in sync,
                 // may be promoted).
-                self.publish_addresses().await?;
+                self.serve_address(&inst).await?;
                 self.wait_address_ready(&inst).await?;
                 self.keep_promotable(&inst).await;
                 self.watch(&inst).await?;

@@ -644,10 +644,47 @@ impl WriteTx {
         read_instance(self.conn()?, id).await
     }
 
-    /// Ports held by nodes and by live instances' stable addresses (a deleted instance has none).
+    /// The ports reserved for the proxy's spare frontends, lowest first.
+    pub async fn spare_ports(&mut self) -> Result<Vec<u16>> {
+        let rows = sqlx::query("SELECT port FROM spare_ports ORDER BY port")
+            .fetch_all(self.conn()?)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<i64, _>(0)? as u16))
+            .collect()
+    }
+
+    /// Reserves `port` for a spare frontend.
+    pub async fn add_spare_port(&mut self, port: u16) -> Result<()> {
+        sqlx::query("INSERT OR IGNORE INTO spare_ports (port) VALUES (?)")
+            .bind(i64::from(port))
+            .execute(self.conn()?)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes a spare frontend's port out of the reserve for an instance: `wanted` if it is
+    /// one, else the lowest when `wanted` is `None`. `None` if there is no such port.
+    pub async fn take_spare_port(&mut self, wanted: Option<u16>) -> Result<Option<u16>> {
+        let port = match wanted {
+            Some(p) => self.spare_ports().await?.into_iter().find(|s| *s == p),
+            None => self.spare_ports().await?.into_iter().next(),
+        };
+        if let Some(p) = port {
+            sqlx::query("DELETE FROM spare_ports WHERE port = ?")
+                .bind(i64::from(p))
+                .execute(self.conn()?)
+                .await?;
+        }
+        Ok(port)
+    }
+
+    /// Ports held by nodes, by live instances' stable addresses (a deleted instance has none)
+    /// and by the proxy's spare frontends.
     pub async fn used_ports(&mut self) -> Result<Vec<u16>> {
         let rows = sqlx::query(
-            "SELECT port FROM nodes UNION SELECT port FROM instances WHERE port != 0 AND status != -3",
+            "SELECT port FROM nodes UNION SELECT port FROM instances WHERE port != 0 AND status != -3
+             UNION SELECT port FROM spare_ports",
         )
             .fetch_all(self.conn()?)
             .await?;
