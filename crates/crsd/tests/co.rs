@@ -1617,9 +1617,19 @@ async fn delete_interrupted_by_kill9_finishes_after_restart() {
     let (host, kept_port) = (kept["IP"].as_str().unwrap().to_string(), port_of(&kept));
     set_get(&host, kept_port, "survivor", "yes").await;
     let id = id_of(&gone);
-    let ports = [port_of(&gone), port_of(&gone) + 1];
     let folder = d.data.join("instances").join(&id);
     assert!(folder.is_dir());
+    // The nodes' own ports (the address's port may serve a spare frontend once freed).
+    let ports: Vec<u16> = (0..2)
+        .map(|seq| {
+            std::fs::read_to_string(folder.join(format!("{id}-{seq}")).join("redis.conf"))
+                .unwrap()
+                .lines()
+                .find_map(|l| l.strip_prefix("port "))
+                .and_then(|p| p.trim().parse().ok())
+                .expect("a port line")
+        })
+        .collect();
 
     // A stopped (SIGSTOP) replica holds the delete task in its first step: it answers no
     // SHUTDOWN, so the task is still running when crsd is killed.

@@ -102,6 +102,10 @@ pub trait NodeRuntime: Send + Sync {
     async fn replica_state(&self, spec: &NodeSpec) -> Result<Option<(bool, bool)>, EngineError>;
     /// SIGKILL, as a crash would; true if the node ran.
     fn kill(&self, spec: &NodeSpec) -> Result<bool, EngineError>;
+    /// Whether a replica receives its master's writes now (one made on the master reaches it
+    /// within `within`).
+    async fn replica_streams(&self, spec: &NodeSpec, within: Duration)
+        -> Result<bool, EngineError>;
     /// Waits until a replica is in sync with its master.
     async fn wait_replica_synced(
         &self,
@@ -263,6 +267,13 @@ impl NodeRuntime for Engine {
     }
     fn kill(&self, spec: &NodeSpec) -> Result<bool, EngineError> {
         Engine::kill(self, spec)
+    }
+    async fn replica_streams(
+        &self,
+        spec: &NodeSpec,
+        within: Duration,
+    ) -> Result<bool, EngineError> {
+        Engine::replica_streams(self, spec, within).await
     }
     async fn wait_replica_synced(
         &self,

@@ -108,6 +108,8 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
 const ADDRESS_READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a switch or a drill waits for Sentinel to name the new master.
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a replica about to become promotable may take to receive a write of its master.
+const STREAM_CHECK: Duration = Duration::from_millis(100);
 
 impl Service {
     /// API 3.0 ChangeReplicaToMaster: a planned switch of the master to the replica of
@@ -432,7 +434,11 @@ impl Service {
         };
         if spares.len() < wanted {
             let used = tx.used_ports().await?.into_iter().collect();
-            let fresh: Vec<u16> = self.free_ports(used).take(wanted - spares.len()).collect();
+            // Spares take at most a quarter of the free ports: they never starve a purchase
+            // of its nodes' ports (a spare's port stays bound by the proxy).
+            let free: Vec<u16> = self.free_ports(used).take(4 * wanted).collect();
+            let room = (free.len() / 4).min(wanted - spares.len());
+            let fresh: Vec<u16> = free.into_iter().take(room).collect();
             for &p in &fresh {
                 tx.add_spare_port(p).await?;
             }
@@ -862,7 +868,22 @@ impl Service {
                         .remove(&spec.name);
                     continue;
                 }
-                Some((true, false)) => PROMOTABLE,
+                // Linked, and (checked once per process, before it may be promoted) its
+                // master's writes reach it: after a full sync Redis may hold them back for a
+                // second while the link reads up.
+                Some((true, false)) if known.is_some_and(|(_, p)| p == PROMOTABLE) => PROMOTABLE,
+                Some((true, false)) => {
+                    if self
+                        .runtime
+                        .replica_streams(&spec, STREAM_CHECK)
+                        .await
+                        .unwrap_or(false)
+                    {
+                        PROMOTABLE
+                    } else {
+                        known.map_or(0, |(_, prio)| prio)
+                    }
+                }
                 Some((_, true)) => 0,
                 Some((false, false)) => known.map_or(0, |(_, prio)| prio),
             };
