@@ -98,6 +98,10 @@ use crate::poll::Backoff;
 use crate::process::{file_tail, set_private_umask, stat_is_zombie_or_gone};
 use crate::EngineError;
 
+/// Lets crsd set each instance's `client-reconfig-script` at run time (the sentinels require
+/// a password).
+const SCRIPTS_LINE: &str = "sentinel deny-scripts-reconfig no";
+
 /// A sentinel on this host accepts a connection in microseconds: 200 ms means it is not there.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 /// Every Sentinel command is small; the slowest (a config flush with fsync) takes milliseconds.
@@ -409,7 +413,19 @@ impl SentinelSet {
         private_dir(&daemon.dir).map_err(io_err(format!("creating {}", daemon.dir.display())))?;
         fs::set_permissions(&daemon.dir, fs::Permissions::from_mode(0o700))
             .map_err(io_err(format!("chmod 0700 {}", daemon.dir.display())))?;
-        match fs::symlink_metadata(&daemon.conf) {
+        match fs::read_to_string(&daemon.conf) {
+            Ok(text) if !text.lines().any(|l| l.trim() == SCRIPTS_LINE) => {
+                // Written by an earlier release: scripts may be set at run time from now on
+                // (Sentinel writes the setting back whenever it rewrites the file).
+                let mut text = text;
+                if !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str(SCRIPTS_LINE);
+                text.push('\n');
+                write_private(&daemon.conf, text.as_bytes())
+                    .map_err(io_err(format!("writing {}", daemon.conf.display())))?;
+            }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let text = render_conf(cfg, port, &daemon.dir)?;
@@ -442,6 +458,35 @@ impl SentinelSet {
             }
             backoff.wait().await;
         }
+    }
+
+    /// Restarts, one at a time, every running sentinel whose config predates
+    /// `sentinel deny-scripts-reconfig no` (an earlier release's): without it a sentinel
+    /// refuses a `client-reconfig-script` set at run time. Its monitors are in its config and
+    /// come back with it; the two others decide meanwhile. Returns the restarted ports.
+    pub async fn allow_reconfig_scripts(&self) -> Result<Vec<u16>, EngineError> {
+        let _one_at_a_time = self.inner.lifecycle.lock().await;
+        let host = connect_host_of(&self.inner.cfg.bind)?;
+        let mut restarted = Vec::new();
+        for (port, daemon) in &self.inner.sentinels {
+            let allows = fs::read_to_string(&daemon.conf)
+                .map(|t| t.lines().any(|l| l.trim() == SCRIPTS_LINE))
+                .unwrap_or(true);
+            if allows || daemon.find().is_none() {
+                continue;
+            }
+            if !daemon.stop(STOP_GRACE).await? {
+                continue;
+            }
+            let pid = self.start_one(*port, daemon, &host).await?;
+            tracing::info!(port, pid, "sentinel restarted to accept reconfig scripts");
+            restarted.push(*port);
+        }
+        drop(_one_at_a_time);
+        if !restarted.is_empty() {
+            self.apply_timers(&host).await;
+        }
+        Ok(restarted)
     }
 
     /// Which sentinels run now: (port, pid), `None` for one that does not.
@@ -998,7 +1043,7 @@ fn render_conf(cfg: &SentinelConfig, port: u16, dir: &Path) -> Result<String, En
          dir \"{dir}\"\n\
          sentinel resolve-hostnames no\n\
          # crsd sets each instance's client-reconfig-script at run time (its own file).\n\
-         sentinel deny-scripts-reconfig no\n\
+         {SCRIPTS_LINE}\n\
          requirepass \"{secret}\"\n\
          sentinel sentinel-pass \"{secret}\"\n"
     ))

@@ -476,3 +476,100 @@ async fn a_sentinel_that_cannot_start_is_reported_with_its_log() {
     }
     assert_eq!(set.running(), vec![(port, None)]);
 }
+
+/// Sentinels whose config predates `deny-scripts-reconfig no` (an earlier release's) are
+/// restarted one at a time with it, keep their monitors, and then accept a reconfig script
+/// set at run time.
+#[tokio::test]
+async fn sentinels_of_an_earlier_release_are_restarted_to_accept_reconfig_scripts() {
+    let p = Pair::new();
+    start_pair(&p).await;
+    let secret = random_secret();
+    let ports = vec![free_port(), free_port(), free_port()];
+    let set = SentinelSet::new(sentinel_config(&p, ports.clone(), &secret));
+    set.ensure_running().await.expect("start sentinels");
+    let mut monitored = Monitored {
+        name: NAME.to_string(),
+        host: "127.0.0.1".to_string(),
+        port: p.master.port,
+        auth_user: SENTINEL_USER.to_string(),
+        auth_pass: internal_secret(&p.master.admin_secret, SENTINEL_USER),
+        reconfig_script: None,
+    };
+    set.monitor(&monitored).await.expect("monitor");
+    assert_eq!(
+        set.allow_reconfig_scripts().await.expect("nothing to do"),
+        Vec::<u16>::new(),
+        "a config of this release allows scripts already"
+    );
+
+    // As an earlier release ran them: started from a config without the line (a running
+    // sentinel writes its own setting back whenever it rewrites the file).
+    set.stop_all().await.expect("stop");
+    let root = p.tmp.path().join("sentinels");
+    let mut earlier = Vec::new();
+    for port in &ports {
+        let conf = root.join(port.to_string()).join("sentinel.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        let old: String = text
+            .lines()
+            .filter(|l| !l.contains("deny-scripts-reconfig"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&conf, old).unwrap();
+        earlier.push(
+            std::process::Command::new("redis-sentinel")
+                .arg(&conf)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-sentinel"),
+        );
+    }
+    for port in &ports {
+        wait_until(
+            "the earlier sentinel answers",
+            Duration::from_secs(10),
+            || async {
+                // Not `sentinel_conn`: it is not listening at first.
+                std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok()
+            },
+        )
+        .await;
+        assert_eq!(master_port_of(*port, &secret).await, Some(p.master.port));
+    }
+    let before: Vec<_> = set.running();
+    let restarted = set.allow_reconfig_scripts().await.expect("restart");
+    assert_eq!(restarted, ports);
+    let after: Vec<_> = set.running();
+    for ((_, b), (port, a)) in before.iter().zip(after.iter()) {
+        assert!(a.is_some() && a != b, "sentinel {port} runs anew");
+        let conf =
+            std::fs::read_to_string(root.join(port.to_string()).join("sentinel.conf")).unwrap();
+        assert!(conf.contains("sentinel deny-scripts-reconfig no"), "{conf}");
+        assert_eq!(
+            master_port_of(*port, &secret).await,
+            Some(p.master.port),
+            "sentinel {port} keeps its monitor"
+        );
+    }
+    // A script path is now accepted (Sentinel checks that the file is executable).
+    let script = p.tmp.path().join("hook.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    monitored.reconfig_script = Some(script.clone());
+    set.monitor(&monitored)
+        .await
+        .expect("monitor with a script");
+    for port in &ports {
+        // Sentinel saves what it accepted in its config file.
+        let conf =
+            std::fs::read_to_string(root.join(port.to_string()).join("sentinel.conf")).unwrap();
+        let line = format!("client-reconfig-script {NAME} {}", script.display());
+        assert!(conf.contains(&line), "sentinel {port}: {conf}");
+    }
+    set.stop_all().await.expect("stop");
+    for mut child in earlier {
+        let _ = child.wait();
+    }
+}

@@ -377,6 +377,12 @@ impl Service {
         if !started.is_empty() {
             tracing::info!(ports = ?started, "Sentinel processes started");
         }
+        if !self.cfg.address_pool.is_empty() {
+            // Sentinels of an earlier release run `crsd address-hook` only once restarted.
+            if let Err(e) = ha.sentinels.allow_reconfig_scripts().await {
+                tracing::warn!(error = %e, "cannot restart a sentinel to accept reconfig scripts");
+            }
+        }
         self.publish_addresses().await?;
         self.reconcile_watches().await
     }
