@@ -458,6 +458,15 @@ impl Engine {
 
     async fn conform_running(&self, spec: &NodeSpec, pid: u32) {
         self.conform_ceiling(spec, pid);
+        // Nodes of earlier releases sync diskless (see `repl-diskless-sync` in config.rs).
+        if let Ok(mut con) = self.admin_connection(spec).await {
+            let _: redis::RedisResult<()> = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("repl-diskless-sync")
+                .arg("no")
+                .query_async(&mut con)
+                .await;
+        }
         match self.conform_acl(spec).await {
             Ok(true) => tracing::info!(node = %spec.name, pid, "customer's ACL rules updated"),
             Ok(false) => {}
