@@ -225,11 +225,9 @@ pub(crate) fn render_for(
     }
     line("");
     line("# --- replication");
-    line("# Full syncs go through an RDB file: after a diskless one, Redis 7.0 streams the");
-    line("# master's writes only from the replica's first ACK after the master noticed the");
-    line("# transfer ended, up to a second later, while both report the link up (a failover");
-    line("# then would lose that second); after a disk-based one the stream starts at once.");
-    line("repl-diskless-sync no");
+    line("# One replica per master: start a full sync at once instead of waiting for more.");
+    line("repl-diskless-sync yes");
+    line("repl-diskless-sync-delay 0");
     match (spec.role, &spec.master) {
         (Role::Master, None) => {}
         (Role::Replica, Some((host, port))) => {

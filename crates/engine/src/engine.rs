@@ -458,15 +458,6 @@ impl Engine {
 
     async fn conform_running(&self, spec: &NodeSpec, pid: u32) {
         self.conform_ceiling(spec, pid);
-        // Nodes of earlier releases sync diskless (see `repl-diskless-sync` in config.rs).
-        if let Ok(mut con) = self.admin_connection(spec).await {
-            let _: redis::RedisResult<()> = redis::cmd("CONFIG")
-                .arg("SET")
-                .arg("repl-diskless-sync")
-                .arg("no")
-                .query_async(&mut con)
-                .await;
-        }
         match self.conform_acl(spec).await {
             Ok(true) => tracing::info!(node = %spec.name, pid, "customer's ACL rules updated"),
             Ok(false) => {}
@@ -830,7 +821,8 @@ impl Engine {
     }
 
     /// For a replica: waits until [`Engine::replica_in_sync`] holds, i.e. the replica has
-    /// loaded the master's data set and streams from it. This is what a new or restarted
+    /// loaded the master's data set and its link is up (the stream itself may start up to a
+    /// second later: see [`Engine::replica_streams`]). This is what a new or restarted
     /// pair waits for: the master's own view lags behind (it marks the replica online only
     /// after its cron notices the transfer ended, up to 1/hz later).
     ///
@@ -895,7 +887,7 @@ impl Engine {
             let link: String = admin::field(&info, "master_link_status")?;
             let syncing: u64 = admin::field(&info, "master_sync_in_progress")?;
             if link == "up" && syncing == 0 {
-                return self.wait_streaming(spec, &mut con, deadline).await;
+                return Ok(());
             }
             let now = Instant::now();
             if now >= deadline {
@@ -942,11 +934,14 @@ impl Engine {
     /// A replica whose link is up may not receive its master's writes yet: after a diskless
     /// full sync the master streams only once the replica's first `REPLCONF ACK` arrives
     /// after the master noticed the transfer ended. When the replica's ACK right after
-    /// loading comes before that (the master reaps the transfer's child in its cron), the
+    /// loading comes before that (the transfer's child is reaped in the master's cron), the
     /// master waits for the next one, up to a second later, while both report the link up
-    /// (measured with Redis 7.0: 1 create in 25 left a replica at offset 0 for that long).
-    /// So a write is made on the master (a `PUBLISH` nobody listens to, which replicas
-    /// receive) and the replica must reach the master's offset after it.
+    /// (measured with Redis 7.0: 1 pair in 25, most replicas of a 3-replica create). So a
+    /// write is made on the master (a `PUBLISH` nobody listens to, which replicas receive)
+    /// and the replica must reach the master's offset after it. A disk-based sync has no
+    /// such gap but its transfer waits for the master's cron (about 100 ms more per create,
+    /// measured), so creates keep the diskless sync and only Sentinel's choice waits for the
+    /// stream (see the service's `keep_promotable`).
     async fn wait_streaming(
         &self,
         spec: &NodeSpec,

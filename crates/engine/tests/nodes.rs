@@ -743,12 +743,13 @@ async fn a_replica_started_before_its_master_is_reconnected_without_waiting_for_
     assert_eq!(v.as_deref(), Some("v"));
 }
 
-/// A replica counts as synced only once it receives its master's writes: right after a
-/// diskless full sync Redis may hold the stream back until the replica's next ACK, up to a
-/// second, while both report the link up (1 pair in 25 measured). Every pair is checked
-/// right after the wait: a write on the master is on the replica within 200 ms.
+/// Right after a diskless full sync Redis may hold the replication stream back until the
+/// replica's next ACK, up to a second, while both ends report the link up (1 pair in 25
+/// measured). `replica_streams` tells: when it says yes, a write on the master is on the
+/// replica at once; when it says no, it says yes within the second.
 #[tokio::test]
-async fn a_synced_replica_streams_at_once() {
+async fn replica_streams_tells_whether_writes_reach_the_replica() {
+    let mut held_back = 0;
     for round in 0..15 {
         let p = Pair::new();
         p.engine.start(&p.replica).await.expect("start replica");
@@ -756,7 +757,22 @@ async fn a_synced_replica_streams_at_once() {
         p.engine
             .wait_replica_synced(&p.replica, Duration::from_secs(10))
             .await
-            .expect("replica in sync");
+            .expect("replica linked");
+        let streams = p
+            .engine
+            .replica_streams(&p.replica, Duration::from_millis(50))
+            .await
+            .expect("ask");
+        if !streams {
+            held_back += 1;
+            assert!(
+                p.engine
+                    .replica_streams(&p.replica, Duration::from_millis(1500))
+                    .await
+                    .expect("ask again"),
+                "round {round}: the stream starts within the replica's next ACK"
+            );
+        }
         let mut master = user_conn(p.master.port, PASSWORD).await.expect("auth");
         let mut replica = user_conn(p.replica.port, PASSWORD).await.expect("auth");
         redis::cmd("SET")
@@ -777,9 +793,10 @@ async fn a_synced_replica_streams_at_once() {
             }
             assert!(
                 t0.elapsed() < Duration::from_millis(200),
-                "round {round}: the replica did not get the write"
+                "round {round}: replica_streams said yes, but the write did not arrive"
             );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
+    eprintln!("{held_back} of 15 pairs had the stream held back after the sync");
 }
