@@ -109,7 +109,7 @@ const ADDRESS_READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a switch or a drill waits for Sentinel to name the new master.
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a replica about to become promotable may take to receive a write of its master.
-const STREAM_CHECK: Duration = Duration::from_millis(100);
+const STREAM_CHECK: Duration = Duration::from_millis(20);
 
 impl Service {
     /// API 3.0 ChangeReplicaToMaster: a planned switch of the master to the replica of
