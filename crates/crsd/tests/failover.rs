@@ -21,8 +21,8 @@ const SECRET_ID: &str = "AKIDfailover0000000000000000000000";
 const SECRET_KEY: &str = "failover-secret-key-0000000000000";
 const PASSWORD: &str = "Failover-pass-1";
 
-/// The port a node listens on, from its redis.conf.
-fn node_port(data: &Path, id: &str, seq: u32) -> u16 {
+/// The value of `key` in a node's redis.conf.
+fn node_conf(data: &Path, id: &str, seq: u32, key: &str) -> String {
     let conf = data
         .join("instances")
         .join(id)
@@ -31,9 +31,15 @@ fn node_port(data: &Path, id: &str, seq: u32) -> u16 {
     std::fs::read_to_string(&conf)
         .unwrap_or_else(|e| panic!("{}: {e}", conf.display()))
         .lines()
-        .find_map(|l| l.strip_prefix("port "))
-        .and_then(|p| p.trim().parse().ok())
-        .expect("a port line")
+        .find_map(|l| l.strip_prefix(&format!("{key} ")))
+        .unwrap_or_else(|| panic!("no {key} line in {}", conf.display()))
+        .trim()
+        .to_string()
+}
+
+/// The port a node listens on, from its redis.conf.
+fn node_port(data: &Path, id: &str, seq: u32) -> u16 {
+    node_conf(data, id, seq, "port").parse().expect("a port")
 }
 
 /// The node's redis-server pid, if it runs.
@@ -189,6 +195,27 @@ async fn wait_writes_back(w: &Writer, t: Instant, limit: Duration) -> Duration {
     }
 }
 
+/// kill -9 of node 0 (the master) of `id` while a [`Writer`] writes to `host:port` every few
+/// ms: waits until writes are answered again (within `limit`), then checks that every write
+/// a replica acknowledged is there. Returns the outage and those writes.
+async fn kill_master_under_writes(
+    data: &Path,
+    id: &str,
+    host: &str,
+    port: u16,
+    limit: Duration,
+) -> (Duration, Vec<u64>) {
+    let w = Writer::start_at(host, port);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed_at = Instant::now();
+    kill9(node_pid(data, id, 0).expect("the master runs"));
+    let outage = wait_writes_back(&w, killed_at, limit).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let acked = w.stop().await;
+    all_acked_at(host, port, &acked).await;
+    (outage, acked)
+}
+
 /// Every acknowledged write is in the list at the stable address.
 async fn all_acked_there(port: u16, acked: &[u64]) {
     all_acked_at("127.0.0.1", port, acked).await
@@ -341,15 +368,9 @@ async fn a_killed_master_fails_over_behind_the_same_address() {
         "the address is not a node's"
     );
 
-    let w = Writer::start(port);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let killed_at = Instant::now();
-    kill9(node_pid(&d.data, &id, 0).expect("the master runs"));
-    let outage = wait_writes_back(&w, killed_at, Duration::from_secs(10)).await;
+    let (outage, _) =
+        kill_master_under_writes(&d.data, &id, "127.0.0.1", port, Duration::from_secs(10)).await;
     eprintln!("writes accepted again {outage:?} after the kill");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let acked = w.stop().await;
-    all_acked_there(port, &acked).await;
 
     wait_master_recorded(&api, &d.data, &id, 1, 2).await;
     let tasks = api
@@ -378,15 +399,9 @@ async fn the_failover_needs_no_crsd_and_crsd_follows_it_at_start() {
     wait_watched(&d.data, &id).await;
     d.kill9();
 
-    let w = Writer::start(port);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let killed_at = Instant::now();
-    kill9(node_pid(&d.data, &id, 0).expect("the master runs"));
-    let outage = wait_writes_back(&w, killed_at, Duration::from_secs(10)).await;
+    let (outage, acked) =
+        kill_master_under_writes(&d.data, &id, "127.0.0.1", port, Duration::from_secs(10)).await;
     eprintln!("without crsd: writes accepted again {outage:?} after the kill");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let acked = w.stop().await;
-    all_acked_there(port, &acked).await;
     assert_eq!(
         role_at(node_port(&d.data, &id, 1)).await.as_deref(),
         Some("master"),
@@ -687,18 +702,7 @@ async fn start_with_pool() -> (tempfile::TempDir, Daemon, Tc3) {
 
 /// A node's own address, from its redis.conf.
 fn node_host(data: &Path, id: &str, seq: u32) -> String {
-    let conf = data
-        .join("instances")
-        .join(id)
-        .join(format!("{id}-{seq}"))
-        .join("redis.conf");
-    std::fs::read_to_string(&conf)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("bind "))
-        .expect("a bind line")
-        .trim()
-        .to_string()
+    node_conf(data, id, seq, "bind")
 }
 
 /// The pid of the redis-server that answers at `host:port`.
@@ -759,15 +763,9 @@ async fn an_address_of_its_own_follows_the_master_with_no_proxy() {
     wait_address_on(&d.data, &id, &vip, 6390, 0).await;
     wait_watched(&d.data, &id).await;
 
-    let w = Writer::start_at(&vip, 6390);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let killed_at = Instant::now();
-    kill9(node_pid(&d.data, &id, 0).expect("the master runs"));
-    let outage = wait_writes_back(&w, killed_at, Duration::from_secs(10)).await;
+    let (outage, _) =
+        kill_master_under_writes(&d.data, &id, &vip, 6390, Duration::from_secs(10)).await;
     eprintln!("own address: writes accepted again {outage:?} after the kill");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let acked = w.stop().await;
-    all_acked_at(&vip, 6390, &acked).await;
     wait_address_on(&d.data, &id, &vip, 6390, 1).await;
     // The old master is back, as a replica, on its own address only.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -825,15 +823,9 @@ async fn an_address_of_its_own_moves_without_crsd() {
     wait_watched(&d.data, &id).await;
     d.kill9();
 
-    let w = Writer::start_at(&vip, 6379);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let killed_at = Instant::now();
-    kill9(node_pid(&d.data, &id, 0).expect("the master runs"));
-    let outage = wait_writes_back(&w, killed_at, Duration::from_secs(15)).await;
+    let (outage, acked) =
+        kill_master_under_writes(&d.data, &id, &vip, 6379, Duration::from_secs(15)).await;
     eprintln!("own address, crsd down: writes accepted again {outage:?} after the kill");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let acked = w.stop().await;
-    all_acked_at(&vip, 6379, &acked).await;
     wait_address_on(&d.data, &id, &vip, 6379, 1).await;
     assert!(
         node_pid(&d.data, &id, 0).is_none(),

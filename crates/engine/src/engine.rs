@@ -951,6 +951,12 @@ impl Engine {
         let Some((host, port)) = &spec.master else {
             return Ok(());
         };
+        let waited_from = Instant::now();
+        let not_streaming = || EngineError::ReplicasNotInSync {
+            wanted: 1,
+            caught_up: 0,
+            after: waited_from.elapsed(),
+        };
         let master = NodeSpec {
             host: host.clone(),
             port: *port,
@@ -974,21 +980,13 @@ impl Engine {
         loop {
             let info = tokio::time::timeout_at(deadline, admin::info(con, "replication"))
                 .await
-                .map_err(|_| EngineError::ReplicasNotInSync {
-                    wanted: 1,
-                    caught_up: 0,
-                    after: Duration::ZERO,
-                })??;
+                .map_err(|_| not_streaming())??;
             let offset: u64 = admin::field(&info, "slave_repl_offset").unwrap_or(0);
             if offset >= target {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(EngineError::ReplicasNotInSync {
-                    wanted: 1,
-                    caught_up: 0,
-                    after: Duration::ZERO,
-                });
+                return Err(not_streaming());
             }
             backoff.wait().await;
         }

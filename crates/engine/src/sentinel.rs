@@ -98,6 +98,10 @@ use crate::poll::Backoff;
 use crate::process::{file_tail, set_private_umask, stat_is_zombie_or_gone};
 use crate::EngineError;
 
+/// A replica's INFO in a sentinel's view counts as recent below this age (the sentinel asks
+/// every second).
+const FRESH_INFO_MS: u64 = 1500;
+
 /// Lets crsd set each instance's `client-reconfig-script` at run time (the sentinels require
 /// a password).
 const SCRIPTS_LINE: &str = "sentinel deny-scripts-reconfig no";
@@ -648,10 +652,17 @@ impl SentinelSet {
                         .query_async(&mut con)
                         .await?;
                     // Up, and eligible: priority 0 (a replica not yet in sync, see
-                    // `replica-priority` in the node's config) is never promoted.
+                    // `replica-priority` in the node's config) is never promoted. The
+                    // priority counts only from a recent INFO: right after a replica comes
+                    // back, a sentinel still shows the priority it had before (measured: a
+                    // switch then refused with NOGOODSLAVE).
                     let up = replicas.iter().any(|r| {
                         let flags = r.get("flags").map(String::as_str).unwrap_or("");
-                        let eligible = r.get("slave-priority").is_none_or(|p| p != "0");
+                        let fresh = r
+                            .get("info-refresh")
+                            .and_then(|ms| ms.parse::<u64>().ok())
+                            .is_none_or(|ms| ms < FRESH_INFO_MS);
+                        let eligible = fresh && r.get("slave-priority").is_none_or(|p| p != "0");
                         eligible
                             && !flags
                                 .split(',')
@@ -822,12 +833,9 @@ impl SentinelSet {
 
 /// A connection to the sentinel on `port`, logged in with the set's secret. Refused:
 /// [`EngineError::NotRunning`].
-async fn connect(
-    host: &str,
-    port: u16,
-    secret: &str,
-) -> Result<MultiplexedConnection, EngineError> {
-    let info = ConnectionInfo {
+/// How crsd logs in to one sentinel: the `default` user with the set's secret.
+fn sentinel_client(host: &str, port: u16, secret: &str) -> Result<redis::Client, EngineError> {
+    Ok(redis::Client::open(ConnectionInfo {
         addr: ConnectionAddr::Tcp(host.to_string(), port),
         redis: RedisConnectionInfo {
             db: 0,
@@ -835,8 +843,15 @@ async fn connect(
             password: Some(secret.to_string()),
             ..Default::default()
         },
-    };
-    let client = redis::Client::open(info)?;
+    })?)
+}
+
+async fn connect(
+    host: &str,
+    port: u16,
+    secret: &str,
+) -> Result<MultiplexedConnection, EngineError> {
+    let client = sentinel_client(host, port, secret)?;
     let conn_config = AsyncConnectionConfig::new()
         .set_connection_timeout(CONNECT_TIMEOUT)
         .set_response_timeout(RESPONSE_TIMEOUT);
@@ -1269,17 +1284,8 @@ async fn follow_one(
 ) {
     use futures_util::StreamExt;
     while !tx.is_closed() {
-        let info = ConnectionInfo {
-            addr: ConnectionAddr::Tcp(host.clone(), port),
-            redis: RedisConnectionInfo {
-                db: 0,
-                username: None,
-                password: Some(secret.clone()),
-                ..Default::default()
-            },
-        };
         let subscribed = async {
-            let client = redis::Client::open(info)?;
+            let client = sentinel_client(&host, port, &secret)?;
             let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
                 .await
                 .map_err(|_| EngineError::Protocol("no answer to a subscription".into()))??;

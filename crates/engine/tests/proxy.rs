@@ -400,15 +400,7 @@ async fn the_proxy_follows_the_master_reloads_without_dropping_and_comes_back_af
     }
 
     // 4. kill -9 of the master process: ensure_running brings it back.
-    let pid = proxy.running().expect("running");
-    // SAFETY: plain syscall on a pid just found running with our config in its argv.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGKILL);
-    }
-    wait_until("haproxy gone", Duration::from_secs(5), || async {
-        proxy.running().is_none()
-    })
-    .await;
+    kill9_proxy(&proxy).await;
     let t0 = Instant::now();
     assert!(proxy.ensure_running().await.expect("ensure_running"));
     let restart = t0.elapsed();
@@ -616,6 +608,17 @@ async fn a_spare_serves_a_new_frontend_without_a_reload() {
     // A spare taken, then a kill -9: the restart from the config on disk serves it.
     let c = frontend(&p, "crs-proxy-c", spare_2, &[&p.master, &p.replica]);
     assert!(proxy.take_spare(&c, &p.master.name).await.expect("take C"));
+    kill9_proxy(&proxy).await;
+    assert!(proxy.ensure_running().await.expect("ensure_running"));
+    first_write(spare_2, "c1", "v", Duration::from_secs(5)).await;
+    first_write(spare_1, "b2", "v", Duration::from_secs(5)).await;
+    assert_eq!(proxy.free_spares().await, vec![spare_3]);
+    proxy.stop().await.expect("stop");
+    println!("spare timings: take {take:?}, replenishing reload {replenish:?}");
+}
+
+/// kill -9 of the proxy's master process, and its workers gone with it.
+async fn kill9_proxy(proxy: &Proxy) {
     let pid = proxy.running().expect("running");
     // SAFETY: plain syscall on a pid just found running with our config in its argv.
     unsafe {
@@ -625,10 +628,4 @@ async fn a_spare_serves_a_new_frontend_without_a_reload() {
         proxy.running().is_none()
     })
     .await;
-    assert!(proxy.ensure_running().await.expect("ensure_running"));
-    first_write(spare_2, "c1", "v", Duration::from_secs(5)).await;
-    first_write(spare_1, "b2", "v", Duration::from_secs(5)).await;
-    assert_eq!(proxy.free_spares().await, vec![spare_3]);
-    proxy.stop().await.expect("stop");
-    println!("spare timings: take {take:?}, replenishing reload {replenish:?}");
 }

@@ -10,8 +10,10 @@
 //!   from the database, read-only.
 //!
 //! The placement is one rule, safe to run from several places at once: when the node the
-//! database (or Sentinel) names master answers `ROLE` master, every other node lets the
-//! address go (its connections there are closed), then the master takes it. A node that
+//! database (or Sentinel) names master answers `ROLE` master, it takes the address. The
+//! kernel allows one listener per address and port, so that fails only while another node
+//! still holds it: then every other node lets the address go (its connections there are
+//! closed) and the master takes it. A node that
 //! holds the address and cannot be told to let it go (hung) is killed: it is not the master,
 //! Sentinel has demoted it, and the supervisor starts it again as a replica. Nothing happens
 //! while the named master is not master (yet): a placement never takes the address from a
@@ -31,6 +33,14 @@ impl Service {
             return Ok(false);
         }
         let master_spec = self.node_spec(inst, master);
+        // The kernel lets one process listen on an address and port: once the master holds
+        // the address, no other node does, so the usual pass costs one connection.
+        match self.runtime.hold_address(&master_spec, &inst.vip).await {
+            Ok(_) => return Ok(true),
+            Err(EngineError::WrongRole { .. } | EngineError::NotRunning) => return Ok(false),
+            // Held by another node, or the master did not answer: look closer.
+            Err(_) => {}
+        }
         if !self
             .runtime
             .is_master_now(&master_spec)

@@ -266,10 +266,7 @@ impl Service {
             let _ = ha.proxy.shutdown_sessions(&inst.id, &old.name).await;
             let follower = crsd_engine::NodeSpec {
                 role: crsd_engine::Role::Replica,
-                master: Some((
-                    connect_host_of_spec(&self.cfg.instance_bind, &target),
-                    target.port,
-                )),
+                master: Some((self.host_or_shared(&target.host), target.port)),
                 ..old.clone()
             };
             self.runtime.follow(&follower).await.map_err(err)?;
@@ -937,14 +934,5 @@ impl Service {
                 tracing::warn!(error = ?e, "cannot replenish the proxy's spare frontends");
             }
         }
-    }
-}
-
-/// Where a node of `spec` listens: its own address, or the host's shared one.
-fn connect_host_of_spec(shared: &str, spec: &crsd_engine::NodeSpec) -> String {
-    if spec.host.is_empty() {
-        shared.to_string()
-    } else {
-        spec.host.clone()
     }
 }

@@ -174,10 +174,15 @@ impl Service {
 
     /// The address `node` listens on: its own, or the host's shared one.
     pub fn node_host(&self, node: &Node) -> String {
-        if node.host.is_empty() {
+        self.host_or_shared(&node.host)
+    }
+
+    /// A node's own address, or the host's shared one when it has none (`host` empty).
+    pub(crate) fn host_or_shared(&self, host: &str) -> String {
+        if host.is_empty() {
             self.cfg.instance_bind.clone()
         } else {
-            node.host.clone()
+            host.to_string()
         }
     }
 
