@@ -687,7 +687,8 @@ impl Service {
             runtime.finish_restore(spec).map_err(err)?;
         }
         self.wait_address_ready(inst).await?;
-        self.keep_promotable(inst).await;
+        self.keep_promotable(inst, crate::ha::STREAM_CHECK_IN_TASK)
+            .await;
         self.watch(inst).await?;
         let mut f = Finish::to(InstanceStatus::Running);
         f.unlock_backup = Some(backup.id);
@@ -724,7 +725,8 @@ impl Service {
         }
         runtime.finish_restore(&master).map_err(err)?;
         self.wait_address_ready(inst).await?;
-        self.keep_promotable(inst).await;
+        self.keep_promotable(inst, crate::ha::STREAM_CHECK_IN_TASK)
+            .await;
         self.watch(inst).await?;
         let mut f = Finish::to(InstanceStatus::Running);
         f.unlock_backup = payload_str(task, "backupId").ok();

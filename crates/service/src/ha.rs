@@ -108,8 +108,12 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
 const ADDRESS_READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a switch or a drill waits for Sentinel to name the new master.
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a replica about to become promotable may take to receive a write of its master.
-const STREAM_CHECK: Duration = Duration::from_millis(20);
+/// How long a replica about to become promotable may take to receive a write of its master
+/// (a few ms): the supervisor's patience (on a loaded host 20 ms kept a replica unpromotable
+/// pass after pass), and a task's, which must not stretch a create by a held-back stream (the
+/// supervisor's next pass sees it).
+pub(crate) const STREAM_CHECK: Duration = Duration::from_millis(200);
+pub(crate) const STREAM_CHECK_IN_TASK: Duration = Duration::from_millis(20);
 
 impl Service {
     /// API 3.0 ChangeReplicaToMaster: a planned switch of the master to the replica of
@@ -231,7 +235,7 @@ impl Service {
                 ));
             }
             // A replica that just came back is eligible once seen in sync.
-            self.keep_promotable(inst).await;
+            self.keep_promotable(inst, STREAM_CHECK_IN_TASK).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let others: Vec<_> = replicas.iter().filter(|r| r.name != target.name).collect();
@@ -844,7 +848,7 @@ impl Service {
     /// its data. A replica whose link went down because its master died keeps 100: it is the
     /// one to promote. A replica starts at 0 (its redis.conf); the value is set only when it
     /// changes for that process.
-    pub(crate) async fn keep_promotable(&self, inst: &Instance) {
+    pub(crate) async fn keep_promotable(&self, inst: &Instance, stream_check: Duration) {
         let Some(ha) = self.ha() else {
             return;
         };
@@ -878,7 +882,7 @@ impl Service {
                 Some((true, false)) => {
                     if self
                         .runtime
-                        .replica_streams(&spec, STREAM_CHECK)
+                        .replica_streams(&spec, stream_check)
                         .await
                         .unwrap_or(false)
                     {

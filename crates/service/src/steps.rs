@@ -141,7 +141,8 @@ impl Service {
                 // may be promoted).
                 self.serve_address(&inst).await?;
                 self.wait_address_ready(&inst).await?;
-                self.keep_promotable(&inst).await;
+                self.keep_promotable(&inst, crate::ha::STREAM_CHECK_IN_TASK)
+                    .await;
                 self.watch(&inst).await?;
                 let mut f = Finish::to(InstanceStatus::Running);
                 if task.kind == TaskKind::NewInstance {
