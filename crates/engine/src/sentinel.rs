@@ -683,11 +683,13 @@ impl SentinelSet {
     /// `SENTINEL FAILOVER` on one reachable sentinel (the first by port that accepts a
     /// connection): a planned switch, which Sentinel starts without asking the others. The
     /// caller pauses writes first (Sentinel alone leaves the old master writable for seconds).
-    /// A refusal (`-INPROG`, `-NOGOODSLAVE`) is returned, not tried on another sentinel.
+    /// `-INPROG` is returned as is; after `-NOGOODSLAVE` (that sentinel's view lags; it started
+    /// nothing) the next sentinel is asked, and the last refusal is returned.
     pub async fn failover(&self, name: &str) -> Result<(), EngineError> {
         check_name(name)?;
         let cfg = &self.inner.cfg;
         let host = connect_host_of(&cfg.bind)?;
+        let mut refused = None;
         for &port in &cfg.ports {
             let mut con = match connect(&host, port, &cfg.secret).await {
                 Ok(con) => con,
@@ -696,19 +698,34 @@ impl SentinelSet {
                     continue;
                 }
             };
-            return redis::cmd("SENTINEL")
+            match redis::cmd("SENTINEL")
                 .arg("FAILOVER")
                 .arg(name)
                 .query_async::<()>(&mut con)
                 .await
-                .map_err(|e| EngineError::Sentinel {
-                    port,
-                    source: Box::new(e.into()),
-                });
+            {
+                Ok(()) => return Ok(()),
+                // This sentinel's view of the replicas lags (a replica that just came back
+                // still shows its old priority, or its INFO is old): it started nothing, so
+                // another may take the switch. Any other refusal (INPROG) stands.
+                Err(e) if e.to_string().contains("NOGOODSLAVE") => {
+                    tracing::info!(port, "sentinel sees no replica to promote; asking the next");
+                    refused = Some(EngineError::Sentinel {
+                        port,
+                        source: Box::new(e.into()),
+                    });
+                }
+                Err(e) => {
+                    return Err(EngineError::Sentinel {
+                        port,
+                        source: Box::new(e.into()),
+                    })
+                }
+            }
         }
-        Err(EngineError::NoSentinel {
+        Err(refused.unwrap_or(EngineError::NoSentinel {
             ports: cfg.ports.clone(),
-        })
+        }))
     }
 
     /// Stops every sentinel: SIGTERM, SIGKILL after a grace period (tests, uninstall).
