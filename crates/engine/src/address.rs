@@ -88,10 +88,43 @@ impl Engine {
         Ok(true)
     }
 
+    /// Where the node stands in its instance's line of masters (`INFO replication`).
+    pub async fn lineage(&self, spec: &NodeSpec) -> Result<Lineage, EngineError> {
+        let mut con = self.admin_connection(spec).await?;
+        let info = crate::admin::info(&mut con, "replication").await?;
+        Ok(Lineage {
+            master: info.get("role").map(String::as_str) == Some("master"),
+            replid: info.get("master_replid").cloned().unwrap_or_default(),
+            replid2: info.get("master_replid2").cloned().unwrap_or_default(),
+        })
+    }
+
     /// The addresses the node listens on now (`CONFIG GET bind`).
     pub async fn held_addresses(&self, spec: &NodeSpec) -> Result<Vec<IpAddr>, EngineError> {
         let mut con = self.admin_connection(spec).await?;
         bound(&mut con).await
+    }
+}
+
+/// A node's replication history, enough to tell which of two masters is the newer one.
+///
+/// Both nodes of an instance answer master for a moment in every switch: the promoted replica
+/// at once, the old master until Sentinel turns it into a replica (a planned switch pauses
+/// its writes meanwhile; a master cut off keeps running). A replica that is promoted keeps
+/// the history it shared with its master as `master_replid2` and starts a new `master_replid`,
+/// so the newer master is the one whose `master_replid2` is the other's `master_replid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lineage {
+    /// The node answers as a master now.
+    pub master: bool,
+    pub replid: String,
+    pub replid2: String,
+}
+
+impl Lineage {
+    /// Whether this node was promoted from (a replica of) `other`: it is the newer master.
+    pub fn promoted_from(&self, other: &Lineage) -> bool {
+        !other.replid.is_empty() && self.replid2 == other.replid
     }
 }
 

@@ -89,6 +89,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+pub use address::Lineage;
 pub use ceiling::{CeilingConfig, CeilingStatus};
 pub use engine::{Engine, Liveness};
 pub use error::EngineError;

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::{Engine, EngineError, Liveness, NodeHandle, NodeSpec, NodeUsage, SlowlogEntry};
+use crate::{
+    Engine, EngineError, Lineage, Liveness, NodeHandle, NodeSpec, NodeUsage, SlowlogEntry,
+};
 
 /// What the service needs from a place that runs nodes.
 #[async_trait]
@@ -83,6 +85,8 @@ pub trait NodeRuntime: Send + Sync {
     async fn hold_address(&self, spec: &NodeSpec, address: &str) -> Result<bool, EngineError>;
     /// Takes `address` off the node and closes its connections there; true if it held it.
     async fn release_address(&self, spec: &NodeSpec, address: &str) -> Result<bool, EngineError>;
+    /// The node's role and replication ids: which of two masters is the newer one.
+    async fn lineage(&self, spec: &NodeSpec) -> Result<Lineage, EngineError>;
 
     // ---- planned switches and drills (see `switch.rs`) ----
 
@@ -237,6 +241,9 @@ impl NodeRuntime for Engine {
     }
     async fn release_address(&self, spec: &NodeSpec, address: &str) -> Result<bool, EngineError> {
         Engine::release_address(self, spec, address).await
+    }
+    async fn lineage(&self, spec: &NodeSpec) -> Result<Lineage, EngineError> {
+        Engine::lineage(self, spec).await
     }
     async fn pause_writes(&self, spec: &NodeSpec, pause: Duration) -> Result<(), EngineError> {
         Engine::pause_writes(self, spec, pause).await

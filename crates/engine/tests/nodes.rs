@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crsd_engine::{acl_sha256_hex, Engine, EngineConfig, EngineError};
+use crsd_engine::{acl_sha256_hex, Engine, EngineConfig, EngineError, NodeSpec};
 use support::{dbsize, start_pair, user_conn, wait_until, Pair, SpecDir, PASSWORD};
 
 #[tokio::test]
@@ -799,4 +799,48 @@ async fn replica_streams_tells_whether_writes_reach_the_replica() {
         }
     }
     eprintln!("{held_back} of 15 pairs had the stream held back after the sync");
+}
+
+/// In a switch both nodes answer master for a moment; the promoted replica is told from the
+/// master it replaced by its replication ids, whichever order they are asked in, and a
+/// node's own lineage never claims it was promoted from itself.
+#[tokio::test]
+async fn the_promoted_replica_is_the_newer_master() {
+    let p = Pair::new();
+    p.engine.start(&p.master).await.expect("start master");
+    p.engine.start(&p.replica).await.expect("start replica");
+    p.engine
+        .wait_replica_synced(&p.replica, Duration::from_secs(10))
+        .await
+        .expect("replica linked");
+    let old = p.engine.lineage(&p.master).await.expect("master lineage");
+    let before = p.engine.lineage(&p.replica).await.expect("replica lineage");
+    assert!(old.master && !before.master, "{old:?} {before:?}");
+    assert!(
+        !before.promoted_from(&old),
+        "a replica is no master of its own"
+    );
+
+    let promoted = NodeSpec {
+        master: None,
+        ..p.replica.clone()
+    };
+    p.engine.follow(&promoted).await.expect("promote");
+    let new = p
+        .engine
+        .lineage(&p.replica)
+        .await
+        .expect("promoted lineage");
+    let old = p
+        .engine
+        .lineage(&p.master)
+        .await
+        .expect("old master lineage");
+    assert!(
+        new.master && old.master,
+        "both answer master: {new:?} {old:?}"
+    );
+    assert!(new.promoted_from(&old), "{new:?} was promoted from {old:?}");
+    assert!(!old.promoted_from(&new), "{old:?} is the older one");
+    assert!(!new.promoted_from(&new) && !old.promoted_from(&old));
 }

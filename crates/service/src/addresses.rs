@@ -23,6 +23,11 @@ use crate::Service;
 use crsd_core::model::{Instance, Node};
 use crsd_core::Result;
 use crsd_engine::{EngineError, Liveness};
+use std::time::{Duration, Instant};
+
+/// How long Sentinel's script (and crsd's follower) waits for the promoted node to answer
+/// master and take the address.
+const HOOK_PATIENCE: Duration = Duration::from_secs(5);
 
 impl Service {
     /// Makes `master` (a node of `inst` that answers ROLE master) the one node holding the
@@ -41,17 +46,22 @@ impl Service {
             // Held by another node, or the master did not answer: look closer.
             Err(_) => {}
         }
-        if !self
-            .runtime
-            .is_master_now(&master_spec)
-            .await
-            .unwrap_or(false)
-        {
-            return Ok(false);
-        }
+        let mine = match self.runtime.lineage(&master_spec).await {
+            Ok(l) if l.master => l,
+            _ => return Ok(false),
+        };
         let mut unanswering = Vec::new();
         for node in inst.nodes.iter().filter(|n| n.id != master.id) {
             let spec = self.node_spec(inst, node);
+            match self.runtime.lineage(&spec).await {
+                // A master promoted from this one: it is the master, this one is about to
+                // be demoted (the placement asked for is stale).
+                Ok(theirs) if theirs.master && theirs.promoted_from(&mine) => return Ok(false),
+                Ok(_) | Err(EngineError::NotRunning) => {}
+                Err(e) => {
+                    tracing::warn!(node = %node.id, error = %e, "cannot tell where a node stands");
+                }
+            }
             if let Err(e) = self.runtime.release_address(&spec, &inst.vip).await {
                 tracing::warn!(node = %node.id, error = %e, "cannot take the instance's address off a node");
                 unanswering.push(spec);
@@ -59,7 +69,7 @@ impl Service {
         }
         match self.runtime.hold_address(&master_spec, &inst.vip).await {
             Ok(_) => Ok(true),
-            Err(EngineError::WrongRole { .. }) => Ok(false),
+            Err(EngineError::WrongRole { .. } | EngineError::NotRunning) => Ok(false),
             Err(e) if !unanswering.is_empty() => {
                 // A node that does not answer may still hold it (hung): fence it for good.
                 for spec in &unanswering {
@@ -74,7 +84,36 @@ impl Service {
                     Err(e) => Err(crate::steps::engine_err(e)),
                 }
             }
-            Err(e) => Err(crate::steps::engine_err(e)),
+            Err(e) => {
+                // Another placement (the supervisor, Sentinel's script, a task) gave it to
+                // another node in between: the caller tries again, and the rule above settles
+                // it on the newer master.
+                tracing::warn!(instance = %inst.id, node = %master.id, error = %e,
+                    "the instance's address was taken again before its master could hold it");
+                Ok(false)
+            }
+        }
+    }
+
+    /// [`Service::place_address`] again and again until it holds or `deadline`: a placement
+    /// meets others (the supervisor's, Sentinel's script, a task's) and a promotion on its
+    /// way. The last error, if any, when the time is up.
+    pub(crate) async fn place_address_until(
+        &self,
+        inst: &Instance,
+        node: &Node,
+        deadline: Instant,
+    ) -> Result<bool> {
+        loop {
+            match self.place_address(inst, node).await {
+                Ok(true) => return Ok(true),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Ok(false) | Err(_) => {}
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -100,16 +139,8 @@ impl Service {
             return Ok(false);
         };
         // The promotion may still be on its way to the node: a moment's patience.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            if self.place_address(&inst, node).await? {
-                return Ok(true);
-            }
-            if std::time::Instant::now() >= deadline {
-                return Ok(false);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        self.place_address_until(&inst, node, Instant::now() + HOOK_PATIENCE)
+            .await
     }
 }
 

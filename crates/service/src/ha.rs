@@ -263,7 +263,13 @@ impl Service {
             }
             if let Some(node) = inst.nodes.iter().find(|n| n.id == target.name) {
                 // An address of its own moves now (the old master's clients there are cut).
-                self.place_address(inst, node).await?;
+                let deadline = Instant::now() + SWITCH_TIMEOUT;
+                if inst.has_own_address() && !self.place_address_until(inst, node, deadline).await?
+                {
+                    return Err(crsd_core::Error::internal(
+                        "the promoted replica does not take the instance's address",
+                    ));
+                }
             }
             let _ = ha.proxy.set_health(&inst.id, &target.name, true).await;
             let _ = ha.proxy.set_maint(&inst.id, &old.name, true).await;
@@ -490,21 +496,13 @@ impl Service {
         };
         let deadline = Instant::now() + ADDRESS_READY_TIMEOUT;
         if inst.has_own_address() {
-            loop {
-                match self.place_address(inst, master).await {
-                    Ok(true) => return Ok(()),
-                    Ok(false) => {}
-                    Err(e) if Instant::now() >= deadline => return Err(e),
-                    Err(_) => {}
-                }
-                if Instant::now() >= deadline {
-                    return Err(crsd_core::Error::internal(format!(
-                        "{}'s master {} does not take the instance's address",
-                        inst.id, master.id
-                    )));
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
+            if self.place_address_until(inst, master, deadline).await? {
+                return Ok(());
             }
+            return Err(crsd_core::Error::internal(format!(
+                "{}'s master {} does not take the instance's address",
+                inst.id, master.id
+            )));
         }
         loop {
             let up = ha.proxy.servers_up(&inst.id).await;
