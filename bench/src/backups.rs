@@ -28,9 +28,10 @@ pub async fn run(dir: &Path) -> Result<()> {
     let mut cfg = crate::bench_config(dir, 18500)?;
     cfg.instances.start_timeout_secs = 600;
     let (running, client) = crate::start_crsd(&cfg).await?;
+    let reaper = crate::Reaper(cfg.clone());
     let result = measure(&client, &running.service, keys, dir).await;
     running.shutdown(Duration::from_secs(5)).await;
-    crate::kill_all(&cfg);
+    drop(reaper);
     result
 }
 

@@ -24,9 +24,10 @@ pub async fn run(dir: &Path) -> Result<()> {
     let mut cfg = crate::bench_config(dir, 18600)?;
     cfg.backups.manual_per_day = 10_000;
     let (running, client) = crate::start_crsd(&cfg).await?;
+    let reaper = crate::Reaper(cfg.clone());
     let result = measure(&client, clients, seconds, keys).await;
     running.shutdown(Duration::from_secs(5)).await;
-    crate::kill_all(&cfg);
+    drop(reaper);
     result
 }
 

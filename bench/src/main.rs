@@ -148,6 +148,8 @@ async fn main() -> Result<()> {
         }
     }
     let (running, client) = start_crsd(&cfg).await?;
+    // Whatever happens next (a panic, stdout closed by `| head`), crsd's processes go.
+    let reaper = Reaper(cfg.clone());
     let result = run_crsd(
         &client,
         n_create,
@@ -159,7 +161,7 @@ async fn main() -> Result<()> {
     )
     .await;
     running.shutdown(Duration::from_secs(5)).await;
-    kill_all(&cfg);
+    drop(reaper);
     let (
         Provisioning {
             raw_single,
@@ -562,6 +564,15 @@ async fn start_crsd(cfg: &Config) -> Result<(crsd::server::Running, Client)> {
         created.secret_key.clone(),
     );
     Ok((running, client))
+}
+
+/// Kills what crsd started when dropped, before the data folder goes.
+pub(crate) struct Reaper(pub(crate) Config);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        kill_all(&self.0);
+    }
 }
 
 /// Kills every redis-server under `data` (crsd's data dir) and removes their cgroups.

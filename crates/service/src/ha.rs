@@ -114,6 +114,9 @@ const SWITCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// supervisor's next pass sees it).
 pub(crate) const STREAM_CHECK: Duration = Duration::from_millis(200);
 pub(crate) const STREAM_CHECK_IN_TASK: Duration = Duration::from_millis(20);
+/// Right after a replica's first sync, in the background: the stream starts by its next
+/// acknowledgement, within a second.
+pub(crate) const STREAM_CHECK_AFTER_SYNC: Duration = Duration::from_millis(1500);
 
 impl Service {
     /// API 3.0 ChangeReplicaToMaster: a planned switch of the master to the replica of
@@ -464,6 +467,11 @@ impl Service {
     /// Makes `inst`'s address serve: on the spare frontend its port was taken from, at run
     /// time (no proxy reload: the supervisor's next pass gives it its own section and a new
     /// spare), else by rendering every address ([`Service::publish_addresses`]).
+    ///
+    /// The spare marks the master the database names UP at once, even before it listens:
+    /// the caller makes sure it is master, i.e. it starts that node as master and, should it
+    /// answer otherwise, publishes every address instead (HAProxy's checks then find the
+    /// master). No client has the address before the task that serves it ends.
     pub(crate) async fn serve_address(&self, inst: &Instance) -> Result<()> {
         if inst.has_own_address() {
             // No frontend: its master takes the address (`wait_address_ready`).
@@ -472,16 +480,11 @@ impl Service {
         let (Some(ha), Some(master)) = (self.ha(), inst.master()) else {
             return self.publish_addresses().await;
         };
-        // Only a node seen answering `role:master` right now is marked UP (Sentinel does not
-        // watch the instance yet: nothing demotes it meanwhile).
-        let spec = self.node_spec(inst, master);
-        if self.runtime.is_master_now(&spec).await.unwrap_or(false) {
-            match ha.proxy.take_spare(&self.frontend(inst), &master.id).await {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(instance = %inst.id, error = %e, "cannot take the spare frontend; reloading the proxy instead")
-                }
+        match ha.proxy.take_spare(&self.frontend(inst), &master.id).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(instance = %inst.id, error = %e, "cannot take the spare frontend; reloading the proxy instead")
             }
         }
         self.publish_addresses().await

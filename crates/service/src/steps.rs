@@ -124,26 +124,61 @@ impl Service {
             .ok_or_else(|| Error::InstanceNotFound(id.to_string()))
     }
 
-    pub(crate) async fn execute(&self, mut task: Task) -> Result<()> {
+    pub(crate) async fn execute(self: &std::sync::Arc<Self>, mut task: Task) -> Result<()> {
         let inst = self.task_instance(&task).await?;
         let nodes = self.node_specs(&inst);
         let runtime = &self.runtime;
         let finish = match task.kind {
             TaskKind::NewInstance | TaskKind::StartInstance => {
-                self.start_nodes(&nodes).await?;
-                for replica in self.replica_specs(&inst) {
-                    runtime
-                        .wait_replica_synced(&replica, SYNC_TIMEOUT)
-                        .await
-                        .map_err(engine_err)?;
+                // At once (one after the other they doubled a create's time): the nodes start
+                // and the replicas sync; the stable address gets its frontend; Sentinel
+                // watches the instance. The last two need no node up: Sentinel reconnects to
+                // a master that does not listen yet and promotes no replica before
+                // `keep_promotable` allows it, and the frontend marks the master UP, which
+                // this task starts as master (checked once it runs).
+                let up = async {
+                    self.start_nodes(&nodes).await?;
+                    let synced = async {
+                        for replica in self.replica_specs(&inst) {
+                            runtime
+                                .wait_replica_synced(&replica, SYNC_TIMEOUT)
+                                .await
+                                .map_err(engine_err)?;
+                        }
+                        Ok::<_, Error>(())
+                    };
+                    let master = async {
+                        match inst.master() {
+                            Some(m) => runtime
+                                .is_master_now(&self.node_spec(&inst, m))
+                                .await
+                                .unwrap_or(false),
+                            None => false,
+                        }
+                    };
+                    let (synced, master_is_master) = tokio::join!(synced, master);
+                    synced.map(|()| master_is_master)
+                };
+                let (up, served, watched) =
+                    tokio::join!(up, self.serve_address(&inst), self.watch(&inst));
+                let master_is_master = up?;
+                served?;
+                watched?;
+                if !master_is_master && !inst.has_own_address() {
+                    // A resumed task whose master was failed over meanwhile: the proxy's
+                    // checks find the master.
+                    self.publish_addresses().await?;
                 }
-                // Its stable address serves, then Sentinel watches it (its replicas, in sync,
-                // may be promoted).
-                self.serve_address(&inst).await?;
                 self.wait_address_ready(&inst).await?;
-                self.keep_promotable(&inst, crate::ha::STREAM_CHECK_IN_TASK)
-                    .await;
-                self.watch(&inst).await?;
+                // Sentinel may promote a replica once its master's writes reach it: at once,
+                // or up to a second after its full sync (see `keep_promotable`). The task does
+                // not wait for that second; the supervisor's pass would see it too.
+                let svc = self.clone();
+                let started = inst.clone();
+                tokio::spawn(async move {
+                    svc.keep_promotable(&started, crate::ha::STREAM_CHECK_AFTER_SYNC)
+                        .await
+                });
                 let mut f = Finish::to(InstanceStatus::Running);
                 if task.kind == TaskKind::NewInstance {
                     f.deal = task.deal_id;
