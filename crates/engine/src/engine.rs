@@ -348,9 +348,15 @@ impl Engine {
         // with CLONE_INTO_CGROUP could, but std spawns through posix_spawn, and a fork-based
         // spawn costs more than the exec itself, see process.rs), so redis-server runs in
         // crsd's cgroup from its exec until this write: microseconds in which it reads its
-        // config. It is in its cgroup before `start` reports it started.
+        // config. It is in its cgroup before `start` reports it started. On cgroup v1 a
+        // migration waits for an RCU grace period (5-15 ms measured here) unless another one
+        // just happened: off the runtime's threads, which go on serving meanwhile.
         if let Some(c) = &self.ceilings {
-            if let Err(e) = c.enter(&spec.name, pid) {
+            let (ceilings, node) = (c.clone(), spec.name.clone());
+            let entered = tokio::task::spawn_blocking(move || ceilings.enter(&node, pid))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            if let Err(e) = entered {
                 tracing::error!(node = %spec.name, pid, error = %e, "cannot put redis-server into its cgroup; killing it");
                 let _ = child.start_kill();
                 let _ = tokio::time::timeout(SIGKILL_GRACE, child.wait()).await;
