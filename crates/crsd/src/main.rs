@@ -31,16 +31,17 @@ enum Command {
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
-    /// Run by Redis Sentinel at `+switch-master` of an instance with an address of its own
-    /// (its `client-reconfig-script`): the promoted node takes the instance's address, with
-    /// crsd up or down. Arguments as Sentinel passes them: <name> <role> <state> <from-ip>
-    /// <from-port> <to-ip> <to-port>.
+    /// Run by Redis Sentinel at a promotion, with crsd up or down: the promoted node takes
+    /// an address of its own, or the proxy leads new connections to it alone. Arguments as
+    /// Sentinel passes them: <name> <role> <state> <from-ip> <from-port> <to-ip> <to-port>
+    /// (`client-reconfig-script`, at `+switch-master`), or <event> <description>
+    /// (`notification-script`; only `+promoted-slave` does anything).
     AddressHook {
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(long, env = "CRSD_DATA_DIR")]
         data_dir: Option<PathBuf>,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 7)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 2..=7)]
         sentinel_args: Vec<String>,
     },
     /// Manage accounts.

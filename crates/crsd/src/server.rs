@@ -266,6 +266,12 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
 /// Sentinel and the proxy, from the config; their folders are `<data_dir>/sentinel` and
 /// `<data_dir>/proxy`, the sentinels' own password in `<data_dir>/sentinel.secret` (0600).
 pub fn ha_settings(cfg: &Config) -> Result<HaSettings> {
+    ha_parts(cfg, Some(write_address_hook(cfg)?))
+}
+
+/// [`ha_settings`] with the given reconfig script (none for `address-hook` itself, which
+/// only drives the proxy and the nodes).
+fn ha_parts(cfg: &Config, reconfig_script: Option<std::path::PathBuf>) -> Result<HaSettings> {
     let ha = &cfg.ha;
     Ok(HaSettings {
         sentinel: SentinelConfig {
@@ -287,17 +293,13 @@ pub fn ha_settings(cfg: &Config) -> Result<HaSettings> {
             ..ProxyConfig::default()
         },
         failover_grace: Duration::from_secs(ha.failover_grace_secs.max(1)),
-        reconfig_script: if cfg.instances.address_pool.is_empty() {
-            None
-        } else {
-            Some(write_address_hook(cfg)?)
-        },
+        reconfig_script,
     })
 }
 
-/// Writes `<data_dir>/sentinel/address-hook`, the script Sentinel runs at `+switch-master` of
-/// an instance with an address of its own: it runs this crsd binary's `address-hook` with
-/// the same config. 0700; paths are single-quoted (a quote in one is refused).
+/// Writes `<data_dir>/sentinel/address-hook`, the script Sentinel runs at a promotion: it runs
+/// this crsd binary's `address-hook` with the same config. 0700; paths are single-quoted (a
+/// quote in one is refused).
 fn write_address_hook(cfg: &Config) -> Result<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let exe = std::env::current_exe().context("finding crsd's own binary")?;
@@ -315,8 +317,8 @@ fn write_address_hook(cfg: &Config) -> Result<std::path::PathBuf> {
     }
     line.push_str(&format!(" --data-dir {} \"$@\"", quote(&data_dir)?));
     let text = format!(
-        "#!/bin/sh\n# Written by crsd at start: Redis Sentinel runs this at +switch-master of an\n\
-         # instance with an address of its own, so the address follows the new master.\n{line}\n"
+        "#!/bin/sh\n# Written by crsd at start: Redis Sentinel runs this at +switch-master, so the\n\
+         # instance's address follows the new master while crsd is down.\n{line}\n"
     );
     let dir = cfg.data_dir.join("sentinel");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -500,13 +502,14 @@ fn write_secret_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// `crsd address-hook`: what Sentinel's `client-reconfig-script` runs at `+switch-master` of
-/// an instance with an address of its own, with Sentinel's 7 arguments (`<name> <role>
-/// <state> <from-ip> <from-port> <to-ip> <to-port>`): the new master takes the address (see
-/// the service's `addresses.rs`). Exit status 1 (an error) makes Sentinel run it again.
+/// `crsd address-hook`: what Sentinel's `client-reconfig-script` runs at `+switch-master`,
+/// with Sentinel's 7 arguments (`<name> <role> <state> <from-ip> <from-port> <to-ip>
+/// <to-port>`): the new master takes an address of its own, or the proxy leads new
+/// connections to it alone (see the service's `addresses.rs`). Exit status 1 (an error) makes Sentinel run it again.
 pub async fn address_hook(cfg: &Config, args: &[String]) -> Result<()> {
-    let [name, _role, _state, _from_ip, _from_port, to_ip, to_port] = args else {
-        anyhow::bail!("expected Sentinel's 7 arguments");
+    let Some((name, to_ip, to_port)) = promotion(args)? else {
+        // Another of Sentinel's warnings: nothing to do.
+        return Ok(());
     };
     let to_port: u16 = to_port.parse().context("the new master's port")?;
     let store = crsd_store::Store::open(&cfg.data_dir.join("crsd.db"))
@@ -515,12 +518,15 @@ pub async fn address_hook(cfg: &Config, args: &[String]) -> Result<()> {
     let mut engine = engine_config(cfg);
     // Admin calls and, to fence a hung node, a kill: no ceiling to set up.
     engine.ceiling = None;
+    let mut service_cfg = service_config(cfg);
+    // The proxy's CLI, to fence; nothing is started or written.
+    service_cfg.ha = Some(ha_parts(cfg, None)?);
     let svc = crsd_service::Service::new(
         store,
         std::sync::Arc::new(crsd_engine::Engine::new(engine)),
         backup_store(cfg)?,
         Arc::new(crsd_core::clock::SystemClock),
-        service_config(cfg),
+        service_cfg,
     );
     if svc.address_hook(name, to_ip, to_port).await? {
         tracing::info!(instance = %name, master = %format!("{to_ip}:{to_port}"), "the instance's address is on its new master");
@@ -531,9 +537,62 @@ pub async fn address_hook(cfg: &Config, args: &[String]) -> Result<()> {
     }
 }
 
+/// The instance and the promoted node's address in Sentinel's arguments: a
+/// `client-reconfig-script`'s 7, or a `notification-script`'s 2 when the event is
+/// `+promoted-slave` (description `slave <ip>:<port> <ip> <port> @ <name> <master-ip>
+/// <master-port>`); `None` for any other event. (Sentinel runs the notification script for
+/// its warnings only: `+failover-state-wait-promotion`, earlier, is a notice.)
+fn promotion(args: &[String]) -> Result<Option<(&str, &str, &str)>> {
+    match args {
+        [name, _role, _state, _from_ip, _from_port, to_ip, to_port] => {
+            Ok(Some((name, to_ip, to_port)))
+        }
+        [event, description] if event == "+promoted-slave" => {
+            let words: Vec<&str> = description.split_whitespace().collect();
+            match words.as_slice() {
+                ["slave", _, ip, port, "@", name, _, _] => Ok(Some((name, ip, port))),
+                _ => anyhow::bail!("an unexpected promotion event: {description:?}"),
+            }
+        }
+        [_event, _description] => Ok(None),
+        _ => anyhow::bail!("expected Sentinel's 7 or 2 arguments"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::ephemeral_overlap;
+
+    #[test]
+    fn sentinel_promotions_are_read_from_both_scripts_arguments() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let reconfig = args(&[
+            "crs-a",
+            "leader",
+            "start",
+            "127.0.0.1",
+            "7001",
+            "127.0.0.2",
+            "7002",
+        ]);
+        assert_eq!(
+            super::promotion(&reconfig).unwrap(),
+            Some(("crs-a", "127.0.0.2", "7002"))
+        );
+        let promotion = args(&[
+            "+promoted-slave",
+            "slave 127.0.0.2:7002 127.0.0.2 7002 @ crs-a 127.0.0.1 7001",
+        ]);
+        assert_eq!(
+            super::promotion(&promotion).unwrap(),
+            Some(("crs-a", "127.0.0.2", "7002"))
+        );
+        let other = args(&["+sdown", "master crs-a 127.0.0.1 7001"]);
+        assert_eq!(super::promotion(&other).unwrap(), None);
+        assert!(super::promotion(&args(&["a", "b", "c"])).is_err());
+        let garbled = args(&["+promoted-slave", "slave x"]);
+        assert!(super::promotion(&garbled).is_err());
+    }
 
     #[test]
     fn an_instance_range_inside_the_ephemeral_range_is_reported() {

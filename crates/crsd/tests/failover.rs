@@ -105,8 +105,8 @@ async fn role_at_host(host: &str, port: u16) -> Option<String> {
 struct Writer {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<u64>>>,
-    /// (sent, answered OK) of each write answered OK.
-    ok_at: Arc<Mutex<Vec<(Instant, Instant)>>>,
+    /// (sent, answered OK, n) of each write answered OK.
+    ok_at: Arc<Mutex<Vec<(Instant, Instant, u64)>>>,
     /// Every connection refused or write that failed, as it failed.
     failures: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
@@ -118,6 +118,16 @@ impl Writer {
     }
 
     fn start_at(host: &str, port: u16) -> Writer {
+        Writer::start_with(host, port, false)
+    }
+
+    /// A writer that connects again for every write: each write goes where the address leads
+    /// a new connection now.
+    fn start_reconnecting(port: u16) -> Writer {
+        Writer::start_with("127.0.0.1", port, true)
+    }
+
+    fn start_with(host: &str, port: u16, reconnect: bool) -> Writer {
         let host = host.to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
@@ -144,7 +154,7 @@ impl Writer {
                         redis::cmd("RPUSH").arg("log").arg(n).query_async(con).await;
                     match pushed {
                         Ok(_) => {
-                            o.lock().unwrap().push((sent, Instant::now()));
+                            o.lock().unwrap().push((sent, Instant::now(), n));
                             let waited: redis::RedisResult<i64> =
                                 redis::cmd("WAIT").arg(1).arg(200).query_async(con).await;
                             match waited {
@@ -160,6 +170,9 @@ impl Writer {
                             f.lock().unwrap().push(format!("write {n}: {e}"));
                             c = None
                         }
+                    }
+                    if reconnect {
+                        c = None;
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -181,8 +194,19 @@ impl Writer {
             .lock()
             .unwrap()
             .iter()
-            .find(|(sent, _)| *sent > t)
-            .map(|(_, at)| *at - t)
+            .find(|(sent, _, _)| *sent > t)
+            .map(|(_, at, _)| *at - t)
+    }
+
+    /// Every write sent after `t` and answered OK, acknowledged by a replica or not.
+    fn answered_ok_after(&self, t: Instant) -> Vec<u64> {
+        self.ok_at
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(sent, _, _)| *sent > t)
+            .map(|(_, _, n)| *n)
+            .collect()
     }
 
     async fn stop(self) -> Vec<u64> {
@@ -415,6 +439,132 @@ async fn a_killed_master_fails_over_behind_the_same_address() {
             .any(|t| t["TaskType"] == "switchMaster" || t["TaskName"] == "switchMaster"),
         "the failover is listed as a task: {tasks}"
     );
+}
+
+/// A master that freezes (SIGSTOP: a hung process, a stalled disk) is failed over; when it
+/// thaws it still says `role:master` until Sentinel turns it into a replica, and it must take
+/// no write meanwhile: every write the stable address answered OK after the failover, even one
+/// no replica acknowledged, is on the new master at the end, and the old master rejoins as
+/// its replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_master_that_thaws_after_the_failover_takes_no_write() {
+    frozen_master_thaws(true).await;
+}
+
+/// [`a_frozen_master_that_thaws_after_the_failover_takes_no_write`] with crsd down from before
+/// the freeze until the end: the proxy alone must keep the thawed master out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_master_that_thaws_takes_no_write_without_crsd() {
+    frozen_master_thaws(false).await;
+}
+
+async fn frozen_master_thaws(crsd_up: bool) {
+    let (_dir, mut d, api) = start().await;
+    let id = api.create(PASSWORD, 1).await;
+    let port = api.describe(&id).await["Port"].as_u64().unwrap() as u16;
+    wait_watched(&d.data, &id).await;
+    let old = node_pid(&d.data, &id, 0).expect("the master runs");
+    if !crsd_up {
+        d.kill9();
+    }
+
+    let w = Writer::start_reconnecting(port);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let frozen_at = Instant::now();
+    // SAFETY: kill(2) on the pid the test read from the node's pid file just now.
+    unsafe { libc::kill(old, libc::SIGSTOP) };
+    let outage = wait_writes_back(&w, frozen_at, Duration::from_secs(10)).await;
+    eprintln!("writes accepted again {outage:?} after the freeze (crsd up: {crsd_up})");
+    let failed_over_at = frozen_at + outage;
+    // The proxy fences the old master at the promotion: crsd's follower, or without crsd
+    // Sentinel's script (`+promoted-slave`, then the script's start). A thaw before that
+    // could still take writes; the test thaws once it is done.
+    let fenced =
+        wait_server_state(&d.data, &id, &format!("{id}-0"), |admin, _| admin & 1 != 0).await;
+    eprintln!(
+        "old master fenced at the proxy {:?} after writes came back",
+        fenced - failed_over_at
+    );
+    // SAFETY: as above; the process is stopped, not gone (nothing reaps it meanwhile).
+    unsafe { libc::kill(old, libc::SIGCONT) };
+    // Long enough for the proxy's checks to see the thawed node answer `role:master` (it does
+    // within milliseconds) and for Sentinel to demote it.
+    let thawed_at = Instant::now();
+    let mut claimed_master = false;
+    while thawed_at.elapsed() < Duration::from_secs(4) {
+        claimed_master |= role_at(node_port(&d.data, &id, 0)).await.as_deref() == Some("master");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answered = w.answered_ok_after(failed_over_at);
+    let _ = w.stop().await;
+    assert!(!answered.is_empty(), "writes went on after the failover");
+    assert!(
+        claimed_master,
+        "the thawed master said it was master for a while"
+    );
+    if !crsd_up {
+        d.start().await;
+    }
+    wait_master_recorded(&api, &d.data, &id, 1, 2).await;
+    assert_eq!(
+        node_pid(&d.data, &id, 0),
+        Some(old),
+        "the thawed master was demoted, not restarted"
+    );
+    // Fenced at the failover, the old master is out of maintenance again as a replica (a
+    // later switch to it needs it out), and DOWN (its checks see a replica).
+    wait_server_state(&d.data, &id, &format!("{id}-0"), |admin, op| {
+        admin & 1 == 0 && op != 2
+    })
+    .await;
+    let mut c = conn(port).await.expect("the address serves");
+    let have: Vec<u64> = redis::cmd("LRANGE")
+        .arg("log")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let have: std::collections::HashSet<u64> = have.into_iter().collect();
+    let lost: Vec<&u64> = answered.iter().filter(|n| !have.contains(n)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} writes answered OK after the failover are lost (the thawed master took them): {:?}",
+        lost.len(),
+        answered.len(),
+        &lost[..lost.len().min(20)]
+    );
+}
+
+/// Waits (10 s at most) until the proxy's worker shows `server` of instance `id` in a state
+/// `ok(admin_state, op_state)` accepts (`show servers state`: admin bit 1 is forced
+/// maintenance, op state 2 is UP); when it did.
+async fn wait_server_state(
+    data: &Path,
+    id: &str,
+    server: &str,
+    ok: impl Fn(u32, u32) -> bool,
+) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let states = proxy_cli(data, &format!("@1 show servers state {id}")).await;
+        let state = states.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() > 6 && f[1] == id && f[3] == server {
+                Some((f[6].parse::<u32>().ok()?, f[5].parse::<u32>().ok()?))
+            } else {
+                None
+            }
+        });
+        if state.is_some_and(|(admin, op)| ok(admin, op)) {
+            return Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{server} of {id} never reached the state wanted: {states}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The same with crsd killed first: the failover happens without crsd; once crsd is back its
@@ -1089,7 +1239,7 @@ async fn a_create_takes_a_spare_address_and_the_reload_after_it_drops_nothing() 
             .lock()
             .unwrap()
             .iter()
-            .any(|(sent, _)| *sent > reloaded)
+            .any(|(sent, _, _)| *sent > reloaded)
     };
     let (went_on_a, went_on_b) = (after(&w), after(&wb));
     let (acked_a, acked_b) = (w.stop().await, wb.stop().await);

@@ -155,6 +155,8 @@ const SRV_RUNNING: u32 = 2;
 /// resolver and health-check maintenance, and drain. `CMAINT` (4, "disabled in the
 /// config") is not one: a spare's slot keeps it after `state ready`.
 const SRV_ADMIN_OFF: u32 = 0x01 | 0x02 | 0x08 | 0x10 | 0x20 | 0x40;
+/// `srv_admin_state`'s forced maintenance bit (`set server ... state maint`).
+const SRV_ADMIN_FMAINT: u32 = 0x01;
 /// `srv_admin_state`'s "disabled in the config" bit.
 const SRV_ADMIN_CMAINT: u32 = 0x04;
 /// A spare frontend's section is `spare-<port>`, its server slots `s0`, `s1`, ...
@@ -694,6 +696,85 @@ impl Proxy {
         let (fe, srv) = layout.runtime_names(frontend, server);
         self.worker_command_ok(&format!("set server {fe}/{srv} state {state}"))
             .await
+    }
+
+    /// After a failover: `master` is UP now and takes every new connection, and `others` are
+    /// in maintenance, so none of them takes one even if it still says `role:master` (a
+    /// master that froze and thawed after Sentinel promoted another node does until Sentinel
+    /// demotes it, and `balance first` would lead new connections to it when it is listed
+    /// first). One round trip. [`Proxy::maintained`] tells who is fenced.
+    pub async fn fence(
+        &self,
+        frontend: &str,
+        master: &str,
+        others: &[String],
+    ) -> Result<(), EngineError> {
+        server_ref(frontend, master)?;
+        let layout = self.lock.lock().await;
+        let mut cmds = String::new();
+        for other in others {
+            server_ref(frontend, other)?;
+            let (fe, srv) = layout.runtime_names(frontend, other);
+            let _ = write!(cmds, "set server {fe}/{srv} state maint;");
+        }
+        let (fe, srv) = layout.runtime_names(frontend, master);
+        let _ = write!(
+            cmds,
+            "set server {fe}/{srv} state ready;set server {fe}/{srv} health up"
+        );
+        // Each command is routed to the newest worker on its own.
+        let routed = cmds
+            .split(';')
+            .map(|c| format!("@1 {c}"))
+            .collect::<Vec<_>>()
+            .join(";");
+        let reply = self
+            .cli_retry(&routed, Instant::now() + COMMAND_TIMEOUT)
+            .await?;
+        if reply.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::ProxyCommand {
+                command: format!("fence {frontend} on {master}"),
+                reply: reply.trim().to_string(),
+            })
+        }
+    }
+
+    /// Takes `server` of `frontend` out of maintenance as DOWN: its checks judge it from
+    /// now on (a replica stays DOWN). Drained first: `state ready` straight from maintenance
+    /// marks a server UP, and a health set in maintenance is ignored (both measured).
+    pub async fn unfence(&self, frontend: &str, server: &str) -> Result<(), EngineError> {
+        server_ref(frontend, server)?;
+        let layout = self.lock.lock().await;
+        let (fe, srv) = layout.runtime_names(frontend, server);
+        let routed = format!(
+            "@1 set server {fe}/{srv} state drain;@1 set server {fe}/{srv} health down;@1 set server {fe}/{srv} state ready"
+        );
+        let reply = self
+            .cli_retry(&routed, Instant::now() + COMMAND_TIMEOUT)
+            .await?;
+        if reply.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::ProxyCommand {
+                command: format!("unfence {frontend}/{server}"),
+                reply: reply.trim().to_string(),
+            })
+        }
+    }
+
+    /// Every (frontend, server) the current worker holds in maintenance.
+    pub async fn maintained(&self) -> Result<HashSet<(String, String)>, EngineError> {
+        let layout = self.lock.lock().await;
+        let reply = self.worker_command("show servers state").await?;
+        Ok(parse_servers_state(&reply)
+            .into_iter()
+            .filter(|s| s.admin_state & SRV_ADMIN_FMAINT != 0)
+            .map(|s| layout.real_names(&s.backend, &s.server))
+            // Spare slots nobody took are in maintenance by design.
+            .filter(|(fe, _)| !fe.starts_with(SPARE_PREFIX))
+            .collect())
     }
 
     /// Closes every connection to `server` of `frontend`: on the current worker

@@ -229,9 +229,12 @@ pub struct Monitored {
     /// Its secret ([`crate::internal_secret`] of the instance's admin secret).
     pub auth_pass: String,
     /// Run by every sentinel at `+switch-master` (`client-reconfig-script`, with
-    /// `<name> <role> <state> <from-ip> <from-port> <to-ip> <to-port>`): an executable file
-    /// whose path has no whitespace or quotes. Sentinels accept it at run time because their
-    /// config says `sentinel deny-scripts-reconfig no` (they require a password).
+    /// `<name> <role> <state> <from-ip> <from-port> <to-ip> <to-port>`) and at each of its
+    /// warnings (`notification-script`, with `<event> <description>`: among them
+    /// `+promoted-slave`, as soon as the promoted replica answers master, up to a second
+    /// before `+switch-master`): an executable file whose path has no whitespace or quotes.
+    /// Sentinels accept it at run time because their config says `sentinel
+    /// deny-scripts-reconfig no` (they require a password).
     pub reconfig_script: Option<PathBuf>,
 }
 
@@ -945,11 +948,14 @@ async fn monitor_one(
         // A sentinel whose config predates `deny-scripts-reconfig no` refuses it: it still
         // fails the master over, only without the script (crsd moves what the script would
         // once it runs).
+        let script = script.to_string_lossy();
         if let Err(e) = redis::cmd("SENTINEL")
             .arg("SET")
             .arg(&m.name)
             .arg("client-reconfig-script")
-            .arg(script.to_string_lossy().as_ref())
+            .arg(script.as_ref())
+            .arg("notification-script")
+            .arg(script.as_ref())
             .query_async::<()>(&mut con)
             .await
         {

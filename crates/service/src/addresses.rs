@@ -1,4 +1,6 @@
-//! Instances with an address of their own (`instances.address_pool`): no proxy hop.
+//! Where an instance's address leads after a failover: its own address, or the proxy.
+//!
+//! # An address of its own (`instances.address_pool`): no proxy hop
 //!
 //! Such an instance's nodes listen on addresses of their own at the instance's port, and the
 //! instance's address (`vip`) is held by its current master alone (see the engine's
@@ -18,6 +20,17 @@
 //! Sentinel has demoted it, and the supervisor starts it again as a replica. Nothing happens
 //! while the named master is not master (yet): a placement never takes the address from a
 //! master to give it to a replica.
+//!
+//! # Behind the proxy
+//!
+//! HAProxy leads a new connection to the first node its checks see answering `role:master`
+//! (`balance first`, the database's master listed first). A master that froze (a hung
+//! process, a stalled disk) and thaws after Sentinel promoted another node still answers
+//! master until Sentinel demotes it, a second or more: a check sees it UP, and the writes
+//! of every new connection sent to it were lost at its demotion (measured: 9-11 writes per
+//! thaw, `failover.rs`). So at a promotion the same two parties (crsd's follower, Sentinel's
+//! script) fence the instance at the proxy: the promoted node UP, every other node in
+//! maintenance; the supervisor takes a node out of maintenance once it is a replica.
 
 use crate::Service;
 use crsd_core::model::{Instance, Node};
@@ -139,16 +152,89 @@ impl Service {
             return Ok(false);
         };
         // The promotion may still be on its way to the node: a moment's patience.
-        self.place_address_until(&inst, node, Instant::now() + HOOK_PATIENCE)
+        let deadline = Instant::now() + HOOK_PATIENCE;
+        if inst.has_own_address() {
+            return self.place_address_until(&inst, node, deadline).await;
+        }
+        loop {
+            if self.fence_at_proxy(&inst, node).await? {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Behind the proxy, once `master` answers master: the proxy leads new connections to it
+    /// alone, every other node of the instance in maintenance (one that froze and thawed
+    /// still says master until Sentinel demotes it, and would get them). The supervisor
+    /// takes a node out of maintenance once it is a replica ([`Service::unfence_replicas`]).
+    /// False while `master` is not master (yet).
+    pub(crate) async fn fence_at_proxy(&self, inst: &Instance, master: &Node) -> Result<bool> {
+        let Some(ha) = self.ha() else {
+            return Ok(false);
+        };
+        let spec = self.node_spec(inst, master);
+        if !self.runtime.is_master_now(&spec).await.unwrap_or(false) {
+            return Ok(false);
+        }
+        let others: Vec<String> = inst
+            .nodes
+            .iter()
+            .filter(|n| n.id != master.id)
+            .map(|n| n.id.clone())
+            .collect();
+        ha.proxy
+            .fence(&inst.id, &master.id, &others)
             .await
+            .map_err(crate::steps::engine_err)?;
+        tracing::info!(instance = %inst.id, node = %master.id,
+            "the proxy leads new connections to the promoted node alone");
+        Ok(true)
+    }
+
+    /// Takes out of maintenance each node fenced at a failover ([`Service::fence_at_proxy`])
+    /// that is a replica now, so the proxy's checks judge it again (a later switch to it
+    /// needs it out). Instances a task holds are left to the task (a planned switch fences on
+    /// its own).
+    pub(crate) async fn unfence_replicas(&self, instances: &[Instance]) {
+        let Some(ha) = self.ha() else {
+            return;
+        };
+        let fenced = match ha.proxy.maintained().await {
+            Ok(f) if f.is_empty() => return,
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the proxy's server states");
+                return;
+            }
+        };
+        for inst in instances.iter().filter(|i| i.lock_task.is_none()) {
+            for node in &inst.nodes {
+                if !fenced.contains(&(inst.id.clone(), node.id.clone())) {
+                    continue;
+                }
+                let spec = self.node_spec(inst, node);
+                if !matches!(self.runtime.replica_state(&spec).await, Ok(Some(_))) {
+                    continue;
+                }
+                match ha.proxy.unfence(&inst.id, &node.id).await {
+                    Ok(()) => tracing::info!(instance = %inst.id, node = %node.id,
+                        "a fenced node is a replica now; the proxy checks it again"),
+                    Err(e) => tracing::warn!(instance = %inst.id, node = %node.id, error = %e,
+                        "cannot take a node out of maintenance"),
+                }
+            }
+        }
     }
 }
 
 impl Service {
-    /// While crsd runs: as soon as a sentinel announces the promotion of a replica of an
-    /// instance with an address of its own, the address moves to it (crsd's supervisor would
-    /// only see the failover at `+switch-master`, about 0.8 s later, and Sentinel's script
-    /// runs only then).
+    /// While crsd runs: as soon as a sentinel announces the promotion of a replica, the
+    /// instance's address follows it (crsd's supervisor would only see the failover at
+    /// `+switch-master`, about 0.8 s later, and Sentinel's script runs only then).
     pub async fn run_address_follower(
         self: std::sync::Arc<Self>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -156,9 +242,6 @@ impl Service {
         let Some(sentinels) = self.sentinels().cloned() else {
             return;
         };
-        if self.cfg.address_pool.is_empty() {
-            return;
-        }
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         let follow = tokio::spawn(async move { sentinels.follow_promotions(tx).await });
         loop {
@@ -170,7 +253,7 @@ impl Service {
                     tokio::spawn(async move {
                         match svc.address_hook(&p.name, &p.host, p.port).await {
                             Ok(true) => tracing::info!(instance = %p.name, node = %format!("{}:{}", p.host, p.port),
-                                "the instance's address moved to the replica Sentinel promoted"),
+                                "the instance's address follows the replica Sentinel promoted"),
                             Ok(false) => {}
                             Err(e) => tracing::warn!(instance = %p.name, error = ?e,
                                 "cannot move the instance's address to the promoted replica"),

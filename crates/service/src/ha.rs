@@ -47,8 +47,9 @@ pub struct HaSettings {
     /// How long a dead master whose replicas live waits for Sentinel's promotion before the
     /// supervisor starts it again in place (Sentinel could not promote: no replica in sync).
     pub failover_grace: Duration,
-    /// Sentinel's `client-reconfig-script` for instances with an address of their own (runs
-    /// `crsd address-hook`, see `addresses.rs`); `None`: crsd alone moves their address.
+    /// Sentinel's `client-reconfig-script` (runs `crsd address-hook`, see `addresses.rs`):
+    /// an address of its own moves to the new master, a proxy fences the old one; `None`:
+    /// crsd alone does both, while it runs.
     pub reconfig_script: Option<std::path::PathBuf>,
 }
 
@@ -56,7 +57,7 @@ pub struct HaSettings {
 /// before `Service::start_ha`).
 pub(crate) struct Ha {
     sentinels: SentinelSet,
-    proxy: Proxy,
+    pub(crate) proxy: Proxy,
     failover_grace: Duration,
     /// Sentinel's pause between two failovers of one master: twice its failover timeout.
     failover_pause: Duration,
@@ -290,8 +291,13 @@ impl Service {
         for r in &others {
             let _ = self.runtime.set_replica_priority(r, PROMOTABLE).await;
         }
-        let _ = ha.proxy.set_health(&inst.id, &old.name, false).await;
-        let _ = ha.proxy.set_maint(&inst.id, &old.name, false).await;
+        if result.is_ok() {
+            // A replica now: out of maintenance as DOWN (`state ready` alone would mark it UP
+            // until its next checks, and lead new connections to it).
+            let _ = ha.proxy.unfence(&inst.id, &old.name).await;
+        } else {
+            let _ = ha.proxy.set_maint(&inst.id, &old.name, false).await;
+        }
         result?;
         self.sweep_old_proxy_sessions().await;
         self.record_switch(&inst.id, &target.name, TaskKind::ChangeReplicaToMaster)
@@ -387,7 +393,12 @@ impl Service {
         if !started.is_empty() {
             tracing::info!(ports = ?started, "Sentinel processes started");
         }
-        if !self.cfg.address_pool.is_empty() {
+        if self
+            .cfg
+            .ha
+            .as_ref()
+            .is_some_and(|h| h.reconfig_script.is_some())
+        {
             // Sentinels of an earlier release run `crsd address-hook` only once restarted.
             if let Err(e) = ha.sentinels.allow_reconfig_scripts().await {
                 tracing::warn!(error = %e, "cannot restart a sentinel to accept reconfig scripts");
@@ -551,11 +562,7 @@ impl Service {
             port: master.port,
             auth_user: SENTINEL_USER.to_string(),
             auth_pass: internal_secret(&inst.admin_secret, SENTINEL_USER),
-            reconfig_script: if inst.has_own_address() {
-                self.cfg.ha.as_ref().and_then(|h| h.reconfig_script.clone())
-            } else {
-                None
-            },
+            reconfig_script: self.cfg.ha.as_ref().and_then(|h| h.reconfig_script.clone()),
         })
     }
 

@@ -87,7 +87,9 @@ impl Service {
         if let Some(views) = self.sentinel_masters().await {
             self.follow_failovers(&views).await?;
         }
-        for inst in self.store.live_instances().await? {
+        let live = self.store.live_instances().await?;
+        self.unfence_replicas(&live).await;
+        for inst in live {
             if !self.should_run(&inst).await? {
                 continue;
             }
