@@ -1,9 +1,11 @@
-//! Upgrade in place: a data folder and the redis-server processes made by the PREVIOUS release
-//! of crsd (the commit in tests/upgrade/PREVIOUS, built by scripts/upgrade-test.sh and passed
-//! in `CRSD_PREVIOUS_BIN`) are adopted by this tree's crsd: no redis-server is restarted, every
-//! instance serves its data, replicates, and takes new change tasks; an adopted master killed
-//! -9 comes back from its own folder with its data, and an adopted instance can be stopped and
-//! started again (the new crsd recognises the processes as its own).
+//! Upgrade in place: a data folder and the processes made by the PREVIOUS release of crsd (the
+//! commit in tests/upgrade/PREVIOUS, built by scripts/upgrade-test.sh and passed in
+//! `CRSD_PREVIOUS_BIN`) are adopted by this tree's crsd: no redis-server, sentinel or proxy is
+//! restarted, every instance serves its data at the address the API gave before, without a
+//! failed connection while crsd is replaced, replicates, is still watched by every sentinel,
+//! and takes new change tasks; an adopted master killed -9 comes back with its data, and an
+//! adopted instance can be stopped and started again (the new crsd recognises the processes as
+//! its own).
 //!
 //! The previous crsd makes instances through the public APIs (v2 CreateRedis and API 3.0
 //! CreateInstances, signed as the SDKs sign), a parameter change and a backup, so its data
@@ -14,7 +16,11 @@
 //! each instance's master by the address the API gives, its replicas from the master's `INFO
 //! replication`, and each node's identity from its own `INFO server` (`process_id` and
 //! `run_id`, new at every start of redis-server). Every redis-server whose command line names
-//! the data dir must be one of those nodes, before and after.
+//! the data dir must be one of those nodes, before and after. The sentinels are found by the
+//! ports the config names, logged in with the secret crsd keeps in `<data>/sentinel.secret`
+//! (the one file of the data folder this test reads), and identified the same way; the proxy
+//! is the one haproxy master process whose command line names the data dir (its workers are
+//! replaced at every reload, the master stays).
 
 mod common;
 
@@ -23,7 +29,8 @@ use common::{redis_conn, V2Client};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The path of the previous release's `crsd`, set by scripts/upgrade-test.sh.
@@ -91,14 +98,23 @@ async fn upgrade_in_place(stop: Stop) {
     // The daily automatic backups half a day away: none starts during the test.
     let daily_at = (chrono::Utc::now() + chrono::Duration::hours(12)).format("%H:%M");
     let config = std::fs::read_to_string(&d.config).unwrap();
-    // The previous release knows no [ha] section (it refuses unknown keys): it is added back
-    // for the new crsd.
-    let (config, ha_section) = config
-        .split_once("[ha]")
-        .map(|(base, ha)| (base.to_string(), format!("[ha]{ha}")))
-        .unwrap_or((config.clone(), String::new()));
     let config = format!("{config}[backups]\ndaily_at = \"{daily_at}\"\n");
-    std::fs::write(&d.config, &config).unwrap();
+    // The previous release refuses keys it does not know: those added since are left out of
+    // its config and given to the new crsd.
+    std::fs::write(&d.config, without_newer_keys(&config)).unwrap();
+    let ha = HaSetup::read(&config, &d.data);
+    // The new crsd watches with another Sentinel setting than the previous one did, as after
+    // a release that changes a default (`down_after_ms` went from 1500 to 500 for a config
+    // that names none): the watches it adopts take its settings.
+    let (down_before, down_after) = ("1500", "2000");
+    let new_config = config.replace(
+        &format!("down_after_ms = {down_before}\n"),
+        &format!("down_after_ms = {down_after}\n"),
+    );
+    assert_ne!(
+        new_config, config,
+        "the test config sets down_after_ms = {down_before}"
+    );
     d.binary = previous.clone();
     d.start().await;
     let v2 = d.client();
@@ -171,8 +187,16 @@ async fn upgrade_in_place(stop: Stop) {
         4,
         "a master and a replica per instance before the upgrade: {before:#?}"
     );
+    // The previous release's sentinels watch every instance (this is what must carry over),
+    // and it runs one proxy.
+    sentinels_watch(&ha, &insts, &before, down_before, "before the upgrade").await;
+    let ha_before = ha.procs().await;
 
-    // ---- the previous release stops; its redis-servers go on serving.
+    // From here until the new crsd has taken over, every address is probed: a new connection
+    // and a kept one, every 20 ms.
+    let probe = Probe::start(&insts).await;
+
+    // ---- the previous release stops; its redis-servers, sentinels and proxy go on serving.
     match stop {
         Stop::Kill9 => d.kill9(),
         Stop::Term => {
@@ -188,11 +212,13 @@ async fn upgrade_in_place(stop: Stop) {
         &nodes(&insts, &d.data).await,
         "with no crsd running",
     );
+    ha_before.assert_same(&ha.procs().await, "with no crsd running");
 
-    // ---- the new crsd on the same data dir and config.
+    // ---- the new crsd on the same data dir and config (with the keys the previous one did
+    // not know, and its own down-after).
     d.binary = PathBuf::from(env!("CARGO_BIN_EXE_crsd"));
     assert_ne!(d.binary, previous, "the new crsd is another binary");
-    std::fs::write(&d.config, format!("{config}{ha_section}")).unwrap();
+    std::fs::write(&d.config, &new_config).unwrap();
     let log_from = d.log().len();
     d.start().await;
     // /healthz answers after the first supervisor pass (the one that adopts or restarts).
@@ -201,28 +227,26 @@ async fn upgrade_in_place(stop: Stop) {
         &nodes(&insts, &d.data).await,
         "after the new crsd's first supervisor pass",
     );
+    // Adopted, not restarted: with no address pool configured (as here) the new crsd has no
+    // reason to restart a sentinel (only a sentinel of an earlier release with a pool is
+    // restarted, to accept reconfig scripts: `SentinelSet::allow_reconfig_scripts`); a reload
+    // of the proxy keeps its master process.
+    ha_before.assert_same(&ha.procs().await, "after the new crsd started");
+    // The same sentinels still watch every instance, at the same master node, with the new
+    // crsd's settings.
+    sentinels_watch(&ha, &insts, &before, down_after, "after the upgrade").await;
     no_complaints(&d.log()[log_from..], &insts);
 
-    // The node folders moved to this release's layout (`<instance>/<node id>`) under the
-    // running processes; the previous names are links to them while those processes run.
-    for inst in &insts {
-        let dir = d.data.join("instances").join(&inst.id);
-        for (old, node) in [("master", 0), ("replica", 1)] {
-            let moved = dir.join(format!("{}-{node}", inst.id));
-            assert!(
-                moved.join("redis.conf").is_file(),
-                "{}: node folder {} is not in the new layout",
-                inst.id,
-                moved.display()
-            );
-            let link = std::fs::read_link(dir.join(old)).unwrap_or_default();
-            assert_eq!(
-                link,
-                PathBuf::from(format!("{}-{node}", inst.id)),
-                "{}: the previous folder name {old} links to the moved folder",
-                inst.id
-            );
-        }
+    // Every adopted redis-server still finds its config file where it was started with it
+    // (it rewrites it there: `CONFIG REWRITE`, a parameter change, Sentinel's switch).
+    for (name, n) in &before {
+        let conf = conf_of(n.pid);
+        assert!(
+            conf.is_file(),
+            "{name} (pid {}): its config file {} is gone after the upgrade",
+            n.pid,
+            conf.display()
+        );
     }
 
     // Every instance is running in both dialects' views.
@@ -250,14 +274,21 @@ async fn upgrade_in_place(stop: Stop) {
             inst.id, inst.made_by
         );
         assert_eq!(
+            (&r["InstanceSet"][0]["WanIp"], &r["InstanceSet"][0]["Port"]),
+            (&json!(inst.host), &json!(inst.port)),
+            "{} ({}): the address the API gave before the upgrade: {r}",
+            inst.id,
+            inst.made_by
+        );
+        assert_eq!(
             r["InstanceSet"][0]["RedisReplicasNum"], 1,
             "{} ({}): one replica, as the previous release made it: {r}",
             inst.id, inst.made_by
         );
     }
 
-    // The port clients had is now the instance's stable address: the proxy listens there
-    // and leads to the master, which moved to a port of its own without a restart.
+    // The address the API gave is still the instance's stable address: the proxy listens
+    // there and leads to the master, which has a port of its own.
     for inst in &insts {
         let mut c = conn(inst, inst.port, "address").await;
         let server = info(&mut c, "server").await;
@@ -278,6 +309,8 @@ async fn upgrade_in_place(stop: Stop) {
             inst.id
         );
     }
+    // Not one probe of an address failed while crsd was replaced.
+    probe.stop_and_check().await;
 
     // The data is there, writes work and reach the replica.
     for inst in &insts {
@@ -412,6 +445,7 @@ async fn upgrade_in_place(stop: Stop) {
             &nodes(&insts, &d.data).await,
             "while the new crsd supervises",
         );
+        ha_before.assert_same(&ha.procs().await, "while the new crsd supervises");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     no_complaints(&d.log()[log_from..], &insts);
@@ -476,6 +510,8 @@ async fn upgrade_in_place(stop: Stop) {
     let mut m = conn(&a, a.port, "master").await;
     keys_are_there_with(&a, &mut m, KEYS + 1).await;
     replicas_hold(&a, "after-upgrade", &a.id).await;
+    // Through all of that the sentinels and the proxy the previous release started served on.
+    ha_before.assert_same(&ha.procs().await, "at the end");
 }
 
 /// Fails on a warning or error of the new crsd that names an instance: adopting a node the
@@ -613,6 +649,13 @@ fn replica_ports(info: &str) -> Vec<u16> {
 /// The pids of the redis-server processes whose command line names `dir`, without their
 /// forked children (a BGSAVE or AOF rewrite keeps its parent's command line).
 fn redis_servers_naming(dir: &Path) -> BTreeSet<u32> {
+    procs_naming(dir, "redis-server")
+}
+
+/// The pids of the live processes of `program` (the file name of their `argv[0]`) whose command
+/// line names `dir`, without those whose parent is one of them (a redis-server's save child,
+/// haproxy's workers).
+fn procs_naming(dir: &Path, program: &str) -> BTreeSet<u32> {
     let needle = dir.to_string_lossy().into_owned();
     let mut found = BTreeMap::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -620,7 +663,9 @@ fn redis_servers_naming(dir: &Path) -> BTreeSet<u32> {
             continue;
         };
         let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let cmd = String::from_utf8_lossy(&cmd);
+        let argv0 = cmd.split('\0').next().unwrap_or_default();
+        let name = argv0.rsplit('/').next().unwrap_or_default();
         let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
         let field = |name: &str| {
             status
@@ -629,7 +674,7 @@ fn redis_servers_naming(dir: &Path) -> BTreeSet<u32> {
                 .map(|v| v.trim().to_string())
                 .unwrap_or_default()
         };
-        if cmd.contains("redis-server")
+        if (name == program || name.starts_with(&format!("{program} ")))
             && cmd.contains(&needle)
             && !field("State:").starts_with('Z')
         {
@@ -641,6 +686,315 @@ fn redis_servers_naming(dir: &Path) -> BTreeSet<u32> {
         .filter(|(_, ppid)| !found.contains_key(ppid))
         .map(|(pid, _)| *pid)
         .collect()
+}
+
+/// The config file a redis-server was started with (`<redis-server> <conf> ...`).
+fn conf_of(pid: u32) -> PathBuf {
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmd = String::from_utf8_lossy(&cmd);
+    cmd.split('\0')
+        .find(|a| a.ends_with(".conf"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("pid {pid}: no config file in its command line {cmd:?}"))
+}
+
+// ------------------------------------------------------------------------------ config
+
+/// Keys of this tree's config that the previous release does not know, as (section, key): it
+/// refuses unknown keys, so they are left out of its config and given to the new crsd only.
+/// A key the test config gains must be listed here if the previous release lacks it.
+const NEWER_KEYS: &[(&str, &str)] = &[("instances", "address_pool")];
+
+/// `config` without the lines of [`NEWER_KEYS`].
+fn without_newer_keys(config: &str) -> String {
+    let mut section = String::new();
+    let mut out = String::new();
+    for line in config.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+            section = name.trim().to_string();
+        }
+        let newer = t
+            .split_once('=')
+            .is_some_and(|(key, _)| NEWER_KEYS.contains(&(section.as_str(), key.trim())));
+        if !newer {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+// ------------------------------------------------------------------------------ sentinels, proxy
+
+/// Where the host's sentinels are: the ports of the config, the secret crsd keeps for them.
+struct HaSetup {
+    ports: Vec<u16>,
+    data: PathBuf,
+}
+
+/// The host's sentinels (by port, as each describes itself) and its proxy's master process.
+#[derive(Debug)]
+struct HaProcs {
+    sentinels: BTreeMap<u16, Node>,
+    proxy: u32,
+}
+
+impl HaSetup {
+    fn read(config: &str, data: &Path) -> HaSetup {
+        let v: toml::Value = toml::from_str(config).expect("the test config is TOML");
+        let ports: Vec<u16> = v["ha"]["sentinel_ports"]
+            .as_array()
+            .expect("the test config names the sentinel ports")
+            .iter()
+            .map(|p| p.as_integer().unwrap() as u16)
+            .collect();
+        assert_eq!(ports.len(), 3, "three sentinels in the test config");
+        HaSetup {
+            ports,
+            data: data.to_path_buf(),
+        }
+    }
+
+    async fn sentinel(&self, port: u16) -> redis::aio::MultiplexedConnection {
+        let secret = std::fs::read(self.data.join("sentinel.secret"))
+            .expect("crsd keeps the sentinels' secret in the data dir");
+        let url = format!("redis://:{}@127.0.0.1:{port}/", hex::encode(secret));
+        let client = redis::Client::open(url).unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the sentinel on port {port} does not answer"))
+        .unwrap_or_else(|e| panic!("the sentinel on port {port}: {e}"))
+    }
+
+    /// The sentinels and the proxy now; each sentinel redis-sentinel process and haproxy
+    /// master naming the data dir must be one of them.
+    async fn procs(&self) -> HaProcs {
+        let mut sentinels = BTreeMap::new();
+        for &port in &self.ports {
+            let mut c = self.sentinel(port).await;
+            let server = info(&mut c, "server").await;
+            let field = |name: &str| {
+                info_value(&server, name)
+                    .unwrap_or_else(|| panic!("sentinel :{port}: INFO server without {name}"))
+            };
+            sentinels.insert(
+                port,
+                Node {
+                    port,
+                    pid: field("process_id").parse().unwrap(),
+                    run_id: field("run_id"),
+                },
+            );
+        }
+        let seen: BTreeSet<u32> = sentinels.values().map(|n| n.pid).collect();
+        assert_eq!(
+            procs_naming(&self.data, "redis-sentinel"),
+            seen,
+            "the redis-sentinel processes of the data dir (left) are exactly the configured \
+             sentinels (right): {sentinels:#?}"
+        );
+        let proxies = procs_naming(&self.data, "haproxy");
+        assert_eq!(
+            proxies.len(),
+            1,
+            "one haproxy master process names the data dir: {proxies:?}"
+        );
+        HaProcs {
+            sentinels,
+            proxy: *proxies.first().unwrap(),
+        }
+    }
+}
+
+impl HaProcs {
+    /// Fails naming every sentinel or proxy process that changed.
+    fn assert_same(&self, now: &HaProcs, when: &str) {
+        let mut wrong = Vec::new();
+        for (port, b) in &self.sentinels {
+            match now.sentinels.get(port) {
+                Some(a) if a.pid == b.pid && a.run_id == b.run_id => {}
+                Some(a) => wrong.push(format!(
+                    "the sentinel on port {port} was restarted: pid {} (run_id {}) is now pid {} \
+                     (run_id {})",
+                    b.pid, b.run_id, a.pid, a.run_id
+                )),
+                None => wrong.push(format!("the sentinel on port {port} is gone")),
+            }
+        }
+        if self.proxy != now.proxy {
+            wrong.push(format!(
+                "the proxy was restarted: its master pid {} is now {}",
+                self.proxy, now.proxy
+            ));
+        }
+        assert!(
+            wrong.is_empty(),
+            "sentinels and proxy {when}:\n  {}",
+            wrong.join("\n  ")
+        );
+    }
+}
+
+/// Waits until every sentinel watches every instance at its master node of `nodes` (the
+/// process of that `run_id`) with `down_after_ms`, sees it up (flags `master` alone), its
+/// replica, and the two other sentinels.
+async fn sentinels_watch(
+    ha: &HaSetup,
+    insts: &[Inst],
+    nodes: &BTreeMap<String, Node>,
+    down_after_ms: &str,
+    when: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for &port in &ha.ports {
+        let mut c = ha.sentinel(port).await;
+        for inst in insts {
+            let master = &nodes[&format!("{} master", inst.id)];
+            loop {
+                let view: redis::RedisResult<BTreeMap<String, String>> = redis::cmd("SENTINEL")
+                    .arg("MASTER")
+                    .arg(&inst.id)
+                    .query_async(&mut c)
+                    .await;
+                let field = |v: &BTreeMap<String, String>, k: &str| v.get(k).cloned();
+                let watched = view.as_ref().is_ok_and(|v| {
+                    field(v, "runid").as_ref() == Some(&master.run_id)
+                        && field(v, "flags").as_deref() == Some("master")
+                        && field(v, "num-slaves").as_deref() == Some("1")
+                        && field(v, "num-other-sentinels").as_deref() == Some("2")
+                        && field(v, "down-after-milliseconds").as_deref() == Some(down_after_ms)
+                });
+                if watched {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} ({}) {when}: the sentinel on port {port} does not watch its master (pid \
+                     {}, run_id {}) with its replica and the two other sentinels, down after \
+                     {down_after_ms} ms: {view:?}",
+                    inst.id,
+                    inst.made_by,
+                    master.pid,
+                    master.run_id
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Probes every instance's address until stopped: a new connection and a PING, and a PING on
+/// a connection kept open, every 20 ms; each failure is recorded.
+struct Probe {
+    stop: tokio::sync::oneshot::Sender<()>,
+    /// Rounds done (every address probed once each).
+    rounds: Arc<AtomicUsize>,
+    started: Instant,
+    task: tokio::task::JoinHandle<(Vec<usize>, Vec<String>)>,
+}
+
+impl Probe {
+    /// Starts probing; returns once every address was probed twice.
+    async fn start(insts: &[Inst]) -> Probe {
+        let insts = insts.to_vec();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let done = rounds.clone();
+        let started = Instant::now();
+        let task = tokio::spawn(async move {
+            let mut kept: Vec<Option<redis::aio::MultiplexedConnection>> = vec![None; insts.len()];
+            let mut ok = vec![0; insts.len()];
+            let mut failed = Vec::new();
+            while let Err(tokio::sync::oneshot::error::TryRecvError::Empty) = stopped.try_recv() {
+                for (i, inst) in insts.iter().enumerate() {
+                    let at = started.elapsed();
+                    match ping(inst, None).await {
+                        Ok(_) => ok[i] += 1,
+                        Err(e) => failed.push(format!(
+                            "{} :{} at {at:?}: a new connection: {e}",
+                            inst.id, inst.port
+                        )),
+                    }
+                    match ping(inst, kept[i].take()).await {
+                        Ok(c) => kept[i] = Some(c),
+                        Err(e) => failed.push(format!(
+                            "{} :{} at {at:?}: the kept connection: {e}",
+                            inst.id, inst.port
+                        )),
+                    }
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, failed)
+        });
+        let probe = Probe {
+            stop,
+            rounds,
+            started,
+            task,
+        };
+        probe.more_rounds(2).await;
+        probe
+    }
+
+    /// Waits until every address was probed `n` more times.
+    async fn more_rounds(&self, n: usize) {
+        let want = self.rounds.load(Ordering::SeqCst) + n;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.rounds.load(Ordering::SeqCst) < want {
+            assert!(Instant::now() < deadline, "the probe does not advance");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Probes twice more (after what the caller saw), stops; fails on any failed probe.
+    async fn stop_and_check(self) {
+        self.more_rounds(2).await;
+        let _ = self.stop.send(());
+        let (ok, failed) = self.task.await.expect("the probe task");
+        assert!(
+            failed.is_empty(),
+            "an address failed while crsd was replaced ({} failures):\n  {}",
+            failed.len(),
+            failed.join("\n  ")
+        );
+        eprintln!(
+            "every address served {ok:?} new connections and as many PINGs on a kept one in {:?} \
+             while crsd was replaced",
+            self.started.elapsed()
+        );
+    }
+}
+
+/// A PING at `inst`'s address on `kept`, or on a new connection; returns the connection.
+async fn ping(
+    inst: &Inst,
+    kept: Option<redis::aio::MultiplexedConnection>,
+) -> Result<redis::aio::MultiplexedConnection, String> {
+    let attempt = async {
+        let mut c = match kept {
+            Some(c) => c,
+            None => redis_conn(&inst.host, inst.port, PASSWORD).await?,
+        };
+        let pong: String = redis::cmd("PING").query_async(&mut c).await?;
+        if pong != "PONG" {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::ResponseError,
+                "not PONG",
+                pong,
+            )));
+        }
+        Ok(c)
+    };
+    match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("no answer in 2 s".to_string()),
+    }
 }
 
 // ------------------------------------------------------------------------------ data

@@ -632,6 +632,45 @@ impl SentinelSet {
         self.answers(outcomes, "monitored_by_each")
     }
 
+    /// The names some reachable sentinel monitors with other settings than this set's
+    /// (quorum, `down-after-milliseconds`, `failover-timeout`, `parallel-syncs`): monitors
+    /// registered by an earlier release or under an earlier config, which Sentinel keeps as
+    /// they were set. [`SentinelSet::monitor`] gives them this set's settings. Sorted. Errors
+    /// only when no sentinel answers.
+    pub async fn monitored_otherwise(&self) -> Result<Vec<String>, EngineError> {
+        let cfg = &self.inner.cfg;
+        let want = Arc::new([
+            ("quorum", cfg.quorum.to_string()),
+            ("down-after-milliseconds", cfg.down_after_ms.to_string()),
+            ("failover-timeout", cfg.failover_timeout_ms.to_string()),
+            ("parallel-syncs", "1".to_string()),
+        ]);
+        let outcomes = self
+            .on_each(move |mut con| {
+                let want = want.clone();
+                async move {
+                    let raw: Vec<HashMap<String, String>> = redis::cmd("SENTINEL")
+                        .arg("MASTERS")
+                        .query_async(&mut con)
+                        .await?;
+                    Ok(raw
+                        .into_iter()
+                        .filter(|m| want.iter().any(|(k, v)| m.get(*k) != Some(v)))
+                        .filter_map(|mut m| m.remove("name"))
+                        .collect::<Vec<_>>())
+                }
+            })
+            .await?;
+        let mut names: Vec<String> = self
+            .answers(outcomes, "monitored_otherwise")?
+            .into_iter()
+            .flat_map(|(_, names)| names)
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     /// Whether the sentinels could fail `name` over now: at least `quorum` of them see a
     /// replica that is up (no `s_down`, `o_down` or `disconnected` flag, priority not 0) and know another
     /// sentinel for it. Right after a failover they may not (they learn the new master's

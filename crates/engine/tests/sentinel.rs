@@ -573,3 +573,57 @@ async fn sentinels_of_an_earlier_release_are_restarted_to_accept_reconfig_script
         let _ = child.wait();
     }
 }
+
+/// Watches made with other settings (an earlier release's defaults, an earlier config) are
+/// found by `monitored_otherwise`, and `monitor` gives them the set's settings.
+#[tokio::test]
+async fn watches_with_other_settings_are_found_and_given_the_sets() {
+    let p = Pair::new();
+    start_pair(&p).await;
+    let secret = random_secret();
+    let ports = vec![free_port(), free_port(), free_port()];
+    let earlier = SentinelSet::new(sentinel_config(&p, ports.clone(), &secret));
+    earlier.ensure_running().await.expect("start sentinels");
+    let monitored = Monitored {
+        name: NAME.to_string(),
+        host: "127.0.0.1".to_string(),
+        port: p.master.port,
+        auth_user: SENTINEL_USER.to_string(),
+        auth_pass: internal_secret(&p.master.admin_secret, SENTINEL_USER),
+        reconfig_script: None,
+    };
+    earlier.monitor(&monitored).await.expect("monitor");
+    assert_eq!(
+        earlier.monitored_otherwise().await.expect("ask"),
+        Vec::<String>::new(),
+        "watched as this set says"
+    );
+
+    // The same sentinels under another config: they are adopted, the watch is not as it says.
+    let set = SentinelSet::new(SentinelConfig {
+        down_after_ms: DOWN_AFTER_MS + 500,
+        ..sentinel_config(&p, ports.clone(), &secret)
+    });
+    assert_eq!(
+        set.ensure_running().await.expect("adopt"),
+        Vec::<u16>::new()
+    );
+    assert_eq!(
+        set.monitored_otherwise().await.expect("ask"),
+        vec![NAME.to_string()]
+    );
+    set.monitor(&monitored).await.expect("monitor again");
+    assert_eq!(
+        set.monitored_otherwise().await.expect("ask"),
+        Vec::<String>::new()
+    );
+    for port in &ports {
+        let m = master_of(*port, &secret).await.expect("monitored");
+        assert_eq!(
+            m["down-after-milliseconds"],
+            (DOWN_AFTER_MS + 500).to_string(),
+            "sentinel {port}"
+        );
+    }
+    set.stop_all().await.expect("stop");
+}

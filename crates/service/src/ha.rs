@@ -405,7 +405,40 @@ impl Service {
             }
         }
         self.publish_addresses().await?;
-        self.reconcile_watches().await
+        self.reconcile_watches().await?;
+        self.apply_watch_settings().await
+    }
+
+    /// At start: watches the sentinels keep with other settings than this crsd's get this
+    /// crsd's. Sentinel keeps a watch's settings as they were set, and crsd sets them only
+    /// when it registers an instance: watches adopted from an earlier release (whose defaults
+    /// may differ: `down_after_ms` was 1500, now 500) or made under an earlier config would
+    /// keep theirs.
+    async fn apply_watch_settings(&self) -> Result<()> {
+        let Some(ha) = self.ha() else {
+            return Ok(());
+        };
+        let otherwise = match ha.sentinels.monitored_otherwise().await {
+            Ok(names) => names,
+            Err(e) => {
+                tracing::warn!(error = %e, "no sentinel answers; cannot check the watches' settings");
+                return Ok(());
+            }
+        };
+        if otherwise.is_empty() {
+            return Ok(());
+        }
+        for inst in self.store.live_instances().await? {
+            if otherwise.contains(&inst.id)
+                && Self::wants_watch(&inst)
+                && !self.task_owns_processes(&inst)
+            {
+                tracing::info!(instance = %inst.id,
+                    "sentinels watch the instance with earlier settings; applying this crsd's");
+                self.watch(&inst).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Renders every live instance's frontend and has the proxy serve exactly those (started
