@@ -1,8 +1,9 @@
 //! Upgrade in place: a data folder and the processes made by the PREVIOUS release of crsd (the
 //! commit in tests/upgrade/PREVIOUS, built by scripts/upgrade-test.sh and passed in
-//! `CRSD_PREVIOUS_BIN`) are adopted by this tree's crsd: no redis-server, sentinel or proxy is
-//! restarted, every instance serves its data at the address the API gave before, without a
-//! failed connection while crsd is replaced, replicates, is still watched by every sentinel,
+//! `CRSD_PREVIOUS_BIN`) are adopted by this tree's crsd: no redis-server or proxy is restarted
+//! (the sentinels are, once each, one at a time, to accept the promotion scripts the previous
+//! release did not set), every instance serves its data at the address the API gave before,
+//! without a failed connection while crsd is replaced, replicates, is still watched by every sentinel,
 //! and takes new change tasks; an adopted master killed -9 comes back with its data, and an
 //! adopted instance can be stopped and started again (the new crsd recognises the processes as
 //! its own).
@@ -227,14 +228,15 @@ async fn upgrade_in_place(stop: Stop) {
         &nodes(&insts, &d.data).await,
         "after the new crsd's first supervisor pass",
     );
-    // Adopted, not restarted: with no address pool configured (as here) the new crsd has no
-    // reason to restart a sentinel (only a sentinel of an earlier release with a pool is
-    // restarted, to accept reconfig scripts: `SentinelSet::allow_reconfig_scripts`); a reload
-    // of the proxy keeps its master process.
-    ha_before.assert_same(&ha.procs().await, "after the new crsd started");
-    // The same sentinels still watch every instance, at the same master node, with the new
+    // The proxy is adopted (a reload keeps its master process). The previous release's
+    // sentinels predate `sentinel deny-scripts-reconfig no`, so the new crsd restarts each
+    // once, one at a time, to give every watch its promotion scripts
+    // (`SentinelSet::allow_reconfig_scripts`); their watches come back with them.
+    let ha_after = ha.restarted_once(&ha_before).await;
+    // Every sentinel still watches every instance, at the same master node, with the new
     // crsd's settings.
     sentinels_watch(&ha, &insts, &before, down_after, "after the upgrade").await;
+    ha_after.assert_same(&ha.procs().await, "once the new crsd has started");
     no_complaints(&d.log()[log_from..], &insts);
 
     // Every adopted redis-server still finds its config file where it was started with it
@@ -445,7 +447,7 @@ async fn upgrade_in_place(stop: Stop) {
             &nodes(&insts, &d.data).await,
             "while the new crsd supervises",
         );
-        ha_before.assert_same(&ha.procs().await, "while the new crsd supervises");
+        ha_after.assert_same(&ha.procs().await, "while the new crsd supervises");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     no_complaints(&d.log()[log_from..], &insts);
@@ -511,7 +513,7 @@ async fn upgrade_in_place(stop: Stop) {
     keys_are_there_with(&a, &mut m, KEYS + 1).await;
     replicas_hold(&a, "after-upgrade", &a.id).await;
     // Through all of that the sentinels and the proxy the previous release started served on.
-    ha_before.assert_same(&ha.procs().await, "at the end");
+    ha_after.assert_same(&ha.procs().await, "at the end");
 }
 
 /// Fails on a warning or error of the new crsd that names an instance: adopting a node the
@@ -806,6 +808,36 @@ impl HaSetup {
         HaProcs {
             sentinels,
             proxy: *proxies.first().unwrap(),
+        }
+    }
+}
+
+impl HaSetup {
+    /// Waits (20 s at most) until every sentinel of `before` runs as another process (each
+    /// restarted once by the new crsd) and the proxy is the same process; the processes then.
+    async fn restarted_once(&self, before: &HaProcs) -> HaProcs {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = self.procs().await;
+            assert_eq!(
+                now.proxy, before.proxy,
+                "the proxy was restarted: its master pid {} is now {}",
+                before.proxy, now.proxy
+            );
+            let all_new = before.sentinels.iter().all(|(port, b)| {
+                now.sentinels
+                    .get(port)
+                    .is_some_and(|a| a.pid != b.pid && a.run_id != b.run_id)
+            });
+            if all_new {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the new crsd did not restart every sentinel of the previous release: before \
+                 {before:#?}, now {now:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }

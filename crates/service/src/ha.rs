@@ -399,9 +399,22 @@ impl Service {
             .as_ref()
             .is_some_and(|h| h.reconfig_script.is_some())
         {
-            // Sentinels of an earlier release run `crsd address-hook` only once restarted.
-            if let Err(e) = ha.sentinels.allow_reconfig_scripts().await {
-                tracing::warn!(error = %e, "cannot restart a sentinel to accept reconfig scripts");
+            // Sentinels of an earlier release run `crsd address-hook` only once restarted,
+            // and the watches that release registered have no scripts yet.
+            match ha.sentinels.allow_reconfig_scripts().await {
+                Ok(restarted) if !restarted.is_empty() => {
+                    tracing::info!(ports = ?restarted,
+                        "sentinels of an earlier release restarted to accept scripts");
+                    for inst in self.store.live_instances().await? {
+                        if Self::wants_watch(&inst) && !self.task_owns_processes(&inst) {
+                            self.watch(&inst).await?;
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot restart a sentinel to accept reconfig scripts")
+                }
             }
         }
         self.publish_addresses().await?;
