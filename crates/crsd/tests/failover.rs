@@ -988,6 +988,46 @@ async fn an_address_of_its_own_follows_the_master_with_no_proxy() {
     wait_address_on(&d.data, &id, &vip, 6390, 0).await;
 }
 
+/// A master with an address of its own that hangs (SIGSTOP) is failed over, and its address
+/// moves to the promoted replica though the hung process cannot be asked to let it go: it is
+/// killed (the kernel keeps its listening socket), and comes back as a replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_of_its_own_leaves_a_hung_master() {
+    let (_dir, d, api) = start_with_pool().await;
+    let id = api.create(PASSWORD, 1).await;
+    let inst = api.describe(&id).await;
+    let vip = inst["WanIp"].as_str().unwrap().to_string();
+    let port = inst["Port"].as_u64().unwrap() as u16;
+    wait_address_on(&d.data, &id, &vip, port, 0).await;
+    wait_watched(&d.data, &id).await;
+    let old = node_pid(&d.data, &id, 0).expect("the master runs");
+
+    let w = Writer::start_at(&vip, port);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let frozen_at = Instant::now();
+    // SAFETY: kill(2) on the pid the test read from the node's pid file just now.
+    unsafe { libc::kill(old, libc::SIGSTOP) };
+    let outage = wait_writes_back(&w, frozen_at, Duration::from_secs(10)).await;
+    eprintln!("own address: writes accepted again {outage:?} after the master hung");
+    let acked = w.stop().await;
+    all_acked_at(&vip, port, &acked).await;
+    wait_address_on(&d.data, &id, &vip, port, 1).await;
+    // SAFETY: as above; continued in case it still runs (it was killed: then a no-op).
+    unsafe { libc::kill(old, libc::SIGCONT) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let role = role_at_host(&node_host(&d.data, &id, 0), port).await;
+        if role.as_deref() == Some("slave") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hung master is not back as a replica: {role:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// With crsd down, Sentinel's client-reconfig-script (`crsd address-hook`) moves the address
 /// to the promoted replica; crsd follows at start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

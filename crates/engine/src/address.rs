@@ -88,9 +88,10 @@ impl Engine {
         Ok(true)
     }
 
-    /// Where the node stands in its instance's line of masters (`INFO replication`).
+    /// Where the node stands in its instance's line of masters (`INFO replication`). A node
+    /// that does not answer within a short time fails (the caller treats it as hung).
     pub async fn lineage(&self, spec: &NodeSpec) -> Result<Lineage, EngineError> {
-        let mut con = self.admin_connection(spec).await?;
+        let mut con = crate::admin::quick_connection(self.config(), spec).await?;
         let info = crate::admin::info(&mut con, "replication").await?;
         Ok(Lineage {
             master: info.get("role").map(String::as_str) == Some("master"),

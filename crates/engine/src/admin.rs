@@ -19,12 +19,34 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Admin commands are O(1) or small, except FLUSHALL SYNC and CONFIG REWRITE (fsync):
 /// generous, but bounded, so a hung redis-server cannot hang crsd.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// For a node that is expected to answer at once: a local redis-server answers in well under
+/// a millisecond, also on a busy host; one that takes this long is hung (stopped, or blocked
+/// on a stalled disk).
+const QUICK_TIMEOUT: Duration = Duration::from_millis(300);
 /// For readiness probes: short, the probe is retried.
 const PROBE_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(crate) async fn connect(
     config: &EngineConfig,
     spec: &NodeSpec,
+    response_timeout: Duration,
+) -> Result<MultiplexedConnection, EngineError> {
+    connect_within(config, spec, CONNECT_TIMEOUT, response_timeout).await
+}
+
+/// A node that must answer at once (a hung one is told apart from a slow one by the caller's
+/// patience): [`QUICK_TIMEOUT`] to connect, log in and answer.
+pub(crate) async fn quick_connection(
+    config: &EngineConfig,
+    spec: &NodeSpec,
+) -> Result<MultiplexedConnection, EngineError> {
+    connect_within(config, spec, QUICK_TIMEOUT, QUICK_TIMEOUT).await
+}
+
+async fn connect_within(
+    config: &EngineConfig,
+    spec: &NodeSpec,
+    connect_timeout: Duration,
     response_timeout: Duration,
 ) -> Result<MultiplexedConnection, EngineError> {
     let info = ConnectionInfo {
@@ -38,7 +60,7 @@ pub(crate) async fn connect(
     };
     let client = redis::Client::open(info)?;
     let conn_config = AsyncConnectionConfig::new()
-        .set_connection_timeout(CONNECT_TIMEOUT)
+        .set_connection_timeout(connect_timeout)
         .set_response_timeout(response_timeout);
     match client
         .get_multiplexed_async_connection_with_config(&conn_config)

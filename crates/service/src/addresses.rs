@@ -72,7 +72,10 @@ impl Service {
                 Ok(theirs) if theirs.master && theirs.promoted_from(&mine) => return Ok(false),
                 Ok(_) | Err(EngineError::NotRunning) => {}
                 Err(e) => {
-                    tracing::warn!(node = %node.id, error = %e, "cannot tell where a node stands");
+                    // Hung (its connect timed out): asking it to let go would time out too.
+                    tracing::warn!(node = %node.id, error = %e, "a node does not answer");
+                    unanswering.push(spec);
+                    continue;
                 }
             }
             if let Err(e) = self.runtime.release_address(&spec, &inst.vip).await {
