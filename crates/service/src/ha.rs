@@ -497,14 +497,19 @@ impl Service {
 
     /// The spare frontends' ports, topped up from the free ports to `spare_frontends`.
     async fn reserve_spare_ports(&self, ha: &Ha) -> Result<Vec<u16>> {
-        let mut tx = self.store.write().await?;
-        let mut spares = tx.spare_ports().await?;
         // New instances get addresses of their own from the pool: no spare frontend needed.
         let wanted = if self.cfg.address_pool.is_empty() {
             ha.spare_frontends
         } else {
             0
         };
+        // Usually none is missing: a read, no write lock (this runs at every publish).
+        let spares = self.store.spare_ports().await?;
+        if spares.len() >= wanted {
+            return Ok(spares);
+        }
+        let mut tx = self.store.write().await?;
+        let mut spares = tx.spare_ports().await?;
         if spares.len() < wanted {
             let used = tx.used_ports().await?.into_iter().collect();
             // Spares take at most a quarter of the free ports: they never starve a purchase

@@ -234,6 +234,13 @@ impl Store {
             .try_get(0)?)
     }
 
+    /// The ports reserved for the proxy's spare frontends, lowest first (a read: no write
+    /// lock, for the common case where none is missing).
+    pub async fn spare_ports(&self) -> Result<Vec<u16>> {
+        let mut conn = self.pool.acquire().await?;
+        read_spare_ports(&mut conn).await
+    }
+
     // ---------------- instances ----------------
 
     pub async fn instance(&self, id: &str) -> Result<Option<Instance>> {
@@ -646,12 +653,7 @@ impl WriteTx {
 
     /// The ports reserved for the proxy's spare frontends, lowest first.
     pub async fn spare_ports(&mut self) -> Result<Vec<u16>> {
-        let rows = sqlx::query("SELECT port FROM spare_ports ORDER BY port")
-            .fetch_all(self.conn()?)
-            .await?;
-        rows.iter()
-            .map(|r| Ok(r.try_get::<i64, _>(0)? as u16))
-            .collect()
+        read_spare_ports(self.conn()?).await
     }
 
     /// Reserves `port` for a spare frontend.
@@ -1064,6 +1066,16 @@ impl WriteTx {
         .await?;
         Ok(())
     }
+}
+
+/// The spare frontends' ports, lowest first, read on `conn`.
+async fn read_spare_ports(conn: &mut SqliteConnection) -> Result<Vec<u16>> {
+    let rows = sqlx::query("SELECT port FROM spare_ports ORDER BY port")
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok(r.try_get::<i64, _>(0)? as u16))
+        .collect()
 }
 
 /// One instance with its nodes, read on `conn`.
