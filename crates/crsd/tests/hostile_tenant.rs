@@ -126,13 +126,24 @@ async fn a_lua_table_past_the_instance_memory_is_stopped_at_the_ceiling_and_coun
         &status.memory_dir,
         engine.running_pid(&a_master).unwrap()
     ));
-    let mut mine = redis_conn(&host, a_port, PW).await.unwrap();
-    let kept: Option<String> = redis::cmd("GET")
-        .arg("kept")
-        .query_async(&mut mine)
-        .await
-        .unwrap();
-    assert_eq!(kept.as_deref(), Some("yes"));
+    // The address leads there again once the proxy's check has seen the node (100 ms apart
+    // while a node changes state): a client connects again until then.
+    wait_for(
+        "the key written before at the instance's address",
+        Duration::from_secs(10),
+        || {
+            let host = host.clone();
+            async move {
+                let Ok(mut mine) = redis_conn(&host, a_port, PW).await else {
+                    return false;
+                };
+                let kept: redis::RedisResult<Option<String>> =
+                    redis::cmd("GET").arg("kept").query_async(&mut mine).await;
+                matches!(kept, Ok(Some(v)) if v == "yes")
+            }
+        },
+    )
+    .await;
 
     // The neighbour: same processes, same data.
     assert_eq!(
