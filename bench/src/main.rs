@@ -551,6 +551,8 @@ fn bench_config(dir: &Path, port_min: u16) -> Result<Config> {
     // Free ports, not Sentinel's default ones: a sentinel left on those by another run would
     // stop crsd from starting its own.
     cfg.ha.sentinel_ports = vec![free_port()?, free_port()?, free_port()?];
+    // Any free port: a crsd left on the default one must not stop a benchmark.
+    cfg.metrics.listen = "127.0.0.1:0".into();
     Ok(cfg)
 }
 

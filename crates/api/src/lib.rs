@@ -11,6 +11,7 @@ pub mod download;
 pub mod gate;
 pub mod guard;
 pub mod limits;
+mod metrics;
 pub mod params;
 mod pipeline;
 pub mod replay_journal;
@@ -121,6 +122,11 @@ pub fn router(svc: Arc<Service>, cfg: ApiConfig, downloads: Downloads) -> std::i
             gate::check,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        // Outermost: the time of a request includes the gate's reading of its body.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
+        ))
         .with_state(state))
 }
 

@@ -16,13 +16,14 @@
 //! 5. **rate limit** per account and action;
 //! 6. **dispatch** to the dialect's handler, which calls one service function;
 //! 7. **log** what the tenant is not told (internal errors, with their detail);
-//! 8. **render** success or the error through the dialect's one error table.
+//! 8. **render** success or the error through the dialect's one error table, the answer
+//!    marked with the dialect, the action and the result code for the metrics layer.
 //!
 //! A dialect supplies what differs: its parser and signer (`authenticate`), its action enum,
 //! its handlers and its envelope and error table (`success`, `failure`). Requests the gate
 //! refuses before they get here are answered by [`refusal`], in the same shape.
 
-use crate::{AppState, SharedState};
+use crate::{metrics, AppState, SharedState};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method, Uri};
@@ -88,6 +89,9 @@ pub(crate) trait Dialect: 'static {
     /// The action a name stands for, if the dialect knows it.
     fn action(name: &str) -> Option<Self::Action>;
 
+    /// The action's canonical name (the metrics' `action` label).
+    fn action_name(action: Self::Action) -> &'static str;
+
     /// The action's parameters.
     fn params(req: &Request, unread: Self::Unread) -> Result<Self::Params>;
 
@@ -99,11 +103,12 @@ pub(crate) trait Dialect: 'static {
         params: &Self::Params,
     ) -> impl Future<Output = Result<Self::Answer>> + Send;
 
-    /// The success envelope.
+    /// The success envelope, with the dialect's success code (`metrics::with_code`).
     fn success(answer: Self::Answer) -> Response;
 
-    /// The error answer, through the dialect's one error table; `action` is known once the
-    /// request got that far (some codes depend on it).
+    /// The error answer, through the dialect's one error table, with its code
+    /// (`metrics::with_code`); `action` is known once the request got that far (some codes
+    /// depend on it).
     fn failure(action: Option<Self::Action>, e: &Error) -> Response;
 }
 
@@ -126,13 +131,26 @@ pub(crate) async fn handle<D: Dialect>(
     let mut name = String::new();
     let mut action = None;
     let result = run::<D>(&state, &req, &mut name, &mut action).await;
-    match result {
+    let response = match result {
         Ok(answer) => D::success(answer),
         Err(e) => {
             log::<D>(&name, &e);
             D::failure(action, &e)
         }
-    }
+    };
+    // The name is known once the signature checked out; one the dialect does not know (a
+    // client may send anything) is not a label.
+    let known = action.or_else(|| D::action(&name));
+    called::<D>(response, known.map_or(metrics::UNKNOWN, D::action_name))
+}
+
+/// `response` marked with its dialect and action, for the metrics layer.
+fn called<D: Dialect>(mut response: Response, action: &'static str) -> Response {
+    response.extensions_mut().insert(metrics::Called {
+        dialect: D::NAME,
+        action,
+    });
+    response
 }
 
 /// Steps 1 to 6; `name` and `action` are filled in as they become known.
@@ -186,5 +204,5 @@ fn log<D: Dialect>(action: &str, e: &Error) {
 /// The answer to a request the gate refused before it reached the pipeline.
 pub(crate) fn refusal<D: Dialect>(e: &Error) -> Response {
     log::<D>("", e);
-    D::failure(None, e)
+    called::<D>(D::failure(None, e), metrics::UNKNOWN)
 }

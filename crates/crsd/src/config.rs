@@ -23,10 +23,42 @@ pub struct Config {
     pub loops: Loops,
     pub backups: Backups,
     pub ha: Ha,
+    pub metrics: Metrics,
     /// The file this config was read from (not a setting): Sentinel's address hook reads it
     /// again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// crsd's own metrics for Prometheus, on a listener of their own: the operator's, not the
+/// tenants' (no authentication), so bind it to loopback or a management network.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Address of the listener that serves `GET /metrics` (port 0: any free port, logged at
+    /// start); empty: no listener.
+    pub listen: String,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            listen: "127.0.0.1:9751".into(),
+        }
+    }
+}
+
+impl Metrics {
+    /// The listener's address; `None` when disabled.
+    pub fn addr(&self) -> Result<Option<SocketAddr>, String> {
+        let listen = self.listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        listen.parse().map(Some).map_err(|_| {
+            format!("metrics.listen: {listen:?} is not an address and port (e.g. 127.0.0.1:9751)")
+        })
+    }
 }
 
 /// Failover and stable addresses: crsd runs a set of Redis Sentinel processes and one
@@ -216,6 +248,7 @@ impl Default for Config {
             loops: Loops::default(),
             backups: Backups::default(),
             ha: Ha::default(),
+            metrics: Metrics::default(),
             source: None,
         }
     }
@@ -462,6 +495,9 @@ impl Config {
                 "loops.undo_attempts must not be negative, loops.undo_backoff_max_secs at least 1",
             );
         }
+        if let Err(e) = self.metrics.addr() {
+            return bad(&e);
+        }
         if self.backups.manual_per_day < 0 {
             return bad("backups.manual_per_day must not be negative");
         }
@@ -504,6 +540,12 @@ mod tests {
         let c = Config::parse("").unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9750");
         assert_eq!(
+            c.metrics.addr().unwrap(),
+            Some("127.0.0.1:9751".parse().unwrap())
+        );
+        let off = Config::parse("[metrics]\nlisten = \"\"").unwrap();
+        assert_eq!(off.metrics.addr().unwrap(), None);
+        assert_eq!(
             c.catalog
                 .buy_price(&crsd_core::spec::Spec::standard(1024, 1), 2, 1),
             16000
@@ -524,6 +566,8 @@ mod tests {
         assert!(Config::parse("[api]\nmax_body_bytes = 2048\nbody_budget_bytes = 1024").is_err());
         assert!(Config::parse("[backups]\nmin_free_percent = 101").is_err());
         assert!(Config::parse("[loops]\nundo_backoff_max_secs = 0").is_err());
+        assert!(Config::parse("[metrics]\nlisten = \"localhost\"").is_err());
+        assert!(Config::parse("[metrics]\nlisten = 9751").is_err());
         let zone = |id: i64| {
             format!(
                 "[[catalog.zones]]\nid = {id}\nname = \"z\"\nregion_id = 1\nsite_id = \"S\"\n\

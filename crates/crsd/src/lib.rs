@@ -4,4 +4,5 @@
 pub mod config;
 pub mod fd_limit;
 pub mod listener;
+pub mod metrics;
 pub mod server;

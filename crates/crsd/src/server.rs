@@ -3,8 +3,10 @@
 //! Start: open-file limit raised -> data dir (0700) -> metadata store -> redis-server check ->
 //! first account ->
 //! one supervisor pass (re-adopts running instances, restarts dead ones) -> task runner (resumes
-//! unfinished tasks) -> loops -> listener. `/healthz` answers once the listener is up.
-//! Shutdown: one signal; the listener stops taking requests and drains, then the loops stop.
+//! unfinished tasks) -> loops -> metrics listener -> listener. `/healthz` answers once the
+//! listener is up.
+//! Shutdown: one signal; the listener stops taking requests and drains, then the loops and the
+//! metrics listener stop.
 //! redis-server processes are never stopped by crsd stopping: instances outlive crsd.
 
 use crate::config::Config;
@@ -27,6 +29,8 @@ use tokio::task::JoinHandle;
 
 pub struct Running {
     pub addr: SocketAddr,
+    /// The metrics listener's address; `None` when `[metrics] listen` is empty.
+    pub metrics_addr: Option<SocketAddr>,
     pub service: Arc<Service>,
     /// Set on first start: the account made then (printed once).
     pub bootstrap: Option<crsd_service::accounts_created::Created>,
@@ -46,7 +50,8 @@ impl Running {
         self.service.store().close().await;
     }
 
-    /// Tells the background loops (supervisor, runner, expiry) to stop, without waiting.
+    /// Tells the background loops (supervisor, runner, expiry) and the metrics listener to
+    /// stop, without waiting.
     pub fn stop_loops(&self) {
         let _ = self.shutdown.send(true);
     }
@@ -108,14 +113,25 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
         .await
         .map_err(|e| anyhow::anyhow!("starting Sentinel and the proxy: {e}"))?;
 
+    let metrics_listener = match cfg.metrics.addr().map_err(anyhow::Error::msg)? {
+        Some(addr) => Some(crate::metrics::bind(addr)?),
+        None => None,
+    };
     let (shutdown, rx) = watch::channel(false);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(service.clone().run_tasks(rx.clone())),
         tokio::spawn(service.clone().run_supervisor(rx.clone())),
         tokio::spawn(service.clone().run_expiry(rx.clone())),
         tokio::spawn(service.clone().run_address_follower(rx.clone())),
-        tokio::spawn(service.clone().run_backup_schedule(rx)),
+        tokio::spawn(service.clone().run_backup_schedule(rx.clone())),
     ];
+    let mut metrics_addr = None;
+    if let Some(listener) = metrics_listener {
+        let bound = listener.local_addr()?;
+        tasks.push(crate::metrics::spawn(listener, service.clone(), rx)?);
+        tracing::info!(addr = %bound, "crsd serves its metrics at /metrics");
+        metrics_addr = Some(bound);
+    }
 
     let listener = std::net::TcpListener::bind(cfg.listen)
         .with_context(|| format!("binding {}", cfg.listen))?;
@@ -173,6 +189,7 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
     tracing::info!(%addr, tls = cfg.tls.cert.is_some(), "crsd is listening");
     Ok(Running {
         addr,
+        metrics_addr,
         service,
         bootstrap,
         shutdown,

@@ -63,6 +63,32 @@ async fn the_new_crsd_adopts_what_a_stopped_previous_release_left_running() {
     upgrade_in_place(Stop::Term).await;
 }
 
+/// The previous release is given the test config without what it does not know: the
+/// `[metrics]` section whole, and nothing of the sections after it.
+#[test]
+fn the_previous_release_gets_no_section_it_does_not_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::new(dir.path(), SECRET_ID, SECRET_KEY);
+    let config = std::fs::read_to_string(&d.config).unwrap();
+    assert!(config.contains("[metrics]"), "{config}");
+    let config = format!("{config}[backups]\ndaily_at = \"03:00\"\n");
+    let old = without_newer_keys(&config);
+    assert!(
+        !old.contains("[metrics]") && !old.contains("listen"),
+        "{old}"
+    );
+    for kept in [
+        "[instances]",
+        "port_min",
+        "[ha]",
+        "sentinel_ports",
+        "[backups]",
+        "daily_at",
+    ] {
+        assert!(old.contains(kept), "{kept} is missing in {old}");
+    }
+}
+
 /// The previous release's binary; a run without it fails (it must not pass unnoticed).
 fn previous_binary() -> PathBuf {
     let Some(path) = std::env::var_os(PREVIOUS_BIN) else {
@@ -707,7 +733,10 @@ fn conf_of(pid: u32) -> PathBuf {
 /// A key the test config gains must be listed here if the previous release lacks it.
 const NEWER_KEYS: &[(&str, &str)] = &[("instances", "address_pool")];
 
-/// `config` without the lines of [`NEWER_KEYS`].
+/// Sections of this tree's config that the previous release does not know: left out whole.
+const NEWER_SECTIONS: &[&str] = &["metrics"];
+
+/// `config` without the lines of [`NEWER_KEYS`] and [`NEWER_SECTIONS`].
 fn without_newer_keys(config: &str) -> String {
     let mut section = String::new();
     let mut out = String::new();
@@ -716,9 +745,9 @@ fn without_newer_keys(config: &str) -> String {
         if let Some(name) = t.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
             section = name.trim().to_string();
         }
-        let newer = t
-            .split_once('=')
-            .is_some_and(|(key, _)| NEWER_KEYS.contains(&(section.as_str(), key.trim())));
+        let newer = NEWER_SECTIONS.contains(&section.as_str())
+            || t.split_once('=')
+                .is_some_and(|(key, _)| NEWER_KEYS.contains(&(section.as_str(), key.trim())));
         if !newer {
             out.push_str(line);
             out.push('\n');

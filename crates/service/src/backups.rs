@@ -308,7 +308,11 @@ impl Service {
 
     /// Runs the daily backups and the retention until `shutdown` turns true.
     pub async fn run_backup_schedule(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut timer = self
+            .metrics
+            .loop_timer("backup_schedule", self.cfg.expiry_every);
         loop {
+            let started = timer.pass_starts();
             match self.daily_backups_once().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(instances = n, "daily backups recorded"),
@@ -319,6 +323,7 @@ impl Service {
                 Ok(n) => tracing::info!(backups = n, "backups expired"),
                 Err(e) => tracing::error!(error = ?e, "backup retention pass failed"),
             }
+            timer.pass_ended(started);
             tokio::select! {
                 _ = tokio::time::sleep(self.cfg.expiry_every) => {}
                 _ = shutdown.changed() => {}

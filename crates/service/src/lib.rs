@@ -15,6 +15,7 @@ mod disk;
 mod ha;
 mod instances;
 mod loops;
+pub mod metrics;
 mod observe;
 mod page;
 mod purchase;
@@ -48,6 +49,7 @@ pub use backups::{AutoBackupConfig, BackupDownload, BackupPage, BackupQuery, Bac
 pub use disk::DiskReserve;
 pub use ha::HaSettings;
 pub use instances::{DescribeQuery, InstanceView};
+pub use metrics::Metrics;
 pub use observe::{NodeInfo, NodeState, SlowCommand, SlowLogQuery};
 pub use purchase::{CreateOrder, DEFAULT_POOL_PORT};
 pub use runner::TaskQuery;
@@ -120,6 +122,8 @@ pub struct Service {
     aof_failing: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Sentinel and the proxy, when configured.
     ha: Option<ha::Ha>,
+    /// What crsd counts of itself (see `metrics`).
+    metrics: metrics::Metrics,
 }
 
 impl Service {
@@ -145,6 +149,7 @@ impl Service {
             unsaved: std::sync::Mutex::new(HashMap::new()),
             aof_failing: std::sync::Mutex::default(),
             process_guards: std::sync::Mutex::default(),
+            metrics: metrics::Metrics::new(),
         })
     }
 

@@ -30,7 +30,11 @@ impl Service {
     /// Supervises processes and polls usage until `shutdown` turns true.
     pub async fn run_supervisor(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tick = 0u64;
+        let mut timer = self
+            .metrics
+            .loop_timer("supervisor", self.cfg.supervise_every);
         loop {
+            let started = timer.pass_starts();
             if let Err(e) = self.supervise_once().await {
                 tracing::error!(error = ?e, "supervisor pass failed");
             }
@@ -42,6 +46,7 @@ impl Service {
                 }
             }
             tick += 1;
+            timer.pass_ended(started);
             tokio::select! {
                 _ = tokio::time::sleep(self.cfg.supervise_every) => {}
                 _ = shutdown.changed() => {}
@@ -424,10 +429,13 @@ impl Service {
 
     /// Renews or isolates every instance past its deadline until `shutdown` turns true.
     pub async fn run_expiry(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut timer = self.metrics.loop_timer("expiry", self.cfg.expiry_every);
         loop {
+            let started = timer.pass_starts();
             if let Err(e) = self.expire_once().await {
                 tracing::error!(error = ?e, "expiry pass failed");
             }
+            timer.pass_ended(started);
             tokio::select! {
                 _ = tokio::time::sleep(self.cfg.expiry_every) => {}
                 _ = shutdown.changed() => {}

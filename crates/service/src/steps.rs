@@ -488,6 +488,8 @@ impl Service {
         task.retry_at = None;
         tx.update_task(&task).await?;
         tx.commit().await?;
+        let took = (now - task.created_at).to_std().unwrap_or_default();
+        self.metrics.task_ended(task.kind.name(), status, took);
         if status == TaskStatus::Succeeded {
             tracing::info!(task = task.id, kind = task.kind.name(), instance = %id, "task succeeded");
         }

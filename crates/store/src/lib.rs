@@ -273,6 +273,24 @@ impl Store {
         Ok(list)
     }
 
+    /// How many instances that are not deleted have each status (statuses with none are
+    /// left out); for the metrics, one query.
+    pub async fn instances_by_status(&self) -> Result<Vec<(InstanceStatus, i64)>> {
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) FROM instances WHERE status != ? GROUP BY status")
+                .bind(InstanceStatus::Deleted.code())
+                .fetch_all(&self.pool)
+                .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let code: i64 = r.try_get(0)?;
+            if let Some(status) = InstanceStatus::from_code(code) {
+                out.push((status, r.try_get(1)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// One page of an account's visible instances and the total count, from the in-memory
     /// copy (see the `snapshot` module).
     pub async fn list_instances(&self, f: &InstanceFilter) -> Result<(i64, Vec<Instance>)> {
@@ -296,6 +314,18 @@ impl Store {
     }
 
     // ---------------- backups ----------------
+
+    /// The recorded size of every backup whose file the backup store holds (all but the
+    /// expired ones), in bytes; for the metrics, one query.
+    pub async fn backup_bytes(&self) -> Result<i64> {
+        Ok(
+            sqlx::query("SELECT COALESCE(SUM(size), 0) FROM backups WHERE state != ?")
+                .bind(crsd_core::model::BackupState::Expired.code())
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        )
+    }
 
     pub async fn backup(&self, id: &str) -> Result<Option<Backup>> {
         let row = sqlx::query("SELECT * FROM backups WHERE id = ?")

@@ -29,7 +29,7 @@ const MAX_AMOUNT: i64 = 3;
 const SUB_PRODUCT: &str = "Redis 主从版";
 
 /// The nine actions of the Redis OpenAPI, all carried out, parsed once from `Action`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
 pub enum Action {
     /// The API's spelling.
     DescribeRegins,

@@ -18,6 +18,7 @@
 mod actions;
 mod errors;
 
+use crate::metrics::with_code;
 use crate::pipeline::{Dialect, Request, Signed, Ticket};
 use crate::sign_co;
 use crate::sign_v2::parse_pairs;
@@ -74,6 +75,10 @@ impl Dialect for Co {
         name.parse().ok()
     }
 
+    fn action_name(action: Action) -> &'static str {
+        action.into()
+    }
+
     /// The query's (GET), or the JSON body's over the query's (POST).
     fn params(req: &Request, query: Params3) -> Result<Params3, Error> {
         let mut p = query;
@@ -98,19 +103,23 @@ impl Dialect for Co {
     }
 
     fn success(answer: Answer) -> Response {
-        envelope(
+        let response = envelope(
             axum::http::StatusCode::OK,
             "Success",
             "Success.",
             answer.data,
             answer.task_id,
-        )
+        );
+        with_code(response, "Success")
     }
 
     /// The table's HTTP status and `Code`, no `Data`.
     fn failure(_: Option<Action>, e: &Error) -> Response {
         let (status, code, message) = errors::code(e);
-        envelope(status, code, &message, Value::Null, String::new())
+        with_code(
+            envelope(status, code, &message, Value::Null, String::new()),
+            code,
+        )
     }
 }
 

@@ -12,7 +12,7 @@ pub fn reads_only(action: &str) -> bool {
 /// The actions of the redis 2018-04-12 model (RedisClient), parsed once from the action's
 /// name: those this version carries out, each with its handler, and the model's others, which
 /// answer UnsupportedOperation naming themselves. A name outside the model is InvalidAction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
 pub enum Action {
     DescribeInstances,
     DescribeInstanceBackups,
@@ -25,7 +25,7 @@ pub enum Action {
     ModifyInstance,
     /// The model has both spellings.
     #[strum(
-        serialize = "ModifyInstancePassword",
+        to_string = "ModifyInstancePassword",
         serialize = "ModfiyInstancePassword"
     )]
     ModifyInstancePassword,
@@ -57,6 +57,14 @@ pub enum Action {
 }
 
 impl Action {
+    /// The action's name in the model (the first spelling of those with two).
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Unsupported(name) => name,
+            carried_out => carried_out.into(),
+        }
+    }
+
     /// The action a name of the model stands for; `None` outside the model.
     pub fn parse(name: &str) -> Option<Action> {
         name.parse().ok().or_else(|| {
@@ -176,6 +184,15 @@ mod tests {
         // Both spellings the model has.
         for name in ["ModifyInstancePassword", "ModfiyInstancePassword"] {
             assert_eq!(Action::parse(name), Some(Action::ModifyInstancePassword));
+        }
+        // Every action has one name of the model (the metrics' label).
+        assert_eq!(
+            Action::ModifyInstancePassword.name(),
+            "ModifyInstancePassword"
+        );
+        assert_eq!(Action::DescribeInstances.name(), "DescribeInstances");
+        for name in NOT_CARRIED_OUT {
+            assert_eq!(Action::parse(name).map(Action::name), Some(*name));
         }
         assert_eq!(
             Action::parse("AllocateWanAddress"),

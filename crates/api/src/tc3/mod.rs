@@ -17,6 +17,7 @@ mod errors;
 mod handlers;
 pub mod params;
 
+use crate::metrics::with_code;
 use crate::pipeline::{Dialect, Request, Signed, Ticket};
 use crate::sign_tc3;
 use crate::sign_v2::{self, SignatureMethod};
@@ -28,6 +29,8 @@ use crsd_core::Error;
 use params::Params3;
 use serde_json::{json, Map, Value};
 
+/// The metrics' result code of an answer without `Error` (API 3.0 has no success code).
+const SUCCESS: &str = "Success";
 /// The API version this dialect speaks.
 pub const VERSION: &str = "2018-04-12";
 /// The service name in TC3 credential scopes.
@@ -82,6 +85,10 @@ impl Dialect for Tc3 {
         Action::parse(name)
     }
 
+    fn action_name(action: Action) -> &'static str {
+        action.name()
+    }
+
     fn params(req: &Request, unread: Unread) -> Result<Params3, Error> {
         match unread {
             Unread::Folded(params) => Ok(params),
@@ -101,15 +108,16 @@ impl Dialect for Tc3 {
 
     fn success(mut fields: Map<String, Value>) -> Response {
         fields.insert("RequestId".into(), Value::from(request_id()));
-        answer(Value::Object(fields))
+        with_code(answer(Value::Object(fields)), SUCCESS)
     }
 
     fn failure(_: Option<Action>, e: &Error) -> Response {
         let (code, message) = errors::code(e);
-        answer(json!({
+        let response = answer(json!({
             "Error": { "Code": code, "Message": message },
             "RequestId": request_id(),
-        }))
+        }));
+        with_code(response, code)
     }
 }
 

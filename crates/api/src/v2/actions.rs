@@ -39,7 +39,7 @@ impl Data {
 
 /// Every action this dialect answers (the seed's, plus the ModifyRedisPassword spelling),
 /// parsed once from the `Action` parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
 pub enum Action {
     DescribeRedisZones,
     DescribeRedisProduct,
@@ -53,7 +53,7 @@ pub enum Action {
     SetRedisAutoRenew,
     ModifyRedisName,
     /// The seed's spelling, and the corrected one.
-    #[strum(serialize = "ModfiyRedisPassword", serialize = "ModifyRedisPassword")]
+    #[strum(to_string = "ModifyRedisPassword", serialize = "ModfiyRedisPassword")]
     ModifyRedisPassword,
     ResetRedisPassword,
     ClearRedis,
@@ -507,6 +507,11 @@ mod tests {
         for name in ["ModfiyRedisPassword", "ModifyRedisPassword"] {
             assert_eq!(name.parse(), Ok(Action::ModifyRedisPassword));
         }
+        // One name for the metrics, the corrected spelling.
+        let canonical: &str = Action::ModifyRedisPassword.into();
+        assert_eq!(canonical, "ModifyRedisPassword");
+        let plain: &str = Action::DescribeRedis.into();
+        assert_eq!(plain, "DescribeRedis");
         assert!("DescribeFooBar".parse::<Action>().is_err());
         assert!("describeredis".parse::<Action>().is_err());
     }

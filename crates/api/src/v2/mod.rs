@@ -8,6 +8,7 @@
 mod actions;
 mod errors;
 
+use crate::metrics::with_code;
 use crate::params::Params;
 use crate::pipeline::{Dialect, Request, Signed, Ticket};
 use crate::sign_v2::{self, SignatureMethod};
@@ -50,6 +51,10 @@ impl Dialect for V2 {
         name.parse().ok()
     }
 
+    fn action_name(action: Action) -> &'static str {
+        action.into()
+    }
+
     fn params(_: &Request, params: Params) -> Result<Params, Error> {
         Ok(params)
     }
@@ -64,11 +69,13 @@ impl Dialect for V2 {
     }
 
     fn success(data: actions::Data) -> Response {
-        json_200(success(&data))
+        with_code(json_200(success(&data)), "0")
     }
 
     fn failure(action: Option<Action>, e: &Error) -> Response {
-        json_200(errors::render(action, e).to_string())
+        let body = errors::render(action, e);
+        let code = body["code"].as_i64().unwrap_or_default().to_string();
+        with_code(json_200(body.to_string()), code)
     }
 }
 

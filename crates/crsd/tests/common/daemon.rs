@@ -34,6 +34,7 @@ impl Daemon {
             format!(
                 "[instances]\nport_min = {lo}\nport_max = {hi}\n\
                  [loops]\nsupervise_every_ms = 200\nexpiry_every_secs = 3600\n\
+                 [metrics]\nlisten = \"127.0.0.1:0\"\n\
                  [ha]\nsentinel_ports = [{}, {}, {}]\n\
                  # Tests share two cores: slowness must not look like a failure.\n\
                  down_after_ms = 1500\n",

@@ -69,6 +69,8 @@ pub fn test_config(dir: &Path) -> Config {
     cfg.instances.port_max = hi;
     cfg.loops.supervise_every_ms = 200;
     cfg.loops.expiry_every_secs = 3600;
+    // Many crsds run at once: any free port, never the default one.
+    cfg.metrics.listen = "127.0.0.1:0".into();
     cfg.ha.sentinel_ports = vec![free_port(), free_port(), free_port()];
     // Several crsds share two cores while tests run: a master slowed down for half a second
     // must not be failed over (the default, 500, is measured by `make bench-failover`).

@@ -1,0 +1,330 @@
+//! crsd's own metrics end to end: `/metrics` on the metrics listener, read with a Prometheus
+//! text-format parser, before and after signed requests of two dialects (known actions that
+//! succeed and fail, an action no dialect knows), an unsigned one of the third and an
+//! instance's creation; and `[metrics] listen = ""`, which leaves the listener out.
+
+mod common;
+
+use common::daemon::Daemon;
+use common::tc3::Tc3;
+use common::TestCrsd;
+use prometheus_parse::{Scrape, Value};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "49A2d!e@f12e";
+
+/// One scrape of `/metrics`, parsed; the Content-Type must be the text format's.
+async fn scrape(addr: SocketAddr) -> Scrape {
+    let resp = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("the metrics listener answers");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4",
+        "Prometheus' text format"
+    );
+    let text = resp.text().await.unwrap();
+    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid text format")
+}
+
+/// The sample of `metric` whose labels are exactly `labels`.
+fn sample<'a>(
+    s: &'a Scrape,
+    metric: &str,
+    labels: &[(&str, &str)],
+) -> Option<&'a prometheus_parse::Sample> {
+    s.samples.iter().find(|x| {
+        x.metric == metric
+            && x.labels.len() == labels.len()
+            && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v))
+    })
+}
+
+/// A counter's or gauge's value (0 when the series does not exist yet).
+fn value(s: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    match sample(s, metric, labels).map(|x| &x.value) {
+        None => 0.0,
+        Some(Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v)) => *v,
+        Some(other) => panic!("{metric} is not a single value: {other:?}"),
+    }
+}
+
+/// How many observations a histogram holds (its `+Inf` bucket; 0 when absent).
+fn observations(s: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    match sample(s, metric, labels).map(|x| &x.value) {
+        None => 0.0,
+        Some(Value::Histogram(buckets)) => {
+            let inf = buckets
+                .iter()
+                .find(|b| b.less_than.is_infinite())
+                .expect("a +Inf bucket");
+            // Cumulative buckets.
+            assert!(
+                buckets.windows(2).all(|w| w[0].count <= w[1].count),
+                "{buckets:?}"
+            );
+            inf.count
+        }
+        Some(other) => panic!("{metric} is not a histogram: {other:?}"),
+    }
+}
+
+fn requests(s: &Scrape, dialect: &str, action: &str, code: &str) -> f64 {
+    value(
+        s,
+        "crsd_api_requests_total",
+        &[("dialect", dialect), ("action", action), ("code", code)],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_move_with_requests_tasks_and_instances() {
+    let t = TestCrsd::start().await;
+    let running = t.running.as_ref().unwrap();
+    let addr = running.metrics_addr.expect("the metrics listener is on");
+    assert_ne!(addr, running.addr, "a listener of its own");
+    assert_ne!(addr.port(), 9751, "tests bind any free port");
+    let v2 = t.client();
+    let tc3 = Tc3::like(&v2);
+
+    let before = scrape(addr).await;
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        let v = value(&before, name, &[]);
+        assert!(
+            sample(&before, name, &[]).is_some(),
+            "process metric {name} is missing"
+        );
+        if name != "process_cpu_seconds_total" {
+            assert!(v > 0.0, "{name} = {v}");
+        }
+    }
+    assert_eq!(value(&before, "crsd_backup_store_bytes", &[]), 0.0);
+    assert!(sample(&before, "crsd_backup_store_bytes", &[]).is_some());
+    assert_eq!(
+        value(&before, "crsd_instances", &[("status", "running")]),
+        0.0
+    );
+    assert!(sample(&before, "crsd_instances", &[("status", "running")]).is_some());
+
+    // v2: two successes, a known action that fails (no such task: 4000), an unknown action.
+    v2.ok("DescribeRedisZones", &[]).await;
+    v2.ok("DescribeRedisZones", &[]).await;
+    v2.err("DescribeTaskInfo", &[("requestId", "987654")], 4000, None)
+        .await;
+    v2.err("NoSuchAction", &[], 4000, None).await;
+    // API 3.0: an unknown action, a known one that fails, and an instance's creation (its
+    // task ends).
+    tc3.err("HackTheGibson", json!({}), "InvalidAction").await;
+    tc3.err(
+        "DescribeTaskInfo",
+        json!({ "TaskId": 987654 }),
+        "ResourceNotFound",
+    )
+    .await;
+    let id = tc3.create(PASSWORD, 1).await;
+    // Capital Online, unsigned: refused before its action is believed, so `unknown`.
+    let r = reqwest::get(format!("{}/redis?Action=DescribeRegins", t.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["Code"], "ArgMissing", "{body}");
+
+    // The task's end is counted right after its last commit; the deal is delivered by that
+    // same commit, so this waits microseconds, not seconds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let s = scrape(addr).await;
+        let ended = value(
+            &s,
+            "crsd_tasks_total",
+            &[("kind", "newInstance"), ("state", "succeeded")],
+        );
+        if ended >= 1.0 || Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let moved = |dialect, action, code| {
+        requests(&after, dialect, action, code) - requests(&before, dialect, action, code)
+    };
+    assert_eq!(moved("v2", "DescribeRedisZones", "0"), 2.0);
+    assert_eq!(moved("v2", "DescribeTaskInfo", "4000"), 1.0);
+    assert_eq!(moved("v2", "unknown", "4000"), 1.0, "v2's unknown action");
+    assert_eq!(moved("tc3", "unknown", "InvalidAction"), 1.0);
+    assert_eq!(moved("tc3", "DescribeTaskInfo", "ResourceNotFound"), 1.0);
+    assert_eq!(moved("tc3", "CreateInstances", "Success"), 1.0);
+    assert!(moved("tc3", "DescribeInstanceDealDetail", "Success") >= 1.0);
+    assert_eq!(moved("co", "unknown", "ArgMissing"), 1.0);
+    assert_eq!(moved("co", "DescribeRegins", "ArgMissing"), 0.0);
+    // The names clients made up are nowhere: label values come from the dialects' tables.
+    let actions: BTreeSet<&str> = after
+        .samples
+        .iter()
+        .filter(|x| x.metric == "crsd_api_requests_total")
+        .filter_map(|x| x.labels.get("action"))
+        .collect();
+    assert!(
+        !actions.contains("NoSuchAction") && !actions.contains("HackTheGibson"),
+        "{actions:?}"
+    );
+    assert!(
+        !actions.iter().any(|a| a.is_empty()),
+        "every request has an action label: {actions:?}"
+    );
+
+    // The latency histogram counted every v2 request (4) and at least the 3.0 ones above.
+    let hist = "crsd_api_request_duration_seconds";
+    let v2_seen = observations(&after, hist, &[("dialect", "v2")])
+        - observations(&before, hist, &[("dialect", "v2")]);
+    assert_eq!(v2_seen, 4.0);
+    let tc3_seen = observations(&after, hist, &[("dialect", "tc3")]);
+    assert!(tc3_seen >= 4.0, "{tc3_seen}");
+    assert_eq!(
+        value(
+            &after,
+            "crsd_api_request_duration_seconds_count",
+            &[("dialect", "v2")]
+        ),
+        v2_seen,
+        "_count agrees with the +Inf bucket"
+    );
+
+    // The instance's task ended once, succeeded, and was timed.
+    assert_eq!(
+        value(
+            &after,
+            "crsd_tasks_total",
+            &[("kind", "newInstance"), ("state", "succeeded")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        observations(
+            &after,
+            "crsd_task_duration_seconds",
+            &[("kind", "newInstance")]
+        ),
+        1.0
+    );
+    // The instance runs, and the gauge says so (read from the store at scrape time).
+    assert_eq!(tc3.describe(&id).await["Status"], 2, "running");
+    let now = scrape(addr).await;
+    assert_eq!(value(&now, "crsd_instances", &[("status", "running")]), 1.0);
+    assert_eq!(value(&now, "crsd_instances", &[("status", "busy")]), 0.0);
+    // The supervisor (every 200 ms here) has run by now.
+    let lag = sample(&now, "crsd_loop_lag_seconds", &[("loop", "supervisor")])
+        .expect("the supervisor's lag");
+    assert!(matches!(lag.value, Value::Gauge(v) if v >= 0.0), "{lag:?}");
+    assert!(sample(
+        &now,
+        "crsd_loop_pass_duration_seconds",
+        &[("loop", "supervisor")]
+    )
+    .is_some());
+    // The process's CPU is a counter (whole seconds: the registry's process collector
+    // counts clock ticks by the second, so a young crsd shows 0).
+    assert!(matches!(
+        sample(&now, "process_cpu_seconds_total", &[]).map(|x| &x.value),
+        Some(Value::Counter(v)) if *v >= 0.0
+    ));
+}
+
+/// The crsd process's listening TCP sockets (their local ports): its descriptors matched with
+/// the kernel's table of listening sockets.
+fn listening_ports(pid: u32) -> BTreeSet<u16> {
+    let mut inodes = BTreeSet::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        if let Ok(target) = std::fs::read_link(fd.path()) {
+            let t = target.to_string_lossy();
+            if let Some(inode) = t.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
+                inodes.insert(inode.to_string());
+            }
+        }
+    }
+    let mut ports = BTreeSet::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address, st (0A: LISTEN), inode.
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                let port = f[1].rsplit(':').next().unwrap();
+                ports.insert(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    ports
+}
+
+/// The real binary with `[metrics] listen = "127.0.0.1:0"` logs the port it bound and
+/// serves there; with `listen = ""` it listens on the API's port alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_listen_address_leaves_the_listener_out() {
+    // On, port 0: the log names the bound address.
+    let dir = tempfile::tempdir().unwrap();
+    let mut on = Daemon::new(
+        dir.path(),
+        "AKIDmetricsOn000000000000000000000",
+        "metrics-on-secret-key-00000000000",
+    );
+    on.start().await;
+    let log = on.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("crsd serves its metrics at /metrics"))
+        .unwrap_or_else(|| panic!("no metrics line in the log:\n{log}"));
+    let addr: SocketAddr = line
+        .split("addr=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    assert_ne!(addr.port(), 0);
+    let s = scrape(addr).await;
+    assert!(sample(&s, "process_resident_memory_bytes", &[]).is_some());
+    let ports = listening_ports(on.pid().unwrap());
+    assert_eq!(
+        ports,
+        BTreeSet::from([on.port, addr.port()]),
+        "the API and the metrics"
+    );
+    on.terminate();
+
+    // Off.
+    let dir = tempfile::tempdir().unwrap();
+    let mut off = Daemon::new(
+        dir.path(),
+        "AKIDmetricsOff00000000000000000000",
+        "metrics-off-secret-key-0000000000",
+    );
+    let config = std::fs::read_to_string(&off.config).unwrap();
+    let disabled = config.replace("listen = \"127.0.0.1:0\"", "listen = \"\"");
+    assert_ne!(
+        config, disabled,
+        "the test config sets the metrics listener"
+    );
+    std::fs::write(&off.config, disabled).unwrap();
+    off.start().await;
+    assert!(
+        !off.log().contains("crsd serves its metrics"),
+        "{}",
+        off.log()
+    );
+    let ports = listening_ports(off.pid().unwrap());
+    assert_eq!(ports, BTreeSet::from([off.port]), "the API's port alone");
+    off.terminate();
+}
