@@ -722,23 +722,8 @@ impl Proxy {
             cmds,
             "set server {fe}/{srv} state ready;set server {fe}/{srv} health up"
         );
-        // Each command is routed to the newest worker on its own.
-        let routed = cmds
-            .split(';')
-            .map(|c| format!("@1 {c}"))
-            .collect::<Vec<_>>()
-            .join(";");
-        let reply = self
-            .cli_retry(&routed, Instant::now() + COMMAND_TIMEOUT)
-            .await?;
-        if reply.trim().is_empty() {
-            Ok(())
-        } else {
-            Err(EngineError::ProxyCommand {
-                command: format!("fence {frontend} on {master}"),
-                reply: reply.trim().to_string(),
-            })
-        }
+        self.worker_commands_ok(&cmds, &format!("fence {frontend} on {master}"))
+            .await
     }
 
     /// Takes `server` of `frontend` out of maintenance as DOWN: its checks judge it from
@@ -748,20 +733,11 @@ impl Proxy {
         server_ref(frontend, server)?;
         let layout = self.lock.lock().await;
         let (fe, srv) = layout.runtime_names(frontend, server);
-        let routed = format!(
-            "@1 set server {fe}/{srv} state drain;@1 set server {fe}/{srv} health down;@1 set server {fe}/{srv} state ready"
+        let cmds = format!(
+            "set server {fe}/{srv} state drain;set server {fe}/{srv} health down;set server {fe}/{srv} state ready"
         );
-        let reply = self
-            .cli_retry(&routed, Instant::now() + COMMAND_TIMEOUT)
-            .await?;
-        if reply.trim().is_empty() {
-            Ok(())
-        } else {
-            Err(EngineError::ProxyCommand {
-                command: format!("unfence {frontend}/{server}"),
-                reply: reply.trim().to_string(),
-            })
-        }
+        self.worker_commands_ok(&cmds, &format!("unfence {frontend}/{server}"))
+            .await
     }
 
     /// Every (frontend, server) the current worker holds in maintenance.
@@ -1071,6 +1047,27 @@ impl Proxy {
             return Err(self.failure("haproxy is not running"));
         }
         reply
+    }
+
+    /// `;`-separated commands that answer nothing when they succeed, each routed to the
+    /// newest worker, in one round trip; `what` names them in an error.
+    async fn worker_commands_ok(&self, commands: &str, what: &str) -> Result<(), EngineError> {
+        let routed = commands
+            .split(';')
+            .map(|c| format!("@1 {c}"))
+            .collect::<Vec<_>>()
+            .join(";");
+        let reply = self
+            .cli_retry(&routed, Instant::now() + COMMAND_TIMEOUT)
+            .await?;
+        if reply.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::ProxyCommand {
+                command: what.to_string(),
+                reply: reply.trim().to_string(),
+            })
+        }
     }
 
     /// A command that answers nothing when it succeeds.
