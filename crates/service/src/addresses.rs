@@ -27,7 +27,7 @@
 //! (`balance first`, the database's master listed first). A master that froze (a hung
 //! process, a stalled disk) and thaws after Sentinel promoted another node still answers
 //! master until Sentinel demotes it, a second or more: a check sees it UP, and the writes
-//! of every new connection sent to it were lost at its demotion (measured: 9-11 writes per
+//! of every new connection sent to it were lost at its demotion (measured: 9-13 writes per
 //! thaw, `failover.rs`). So at a promotion the same two parties (crsd's follower, Sentinel's
 //! script) fence the instance at the proxy: the promoted node UP, every other node in
 //! maintenance; the supervisor takes a node out of maintenance once it is a replica.
