@@ -69,6 +69,10 @@ pub(crate) struct Ha {
     dead_masters: std::sync::Mutex<HashMap<String, Instant>>,
     /// The replica priority each replica process was last given (node -> (pid, priority)).
     priorities: std::sync::Mutex<HashMap<String, (u32, u32)>>,
+    /// One `keep_promotable` per instance at a time: the supervisor's and a create's
+    /// background one decided from the same old record, and a failed check set 0 over the
+    /// 100 the other had just set (no failover: the replica was left unpromotable).
+    promotable_checks: std::sync::Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// The replica priority of a replica in sync (Sentinel's default); one that is not gets 0 and
@@ -86,6 +90,7 @@ impl Ha {
             spare_frontends: settings.proxy.spare_frontends,
             dead_masters: std::sync::Mutex::default(),
             priorities: std::sync::Mutex::default(),
+            promotable_checks: std::sync::Mutex::default(),
         }
     }
 }
@@ -908,6 +913,39 @@ impl Service {
     /// one to promote. A replica starts at 0 (its redis.conf); the value is set only when it
     /// changes for that process.
     pub(crate) async fn keep_promotable(&self, inst: &Instance, stream_check: Duration) {
+        let Some(check) = self.promotable_check(inst) else {
+            return;
+        };
+        let _one_at_a_time = check.lock().await;
+        self.keep_promotable_now(inst, stream_check).await;
+    }
+
+    /// [`Service::keep_promotable`] unless another check of `inst` runs (the supervisor's
+    /// pass does not wait for a create's: that one decides).
+    pub(crate) async fn keep_promotable_unless_busy(
+        &self,
+        inst: &Instance,
+        stream_check: Duration,
+    ) {
+        let Some(check) = self.promotable_check(inst) else {
+            return;
+        };
+        let Ok(_one_at_a_time) = check.try_lock() else {
+            return;
+        };
+        self.keep_promotable_now(inst, stream_check).await;
+    }
+
+    fn promotable_check(&self, inst: &Instance) -> Option<std::sync::Arc<tokio::sync::Mutex<()>>> {
+        let ha = self.ha()?;
+        let mut checks = ha
+            .promotable_checks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        Some(checks.entry(inst.id.clone()).or_default().clone())
+    }
+
+    async fn keep_promotable_now(&self, inst: &Instance, stream_check: Duration) {
         let Some(ha) = self.ha() else {
             return;
         };

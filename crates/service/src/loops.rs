@@ -114,7 +114,8 @@ impl Service {
             if any_dead {
                 restarted += self.restart_dead_nodes(&inst.id).await?;
             }
-            self.keep_promotable(&inst, crate::ha::STREAM_CHECK).await;
+            self.keep_promotable_unless_busy(&inst, crate::ha::STREAM_CHECK)
+                .await;
             if inst.has_own_address() {
                 if let Err(e) = self.place_recorded_address(&inst).await {
                     tracing::warn!(instance = %inst.id, error = ?e, "cannot place the instance's address on its master");
