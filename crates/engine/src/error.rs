@@ -108,6 +108,17 @@ pub enum EngineError {
     AofNotOn { after: Duration, log_tail: String },
 }
 
+impl EngineError {
+    /// Whether a sentinel refused a failover for want of a replica it may promote
+    /// (`NOGOODSLAVE`): it started nothing, and its view of the replicas may just lag.
+    pub fn is_no_replica_to_promote(&self) -> bool {
+        match self {
+            EngineError::Sentinel { source, .. } => source.to_string().contains("NOGOODSLAVE"),
+            _ => false,
+        }
+    }
+}
+
 impl From<std::io::Error> for EngineError {
     fn from(e: std::io::Error) -> Self {
         EngineError::Io(e)

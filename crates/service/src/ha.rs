@@ -107,6 +107,8 @@ pub(crate) enum DeadMaster {
 /// How long a planned switch holds writes on the old master at most (they wait, they are
 /// not refused); the switch itself took 0.19-0.24 s by hand.
 const SWITCH_PAUSE: Duration = Duration::from_secs(10);
+/// How long a planned switch asks Sentinel again while it sees no replica to promote.
+const NO_REPLICA_PATIENCE: Duration = Duration::from_secs(3);
 /// How long the promoted replica may take to apply what the old master had.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a task waits for the proxy to lead an address to its master (a reload under
@@ -260,7 +262,7 @@ impl Service {
                 .wait_caught_up(&old, &target, CATCH_UP_TIMEOUT)
                 .await
                 .map_err(err)?;
-            ha.sentinels.failover(&inst.id).await.map_err(err)?;
+            self.ask_failover(ha, inst).await?;
             let deadline = Instant::now() + SWITCH_TIMEOUT;
             while !self.runtime.is_master_now(&target).await.unwrap_or(false) {
                 if Instant::now() >= deadline {
@@ -307,6 +309,24 @@ impl Service {
         self.sweep_old_proxy_sessions().await;
         self.record_switch(&inst.id, &target.name, TaskKind::ChangeReplicaToMaster)
             .await
+    }
+
+    /// `SENTINEL FAILOVER` for a planned switch, asked again for a moment while every
+    /// sentinel answers `NOGOODSLAVE` (which starts nothing): right after a failover their
+    /// view of the replica that just came back lags ours (a fresh-clone CI run refused a switch
+    /// 1 s after a drill). Writes stay paused meanwhile, well within [`SWITCH_PAUSE`].
+    async fn ask_failover(&self, ha: &Ha, inst: &Instance) -> Result<()> {
+        let deadline = Instant::now() + NO_REPLICA_PATIENCE;
+        loop {
+            match ha.sentinels.failover(&inst.id).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_no_replica_to_promote() && Instant::now() < deadline => {
+                    self.keep_promotable(inst, STREAM_CHECK_IN_TASK).await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(crate::steps::engine_err(e)),
+            }
+        }
     }
 
     /// The steps of a `killMasterGroup` task: SIGKILL to the master, then wait until
