@@ -529,7 +529,8 @@ pub async fn address_hook(cfg: &Config, args: &[String]) -> Result<()> {
         return Ok(());
     };
     let to_port: u16 = to_port.parse().context("the new master's port")?;
-    let store = crsd_store::Store::open(&cfg.data_dir.join("crsd.db"))
+    // Read-only: several of these run at once at every failover, beside crsd's writes.
+    let store = crsd_store::Store::open_read_only(&cfg.data_dir.join("crsd.db"))
         .await
         .context("opening the metadata store")?;
     let mut engine = engine_config(cfg);

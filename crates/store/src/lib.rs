@@ -182,6 +182,25 @@ impl Store {
         })
     }
 
+    /// Opens an existing database for reading only: no migration, no write, no lock a
+    /// writer would wait for. For short-lived helper processes that run beside crsd
+    /// (Sentinel's `address-hook`, several at once at every failover).
+    pub async fn open_read_only(path: &Path) -> Result<Store> {
+        let url = format!("sqlite://{}", path.display());
+        let options = SqliteConnectOptions::from_str(&url)?
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        Ok(Store {
+            pool,
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+            instances: Arc::default(),
+        })
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
