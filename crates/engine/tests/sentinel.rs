@@ -488,14 +488,7 @@ async fn sentinels_of_an_earlier_release_are_restarted_to_accept_reconfig_script
     let ports = vec![free_port(), free_port(), free_port()];
     let set = SentinelSet::new(sentinel_config(&p, ports.clone(), &secret));
     set.ensure_running().await.expect("start sentinels");
-    let mut monitored = Monitored {
-        name: NAME.to_string(),
-        host: "127.0.0.1".to_string(),
-        port: p.master.port,
-        auth_user: SENTINEL_USER.to_string(),
-        auth_pass: internal_secret(&p.master.admin_secret, SENTINEL_USER),
-        reconfig_script: None,
-    };
+    let mut monitored = monitored_master(&p);
     set.monitor(&monitored).await.expect("monitor");
     assert_eq!(
         set.allow_reconfig_scripts().await.expect("nothing to do"),
@@ -584,14 +577,7 @@ async fn watches_with_other_settings_are_found_and_given_the_sets() {
     let ports = vec![free_port(), free_port(), free_port()];
     let earlier = SentinelSet::new(sentinel_config(&p, ports.clone(), &secret));
     earlier.ensure_running().await.expect("start sentinels");
-    let monitored = Monitored {
-        name: NAME.to_string(),
-        host: "127.0.0.1".to_string(),
-        port: p.master.port,
-        auth_user: SENTINEL_USER.to_string(),
-        auth_pass: internal_secret(&p.master.admin_secret, SENTINEL_USER),
-        reconfig_script: None,
-    };
+    let monitored = monitored_master(&p);
     earlier.monitor(&monitored).await.expect("monitor");
     assert_eq!(
         earlier.monitored_otherwise().await.expect("ask"),
@@ -626,4 +612,16 @@ async fn watches_with_other_settings_are_found_and_given_the_sets() {
         );
     }
     set.stop_all().await.expect("stop");
+}
+
+/// The pair's master as crsd registers it: the Sentinel user with its derived secret.
+fn monitored_master(p: &Pair) -> Monitored {
+    Monitored {
+        name: NAME.to_string(),
+        host: "127.0.0.1".to_string(),
+        port: p.master.port,
+        auth_user: SENTINEL_USER.to_string(),
+        auth_pass: internal_secret(&p.master.admin_secret, SENTINEL_USER),
+        reconfig_script: None,
+    }
 }
