@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what crsd needs on a Debian machine and is missing: redis-server, redis-sentinel (the
-# failover engine) and haproxy (the stable address of each instance), all Debian's packages;
+# failover engine), haproxy (the stable address of each instance) and prometheus-redis-exporter
+# (per-node metrics), all Debian's packages;
 # for the tests python3-venv, openssl, curl and xz-utils, and for the backup benchmark nginx and curl.
 # Idempotent; does nothing when all is there.
 set -euo pipefail
@@ -10,6 +11,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v prometheus-redis-exporter >/dev/null 2>&1 || need+=(prometheus-redis-exporter)
 if [ "${1:-}" = "--test" ]; then
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
   command -v curl >/dev/null 2>&1 || need+=(curl)
@@ -35,4 +37,6 @@ if command -v systemctl >/dev/null 2>&1; then
   $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
   $SUDO systemctl disable --now redis-sentinel >/dev/null 2>&1 || true
   $SUDO systemctl disable --now haproxy >/dev/null 2>&1 || true
+  # Its own exporter watches a redis-server on 6379; crsd runs one for its nodes.
+  $SUDO systemctl disable --now prometheus-redis-exporter >/dev/null 2>&1 || true
 fi

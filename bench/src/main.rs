@@ -553,6 +553,8 @@ fn bench_config(dir: &Path, port_min: u16) -> Result<Config> {
     cfg.ha.sentinel_ports = vec![free_port()?, free_port()?, free_port()?];
     // Any free port: a crsd left on the default one must not stop a benchmark.
     cfg.metrics.listen = "127.0.0.1:0".into();
+    // The exporter runs as on a host (it follows every create), on a free port.
+    cfg.metrics.exporter_listen = format!("127.0.0.1:{}", free_port()?);
     Ok(cfg)
 }
 
@@ -591,10 +593,15 @@ fn kill_all(cfg: &Config) {
         if let Ok(pid) = std::fs::read_to_string(path) {
             let pid = pid.trim().to_string();
             let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            // Nodes, sentinels and the proxy (killing its master ends its workers).
-            if ["redis-server", "redis-sentinel", "haproxy"]
-                .iter()
-                .any(|p| cmd.contains(p))
+            // Nodes, sentinels, the proxy (killing its master ends its workers), the exporter.
+            if [
+                "redis-server",
+                "redis-sentinel",
+                "haproxy",
+                "prometheus-redis-exporter",
+            ]
+            .iter()
+            .any(|p| cmd.contains(p))
             {
                 let _ = Command::new("kill").args(["-9", &pid]).status();
             }

@@ -35,20 +35,41 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Metrics {
-    /// Address of the listener that serves `GET /metrics` (port 0: any free port, logged at
-    /// start); empty: no listener.
+    /// Address of the listener that serves `GET /metrics` and `GET /sd/nodes` (port 0: any
+    /// free port, logged at start); empty: no listener.
     pub listen: String,
+    /// Address the host's redis exporter serves per-node metrics on (`/scrape?target=...`,
+    /// listed by `/sd/nodes`); empty: no exporter. Like `listen`, the operator's.
+    pub exporter_listen: String,
+    /// The exporter program (Debian's `prometheus-redis-exporter`).
+    pub exporter: PathBuf,
 }
 
 impl Default for Metrics {
     fn default() -> Metrics {
         Metrics {
             listen: "127.0.0.1:9751".into(),
+            exporter_listen: "127.0.0.1:9752".into(),
+            exporter: PathBuf::from("prometheus-redis-exporter"),
         }
     }
 }
 
 impl Metrics {
+    /// The exporter's address; `None` when disabled.
+    pub fn exporter_addr(&self) -> Result<Option<SocketAddr>, String> {
+        let listen = self.exporter_listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        match listen.parse::<SocketAddr>() {
+            Ok(a) if a.port() != 0 => Ok(Some(a)),
+            _ => Err(format!(
+                "metrics.exporter_listen: {listen:?} is not an address and a port other than 0 (e.g. 127.0.0.1:9752)"
+            )),
+        }
+    }
+
     /// The listener's address; `None` when disabled.
     pub fn addr(&self) -> Result<Option<SocketAddr>, String> {
         let listen = self.listen.trim();
@@ -498,6 +519,9 @@ impl Config {
         if let Err(e) = self.metrics.addr() {
             return bad(&e);
         }
+        if let Err(e) = self.metrics.exporter_addr() {
+            return bad(&e);
+        }
         if self.backups.manual_per_day < 0 {
             return bad("backups.manual_per_day must not be negative");
         }
@@ -568,6 +592,8 @@ mod tests {
         assert!(Config::parse("[loops]\nundo_backoff_max_secs = 0").is_err());
         assert!(Config::parse("[metrics]\nlisten = \"localhost\"").is_err());
         assert!(Config::parse("[metrics]\nlisten = 9751").is_err());
+        assert!(Config::parse("[metrics]\nexporter_listen = \"127.0.0.1:0\"").is_err());
+        assert!(Config::parse("[metrics]\nexporter_listen = \"\"").is_ok());
         let zone = |id: i64| {
             format!(
                 "[[catalog.zones]]\nid = {id}\nname = \"z\"\nregion_id = 1\nsite_id = \"S\"\n\

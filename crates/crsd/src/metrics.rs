@@ -1,5 +1,7 @@
 //! The metrics listener: `GET /metrics`, crsd's own metrics in Prometheus text format (see the
-//! service's `metrics`), on a socket of its own.
+//! service's `metrics`), and `GET /sd/nodes`, the nodes for Prometheus' HTTP service
+//! discovery (scraped through the redis exporter, see the service's `node_metrics`), on a
+//! socket of its own.
 //!
 //! Why its own: the API faces tenants, the metrics are the operator's (every account's
 //! instances counted together, no authentication), so they are bound apart, to loopback or a
@@ -36,6 +38,7 @@ pub fn spawn(
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let app = Router::new()
         .route("/metrics", get(metrics))
+        .route("/sd/nodes", get(sd_nodes))
         .with_state(svc);
     let task = tokio::spawn(async move {
         let stopped = async move {
@@ -53,6 +56,21 @@ pub fn spawn(
         }
     });
     Ok(task)
+}
+
+/// Prometheus' HTTP service discovery: every running node, scraped through the exporter.
+async fn sd_nodes(State(svc): State<Arc<Service>>) -> axum::response::Response {
+    match svc.node_discovery().await {
+        Ok(groups) => axum::Json(groups).into_response(),
+        Err(e) => {
+            tracing::error!(error = ?e, "cannot list the nodes for discovery");
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot list the nodes",
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn metrics(State(svc): State<Arc<Service>>) -> impl IntoResponse {

@@ -76,6 +76,7 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
         .context("opening the metadata store")?;
     let mut service_cfg = service_config(&cfg);
     service_cfg.ha = Some(ha_settings(&cfg)?);
+    service_cfg.exporter = exporter_config(&cfg)?;
     let service = Service::new(
         store,
         Arc::new(Engine::new(engine_config(&cfg))),
@@ -277,7 +278,20 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
             max: Duration::from_secs(cfg.loops.undo_backoff_max_secs.max(1)),
         },
         ha: None,
+        exporter: None,
     }
+}
+
+/// The host's redis exporter, from `[metrics]`; its folder is `<data_dir>/exporter`.
+pub fn exporter_config(cfg: &Config) -> Result<Option<crsd_engine::ExporterConfig>> {
+    let Some(addr) = cfg.metrics.exporter_addr().map_err(anyhow::Error::msg)? else {
+        return Ok(None);
+    };
+    Ok(Some(crsd_engine::ExporterConfig {
+        program: cfg.metrics.exporter.clone(),
+        listen: addr.to_string(),
+        root: cfg.data_dir.join("exporter"),
+    }))
 }
 
 /// Sentinel and the proxy, from the config; their folders are `<data_dir>/sentinel` and

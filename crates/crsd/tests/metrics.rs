@@ -328,3 +328,153 @@ async fn an_empty_listen_address_leaves_the_listener_out() {
     assert_eq!(ports, BTreeSet::from([off.port]), "the API's port alone");
     off.terminate();
 }
+
+/// `/sd/nodes`, parsed: the groups Prometheus' HTTP discovery would read.
+async fn discovery(addr: SocketAddr) -> Vec<serde_json::Value> {
+    let resp = reqwest::get(format!("http://{addr}/sd/nodes"))
+        .await
+        .expect("the metrics listener answers");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    resp.json().await.expect("a JSON list")
+}
+
+/// Polls `/sd/nodes` until `done` holds for its groups of instance `id`.
+async fn discovered(
+    addr: SocketAddr,
+    id: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let groups: Vec<_> = discovery(addr)
+            .await
+            .into_iter()
+            .filter(|g| g["labels"]["instance_id"] == id)
+            .collect();
+        if done(&groups) {
+            return groups;
+        }
+        assert!(Instant::now() < deadline, "{id} in /sd/nodes: {groups:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What Prometheus does with one discovered group: `GET http://<target><__metrics_path__>
+/// ?target=<__param_target>`, parsed.
+async fn scrape_group(group: &serde_json::Value) -> Scrape {
+    let url = format!(
+        "http://{}{}",
+        group["targets"][0].as_str().unwrap(),
+        group["labels"]["__metrics_path__"].as_str().unwrap()
+    );
+    let target = group["labels"]["__param_target"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        // The exporter restarts when the nodes change: a scrape can meet that moment.
+        if let Ok(resp) = reqwest::Client::new()
+            .get(&url)
+            .query(&[("target", target)])
+            .send()
+            .await
+        {
+            let text = resp.text().await.unwrap();
+            let s = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("text format");
+            if value(&s, "redis_up", &[]) == 1.0 {
+                return s;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the exporter never scraped {target}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_are_discovered_and_scraped_through_the_exporter() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::test_config(dir.path());
+    cfg.metrics.exporter_listen = format!("127.0.0.1:{}", common::free_port());
+    let t = TestCrsd::start_with(dir, cfg.clone()).await;
+    let addr = t.running.as_ref().unwrap().metrics_addr.unwrap();
+    let v2 = t.client();
+    let inst = v2.create(PASSWORD, 1).await.remove(0);
+    let id = inst["redisId"].as_str().unwrap().to_string();
+
+    let groups = discovered(addr, &id, |g| g.len() == 2).await;
+    let mut roles: Vec<&str> = groups
+        .iter()
+        .map(|g| g["labels"]["node_role"].as_str().unwrap())
+        .collect();
+    roles.sort();
+    assert_eq!(roles, ["master", "replica"]);
+    for g in &groups {
+        assert_eq!(g["targets"], json!([cfg.metrics.exporter_listen]), "{g}");
+        assert_eq!(g["labels"]["instance_name"], inst["redisName"], "{g}");
+        assert_eq!(
+            g["labels"]["app_id"],
+            common::main_app_id(&t).to_string(),
+            "{g}"
+        );
+        assert_eq!(g["labels"]["shard"], "0", "{g}");
+        let target = g["labels"]["__param_target"].as_str().unwrap();
+        assert_eq!(
+            g["labels"]["instance"].as_str(),
+            target.strip_prefix("redis://"),
+            "the node, not the exporter: {g}"
+        );
+    }
+
+    // The exporter scrapes the master as Prometheus would, writes included.
+    let master = groups
+        .iter()
+        .find(|g| g["labels"]["node_role"] == "master")
+        .unwrap();
+    let mut user = common::redis_conn(
+        inst["wanIp"].as_str().unwrap(),
+        inst["port"].as_u64().unwrap() as u16,
+        PASSWORD,
+    )
+    .await
+    .expect("the instance answers");
+    for i in 0..7 {
+        redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query_async::<()>(&mut user)
+            .await
+            .unwrap();
+    }
+    let s = scrape_group(master).await;
+    assert!(value(&s, "redis_connected_clients", &[]) >= 1.0);
+    assert_eq!(value(&s, "redis_db_keys", &[("db", "db0")]), 7.0);
+    assert_eq!(value(&s, "redis_connected_slaves", &[]), 1.0);
+
+    // kill -9 of the exporter: the supervisor starts it again.
+    let pid_file = t.data_dir().join("exporter/exporter.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let s = scrape_group(master).await;
+    assert_eq!(value(&s, "redis_db_keys", &[("db", "db0")]), 7.0);
+    let again: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(again, pid, "a new exporter");
+
+    // Destroyed (isolated, its nodes stopped): forgotten.
+    Tc3::like(&v2)
+        .ok("DestroyPrepaidInstance", json!({ "InstanceId": id }))
+        .await;
+    discovered(addr, &id, |g| g.is_empty()).await;
+}

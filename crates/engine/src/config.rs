@@ -80,11 +80,18 @@ pub(crate) const SENTINEL_USER_RULES: &str = "allchannels -@all +multi +slaveof 
 /// What the proxy's health check sends: `PING`, `INFO replication` (`QUIT` needs no right).
 pub(crate) const CHECK_USER_RULES: &str = "resetchannels -@all +ping +info|replication";
 
+/// What the redis exporter sends on a scrape (1.45: `CLIENT SETNAME`, `INFO ALL`, `LATENCY
+/// LATEST`, `SLOWLOG LEN`/`GET`, `CLUSTER INFO` on a cluster node), and no key. `CONFIG GET *`
+/// is refused on purpose (it would show `masterauth`); the exporter then reads `maxmemory`
+/// from INFO and logs the refusal at debug level only.
+pub(crate) const EXPORTER_USER_RULES: &str = "resetchannels -@all +ping +info +client|setname +latency|latest +slowlog|len +slowlog|get +cluster|info";
+
 /// The internal users of every node beyond crsd's own and replication's: (name, rules).
-pub(crate) fn ha_users() -> [(&'static str, &'static str); 2] {
+pub(crate) fn internal_users() -> [(&'static str, &'static str); 3] {
     [
         (crate::SENTINEL_USER, SENTINEL_USER_RULES),
         (crate::CHECK_USER, CHECK_USER_RULES),
+        (crate::EXPORTER_USER, EXPORTER_USER_RULES),
     ]
 }
 
@@ -281,7 +288,7 @@ pub(crate) fn render_for(
         spec.repl_user,
         acl_sha256_hex(&spec.repl_secret)
     ));
-    for (user, rules) in ha_users() {
+    for (user, rules) in internal_users() {
         let secret = crate::internal_secret(&spec.admin_secret, user);
         line(&format!(
             "user {user} on #{} {rules}",

@@ -510,7 +510,7 @@ impl Engine {
             v.sort();
             v
         };
-        let users_added = self.conform_ha_users(spec, &mut con).await?;
+        let users_added = self.conform_internal_users(spec, &mut con).await?;
         let current = admin::acl_field(&user, "commands").unwrap_or_default();
         if tokens(&current) == tokens(config::DEFAULT_USER_COMMANDS) {
             if users_added {
@@ -532,15 +532,16 @@ impl Engine {
         Ok(true)
     }
 
-    /// Adds the internal users for Sentinel and the proxy's check (see `config::ha_users`) to
-    /// a node started by an earlier version that did not have them. True if any was added.
-    async fn conform_ha_users(
+    /// Adds the internal users for Sentinel, the proxy's check and the exporter (see
+    /// `config::internal_users`) to a node started by an earlier version that did not have
+    /// them. True if any was added.
+    async fn conform_internal_users(
         &self,
         spec: &NodeSpec,
         con: &mut redis::aio::MultiplexedConnection,
     ) -> Result<bool, EngineError> {
         let mut added = false;
-        for (user, rules) in config::ha_users() {
+        for (user, rules) in config::internal_users() {
             let exists: redis::Value = redis::cmd("ACL")
                 .arg("GETUSER")
                 .arg(user)

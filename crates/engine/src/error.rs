@@ -103,6 +103,10 @@ pub enum EngineError {
         #[source]
         source: Box<EngineError>,
     },
+    /// The redis exporter exited or did not accept connections in time after it was started
+    /// (then it has been killed).
+    #[error("the redis exporter did not start: {reason}; its log ends with:\n{log_tail}")]
+    ExporterNotStarted { reason: String, log_tail: String },
     /// `settle_restored`: the node's AOF was not on (its first rewrite not finished) in time.
     #[error("the AOF was not on within {after:?}; redis.log ends with:\n{log_tail}")]
     AofNotOn { after: Duration, log_tail: String },

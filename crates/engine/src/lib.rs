@@ -72,6 +72,7 @@ mod daemon;
 mod durable;
 mod engine;
 mod error;
+mod exporter;
 mod layout;
 mod persistence;
 mod poll;
@@ -93,6 +94,7 @@ pub use address::Lineage;
 pub use ceiling::{CeilingConfig, CeilingStatus};
 pub use engine::{Engine, Liveness};
 pub use error::EngineError;
+pub use exporter::{Exporter, ExporterConfig, ExporterTarget};
 pub use persistence::NodeUsage;
 pub use proxy::{Frontend, Proxy, ProxyConfig, Server};
 pub use runtime::NodeRuntime;
@@ -196,12 +198,16 @@ pub struct NodeHandle {
 pub const SENTINEL_USER: &str = "crsd-sentinel";
 /// The ACL user the proxy's health check logs in as: `PING` and `INFO replication` only.
 pub const CHECK_USER: &str = "crsd-check";
+/// The ACL user the redis exporter logs in as (see `exporter.rs`): `INFO` and a few other
+/// read-only commands, no key.
+pub const EXPORTER_USER: &str = "crsd-exporter";
 
 /// The secret of one of crsd's internal users of an instance ([`SENTINEL_USER`],
-/// [`CHECK_USER`]), derived from the instance's admin secret: HMAC-SHA256 keyed by it over
-/// the user's name, hex. One stored secret per instance stays the only secret; the derived
-/// ones are written where their clients need them in plaintext (sentinel.conf, haproxy.cfg,
-/// both 0600), and none of them leads back to the admin secret.
+/// [`CHECK_USER`], [`EXPORTER_USER`]), derived from the instance's admin secret: HMAC-SHA256
+/// keyed by it over the user's name, hex. One stored secret per instance stays the only
+/// secret; the derived ones are written where their clients need them in plaintext
+/// (sentinel.conf, haproxy.cfg, the exporter's password file, all 0600), and none of them
+/// leads back to the admin secret.
 pub fn internal_secret(admin_secret: &str, user: &str) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(admin_secret.as_bytes())

@@ -16,12 +16,15 @@ mod ha;
 mod instances;
 mod loops;
 pub mod metrics;
+mod node_metrics;
 mod observe;
 mod page;
 mod purchase;
 mod replicas;
 mod runner;
 mod steps;
+
+pub use node_metrics::DiscoveryGroup;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -94,6 +97,9 @@ pub struct ServiceConfig {
     /// Failover by Redis Sentinel and stable addresses by HAProxy (see `ha.rs`); `None`: no
     /// failover, instances' addresses unserved (tools that only read the database).
     pub ha: Option<HaSettings>,
+    /// The host's redis exporter for per-node metrics (see `node_metrics.rs`); `None`: no
+    /// per-node metrics.
+    pub exporter: Option<crsd_engine::ExporterConfig>,
 }
 
 pub struct Service {
@@ -124,6 +130,8 @@ pub struct Service {
     ha: Option<ha::Ha>,
     /// What crsd counts of itself (see `metrics`).
     metrics: metrics::Metrics,
+    /// The redis exporter, when configured.
+    exporter: Option<crsd_engine::Exporter>,
 }
 
 impl Service {
@@ -135,8 +143,10 @@ impl Service {
         cfg: ServiceConfig,
     ) -> Arc<Service> {
         let ha = cfg.ha.as_ref().map(ha::Ha::new);
+        let exporter = cfg.exporter.clone().map(crsd_engine::Exporter::new);
         Arc::new(Service {
             ha,
+            exporter,
             store,
             runtime,
             backup_store,

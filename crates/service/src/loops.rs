@@ -39,6 +39,13 @@ impl Service {
                 tracing::error!(error = ?e, "supervisor pass failed");
             }
             self.supervise_ha().await;
+            // The exporter follows the nodes (a restart only when they changed), and comes
+            // back after a kill. A failure is logged every 30 passes, not every pass.
+            if let Err(e) = self.publish_exporter_targets().await {
+                if tick.is_multiple_of(30) {
+                    tracing::warn!(error = ?e, "cannot bring the redis exporter to the nodes");
+                }
+            }
             if tick.is_multiple_of(5) {
                 self.poll_usage().await;
                 if let Err(e) = self.reconcile_watches().await {

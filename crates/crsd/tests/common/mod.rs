@@ -71,6 +71,8 @@ pub fn test_config(dir: &Path) -> Config {
     cfg.loops.expiry_every_secs = 3600;
     // Many crsds run at once: any free port, never the default one.
     cfg.metrics.listen = "127.0.0.1:0".into();
+    // The exporter needs a fixed port: only the tests of per-node metrics give it one.
+    cfg.metrics.exporter_listen = String::new();
     cfg.ha.sentinel_ports = vec![free_port(), free_port(), free_port()];
     // Several crsds share two cores while tests run: a master slowed down for half a second
     // must not be failed over (the default, 500, is measured by `make bench-failover`).
@@ -195,9 +197,14 @@ pub fn kill_redis_under(dir: &Path) {
             }
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let cmd = String::from_utf8_lossy(&cmd);
-            let ours = ["redis-server", "redis-sentinel", "haproxy"]
-                .iter()
-                .any(|p| cmd.contains(p));
+            let ours = [
+                "redis-server",
+                "redis-sentinel",
+                "haproxy",
+                "prometheus-redis-exporter",
+            ]
+            .iter()
+            .any(|p| cmd.contains(p));
             if ours && cmd.contains(&needle) {
                 unsafe_kill(pid);
             }
