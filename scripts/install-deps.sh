@@ -2,7 +2,8 @@
 # Installs what crsd needs on a Debian machine and is missing: redis-server, redis-sentinel (the
 # failover engine), haproxy (the stable address of each instance) and prometheus-redis-exporter
 # (per-node metrics), all Debian's packages;
-# for the tests python3-venv, openssl, curl and xz-utils, and for the backup benchmark nginx and curl.
+# for the tests python3-venv, openssl, curl, xz-utils and prometheus (the metrics test scrapes
+# through the example config), and for the backup benchmark nginx and curl.
 # Idempotent; does nothing when all is there.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ if [ "${1:-}" = "--test" ]; then
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
   # The upgrade test unpacks the previous release's source where history is missing.
   command -v xz >/dev/null 2>&1 || need+=(xz-utils)
+  command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 fi
 if [ "${1:-}" = "--bench" ]; then
   command -v curl >/dev/null 2>&1 || need+=(curl)
@@ -30,13 +32,15 @@ SUDO=""
 echo "installing: ${need[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-# Debian starts a system redis-server on 6379 when the package is installed; crsd does not use it.
-# Likewise nginx on port 80, which only the backup benchmark runs, on its own port.
+# Debian starts a service for most of these packages when it installs them (a system
+# redis-server on 6379, nginx on 80, an exporter watching 6379, a Prometheus); crsd runs its
+# own processes and uses none of them. Only the services of the packages installed just now
+# are disabled: one the operator already ran is left alone.
 if command -v systemctl >/dev/null 2>&1; then
-  $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
-  $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
-  $SUDO systemctl disable --now redis-sentinel >/dev/null 2>&1 || true
-  $SUDO systemctl disable --now haproxy >/dev/null 2>&1 || true
-  # Its own exporter watches a redis-server on 6379; crsd runs one for its nodes.
-  $SUDO systemctl disable --now prometheus-redis-exporter >/dev/null 2>&1 || true
+  for pkg in "${need[@]}"; do
+    case "$pkg" in
+      redis-server|redis-sentinel|haproxy|prometheus-redis-exporter|prometheus|nginx)
+        $SUDO systemctl disable --now "$pkg" >/dev/null 2>&1 || true ;;
+    esac
+  done
 fi

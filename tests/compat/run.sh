@@ -221,6 +221,7 @@ sentinel_ports = [$(free_port), $(free_port), $(free_port)]
 down_after_ms = 1500
 [metrics]
 listen = "127.0.0.1:0"
+exporter_listen = "127.0.0.1:$(free_port)"
 EOF
 NO_COLOR=1 CRSD_BOOTSTRAP_SECRET_ID="$SECRET_ID" CRSD_BOOTSTRAP_SECRET_KEY="$SECRET_KEY" \
   "$CRSD" serve --config "$TMP/crsd.toml" --data-dir "$TMP/data" --listen "127.0.0.1:$PORT" \

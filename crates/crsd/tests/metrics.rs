@@ -478,3 +478,139 @@ async fn nodes_are_discovered_and_scraped_through_the_exporter() {
         .await;
     discovered(addr, &id, |g| g.is_empty()).await;
 }
+
+/// Kills the Prometheus it holds when dropped.
+struct Prometheus(std::process::Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The result of an instant query `q` on Prometheus at `addr`.
+async fn prom_query(addr: &str, q: &str) -> Vec<serde_json::Value> {
+    let Ok(resp) = reqwest::Client::new()
+        .get(format!("http://{addr}/api/v1/query"))
+        .query(&[("query", q)])
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_crsd_and_its_nodes_with_the_example_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::test_config(dir.path());
+    cfg.metrics.exporter_listen = format!("127.0.0.1:{}", common::free_port());
+    let t = TestCrsd::start_with(dir, cfg).await;
+    let addr = t.running.as_ref().unwrap().metrics_addr.unwrap();
+    let id = t.client().create(PASSWORD, 1).await.remove(0)["redisId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The example config as README shows it, with this crsd's listener and short intervals.
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/prometheus.yml"),
+    )
+    .expect("examples/prometheus.yml");
+    assert_eq!(example.matches("127.0.0.1:9751").count(), 2, "{example}");
+    let config = example
+        .replace("127.0.0.1:9751", &addr.to_string())
+        .replace("scrape_interval: 15s", "scrape_interval: 1s")
+        .replace("refresh_interval: 30s", "refresh_interval: 1s");
+    let prom_dir = tempfile::tempdir().unwrap();
+    let config_file = prom_dir.path().join("prometheus.yml");
+    std::fs::write(&config_file, config).unwrap();
+    let web = format!("127.0.0.1:{}", common::free_port());
+    let log = std::fs::File::create(prom_dir.path().join("prometheus.log")).unwrap();
+    let _prom = Prometheus(
+        std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config_file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                prom_dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={web}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("Debian's prometheus (scripts/install-deps.sh --test installs it)"),
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut crsd_up, mut nodes) = (Vec::new(), Vec::new());
+    while Instant::now() < deadline {
+        crsd_up = prom_query(&web, "up{job=\"crsd\"} == 1").await;
+        nodes = prom_query(&web, &format!("redis_up{{instance_id=\"{id}\"}} == 1")).await;
+        if crsd_up.len() == 1 && nodes.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let log = std::fs::read_to_string(prom_dir.path().join("prometheus.log")).unwrap_or_default();
+    assert_eq!(crsd_up.len(), 1, "crsd scraped: {crsd_up:?}\n{log}");
+    assert_eq!(nodes.len(), 2, "both nodes scraped: {nodes:?}\n{log}");
+    let mut roles: Vec<&str> = nodes
+        .iter()
+        .map(|n| n["metric"]["node_role"].as_str().unwrap_or_default())
+        .collect();
+    roles.sort();
+    assert_eq!(roles, ["master", "replica"], "{nodes:?}");
+    // crsd's own series are there too, with their labels.
+    let created = prom_query(
+        &web,
+        "crsd_api_requests_total{dialect=\"v2\",action=\"CreateRedis\",code=\"0\"}",
+    )
+    .await;
+    assert_eq!(created.len(), 1, "{created:?}");
+
+    // Every series the example Grafana dashboard draws exists in this Prometheus.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../examples/grafana-dashboard.json"),
+        )
+        .expect("examples/grafana-dashboard.json"),
+    )
+    .expect("the dashboard is JSON");
+    let mut names = BTreeSet::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("redis_") || word.starts_with("crsd_") {
+                    names.insert(word.to_string());
+                }
+            }
+        }
+    }
+    assert!(names.len() >= 10, "{names:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut missing: Vec<String> = names.iter().cloned().collect();
+    while !missing.is_empty() && Instant::now() < deadline {
+        let mut still = Vec::new();
+        for name in missing {
+            if prom_query(&web, &format!("count({{__name__=\"{name}\"}})"))
+                .await
+                .is_empty()
+            {
+                still.push(name);
+            }
+        }
+        missing = still;
+        if !missing.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the dashboard draws series nobody exports: {missing:?}"
+    );
+}

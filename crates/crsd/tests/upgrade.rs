@@ -359,6 +359,25 @@ async fn upgrade_in_place(stop: Stop) {
         replicas_hold(inst, "after-upgrade", &inst.id).await;
     }
 
+    // The new crsd's exporter scrapes the adopted nodes: they got its ACL user when adopted.
+    let exporter = config
+        .lines()
+        .find_map(|l| l.strip_prefix("exporter_listen = "))
+        .expect("the test config names the exporter's address")
+        .trim_matches('"')
+        .to_string();
+    for inst in &insts {
+        for port in node_ports(&before, &inst.id) {
+            // The master is reached through the address: its own port is in its INFO.
+            let mut c = conn(inst, port, "node").await;
+            let own: u16 = info_field(&mut c, "server", "tcp_port")
+                .await
+                .parse()
+                .unwrap();
+            exporter_scrapes(&exporter, &inst.host, own, &d.data).await;
+        }
+    }
+
     // The parameter change and the backup of the previous release are still there.
     let r = api3
         .ok("DescribeInstanceParams", json!({ "InstanceId": b.id }))
@@ -555,6 +574,37 @@ fn no_complaints(log: &str, insts: &[Inst]) {
         complaints.is_empty(),
         "the new crsd complains about adopted instances:\n  {}",
         complaints.join("\n  ")
+    );
+}
+
+/// The exporter at `exporter` answers `redis_up 1` for the node at `host:port` (within 15 s:
+/// it follows the nodes a supervisor pass after the start).
+async fn exporter_scrapes(exporter: &str, host: &str, port: u16, data: &Path) {
+    let target = format!("redis://{host}:{port}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::Client::new()
+            .get(format!("http://{exporter}/scrape"))
+            .query(&[("target", &target)])
+            .send()
+            .await
+        {
+            last = r.text().await.unwrap_or_default();
+            if last.lines().any(|l| l == "redis_up 1") {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The nodes it was given (not their secrets).
+    let given: BTreeMap<String, Value> = serde_json::from_str(
+        &std::fs::read_to_string(data.join("exporter/passwords.json")).unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    panic!(
+        "the exporter does not scrape the adopted node {target} (it was given {:?}): {last}",
+        given.keys().collect::<Vec<_>>()
     );
 }
 

@@ -34,10 +34,11 @@ impl Daemon {
             format!(
                 "[instances]\nport_min = {lo}\nport_max = {hi}\n\
                  [loops]\nsupervise_every_ms = 200\nexpiry_every_secs = 3600\n\
-                 [metrics]\nlisten = \"127.0.0.1:0\"\n\
+                 [metrics]\nlisten = \"127.0.0.1:0\"\nexporter_listen = \"127.0.0.1:{}\"\n\
                  [ha]\nsentinel_ports = [{}, {}, {}]\n\
                  # Tests share two cores: slowness must not look like a failure.\n\
                  down_after_ms = 1500\n",
+                free_port(),
                 free_port(),
                 free_port(),
                 free_port()
