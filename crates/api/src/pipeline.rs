@@ -17,7 +17,8 @@
 //! 6. **dispatch** to the dialect's handler, which calls one service function;
 //! 7. **log** what the tenant is not told (internal errors, with their detail);
 //! 8. **render** success or the error through the dialect's one error table, the answer
-//!    marked with the dialect, the action and the result code for the metrics layer.
+//!    marked with the dialect, the action, the caller and the result code for the layer that
+//!    counts and logs it (`metrics::record`).
 //!
 //! A dialect supplies what differs: its parser and signer (`authenticate`), its action enum,
 //! its handlers and its envelope and error table (`success`, `failure`). Requests the gate
@@ -95,6 +96,9 @@ pub(crate) trait Dialect: 'static {
     /// The action's parameters.
     fn params(req: &Request, unread: Self::Unread) -> Result<Self::Params>;
 
+    /// The instance ids the parameters name, as the client sent them (for the access log).
+    fn instances(params: &Self::Params) -> Vec<String>;
+
     /// The action's handler: one service function, its answer shaped.
     fn dispatch(
         state: &AppState,
@@ -130,7 +134,8 @@ pub(crate) async fn handle<D: Dialect>(
     };
     let mut name = String::new();
     let mut action = None;
-    let result = run::<D>(&state, &req, &mut name, &mut action).await;
+    let mut caller = metrics::Caller::default();
+    let result = run::<D>(&state, &req, &mut name, &mut action, &mut caller).await;
     let response = match result {
         Ok(answer) => D::success(answer),
         Err(e) => {
@@ -141,31 +146,43 @@ pub(crate) async fn handle<D: Dialect>(
     // The name is known once the signature checked out; one the dialect does not know (a
     // client may send anything) is not a label.
     let known = action.or_else(|| D::action(&name));
-    called::<D>(response, known.map_or(metrics::UNKNOWN, D::action_name))
+    called::<D>(
+        response,
+        known.map_or(metrics::UNKNOWN, D::action_name),
+        caller,
+    )
 }
 
-/// `response` marked with its dialect and action, for the metrics layer.
-fn called<D: Dialect>(mut response: Response, action: &'static str) -> Response {
+/// `response` marked with its dialect, action and caller, for the metrics layer.
+fn called<D: Dialect>(
+    mut response: Response,
+    action: &'static str,
+    caller: metrics::Caller,
+) -> Response {
     response.extensions_mut().insert(metrics::Called {
         dialect: D::NAME,
         action,
     });
+    response.extensions_mut().insert(caller);
     response
 }
 
-/// Steps 1 to 6; `name` and `action` are filled in as they become known.
+/// Steps 1 to 6; `name`, `action` and `caller` are filled in as they become known.
 async fn run<D: Dialect>(
     state: &SharedState,
     req: &Request,
     name: &mut String,
     action: &mut Option<D::Action>,
+    caller: &mut metrics::Caller,
 ) -> Result<D::Answer> {
     let signed = D::authenticate(state, req).await?;
     *name = signed.action;
+    caller.app_id = Some(signed.app_id);
     admit(state, signed.ticket)?;
     let known = D::action(name).ok_or_else(|| Error::UnknownAction(name.clone()))?;
     *action = Some(known);
     let params = D::params(req, signed.unread)?;
+    caller.instances = D::instances(&params);
     if !state.limiter.allow(signed.app_id, name) {
         return Err(Error::RateLimited(name.clone()));
     }
@@ -204,5 +221,9 @@ fn log<D: Dialect>(action: &str, e: &Error) {
 /// The answer to a request the gate refused before it reached the pipeline.
 pub(crate) fn refusal<D: Dialect>(e: &Error) -> Response {
     log::<D>("", e);
-    called::<D>(D::failure(None, e), metrics::UNKNOWN)
+    called::<D>(
+        D::failure(None, e),
+        metrics::UNKNOWN,
+        metrics::Caller::default(),
+    )
 }

@@ -24,10 +24,29 @@ pub struct Config {
     pub backups: Backups,
     pub ha: Ha,
     pub metrics: Metrics,
+    pub log: Log,
     /// The file this config was read from (not a setting): Sentinel's address hook reads it
     /// again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// crsd's log, on standard error.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `text` (colours only on a terminal) or `json` (one object a line, for journald and
+    /// log shippers).
+    pub format: LogFormat,
+}
+
+/// See [`Log::format`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// crsd's own metrics for Prometheus, on a listener of their own: the operator's, not the
@@ -270,6 +289,7 @@ impl Default for Config {
             backups: Backups::default(),
             ha: Ha::default(),
             metrics: Metrics::default(),
+            log: Log::default(),
             source: None,
         }
     }
@@ -594,6 +614,14 @@ mod tests {
         assert!(Config::parse("[metrics]\nlisten = 9751").is_err());
         assert!(Config::parse("[metrics]\nexporter_listen = \"127.0.0.1:0\"").is_err());
         assert!(Config::parse("[metrics]\nexporter_listen = \"\"").is_ok());
+        assert_eq!(
+            Config::parse("[log]\nformat = \"json\"")
+                .unwrap()
+                .log
+                .format,
+            LogFormat::Json
+        );
+        assert!(Config::parse("[log]\nformat = \"xml\"").is_err());
         let zone = |id: i64| {
             format!(
                 "[[catalog.zones]]\nid = {id}\nname = \"z\"\nregion_id = 1\nsite_id = \"S\"\n\
@@ -607,5 +635,19 @@ mod tests {
         assert!(Config::parse(&format!("{}max_replicas = 3\n", zone(1))).is_ok());
         assert!(Config::parse("[catalog]\nextra_replica_percent = -1").is_err());
         assert!(Config::parse(&format!("{}{}", zone(1), zone(2))).is_err());
+    }
+}
+
+#[cfg(test)]
+mod example {
+    use super::*;
+
+    /// examples/crsd.toml is the defaults, written out: parsing it gives `Config::default()`.
+    #[test]
+    fn the_example_config_is_the_defaults() {
+        let example = Config::parse(include_str!("../../../examples/crsd.toml"))
+            .expect("examples/crsd.toml parses");
+        let as_json = |c: &Config| serde_json::to_value(c).unwrap();
+        assert_eq!(as_json(&example), as_json(&Config::default()));
     }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use crsd::config::Config;
+use crsd::config::{Config, LogFormat};
 use crsd_core::clock::SystemClock;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,50 +80,77 @@ fn load(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<Config> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only for a terminal: a log file or the journal gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // The config first: it says how to log.
+    let (cfg, run) = match cli.command {
+        Command::Serve {
+            config,
+            data_dir,
+            listen,
+            tls_cert,
+            tls_key,
+        } => {
+            let mut cfg = load(config, data_dir)?;
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            if tls_cert.is_some() {
+                cfg.tls.cert = tls_cert;
+                cfg.tls.key = tls_key;
+            }
+            (cfg, Run::Serve)
+        }
+        Command::AddressHook {
+            config,
+            data_dir,
+            sentinel_args,
+        } => (load(config, data_dir)?, Run::AddressHook(sentinel_args)),
+        Command::Account { command } => match command {
+            AccountCommand::Add {
+                config,
+                data_dir,
+                name,
+                balance,
+            } => (load(config, data_dir)?, Run::AccountAdd(name, balance)),
+        },
+    };
+    init_log(cfg.log.format);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        match cli.command {
-            Command::Serve {
-                config,
-                data_dir,
-                listen,
-                tls_cert,
-                tls_key,
-            } => {
-                let mut cfg = load(config, data_dir)?;
-                if let Some(l) = listen {
-                    cfg.listen = l;
-                }
-                if tls_cert.is_some() {
-                    cfg.tls.cert = tls_cert;
-                    cfg.tls.key = tls_key;
-                }
-                serve(cfg).await
-            }
-            Command::AddressHook {
-                config,
-                data_dir,
-                sentinel_args,
-            } => crsd::server::address_hook(&load(config, data_dir)?, &sentinel_args).await,
-            Command::Account { command } => match command {
-                AccountCommand::Add {
-                    config,
-                    data_dir,
-                    name,
-                    balance,
-                } => account_add(load(config, data_dir)?, name, balance).await,
-            },
+        match run {
+            Run::Serve => serve(cfg).await,
+            Run::AddressHook(args) => crsd::server::address_hook(&cfg, &args).await,
+            Run::AccountAdd(name, balance) => account_add(cfg, name, balance).await,
         }
     })
+}
+
+/// What `main` runs once the config is read.
+enum Run {
+    Serve,
+    AddressHook(Vec<String>),
+    AccountAdd(String, i64),
+}
+
+/// Logs to standard error: text (colours only for a terminal: a log file or the journal gets
+/// plain text) or one JSON object a line. `RUST_LOG` filters; by default `info`, the access
+/// log included, without sqlx's statements.
+fn init_log(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 async fn serve(cfg: Config) -> Result<()> {

@@ -305,7 +305,14 @@ impl Service {
             Ok::<_, crsd_engine::EngineError>(pid)
         };
         match tokio::time::timeout(CONFORM_TIMEOUT, check).await {
-            Ok(Ok(Some(pid))) => self.conformed_now(&spec.name, pid),
+            Ok(Ok(Some(pid))) => {
+                // A process this crsd did not start (its previous run, a previous release,
+                // a node started while crsd was down): adopted as it runs.
+                if known.is_none() {
+                    tracing::info!(node = %spec.name, instance = %spec.instance, pid, "running redis-server adopted");
+                }
+                self.conformed_now(&spec.name, pid)
+            }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
                 tracing::error!(node = %spec.name, error = ?e, "cannot check the running redis-server")

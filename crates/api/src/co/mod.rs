@@ -75,6 +75,10 @@ impl Dialect for Co {
         name.parse().ok()
     }
 
+    fn instances(params: &Params3) -> Vec<String> {
+        params.instance_ids(&["InstanceUuid"], &["InstanceUuids"])
+    }
+
     fn action_name(action: Action) -> &'static str {
         action.into()
     }

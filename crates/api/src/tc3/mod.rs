@@ -85,6 +85,10 @@ impl Dialect for Tc3 {
         Action::parse(name)
     }
 
+    fn instances(params: &Params3) -> Vec<String> {
+        params.instance_ids(&["InstanceId"], &["InstanceIds"])
+    }
+
     fn action_name(action: Action) -> &'static str {
         action.name()
     }

@@ -45,6 +45,23 @@ impl Params3 {
         Ok(Params3(tree.into_map()))
     }
 
+    /// The string values of the fields `one` and the string items of the arrays `many`,
+    /// whatever else they hold ignored (for the access log).
+    pub fn instance_ids(&self, one: &[&str], many: &[&str]) -> Vec<String> {
+        let mut ids = Vec::new();
+        for name in one {
+            if let Some(Value::String(s)) = self.0.get(*name) {
+                ids.push(s.clone());
+            }
+        }
+        for name in many {
+            if let Some(Value::Array(items)) = self.0.get(*name) {
+                ids.extend(items.iter().filter_map(|v| v.as_str().map(str::to_string)));
+            }
+        }
+        ids
+    }
+
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name).filter(|v| !v.is_null())
     }

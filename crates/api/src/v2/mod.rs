@@ -51,6 +51,12 @@ impl Dialect for V2 {
         name.parse().ok()
     }
 
+    fn instances(params: &Params) -> Vec<String> {
+        let mut ids: Vec<String> = params.str("redisId").into_iter().collect();
+        ids.extend(params.array("redisIds"));
+        ids
+    }
+
     fn action_name(action: Action) -> &'static str {
         action.into()
     }
