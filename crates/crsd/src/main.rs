@@ -154,11 +154,26 @@ fn init_log(format: LogFormat) {
 }
 
 async fn serve(cfg: Config) -> Result<()> {
-    let mut running = crsd::server::start(cfg, Arc::new(SystemClock)).await?;
-    if let Some(created) = &running.bootstrap {
-        // Printed once, on first start; also kept in credentials.json (0600).
-        println!("{}", serde_json::to_string(created)?);
-    }
+    let credentials = cfg.data_dir.join("credentials.json");
+    // The first account's keys the moment it is made (see `banner`).
+    let mut running = crsd::server::start_announcing(cfg.clone(), Arc::new(SystemClock), |c| {
+        println!("{}", crsd::banner::first_account(c, &credentials));
+    })
+    .await?;
+    let keys = running
+        .bootstrap
+        .as_ref()
+        .map(|c| (c.secret_id.as_str(), c.secret_key.as_str()));
+    println!(
+        "{}",
+        crsd::banner::next_steps(
+            running.addr,
+            cfg.tls.cert.is_some(),
+            running.metrics_addr,
+            &credentials,
+            keys,
+        )
+    );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = running.wait() => r?,

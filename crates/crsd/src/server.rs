@@ -64,6 +64,16 @@ impl Running {
 }
 
 pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
+    start_announcing(cfg, clock, |_| {}).await
+}
+
+/// [`start`], calling `first_account` with the account a first start makes as soon as it is
+/// made: before the listener binds, so that its keys are shown even if that fails.
+pub async fn start_announcing(
+    cfg: Config,
+    clock: SharedClock,
+    first_account: impl FnOnce(&crsd_service::accounts_created::Created),
+) -> Result<Running> {
     cfg.validate()?;
     let max_connections = connection_cap(&cfg);
     prepare_data_dir(&cfg.data_dir)?;
@@ -85,6 +95,9 @@ pub async fn start(cfg: Config, clock: SharedClock) -> Result<Running> {
         service_cfg,
     );
     let bootstrap = bootstrap_account(&service, &cfg).await?;
+    if let Some(created) = &bootstrap {
+        first_account(created);
+    }
     match service.sweep_backup_store().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(files = n, "removed unfinished backup files"),
