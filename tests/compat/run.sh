@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Compatibility test: a real crsd (HTTPS with a throwaway CA, real redis-server processes)
+# Compatibility test: a real crsd (HTTPS with a throwaway CA made by `crsd tls init`, plain
+# HTTP beside it, real redis-server processes)
 # driven by the public qcloudapi-sdk-python 2.0.15 from PyPI (tests/compat/v2_sdk.py), then by
 # tencentcloud-sdk-python (redis 3.1.189) and tccli 3.1.189.1 through API 3.0
 # (tests/compat/v3_sdk.py), then by cds-python-sdk 0.14 and the documentation's reference code
 # through the Capital Online Redis OpenAPI on /redis (tests/compat/co_sdk.py), all against the
 # same crsd.
 #
-# Needs python3 with venv, openssl, redis-server, redis-cli and cargo (or a built
+# Needs python3 with venv, redis-server, redis-cli and cargo (or a built
 # target/debug/crsd); curl is used for the readiness probe when present. Network: PyPI only, on
 # the first run (the venv in target/compat-venv is reused). Works as root and as a user.
 #
@@ -170,37 +171,7 @@ if ! sdk_ok; then
 fi
 PY="$VENV/bin/python"
 
-# ---- 2. a throwaway CA and server certificate --------------------------------------------
-STAGE="certificates"
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/crsd-compat.XXXXXX")"
-TMP="$(cd "$TMP" && pwd)"
-mkdir -p "$TMP/data"
-(
-  cd "$TMP"
-  cat >ca.ext <<'EOF'
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-EOF
-  cat >server.ext <<'EOF'
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:redis.api.qcloud.com
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid, issuer
-EOF
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key 2>/dev/null
-  openssl req -new -key ca.key -subj "/CN=crsd compat test CA" -out ca.csr
-  openssl x509 -req -in ca.csr -signkey ca.key -days 2 -sha256 -extfile ca.ext -out ca.pem 2>/dev/null
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem 2>/dev/null
-  openssl req -new -key key.pem -subj "/CN=localhost" -out server.csr
-  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 8)" \
-    -days 2 -sha256 -extfile server.ext -out cert.pem 2>/dev/null
-  openssl verify -CAfile ca.pem cert.pem >/dev/null
-)
-
-# ---- 3. crsd -------------------------------------------------------------------------------
+# ---- 2. crsd, and a CA and server certificate made by `crsd tls init` ---------------------
 STAGE="build"
 if command -v cargo >/dev/null 2>&1; then
   cargo build -q -p crsd
@@ -209,9 +180,23 @@ elif [ ! -x "$CRSD" ]; then
   exit 1
 fi
 
+STAGE="certificates"
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/crsd-compat.XXXXXX")"
+TMP="$(cd "$TMP" && pwd)"
+mkdir -p "$TMP/data"
+# A private CA and a certificate for localhost, 127.0.0.1, ::1 and redis.api.qcloud.com, as an
+# operator makes them; every client below trusts that CA the way `tls init` printed.
+"$CRSD" tls init --dir "$TMP" --days 2 >"$TMP/tls-init.txt"
+grep -q "certifi.where()" "$TMP/tls-init.txt"
+if command -v openssl >/dev/null 2>&1; then
+  openssl verify -CAfile "$TMP/ca.pem" "$TMP/cert.pem" >/dev/null
+fi
+
+# ---- 3. crsd: HTTP and HTTPS side by side ---------------------------------------------------
 STAGE="start crsd"
-PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+PORT="$(free_port)"      # HTTPS: every SDK test
+HTTP_PORT="$(free_port)" # plain HTTP at the same time
 cat >"$TMP/crsd.toml" <<EOF
 [instances]
 port_min = $PORT_MIN
@@ -222,10 +207,14 @@ down_after_ms = 1500
 [metrics]
 listen = "127.0.0.1:0"
 exporter_listen = "127.0.0.1:$(free_port)"
+[tls]
+cert = "$TMP/cert.pem"
+key = "$TMP/key.pem"
+listen = "127.0.0.1:$PORT"
 EOF
 NO_COLOR=1 CRSD_BOOTSTRAP_SECRET_ID="$SECRET_ID" CRSD_BOOTSTRAP_SECRET_KEY="$SECRET_KEY" \
-  "$CRSD" serve --config "$TMP/crsd.toml" --data-dir "$TMP/data" --listen "127.0.0.1:$PORT" \
-  --tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem" >"$TMP/crsd.log" 2>&1 &
+  "$CRSD" serve --config "$TMP/crsd.toml" --data-dir "$TMP/data" --listen "127.0.0.1:$HTTP_PORT" \
+  >"$TMP/crsd.log" 2>&1 &
 CRSD_PID=$!
 
 STAGE="wait for /healthz"
@@ -255,6 +244,13 @@ until probe; do
   fi
   sleep 0.2
 done
+STAGE="plain HTTP beside HTTPS"
+"$PY" - "$HTTP_PORT" <<'EOF'
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=5)
+c.request("GET", "/healthz")
+sys.exit(c.getresponse().status != 200)
+EOF
 
 # ---- 4. the SDK tests: v2, then API 3.0 (SDK and tccli), then Capital Online ---------------
 STAGE="test"

@@ -28,11 +28,13 @@ pub fn first_account(created: &Created, credentials: &Path) -> String {
     )
 }
 
-/// Where things are and how to reach them. `keys`: the first account's (SecretId,
+/// Where things are and how to reach them. `api`: the main listener and whether it speaks
+/// HTTPS; `https`: an HTTPS listener beside it. `keys`: the first account's (SecretId,
 /// SecretKey) on the start that made it, else `None` (placeholders).
 pub fn next_steps(
     api: SocketAddr,
     tls: bool,
+    https: Option<SocketAddr>,
     metrics: Option<SocketAddr>,
     credentials: &Path,
     keys: Option<(&str, &str)>,
@@ -45,6 +47,9 @@ pub fn next_steps(
         out,
         "  API:         {scheme}://{api}  (v2: /v2/index.php, API 3.0: /, Capital Online: /redis)"
     );
+    if let Some(h) = https {
+        let _ = writeln!(out, "  API (HTTPS): https://{h}");
+    }
     let _ = writeln!(
         out,
         "  Keys:        {} (the first account; `crsd account list` for all)",
@@ -89,10 +94,11 @@ pub fn next_steps(
     );
     let _ = writeln!(out, "\nThen connect to an instance:");
     let _ = writeln!(out, "  redis-cli -h <WanIp> -p <Port> -a 'Redis2026!'");
-    if tls {
+    if tls || https.is_some() {
         let _ = writeln!(
             out,
-            "\nThe API speaks HTTPS: the clients must trust its certificate (see README, TLS)."
+            "\nOver HTTPS the clients must trust crsd's certificate: `crsd tls init` printed how \
+             (and README says so under TLS)."
         );
     }
     out
@@ -122,7 +128,15 @@ mod tests {
     #[test]
     fn later_starts_show_placeholders_not_keys() {
         let api: SocketAddr = "127.0.0.1:9750".parse().unwrap();
-        let text = next_steps(api, false, None, Path::new("d/credentials.json"), None);
+        let text = next_steps(
+            api,
+            false,
+            Some("127.0.0.1:9443".parse().unwrap()),
+            None,
+            Path::new("d/credentials.json"),
+            None,
+        );
+        assert!(text.contains("https://127.0.0.1:9443"), "{text}");
         assert!(
             text.contains("secretId <SecretId> secretKey <SecretKey>"),
             "{text}"
@@ -132,6 +146,7 @@ mod tests {
         let first = next_steps(
             api,
             true,
+            None,
             Some("127.0.0.1:9751".parse().unwrap()),
             Path::new("d/credentials.json"),
             Some(("AKIDx", "k")),

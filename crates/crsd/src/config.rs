@@ -151,9 +151,29 @@ impl Default for Ha {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
-    /// PEM certificate chain; HTTPS when set together with `key`.
+    /// PEM certificate chain; HTTPS when set together with `key` (`crsd tls init` makes a
+    /// private CA and a certificate).
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// An HTTPS listener of its own beside `listen`, which then stays plain HTTP; empty:
+    /// `listen` itself speaks HTTPS when `cert` and `key` are set.
+    pub listen: String,
+}
+
+impl Tls {
+    /// The HTTPS listener's own address; `None` when `listen` is empty.
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, String> {
+        let listen = self.listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        if self.cert.is_none() || self.key.is_none() {
+            return Err("tls.listen needs tls.cert and tls.key".into());
+        }
+        listen.parse().map(Some).map_err(|_| {
+            format!("tls.listen: {listen:?} is not an address and port (e.g. 127.0.0.1:9443)")
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -542,6 +562,9 @@ impl Config {
         if let Err(e) = self.metrics.exporter_addr() {
             return bad(&e);
         }
+        if let Err(e) = self.tls.listen_addr() {
+            return bad(&e);
+        }
         if self.backups.manual_per_day < 0 {
             return bad("backups.manual_per_day must not be negative");
         }
@@ -622,6 +645,11 @@ mod tests {
             LogFormat::Json
         );
         assert!(Config::parse("[log]\nformat = \"xml\"").is_err());
+        assert!(Config::parse("[tls]\nlisten = \"127.0.0.1:9443\"").is_err());
+        assert!(Config::parse(
+            "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nlisten = \"127.0.0.1:9443\""
+        )
+        .is_ok());
         let zone = |id: i64| {
             format!(
                 "[[catalog.zones]]\nid = {id}\nname = \"z\"\nregion_id = 1\nsite_id = \"S\"\n\

@@ -7,3 +7,4 @@ pub mod fd_limit;
 pub mod listener;
 pub mod metrics;
 pub mod server;
+pub mod tls_init;

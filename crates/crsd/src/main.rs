@@ -49,6 +49,39 @@ enum Command {
         #[command(subcommand)]
         command: AccountCommand,
     },
+    /// Certificates for the HTTPS listener.
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Make a private CA and a server certificate it signs (ca.pem, ca.key, cert.pem, key.pem;
+    /// keys 0600), then print the [tls] lines for crsd.toml and how to make each client trust
+    /// the CA.
+    Init {
+        /// The config file (its data_dir and api.public_hosts are used).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The data folder; the files go to <data_dir>/tls unless --dir says otherwise.
+        #[arg(long, env = "CRSD_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Where to write the four files.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// A further name (DNS name or IP address) for the certificate; repeatable.
+        /// localhost, 127.0.0.1, ::1 and api.public_hosts are always in it.
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// Days the server certificate is valid (the CA: ten years).
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+        /// Replace existing files (clients must then trust the new CA).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -104,6 +137,25 @@ fn main() -> Result<()> {
             data_dir,
             sentinel_args,
         } => (load(config, data_dir)?, Run::AddressHook(sentinel_args)),
+        Command::Tls {
+            command:
+                TlsCommand::Init {
+                    config,
+                    data_dir,
+                    dir,
+                    names,
+                    days,
+                    force,
+                },
+        } => {
+            let cfg = load(config, data_dir)?;
+            let dir = dir.unwrap_or_else(|| cfg.data_dir.join("tls"));
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            let names = crsd::tls_init::names(&cfg.api.public_hosts, &names);
+            let made = crsd::tls_init::init(&dir, &names, days, force)?;
+            print!("{}", crsd::tls_init::instructions(&made));
+            return Ok(());
+        }
         Command::Account { command } => match command {
             AccountCommand::Add {
                 config,
@@ -168,7 +220,8 @@ async fn serve(cfg: Config) -> Result<()> {
         "{}",
         crsd::banner::next_steps(
             running.addr,
-            cfg.tls.cert.is_some(),
+            cfg.tls.cert.is_some() && running.https_addr.is_none(),
+            running.https_addr,
             running.metrics_addr,
             &credentials,
             keys,

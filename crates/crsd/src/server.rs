@@ -36,13 +36,22 @@ pub struct Running {
     pub bootstrap: Option<crsd_service::accounts_created::Created>,
     shutdown: watch::Sender<bool>,
     listener: crate::listener::Listener,
+    /// The HTTPS listener of its own (`[tls] listen`), beside the HTTP one.
+    https: Option<crate::listener::Listener>,
+    /// Its address.
+    pub https_addr: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops taking requests, drains for up to `grace`, stops the loops.
     pub async fn shutdown(self, grace: Duration) {
-        self.listener.shutdown(grace).await;
+        match self.https {
+            Some(https) => {
+                tokio::join!(self.listener.shutdown(grace), https.shutdown(grace));
+            }
+            None => self.listener.shutdown(grace).await,
+        }
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = tokio::time::timeout(grace, t).await;
@@ -58,7 +67,13 @@ impl Running {
 
     /// Runs until the server ends (error) — used by `crsd serve` with a signal handler.
     pub async fn wait(&mut self) -> Result<()> {
-        self.listener.task().await??;
+        match &mut self.https {
+            Some(https) => tokio::select! {
+                r = self.listener.task() => r??,
+                r = https.task() => r??,
+            },
+            None => self.listener.task().await??,
+        }
         Ok(())
     }
 }
@@ -151,14 +166,23 @@ pub async fn start_announcing(
         .with_context(|| format!("binding {}", cfg.listen))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let own_base = format!(
-        "{}://{addr}",
-        if cfg.tls.cert.is_some() {
-            "https"
-        } else {
-            "http"
+    // With `[tls] listen`, HTTPS there and plain HTTP on `listen`; else `listen` is HTTPS
+    // when a certificate is set.
+    let https_listener = match cfg.tls.listen_addr().map_err(anyhow::Error::msg)? {
+        Some(a) => {
+            let l = std::net::TcpListener::bind(a).with_context(|| format!("binding {a}"))?;
+            l.set_nonblocking(true)?;
+            Some(l)
         }
-    );
+        None => None,
+    };
+    let main_is_https = cfg.tls.cert.is_some() && https_listener.is_none();
+    // Download links crsd makes itself go over HTTPS whenever it serves HTTPS.
+    let own_base = match &https_listener {
+        Some(l) => format!("https://{}", l.local_addr()?),
+        None if main_is_https => format!("https://{addr}"),
+        None => format!("http://{addr}"),
+    };
     let base_or_own = |configured: &str| {
         if configured.is_empty() {
             own_base.clone()
@@ -190,17 +214,32 @@ pub async fn start_announcing(
         (Some(cert), Some(key)) => Some(crate::listener::tls_acceptor(cert, key)?),
         _ => None,
     };
+    // Two listeners share the connection budget.
+    let limits = crate::listener::Limits {
+        max_connections: if https_listener.is_some() {
+            (max_connections / 2).max(1)
+        } else {
+            max_connections
+        },
+        header_timeout: Duration::from_secs(cfg.api.header_timeout_secs),
+        max_head_bytes: cfg.api.max_head_bytes,
+    };
+    let (https, https_addr) = match https_listener {
+        Some(l) => {
+            let bound = l.local_addr()?;
+            let served = crate::listener::spawn(l, tls.clone(), app.clone(), limits.clone())?;
+            tracing::info!(addr = %bound, tls = true, "crsd is listening");
+            (Some(served), Some(bound))
+        }
+        None => (None, None),
+    };
     let listener = crate::listener::spawn(
         listener,
-        tls,
+        if main_is_https { tls } else { None },
         app,
-        crate::listener::Limits {
-            max_connections,
-            header_timeout: Duration::from_secs(cfg.api.header_timeout_secs),
-            max_head_bytes: cfg.api.max_head_bytes,
-        },
+        limits,
     )?;
-    tracing::info!(%addr, tls = cfg.tls.cert.is_some(), "crsd is listening");
+    tracing::info!(%addr, tls = main_is_https, "crsd is listening");
     Ok(Running {
         addr,
         metrics_addr,
@@ -208,6 +247,8 @@ pub async fn start_announcing(
         bootstrap,
         shutdown,
         listener,
+        https,
+        https_addr,
         tasks,
     })
 }

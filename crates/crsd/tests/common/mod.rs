@@ -115,7 +115,8 @@ impl TestCrsd {
             .bootstrap
             .clone()
             .expect("first start makes an account");
-        let scheme = if cfg.tls.cert.is_some() {
+        // `listen` speaks HTTPS when a certificate is set and no HTTPS listener of its own is.
+        let scheme = if cfg.tls.cert.is_some() && cfg.tls.listen.is_empty() {
             "https"
         } else {
             "http"
