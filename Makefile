@@ -1,13 +1,13 @@
 # crsd: one command runs it, one command tests it.
 .PHONY: run build test lint bench bench-backups bench-load bench-failover
 
-run: ## install redis-server if missing, build, start crsd with the embedded defaults
+run: ## install what is missing, build crsd alone, start it with the embedded defaults
 	./scripts/install-deps.sh
-	cargo build --release
+	cargo build --release -p crsd --bin crsd
 	./target/release/crsd serve $(ARGS)
 
-build:
-	cargo build --release
+build: ## the release binary of crsd alone: target/release/crsd
+	cargo build --release -p crsd --bin crsd
 
 test: ## install what is missing and run every test
 	./scripts/test.sh

@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh --bench
 export PATH="$PATH:/usr/sbin"
-cargo build --release -p crsd-bench
-./target/release/crsd-bench "$@"
+cargo build --profile profiling -p crsd-bench
+./target/profiling/crsd-bench "$@"
