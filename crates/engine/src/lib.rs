@@ -82,6 +82,7 @@ mod runtime;
 mod sentinel;
 mod slowlog;
 mod snapshot;
+mod stats;
 mod switch;
 
 use std::path::PathBuf;
@@ -101,6 +102,7 @@ pub use sentinel::{
     MIN_SAFE_DOWN_AFTER_MS,
 };
 pub use slowlog::SlowlogEntry;
+pub use stats::NodeStats;
 
 /// Settings shared by every node this engine drives.
 #[derive(Clone, Debug)]

@@ -1,6 +1,6 @@
 //! crsd-service: one function per use case, the task runner that carries out what they
 //! record, and the background loops (supervisor, usage poller, expiry, backup schedule and
-//! retention).
+//! retention, the history of node figures).
 //!
 //! A use case validates its input, checks that the caller owns what it names, and writes the
 //! state change together with the durable task that carries it out, in one transaction. The
@@ -13,6 +13,7 @@ mod addresses;
 mod backups;
 mod disk;
 mod ha;
+mod history;
 mod instances;
 mod loops;
 pub mod metrics;
@@ -48,6 +49,7 @@ pub mod accounts_created {
 pub use backups::{AutoBackupConfig, BackupDownload, BackupPage, BackupQuery, BackupSettings};
 pub use disk::DiskReserve;
 pub use ha::HaSettings;
+pub use history::{MonitorSettings, SampleRound};
 pub use instances::{DescribeQuery, InstanceView};
 pub use metrics::Metrics;
 pub use observe::{NodeInfo, NodeState, SlowCommand, SlowLogQuery};
@@ -94,6 +96,8 @@ pub struct ServiceConfig {
     /// Failover by Redis Sentinel and stable addresses by HAProxy (see `ha.rs`); `None`: no
     /// failover, instances' addresses unserved (tools that only read the database).
     pub ha: Option<HaSettings>,
+    /// crsd's own history of per-node figures (see `history.rs`).
+    pub monitor: MonitorSettings,
 }
 
 pub struct Service {
@@ -124,6 +128,8 @@ pub struct Service {
     ha: Option<ha::Ha>,
     /// What crsd counts of itself (see `metrics`).
     metrics: metrics::Metrics,
+    /// Each node's last answer to the history sampler (see `history.rs`).
+    last_answers: history::LastAnswers,
 }
 
 impl Service {
@@ -150,6 +156,7 @@ impl Service {
             aof_failing: std::sync::Mutex::default(),
             process_guards: std::sync::Mutex::default(),
             metrics: metrics::Metrics::new(),
+            last_answers: history::LastAnswers::default(),
         })
     }
 
