@@ -13,7 +13,8 @@
 //! `backups.rs`; with `BENCH_SUITE=load` (`make bench-load`), 500 signed clients while backups
 //! run: see `load.rs`; with `BENCH_SUITE=failover` (`make bench-failover`), kill -9 of a
 //! master behind its stable address, with crsd up, down, and a hand-run Sentinel + HAProxy
-//! stack: see `failover.rs`.
+//! stack: see `failover.rs`; with `BENCH_SUITE=monitor` (`make bench-monitor`), one round of
+//! crsd's own monitoring history for 100 nodes: see `monitor.rs`.
 //!
 //! Run with `make bench` (release build). Environment: BENCH_ACTION (DescribeRedis; e.g.
 //! DescribeRedisZones measures the HTTP + signature path alone), BENCH_CREATE (20),
@@ -23,6 +24,7 @@
 mod backups;
 mod failover;
 mod load;
+mod monitor;
 mod tc3;
 
 use anyhow::{bail, Context, Result};
@@ -126,6 +128,9 @@ async fn main() -> Result<()> {
     }
     if std::env::var("BENCH_SUITE").as_deref() == Ok("failover") {
         return failover::run(dir.path()).await;
+    }
+    if std::env::var("BENCH_SUITE").as_deref() == Ok("monitor") {
+        return monitor::run(dir.path()).await;
     }
 
     println!(

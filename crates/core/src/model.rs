@@ -617,3 +617,62 @@ impl Backup {
         i64::from(self.lock_task.is_some())
     }
 }
+
+/// One node's figures for one sampling interval, in the history crsd keeps itself (see the
+/// service's `history` module), so monitoring needs nothing beside crsd.
+///
+/// Gauges are as the node reported them. What redis only ever counts up (commands, hits and
+/// misses, expired and evicted keys, network bytes, CPU time) is kept as what it grew by since
+/// the node's previous sample, over `span_ms` of real time; in a node's first sample (after
+/// crsd started or the node restarted) those deltas are 0, `span_ms` is 0, and the rates are
+/// redis's own instantaneous ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSample {
+    pub node_id: String,
+    pub instance_id: String,
+    /// When it was taken, by the service's clock, in whole seconds.
+    pub at: DateTime<Utc>,
+    /// The role the node reported (which may differ from the one the database wants).
+    pub role: NodeRole,
+    /// Real time the deltas cover, in milliseconds (0 in a node's first sample).
+    pub span_ms: i64,
+    /// `used_memory`, bytes.
+    pub used_memory: i64,
+    /// Commands processed per second over the span.
+    pub ops_per_sec: f64,
+    /// `connected_clients`.
+    pub connections: i64,
+    /// Key lookups that found their key, over the span.
+    pub keyspace_hits: i64,
+    /// Key lookups that did not, over the span.
+    pub keyspace_misses: i64,
+    /// Network bytes per second received and sent over the span.
+    pub net_in_bps: f64,
+    pub net_out_bps: f64,
+    /// Keys in all databases.
+    pub keys: i64,
+    /// Keys removed by their TTL over the span.
+    pub expired_keys: i64,
+    /// Keys removed by the memory policy over the span.
+    pub evicted_keys: i64,
+    /// For a replica: how many bytes of its master's replication stream it has not applied
+    /// (the master's offset in the same round minus its own); `None` for a master, or when
+    /// the master did not answer.
+    pub repl_lag_bytes: Option<i64>,
+    /// CPU seconds (system and user) the redis-server process used over the span; its forks
+    /// (BGSAVE, AOF rewrite) are not counted.
+    pub cpu_secs: f64,
+}
+
+impl NodeSample {
+    /// Hits over lookups in the span; `None` without lookups.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let lookups = self.keyspace_hits + self.keyspace_misses;
+        (lookups > 0).then(|| self.keyspace_hits as f64 / lookups as f64)
+    }
+
+    /// CPU use over the span, in percent of one core; `None` in a first sample.
+    pub fn cpu_percent(&self) -> Option<f64> {
+        (self.span_ms > 0).then(|| self.cpu_secs * 100_000.0 / self.span_ms as f64)
+    }
+}

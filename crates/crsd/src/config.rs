@@ -25,6 +25,7 @@ pub struct Config {
     pub ha: Ha,
     pub metrics: Metrics,
     pub log: Log,
+    pub monitor: Monitor,
     /// The file this config was read from (not a setting): Sentinel's address hook reads it
     /// again.
     #[serde(skip)]
@@ -294,6 +295,28 @@ pub struct Loops {
     pub undo_backoff_max_secs: u64,
 }
 
+/// The history of per-node figures crsd keeps itself, so that its API and console show
+/// monitoring without Prometheus: every node of every running instance is sampled once per
+/// interval (one `INFO`) and each sample is kept `retention_hours`. The store holds at most
+/// about nodes x retention / interval rows (1,440 a node at the defaults).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Monitor {
+    /// Seconds between two samples of a node.
+    pub sample_interval_secs: u64,
+    /// Hours a sample is kept; at least one interval.
+    pub retention_hours: u64,
+}
+
+impl Default for Monitor {
+    fn default() -> Monitor {
+        Monitor {
+            sample_interval_secs: 60,
+            retention_hours: 24,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -310,6 +333,7 @@ impl Default for Config {
             ha: Ha::default(),
             metrics: Metrics::default(),
             log: Log::default(),
+            monitor: Monitor::default(),
             source: None,
         }
     }
@@ -565,6 +589,16 @@ impl Config {
         if let Err(e) = self.tls.listen_addr() {
             return bad(&e);
         }
+        let monitor = &self.monitor;
+        if monitor.sample_interval_secs < 1
+            || monitor.retention_hours < 1
+            || monitor.retention_hours.saturating_mul(3600) < monitor.sample_interval_secs
+        {
+            return bad(
+                "monitor.sample_interval_secs and monitor.retention_hours must be at least 1, \
+                 and the retention at least one interval",
+            );
+        }
         if self.backups.manual_per_day < 0 {
             return bad("backups.manual_per_day must not be negative");
         }
@@ -650,6 +684,14 @@ mod tests {
             "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nlisten = \"127.0.0.1:9443\""
         )
         .is_ok());
+        assert!(Config::parse("[monitor]\nsample_interval_secs = 0").is_err());
+        assert!(Config::parse("[monitor]\nretention_hours = 0").is_err());
+        assert!(
+            Config::parse("[monitor]\nsample_interval_secs = 7200\nretention_hours = 1").is_err()
+        );
+        assert!(
+            Config::parse("[monitor]\nsample_interval_secs = 3600\nretention_hours = 1").is_ok()
+        );
         let zone = |id: i64| {
             format!(
                 "[[catalog.zones]]\nid = {id}\nname = \"z\"\nregion_id = 1\nsite_id = \"S\"\n\

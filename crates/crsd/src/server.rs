@@ -17,7 +17,8 @@ use crsd_engine::{
     CeilingConfig, Engine, EngineConfig, ProxyConfig, SentinelConfig, SentinelTimers,
 };
 use crsd_service::{
-    BackupSettings, DiskReserve, HaSettings, NewAccount, Service, ServiceConfig, UndoRetry,
+    BackupSettings, DiskReserve, HaSettings, MonitorSettings, NewAccount, Service, ServiceConfig,
+    UndoRetry,
 };
 use crsd_store::Store;
 use std::net::SocketAddr;
@@ -151,6 +152,7 @@ pub async fn start_announcing(
         tokio::spawn(service.clone().run_tasks(rx.clone())),
         tokio::spawn(service.clone().run_supervisor(rx.clone())),
         tokio::spawn(service.clone().run_expiry(rx.clone())),
+        tokio::spawn(service.clone().run_sampler(rx.clone())),
         tokio::spawn(service.clone().run_address_follower(rx.clone())),
         tokio::spawn(service.clone().run_backup_schedule(rx.clone())),
     ];
@@ -333,6 +335,10 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
         },
         ha: None,
         exporter: None,
+        monitor: MonitorSettings {
+            sample_every: Duration::from_secs(cfg.monitor.sample_interval_secs.max(1)),
+            retention: Duration::from_secs(cfg.monitor.retention_hours.saturating_mul(3600)),
+        },
     }
 }
 

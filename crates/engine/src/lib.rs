@@ -83,6 +83,7 @@ mod runtime;
 mod sentinel;
 mod slowlog;
 mod snapshot;
+mod stats;
 mod switch;
 
 use std::path::PathBuf;
@@ -103,6 +104,7 @@ pub use sentinel::{
     MIN_SAFE_DOWN_AFTER_MS,
 };
 pub use slowlog::SlowlogEntry;
+pub use stats::NodeStats;
 
 /// Settings shared by every node this engine drives.
 #[derive(Clone, Debug)]

@@ -39,7 +39,7 @@ impl Engine {
 }
 
 /// The sum of `keys=` over the `dbN:keys=..,expires=..,avg_ttl=..` lines of `INFO keyspace`.
-fn keyspace_keys(info: &str) -> u64 {
+pub(crate) fn keyspace_keys(info: &str) -> u64 {
     info.lines()
         .filter(|l| l.starts_with("db"))
         .filter_map(|l| l.split_once(':'))

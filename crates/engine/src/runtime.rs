@@ -18,7 +18,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    Engine, EngineError, Lineage, Liveness, NodeHandle, NodeSpec, NodeUsage, SlowlogEntry,
+    Engine, EngineError, Lineage, Liveness, NodeHandle, NodeSpec, NodeStats, NodeUsage,
+    SlowlogEntry,
 };
 
 /// What the service needs from a place that runs nodes.
@@ -68,6 +69,8 @@ pub trait NodeRuntime: Send + Sync {
     async fn flush_all(&self, spec: &NodeSpec) -> Result<(), EngineError>;
     async fn used_memory_bytes(&self, spec: &NodeSpec) -> Result<u64, EngineError>;
     async fn usage(&self, spec: &NodeSpec) -> Result<NodeUsage, EngineError>;
+    /// One `INFO` with what crsd's monitoring history records (see [`NodeStats`]).
+    async fn stats(&self, spec: &NodeSpec) -> Result<NodeStats, EngineError>;
     async fn slowlog(
         &self,
         spec: &NodeSpec,
@@ -222,6 +225,9 @@ impl NodeRuntime for Engine {
     }
     async fn usage(&self, spec: &NodeSpec) -> Result<NodeUsage, EngineError> {
         Engine::usage(self, spec).await
+    }
+    async fn stats(&self, spec: &NodeSpec) -> Result<NodeStats, EngineError> {
+        Engine::stats(self, spec).await
     }
     async fn slowlog(
         &self,

@@ -1,6 +1,6 @@
 //! crsd-service: one function per use case, the task runner that carries out what they
 //! record, and the background loops (supervisor, usage poller, expiry, backup schedule and
-//! retention).
+//! retention, the history of node figures).
 //!
 //! A use case validates its input, checks that the caller owns what it names, and writes the
 //! state change together with the durable task that carries it out, in one transaction. The
@@ -13,6 +13,7 @@ mod addresses;
 mod backups;
 mod disk;
 mod ha;
+mod history;
 mod instances;
 mod loops;
 pub mod metrics;
@@ -51,6 +52,7 @@ pub mod accounts_created {
 pub use backups::{AutoBackupConfig, BackupDownload, BackupPage, BackupQuery, BackupSettings};
 pub use disk::DiskReserve;
 pub use ha::HaSettings;
+pub use history::{MonitorSettings, SampleRound};
 pub use instances::{DescribeQuery, InstanceView};
 pub use metrics::Metrics;
 pub use observe::{NodeInfo, NodeState, SlowCommand, SlowLogQuery};
@@ -100,6 +102,8 @@ pub struct ServiceConfig {
     /// The host's redis exporter for per-node metrics (see `node_metrics.rs`); `None`: no
     /// per-node metrics.
     pub exporter: Option<crsd_engine::ExporterConfig>,
+    /// crsd's own history of per-node figures (see `history.rs`).
+    pub monitor: MonitorSettings,
 }
 
 pub struct Service {
@@ -132,6 +136,8 @@ pub struct Service {
     metrics: metrics::Metrics,
     /// The redis exporter, when configured.
     exporter: Option<crsd_engine::Exporter>,
+    /// Each node's last answer to the history sampler (see `history.rs`).
+    last_answers: history::LastAnswers,
 }
 
 impl Service {
@@ -160,6 +166,7 @@ impl Service {
             aof_failing: std::sync::Mutex::default(),
             process_guards: std::sync::Mutex::default(),
             metrics: metrics::Metrics::new(),
+            last_answers: history::LastAnswers::default(),
         })
     }
 

@@ -24,8 +24,8 @@ mod snapshot;
 
 use chrono::{DateTime, Utc};
 use crsd_core::model::{
-    Account, Backup, BackupState, Deal, Instance, InstanceStatus, Task, TaskKind, TaskStatus,
-    TaskView,
+    Account, Backup, BackupState, Deal, Instance, InstanceStatus, NodeSample, Task, TaskKind,
+    TaskStatus, TaskView,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
@@ -506,6 +506,28 @@ impl Store {
             })
             .collect::<Result<_>>()?;
         Ok((total, list))
+    }
+
+    // ---------------- node samples ----------------
+
+    /// The samples of instance `instance_id`'s nodes taken from `from` to `to` (both
+    /// inclusive, whole seconds), oldest first and, within a round, by node id.
+    pub async fn node_samples(
+        &self,
+        instance_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<NodeSample>> {
+        let rows = sqlx::query(
+            "SELECT * FROM node_samples WHERE instance_id = ? AND at >= ? AND at <= ?
+             ORDER BY at, node_id",
+        )
+        .bind(instance_id)
+        .bind(from.timestamp())
+        .bind(to.timestamp())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::node_sample).collect()
     }
 }
 
@@ -1080,6 +1102,60 @@ impl WriteTx {
             .fetch_optional(self.conn()?)
             .await?;
         Ok(row.is_some())
+    }
+
+    /// Records one sampling round. A node's second sample in the same second replaces the
+    /// first (one row per node and second).
+    pub async fn insert_node_samples(&mut self, samples: &[NodeSample]) -> Result<()> {
+        // 17 bound values a row: 500 rows stay well under SQLite's limit of 32,766.
+        for chunk in samples.chunks(500) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT OR REPLACE INTO node_samples (node_id, instance_id, at, role, span_ms,
+                   used_memory, ops_per_sec, connections, keyspace_hits, keyspace_misses,
+                   net_in_bps, net_out_bps, keys, expired_keys, evicted_keys, repl_lag_bytes,
+                   cpu_secs) ",
+            );
+            q.push_values(chunk, |mut b, s| {
+                b.push_bind(&s.node_id)
+                    .push_bind(&s.instance_id)
+                    .push_bind(s.at.timestamp())
+                    .push_bind(s.role.name())
+                    .push_bind(s.span_ms)
+                    .push_bind(s.used_memory)
+                    .push_bind(s.ops_per_sec)
+                    .push_bind(s.connections)
+                    .push_bind(s.keyspace_hits)
+                    .push_bind(s.keyspace_misses)
+                    .push_bind(s.net_in_bps)
+                    .push_bind(s.net_out_bps)
+                    .push_bind(s.keys)
+                    .push_bind(s.expired_keys)
+                    .push_bind(s.evicted_keys)
+                    .push_bind(s.repl_lag_bytes)
+                    .push_bind(s.cpu_secs);
+            });
+            q.build().execute(self.conn()?).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets up to `max_rows` of the oldest samples taken before `before`; returns how many
+    /// it forgot (fewer than `max_rows`: none older is left). Bounded, so that catching up
+    /// after a long stop never holds the write lock for long.
+    pub async fn prune_node_samples(
+        &mut self,
+        before: DateTime<Utc>,
+        max_rows: i64,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM node_samples WHERE id IN
+               (SELECT id FROM node_samples WHERE at < ? ORDER BY at LIMIT ?)",
+        )
+        .bind(before.timestamp())
+        .bind(max_rows)
+        .execute(self.conn()?)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Pending -> running, and nothing else: a late mark can never overwrite how the task

@@ -4,7 +4,7 @@ use crate::{Result, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
 use crsd_core::model::{
     Account, Backup, BackupKind, BackupState, BillingMode, Deal, GoodsDetail, Instance,
-    InstanceStatus, Node, NodeRole, Task, TaskKind, TaskStatus,
+    InstanceStatus, Node, NodeRole, NodeSample, Task, TaskKind, TaskStatus,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
@@ -152,5 +152,33 @@ pub fn backup(r: &SqliteRow) -> Result<Backup> {
         sha256: r.try_get("sha256")?,
         started_at: from_millis(r.try_get("started_at")?),
         finished_at: from_millis(r.try_get("finished_at")?),
+    })
+}
+
+pub fn node_sample(r: &SqliteRow) -> Result<NodeSample> {
+    let role: String = r.try_get("role")?;
+    let at: i64 = r.try_get("at")?;
+    Ok(NodeSample {
+        node_id: r.try_get("node_id")?,
+        instance_id: r.try_get("instance_id")?,
+        at: Utc
+            .timestamp_opt(at, 0)
+            .single()
+            .ok_or_else(|| StoreError::Corrupt(format!("sample time {at}")))?,
+        role: NodeRole::from_name(&role)
+            .ok_or_else(|| StoreError::Corrupt(format!("node role {role}")))?,
+        span_ms: r.try_get("span_ms")?,
+        used_memory: r.try_get("used_memory")?,
+        ops_per_sec: r.try_get("ops_per_sec")?,
+        connections: r.try_get("connections")?,
+        keyspace_hits: r.try_get("keyspace_hits")?,
+        keyspace_misses: r.try_get("keyspace_misses")?,
+        net_in_bps: r.try_get("net_in_bps")?,
+        net_out_bps: r.try_get("net_out_bps")?,
+        keys: r.try_get("keys")?,
+        expired_keys: r.try_get("expired_keys")?,
+        evicted_keys: r.try_get("evicted_keys")?,
+        repl_lag_bytes: r.try_get("repl_lag_bytes")?,
+        cpu_secs: r.try_get("cpu_secs")?,
     })
 }
