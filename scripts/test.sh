@@ -2,7 +2,8 @@
 # The test command (make test, and CI): installs what is missing, then runs the unit and
 # integration tests (real redis-server, real HTTP, real SQLite), the upgrade-in-place test
 # (the previous release's crsd, then this one, on one data dir), the compatibility tests with
-# the public Python clients, then each fuzz target for a bounded time (FUZZ_SECONDS, 30).
+# the public Python clients, the Debian package's check, then each fuzz target for a bounded
+# time (FUZZ_SECONDS, 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh --test
@@ -15,4 +16,5 @@ cargo test --workspace -- --test-threads=2
 if [ -x tests/compat/run.sh ]; then
   tests/compat/run.sh
 fi
+./scripts/package-test.sh
 ./scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
