@@ -206,9 +206,9 @@ impl Admin {
             },
             Admin::Instance(InstanceCommand::List { target, .. }) => target,
             Admin::Task(TaskCommand::List { target, .. }) => target,
-            Admin::Backup(BackupCommand::List { target, .. } | BackupCommand::Path { target, .. }) => {
-                target
-            }
+            Admin::Backup(
+                BackupCommand::List { target, .. } | BackupCommand::Path { target, .. },
+            ) => target,
         }
     }
 }
@@ -309,10 +309,7 @@ async fn dispatch(cfg: Config, cmd: Admin) -> Outcome {
             ..
         }) => {
             let svc = service(&cfg, Open::Read).await?;
-            let list = svc
-                .operator_tasks(running, limit)
-                .await
-                .map_err(svc_err)?;
+            let list = svc.operator_tasks(running, limit).await.map_err(svc_err)?;
             let tz = svc.time_zone();
             let rows = list
                 .iter()
@@ -389,11 +386,9 @@ async fn dispatch(cfg: Config, cmd: Admin) -> Outcome {
                     println!("{}", path_text(&p));
                     Ok(())
                 }
-                None => Err(anyhow!(
-                    "backup {backup_id} has no file ({})",
-                    b.backup.state.word()
-                )
-                .into()),
+                None => Err(
+                    anyhow!("backup {backup_id} has no file ({})", b.backup.state.word()).into(),
+                ),
             }
         }
     }

@@ -788,12 +788,13 @@ impl WriteTx {
         secret_id: &str,
         secret_key: &str,
     ) -> Result<bool> {
-        let done = sqlx::query("UPDATE accounts SET secret_id = ?, secret_key = ? WHERE app_id = ?")
-            .bind(secret_id)
-            .bind(secret_key)
-            .bind(app_id)
-            .execute(self.conn()?)
-            .await?;
+        let done =
+            sqlx::query("UPDATE accounts SET secret_id = ?, secret_key = ? WHERE app_id = ?")
+                .bind(secret_id)
+                .bind(secret_key)
+                .bind(app_id)
+                .execute(self.conn()?)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 

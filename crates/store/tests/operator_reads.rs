@@ -14,14 +14,28 @@ async fn holds_database_tells_a_crsd_database_from_anything_else() {
     let missing = dir.path().join("missing.db");
     assert!(!Store::holds_database(&missing).await.unwrap());
     assert!(!missing.exists(), "not created");
-    assert!(!Store::holds_database(dir.path()).await.unwrap(), "a folder");
+    assert!(
+        !Store::holds_database(dir.path()).await.unwrap(),
+        "a folder"
+    );
     let garbage = dir.path().join("garbage.db");
-    std::fs::write(&garbage, b"not sqlite at all, just some text of some length\n").unwrap();
+    std::fs::write(
+        &garbage,
+        b"not sqlite at all, just some text of some length\n",
+    )
+    .unwrap();
     assert!(Store::holds_database(&garbage).await.is_err());
     let empty = dir.path().join("empty.db");
     std::fs::write(&empty, b"").unwrap();
-    assert!(!Store::holds_database(&empty).await.unwrap(), "an empty file");
-    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0, "left as it was");
+    assert!(
+        !Store::holds_database(&empty).await.unwrap(),
+        "an empty file"
+    );
+    assert_eq!(
+        std::fs::metadata(&empty).unwrap().len(),
+        0,
+        "left as it was"
+    );
 
     let (store_dir, store) = common::store_with_account(0, Utc::now()).await;
     let db = store_dir.path().join("crsd.db");
@@ -47,7 +61,10 @@ async fn accounts_are_disabled_rekeyed_and_listed() {
         .await
         .unwrap();
     assert!(tx.set_account_disabled(2, true).await.unwrap());
-    assert!(!tx.set_account_disabled(3, true).await.unwrap(), "no account 3");
+    assert!(
+        !tx.set_account_disabled(3, true).await.unwrap(),
+        "no account 3"
+    );
     assert!(tx.set_account_keys(1, "id1b", "key1b").await.unwrap());
     assert!(!tx.set_account_keys(3, "x", "y").await.unwrap());
     assert!(
@@ -75,7 +92,11 @@ async fn accounts_are_disabled_rekeyed_and_listed() {
             (2, "id2", true, 1_700_000_001)
         ]
     );
-    assert!(store.account_record_by_secret_id("id1").await.unwrap().is_none());
+    assert!(store
+        .account_record_by_secret_id("id1")
+        .await
+        .unwrap()
+        .is_none());
     let one = store
         .account_record_by_secret_id("id1b")
         .await
@@ -137,6 +158,10 @@ async fn tasks_and_backups_are_listed_across_accounts() {
         .into_iter()
         .map(|b| b.id)
         .collect();
-    assert_eq!(backups, vec!["b-1", "b-0"], "expired ones too, newest first");
+    assert_eq!(
+        backups,
+        vec!["b-1", "b-0"],
+        "expired ones too, newest first"
+    );
     assert!(store.instance_backups("crs-2").await.unwrap().is_empty());
 }
