@@ -54,6 +54,17 @@ impl InstanceStatus {
     }
 
     /// The seed's `statusDesc` texts.
+    /// The status in one English word, for operators (`crsd instance list`).
+    pub fn word(self) -> &'static str {
+        match self {
+            InstanceStatus::Initializing => "initializing",
+            InstanceStatus::Busy => "busy",
+            InstanceStatus::Running => "running",
+            InstanceStatus::Isolated => "isolated",
+            InstanceStatus::Deleted => "deleted",
+        }
+    }
+
     pub fn description(self) -> &'static str {
         match self {
             InstanceStatus::Initializing => "待初始化",
@@ -466,6 +477,17 @@ impl TaskStatus {
         }
     }
 
+    /// The status in one English word, for operators (`crsd task list`).
+    pub fn word(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Running => "running",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Error => "error",
+        }
+    }
+
     pub fn from_code(code: i64) -> Option<TaskStatus> {
         Some(match code {
             0 => TaskStatus::Pending,
@@ -567,6 +589,16 @@ impl BackupState {
             BackupState::Expired => -1,
             BackupState::Exporting => 3,
             BackupState::Exported => 4,
+        }
+    }
+
+    /// The state in one English word, for operators (`crsd backup list`).
+    pub fn word(self) -> &'static str {
+        match self {
+            BackupState::Normal => "normal",
+            BackupState::Expired => "expired",
+            BackupState::Exporting => "exporting",
+            BackupState::Exported => "exported",
         }
     }
 

@@ -1,16 +1,28 @@
-//! `crsd`: the self-hosted Cloud Redis Store daemon and its operator commands.
+//! `crsd`: the self-hosted Cloud Redis Store daemon and its operator commands (see `admin`).
 
-use anyhow::{Context, Result};
+mod admin;
+
+use admin::{AccountCommand, Admin, BackupCommand, InstanceCommand, TaskCommand};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use crsd::config::{Config, LogFormat};
 use crsd_core::clock::SystemClock;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `crsd --version`: the version and the commit built from (see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CRSD_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
-#[command(name = "crsd", version, about = "Self-hosted Cloud Redis Store")]
+#[command(name = "crsd", version = VERSION, about = "Self-hosted Cloud Redis Store")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,14 +32,19 @@ struct Cli {
 enum Command {
     /// Run the daemon.
     Serve {
+        /// The config file (TOML); the defaults without it.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The data folder: database, instances, backups (overrides the config's data_dir).
         #[arg(long, env = "CRSD_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// The API's address (overrides the config's listen).
         #[arg(long, env = "CRSD_LISTEN")]
         listen: Option<SocketAddr>,
+        /// TLS certificate chain (PEM) for the API; with --tls-key.
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM) for the API; with --tls-cert.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
@@ -37,10 +54,13 @@ enum Command {
     /// (`client-reconfig-script`, at `+switch-master`), or <event> <description>
     /// (`notification-script`; only `+promoted-slave` does anything).
     AddressHook {
+        /// The config file crsd runs with.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// crsd's data folder (overrides the config's data_dir).
         #[arg(long, env = "CRSD_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// What Sentinel passes (see above).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 2..=7)]
         sentinel_args: Vec<String>,
     },
@@ -48,6 +68,21 @@ enum Command {
     Account {
         #[command(subcommand)]
         command: AccountCommand,
+    },
+    /// See the instances of every account.
+    Instance {
+        #[command(subcommand)]
+        command: InstanceCommand,
+    },
+    /// See the tasks of every account.
+    Task {
+        #[command(subcommand)]
+        command: TaskCommand,
+    },
+    /// Find backups and their files, deleted instances' included.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
     },
     /// Certificates for the HTTPS listener.
     Tls {
@@ -84,22 +119,6 @@ enum TlsCommand {
     },
 }
 
-#[derive(Subcommand)]
-enum AccountCommand {
-    /// Add an account; prints {"appId","uin","secretId","secretKey"} once.
-    Add {
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long, env = "CRSD_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        #[arg(long, default_value = "")]
-        name: String,
-        /// Balance in cents.
-        #[arg(long, default_value_t = 100_000_000)]
-        balance: i64,
-    },
-}
-
 fn load(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<Config> {
     let mut cfg = match config {
         Some(path) => Config::load(&path)?,
@@ -111,7 +130,7 @@ fn load(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<Config> {
     Ok(cfg)
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     // The config first: it says how to log.
     let (cfg, run) = match cli.command {
@@ -137,6 +156,10 @@ fn main() -> Result<()> {
             data_dir,
             sentinel_args,
         } => (load(config, data_dir)?, Run::AddressHook(sentinel_args)),
+        Command::Account { command } => return run_admin(Admin::Account(command)),
+        Command::Instance { command } => return run_admin(Admin::Instance(command)),
+        Command::Task { command } => return run_admin(Admin::Task(command)),
+        Command::Backup { command } => return run_admin(Admin::Backup(command)),
         Command::Tls {
             command:
                 TlsCommand::Init {
@@ -154,16 +177,8 @@ fn main() -> Result<()> {
             let names = crsd::tls_init::names(&cfg.api.public_hosts, &names);
             let made = crsd::tls_init::init(&dir, &names, days, force)?;
             print!("{}", crsd::tls_init::instructions(&made));
-            return Ok(());
+            return Ok(ExitCode::SUCCESS);
         }
-        Command::Account { command } => match command {
-            AccountCommand::Add {
-                config,
-                data_dir,
-                name,
-                balance,
-            } => (load(config, data_dir)?, Run::AccountAdd(name, balance)),
-        },
     };
     init_log(cfg.log.format);
     let rt = tokio::runtime::Runtime::new()?;
@@ -171,16 +186,22 @@ fn main() -> Result<()> {
         match run {
             Run::Serve => serve(cfg).await,
             Run::AddressHook(args) => crsd::server::address_hook(&cfg, &args).await,
-            Run::AccountAdd(name, balance) => account_add(cfg, name, balance).await,
         }
-    })
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An operator command: its config first (it says how to log), then the command.
+fn run_admin(cmd: Admin) -> Result<ExitCode> {
+    let cfg = cmd.target().config()?;
+    init_log(cfg.log.format);
+    Ok(admin::run(cfg, cmd))
 }
 
 /// What `main` runs once the config is read.
 enum Run {
     Serve,
     AddressHook(Vec<String>),
-    AccountAdd(String, i64),
 }
 
 /// Logs to standard error: text (colours only for a terminal: a log file or the journal gets
@@ -235,30 +256,5 @@ async fn serve(cfg: Config) -> Result<()> {
     }
     tracing::info!("shutting down; instances keep running");
     running.shutdown(Duration::from_secs(10)).await;
-    Ok(())
-}
-
-async fn account_add(cfg: Config, name: String, balance: i64) -> Result<()> {
-    let store = crsd_store::Store::open(&cfg.data_dir.join("crsd.db"))
-        .await
-        .context("opening the metadata store")?;
-    let svc = crsd_service::Service::new(
-        store,
-        std::sync::Arc::new(crsd_engine::Engine::new(crsd::server::engine_config(&cfg))),
-        crsd::server::backup_store(&cfg)?,
-        Arc::new(SystemClock),
-        crsd::server::service_config(&cfg),
-    );
-    let created = svc
-        .create_account(crsd_service::NewAccount {
-            name,
-            balance,
-            secret_id: None,
-            secret_key: None,
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("{}", serde_json::to_string(&created)?);
-    svc.store().close().await;
     Ok(())
 }

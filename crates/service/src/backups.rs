@@ -838,6 +838,45 @@ fn backup_of(found: Option<Backup>, inst: &Instance, backup_id: &str) -> Result<
     }
 }
 
+/// A backup as the operator sees it (`crsd backup list`): its record and its file, when the
+/// backup store keeps a local one (an expired backup has none).
+#[derive(Debug, Clone)]
+pub struct OperatorBackup {
+    pub backup: Backup,
+    pub path: Option<PathBuf>,
+}
+
+impl Service {
+    /// Every backup of instance `instance_id` for the operator: whichever account owns it,
+    /// the instance deleted or not (its backups stay until retention expires them), expired
+    /// ones included, newest first, each with its file.
+    pub async fn operator_backups(&self, instance_id: &str) -> Result<Vec<OperatorBackup>> {
+        let backups = self.store.instance_backups(instance_id).await?;
+        Ok(backups
+            .into_iter()
+            .map(|b| self.operator_backup_of(b))
+            .collect())
+    }
+
+    /// One backup for the operator, by id, with its file.
+    pub async fn operator_backup(&self, backup_id: &str) -> Result<OperatorBackup> {
+        let backup = self
+            .store
+            .backup(backup_id)
+            .await?
+            .ok_or_else(|| Error::BackupNotFound(backup_id.to_string()))?;
+        Ok(self.operator_backup_of(backup))
+    }
+
+    fn operator_backup_of(&self, backup: Backup) -> OperatorBackup {
+        let path = match backup.state {
+            BackupState::Expired => None,
+            _ => self.backup_store.local_path(&backup_key(&backup)),
+        };
+        OperatorBackup { backup, path }
+    }
+}
+
 fn backup_key(b: &Backup) -> BackupKey {
     BackupKey {
         instance_id: b.instance_id.clone(),

@@ -409,6 +409,18 @@ pub(crate) fn check_instance_password(inst: &Instance, password: &str) -> Result
 }
 
 impl Service {
+    /// Every instance that is not deleted, of every account or only of `app_id`'s, oldest
+    /// first, with its nodes (`crsd instance list`).
+    pub async fn operator_instances(&self, app_id: Option<i64>) -> Result<Vec<Instance>> {
+        let mut list = self.store.live_instances().await?;
+        if let Some(app_id) = app_id {
+            list.retain(|i| i.app_id == app_id);
+        }
+        Ok(list)
+    }
+}
+
+impl Service {
     /// Password-less instances exist only where the operator's config allows them.
     pub(crate) fn check_no_auth_allowed(&self) -> Result<()> {
         if self.cfg.allow_no_auth {

@@ -43,13 +43,15 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-pub use accounts::{AccountCredentials, NewAccount};
+pub use accounts::{AccountCredentials, NewAccount, AUTH_CACHE_TTL};
 
 /// What account creation hands back (printed once).
 pub mod accounts_created {
     pub use crate::accounts::Created;
 }
-pub use backups::{AutoBackupConfig, BackupDownload, BackupPage, BackupQuery, BackupSettings};
+pub use backups::{
+    AutoBackupConfig, BackupDownload, BackupPage, BackupQuery, BackupSettings, OperatorBackup,
+};
 pub use disk::DiskReserve;
 pub use ha::HaSettings;
 pub use history::{MonitorSettings, SampleRound};
@@ -118,7 +120,8 @@ pub struct Service {
     wake: Arc<Notify>,
     /// Last `used_memory` seen per instance (bytes), refreshed by the usage poller.
     usage: RwLock<HashMap<String, u64>>,
-    auth_cache: RwLock<HashMap<String, AccountCredentials>>,
+    /// SecretId -> its account, trusted for `accounts::AUTH_CACHE_TTL`.
+    auth_cache: RwLock<HashMap<String, accounts::CachedCredentials>>,
     /// Node name -> pid of the redis-servers the supervisor has brought to this version's
     /// ceiling and ACL rules (`Engine::conform`), so each process is checked once.
     conformed: std::sync::Mutex<HashMap<String, u32>>,

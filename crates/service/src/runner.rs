@@ -83,6 +83,19 @@ pub struct TaskQuery {
 }
 
 impl Service {
+    /// Tasks of every account for the operator (`crsd task list`): the unfinished ones
+    /// (pending or running), oldest first, when `unfinished`; else the newest `limit`,
+    /// newest first.
+    pub async fn operator_tasks(&self, unfinished: bool, limit: i64) -> Result<Vec<Task>> {
+        Ok(if unfinished {
+            self.store.unfinished_tasks().await?
+        } else {
+            self.store.recent_tasks(limit).await?
+        })
+    }
+}
+
+impl Service {
     /// DescribeTaskInfo: the caller's task.
     pub async fn task_info(&self, app_id: i64, id: i64) -> Result<Task> {
         match self.store.task(id).await? {

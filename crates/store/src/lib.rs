@@ -134,6 +134,16 @@ pub struct BackupFilter {
     pub offset: i64,
 }
 
+/// An account as the operator sees it (`crsd account list`): what the APIs use, whether it is
+/// disabled and when it was created.
+#[derive(Debug, Clone)]
+pub struct AccountRecord {
+    pub account: Account,
+    /// A disabled account's keys are refused by every API.
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
 /// A task to record with the state change it carries out.
 #[derive(Debug, Clone)]
 pub struct NewTask {
@@ -201,6 +211,38 @@ impl Store {
         })
     }
 
+    /// Whether `path` holds a crsd database (a SQLite file with crsd's tables), read without
+    /// creating or changing anything: operator commands refuse a folder where it does not
+    /// rather than make an empty database there. An error is a file that exists but cannot
+    /// be read as SQLite (or not at all).
+    pub async fn holds_database(path: &Path) -> Result<bool> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => {
+                return Err(StoreError::File {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        }
+        let url = format!("sqlite://{}", path.display());
+        let options = SqliteConnectOptions::from_str(&url)?
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let mut conn = SqliteConnection::connect_with(&options).await?;
+        let tables: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM sqlite_master
+             WHERE type = 'table' AND name IN ('_sqlx_migrations', 'accounts', 'instances')",
+        )
+        .fetch_one(&mut conn)
+        .await?
+        .try_get(0)?;
+        conn.close().await?;
+        Ok(tables == 3)
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -244,6 +286,26 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| rows::account(&r)).transpose()
+    }
+
+    /// The account a SecretId names with whether it is disabled (signature verification).
+    pub async fn account_record_by_secret_id(
+        &self,
+        secret_id: &str,
+    ) -> Result<Option<AccountRecord>> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE secret_id = ?")
+            .bind(secret_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| rows::account_record(&r)).transpose()
+    }
+
+    /// Every account, disabled ones included, by app id.
+    pub async fn account_records(&self) -> Result<Vec<AccountRecord>> {
+        let rows = sqlx::query("SELECT * FROM accounts ORDER BY app_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::account_record).collect()
     }
 
     pub async fn count_accounts(&self) -> Result<i64> {
@@ -370,6 +432,18 @@ impl Store {
         Ok((total, list))
     }
 
+    /// Every backup record of `instance_id`, whoever owns it and whatever became of the
+    /// instance (deleted ones included), expired ones too, newest first.
+    pub async fn instance_backups(&self, instance_id: &str) -> Result<Vec<Backup>> {
+        let rows = sqlx::query(
+            "SELECT * FROM backups WHERE instance_id = ? ORDER BY started_at DESC, id DESC",
+        )
+        .bind(instance_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::backup).collect()
+    }
+
     /// Unexpired backups that started before `before`, oldest first (retention).
     pub async fn backups_started_before(&self, before: DateTime<Utc>) -> Result<Vec<Backup>> {
         let rows = sqlx::query(
@@ -470,6 +544,15 @@ impl Store {
             }
         }
         Ok(tasks)
+    }
+
+    /// The newest `limit` tasks of every account, newest first.
+    pub async fn recent_tasks(&self, limit: i64) -> Result<Vec<Task>> {
+        let rows = sqlx::query("SELECT * FROM tasks ORDER BY id DESC LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::task).collect()
     }
 
     /// Tasks not yet finished (pending or running), oldest first.
@@ -707,6 +790,34 @@ impl WriteTx {
             .fetch_optional(self.conn()?)
             .await?;
         row.map(|r| rows::account(&r)).transpose()
+    }
+
+    /// Disables or enables account `app_id`; false if there is no such account.
+    pub async fn set_account_disabled(&mut self, app_id: i64, disabled: bool) -> Result<bool> {
+        let done = sqlx::query("UPDATE accounts SET disabled = ? WHERE app_id = ?")
+            .bind(disabled)
+            .bind(app_id)
+            .execute(self.conn()?)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces the keys of account `app_id`; false if there is no such account. The
+    /// SecretId is unique: one another account holds fails.
+    pub async fn set_account_keys(
+        &mut self,
+        app_id: i64,
+        secret_id: &str,
+        secret_key: &str,
+    ) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE accounts SET secret_id = ?, secret_key = ? WHERE app_id = ?")
+                .bind(secret_id)
+                .bind(secret_key)
+                .bind(app_id)
+                .execute(self.conn()?)
+                .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn set_balance(&mut self, app_id: i64, balance: i64) -> Result<()> {

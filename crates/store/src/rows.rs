@@ -1,6 +1,6 @@
 //! Row <-> domain mapping. Times are stored as unix milliseconds.
 
-use crate::{Result, StoreError};
+use crate::{AccountRecord, Result, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
 use crsd_core::model::{
     Account, Backup, BackupKind, BackupState, BillingMode, Deal, GoodsDetail, Instance,
@@ -27,6 +27,14 @@ pub fn account(r: &SqliteRow) -> Result<Account> {
         secret_id: r.try_get("secret_id")?,
         secret_key: r.try_get("secret_key")?,
         balance: r.try_get("balance")?,
+    })
+}
+
+pub fn account_record(r: &SqliteRow) -> Result<AccountRecord> {
+    Ok(AccountRecord {
+        account: account(r)?,
+        disabled: r.try_get("disabled")?,
+        created_at: from_millis(r.try_get("created_at")?),
     })
 }
 
