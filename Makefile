@@ -1,5 +1,5 @@
 # crsd: one command runs it, one command tests it.
-.PHONY: run build test lint bench bench-backups bench-load bench-failover bench-monitor
+.PHONY: run build deb test lint bench bench-backups bench-load bench-failover bench-monitor
 
 run: ## install what is missing, build crsd alone, start it with the embedded defaults
 	./scripts/install-deps.sh
@@ -8,6 +8,9 @@ run: ## install what is missing, build crsd alone, start it with the embedded de
 
 build: ## the release binary of crsd alone: target/release/crsd
 	cargo build --release -p crsd --bin crsd
+
+deb: ## the Debian package (release binary, systemd unit, /etc/crsd/crsd.toml): target/debian/crsd_<version>_<arch>.deb
+	./scripts/deb.sh
 
 test: ## install what is missing and run every test
 	./scripts/test.sh
