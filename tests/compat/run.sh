@@ -39,7 +39,7 @@ SUMMARY_PRINTED=0
 say() { echo "compat: $*" >&2; }
 
 # Every process crsd started for our data dir (redis-servers, sentinels, the proxy and its
-# workers): the pid files they write, plus a /proc scan for one whose pid file is not written
+# workers, the exporter): the pid files they write, plus a /proc scan for one whose pid file is not written
 # yet. A pid counts only if its /proc/<pid>/cmdline names one of those programs (pids are
 # reused; stale pid files survive kill -9).
 redis_pids() {
@@ -53,14 +53,17 @@ redis_pids() {
     for f in /proc/[0-9]*/cmdline; do
       cmd="$(tr '\0' ' ' 2>/dev/null <"$f" || true)"
       case "$cmd" in
-        *redis-server*"$data/"* | *redis-sentinel*"$data/"* | *haproxy*"$data/"*)
+        *redis-server*"$data/"* | *redis-sentinel*"$data/"* | *haproxy*"$data/"* | \
+          *prometheus-redis-exporter*"$data/"*)
           pid="${f#/proc/}"; echo "${pid%/cmdline}" ;;
       esac
     done
   } | sort -un | while read -r pid; do
     [ "$pid" -gt 1 ] 2>/dev/null || continue
     cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" || true)"
-    case "$cmd" in *redis-server* | *redis-sentinel* | *haproxy*) echo "$pid" ;; esac
+    case "$cmd" in
+      *redis-server* | *redis-sentinel* | *haproxy* | *prometheus-redis-exporter*) echo "$pid" ;;
+    esac
   done
 }
 
