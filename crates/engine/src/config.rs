@@ -120,6 +120,21 @@ pub(crate) enum Boot {
     RestoredRdb,
 }
 
+/// Where a cluster node keeps its identity and its view of the cluster (in its folder).
+pub(crate) const CLUSTER_CONFIG_FILE: &str = "nodes.conf";
+/// The cluster bus listens this far above the node's port (Redis' own convention).
+const CLUSTER_BUS_OFFSET: u16 = 10000;
+
+/// The cluster bus port of a node at `port`.
+pub(crate) fn cluster_bus_port(port: u16) -> Result<u16, EngineError> {
+    port.checked_add(CLUSTER_BUS_OFFSET).ok_or_else(|| {
+        EngineError::Config(format!(
+            "a cluster node's port must be at most {}, got {port} (its bus listens {CLUSTER_BUS_OFFSET} above)",
+            u16::MAX - CLUSTER_BUS_OFFSET
+        ))
+    })
+}
+
 /// Renders the complete file, marker line included.
 #[cfg(test)]
 pub(crate) fn render(
@@ -235,7 +250,40 @@ pub(crate) fn render_for(
     line("# One replica per master: start a full sync at once instead of waiting for more.");
     line("repl-diskless-sync yes");
     line("repl-diskless-sync-delay 0");
+    if let Some(cluster) = &spec.cluster {
+        // The cluster decides who follows whom (`CLUSTER REPLICATE`, its failovers): no
+        // `replicaof` here; a replica logs in to whichever master it follows as repl.
+        if spec.master.is_some() {
+            return Err(EngineError::Config(
+                "a cluster node takes its master from the cluster, not from its spec".into(),
+            ));
+        }
+        let bus = cluster_bus_port(spec.port)?;
+        line("");
+        line("# --- Redis Cluster: the cluster decides roles and failovers; the node's");
+        line("# identity and its view of the cluster live in nodes.conf (kept across restarts");
+        line("# and restores: a node that loses it is a stranger to its cluster).");
+        line("cluster-enabled yes");
+        line(&format!("cluster-config-file {}", quote(CLUSTER_CONFIG_FILE)));
+        line(&format!("cluster-node-timeout {}", cluster.node_timeout_ms));
+        line(&format!("cluster-port {bus}"));
+        line("# What the nodes tell clients (CLUSTER SLOTS, MOVED) and each other.");
+        if !bind.is_unspecified() {
+            line(&format!("cluster-announce-ip {bind}"));
+        }
+        line(&format!("cluster-announce-port {}", spec.port));
+        line(&format!("cluster-announce-bus-port {bus}"));
+        line("# Every slot must be served: a shard without a master refuses rather than");
+        line("# answering for part of the key space.");
+        line("cluster-require-full-coverage yes");
+        line("cluster-allow-replica-migration no");
+        line(&format!("masteruser {}", spec.repl_user));
+        line(&format!("masterauth {}", quote(&spec.repl_secret)));
+        line("replica-read-only yes");
+        line("replica-serve-stale-data yes");
+    }
     match (spec.role, &spec.master) {
+        _ if spec.cluster.is_some() => {}
         (Role::Master, None) => {}
         (Role::Replica, Some((host, port))) => {
             check_host(host)?;
@@ -579,6 +627,7 @@ mod tests {
             repl_user: "crsd-repl".into(),
             repl_secret: "repl-secret".into(),
             params: Vec::new(),
+            cluster: None,
             master: match role {
                 Role::Master => None,
                 Role::Replica => Some(("127.0.0.1".into(), 7000)),
@@ -628,6 +677,36 @@ mod tests {
         assert!(text.contains("\nmasteruser crsd-repl\n"));
         assert!(text.contains("\nmasterauth \"repl-secret\"\n"));
         assert!(!text.contains("admin-secret"));
+    }
+
+    #[test]
+    fn renders_cluster_node_without_replicaof() {
+        let mut s = spec(Role::Master);
+        s.cluster = Some(crate::ClusterSettings {
+            node_timeout_ms: 1500,
+        });
+        let paths = NodePaths::new(Path::new("/srv/crsd/nodes/n")).expect("paths");
+        let text = render(&cfg(), &s, &paths).expect("render");
+        for wanted in [
+            "\ncluster-enabled yes\n",
+            "\ncluster-config-file \"nodes.conf\"\n",
+            "\ncluster-node-timeout 1500\n",
+            "\ncluster-port 17001\n",
+            "\ncluster-announce-ip 127.0.0.1\n",
+            "\ncluster-announce-port 7001\n",
+            "\nmasteruser crsd-repl\n",
+        ] {
+            assert!(text.contains(wanted), "{wanted:?} missing");
+        }
+        assert!(!text.contains("replicaof"));
+        // A replica of a cluster follows whom the cluster says, never its spec.
+        s.role = Role::Replica;
+        s.master = Some(("127.0.0.1".into(), 7000));
+        assert!(render(&cfg(), &s, &paths).is_err());
+        // Its bus would not fit in a port number.
+        s.master = None;
+        s.port = 60000;
+        assert!(render(&cfg(), &s, &paths).is_err());
     }
 
     #[test]

@@ -67,6 +67,7 @@
 mod address;
 mod admin;
 mod ceiling;
+mod cluster;
 mod config;
 mod daemon;
 mod durable;
@@ -93,6 +94,7 @@ use sha2::{Digest, Sha256};
 
 pub use address::Lineage;
 pub use ceiling::{CeilingConfig, CeilingStatus};
+pub use cluster::{even_slots, ClusterNodeView, ClusterShard, ClusterView, SLOTS};
 pub use engine::{Engine, Liveness};
 pub use error::EngineError;
 pub use exporter::{Exporter, ExporterConfig, ExporterTarget};
@@ -184,6 +186,19 @@ pub struct NodeSpec {
     /// after crsd's own settings so they take precedence. Names must be lower-case
     /// `[a-z0-9-]`; values must not hold control characters.
     pub params: Vec<(String, String)>,
+    /// `Some` for a node of a Redis Cluster (`cluster-enabled yes`, see `cluster.rs`): its
+    /// role is the cluster's (`CLUSTER REPLICATE`, the cluster's own failovers), so `master`
+    /// is `None` and no `replicaof` is written; its identity and its view of the cluster
+    /// live in `nodes.conf` in its folder, kept across restarts and restores.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// How a cluster node takes part in its cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// `cluster-node-timeout`: how long a node may not answer before the others take it
+    /// for failed and promote its replica.
+    pub node_timeout_ms: u64,
 }
 
 /// A running redis-server of a node.

@@ -310,6 +310,7 @@ mod tests {
             repl_user: "crsd-repl".into(),
             repl_secret: "r".into(),
             params: Vec::new(),
+            cluster: None,
             master: None,
         }
     }

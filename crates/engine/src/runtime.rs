@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    Engine, EngineError, Lineage, Liveness, NodeHandle, NodeSpec, NodeStats, NodeUsage,
+    ClusterShard, ClusterView, Engine, EngineError, Lineage, Liveness, NodeHandle, NodeSpec, NodeStats, NodeUsage,
     SlowlogEntry,
 };
 
@@ -159,6 +159,18 @@ pub trait NodeRuntime: Send + Sync {
     ) -> Result<(), EngineError>;
     /// After a restored start: the AOF on and written, writes allowed again.
     async fn settle_restored(&self, spec: &NodeSpec, timeout: Duration) -> Result<(), EngineError>;
+
+    // ---- Redis Cluster (see `cluster.rs`) ----
+
+    /// Forms a cluster of running nodes (idempotent): slots spread evenly over the masters,
+    /// replicas following them; returns once every node says the cluster is ok.
+    async fn form_cluster(
+        &self,
+        shards: &[ClusterShard],
+        timeout: Duration,
+    ) -> Result<(), EngineError>;
+    /// What a cluster node says of its cluster.
+    async fn cluster_view(&self, spec: &NodeSpec) -> Result<ClusterView, EngineError>;
 }
 
 #[async_trait]
@@ -340,5 +352,15 @@ impl NodeRuntime for Engine {
     }
     async fn settle_restored(&self, spec: &NodeSpec, timeout: Duration) -> Result<(), EngineError> {
         Engine::settle_restored(self, spec, timeout).await
+    }
+    async fn form_cluster(
+        &self,
+        shards: &[ClusterShard],
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
+        Engine::form_cluster(self, shards, timeout).await
+    }
+    async fn cluster_view(&self, spec: &NodeSpec) -> Result<ClusterView, EngineError> {
+        Engine::cluster_view(self, spec).await
     }
 }

@@ -100,6 +100,7 @@ pub fn node_spec(
         repl_secret: repl_secret.to_string(),
         master,
         params: Vec::new(),
+        cluster: None,
     }
 }
 
