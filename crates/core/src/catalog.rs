@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 
 /// typeId of the master-replica edition (主从版): a master and one replica.
 pub const MASTER_REPLICA_TYPE_ID: i64 = 2;
-/// Types crsd can really run today. Cluster (1) is refused with NoTypeIdRedisService until it exists.
-pub const RUNNABLE_TYPES: &[i64] = &[MASTER_REPLICA_TYPE_ID];
+/// Types crsd can really run: master-replica (Redis Sentinel fails it over) and cluster (a
+/// real Redis Cluster, which fails itself over).
+pub const RUNNABLE_TYPES: &[i64] = &[MASTER_REPLICA_TYPE_ID, CLUSTER_TYPE_ID];
 /// The Redis version instances run (Debian's redis-server), as the APIs print it.
 pub const REDIS_VERSION: &str = "7.0";
 /// A month of postpaid use is 30 days of hours.
@@ -72,6 +73,10 @@ pub struct ProductType {
     pub min_replicas: i64,
     #[serde(default = "default_max_replicas")]
     pub max_replicas: i64,
+    /// The shard counts a cluster type sells (API 3.0 `RedisShardNum`); empty: one shard,
+    /// a standard type. `min_mem_mb`/`max_mem_mb` bound one shard's memory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shard_nums: Vec<i64>,
 }
 
 fn default_price() -> i64 {
@@ -105,6 +110,27 @@ fn master_replica() -> ProductType {
         max_buy_num: 10,
         min_replicas: default_min_replicas(),
         max_replicas: default_max_replicas(),
+        shard_nums: Vec::new(),
+    }
+}
+
+/// The shard count of a cluster purchase that names none.
+pub const DEFAULT_CLUSTER_SHARDS: i64 = 3;
+
+/// The shard counts the cloud's cluster edition sells.
+pub const DEFAULT_SHARD_NUMS: &[i64] = &[1, 3, 5, 8, 12, 16, 24, 32];
+
+fn cluster() -> ProductType {
+    ProductType {
+        type_id: CLUSTER_TYPE_ID,
+        type_name: "集群版".into(),
+        min_mem_mb: 1024,
+        max_mem_mb: 61440,
+        min_buy_num: 1,
+        max_buy_num: 10,
+        min_replicas: default_min_replicas(),
+        max_replicas: default_max_replicas(),
+        shard_nums: DEFAULT_SHARD_NUMS.to_vec(),
     }
 }
 
@@ -122,7 +148,7 @@ fn default_zones() -> Vec<Zone> {
         region_id,
         site_id: Some(site.into()),
         area: Some(area.into()),
-        types: vec![master_replica()],
+        types: vec![master_replica(), cluster()],
     })
     .collect()
 }
@@ -262,9 +288,72 @@ impl ProductType {
         Ok(())
     }
 
-    /// The shard counts the type sells (a standard type: one shard).
-    pub fn shard_counts(&self) -> std::ops::RangeInclusive<i64> {
-        crate::spec::STANDARD_SHARDS..=crate::spec::STANDARD_SHARDS
+    /// The shard counts the type sells, lowest first (a standard type: one shard).
+    pub fn shard_counts(&self) -> Vec<i64> {
+        if self.shard_nums.is_empty() {
+            return vec![crate::spec::STANDARD_SHARDS];
+        }
+        let mut counts = self.shard_nums.clone();
+        counts.sort_unstable();
+        counts.dedup();
+        counts
+    }
+
+    /// Whether the type is the cluster edition (a Redis Cluster of shards).
+    pub fn is_cluster(&self) -> bool {
+        self.type_id == CLUSTER_TYPE_ID
+    }
+
+    /// The spec a purchase asks for: `shards` (API 3.0 `RedisShardNum`) when sent, else
+    /// one for a standard type and [`DEFAULT_CLUSTER_SHARDS`] (or the fewest offered) for a
+    /// cluster; the counts are judged by [`ProductType::check_spec`].
+    pub fn spec(&self, mem_mb: i64, shards: Option<i64>, replicas: i64) -> Spec {
+        let counts = self.shard_counts();
+        let shards = shards.unwrap_or_else(|| {
+            if counts.contains(&DEFAULT_CLUSTER_SHARDS) && self.is_cluster() {
+                DEFAULT_CLUSTER_SHARDS
+            } else {
+                counts[0]
+            }
+        });
+        Spec {
+            mem_mb,
+            shards,
+            replicas,
+        }
+    }
+
+    /// The spec of a purchase that names the total memory alone (v2 `memSize`): a cluster's
+    /// total is split evenly over the most shards, up to [`DEFAULT_CLUSTER_SHARDS`], that
+    /// leave each shard whole GB of at least `min_mem_mb` (3072 MB: 3 × 1024; 4096 MB:
+    /// 1 × 4096); a standard type's is its one shard's.
+    pub fn spec_of_total(&self, total_mb: i64, replicas: i64) -> Spec {
+        if !self.is_cluster() {
+            return Spec::standard(total_mb, replicas);
+        }
+        let counts = self.shard_counts();
+        let shards = counts
+            .iter()
+            .rev()
+            .copied()
+            .filter(|n| *n <= DEFAULT_CLUSTER_SHARDS)
+            .find(|n| total_mb % (n * 1024) == 0 && total_mb / n >= self.min_mem_mb)
+            .unwrap_or(counts[0]);
+        Spec::cluster(total_mb / shards, shards, replicas)
+    }
+
+    /// A spec this type sells: memory per shard, shards and replicas within its ranges.
+    pub fn check_spec(&self, spec: &Spec) -> Result<()> {
+        self.check_mem(spec.mem_mb)?;
+        self.check_shards(spec.shards)?;
+        self.check_replicas(spec.replicas)
+    }
+
+    pub fn check_shards(&self, num: i64) -> Result<()> {
+        if !self.shard_counts().contains(&num) {
+            return Err(Error::ShardsNotOffered(num));
+        }
+        Ok(())
     }
 
     /// The replica counts the type sells, lowest first.
@@ -368,11 +457,31 @@ mod tests {
             Error::InvalidInstanceType(3)
         );
         assert_eq!(c.product(1, 2).unwrap_err(), Error::NoRedisService(1));
+        // A zone that does not sell the cluster edition.
+        let mut standard_only = Catalog::default();
+        standard_only.zones[0].types.retain(|t| !t.is_cluster());
         assert!(matches!(
-            c.product(100002, 1).unwrap_err(),
+            standard_only.product(100002, 1).unwrap_err(),
             Error::NoTypeIdRedisService { .. }
         ));
+        let (_, cluster) = c.product(100002, 1).unwrap();
+        assert_eq!(cluster.spec(1024, None, 1), Spec::cluster(1024, 3, 1));
+        assert!(cluster.check_spec(&Spec::cluster(1024, 5, 2)).is_ok());
+        assert_eq!(
+            cluster.check_spec(&Spec::cluster(1024, 4, 1)),
+            Err(Error::ShardsNotOffered(4))
+        );
+        assert_eq!(cluster.spec_of_total(3072, 1), Spec::cluster(1024, 3, 1));
+        assert_eq!(cluster.spec_of_total(6144, 1), Spec::cluster(2048, 3, 1));
+        assert_eq!(cluster.spec_of_total(4096, 1), Spec::cluster(4096, 1, 1));
+        assert_eq!(cluster.spec_of_total(1024, 1), Spec::cluster(1024, 1, 1));
         let (_, p) = c.product(100002, 2).unwrap();
+        assert_eq!(p.spec(1024, None, 2), Spec::standard(1024, 2));
+        assert_eq!(p.spec_of_total(4096, 1), Spec::standard(4096, 1));
+        assert_eq!(
+            p.check_spec(&Spec::cluster(1024, 3, 1)),
+            Err(Error::ShardsNotOffered(3))
+        );
         assert_eq!(p.check_mem(1000).unwrap_err(), Error::InvalidMemSize(1000));
         assert!(matches!(
             p.check_mem(1024 * 100).unwrap_err(),

@@ -132,8 +132,9 @@ pub enum Error {
     /// A replica count the product does not sell.
     #[error("replica count {num} is outside [{min}, {max}]")]
     ReplicasNotInRange { num: i64, min: i64, max: i64 },
-    /// A standard instance is one shard; another shard count is not sold for it.
-    #[error("shard count {0} is not offered: a standard instance is one shard")]
+    /// A shard count the product does not sell (a standard instance is one shard; the
+    /// cluster edition sells the counts its catalog lists).
+    #[error("shard count {0} is not offered for this instance type")]
     ShardsNotOffered(i64),
     /// A spec change changes one of memory, shards and replicas; the others carry their
     /// current values.

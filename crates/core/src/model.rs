@@ -157,9 +157,42 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// The node the database names master (a standard instance has exactly one).
+    /// The node the database names master (a standard instance has exactly one; for a
+    /// cluster, shard 0's, the first of [`Instance::masters`]).
     pub fn master(&self) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.role == NodeRole::Master)
+        self.masters().next()
+    }
+
+    /// Whether the instance is of the cluster edition: a Redis Cluster of shards, which
+    /// fails itself over (no Sentinel).
+    pub fn is_cluster(&self) -> bool {
+        self.type_id == crate::catalog::CLUSTER_TYPE_ID
+    }
+
+    /// The master of each shard as the database records it, by shard.
+    pub fn masters(&self) -> impl Iterator<Item = &Node> {
+        let mut masters: Vec<&Node> = self
+            .nodes
+            .iter()
+            .filter(|n| n.role == NodeRole::Master)
+            .collect();
+        masters.sort_by_key(|n| (n.shard, n.seq));
+        masters.into_iter()
+    }
+
+    /// The shards the nodes serve, lowest first (one, 0, for a standard instance).
+    pub fn shard_ids(&self) -> Vec<i64> {
+        let mut shards: Vec<i64> = self.nodes.iter().map(|n| n.shard).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        shards
+    }
+
+    /// The nodes of shard `shard`, its master first.
+    pub fn shard_nodes(&self, shard: i64) -> Vec<&Node> {
+        let mut nodes: Vec<&Node> = self.nodes.iter().filter(|n| n.shard == shard).collect();
+        nodes.sort_by_key(|n| (n.role != NodeRole::Master, n.seq));
+        nodes
     }
 
     /// The port clients connect to: the stable address (see [`Instance::port`]).

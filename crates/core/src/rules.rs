@@ -1,7 +1,6 @@
 //! Validation rules exactly as the seeds state them.
 
 use crate::error::{Error, Result};
-use crate::spec::{DEFAULT_REPLICAS, STANDARD_SHARDS};
 use crate::Field;
 
 /// Special characters the v2 password rule names: `!@#%^*()`.
@@ -155,17 +154,6 @@ pub fn check_api3_vport(vport: Option<i64>) -> Result<Option<u16>> {
     }
 }
 
-/// `RedisShardNum` and `RedisReplicasNum` of CreateInstances and InquiryPriceCreateInstance:
-/// a standard instance is one shard, so another shard count is refused rather than sold as
-/// one; the replica count asked for (the model's default, 1, when not sent) is returned, for
-/// the product's range to judge (`ProductType::check_replicas`).
-pub fn check_api3_layout(shard_num: Option<i64>, replicas_num: Option<i64>) -> Result<i64> {
-    match shard_num {
-        None | Some(STANDARD_SHARDS) => Ok(replicas_num.unwrap_or(DEFAULT_REPLICAS)),
-        Some(other) => Err(Error::ShardsNotOffered(other)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,21 +223,6 @@ mod tests {
         );
         for bad in ["a\u{0}", "a\nb", "\u{7f}", "a\u{85}"] {
             assert!(check_text("VdcId", bad, MAX_ID_CHARS).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn one_shard_with_the_replicas_asked_for() {
-        assert_eq!(check_api3_layout(None, None), Ok(1));
-        assert_eq!(check_api3_layout(Some(1), Some(1)), Ok(1));
-        assert_eq!(check_api3_layout(None, Some(3)), Ok(3));
-        // The range is the product's: the count is passed on as asked.
-        assert_eq!(check_api3_layout(Some(1), Some(0)), Ok(0));
-        for shards in [0, 3] {
-            assert_eq!(
-                check_api3_layout(Some(shards), Some(2)),
-                Err(Error::ShardsNotOffered(shards))
-            );
         }
     }
 

@@ -36,16 +36,38 @@ impl Spec {
         }
     }
 
-    /// The spec an instance has now: its replicas are the nodes that follow its master.
-    /// This is the one place that reads the replica count of an instance, for its prices
-    /// (renewals, postpaid hours) and its changes. (An instance without nodes, deleted, is
-    /// priced as it was sold by default.)
+    /// A cluster instance: `shards` shards of `mem_mb` each, with `replicas` replicas each.
+    pub fn cluster(mem_mb: i64, shards: i64, replicas: i64) -> Spec {
+        Spec {
+            mem_mb,
+            shards,
+            replicas,
+        }
+    }
+
+    /// The memory of all shards together (a standard instance: its one shard's).
+    pub fn total_mem_mb(&self) -> i64 {
+        self.mem_mb * self.shards.max(1)
+    }
+
+    /// The spec an instance has now: its shards are those its nodes serve, its replicas the
+    /// nodes of a shard beyond its master. This is the one place that reads the shard and
+    /// replica counts of an instance, for its prices (renewals, postpaid hours) and its
+    /// changes. (An instance without nodes, deleted, is priced as it was sold by default.)
     pub fn of(inst: &Instance) -> Spec {
-        let replicas = match inst.replica_count() {
-            0 if inst.nodes.is_empty() => DEFAULT_REPLICAS,
-            n => n as i64,
-        };
-        Spec::standard(inst.mem_mb, replicas)
+        if inst.nodes.is_empty() {
+            return Spec::standard(inst.mem_mb, DEFAULT_REPLICAS);
+        }
+        let mut shards: Vec<i64> = inst.nodes.iter().map(|n| n.shard).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let count = shards.len().max(1) as i64;
+        let replicas = inst.nodes.len() as i64 / count - 1;
+        Spec {
+            mem_mb: inst.mem_mb,
+            shards: count,
+            replicas: replicas.max(0),
+        }
     }
 }
 
@@ -104,11 +126,22 @@ impl SpecChange {
 ///   one ([`Error::ReduceCapacityNotAllowed`]; shrinking is not offered).
 pub fn decide_change(product: &ProductType, current: Spec, req: SpecRequest) -> Result<SpecChange> {
     if let Some(shards) = req.shards.filter(|s| *s != current.shards) {
+        if product.is_cluster() {
+            product.check_shards(shards)?;
+            return Err(Error::Unsupported(
+                "changing the shard count of a cluster instance is not available yet".into(),
+            ));
+        }
         return Err(Error::ShardsNotOffered(shards));
     }
     let new_replicas = req.replicas.filter(|r| *r != current.replicas);
     if let Some(r) = new_replicas {
         product.check_replicas(r)?;
+        if product.is_cluster() && req.mem_mb.is_none_or(|m| m == current.mem_mb) {
+            return Err(Error::Unsupported(
+                "changing the replica count of a cluster instance is not available yet".into(),
+            ));
+        }
     }
     let new_mem = req.mem_mb.filter(|m| *m != current.mem_mb);
     match (new_mem, new_replicas) {

@@ -339,6 +339,7 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
             sample_every: Duration::from_secs(cfg.monitor.sample_interval_secs.max(1)),
             retention: Duration::from_secs(cfg.monitor.retention_hours.saturating_mul(3600)),
         },
+        cluster_node_timeout_ms: cfg.ha.cluster_node_timeout_ms.max(100),
     }
 }
 

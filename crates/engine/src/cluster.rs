@@ -89,14 +89,22 @@ impl ClusterView {
     }
 }
 
-/// The slots shard `i` of `n` serves when they are spread evenly: contiguous, the first
-/// shards one more when 16384 does not divide.
+/// The slots shard `i` of `n` serves when they are spread evenly, as `redis-cli --cluster
+/// create` spreads them (ranges rounded from 16384/n steps: 0-5460, 5461-10922,
+/// 10923-16383 for three), so tools and people see the split they know.
 pub fn even_slots(i: usize, n: usize) -> (u16, u16) {
-    let n = n.max(1) as u32;
-    let i = (i as u32).min(n - 1);
-    let lo = i * u32::from(SLOTS) / n;
-    let hi = (i + 1) * u32::from(SLOTS) / n - 1;
-    (lo as u16, hi as u16)
+    let n = n.max(1);
+    let i = i.min(n - 1);
+    let per = f64::from(SLOTS) / n as f64;
+    let last_of = |k: usize| -> u16 {
+        if k == n - 1 {
+            SLOTS - 1
+        } else {
+            (k as f64 * per + per - 1.0).round() as u16
+        }
+    };
+    let first = if i == 0 { 0 } else { last_of(i - 1) + 1 };
+    (first, last_of(i))
 }
 
 impl Engine {
@@ -114,6 +122,28 @@ impl Engine {
         let Some(first) = shards.first() else {
             return Ok(());
         };
+        // Every node, shard by shard, masters first (a plain list: no closure may live
+        // across the awaits below).
+        let mut all: Vec<&NodeSpec> = Vec::new();
+        for shard in shards {
+            all.push(&shard.master);
+            all.extend(shard.replicas.iter());
+        }
+        // Formed before (a resumed task, an instance started again): roles may have changed
+        // since by the cluster's own failovers, which are the cluster's to keep.
+        if let Ok(mut con) = self.admin_connection(&first.master).await {
+            if let Ok(view) = view_of(&mut con).await {
+                let covered: u32 = view.nodes.iter().map(|n| n.slot_count()).sum();
+                if view.nodes.len() >= all.len() && covered == u32::from(SLOTS) {
+                    let mut waits = Vec::new();
+                    for &spec in &all {
+                        waits.push(self.wait_cluster_ok(spec, all.len(), deadline));
+                    }
+                    futures_util::future::try_join_all(waits).await?;
+                    return Ok(());
+                }
+            }
+        }
         // Masters: epoch and slots, all at once.
         let claims: Vec<_> = shards
             .iter()
@@ -121,13 +151,6 @@ impl Engine {
             .map(|(i, shard)| self.claim_slots(&shard.master, i, n))
             .collect();
         let master_ids = futures_util::future::try_join_all(claims).await?;
-        // Every node, the masters' shards in order (a plain list: no closure lives across
-        // the awaits below).
-        let mut all: Vec<&NodeSpec> = Vec::new();
-        for shard in shards {
-            all.push(&shard.master);
-            all.extend(shard.replicas.iter());
-        }
         // The first master meets everyone it does not know yet (a MEET of a known node
         // starts a handshake all the same, a stranger in the views until it resolves).
         let mut con = self.admin_connection(&first.master).await?;
@@ -168,7 +191,12 @@ impl Engine {
 
     /// Shard `i` of `n`'s master: its config epoch and its slots, unless it serves slots
     /// already. Returns its node id.
-    async fn claim_slots(&self, master: &NodeSpec, i: usize, n: usize) -> Result<String, EngineError> {
+    async fn claim_slots(
+        &self,
+        master: &NodeSpec,
+        i: usize,
+        n: usize,
+    ) -> Result<String, EngineError> {
         let mut con = self.admin_connection(master).await?;
         let view = view_of(&mut con).await?;
         let me = view
@@ -344,7 +372,8 @@ mod tests {
             assert_eq!(next, 16384);
         }
         assert_eq!(even_slots(0, 3), (0, 5460));
-        assert_eq!(even_slots(2, 3), (10922, 16383));
+        assert_eq!(even_slots(1, 3), (5461, 10922));
+        assert_eq!(even_slots(2, 3), (10923, 16383));
     }
 
     #[test]

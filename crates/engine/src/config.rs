@@ -264,7 +264,10 @@ pub(crate) fn render_for(
         line("# identity and its view of the cluster live in nodes.conf (kept across restarts");
         line("# and restores: a node that loses it is a stranger to its cluster).");
         line("cluster-enabled yes");
-        line(&format!("cluster-config-file {}", quote(CLUSTER_CONFIG_FILE)));
+        line(&format!(
+            "cluster-config-file {}",
+            quote(CLUSTER_CONFIG_FILE)
+        ));
         line(&format!("cluster-node-timeout {}", cluster.node_timeout_ms));
         line(&format!("cluster-port {bus}"));
         line("# What the nodes tell clients (CLUSTER SLOTS, MOVED) and each other.");

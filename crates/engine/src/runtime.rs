@@ -18,8 +18,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    ClusterShard, ClusterView, Engine, EngineError, Lineage, Liveness, NodeHandle, NodeSpec, NodeStats, NodeUsage,
-    SlowlogEntry,
+    ClusterShard, ClusterView, Engine, EngineError, Lineage, Liveness, NodeHandle, NodeSpec,
+    NodeStats, NodeUsage, SlowlogEntry,
 };
 
 /// What the service needs from a place that runs nodes.

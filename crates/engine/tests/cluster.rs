@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crsd_engine::{ClusterSettings, ClusterShard, Engine, NodeSpec, Role};
 use support::{
-    engine_config, free_port, kill_all_mentioning, node_spec, random_secret, tests_root,
-    user_conn, PASSWORD,
+    engine_config, free_port, kill_all_mentioning, node_spec, random_secret, tests_root, user_conn,
+    PASSWORD,
 };
 use tempfile::TempDir;
 
@@ -112,7 +112,10 @@ async fn forms_a_cluster_whose_nodes_keep_their_identity() {
         .query_async(&mut user)
         .await
         .expect("CLUSTER SLOTS");
-    assert!(matches!(slots, redis::Value::Array(ref a) if a.len() == 3), "{slots:?}");
+    assert!(
+        matches!(slots, redis::Value::Array(ref a) if a.len() == 3),
+        "{slots:?}"
+    );
     let refused = redis::cmd("CLUSTER")
         .arg("FORGET")
         .arg(&view.nodes[1].id)
@@ -139,7 +142,11 @@ async fn forms_a_cluster_whose_nodes_keep_their_identity() {
 
     // A replica killed and started again is the same node (nodes.conf).
     let replica = &c.shards[1].replicas[0];
-    let before = view.at("127.0.0.1", replica.port).expect("listed").id.clone();
+    let before = view
+        .at("127.0.0.1", replica.port)
+        .expect("listed")
+        .id
+        .clone();
     let pid = c.engine.running_pid(replica).expect("runs");
     // SAFETY: plain syscall on the pid the engine just proved is this node's redis-server.
     unsafe {

@@ -156,6 +156,7 @@ impl Service {
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, redis_id).await?;
         check_idle(&inst)?;
+        not_yet_for_cluster(&inst, "backups of a cluster instance (one RDB per shard)")?;
         let day_start = self.local_day_start(self.now());
         let today = tx
             .count_tasks_since(
@@ -265,6 +266,7 @@ impl Service {
     ) -> Result<i64> {
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, redis_id).await?;
+        not_yet_for_cluster(&inst, "restoring a cluster instance")?;
         let mut backup = backup_of(tx.backup(backup_id).await?, &inst, backup_id)?;
         crate::instances::check_instance_password(&inst, password)?;
         // The backup's own lock first: restoring the very backup a running restore uses is
@@ -422,8 +424,10 @@ impl Service {
         let done = self.store.daily_backups_on(&day).await?;
         let mut configs = self.store.backup_configs().await?;
         for candidate in self.store.live_instances().await? {
+            // Backups of clusters (one RDB per shard) are not taken yet.
             if candidate.status != InstanceStatus::Running
                 || candidate.lock_task.is_some()
+                || candidate.is_cluster()
                 || done.contains(&candidate.id)
             {
                 continue;
@@ -890,4 +894,12 @@ fn payload_str(task: &Task, key: &str) -> Result<String> {
         .and_then(|v| v.as_str())
         .map(str::to_string)
         .ok_or_else(|| Error::internal(format!("task {} payload lacks {key}", task.id)))
+}
+
+/// Refuses what the cluster edition does not offer yet, before anything changes.
+pub(crate) fn not_yet_for_cluster(inst: &Instance, what: &str) -> Result<()> {
+    if inst.is_cluster() {
+        return Err(Error::Unsupported(format!("{what} is not available yet")));
+    }
+    Ok(())
 }

@@ -140,6 +140,7 @@ impl Service {
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
         crate::instances::check_idle(&inst)?;
+        crate::backups::not_yet_for_cluster(&inst, "a planned switch of a cluster's master")?;
         let target = match group {
             None => None,
             Some(g) => match inst.nodes.iter().find(|n| n.seq == g) {
@@ -180,6 +181,7 @@ impl Service {
         let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
         crate::instances::check_idle(&inst)?;
         crate::instances::check_instance_password(&inst, password)?;
+        crate::backups::not_yet_for_cluster(&inst, "a failover drill of a cluster's shards")?;
         if inst.replica_count() == 0 || self.ha().is_none() {
             return Err(crsd_core::Error::invalid_field(
                 crsd_core::Field::InstanceId,
@@ -642,10 +644,12 @@ impl Service {
         })
     }
 
-    /// Whether Sentinel should watch `inst`: it runs and has a replica to promote.
+    /// Whether Sentinel should watch `inst`: it runs and has a replica to promote, and is
+    /// not a cluster (which fails itself over).
     fn wants_watch(inst: &Instance) -> bool {
         matches!(inst.status, InstanceStatus::Running | InstanceStatus::Busy)
             && inst.replica_count() > 0
+            && !inst.is_cluster()
     }
 
     /// Registers `inst` with every sentinel (its master as the database names it). A sentinel
@@ -657,7 +661,7 @@ impl Service {
         let (Some(ha), Some(m)) = (self.ha(), self.monitored(inst)) else {
             return Ok(());
         };
-        if inst.replica_count() == 0 {
+        if !Self::wants_watch(inst) {
             return Ok(());
         }
         if let Err(e) = ha.sentinels.monitor(&m).await {
@@ -860,7 +864,7 @@ impl Service {
     /// A replica of `inst` that says it is the master now (Sentinel promoted it; crsd may
     /// not have seen Sentinel's view yet): recorded as the master, and returned.
     pub(crate) async fn promoted_replica(&self, inst: &Instance) -> Result<Option<String>> {
-        if self.ha().is_none() {
+        if self.ha().is_none() || inst.is_cluster() {
             return Ok(None);
         }
         for replica in inst.replicas() {
@@ -958,6 +962,10 @@ impl Service {
 
     fn promotable_check(&self, inst: &Instance) -> Option<std::sync::Arc<tokio::sync::Mutex<()>>> {
         let ha = self.ha()?;
+        // Sentinel's business; a cluster promotes its replicas itself.
+        if inst.is_cluster() {
+            return None;
+        }
         let mut checks = ha
             .promotable_checks
             .lock()

@@ -295,7 +295,8 @@ impl Service {
         // tries again.
         // Under Sentinel the roles of running nodes are Sentinel's: crsd never points a
         // running node elsewhere on its own (its record may be a pass behind a failover).
-        let follow = self.ha().is_none();
+        // A cluster's nodes follow whom the cluster says.
+        let follow = self.ha().is_none() && spec.cluster.is_none();
         let check = async {
             let pid = self.runtime.conform(spec).await?;
             if pid.is_some() && follow {
@@ -397,16 +398,22 @@ impl Service {
                     }
                 }
             }
-            let Ok(spec) = self.master_spec(&inst) else {
-                continue;
-            };
-            let fut = self.runtime.usage(&spec);
-            if let Ok(Ok(u)) = tokio::time::timeout(Duration::from_secs(2), fut).await {
+            // Every shard's master: a cluster's data is the sum of its shards'.
+            let mut used = None;
+            let mut writable = true;
+            for spec in self.master_specs(&inst).await {
+                let fut = self.runtime.usage(&spec);
+                if let Ok(Ok(u)) = tokio::time::timeout(Duration::from_secs(2), fut).await {
+                    *used.get_or_insert(0) += u.used_memory;
+                    writable &= u.aof_writable;
+                }
+            }
+            if let Some(bytes) = used {
                 self.usage
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(inst.id.clone(), u.used_memory);
-                self.note_aof(&inst.id, u.aof_writable);
+                    .insert(inst.id.clone(), bytes);
+                self.note_aof(&inst.id, writable);
             }
         }
     }
@@ -431,8 +438,13 @@ impl Service {
     /// Refreshes sizeUsed of one instance now (tests and the API use it after writes).
     pub async fn refresh_usage(&self, id: &str) -> Result<()> {
         if let Some(inst) = self.store.instance(id).await? {
-            let spec = self.master_spec(&inst)?;
-            if let Ok(bytes) = self.runtime.used_memory_bytes(&spec).await {
+            let mut used = None;
+            for spec in self.master_specs(&inst).await {
+                if let Ok(bytes) = self.runtime.used_memory_bytes(&spec).await {
+                    *used.get_or_insert(0) += bytes;
+                }
+            }
+            if let Some(bytes) = used {
                 self.usage
                     .write()
                     .unwrap_or_else(|e| e.into_inner())

@@ -55,8 +55,17 @@ pub struct NodeState {
     pub online: bool,
     /// Keys it holds (0 when it did not answer).
     pub keys: u64,
-    /// The hash slots its shard serves, as `first-last` (a standard instance: all of them).
+    /// The hash slots the node serves, as `first-last` ranges joined by `,` (a standard
+    /// instance's master: all of them; a cluster's: its shard's, as the cluster says now;
+    /// a cluster replica: none).
     pub slots: String,
+    /// Master now, as the node says (a cluster's or Sentinel's failover may be ahead of the
+    /// database); the database's role when it did not answer.
+    pub master_now: bool,
+    /// `used_memory` in bytes (0 when it did not answer).
+    pub used_memory: u64,
+    /// `run_id` of its process (empty when it did not answer).
+    pub run_id: String,
 }
 
 impl Service {
@@ -184,20 +193,54 @@ impl Service {
                 let runtime = self.runtime.clone();
                 tokio::spawn(async move {
                     let spec = spec?;
-                    tokio::time::timeout(NODE_ASK_TIMEOUT, runtime.usage(&spec))
+                    tokio::time::timeout(NODE_ASK_TIMEOUT, runtime.stats(&spec))
                         .await
                         .ok()?
                         .ok()
                 })
             })
             .collect();
+        // A cluster's slots are the cluster's to say: asked of its first node that answers.
+        let mut view = None;
+        if inst.is_cluster() {
+            for spec in self.node_specs(&inst) {
+                let ask = tokio::time::timeout(NODE_ASK_TIMEOUT, self.runtime.cluster_view(&spec));
+                if let Ok(Ok(v)) = ask.await {
+                    view = Some(v);
+                    break;
+                }
+            }
+        }
         let mut states = Vec::with_capacity(nodes.len());
         for (node, ask) in nodes.into_iter().zip(asks) {
-            let usage = ask.await.ok().flatten();
+            let stats = ask.await.ok().flatten();
+            let master_now = stats
+                .as_ref()
+                .map_or(node.role == NodeRole::Master, |s| s.is_master);
+            let slots = match &view {
+                Some(v) => inst
+                    .nodes
+                    .iter()
+                    .find(|m| m.id == node.node_id)
+                    .and_then(|m| v.at(&self.node_host(m), m.port))
+                    .map(|n| {
+                        n.slots
+                            .iter()
+                            .map(|(lo, hi)| format!("{lo}-{hi}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default(),
+                None if inst.is_cluster() => String::new(),
+                None => format!("0-{}", HASH_SLOTS - 1),
+            };
             states.push(NodeState {
-                slots: format!("0-{}", HASH_SLOTS - 1),
-                online: usage.is_some(),
-                keys: usage.map(|u| u.keys).unwrap_or(0),
+                slots,
+                online: stats.is_some(),
+                keys: stats.as_ref().map(|s| s.keys).unwrap_or(0),
+                used_memory: stats.as_ref().map(|s| s.used_memory).unwrap_or(0),
+                run_id: stats.map(|s| s.run_id).unwrap_or_default(),
+                master_now,
                 node,
             });
         }

@@ -22,9 +22,15 @@ pub struct CreateOrder {
     pub zone_id: i64,
     pub type_id: i64,
     pub mem_mb: i64,
-    /// Replicas of each instance (API 3.0 `RedisReplicasNum`; one in the other dialects),
+    /// Replicas of each shard (API 3.0 `RedisReplicasNum`; one in the other dialects),
     /// within the product's range; charged by the catalog's rule.
     pub replicas: i64,
+    /// Shards of a cluster instance (API 3.0 `RedisShardNum`); `None`: the product's
+    /// default (one for a standard instance). `mem_mb` is then each shard's memory.
+    pub shards: Option<i64>,
+    /// `mem_mb` is the total of all shards (v2 `memSize`), split evenly by the catalog's
+    /// rule (`ProductType::spec_of_total`); `shards` is then not used.
+    pub mem_is_total: bool,
     pub goods_num: i64,
     pub period: i64,
     pub password: String,
@@ -60,6 +66,8 @@ impl Default for CreateOrder {
             type_id: 0,
             mem_mb: 0,
             replicas: DEFAULT_REPLICAS,
+            shards: None,
+            mem_is_total: false,
             goods_num: 0,
             period: 0,
             password: String::new(),
@@ -126,7 +134,7 @@ impl Service {
         goods_num: i64,
         period: i64,
     ) -> Result<i64> {
-        let spec = Spec::standard(mem_mb, DEFAULT_REPLICAS);
+        let spec = self.order_spec_of_total(zone_id, type_id, mem_mb, DEFAULT_REPLICAS)?;
         self.creation_price(
             zone_id,
             type_id,
@@ -135,6 +143,32 @@ impl Service {
             BillingMode::Prepaid,
             period,
         )
+    }
+
+    /// The spec a purchase of type `type_id` in `zone_id` asks for (shards: the product's
+    /// default when not named), unchecked: [`Service::creation_price`] judges it.
+    pub fn order_spec(
+        &self,
+        zone_id: i64,
+        type_id: i64,
+        mem_mb: i64,
+        shards: Option<i64>,
+        replicas: i64,
+    ) -> Result<Spec> {
+        let (_, product) = self.catalog().product(zone_id, type_id)?;
+        Ok(product.spec(mem_mb, shards, replicas))
+    }
+
+    /// The spec of a purchase that names its total memory alone (v2), unchecked.
+    pub fn order_spec_of_total(
+        &self,
+        zone_id: i64,
+        type_id: i64,
+        total_mb: i64,
+        replicas: i64,
+    ) -> Result<Spec> {
+        let (_, product) = self.catalog().product(zone_id, type_id)?;
+        Ok(product.spec_of_total(total_mb, replicas))
     }
 
     /// What a purchase of `goods_num` instances of `spec` charges at creation: `period`
@@ -150,8 +184,7 @@ impl Service {
         period: i64,
     ) -> Result<i64> {
         let (_, product) = self.catalog().product(zone_id, type_id)?;
-        product.check_mem(spec.mem_mb)?;
-        product.check_replicas(spec.replicas)?;
+        product.check_spec(&spec)?;
         product.check_goods_num(goods_num)?;
         match billing {
             BillingMode::Prepaid => {
@@ -165,15 +198,32 @@ impl Service {
     /// CreateRedis: charges the account (the period, or a postpaid instance's first hour),
     /// records a deal (发货中) and one newInstance task per instance. Returns the deal id.
     pub async fn create(&self, app_id: i64, order: CreateOrder) -> Result<i64> {
+        let spec = if order.mem_is_total {
+            self.order_spec_of_total(order.zone_id, order.type_id, order.mem_mb, order.replicas)?
+        } else {
+            self.order_spec(
+                order.zone_id,
+                order.type_id,
+                order.mem_mb,
+                order.shards,
+                order.replicas,
+            )?
+        };
         let price = self.creation_price(
             order.zone_id,
             order.type_id,
-            Spec::standard(order.mem_mb, order.replicas),
+            spec,
             order.goods_num,
             order.billing,
             order.period,
         )?;
-        let (zone, _) = self.catalog().product(order.zone_id, order.type_id)?;
+        let (zone, product) = self.catalog().product(order.zone_id, order.type_id)?;
+        let cluster = product.is_cluster();
+        if cluster && !self.cfg.address_pool.is_empty() {
+            return Err(Error::Unsupported(
+                "cluster instances on addresses of their own (instances.address_pool)".into(),
+            ));
+        }
         if order.vpc_id != 0 && order.subnet_id == 0 && order.un_subnet_id.is_empty() {
             return Err(Error::InvalidSubnetId(String::new()));
         }
@@ -275,15 +325,29 @@ impl Service {
                     None => free.next(),
                 }
                 .ok_or(Error::NoFreePort)?;
-                let mut nodes = vec![Node::new(
-                    &id,
-                    0,
-                    NodeRole::Master,
-                    free.next().ok_or(Error::NoFreePort)?,
-                )];
-                for seq in 1..=replicas {
-                    let port = free.next().ok_or(Error::NoFreePort)?;
-                    nodes.push(Node::new(&id, seq, NodeRole::Replica, port));
+                // Shard by shard, its master first: node 0 is shard 0's master.
+                let mut nodes = Vec::new();
+                for shard in 0..spec.shards {
+                    for r in 0..=replicas {
+                        let role = if r == 0 {
+                            NodeRole::Master
+                        } else {
+                            NodeRole::Replica
+                        };
+                        // A cluster node's bus listens 10000 above its port: free too.
+                        let port = if cluster {
+                            free.find(|p| {
+                                p.checked_add(10000)
+                                    .is_some_and(|bus| self.runtime.port_free(bus))
+                            })
+                        } else {
+                            free.next()
+                        }
+                        .ok_or(Error::NoFreePort)?;
+                        let mut node = Node::new(&id, nodes.len() as i64, role, port);
+                        node.shard = shard;
+                        nodes.push(node);
+                    }
                 }
                 (self.cfg.instance_host.clone(), port, nodes)
             };
@@ -299,7 +363,7 @@ impl Service {
                 zone_id: order.zone_id,
                 region_id: zone.region_id,
                 type_id: order.type_id,
-                mem_mb: order.mem_mb,
+                mem_mb: spec.mem_mb,
                 status: InstanceStatus::Initializing,
                 vip,
                 port,
@@ -332,7 +396,7 @@ impl Service {
             status: deal_status::DELIVERING,
             price,
             detail: GoodsDetail::Create {
-                mem_mb: order.mem_mb,
+                mem_mb: spec.total_mem_mb(),
                 months,
                 instance_ids: instances.iter().map(|i| i.id.clone()).collect(),
             },
@@ -353,6 +417,7 @@ impl Service {
                         payload: json!({
                             "price": price / order.goods_num,
                             "replicas": order.replicas,
+                            "shards": spec.shards,
                         }),
                     },
                     now,

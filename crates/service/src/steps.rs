@@ -11,6 +11,9 @@ use std::time::Duration;
 
 /// How long a new replica may take to finish its first sync.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a cluster may take to form: every node ok, every replica synced (2 s at least:
+/// a master declares the cluster ok no sooner after its start).
+const CLUSTER_FORM_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(crate) fn engine_err(e: crsd_engine::EngineError) -> Error {
     let mut detail = e.to_string();
@@ -129,6 +132,27 @@ impl Service {
         let nodes = self.node_specs(&inst);
         let runtime = &self.runtime;
         let finish = match task.kind {
+            TaskKind::NewInstance | TaskKind::StartInstance if inst.is_cluster() => {
+                // The nodes start, the cluster forms (a no-op when it has formed before), and
+                // the stable address, which leads cluster clients to a live master to learn
+                // the slot map from, serves. No Sentinel: the cluster fails itself over.
+                let formed = async {
+                    self.start_nodes(&nodes).await?;
+                    runtime
+                        .form_cluster(&self.cluster_shards(&inst), CLUSTER_FORM_TIMEOUT)
+                        .await
+                        .map_err(engine_err)
+                };
+                let (formed, served) = tokio::join!(formed, self.serve_address(&inst));
+                formed?;
+                served?;
+                self.wait_address_ready(&inst).await?;
+                let mut f = Finish::to(InstanceStatus::Running);
+                if task.kind == TaskKind::NewInstance {
+                    f.deal = task.deal_id;
+                }
+                f
+            }
             TaskKind::NewInstance | TaskKind::StartInstance => {
                 // At once (one after the other they doubled a create's time): the nodes start
                 // and the replicas sync; the stable address gets its frontend; Sentinel
@@ -212,10 +236,10 @@ impl Service {
                 f
             }
             TaskKind::CleanInstance => {
-                runtime
-                    .flush_all(&self.master_spec(&inst)?)
-                    .await
-                    .map_err(engine_err)?;
+                // Every shard's master (a standard instance has one).
+                for master in self.master_specs(&inst).await {
+                    runtime.flush_all(&master).await.map_err(engine_err)?;
+                }
                 Finish::to(InstanceStatus::Running)
             }
             TaskKind::CloseInstance => {

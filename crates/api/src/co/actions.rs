@@ -144,6 +144,8 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params3) -
                 mem_mb: mem_gb * 1024,
                 // This dialect has no replica count: one replica.
                 replicas: crsd_core::spec::DEFAULT_REPLICAS,
+                shards: None,
+                mem_is_total: false,
                 goods_num: amount,
                 period: 0,
                 password,
@@ -308,7 +310,7 @@ fn instance(
         "AppName": "",
         "IP": i.vip,
         "Port": i.port(),
-        "Ram": i.mem_mb,
+        "Ram": crsd_core::spec::Spec::of(i).total_mem_mb(),
         "Cpu": 0,
         "Status": status,
         "StatusStr": status_str,

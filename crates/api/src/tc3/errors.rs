@@ -82,7 +82,7 @@ pub fn code(e: &Error) -> (&'static str, String) {
             format!("RedisReplicasNum {num} is outside [{min}, {max}]")
         }
         ShardsNotOffered(n) => {
-            format!("RedisShardNum {n} is not offered: a standard instance is one shard")
+            format!("RedisShardNum {n} is not offered for this TypeId (DescribeProductInfo lists the ShardNum values)")
         }
         SpecChangeNotOne => "change one of MemSize, RedisShardNum and RedisReplicasNum at a time; \
             the other two carry the instance's current values"

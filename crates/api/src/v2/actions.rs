@@ -87,8 +87,11 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params) ->
                 zone_id: p.required_int("zoneId")?,
                 type_id: p.required_int("typeId")?,
                 mem_mb: p.required_int("memSize")?,
-                // This dialect has no replica count: one replica.
+                // This dialect has no replica count: one replica; memSize is the total of a
+                // cluster's shards.
                 replicas: crsd_core::spec::DEFAULT_REPLICAS,
+                shards: None,
+                mem_is_total: true,
                 goods_num: p.required_int("goodsNum")?,
                 period: p.required_int("period")?,
                 password: p.get("password").unwrap_or_default().to_string(),
@@ -373,7 +376,7 @@ async fn describe(state: &AppState, app: i64, p: &Params) -> Result<Data> {
                 port: i.port(),
                 createtime: created.clone(),
                 create_time: created,
-                size: i.mem_mb,
+                size: crsd_core::spec::Spec::of(i).total_mem_mb(),
                 size_used: v.size_used_mb,
                 type_id: i.type_id,
                 type_id_desc: &v.type_name,

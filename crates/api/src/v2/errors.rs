@@ -187,7 +187,7 @@ fn table(action: Option<Action>, e: &Error) -> (i64, Option<i64>, &'static str, 
         ShardsNotOffered(n) => param(
             11201,
             "InvalidParameter",
-            &format!("业务参数错误: 分片数 {n} 不支持（主从版只有一个分片）"),
+            &format!("业务参数错误: 分片数 {n} 不支持"),
         ),
         SpecChangeNotOne => param(
             11201,

@@ -241,7 +241,7 @@ pub(super) fn instance_known(
         "WanIp": i.vip,
         "Port": i.port(),
         "Createtime": time(i.created_at),
-        "Size": i.mem_mb as f64,
+        "Size": Spec::of(i).total_mem_mb() as f64,
         "SizeUsed": size_used_mb as f64,
         "Type": if i.type_id == CLUSTER_TYPE_ID { API3_CLUSTER_7_0 } else { API3_STANDARD_7_0 },
         "AutoRenewFlag": i.auto_renew,

@@ -74,6 +74,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params3) -
         Action::DescribeInstanceZoneInfo => {
             observe::describe_instance_zone_info(state, app, p).await
         }
+        Action::DescribeInstanceShards => observe::describe_instance_shards(state, app, p).await,
         Action::DescribeInstanceParams => params::describe_instance_params(state, app, p).await,
         Action::ModifyInstanceParams => params::modify_instance_params(state, app, p).await,
         Action::Unsupported(name) => Err(Error::Unsupported(name.to_string())),
@@ -93,11 +94,16 @@ pub(super) const API3_CLUSTER_7_0: i64 = 18;
 /// `NoAuth`: true asks for a password-less instance (the service refuses it unless the
 /// operator allows them).
 pub(super) fn no_auth(p: &Params3) -> Result<bool> {
-    match p.str("NoAuth")?.as_deref() {
+    flag(p, "NoAuth")
+}
+
+/// A Boolean parameter (`true`/`false`, or 1/0); false when not sent.
+pub(super) fn flag(p: &Params3, name: &str) -> Result<bool> {
+    match p.str(name)?.as_deref() {
         None | Some("false") | Some("0") | Some("") => Ok(false),
         Some("true") | Some("1") => Ok(true),
         Some(other) => Err(Error::invalid(
-            "NoAuth",
+            name,
             format!("{other} is not true or false"),
         )),
     }

@@ -83,6 +83,40 @@ pub(super) async fn describe_instance_node_info(
     ]))
 }
 
+/// DescribeInstanceShards: every node of every shard as it answers now (a standard
+/// instance is one shard); `FilterSlave` leaves the replicas out.
+pub(super) async fn describe_instance_shards(
+    state: &AppState,
+    app: i64,
+    p: &Params3,
+) -> Result<Fields> {
+    let svc = &state.svc;
+    let filter_slave = super::flag(p, "FilterSlave")?;
+    let states = svc.node_states(app, &p.required_str("InstanceId")?).await?;
+    let shards: Vec<Value> = states
+        .iter()
+        .filter(|s| s.master_now || !filter_slave)
+        .map(|s| {
+            json!({
+                "ShardName": format!("shard-{}", s.node.shard),
+                "ShardId": s.node.shard.to_string(),
+                "Role": if s.master_now { 0 } else { 1 },
+                "Keys": s.keys,
+                "Slots": s.slots,
+                "Storage": s.used_memory / (1024 * 1024),
+                "StorageSlope": 0.0,
+                "Runid": s.run_id,
+                "RunId": s.run_id,
+                "Connected": i64::from(s.online),
+            })
+        })
+        .collect();
+    Ok(fields([
+        ("TotalCount", json!(shards.len())),
+        ("InstanceShards", json!(shards)),
+    ]))
+}
+
 /// DescribeInstanceZoneInfo: one replica group per node of a standard instance (the master's
 /// group has no name), each with its node as it answers now.
 pub(super) async fn describe_instance_zone_info(

@@ -4,10 +4,11 @@
 use super::{fields, no_auth, time_in, Fields, API3_CLUSTER_7_0, API3_STANDARD_7_0};
 use crate::tc3::params::Params3;
 use crate::AppState;
-use crsd_core::catalog::MASTER_REPLICA_TYPE_ID;
+use crsd_core::catalog::{CLUSTER_TYPE_ID, MASTER_REPLICA_TYPE_ID};
 use crsd_core::model::BillingMode;
 use crsd_core::rules::{self, PasswordPolicy};
-use crsd_core::spec::{Spec, SpecRequest};
+use crsd_core::spec::SpecRequest;
+use crsd_core::spec::DEFAULT_REPLICAS;
 use crsd_core::{Error, Result};
 use crsd_service::CreateOrder;
 use serde_json::{json, Map, Value};
@@ -24,20 +25,25 @@ pub(super) async fn describe_product_info(
         let products: Vec<Value> = z
             .types
             .iter()
-            .filter(|t| t.type_id == MASTER_REPLICA_TYPE_ID)
+            .filter(|t| crsd_core::catalog::RUNNABLE_TYPES.contains(&t.type_id))
             .map(|t| {
+                let (api_type, name) = if t.is_cluster() {
+                    (API3_CLUSTER_7_0, "Redis 集群版")
+                } else {
+                    (API3_STANDARD_7_0, "Redis 主从版")
+                };
                 json!({
-                    "Type": API3_STANDARD_7_0,
-                    "TypeName": "Redis 主从版",
+                    "Type": api_type,
+                    "TypeName": name,
                     "MinBuyNum": t.min_buy_num,
                     "MaxBuyNum": t.max_buy_num,
                     "Saleout": false,
                     "Engine": "Redis",
                     "Version": "Redis-7.0",
-                    "TotalSize": sizes_gb(t),
+                    "TotalSize": total_sizes_gb(t),
                     "ShardSize": sizes_gb(t),
                     "ReplicaNum": t.replica_counts().map(|n| n.to_string()).collect::<Vec<_>>(),
-                    "ShardNum": t.shard_counts().map(|n| n.to_string()).collect::<Vec<_>>(),
+                    "ShardNum": t.shard_counts().iter().map(|n| n.to_string()).collect::<Vec<_>>(),
                     "PayMode": "1",
                     "EnableRepicaReadOnly": false,
                     "EnableReplicaReadOnly": false,
@@ -87,14 +93,19 @@ pub(super) async fn inquiry_price_create_instance(
 ) -> Result<Fields> {
     let svc = &state.svc;
     let (zone, type_id, billing) = zone_and_type(state, p)?;
-    let replicas = rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
     let (mem, num) = (p.required_int("MemSize")?, p.required_int("GoodsNum")?);
     // Postpaid: the price of one hour; Period is not asked for.
     let period = match billing {
         BillingMode::Prepaid => p.required_int("Period")?,
         BillingMode::Postpaid => 0,
     };
-    let spec = Spec::standard(mem, replicas);
+    let spec = svc.order_spec(
+        zone,
+        type_id,
+        mem,
+        p.int("RedisShardNum")?,
+        p.int("RedisReplicasNum")?.unwrap_or(DEFAULT_REPLICAS),
+    )?;
     let price = svc.creation_price(zone, type_id, spec, num, billing, period)?;
     Ok(price_fields(price))
 }
@@ -104,12 +115,13 @@ pub(super) async fn create_instances(state: &AppState, app: i64, p: &Params3) ->
     let svc = &state.svc;
     let (zone_id, type_id, billing) = zone_and_type(state, p)?;
     let port = rules::check_api3_vport(p.int("VPort")?)?;
-    let replicas = rules::check_api3_layout(p.int("RedisShardNum")?, p.int("RedisReplicasNum")?)?;
     let order = CreateOrder {
         zone_id,
         type_id,
         mem_mb: p.required_int("MemSize")?,
-        replicas,
+        replicas: p.int("RedisReplicasNum")?.unwrap_or(DEFAULT_REPLICAS),
+        shards: p.int("RedisShardNum")?,
+        mem_is_total: false,
         goods_num: p.required_int("GoodsNum")?,
         period: match billing {
             BillingMode::Prepaid => p.required_int("Period")?,
@@ -242,16 +254,13 @@ pub(super) async fn describe_instance_deal_detail(
 pub(super) fn zone_and_type(state: &AppState, p: &Params3) -> Result<(i64, i64, BillingMode)> {
     let type_id = match p.required_int("TypeId")? {
         API3_STANDARD_7_0 => MASTER_REPLICA_TYPE_ID,
-        API3_CLUSTER_7_0 => {
-            return Err(Error::invalid(
-                "TypeId",
-                "18 (Redis 7.0 cluster) is not offered yet; use 17 (Redis 7.0 standard)",
-            ))
-        }
+        API3_CLUSTER_7_0 => CLUSTER_TYPE_ID,
         other => {
             return Err(Error::invalid(
                 "TypeId",
-                format!("{other} is not offered: this service runs Redis 7.0, TypeId 17"),
+                format!(
+                    "{other} is not offered: this service runs Redis 7.0, TypeId 17 (standard) or 18 (cluster)"
+                ),
             ))
         }
     };
@@ -286,6 +295,18 @@ pub(super) fn spec_request(p: &Params3) -> Result<SpecRequest> {
         shards: p.int("RedisShardNum")?,
         replicas: p.int("RedisReplicasNum")?,
     })
+}
+
+/// Total sizes a product sells, in GB: a shard's sizes times the shard counts.
+fn total_sizes_gb(t: &crsd_core::catalog::ProductType) -> Vec<String> {
+    let mut totals: Vec<i64> = t
+        .shard_counts()
+        .iter()
+        .flat_map(|n| t.sizes_gb().map(move |g| g * n))
+        .collect();
+    totals.sort_unstable();
+    totals.dedup();
+    totals.into_iter().map(|g| g.to_string()).collect()
 }
 
 /// Sizes a product sells, in GB (1 GB steps), as ProductConf lists them.

@@ -1,0 +1,377 @@
+//! The cluster edition end to end over API 3.0 (TC3 signatures, real HTTP, real Redis
+//! Cluster processes): a 3-shard cluster is created, described shard by shard, written and
+//! read across every slot through the stable address and the MOVED redirections it leads
+//! to, cleared on every shard, survives a kill -9 of a shard's master, and is deleted;
+//! what the edition does not offer yet, and what the catalog does not sell, is refused with
+//! nothing changed.
+
+mod common;
+
+use common::tc3::Tc3;
+use common::{port_range, redis_conn, test_config, TestCrsd};
+use redis::aio::MultiplexedConnection;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "Cluster-2024-Pass";
+const HOST: &str = "127.0.0.1";
+
+/// A crsd whose node ports leave room for their cluster buses (10000 above) below the
+/// ephemeral range.
+async fn crsd() -> TestCrsd {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    let (lo, hi) = loop {
+        let r = port_range(40);
+        if r.1 < 22000 {
+            break r;
+        }
+    };
+    cfg.instances.port_min = lo;
+    cfg.instances.port_max = hi;
+    TestCrsd::start_with(dir, cfg).await
+}
+
+async fn create_cluster(c: &Tc3, shards: i64) -> String {
+    let r = c
+        .ok(
+            "CreateInstances",
+            json!({"TypeId": 18, "MemSize": 1024, "GoodsNum": 1, "Period": 1,
+                "BillingMode": 1, "ZoneId": 100002, "Password": PASSWORD,
+                "RedisShardNum": shards, "RedisReplicasNum": 1}),
+        )
+        .await;
+    let deal = r["DealId"].as_str().unwrap().to_string();
+    let d = c.wait_deal(&deal).await;
+    d["InstanceIds"][0].as_str().unwrap().to_string()
+}
+
+/// A cluster client's way with one command: sent to `port`, followed to the node a `MOVED`
+/// names (connections kept per port).
+async fn cluster_cmd(
+    conns: &mut HashMap<u16, MultiplexedConnection>,
+    port: u16,
+    cmd: &redis::Cmd,
+) -> redis::Value {
+    let mut port = port;
+    for _ in 0..5 {
+        if let std::collections::hash_map::Entry::Vacant(e) = conns.entry(port) {
+            e.insert(redis_conn(HOST, port, PASSWORD).await.expect("connect"));
+        }
+        let con = conns.get_mut(&port).unwrap();
+        match cmd.query_async::<redis::Value>(con).await {
+            Ok(v) => return v,
+            Err(e) if e.code() == Some("MOVED") => {
+                let target = e.redirect_node().expect("MOVED names a node").0.to_string();
+                port = target.rsplit(':').next().unwrap().parse().unwrap();
+            }
+            Err(e) => panic!("a command on {port}: {e}"),
+        }
+    }
+    panic!("a command was redirected too often");
+}
+
+/// `CLUSTER SLOTS` through `port`: (first slot, last slot, master port) of every range.
+async fn slot_map(port: u16) -> Vec<(i64, i64, u16)> {
+    let mut c = redis_conn(HOST, port, PASSWORD).await.expect("connect");
+    let v: Vec<(i64, i64, Vec<redis::Value>)> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async::<Vec<redis::Value>>(&mut c)
+        .await
+        .expect("CLUSTER SLOTS")
+        .into_iter()
+        .map(|range| match range {
+            redis::Value::Array(items) => {
+                let int = |v: &redis::Value| match v {
+                    redis::Value::Int(i) => *i,
+                    other => panic!("{other:?}"),
+                };
+                let master = match &items[2] {
+                    redis::Value::Array(m) => m.clone(),
+                    other => panic!("{other:?}"),
+                };
+                (int(&items[0]), int(&items[1]), master)
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let mut out: Vec<(i64, i64, u16)> = v
+        .into_iter()
+        .map(|(lo, hi, m)| {
+            let port = match &m[1] {
+                redis::Value::Int(p) => *p as u16,
+                other => panic!("{other:?}"),
+            };
+            (lo, hi, port)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+async fn write_keys(port: u16, prefix: &str, n: usize) -> BTreeMap<String, String> {
+    let mut conns = HashMap::new();
+    let mut written = BTreeMap::new();
+    for i in 0..n {
+        let (k, v) = (format!("{prefix}{i}"), format!("v{i}"));
+        cluster_cmd(&mut conns, port, redis::cmd("SET").arg(&k).arg(&v)).await;
+        written.insert(k, v);
+    }
+    written
+}
+
+async fn read_keys(port: u16, keys: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut conns = HashMap::new();
+    let mut read = BTreeMap::new();
+    for k in keys.keys() {
+        if let redis::Value::BulkString(b) =
+            cluster_cmd(&mut conns, port, redis::cmd("GET").arg(k)).await
+        {
+            read.insert(k.clone(), String::from_utf8(b).unwrap());
+        }
+    }
+    read
+}
+
+/// Keys on each master of the slot map.
+async fn keys_per_master(port: u16) -> Vec<i64> {
+    let mut out = Vec::new();
+    for (_, _, master) in slot_map(port).await {
+        let mut c = redis_conn(HOST, master, PASSWORD).await.expect("connect");
+        out.push(redis::cmd("DBSIZE").query_async(&mut c).await.unwrap());
+    }
+    out
+}
+
+/// The pid of the redis-server at `port` (INFO server).
+async fn pid_on_port(port: u16) -> u32 {
+    let mut c = redis_conn(HOST, port, PASSWORD).await.expect("connect");
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .expect("process_id")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Redis Cluster's key hash (CRC16/XMODEM).
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc = 0u16;
+    for b in data {
+        crc ^= u16::from(*b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// A hash tag whose key falls in `slot`.
+fn key_in_slot(slot: u16) -> String {
+    (0u32..)
+        .map(|i| format!("t{i}"))
+        .find(|k| crc16(k.as_bytes()) % 16384 == slot)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_shard_cluster_serves_every_slot_through_its_address() {
+    let crsd = crsd().await;
+    let c = Tc3::like(&crsd.client());
+    let id = create_cluster(&c, 3).await;
+
+    let d = c.describe(&id).await;
+    assert_eq!(d["Type"], 18, "{d}");
+    assert_eq!(d["ProductType"], "cluster");
+    assert_eq!(d["RedisShardNum"], 3);
+    assert_eq!(d["RedisReplicasNum"], 1);
+    assert_eq!(d["RedisShardSize"], 1024);
+    assert_eq!(d["Size"], 3072.0);
+    assert_eq!(d["Status"], 2);
+    let port = d["Port"].as_u64().unwrap() as u16;
+
+    // The stable address leads to a node that knows the whole slot map: three masters,
+    // every slot once, in even ranges.
+    let map = slot_map(port).await;
+    assert_eq!(
+        map.iter().map(|(lo, hi, _)| (*lo, *hi)).collect::<Vec<_>>(),
+        vec![(0, 5460), (5461, 10922), (10923, 16383)]
+    );
+    let shards = c
+        .ok("DescribeInstanceShards", json!({ "InstanceId": id }))
+        .await;
+    let list = shards["InstanceShards"].as_array().unwrap();
+    assert_eq!(list.len(), 6, "{shards}");
+    let masters: Vec<&Value> = list.iter().filter(|s| s["Role"] == 0).collect();
+    assert_eq!(masters.len(), 3, "{shards}");
+    let slots: Vec<&str> = masters
+        .iter()
+        .map(|m| m["Slots"].as_str().unwrap())
+        .collect();
+    for range in ["0-5460", "5461-10922", "10923-16383"] {
+        assert!(slots.contains(&range), "{slots:?}");
+    }
+
+    // Keys across every shard, read back through redirections.
+    let written = write_keys(port, "k", 600).await;
+    assert_eq!(read_keys(port, &written).await, written);
+    let per_master = keys_per_master(port).await;
+    assert_eq!(per_master.iter().sum::<i64>(), 600);
+    assert!(per_master.iter().all(|n| *n > 100), "{per_master:?}");
+
+    // ClearInstance empties every shard.
+    let r = c
+        .ok(
+            "ClearInstance",
+            json!({ "InstanceId": id, "Password": PASSWORD }),
+        )
+        .await;
+    c.wait_task(r["TaskId"].as_i64().unwrap()).await;
+    assert_eq!(keys_per_master(port).await, vec![0, 0, 0]);
+
+    // Not offered yet: refused before anything changes.
+    c.err(
+        "ManualBackupInstance",
+        json!({ "InstanceId": id }),
+        "UnsupportedOperation",
+    )
+    .await;
+    c.err(
+        "UpgradeInstance",
+        json!({ "InstanceId": id, "MemSize": 1024, "RedisShardNum": 5 }),
+        "UnsupportedOperation",
+    )
+    .await;
+    assert_eq!(c.describe(&id).await["RedisShardNum"], 3);
+
+    // Deleted: every node gone.
+    let r = c
+        .ok("DestroyPrepaidInstance", json!({ "InstanceId": id }))
+        .await;
+    let _ = r;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while redis_conn(HOST, map[0].2, PASSWORD).await.is_ok() {
+        assert!(Instant::now() < deadline, "a node still answers");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_shard_master_leaves_every_slot_writable_again() {
+    let crsd = crsd().await;
+    let c = Tc3::like(&crsd.client());
+    let id = create_cluster(&c, 3).await;
+    let port = c.describe(&id).await["Port"].as_u64().unwrap() as u16;
+    let written = write_keys(port, "before", 300).await;
+
+    // kill -9 of shard 1's master.
+    let victim = slot_map(port).await[1].2;
+    let pid = pid_on_port(victim).await;
+    // SAFETY: plain syscall on the pid of the redis-server listening on the victim's port.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+    let started = Instant::now();
+    // Every slot writable again (the cluster fails over, or crsd brings the node back).
+    let deadline = started + Duration::from_secs(30);
+    loop {
+        let mut conns = HashMap::new();
+        let mut all = true;
+        for (lo, _, master) in slot_map(port).await {
+            let key = format!("{{{}}}probe", key_in_slot(lo as u16));
+            let con = match conns.entry(master) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    match redis_conn(HOST, master, PASSWORD).await {
+                        Ok(c) => e.insert(c),
+                        Err(_) => {
+                            all = false;
+                            continue;
+                        }
+                    }
+                }
+            };
+            if redis::cmd("SET")
+                .arg(&key)
+                .arg("x")
+                .query_async::<()>(con)
+                .await
+                .is_err()
+            {
+                all = false;
+            }
+        }
+        if all {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slots still not writable");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing acknowledged was lost.
+    assert_eq!(read_keys(port, &written).await, written);
+    // Six nodes again, each shard a master and a replica.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let shards = c
+            .ok("DescribeInstanceShards", json!({ "InstanceId": id }))
+            .await;
+        let list = shards["InstanceShards"].as_array().unwrap().clone();
+        let connected = list.iter().filter(|s| s["Connected"] == 1).count();
+        if connected == 6 && list.iter().filter(|s| s["Role"] == 0).count() == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed node is not back: {shards}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layouts_the_catalog_does_not_sell_are_refused_with_nothing_changed() {
+    let crsd = crsd().await;
+    let c = Tc3::like(&crsd.client());
+    let before = c.ok("DescribeInstances", json!({})).await["TotalCount"].clone();
+    for (shards, replicas) in [(4, 1), (3, 6), (0, 1)] {
+        let r = c
+            .err(
+                "CreateInstances",
+                json!({"TypeId": 18, "MemSize": 1024, "GoodsNum": 1, "Period": 1,
+                    "BillingMode": 1, "ZoneId": 100002, "Password": PASSWORD,
+                    "RedisShardNum": shards, "RedisReplicasNum": replicas}),
+                "InvalidParameterValue",
+            )
+            .await;
+        let _ = r;
+    }
+    assert_eq!(
+        c.ok("DescribeInstances", json!({})).await["TotalCount"],
+        before
+    );
+    // The product is listed with its shard counts.
+    let p = c.ok("DescribeProductInfo", json!({})).await;
+    let products: Vec<&Value> = p["RegionSet"][0]["ZoneSet"][0]["ProductSet"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    let cluster = products
+        .iter()
+        .find(|p| p["Type"] == 18)
+        .expect("TypeId 18 listed");
+    assert_eq!(
+        cluster["ShardNum"],
+        json!(["1", "3", "5", "8", "12", "16", "24", "32"])
+    );
+}
