@@ -22,6 +22,8 @@ SDK_VERSION="2.0.15"
 V3_REDIS_VERSION="3.1.189"
 TCCLI_VERSION="3.1.189.1"
 CDS_SDK_VERSION="0.14"
+# redis-py, whose RedisCluster client walks the cluster edition.
+REDIS_PY_VERSION="5.2.1"
 VENV="$ROOT/target/compat-venv"
 CRSD="$ROOT/target/debug/crsd"
 SECRET_ID="AKIDcrsdCompatTest0000000000000000001"
@@ -149,14 +151,16 @@ sdk_ok() {
   [ -x "$VENV/bin/python" ] && [ -x "$VENV/bin/tccli" ] &&
     "$VENV/bin/python" -c "import sys, QcloudApi; sys.exit(QcloudApi.__version__ != '$SDK_VERSION')" \
       >/dev/null 2>&1 &&
-    "$VENV/bin/python" - "$V3_REDIS_VERSION" "$TCCLI_VERSION" "$CDS_SDK_VERSION" >/dev/null 2>&1 <<'EOF'
+    "$VENV/bin/python" - "$V3_REDIS_VERSION" "$TCCLI_VERSION" "$CDS_SDK_VERSION" \
+      "$REDIS_PY_VERSION" >/dev/null 2>&1 <<'EOF'
 import sys
 from importlib.metadata import version
 from tencentcloud.redis.v20180412 import redis_client  # noqa: F401
 from capitalonline.common.client import Client  # noqa: F401
+from redis.cluster import RedisCluster  # noqa: F401
 import requests  # noqa: F401
 sys.exit(version("tencentcloud-sdk-python-redis") != sys.argv[1] or version("tccli") != sys.argv[2]
-         or version("cds-python-sdk") != sys.argv[3])
+         or version("cds-python-sdk") != sys.argv[3] or version("redis") != sys.argv[4])
 EOF
 }
 if ! sdk_ok; then
@@ -166,7 +170,8 @@ if ! sdk_ok; then
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input \
     "qcloudapi-sdk-python==$SDK_VERSION" "tencentcloud-sdk-python-redis==$V3_REDIS_VERSION" \
     tencentcloud-sdk-python-common "tccli==$TCCLI_VERSION" \
-    "cds-python-sdk==$CDS_SDK_VERSION" requests # cds-python-sdk imports requests, declares nothing
+    "cds-python-sdk==$CDS_SDK_VERSION" "redis==$REDIS_PY_VERSION" \
+    requests # cds-python-sdk imports requests, declares nothing
   sdk_ok || {
     say "qcloudapi-sdk-python $SDK_VERSION, tencentcloud-sdk-python-redis $V3_REDIS_VERSION, tccli $TCCLI_VERSION or cds-python-sdk $CDS_SDK_VERSION is not usable from $VENV"
     exit 1

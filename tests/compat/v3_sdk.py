@@ -38,6 +38,7 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.redis.v20180412 import models, redis_client
+from redis.cluster import RedisCluster
 
 HOST = os.environ["CRSD_HOST"]
 SECRET_ID = os.environ["CRSD_SECRET_ID"]
@@ -560,9 +561,57 @@ def replicas_walk():
     check("redis: the master has 2 replicas connected", got == "2", repr(got))
 
 
+def cluster_walk():
+    """CreateInstances TypeId 18 with 3 shards of 1 replica -> DescribeInstances says Type 18,
+    cluster, 3 shards; redis-py's RedisCluster, given the instance's address alone, writes 1000
+    keys across the slots and reads them back; DescribeInstanceShards lists 3 masters holding
+    every slot and 1000 keys between them; DestroyPrepaidInstance deletes it."""
+    c = sdk()
+
+    def described(iid):
+        r = c.DescribeInstances(request(models.DescribeInstancesRequest, InstanceId=iid))
+        return r.InstanceSet[0] if r.InstanceSet else None
+
+    r = c.CreateInstances(request(models.CreateInstancesRequest, TypeId=18, MemSize=1024,
+                                  GoodsNum=1, Period=1, BillingMode=1, ZoneId=100002,
+                                  Password=PASSWORD, RedisShardNum=3, RedisReplicasNum=1))
+    if not check("CreateInstances TypeId 18 returns one InstanceId",
+                 len(r.InstanceIds or []) == 1, brief(r)):
+        return
+    iid = r.InstanceIds[0]
+    inst = poll("DescribeInstances", lambda: described(iid), lambda i: i and i.Status == 2)
+    if not check("the cluster runs: Type 18, ProductType cluster, 3 shards of 1024 MB, Size 3072",
+                 inst is not None and inst.Type == 18 and inst.ProductType == "cluster"
+                 and inst.RedisShardNum == 3 and inst.RedisShardSize == 1024
+                 and inst.Size == 3072, brief(inst or {})):
+        return
+    rc = RedisCluster(host=inst.WanIp, port=int(inst.Port), password=PASSWORD,
+                      socket_timeout=5)
+    try:
+        for i in range(1000):
+            rc.set("cluster-key-%d" % i, "v%d" % i)
+        wrong = [i for i in range(1000) if rc.get("cluster-key-%d" % i) != b"v%d" % i]
+        check("redis-py RedisCluster from the instance's address: 1000 keys read back",
+              not wrong, "wrong: %r" % wrong[:5])
+        masters = {n.name for n in rc.get_primaries()}
+        check("redis-py sees 3 masters", len(masters) == 3, repr(masters))
+    finally:
+        rc.close()
+    r = c.DescribeInstanceShards(request(models.DescribeInstanceShardsRequest, InstanceId=iid))
+    masters = [s for s in r.InstanceShards or [] if s.Role == 0]
+    check("DescribeInstanceShards: 6 nodes, 3 masters with 1000 keys and every slot",
+          r.TotalCount == 6 and len(masters) == 3 and sum(s.Keys for s in masters) == 1000
+          and sorted(s.Slots for s in masters) == ["0-5460", "10923-16383", "5461-10922"],
+          brief(r))
+    next_second()
+    r = c.DestroyPrepaidInstance(request(models.DestroyPrepaidInstanceRequest, InstanceId=iid))
+    check("DestroyPrepaidInstance of the cluster returns a DealId", bool(r.DealId), brief(r))
+
+
 def main():
     lifecycle_walk()
     replicas_walk()
+    cluster_walk()
     redis_id = create_instance_v2()
     if not redis_id:
         return

@@ -342,6 +342,18 @@ impl ProductType {
         Spec::cluster(total_mb / shards, shards, replicas)
     }
 
+    /// The total memory a purchase naming the total (v2) may ask for: one shard's least, up
+    /// to the most shards [`ProductType::spec_of_total`] splits into, each at its most.
+    pub fn total_mem_range(&self) -> (i64, i64) {
+        let most = self
+            .shard_counts()
+            .into_iter()
+            .filter(|n| *n <= DEFAULT_CLUSTER_SHARDS)
+            .max()
+            .unwrap_or(1);
+        (self.min_mem_mb, self.max_mem_mb * most)
+    }
+
     /// A spec this type sells: memory per shard, shards and replicas within its ranges.
     pub fn check_spec(&self, spec: &Spec) -> Result<()> {
         self.check_mem(spec.mem_mb)?;

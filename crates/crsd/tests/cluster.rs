@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "Cluster-2024-Pass";
+/// v2's rule: 8-16 characters.
+const V2_PASSWORD: &str = "Cluster2024pw";
 const HOST: &str = "127.0.0.1";
 
 /// A crsd whose node ports leave room for their cluster buses (10000 above) below the
@@ -374,4 +376,43 @@ async fn layouts_the_catalog_does_not_sell_are_refused_with_nothing_changed() {
         cluster["ShardNum"],
         json!(["1", "3", "5", "8", "12", "16", "24", "32"])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_buys_a_cluster_by_its_total_memory() {
+    let crsd = crsd().await;
+    let v2 = crsd.client();
+    let v = v2
+        .ok(
+            "CreateRedis",
+            &[
+                ("zoneId", "100002"),
+                ("typeId", "1"),
+                ("memSize", "3072"),
+                ("goodsNum", "1"),
+                ("period", "1"),
+                ("password", V2_PASSWORD),
+            ],
+        )
+        .await;
+    let deal = v["data"]["dealId"].as_str().unwrap().to_string();
+    let ids = v2.wait_deal(&deal).await;
+    let inst = v2.describe_one(&ids[0]).await;
+    assert_eq!(inst["typeId"], 1, "{inst}");
+    assert_eq!(inst["size"], 3072, "{inst}");
+    // Three shards of 1024 MB.
+    let c = Tc3::like(&v2);
+    let d = c.describe(&ids[0]).await;
+    assert_eq!(
+        (d["RedisShardNum"].clone(), d["RedisShardSize"].clone()),
+        (json!(3), json!(1024))
+    );
+    let port = inst["port"].as_u64().unwrap() as u16;
+    let mut c0 = redis_conn(HOST, port, V2_PASSWORD).await.expect("connect");
+    let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut c0)
+        .await
+        .expect("CLUSTER SLOTS");
+    assert_eq!(slots.len(), 3, "three shards serve the slots");
 }

@@ -1328,7 +1328,6 @@ async fn create_instances_with_product_info_and_price_and_v2_sees_them() {
         "BillingMode": 1, "ZoneId": 100002, "Password": "Api3-Password-Long-2024", "AutoRenew": 1,
         "RedisShardNum": 1, "RedisReplicasNum": 1});
     for (field, value) in [
-        ("TypeId", json!(18)),
         ("TypeId", json!(8)),
         ("BillingMode", json!(2)),
         // Password-less instances: not in the default config.
@@ -2400,7 +2399,8 @@ async fn replicas_are_sold_and_priced_by_the_catalog_rule() {
     let c = Tc3Client::new(&crsd);
     let app = common::main_app_id(&crsd);
 
-    // Every product lists the replica counts it sells, and one shard.
+    // Every product lists the replica counts it sells; a standard one one shard, the
+    // cluster edition its shard counts.
     let r = c.ok("DescribeProductInfo", json!({})).await;
     let products: Vec<&Value> = r["RegionSet"]
         .as_array()
@@ -2412,7 +2412,12 @@ async fn replicas_are_sold_and_priced_by_the_catalog_rule() {
     assert!(!products.is_empty(), "{r}");
     for p in products {
         assert_eq!(p["ReplicaNum"], json!(["1", "2", "3", "4", "5"]), "{p}");
-        assert_eq!(p["ShardNum"], json!(["1"]), "{p}");
+        let shards = match p["Type"].as_i64() {
+            Some(17) => json!(["1"]),
+            Some(18) => json!(["1", "3", "5", "8", "12", "16", "24", "32"]),
+            other => panic!("an unknown product type {other:?}: {p}"),
+        };
+        assert_eq!(p["ShardNum"], shards, "{p}");
     }
 
     // InquiryPriceCreateInstance prices the replica count.

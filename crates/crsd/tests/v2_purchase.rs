@@ -158,10 +158,12 @@ async fn zones_and_product_describe_exactly_what_can_be_priced() {
             &[("zoneIds.0", "100002"), ("typeId", "1")],
         )
         .await;
+    // The cluster edition: memSize is the total of its shards (up to 3 of 61440 MB).
     assert_eq!(
         cluster["data"][0]["types"],
-        serde_json::json!({}),
-        "cluster is not sold: {cluster}"
+        serde_json::json!({"1": {"type": 1, "typeName": "集群版", "minMemSize": 1024,
+            "maxMemSize": 184320, "minBuyNum": 1, "maxBuyNum": 10}}),
+        "{cluster}"
     );
     c.err(
         "DescribeRedisProduct",
@@ -249,12 +251,21 @@ async fn inquiry_price_follows_the_catalog_and_refuses_what_is_not_sold() {
         )
         .await;
     assert_eq!(v["data"]["price"], 96000);
+    // The cluster edition: memSize is the total, priced as the memory of its shards.
+    let v = c
+        .ok(
+            "InquiryRedisPrice",
+            &price_params("100002", "1", "3072", "1", "1"),
+        )
+        .await;
+    assert_eq!(v["data"]["price"], 8000 * 3);
 
     let refusals: Vec<(Pairs, i64, i64)> = vec![
         (price_params("100002", "3", "1024", "1", "1"), 4000, 11053),
         (price_params("100002", "0", "1024", "1", "1"), 4000, 11053),
         (price_params("1", "2", "1024", "1", "1"), 5100, 10000),
-        (price_params("100002", "1", "1024", "1", "1"), 5100, 11062),
+        // A cluster larger than its shards may be.
+        (price_params("100002", "1", "307200", "1", "1"), 4000, 11063),
         (price_params("100002", "2", "1000", "1", "1"), 4000, 10703),
         (price_params("100002", "2", "0", "1", "1"), 4000, 10703),
         (price_params("100002", "2", "102400", "1", "1"), 4000, 11063),
@@ -446,13 +457,13 @@ async fn create_refusals_create_nothing_and_charge_nothing() {
         assert_eq!(v["codeDesc"], "PasswordRuleError", "{bad}: {v}");
     }
 
-    // Products: cluster is not offered, and the catalog's limits hold for CreateRedis too.
+    // The catalog's limits hold for CreateRedis too (a cluster's memSize is its total).
     let v = c
         .err(
             "CreateRedis",
-            &create_params("1", "1024", "1", "1", PASSWORD),
-            5100,
-            Some(11062),
+            &create_params("1", "307200", "1", "1", PASSWORD),
+            4000,
+            Some(11063),
         )
         .await;
     assert!(v.get("data").is_none(), "{v}");

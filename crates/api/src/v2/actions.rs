@@ -260,13 +260,15 @@ fn products(state: &AppState, p: &Params) -> Result<Data> {
             let types: Map<String, Value> = types
                 .into_iter()
                 .map(|t| {
+                    // memSize is the total (a cluster's shards together).
+                    let (min_mem, max_mem) = t.total_mem_range();
                     (
                         t.type_id.to_string(),
                         json!({
                             "type": t.type_id,
                             "typeName": t.type_name,
-                            "minMemSize": t.min_mem_mb,
-                            "maxMemSize": t.max_mem_mb,
+                            "minMemSize": min_mem,
+                            "maxMemSize": max_mem,
                             "minBuyNum": t.min_buy_num,
                             "maxBuyNum": t.max_buy_num,
                         }),
