@@ -321,6 +321,13 @@ async fn a_killed_shard_master_leaves_every_slot_writable_again() {
     }
     // Nothing acknowledged was lost.
     assert_eq!(read_keys(port, &written).await, written);
+    // The cluster failed the shard over (crsd left it to the cluster while the replica
+    // lived): the slots moved to the killed master's replica.
+    let after = slot_map(port).await;
+    assert_ne!(
+        after[1].2, victim,
+        "shard 1 is served by its former replica"
+    );
     // Six nodes again, each shard a master and a replica.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -338,6 +345,50 @@ async fn a_killed_shard_master_leaves_every_slot_writable_again() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The database follows the cluster: three masters, one per shard, none of them the
+    // killed node.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = c
+            .ok("DescribeInstanceNodeInfo", json!({ "InstanceId": id }))
+            .await;
+        let masters: Vec<u16> = slot_map(port).await.iter().map(|s| s.2).collect();
+        let recorded = info["Redis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["NodeRole"] == "master")
+            .count();
+        if recorded == 3 && !masters.contains(&victim) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{info}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // KillMasterGroup names the shards; every slot is served again when its task ends.
+    c.err(
+        "KillMasterGroup",
+        json!({ "InstanceId": id, "Password": PASSWORD }),
+        "InvalidParameterValue",
+    )
+    .await;
+    let before = slot_map(port).await;
+    let r = c
+        .ok(
+            "KillMasterGroup",
+            json!({ "InstanceId": id, "Password": PASSWORD, "ShardIds": [2] }),
+        )
+        .await;
+    assert_eq!(c.wait_task(r["TaskId"].as_i64().unwrap()).await, "succeed");
+    let after = slot_map(port).await;
+    assert_eq!(after.len(), 3);
+    assert_eq!(after[0].2, before[0].2, "shard 0 untouched");
+    assert_ne!(
+        after[2].2, before[2].2,
+        "shard 2 failed over to its replica"
+    );
+    assert_eq!(read_keys(port, &written).await, written);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

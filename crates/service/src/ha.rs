@@ -176,12 +176,28 @@ impl Service {
 
     /// API 3.0 KillMasterGroup: a failure drill. The master is killed as a crash would kill
     /// it; Sentinel fails over. `password` is checked as for ClearInstance.
-    pub async fn kill_master_group(&self, app_id: i64, id: &str, password: &str) -> Result<i64> {
+    pub async fn kill_master_group(
+        &self,
+        app_id: i64,
+        id: &str,
+        password: &str,
+        shard_ids: &[i64],
+    ) -> Result<i64> {
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, id).await?;
         crate::instances::check_idle(&inst)?;
         crate::instances::check_instance_password(&inst, password)?;
-        crate::backups::not_yet_for_cluster(&inst, "a failover drill of a cluster's shards")?;
+        if inst.is_cluster() {
+            let shards = self.check_drill_shards(&inst, shard_ids)?;
+            return self
+                .start_task(
+                    tx,
+                    &mut inst,
+                    TaskKind::KillMasterGroup,
+                    serde_json::json!({ "shards": shards }),
+                )
+                .await;
+        }
         if inst.replica_count() == 0 || self.ha().is_none() {
             return Err(crsd_core::Error::invalid_field(
                 crsd_core::Field::InstanceId,
@@ -338,6 +354,9 @@ impl Service {
         task: &crsd_core::model::Task,
         inst: &Instance,
     ) -> Result<()> {
+        if inst.is_cluster() {
+            return self.drill_shard_kill(task, inst).await;
+        }
         let old = self.master_spec(inst)?;
         // A resumed task whose master already changed: the drill is over (never kill the
         // new master).
@@ -826,10 +845,11 @@ impl Service {
         let Some(mut inst) = tx.instance(id).await? else {
             return Ok(());
         };
-        if !inst.nodes.iter().any(|n| n.id == node) {
+        // The promoted node's shard changes masters (a standard instance is one shard).
+        let Some(shard) = inst.nodes.iter().find(|n| n.id == node).map(|n| n.shard) else {
             return Ok(());
-        }
-        for n in &mut inst.nodes {
+        };
+        for n in inst.nodes.iter_mut().filter(|n| n.shard == shard) {
             n.role = if n.id == node {
                 NodeRole::Master
             } else {
@@ -921,7 +941,31 @@ impl Service {
         }
     }
 
-    fn forget_dead_master(&self, id: &str) {
+    /// Whether the dead master `key` (an instance, or a cluster's node) is still left to
+    /// `who` to fail over: true within `failover_grace` of the first call that saw it dead.
+    pub(crate) fn awaits_failover(&self, key: &str, who: &str) -> bool {
+        let Some(ha) = self.ha() else {
+            return false;
+        };
+        let mut map = ha.dead_masters.lock().unwrap_or_else(|e| e.into_inner());
+        let since = *map.entry(key.to_string()).or_insert_with(|| {
+            tracing::warn!(
+                master = key,
+                "a master is down; leaving the failover to {who}"
+            );
+            Instant::now()
+        });
+        if since.elapsed() >= ha.failover_grace {
+            map.remove(key);
+            tracing::warn!(master = key, waited = ?ha.failover_grace,
+                "no replica was promoted in time; starting the master again in place");
+            false
+        } else {
+            true
+        }
+    }
+
+    pub(crate) fn forget_dead_master(&self, id: &str) {
         if let Some(ha) = self.ha() {
             ha.dead_masters
                 .lock()

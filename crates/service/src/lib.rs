@@ -11,6 +11,7 @@
 mod accounts;
 mod addresses;
 mod backups;
+mod cluster;
 mod disk;
 mod ha;
 mod history;
@@ -262,53 +263,6 @@ impl Service {
         inst.master()
             .map(|m| self.node_spec(inst, m))
             .ok_or_else(|| Error::internal(format!("instance {} has no master node", inst.id)))
-    }
-
-    /// The shards of a cluster instance to form, as the database records them (shard 0
-    /// first: it takes the first slots).
-    pub(crate) fn cluster_shards(&self, inst: &Instance) -> Vec<crsd_engine::ClusterShard> {
-        inst.shard_ids()
-            .into_iter()
-            .filter_map(|shard| {
-                let nodes = inst.shard_nodes(shard);
-                let (master, replicas) = nodes.split_first()?;
-                (master.role == NodeRole::Master).then(|| crsd_engine::ClusterShard {
-                    master: self.node_spec(inst, master),
-                    replicas: replicas.iter().map(|n| self.node_spec(inst, n)).collect(),
-                })
-            })
-            .collect()
-    }
-
-    /// The master of every shard: for a cluster, as the cluster itself says now (asked of
-    /// the recorded masters, a failover may be a pass ahead of the database); for a
-    /// standard instance, the one the database names.
-    pub(crate) async fn master_specs(&self, inst: &Instance) -> Vec<NodeSpec> {
-        if !inst.is_cluster() {
-            return inst
-                .master()
-                .map(|m| self.node_spec(inst, m))
-                .into_iter()
-                .collect();
-        }
-        let specs = self.node_specs(inst);
-        for spec in &specs {
-            let Ok(view) = self.runtime.cluster_view(spec).await else {
-                continue;
-            };
-            let masters: Vec<NodeSpec> = specs
-                .iter()
-                .filter(|s| {
-                    view.at(&self.host_or_shared(&s.host), s.port)
-                        .is_some_and(|n| n.master && !n.slots.is_empty())
-                })
-                .cloned()
-                .collect();
-            if !masters.is_empty() {
-                return masters;
-            }
-        }
-        inst.masters().map(|m| self.node_spec(inst, m)).collect()
     }
 
     /// The specs of the replicas, in the order they were added.

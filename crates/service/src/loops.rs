@@ -118,6 +118,13 @@ impl Service {
                     Liveness::Dead => any_dead = true,
                 }
             }
+            if inst.is_cluster() && inst.lock_task.is_none() {
+                // The cluster's failovers are recorded first, so a dead old master is not
+                // taken for the master below.
+                if let Err(e) = self.follow_cluster(&inst).await {
+                    tracing::warn!(instance = %inst.id, error = ?e, "cannot record the cluster's failover");
+                }
+            }
             if any_dead {
                 restarted += self.restart_dead_nodes(&inst.id).await?;
             }
@@ -171,7 +178,16 @@ impl Service {
             if !matches!(self.runtime.liveness(&spec), Liveness::Dead) {
                 continue;
             }
-            if spec.role == crsd_engine::Role::Master
+            if inst.is_cluster() && spec.role == crsd_engine::Role::Master {
+                let node = inst.nodes.iter().find(|n| n.id == spec.name);
+                if let Some(node) = node {
+                    if self.cluster_dead_master_waits(&inst, node).await {
+                        // The cluster promotes a replica; the node then comes back as its
+                        // replica.
+                        continue;
+                    }
+                }
+            } else if spec.role == crsd_engine::Role::Master
                 && self.dead_master(&inst, replica_alive) == crate::ha::DeadMaster::AwaitFailover
             {
                 // Sentinel promotes a replica; the next passes record it and start this node

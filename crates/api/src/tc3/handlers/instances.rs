@@ -160,7 +160,12 @@ pub(super) async fn kill_master_group(state: &AppState, app: i64, p: &Params3) -
     let id = p.required_str("InstanceId")?;
     let task = state
         .svc
-        .kill_master_group(app, &id, &p.str("Password")?.unwrap_or_default())
+        .kill_master_group(
+            app,
+            &id,
+            &p.str("Password")?.unwrap_or_default(),
+            &p.int_list("ShardIds")?,
+        )
         .await?;
     Ok(fields([("TaskId", json!(task))]))
 }
