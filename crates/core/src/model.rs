@@ -664,9 +664,77 @@ pub struct Backup {
     /// When the backup task began: `startTime`, and what the time filters compare.
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
+    /// A cluster's backup: one RDB per shard (`size` is then their sum and `sha256` empty);
+    /// empty for a standard instance's one file.
+    pub shards: Vec<BackupShard>,
+}
+
+/// One stored file of a backup (see [`Backup::files`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupFile {
+    /// The shard it holds; `None` for a standard instance's backup.
+    pub shard: Option<i64>,
+    /// Its name in the backup store and in download links.
+    pub file_id: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// One shard's RDB of a cluster's backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupShard {
+    pub shard: i64,
+    /// The slots the shard served when the backup was taken (`first-last`, `,`-joined): a
+    /// restore puts the file back only where the same slots are served.
+    pub slots: String,
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the file, checked before every restore.
+    pub sha256: String,
 }
 
 impl Backup {
+    /// The name of the stored file of `shard` (`None`: a standard backup's one file), also
+    /// what a download link names: `<backup id>-s<shard>`.
+    pub fn file_id(&self, shard: Option<i64>) -> String {
+        match shard {
+            Some(s) => format!("{}-s{s}", self.id),
+            None => self.id.clone(),
+        }
+    }
+
+    /// The backup's files: a cluster's one per shard, a standard instance's one.
+    pub fn files(&self) -> Vec<BackupFile> {
+        if self.shards.is_empty() {
+            return vec![BackupFile {
+                shard: None,
+                file_id: self.id.clone(),
+                size: self.size,
+                sha256: self.sha256.clone(),
+            }];
+        }
+        self.shards
+            .iter()
+            .map(|s| BackupFile {
+                shard: Some(s.shard),
+                file_id: self.file_id(Some(s.shard)),
+                size: s.size,
+                sha256: s.sha256.clone(),
+            })
+            .collect()
+    }
+
+    /// A file id's backup id and shard ([`Backup::file_id`] read back).
+    pub fn parse_file_id(file_id: &str) -> (&str, Option<i64>) {
+        if let Some((id, shard)) = file_id.rsplit_once("-s") {
+            if let Ok(n) = shard.parse::<i64>() {
+                if !shard.starts_with('+') && !shard.starts_with('-') {
+                    return (id, Some(n));
+                }
+            }
+        }
+        (file_id, None)
+    }
+
     /// The `status` GetRedisBackupList documents: 1 locked by another task, 2 normal,
     /// -1 expired, 3 being exported, 4 exported.
     pub fn status_code(&self) -> i64 {

@@ -467,3 +467,87 @@ async fn v2_buys_a_cluster_by_its_total_memory() {
         .expect("CLUSTER SLOTS");
     assert_eq!(slots.len(), 3, "three shards serve the slots");
 }
+
+/// Node ids of the cluster as the node at `port` lists them, sorted.
+async fn node_ids(port: u16) -> Vec<String> {
+    let mut c = redis_conn(HOST, port, PASSWORD).await.expect("connect");
+    let text: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_backup_is_one_rdb_per_shard_and_its_restore_keeps_the_nodes() {
+    let crsd = crsd().await;
+    let c = Tc3::like(&crsd.client());
+    let id = create_cluster(&c, 3).await;
+    let port = c.describe(&id).await["Port"].as_u64().unwrap() as u16;
+    let kept = write_keys(port, "kept-", 600).await;
+    let ids_before = node_ids(port).await;
+    let map_before = slot_map(port).await;
+
+    let r = c
+        .ok("ManualBackupInstance", json!({ "InstanceId": id }))
+        .await;
+    assert_eq!(c.wait_task(r["TaskId"].as_i64().unwrap()).await, "succeed");
+    let list = c
+        .ok("DescribeInstanceBackups", json!({ "InstanceId": id }))
+        .await;
+    let backup_id = list["BackupSet"][0]["BackupId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // One file per shard, each an RDB of its announced size.
+    let urls = c
+        .ok(
+            "DescribeBackupUrl",
+            json!({ "InstanceId": id, "BackupId": backup_id }),
+        )
+        .await;
+    let infos = urls["BackupInfos"].as_array().unwrap();
+    assert_eq!(infos.len(), 3, "{urls}");
+    for info in infos {
+        let body = reqwest::get(info["DownloadUrl"].as_str().unwrap())
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(body.starts_with(b"REDIS"), "an RDB file");
+        assert_eq!(body.len() as u64, info["FileSize"].as_u64().unwrap());
+    }
+
+    // Changes after the backup: new keys, removed ones.
+    let extra = write_keys(port, "later-", 200).await;
+    let mut conns = HashMap::new();
+    for k in kept.keys().take(100) {
+        cluster_cmd(&mut conns, port, redis::cmd("DEL").arg(k)).await;
+    }
+    drop(conns);
+
+    let r = c
+        .ok(
+            "RestoreInstance",
+            json!({ "InstanceId": id, "BackupId": backup_id, "Password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(c.wait_task(r["TaskId"].as_i64().unwrap()).await, "succeed");
+    // Exactly the backup's keys, on the same nodes with the same slots.
+    assert_eq!(read_keys(port, &kept).await, kept);
+    assert!(
+        read_keys(port, &extra).await.is_empty(),
+        "later keys are gone"
+    );
+    assert_eq!(keys_per_master(port).await.iter().sum::<i64>(), 600);
+    assert_eq!(node_ids(port).await, ids_before);
+    assert_eq!(slot_map(port).await, map_before);
+}

@@ -156,7 +156,6 @@ impl Service {
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, redis_id).await?;
         check_idle(&inst)?;
-        not_yet_for_cluster(&inst, "backups of a cluster instance (one RDB per shard)")?;
         let day_start = self.local_day_start(self.now());
         let today = tx
             .count_tasks_since(
@@ -239,21 +238,38 @@ impl Service {
 
     /// The file behind a download URL whose signature was checked; None once the backup is
     /// gone (expired, deleted).
-    pub async fn backup_file(&self, backup_id: &str) -> Result<Option<BackupDownload>> {
-        let Some(backup) = self.store.backup(backup_id).await? else {
-            return Ok(None);
+    ///
+    /// `file_id` is a backup id, or a cluster backup's shard file (`<id>-s<shard>`, see
+    /// `Backup::file_id`).
+    pub async fn backup_file(&self, file_id: &str) -> Result<Option<BackupDownload>> {
+        let (backup_id, shard) = match self.store.backup(file_id).await? {
+            Some(b) => (b, None),
+            None => {
+                let (id, shard) = Backup::parse_file_id(file_id);
+                match (self.store.backup(id).await?, shard) {
+                    (Some(b), Some(s)) => (b, Some(s)),
+                    _ => return Ok(None),
+                }
+            }
         };
+        let backup = backup_id;
         if !matches!(backup.state, BackupState::Normal | BackupState::Exported) {
             return Ok(None);
         }
-        let key = backup_key(&backup);
+        let Some((_, file, size, _)) = backup_files(&backup)
+            .into_iter()
+            .find(|(s, _, _, _)| *s == shard)
+        else {
+            return Ok(None);
+        };
+        let key = BackupKey {
+            instance_id: backup.instance_id.clone(),
+            backup_id: file,
+        };
         Ok(self
             .backup_store
             .local_path(&key)
-            .map(|path| BackupDownload {
-                path,
-                size: backup.size,
-            }))
+            .map(|path| BackupDownload { path, size }))
     }
 
     /// RestoreInstance: checks, then a task that puts the backup's data in place.
@@ -266,8 +282,8 @@ impl Service {
     ) -> Result<i64> {
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, redis_id).await?;
-        not_yet_for_cluster(&inst, "restoring a cluster instance")?;
         let mut backup = backup_of(tx.backup(backup_id).await?, &inst, backup_id)?;
+        self.check_restore_layout(&inst, &backup).await?;
         crate::instances::check_instance_password(&inst, password)?;
         // The backup's own lock first: restoring the very backup a running restore uses is
         // 10710, any other operation on the held instance 10707.
@@ -424,10 +440,8 @@ impl Service {
         let done = self.store.daily_backups_on(&day).await?;
         let mut configs = self.store.backup_configs().await?;
         for candidate in self.store.live_instances().await? {
-            // Backups of clusters (one RDB per shard) are not taken yet.
             if candidate.status != InstanceStatus::Running
                 || candidate.lock_task.is_some()
-                || candidate.is_cluster()
                 || done.contains(&candidate.id)
             {
                 continue;
@@ -546,7 +560,8 @@ impl Service {
             .await?
             .into_iter()
             .filter(|b| matches!(b.state, BackupState::Normal | BackupState::Exported))
-            .map(|b| (b.instance_id, b.id))
+            .flat_map(|b| backup_keys(&b))
+            .map(|k| (k.instance_id, k.backup_id))
             .collect();
         let mut removed = temporaries;
         for key in stored {
@@ -573,6 +588,25 @@ impl Service {
         let kind = BackupKind::from_name(&payload_str(task, "backupType")?)
             .ok_or_else(|| Error::internal(format!("task {}: bad backupType", task.id)))?;
         let remark = payload_str(task, "remark").unwrap_or_default();
+        if inst.is_cluster() {
+            let (size, shards) = self.take_shard_backups(inst, &backup_id).await?;
+            let mut f = Finish::to(InstanceStatus::Running);
+            f.new_backup = Some(Backup {
+                id: backup_id,
+                app_id: inst.app_id,
+                instance_id: inst.id.clone(),
+                kind,
+                remark,
+                state: BackupState::Normal,
+                lock_task: None,
+                size,
+                sha256: String::new(),
+                started_at: task.created_at,
+                finished_at: self.now(),
+                shards,
+            });
+            return Ok(f);
+        }
         let master = self.master_spec(inst)?;
         let replicas = self.replica_specs(inst);
         // The snapshot comes from a replica (the master never forks for it); with none, from
@@ -616,6 +650,7 @@ impl Service {
             sha256: stored.sha256,
             started_at: task.created_at,
             finished_at: self.now(),
+            shards: Vec::new(),
         });
         Ok(f)
     }
@@ -623,12 +658,22 @@ impl Service {
     /// After a failed backup: no file under its id (the record was never written).
     pub(crate) async fn undo_backup(&self, task: &Task, inst: &Instance) {
         if let Ok(backup_id) = payload_str(task, "backupId") {
-            let key = BackupKey {
-                instance_id: inst.id.clone(),
-                backup_id,
-            };
-            let store = self.backup_store.clone();
-            let _ = tokio::task::spawn_blocking(move || store.delete(&key)).await;
+            let mut files = vec![backup_id.clone()];
+            if inst.is_cluster() {
+                files.extend(
+                    inst.shard_ids()
+                        .into_iter()
+                        .map(|s| format!("{backup_id}-s{s}")),
+                );
+            }
+            for file in files {
+                let key = BackupKey {
+                    instance_id: inst.id.clone(),
+                    backup_id: file,
+                };
+                let store = self.backup_store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.delete(&key)).await;
+            }
         }
     }
 
@@ -649,13 +694,29 @@ impl Service {
         let runtime = &self.runtime;
         let err = crate::steps::engine_err;
         if task.step < 2 {
-            // Check the file before anything is touched; a resumed task checks again.
-            let path = self.verified_backup_file(&backup).await?;
-            runtime.check_rdb(&path).await.map_err(|e| {
-                Error::BackupCorrupt(format!("redis-check-rdb refused {}: {e}", backup.id))
-            })?;
+            // Check the files before anything is touched; a resumed task checks again. A
+            // cluster's nodes each take their shard's file.
+            let mut files = std::collections::HashMap::new();
+            for (shard, path) in self.verified_backup_files(&backup).await? {
+                runtime.check_rdb(&path).await.map_err(|e| {
+                    Error::BackupCorrupt(format!("redis-check-rdb refused {}: {e}", backup.id))
+                })?;
+                files.insert(shard, path);
+            }
             for spec in &nodes {
-                runtime.stage_restore(spec, &path).map_err(err)?;
+                let shard = inst
+                    .nodes
+                    .iter()
+                    .find(|n| n.id == spec.name)
+                    .map(|n| n.shard)
+                    .unwrap_or(0);
+                let path = files.get(&shard).ok_or_else(|| {
+                    Error::BackupCorrupt(format!(
+                        "backup {} has no file for shard {shard}",
+                        backup.id
+                    ))
+                })?;
+                runtime.stage_restore(spec, path).map_err(err)?;
             }
             self.step_done(task, 1).await?;
             // Every node stops on purpose: Sentinel must not fail over meanwhile.
@@ -695,6 +756,13 @@ impl Service {
         for spec in &nodes {
             runtime.finish_restore(spec).map_err(err)?;
         }
+        if inst.is_cluster() {
+            // The same nodes with the same identities: the cluster only has to say ok again.
+            runtime
+                .form_cluster(&self.cluster_shards(inst), RESTORE_SYNC_TIMEOUT)
+                .await
+                .map_err(err)?;
+        }
         self.wait_address_ready(inst).await?;
         self.keep_promotable(inst, crate::ha::STREAM_CHECK_IN_TASK)
             .await;
@@ -727,12 +795,28 @@ impl Service {
         }
         self.start_nodes(&nodes).await?;
         for replica in &replicas {
+            // A cluster's replica follows whom the cluster says: never told by REPLICAOF.
+            if inst.is_cluster() {
+                runtime
+                    .wait_replica_linked(replica, RESTORE_SYNC_TIMEOUT)
+                    .await
+            } else {
+                runtime
+                    .wait_replica_synced(replica, RESTORE_SYNC_TIMEOUT)
+                    .await
+            }
+            .map_err(err)?;
+        }
+        for spec in &nodes {
+            runtime.finish_restore(spec).map_err(err)?;
+        }
+        if inst.is_cluster() {
             runtime
-                .wait_replica_synced(replica, RESTORE_SYNC_TIMEOUT)
+                .form_cluster(&self.cluster_shards(inst), RESTORE_SYNC_TIMEOUT)
                 .await
                 .map_err(err)?;
         }
-        runtime.finish_restore(&master).map_err(err)?;
+        let _ = &master;
         self.wait_address_ready(inst).await?;
         self.keep_promotable(inst, crate::ha::STREAM_CHECK_IN_TASK)
             .await;
@@ -744,34 +828,44 @@ impl Service {
 
     // ---------------- helpers ----------------
 
-    /// The backup's local file after its SHA-256 matched the record.
-    async fn verified_backup_file(&self, backup: &Backup) -> Result<PathBuf> {
-        let path = self
-            .backup_store
-            .local_path(&backup_key(backup))
-            .ok_or_else(|| Error::BackupCorrupt(format!("backup {} has no file", backup.id)))?;
-        let p = path.clone();
-        let actual = tokio::task::spawn_blocking(move || crsd_backupstore::hash_file(&p))
-            .await
-            .map_err(|e| Error::internal(format!("hashing panicked: {e}")))?
-            .map_err(|e| Error::BackupCorrupt(format!("reading backup {}: {e}", backup.id)))?
-            .sha256;
-        if actual != backup.sha256 {
-            return Err(Error::BackupCorrupt(format!(
-                "backup {}: SHA-256 {actual} differs from the recorded {}",
-                backup.id, backup.sha256
-            )));
+    /// The backup's local files, by shard (a standard backup's one file as shard 0), after
+    /// each one's SHA-256 matched the record.
+    async fn verified_backup_files(&self, backup: &Backup) -> Result<Vec<(i64, PathBuf)>> {
+        let mut out = Vec::new();
+        for (shard, file, _, sha256) in backup_files(backup) {
+            let key = BackupKey {
+                instance_id: backup.instance_id.clone(),
+                backup_id: file.clone(),
+            };
+            let path = self.backup_store.local_path(&key).ok_or_else(|| {
+                Error::BackupCorrupt(format!("backup {} has no file {file}", backup.id))
+            })?;
+            let p = path.clone();
+            let actual = tokio::task::spawn_blocking(move || crsd_backupstore::hash_file(&p))
+                .await
+                .map_err(|e| Error::internal(format!("hashing panicked: {e}")))?
+                .map_err(|e| Error::BackupCorrupt(format!("reading backup {file}: {e}")))?
+                .sha256;
+            if actual != sha256 {
+                return Err(Error::BackupCorrupt(format!(
+                    "backup {file}: SHA-256 {actual} differs from the recorded {sha256}"
+                )));
+            }
+            out.push((shard.unwrap_or(0), path));
         }
-        Ok(path)
+        Ok(out)
     }
 
     async fn delete_backup_file(&self, backup: &Backup) -> Result<()> {
-        let key = backup_key(backup);
-        let store = self.backup_store.clone();
-        tokio::task::spawn_blocking(move || store.delete(&key))
-            .await
-            .map_err(|e| Error::internal(format!("delete panicked: {e}")))?
-            .map_err(|e| Error::internal(format!("deleting backup {}: {e}", backup.id)))
+        for key in backup_keys(backup) {
+            let store = self.backup_store.clone();
+            let name = key.to_string();
+            tokio::task::spawn_blocking(move || store.delete(&key))
+                .await
+                .map_err(|e| Error::internal(format!("delete panicked: {e}")))?
+                .map_err(|e| Error::internal(format!("deleting backup {name}: {e}")))?;
+        }
+        Ok(())
     }
 
     async fn owned_backup(&self, inst: &Instance, backup_id: &str) -> Result<Backup> {
@@ -875,20 +969,35 @@ impl Service {
     fn operator_backup_of(&self, backup: Backup) -> OperatorBackup {
         let path = match backup.state {
             BackupState::Expired => None,
-            _ => self.backup_store.local_path(&backup_key(&backup)),
+            // A cluster's backup: its first shard's file (the others lie beside it).
+            _ => backup_keys(&backup)
+                .first()
+                .and_then(|k| self.backup_store.local_path(k)),
         };
         OperatorBackup { backup, path }
     }
 }
 
-fn backup_key(b: &Backup) -> BackupKey {
-    BackupKey {
-        instance_id: b.instance_id.clone(),
-        backup_id: b.id.clone(),
-    }
+/// A backup's files as (shard, file id, size, SHA-256).
+fn backup_files(b: &Backup) -> Vec<(Option<i64>, String, u64, String)> {
+    b.files()
+        .into_iter()
+        .map(|f| (f.shard, f.file_id, f.size, f.sha256))
+        .collect()
 }
 
-fn payload_str(task: &Task, key: &str) -> Result<String> {
+/// The store keys of a backup's files.
+fn backup_keys(b: &Backup) -> Vec<BackupKey> {
+    backup_files(b)
+        .into_iter()
+        .map(|(_, file, _, _)| BackupKey {
+            instance_id: b.instance_id.clone(),
+            backup_id: file,
+        })
+        .collect()
+}
+
+pub(crate) fn payload_str(task: &Task, key: &str) -> Result<String> {
     task.payload
         .get(key)
         .and_then(|v| v.as_str())

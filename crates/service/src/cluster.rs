@@ -243,3 +243,163 @@ impl Service {
         }
     }
 }
+
+/// How long a shard's master waits for its replicas to have every write before the snapshot.
+const SHARD_BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Service {
+    /// A cluster's backup: every shard at once, each a replication barrier on its master and
+    /// a snapshot of one of its replicas (of the master when it has none), stored as the
+    /// shard's file of `backup_id`. Returns the total size and the shards.
+    pub(crate) async fn take_shard_backups(
+        &self,
+        inst: &Instance,
+        backup_id: &str,
+    ) -> Result<(u64, Vec<crsd_core::model::BackupShard>)> {
+        use crsd_core::Error;
+        // Roles as the cluster has them now.
+        self.follow_cluster(inst).await?;
+        let inst = self
+            .store
+            .instance(&inst.id)
+            .await?
+            .ok_or_else(|| Error::InstanceNotFound(inst.id.clone()))?;
+        let view = self.live_cluster_view(&inst).await.ok_or_else(|| {
+            Error::internal(format!("no node of {} answers CLUSTER NODES", inst.id))
+        })?;
+        let mut jobs = Vec::new();
+        for shard in inst.shard_ids() {
+            let nodes = inst.shard_nodes(shard);
+            let Some((master, replicas)) = nodes.split_first() else {
+                continue;
+            };
+            let master_spec = self.node_spec(&inst, master);
+            let replica_specs: Vec<NodeSpec> =
+                replicas.iter().map(|n| self.node_spec(&inst, n)).collect();
+            let slots = view
+                .at(&self.node_host(master), master.port)
+                .map(|n| {
+                    n.slots
+                        .iter()
+                        .map(|(lo, hi)| format!("{lo}-{hi}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            if slots.is_empty() {
+                return Err(Error::internal(format!(
+                    "shard {shard}'s master {} serves no slots now",
+                    master.id
+                )));
+            }
+            let key = crsd_backupstore::BackupKey {
+                instance_id: inst.id.clone(),
+                backup_id: format!("{backup_id}-s{shard}"),
+            };
+            jobs.push(self.shard_backup(shard, slots, master_spec, replica_specs, key));
+        }
+        let shards = futures_util::future::try_join_all(jobs).await?;
+        let size = shards.iter().map(|s| s.size).sum();
+        Ok((size, shards))
+    }
+
+    async fn shard_backup(
+        &self,
+        shard: i64,
+        slots: String,
+        master: NodeSpec,
+        replicas: Vec<NodeSpec>,
+        key: crsd_backupstore::BackupKey,
+    ) -> Result<crsd_core::model::BackupShard> {
+        use crsd_core::Error;
+        let err = crate::steps::engine_err;
+        self.runtime
+            .replication_barrier(&master, replicas.len(), SHARD_BARRIER_TIMEOUT)
+            .await
+            .map_err(err)?;
+        let source = replicas.first().unwrap_or(&master);
+        let rdb = self
+            .runtime
+            .snapshot(source, self.config().backups.snapshot_timeout)
+            .await
+            .map_err(err)?;
+        let store = self.backup_store.clone();
+        let name = key.to_string();
+        // No record exists yet: a file under this key is an interrupted attempt's.
+        let stored = tokio::task::spawn_blocking(move || {
+            store.delete(&key).and_then(|()| store.ingest(&key, &rdb))
+        })
+        .await
+        .map_err(|e| Error::internal(format!("ingest panicked: {e}")))?
+        .map_err(|e| Error::internal(format!("storing backup {name}: {e}")))?;
+        Ok(crsd_core::model::BackupShard {
+            shard,
+            slots,
+            size: stored.size,
+            sha256: stored.sha256,
+        })
+    }
+
+    /// A restore puts each shard's file where the same slots are served now: a backup of
+    /// another layout (another shard count, slots moved since, a standard instance's backup
+    /// into a cluster or the other way) is refused before anything is touched.
+    pub(crate) async fn check_restore_layout(
+        &self,
+        inst: &Instance,
+        backup: &crsd_core::model::Backup,
+    ) -> Result<()> {
+        use crsd_core::{Error, Field};
+        let mismatch = |why: String| {
+            Err(Error::invalid_field(
+                Field::BackupId,
+                format!("the backup's shard layout does not match the instance's: {why}"),
+            ))
+        };
+        match (inst.is_cluster(), backup.shards.is_empty()) {
+            (false, true) => return Ok(()),
+            (false, false) => return mismatch("it is a cluster's backup".into()),
+            (true, true) => return mismatch("it is not a cluster's backup".into()),
+            (true, false) => {}
+        }
+        let shards = inst.shard_ids();
+        let mut backed: Vec<i64> = backup.shards.iter().map(|s| s.shard).collect();
+        backed.sort_unstable();
+        if backed != shards {
+            return mismatch(format!(
+                "{} shards in the backup, {} in the instance",
+                backed.len(),
+                shards.len()
+            ));
+        }
+        let Some(view) = self.live_cluster_view(inst).await else {
+            return Err(Error::InstanceStatusAbnormal {
+                id: inst.id.clone(),
+                status: "no node answers CLUSTER NODES".into(),
+            });
+        };
+        for s in &backup.shards {
+            let now: Vec<String> = inst
+                .shard_nodes(s.shard)
+                .iter()
+                .filter_map(|n| view.at(&self.node_host(n), n.port))
+                .filter(|n| n.master && !n.slots.is_empty())
+                .map(|n| {
+                    n.slots
+                        .iter()
+                        .map(|(lo, hi)| format!("{lo}-{hi}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .collect();
+            if now != [s.slots.clone()] {
+                return mismatch(format!(
+                    "shard {} served slots {} then and {} now",
+                    s.shard,
+                    s.slots,
+                    now.join(" ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}

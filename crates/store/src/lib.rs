@@ -1100,8 +1100,8 @@ impl WriteTx {
     pub async fn insert_backup(&mut self, b: &Backup) -> Result<()> {
         sqlx::query(
             "INSERT INTO backups (id, app_id, instance_id, kind, remark, state, lock_task, size,
-               sha256, started_at, finished_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               sha256, started_at, finished_at, shards)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&b.id)
         .bind(b.app_id)
@@ -1114,6 +1114,7 @@ impl WriteTx {
         .bind(&b.sha256)
         .bind(millis(b.started_at))
         .bind(millis(b.finished_at))
+        .bind(serde_json::to_string(&b.shards).map_err(|e| StoreError::Corrupt(e.to_string()))?)
         .execute(self.conn()?)
         .await?;
         Ok(())

@@ -160,6 +160,8 @@ pub fn backup(r: &SqliteRow) -> Result<Backup> {
         sha256: r.try_get("sha256")?,
         started_at: from_millis(r.try_get("started_at")?),
         finished_at: from_millis(r.try_get("finished_at")?),
+        shards: serde_json::from_str(&r.try_get::<String, _>("shards")?)
+            .map_err(|e| StoreError::Corrupt(format!("backup shards: {e}")))?,
     })
 }
 

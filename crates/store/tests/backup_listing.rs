@@ -36,6 +36,17 @@ async fn status_filter_agrees_with_status_code() {
             sha256: String::new(),
             started_at: t0 + Duration::seconds(n as i64),
             finished_at: t0 + Duration::seconds(n as i64),
+            // A cluster's backup keeps its shards' files (read back whole below).
+            shards: if n == 0 {
+                vec![crsd_core::model::BackupShard {
+                    shard: 1,
+                    slots: "5461-10922".into(),
+                    size: 7,
+                    sha256: "ab".repeat(32),
+                }]
+            } else {
+                Vec::new()
+            },
         };
         tx.insert_backup(&b).await.unwrap();
         all.push(b);

@@ -137,6 +137,7 @@ async fn tasks_and_backups_are_listed_across_accounts() {
             sha256: String::new(),
             started_at: t0 + Duration::seconds(n as i64),
             finished_at: t0 + Duration::seconds(n as i64),
+            shards: Vec::new(),
         })
         .await
         .unwrap();

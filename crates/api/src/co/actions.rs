@@ -213,9 +213,19 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params3) -
             let id = p.required_str("InstanceUuid")?;
             let backup_id = p.required_str("BackupId")?;
             let b = svc.backup_for_download(app, &id, &backup_id).await?;
-            let (extranet, intranet) = state.downloads.urls(&b.id, svc.now());
+            // A cluster's backup: `ShardId` names the shard's file (the first when absent).
+            let shard = p.str("ShardId")?.filter(|s| !s.is_empty());
+            let files = b.files();
+            let file = match &shard {
+                None => files.first(),
+                Some(want) => files
+                    .iter()
+                    .find(|f| f.shard.map(|s| s.to_string()).as_deref() == Some(want.as_str())),
+            }
+            .ok_or_else(|| Error::invalid("ShardId", "the backup has no file of that shard"))?;
+            let (extranet, intranet) = state.downloads.urls(&file.file_id, svc.now());
             let mut data = backup(&b, &time);
-            data["ShardId"] = json!("");
+            data["ShardId"] = json!(file.shard.map(|s| s.to_string()).unwrap_or_default());
             data["BackupDownloadUrl"] = json!(extranet);
             data["BackupIntranetDownloadUrl"] = json!(intranet);
             Ok(query(data))

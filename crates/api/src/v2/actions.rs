@@ -207,8 +207,20 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params) ->
             let id = p.required_str("redisId")?;
             let backup_id = p.required_str("backupId")?;
             let backup = svc.backup_for_download(app, &id, &backup_id).await?;
-            let (extranet, intranet) = state.downloads.urls(&backup.id, svc.now());
-            data(json!({ "intranet": intranet, "extranet": extranet }))
+            if backup.shards.is_empty() {
+                let (extranet, intranet) = state.downloads.urls(&backup.id, svc.now());
+                return data(json!({ "intranet": intranet, "extranet": extranet }));
+            }
+            // A cluster's backup: one link per shard, in shard order.
+            let links: Vec<(String, String)> = backup
+                .files()
+                .iter()
+                .map(|f| state.downloads.urls(&f.file_id, svc.now()))
+                .collect();
+            data(json!({
+                "intranet": links.iter().map(|l| l.1.clone()).collect::<Vec<_>>(),
+                "extranet": links.iter().map(|l| l.0.clone()).collect::<Vec<_>>(),
+            }))
         }
         Action::RestoreInstance => {
             let id = p.required_str("redisId")?;

@@ -93,21 +93,26 @@ pub(super) async fn describe_backup_url(state: &AppState, app: i64, p: &Params3)
     let id = p.required_str("InstanceId")?;
     let backup_id = p.required_str("BackupId")?;
     let backup = svc.backup_for_download(app, &id, &backup_id).await?;
-    let (extranet, intranet) = state.downloads.urls(&backup.id, svc.now());
-    let file = format!("{}.rdb", backup.id);
+    // One file per shard of a cluster's backup, one for a standard instance's.
+    let (mut outer, mut inner, mut names, mut infos) = (vec![], vec![], vec![], vec![]);
+    for f in backup.files() {
+        let (extranet, intranet) = state.downloads.urls(&f.file_id, svc.now());
+        let file = format!("{}.rdb", f.file_id);
+        infos.push(json!({
+            "FileName": file,
+            "FileSize": f.size,
+            "DownloadUrl": extranet,
+            "InnerDownloadUrl": intranet,
+        }));
+        outer.push(extranet);
+        inner.push(intranet);
+        names.push(file);
+    }
     Ok(fields([
-        ("DownloadUrl", json!([extranet])),
-        ("InnerDownloadUrl", json!([intranet])),
-        ("Filenames", json!([file])),
-        (
-            "BackupInfos",
-            json!([{
-                "FileName": file,
-                "FileSize": backup.size,
-                "DownloadUrl": extranet,
-                "InnerDownloadUrl": intranet,
-            }]),
-        ),
+        ("DownloadUrl", json!(outer)),
+        ("InnerDownloadUrl", json!(inner)),
+        ("Filenames", json!(names)),
+        ("BackupInfos", json!(infos)),
     ]))
 }
 
