@@ -526,6 +526,34 @@ async fn a_cluster_backup_is_one_rdb_per_shard_and_its_restore_keeps_the_nodes()
         assert_eq!(body.len() as u64, info["FileSize"].as_u64().unwrap());
     }
 
+    // v2: a cluster's backup downloads once exported (seed 003), one link per shard.
+    let v2 = crsd.client();
+    let params = [("redisId", id.as_str()), ("backupId", backup_id.as_str())];
+    v2.err("GetBackupDownloadUrl", &params, 5100, Some(10711))
+        .await;
+    let v = v2.ok("ExportRedisBackup", &params).await;
+    let task: i64 = v["data"]["requestId"]
+        .as_i64()
+        .or_else(|| v["data"]["requestId"].as_str().and_then(|s| s.parse().ok()))
+        .expect("a task id");
+    assert_eq!(v2.wait_task(task).await, 2, "the export succeeds");
+    let v = v2
+        .ok(
+            "GetRedisBackupList",
+            &[("redisId", id.as_str()), ("limit", "10"), ("offset", "0")],
+        )
+        .await;
+    assert_eq!(v["data"]["redisBackupSet"][0]["status"], 4, "exported: {v}");
+    let v = v2.ok("GetBackupDownloadUrl", &params).await;
+    assert_eq!(
+        v["data"]["extranet"].as_array().map(Vec::len),
+        Some(3),
+        "{v}"
+    );
+    // An exported backup is not exported again.
+    v2.err("ExportRedisBackup", &params, 5100, Some(10711))
+        .await;
+
     // Changes after the backup: new keys, removed ones.
     let extra = write_keys(port, "later-", 200).await;
     let mut conns = HashMap::new();

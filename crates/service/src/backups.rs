@@ -280,10 +280,17 @@ impl Service {
         password: &str,
         backup_id: &str,
     ) -> Result<i64> {
+        // The layout is read from the nodes before the write transaction (no I/O under it);
+        // the task checks the files again before it touches anything.
+        {
+            let inst = self.owned_instance(app_id, redis_id).await?;
+            if let Ok(backup) = self.owned_backup(&inst, backup_id).await {
+                self.check_restore_layout(&inst, &backup).await?;
+            }
+        }
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, redis_id).await?;
         let mut backup = backup_of(tx.backup(backup_id).await?, &inst, backup_id)?;
-        self.check_restore_layout(&inst, &backup).await?;
         crate::instances::check_instance_password(&inst, password)?;
         // The backup's own lock first: restoring the very backup a running restore uses is
         // 10710, any other operation on the held instance 10707.
@@ -291,7 +298,7 @@ impl Service {
             return Err(Error::BackupLocked(backup.id));
         }
         check_idle(&inst)?;
-        if backup.state != BackupState::Normal {
+        if !matches!(backup.state, BackupState::Normal | BackupState::Exported) {
             return Err(Error::BackupStatusAbnormal(backup.id));
         }
         // Every node writes the restored data set once more: the new base of its AOF (the
@@ -316,12 +323,70 @@ impl Service {
     /// ExportRedisBackup: only cluster instances export their backups (a master-replica
     /// backup is one RDB, downloadable as it is), and there are no cluster instances yet.
     pub async fn export_backup(&self, app_id: i64, redis_id: &str, backup_id: &str) -> Result<i64> {
-        let inst = self.owned_instance(app_id, redis_id).await?;
-        if inst.type_id != crsd_core::catalog::CLUSTER_TYPE_ID {
+        let mut tx = self.store.write().await?;
+        let mut inst = self.owned_in_tx(&mut tx, app_id, redis_id).await?;
+        if !inst.is_cluster() {
             return Err(Error::ExportNeedsCluster);
         }
-        let backup = self.owned_backup(&inst, backup_id).await?;
-        Err(Error::BackupStatusAbnormal(backup.id))
+        if backup_id.is_empty() {
+            return Err(Error::MissingField(Field::BackupId));
+        }
+        let mut backup = backup_of(tx.backup(backup_id).await?, &inst, backup_id)?;
+        if backup.lock_task.is_some() {
+            return Err(Error::BackupLocked(backup.id));
+        }
+        // Only a backup in status 2 is exported (seed 003: 10711 otherwise).
+        if backup.state != BackupState::Normal {
+            return Err(Error::BackupStatusAbnormal(backup.id));
+        }
+        check_idle(&inst)?;
+        let task_id = self
+            .lock_with_task(
+                &mut tx,
+                &mut inst,
+                TaskKind::ExportBackup,
+                json!({ "backupId": backup.id }),
+            )
+            .await?;
+        backup.lock_task = Some(task_id);
+        backup.state = BackupState::Exporting;
+        tx.update_backup(&backup).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(task_id)
+    }
+
+    /// GetBackupDownloadUrl (v2): a cluster's backup is downloadable once exported (seed
+    /// 003); a standard instance's at once.
+    pub async fn exported_backup_for_download(
+        &self,
+        app_id: i64,
+        redis_id: &str,
+        backup_id: &str,
+    ) -> Result<Backup> {
+        let backup = self
+            .backup_for_download(app_id, redis_id, backup_id)
+            .await?;
+        if !backup.shards.is_empty() && backup.state != BackupState::Exported {
+            return Err(Error::BackupStatusAbnormal(backup.id));
+        }
+        Ok(backup)
+    }
+
+    /// task_exportBackup: every shard's file checked against its SHA-256; the backup is then
+    /// exported (status 4), downloadable as one RDB per shard.
+    pub(crate) async fn export_files(&self, task: &Task) -> Result<Finish> {
+        let backup_id = payload_str(task, "backupId")?;
+        let backup = self
+            .store
+            .backup(&backup_id)
+            .await?
+            .ok_or_else(|| Error::BackupNotFound(backup_id.clone()))?;
+        self.verified_backup_files(&backup).await?;
+        let mut f = Finish::to(InstanceStatus::Running);
+        f.unlock_backup = Some(backup_id);
+        f.backup_state = Some(BackupState::Exported);
+        Ok(f)
     }
 
     /// Runs the daily backups and the retention until `shutdown` turns true.

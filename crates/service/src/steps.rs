@@ -35,8 +35,10 @@ pub(crate) struct Finish {
     pub deleted_refund: Option<i64>,
     /// A backup the task took: recorded only now, with the task's end.
     pub new_backup: Option<Backup>,
-    /// A backup the task held (a restore): released with the task's end.
+    /// A backup the task held (a restore, an export): released with the task's end.
     pub unlock_backup: Option<String>,
+    /// The state the released backup takes (an export's end); `None`: it keeps its own.
+    pub backup_state: Option<crsd_core::model::BackupState>,
     /// User parameters to record (merged into the instance's).
     pub params: Option<std::collections::BTreeMap<String, String>>,
     /// The instance's nodes from now on (replicas added or removed).
@@ -53,6 +55,7 @@ impl Finish {
             deleted_refund: None,
             new_backup: None,
             unlock_backup: None,
+            backup_state: None,
             params: None,
             nodes: None,
         }
@@ -276,6 +279,7 @@ impl Service {
                 f
             }
             TaskKind::RestoreBackup => self.restore_backup(&mut task, &inst).await?,
+            TaskKind::ExportBackup => self.export_files(&task).await?,
             TaskKind::ChangeReplicas => {
                 let mut f = self.change_replicas(&task, &inst).await?;
                 f.deal = task.deal_id;
@@ -364,6 +368,13 @@ impl Service {
             TaskKind::BackupInstance => {
                 self.undo_backup(task, &inst).await;
                 Finish::to(inst.status_after_unlock())
+            }
+            TaskKind::ExportBackup => {
+                // Not exported: the backup is as it was (status 2).
+                let mut f = Finish::to(inst.status_after_unlock());
+                f.unlock_backup = payload_str(task, "backupId").ok();
+                f.backup_state = Some(crsd_core::model::BackupState::Normal);
+                f
             }
             TaskKind::RestoreBackup => match self.undo_restore(task, &inst).await {
                 Ok(f) => f,
@@ -476,6 +487,9 @@ impl Service {
             if let Some(mut backup) = tx.backup(backup_id).await? {
                 if backup.lock_task == Some(task.id) {
                     backup.lock_task = None;
+                    if let Some(state) = f.backup_state {
+                        backup.state = state;
+                    }
                     tx.update_backup(&backup).await?;
                 }
             }

@@ -206,7 +206,9 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params) ->
         Action::GetBackupDownloadUrl => {
             let id = p.required_str("redisId")?;
             let backup_id = p.required_str("backupId")?;
-            let backup = svc.backup_for_download(app, &id, &backup_id).await?;
+            let backup = svc
+                .exported_backup_for_download(app, &id, &backup_id)
+                .await?;
             if backup.shards.is_empty() {
                 let (extranet, intranet) = state.downloads.urls(&backup.id, svc.now());
                 return data(json!({ "intranet": intranet, "extranet": extranet }));
