@@ -137,11 +137,6 @@ pub fn decide_change(product: &ProductType, current: Spec, req: SpecRequest) -> 
     let new_replicas = req.replicas.filter(|r| *r != current.replicas);
     if let Some(r) = new_replicas {
         product.check_replicas(r)?;
-        if product.is_cluster() && req.mem_mb.is_none_or(|m| m == current.mem_mb) {
-            return Err(Error::Unsupported(
-                "changing the replica count of a cluster instance is not available yet".into(),
-            ));
-        }
     }
     let new_mem = req.mem_mb.filter(|m| *m != current.mem_mb);
     match (new_mem, new_replicas) {

@@ -579,3 +579,55 @@ async fn a_cluster_backup_is_one_rdb_per_shard_and_its_restore_keeps_the_nodes()
     assert_eq!(node_ids(port).await, ids_before);
     assert_eq!(slot_map(port).await, map_before);
 }
+
+/// UpgradeInstance's replica change of a cluster, waited for.
+async fn change_replicas(c: &Tc3, id: &str, replicas: i64) {
+    let r = c
+        .ok(
+            "UpgradeInstance",
+            json!({ "InstanceId": id, "MemSize": 1024, "RedisShardNum": 3,
+                "RedisReplicasNum": replicas }),
+        )
+        .await;
+    assert!(r["DealId"].is_string(), "{r}");
+    let task = c.newest_task(id, "029").await;
+    assert_eq!(c.wait_task(task).await, "succeed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_of_every_shard_are_added_and_removed_live() {
+    let crsd = crsd().await;
+    let c = Tc3::like(&crsd.client());
+    let id = create_cluster(&c, 3).await;
+    let port = c.describe(&id).await["Port"].as_u64().unwrap() as u16;
+    let written = write_keys(port, "r-", 300).await;
+
+    change_replicas(&c, &id, 2).await;
+    assert_eq!(c.describe(&id).await["RedisReplicasNum"], 2);
+    assert_eq!(node_ids(port).await.len(), 9, "three shards of three nodes");
+    let shards = c
+        .ok("DescribeInstanceShards", json!({ "InstanceId": id }))
+        .await;
+    let list = shards["InstanceShards"].as_array().unwrap();
+    assert_eq!(list.len(), 9);
+    for shard in ["0", "1", "2"] {
+        let of: Vec<&Value> = list.iter().filter(|s| s["ShardId"] == shard).collect();
+        assert_eq!(of.len(), 3, "{shards}");
+        let keys: Vec<i64> = of.iter().map(|s| s["Keys"].as_i64().unwrap()).collect();
+        assert!(
+            keys.iter().all(|k| *k == keys[0]),
+            "every node of shard {shard} holds its keys: {keys:?}"
+        );
+    }
+
+    change_replicas(&c, &id, 1).await;
+    assert_eq!(c.describe(&id).await["RedisReplicasNum"], 1);
+    // The removed nodes are gone from the cluster too (forgotten, not failing).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node_ids(port).await.len() != 6 {
+        assert!(Instant::now() < deadline, "removed nodes are still known");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(read_keys(port, &written).await, written);
+    assert_eq!(slot_map(port).await.len(), 3);
+}

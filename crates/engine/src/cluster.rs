@@ -280,6 +280,23 @@ impl Engine {
         }
     }
 
+    /// Makes `spec` forget the cluster node `node_id` (`CLUSTER FORGET`), removed for good:
+    /// every remaining node must forget it within a minute, or gossip brings it back. A node
+    /// that does not know it (any more) is fine.
+    pub async fn cluster_forget(&self, spec: &NodeSpec, node_id: &str) -> Result<(), EngineError> {
+        let mut con = self.admin_connection(spec).await?;
+        match redis::cmd("CLUSTER")
+            .arg("FORGET")
+            .arg(node_id)
+            .query_async::<()>(&mut con)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.to_string().contains("Unknown node") => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// What the node says of its cluster (`CLUSTER NODES`, `CLUSTER INFO`).
     pub async fn cluster_view(&self, spec: &NodeSpec) -> Result<ClusterView, EngineError> {
         let mut con = admin::quick_connection(self.config(), spec).await?;

@@ -171,6 +171,8 @@ pub trait NodeRuntime: Send + Sync {
     ) -> Result<(), EngineError>;
     /// What a cluster node says of its cluster.
     async fn cluster_view(&self, spec: &NodeSpec) -> Result<ClusterView, EngineError>;
+    /// Makes a cluster node forget a node removed for good.
+    async fn cluster_forget(&self, spec: &NodeSpec, node_id: &str) -> Result<(), EngineError>;
 }
 
 #[async_trait]
@@ -362,5 +364,8 @@ impl NodeRuntime for Engine {
     }
     async fn cluster_view(&self, spec: &NodeSpec) -> Result<ClusterView, EngineError> {
         Engine::cluster_view(self, spec).await
+    }
+    async fn cluster_forget(&self, spec: &NodeSpec, node_id: &str) -> Result<(), EngineError> {
+        Engine::cluster_forget(self, spec, node_id).await
     }
 }

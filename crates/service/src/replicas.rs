@@ -1,5 +1,10 @@
 //! Adding and removing replicas of a running instance (task `changeReplicas`).
 //!
+//! A cluster's replica count is per shard: each shard gets or loses the same number, new
+//! replicas join the cluster as replicas of their shard's master (the engine's forming, a
+//! no-op for the nodes already in), and removed ones are forgotten by every remaining node
+//! (`CLUSTER FORGET`) once destroyed.
+//!
 //! Adding: the new nodes are written to the database first (ports taken in the same write
 //! transaction as every other allocation, so no purchase can take them), then started as
 //! replicas of the current master; the task ends once each has full-synced. Removing: the
@@ -26,16 +31,24 @@ impl Service {
                 task.id
             )));
         }
-        let current = inst.replica_count() as i64;
+        let current = crsd_core::spec::Spec::of(inst).replicas;
         let mut f = Finish::to(InstanceStatus::Running);
         if wanted >= current {
             let inst = self.record_new_replicas(inst, wanted).await?;
             self.start_nodes(&self.node_specs(&inst)).await?;
-            for replica in self.replica_specs(&inst) {
+            if inst.is_cluster() {
+                // New nodes meet the cluster and follow their shards' masters.
                 self.runtime
-                    .wait_replica_synced(&replica, SYNC_TIMEOUT)
+                    .form_cluster(&self.cluster_shards(&inst), SYNC_TIMEOUT)
                     .await
                     .map_err(engine_err)?;
+            } else {
+                for replica in self.replica_specs(&inst) {
+                    self.runtime
+                        .wait_replica_synced(&replica, SYNC_TIMEOUT)
+                        .await
+                        .map_err(engine_err)?;
+                }
             }
         } else {
             f.nodes = Some(self.remove_newest_replicas(inst, wanted as usize).await?);
@@ -52,9 +65,10 @@ impl Service {
         task: &Task,
         inst: &Instance,
     ) -> Result<Finish> {
-        let from = payload_i64(task, "from").unwrap_or(inst.replica_count() as i64);
+        let now = crsd_core::spec::Spec::of(inst).replicas;
+        let from = payload_i64(task, "from").unwrap_or(now);
         let mut f = Finish::to(InstanceStatus::Running);
-        if (inst.replica_count() as i64) > from {
+        if now > from {
             // Added ones go (the newest); the master and the old replicas keep serving.
             f.nodes = Some(self.remove_newest_replicas(inst, from as usize).await?);
         } else {
@@ -72,6 +86,34 @@ impl Service {
             .instance(&inst.id)
             .await?
             .ok_or_else(|| Error::InstanceNotFound(inst.id.clone()))?;
+        if inst.is_cluster() {
+            // Each shard to `wanted` replicas, on ports whose cluster bus is free too.
+            let used: HashSet<u16> = tx.used_ports().await?.into_iter().collect();
+            let mut free = self.free_ports(used).filter(|p| {
+                p.checked_add(10000)
+                    .is_some_and(|bus| self.runtime.port_free(bus))
+            });
+            let mut added = false;
+            for shard in inst.shard_ids() {
+                let have = inst.shard_nodes(shard).len() as i64 - 1;
+                for _ in have..wanted {
+                    let port = free.next().ok_or(Error::NoFreePort)?;
+                    let seq = inst.next_node_seq();
+                    inst.node_seq = seq + 1;
+                    let mut node = Node::new(&inst.id, seq, NodeRole::Replica, port);
+                    node.shard = shard;
+                    inst.nodes.push(node);
+                    added = true;
+                }
+            }
+            drop(free);
+            if added {
+                tx.update_instance(&inst).await?;
+                tx.commit().await?;
+                tracing::info!(instance = %inst.id, replicas = wanted, "new replica nodes recorded in every shard");
+            }
+            return Ok(inst);
+        }
         let missing = wanted - inst.replica_count() as i64;
         if missing <= 0 {
             return Ok(inst);
@@ -105,14 +147,46 @@ impl Service {
 
     /// Destroys the newest replicas until `keep` are left; returns the nodes that remain.
     async fn remove_newest_replicas(&self, inst: &Instance, keep: usize) -> Result<Vec<Node>> {
-        let mut replicas: Vec<&Node> = inst.replicas().collect();
-        replicas.sort_by_key(|n| n.seq);
-        let victims: Vec<Node> = replicas.iter().skip(keep).map(|n| (*n).clone()).collect();
+        // The newest replicas of each shard (a standard instance is one shard).
+        let mut victims: Vec<Node> = Vec::new();
+        for shard in inst.shard_ids() {
+            let mut replicas: Vec<&Node> = inst
+                .nodes
+                .iter()
+                .filter(|n| n.shard == shard && n.role == NodeRole::Replica)
+                .collect();
+            replicas.sort_by_key(|n| n.seq);
+            victims.extend(replicas.iter().skip(keep).map(|n| (*n).clone()));
+        }
+        // A cluster's node ids, read before the nodes go: the others forget them.
+        let mut cluster_ids = Vec::new();
+        if inst.is_cluster() {
+            if let Some(view) = self.live_cluster_view(inst).await {
+                for node in &victims {
+                    if let Some(v) = view.at(&self.node_host(node), node.port) {
+                        cluster_ids.push(v.id.clone());
+                    }
+                }
+            }
+        }
         for node in &victims {
             let spec = self.node_spec(inst, node);
             self.runtime.destroy(&spec).await.map_err(engine_err)?;
             self.forget_conformed(&spec.name);
             tracing::info!(instance = %inst.id, node = %node.id, "replica removed");
+        }
+        for remaining in inst
+            .nodes
+            .iter()
+            .filter(|n| !victims.iter().any(|v| v.id == n.id))
+        {
+            let spec = self.node_spec(inst, remaining);
+            for id in &cluster_ids {
+                self.runtime
+                    .cluster_forget(&spec, id)
+                    .await
+                    .map_err(engine_err)?;
+            }
         }
         Ok(inst
             .nodes
