@@ -972,7 +972,7 @@ async fn redis_benchmark(at: &At, pipeline: u32) -> Result<[f64; 2]> {
 
 /// Kills (SIGKILL) every process whose command line names a path under `dir`: crsd's
 /// redis-servers, sentinels and haproxy (they outlive crsd by design) and the hand-run ones.
-fn kill_under(dir: &Path) {
+pub(crate) fn kill_under(dir: &Path) {
     let needle = dir.to_string_lossy().into_owned();
     let me = std::process::id();
     let Ok(procs) = std::fs::read_dir("/proc") else {

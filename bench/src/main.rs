@@ -14,7 +14,9 @@
 //! run: see `load.rs`; with `BENCH_SUITE=failover` (`make bench-failover`), kill -9 of a
 //! master behind its stable address, with crsd up, down, and a hand-run Sentinel + HAProxy
 //! stack: see `failover.rs`; with `BENCH_SUITE=monitor` (`make bench-monitor`), one round of
-//! crsd's own monitoring history for 100 nodes: see `monitor.rs`.
+//! crsd's own monitoring history for 100 nodes: see `monitor.rs`; with `BENCH_SUITE=cluster`
+//! (`make bench-cluster`), the cluster edition's create and shard failover next to a Redis
+//! Cluster made by hand: see `cluster.rs`.
 //!
 //! Run with `make bench` (release build). Environment: BENCH_ACTION (DescribeRedis; e.g.
 //! DescribeRedisZones measures the HTTP + signature path alone), BENCH_CREATE (20),
@@ -22,6 +24,7 @@
 //! BENCH_CONCURRENCY (64).
 
 mod backups;
+mod cluster;
 mod failover;
 mod load;
 mod monitor;
@@ -131,6 +134,9 @@ async fn main() -> Result<()> {
     }
     if std::env::var("BENCH_SUITE").as_deref() == Ok("monitor") {
         return monitor::run(dir.path()).await;
+    }
+    if std::env::var("BENCH_SUITE").as_deref() == Ok("cluster") {
+        return cluster::run(dir.path()).await;
     }
 
     println!(
