@@ -1681,3 +1681,73 @@ async fn delete_interrupted_by_kill9_finishes_after_restart() {
         .unwrap();
     assert_eq!(v.as_deref(), Some("yes"));
 }
+
+/// The cluster architecture: listed with its totals, bought by one (`PaasGoodsId` 80003 =
+/// 3 GB over 3 shards of 1 GB), described as the cluster edition; its backup is one file per
+/// shard, each downloadable by `ShardId`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_architecture_is_bought_by_its_total_memory() {
+    let crsd = TestCrsd::start().await;
+    let co = Co::new(&crsd);
+    let v = co
+        .get("DescribeAvailableDBConfig", &[("RegionId", REGION)])
+        .await
+        .ok("DescribeAvailableDBConfig");
+    let archs = v["Data"]["Products"][0]["Architectures"]
+        .as_array()
+        .expect("architectures");
+    let cluster = archs
+        .iter()
+        .find(|a| a["ArchitectureName"] == "集群")
+        .unwrap_or_else(|| panic!("a cluster architecture: {v}"));
+    assert_eq!(cluster["ArchitectureType"], 2);
+    let specs = cluster["ComputeRoles"][0]["Standards"]["CpuRam"]
+        .as_array()
+        .unwrap();
+    let three = specs
+        .iter()
+        .find(|s| s["RAM"] == 3)
+        .unwrap_or_else(|| panic!("a 3 GB cluster: {cluster}"));
+    assert_eq!(three["PaasGoodsId"], 80003);
+
+    let (ids, _) = co
+        .create("co-cluster", json!({ "PaasGoodsId": 80003 }))
+        .await;
+    let inst = co.wait_status(&ids[0], "RUNNING").await;
+    assert_eq!(inst["Ram"], json!(3072), "{inst}");
+    assert_eq!(inst["SubProductName"], "Redis 集群版", "{inst}");
+    let stored = service(&crsd)
+        .store()
+        .instance(&ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.shard_ids(), vec![0, 1, 2], "three shards");
+    assert_eq!(stored.mem_mb, 1024, "of 1 GB each");
+
+    co.post(
+        "CreateBackup",
+        json!({ "InstanceUuid": ids[0], "Desc": "cluster" }),
+    )
+    .await
+    .ok("CreateBackup");
+    let list = co.wait_backups_finished(&ids[0], 1).await;
+    let backup_id = list[0]["BackupId"].as_str().unwrap().to_string();
+    for shard in ["0", "2"] {
+        let v = co
+            .get(
+                "DownloadBackup",
+                &[
+                    ("InstanceUuid", ids[0].as_str()),
+                    ("BackupId", backup_id.as_str()),
+                    ("ShardId", shard),
+                ],
+            )
+            .await
+            .ok("DownloadBackup");
+        assert_eq!(v["Data"]["ShardId"], shard, "{v}");
+        let (status, bytes) = fetch(v["Data"]["BackupDownloadUrl"].as_str().unwrap()).await;
+        assert_eq!(status, 200);
+        assert!(bytes.starts_with(b"REDIS"), "shard {shard}'s RDB");
+    }
+}

@@ -7,7 +7,9 @@ use super::Answer;
 use crate::tc3::params::Params3;
 use crate::AppState;
 use chrono::{DateTime, Utc};
-use crsd_core::catalog::{Zone, MASTER_REPLICA_TYPE_ID, REDIS_VERSION, RUNNABLE_TYPES};
+use crsd_core::catalog::{
+    Zone, CLUSTER_TYPE_ID, MASTER_REPLICA_TYPE_ID, REDIS_VERSION, RUNNABLE_TYPES,
+};
 use crsd_core::model::{
     Backup, BackupKind, BackupState, BillingMode, Instance, InstanceStatus, TaskKind,
 };
@@ -18,6 +20,8 @@ use serde_json::{json, Value};
 
 /// A `PaasGoodsId` is this plus the memory size in GB (70001 = 1 GB master-replica).
 pub const GOODS_BASE: i64 = 70000;
+/// A cluster's `PaasGoodsId`: this plus its total memory in GB (80003 = 3 GB over 3 shards).
+pub const CLUSTER_GOODS_BASE: i64 = 80000;
 /// The documented default `ServicePort`: an instance with an address of its own listens
 /// there; where instances share one address it means "any free port of the operator's
 /// range".
@@ -27,6 +31,7 @@ const RESERVED_PORTS: &[i64] = &[9100, 9121, 9122, 16379];
 /// At most this many instances per CreateDBInstance.
 const MAX_AMOUNT: i64 = 3;
 const SUB_PRODUCT: &str = "Redis 主从版";
+const CLUSTER_SUB_PRODUCT: &str = "Redis 集群版";
 
 /// The nine actions of the Redis OpenAPI, all carried out, parsed once from `Action`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
@@ -68,37 +73,57 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params3) -
         }
         Action::DescribeAvailableDBConfig => {
             let zone = site(state, p)?;
-            let specs: Vec<Value> = zone
+            // Each architecture the zone sells: master-replica by its memory, the cluster
+            // by its total (split evenly over its shards, as CreateDBInstance will).
+            let mut architectures = Vec::new();
+            for t in zone
                 .types
                 .iter()
-                .filter(|t| t.type_id == MASTER_REPLICA_TYPE_ID && RUNNABLE_TYPES.contains(&t.type_id))
-                .flat_map(|t| t.sizes_gb())
-                .map(|gb| {
-                    json!({ "CPU": 0, "Name": format!("{gb}G"), "PaasGoodsId": GOODS_BASE + gb, "RAM": gb })
-                })
-                .collect();
-            let products: Vec<Value> = if specs.is_empty() {
+                .filter(|t| RUNNABLE_TYPES.contains(&t.type_id))
+            {
+                let (name, kind, sub, base) = if t.is_cluster() {
+                    ("集群", 2, CLUSTER_SUB_PRODUCT, CLUSTER_GOODS_BASE)
+                } else {
+                    ("主从", 1, SUB_PRODUCT, GOODS_BASE)
+                };
+                let sizes: Vec<i64> = if t.is_cluster() {
+                    let (lo, hi) = t.total_mem_range();
+                    (lo / 1024..=hi / 1024)
+                        .filter(|gb| t.check_spec(&t.spec_of_total(gb * 1024, 1)).is_ok())
+                        .collect()
+                } else {
+                    t.sizes_gb().collect()
+                };
+                let specs: Vec<Value> = sizes
+                    .into_iter()
+                    .map(|gb| {
+                        json!({ "CPU": 0, "Name": format!("{gb}G"), "PaasGoodsId": base + gb, "RAM": gb })
+                    })
+                    .collect();
+                if specs.is_empty() {
+                    continue;
+                }
+                architectures.push(json!({
+                    "ArchitectureName": name,
+                    "ArchitectureType": kind,
+                    "SubProductName": sub,
+                    "EnginesType": [],
+                    "NetworkLinks": [{
+                        "DescDetail": "默认链路：实例监听运营方配置的地址。",
+                        "LinkType": "default_link",
+                        "Name": "默认链路",
+                    }],
+                    "ComputeRoles": [{
+                        "ComputeName": "通用型",
+                        "ComputeType": 0,
+                        "Standards": { "AttachDisk": [], "CpuRam": specs },
+                    }],
+                }));
+            }
+            let products: Vec<Value> = if architectures.is_empty() {
                 Vec::new()
             } else {
-                vec![json!({
-                    "Version": REDIS_VERSION,
-                    "Architectures": [{
-                        "ArchitectureName": "主从",
-                        "ArchitectureType": 1,
-                        "SubProductName": SUB_PRODUCT,
-                        "EnginesType": [],
-                        "NetworkLinks": [{
-                            "DescDetail": "默认链路：实例监听运营方配置的地址。",
-                            "LinkType": "default_link",
-                            "Name": "默认链路",
-                        }],
-                        "ComputeRoles": [{
-                            "ComputeName": "通用型",
-                            "ComputeType": 0,
-                            "Standards": { "AttachDisk": [], "CpuRam": specs },
-                        }],
-                    }],
-                })]
+                vec![json!({ "Version": REDIS_VERSION, "Architectures": architectures })]
             };
             Ok(query(json!({
                 "ProductName": "redis",
@@ -130,7 +155,13 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params3) -
                 }
                 Some(port) => Some(port as u16),
             };
-            let mem_gb = goods.saturating_sub(GOODS_BASE);
+            // A cluster's goods id names its total memory.
+            let (type_id, base) = if goods > CLUSTER_GOODS_BASE {
+                (CLUSTER_TYPE_ID, CLUSTER_GOODS_BASE)
+            } else {
+                (MASTER_REPLICA_TYPE_ID, GOODS_BASE)
+            };
+            let mem_gb = goods.saturating_sub(base);
             // Refused like any unknown id, before `mem_gb * 1024` could overflow.
             if mem_gb <= 0 || mem_gb > i64::MAX / 1024 {
                 return Err(Error::invalid(
@@ -140,12 +171,13 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params3) -
             }
             let order = CreateOrder {
                 zone_id: zone.id,
-                type_id: MASTER_REPLICA_TYPE_ID,
+                type_id,
                 mem_mb: mem_gb * 1024,
-                // This dialect has no replica count: one replica.
+                // This dialect has no replica count: one replica; a cluster's RAM is its
+                // total.
                 replicas: crsd_core::spec::DEFAULT_REPLICAS,
                 shards: None,
-                mem_is_total: false,
+                mem_is_total: true,
                 goods_num: amount,
                 period: 0,
                 password,
@@ -325,8 +357,8 @@ fn instance(
         "Status": status,
         "StatusStr": status_str,
         "Version": REDIS_VERSION,
-        "SubProductName": SUB_PRODUCT,
-        "SubProductKey": "redis-replication",
+        "SubProductName": if i.is_cluster() { CLUSTER_SUB_PRODUCT } else { SUB_PRODUCT },
+        "SubProductKey": if i.is_cluster() { "redis-cluster" } else { "redis-replication" },
         "LinkType": "default_link",
         "LinkTypeStr": "默认链路",
         "CreatedTime": time(i.created_at),
