@@ -59,6 +59,15 @@ pub struct ClusterNodeView {
 }
 
 impl ClusterNodeView {
+    /// Its slot ranges as `first-last` joined by `,` (empty when it serves none).
+    pub fn slots_text(&self) -> String {
+        self.slots
+            .iter()
+            .map(|(lo, hi)| format!("{lo}-{hi}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// How many slots it serves.
     pub fn slot_count(&self) -> u32 {
         self.slots

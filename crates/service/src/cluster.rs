@@ -278,13 +278,7 @@ impl Service {
                 replicas.iter().map(|n| self.node_spec(&inst, n)).collect();
             let slots = view
                 .at(&self.node_host(master), master.port)
-                .map(|n| {
-                    n.slots
-                        .iter()
-                        .map(|(lo, hi)| format!("{lo}-{hi}"))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
+                .map(|n| n.slots_text())
                 .unwrap_or_default();
             if slots.is_empty() {
                 return Err(Error::internal(format!(
@@ -383,13 +377,7 @@ impl Service {
                 .iter()
                 .filter_map(|n| view.at(&self.node_host(n), n.port))
                 .filter(|n| n.master && !n.slots.is_empty())
-                .map(|n| {
-                    n.slots
-                        .iter()
-                        .map(|(lo, hi)| format!("{lo}-{hi}"))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
+                .map(|n| n.slots_text())
                 .collect();
             if now != [s.slots.clone()] {
                 return mismatch(format!(

@@ -223,13 +223,7 @@ impl Service {
                     .iter()
                     .find(|m| m.id == node.node_id)
                     .and_then(|m| v.at(&self.node_host(m), m.port))
-                    .map(|n| {
-                        n.slots
-                            .iter()
-                            .map(|(lo, hi)| format!("{lo}-{hi}"))
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    })
+                    .map(|n| n.slots_text())
                     .unwrap_or_default(),
                 None if inst.is_cluster() => String::new(),
                 None => format!("0-{}", HASH_SLOTS - 1),
