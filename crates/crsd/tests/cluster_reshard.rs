@@ -4,8 +4,8 @@
 //! `MOVED` and `ASK` redirections the moves cause. Afterwards every acknowledged key reads
 //! back, the masters hold exactly the keys written, and the slots are spread as a new
 //! cluster of that many shards spreads them. A shard count the catalog does not sell is
-//! refused with nothing changed; a crsd stopped in the middle of a scale-out finishes it
-//! after its restart without losing a key.
+//! refused with nothing changed; a crsd killed (kill -9) in the middle of a scale-out
+//! finishes it after its restart without losing a key.
 
 mod common;
 
@@ -322,20 +322,44 @@ async fn shards_are_added_and_removed_while_a_client_writes() {
     );
 }
 
+/// kill -9 of crsd (the real binary) while slots move: after its restart the task ends the
+/// scale-out with every slot where it belongs and every key there once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scale_out_cut_by_a_restart_of_crsd_ends_with_every_key() {
-    let (dir, mut cfg) = crsd_config().await;
-    cfg.listen = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .unwrap();
-    let mut crsd = TestCrsd::start_with(dir, cfg).await;
-    let c = Tc3::like(&crsd.client());
+async fn a_scale_out_cut_by_a_kill_9_of_crsd_ends_with_every_key() {
+    const SECRET_ID: &str = "AKIDreshardFaultTest0000000000000001";
+    const SECRET_KEY: &str = "reshardFaultTestSecretKey000000001";
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = common::daemon::Daemon::new(dir.path(), SECRET_ID, SECRET_KEY);
+    // Node ports with room for their cluster buses below the ephemeral range.
+    let (lo, hi) = loop {
+        let r = port_range(40);
+        if r.1 < 22000 {
+            break r;
+        }
+    };
+    let toml = dir.path().join("crsd.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("port_min") {
+                format!("port_min = {lo}\n")
+            } else if l.starts_with("port_max") {
+                format!("port_max = {hi}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&toml, text).unwrap();
+    d.start().await;
+    let c = Tc3::like(&d.client());
     let id = create_cluster(&c, 3).await;
     let port = c.describe(&id).await["Port"].as_u64().unwrap() as u16;
     let preloaded = preload(port, "pre-", 100_000).await;
 
     let task = change_shards(&c, &id, 5).await;
-    // Stopped while slots move: some moved, some not, maybe one half-moved.
+    // Killed while slots move: some moved, some not, maybe one half-moved.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let map = slot_map(port).await;
@@ -345,11 +369,15 @@ async fn a_scale_out_cut_by_a_restart_of_crsd_ends_with_every_key() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    crsd.restart().await;
-    let c = Tc3::like(&crsd.client());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.kill9();
+    d.start().await;
+    let c = Tc3::like(&d.client());
     assert_eq!(c.wait_task(task).await, "succeed");
     assert_eq!(c.describe(&id).await["RedisShardNum"], 5);
     assert_even(port, 5).await;
     assert_readable(port, &preloaded).await;
     assert_eq!(keys_on_masters(port).await, preloaded.len() as i64);
+    c.ok("DestroyPrepaidInstance", json!({ "InstanceId": id }))
+        .await;
 }

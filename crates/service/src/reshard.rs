@@ -25,7 +25,7 @@ use crate::Service;
 use crsd_core::model::{Instance, InstanceStatus, Node, NodeRole, Task};
 use crsd_core::spec::Spec;
 use crsd_core::{Error, Result};
-use crsd_engine::{even_slots, ClusterShard, ClusterView, NodeSpec, SlotOwner};
+use crsd_engine::{even_slots, ClusterShard, ClusterView, Liveness, NodeSpec, SlotOwner};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -112,14 +112,12 @@ impl Service {
                 last,
             });
         }
-        let others: Vec<NodeSpec> = if removed_serve {
-            removed
-                .iter()
-                .filter_map(|s| self.serving_master(&inst, &view, *s))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        // Every removed shard's master that runs may still serve slots (one view may lag).
+        let others: Vec<NodeSpec> = removed
+            .iter()
+            .filter_map(|s| self.serving_master(&inst, &view, *s))
+            .filter(|spec| matches!(self.runtime.liveness(spec), Liveness::Alive(_)))
+            .collect();
         let moved = self
             .runtime
             .move_slots(&owners, &others, MOVE_TIMEOUT)
