@@ -159,8 +159,9 @@ impl Service {
             p.checked_add(10000)
                 .is_some_and(|bus| self.runtime.port_free(bus))
         });
-        let mut shard = have.last().map_or(0, |s| s + 1);
-        for _ in have.len()..to {
+        let first_new = have.last().map_or(0, |s| s + 1);
+        let new_shards = to - have.len();
+        for shard in (first_new..).take(new_shards) {
             for k in 0..=replicas {
                 let port = free.next().ok_or(Error::NoFreePort)?;
                 let seq = inst.next_node_seq();
@@ -174,7 +175,6 @@ impl Service {
                 node.shard = shard;
                 inst.nodes.push(node);
             }
-            shard += 1;
         }
         drop(free);
         tx.update_instance(&inst).await?;
