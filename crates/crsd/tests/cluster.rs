@@ -241,13 +241,7 @@ async fn a_three_shard_cluster_serves_every_slot_through_its_address() {
     c.wait_task(r["TaskId"].as_i64().unwrap()).await;
     assert_eq!(keys_per_master(port).await, vec![0, 0, 0]);
 
-    // Not offered yet: refused before anything changes.
-    c.err(
-        "ManualBackupInstance",
-        json!({ "InstanceId": id }),
-        "UnsupportedOperation",
-    )
-    .await;
+    // Not offered: refused before anything changes.
     c.err(
         "UpgradeInstance",
         json!({ "InstanceId": id, "MemSize": 1024, "RedisShardNum": 4 }),
