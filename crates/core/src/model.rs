@@ -372,13 +372,6 @@ pub enum GoodsDetail {
         new_replicas: i64,
         instance_ids: Vec<String>,
     },
-    /// Shards added or removed (API 3.0 UpgradeInstance `RedisShardNum` of a cluster).
-    ChangeShards {
-        mem_mb: i64,
-        old_shards: i64,
-        new_shards: i64,
-        instance_ids: Vec<String>,
-    },
 }
 
 impl GoodsDetail {
@@ -388,8 +381,7 @@ impl GoodsDetail {
             GoodsDetail::Create { instance_ids, .. }
             | GoodsDetail::Renew { instance_ids, .. }
             | GoodsDetail::Upgrade { instance_ids, .. }
-            | GoodsDetail::ChangeReplicas { instance_ids, .. }
-            | GoodsDetail::ChangeShards { instance_ids, .. } => instance_ids,
+            | GoodsDetail::ChangeReplicas { instance_ids, .. } => instance_ids,
         }
     }
 }
@@ -429,9 +421,6 @@ pub enum TaskKind {
     ModifyParams,
     /// Adds or removes replicas (payload `{"replicas": n, "price": cents}`).
     ChangeReplicas,
-    /// Adds or removes a cluster's shards, moving slots live (payload `{"shards": n,
-    /// "from": n, "price": cents}`).
-    ChangeShards,
     /// Sentinel failed the instance over on its own; recorded when crsd saw it (payload
     /// `{"master": node id}`), finished at once.
     SwitchMaster,
@@ -442,7 +431,7 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 18] = [
+    pub const ALL: [TaskKind; 17] = [
         TaskKind::NewInstance,
         TaskKind::ResizeInstance,
         TaskKind::CloseInstance,
@@ -457,7 +446,6 @@ impl TaskKind {
         TaskKind::BackupInstance,
         TaskKind::ModifyParams,
         TaskKind::ChangeReplicas,
-        TaskKind::ChangeShards,
         TaskKind::SwitchMaster,
         TaskKind::ChangeReplicaToMaster,
         TaskKind::KillMasterGroup,
@@ -480,7 +468,6 @@ impl TaskKind {
             TaskKind::BackupInstance => "backupInstance",
             TaskKind::ModifyParams => "modifyParams",
             TaskKind::ChangeReplicas => "changeReplicas",
-            TaskKind::ChangeShards => "changeShards",
             TaskKind::SwitchMaster => "switchMaster",
             TaskKind::ChangeReplicaToMaster => "changeReplicaToMaster",
             TaskKind::KillMasterGroup => "killMasterGroup",

@@ -23,7 +23,6 @@ mod observe;
 mod page;
 mod purchase;
 mod replicas;
-mod reshard;
 mod runner;
 mod steps;
 

@@ -584,6 +584,5 @@ fn owns_processes(kind: TaskKind) -> bool {
             | TaskKind::DeleteInstance
             | TaskKind::RestoreBackup
             | TaskKind::ChangeReplicas
-            | TaskKind::ChangeShards
     )
 }
