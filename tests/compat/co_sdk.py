@@ -412,8 +412,12 @@ def discover():
                     problems += typed(std, lists=("AttachDisk", "CpuRam"))
                     for cr in std.get("CpuRam") or []:
                         problems += typed(cr, strs=("Name",), ints=("CPU", "PaasGoodsId", "RAM"))
-                        specs.append(cr)
-    one_gb = [s for s in specs if s.get("RAM") == 1]
+                        specs.append((arch.get("ArchitectureType"), cr))
+    # The master-replica architecture (1) sells 1 GB; the cluster (2) is listed beside it.
+    one_gb = [s for kind, s in specs if kind == 1 and s.get("RAM") == 1]
+    if not check("SDK GET DescribeAvailableDBConfig lists the cluster architecture",
+                 any(kind == 2 for kind, _ in specs), brief(r)):
+        return None
     ok = success(r, dict) and d.get("RegionId") == region and d.get("ProductName") == "redis" \
         and isinstance(d.get("Products"), list) and not problems and len(one_gb) == 1 \
         and one_gb[0].get("PaasGoodsId") == 70001
