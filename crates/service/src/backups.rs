@@ -321,7 +321,8 @@ impl Service {
     }
 
     /// ExportRedisBackup: only cluster instances export their backups (a master-replica
-    /// backup is one RDB, downloadable as it is), and there are no cluster instances yet.
+    /// backup is one RDB, downloadable as it is); the `exportBackup` task checks each shard's
+    /// file and marks the backup exported.
     pub async fn export_backup(&self, app_id: i64, redis_id: &str, backup_id: &str) -> Result<i64> {
         let mut tx = self.store.write().await?;
         let mut inst = self.owned_in_tx(&mut tx, app_id, redis_id).await?;
