@@ -212,6 +212,10 @@ port_max = $PORT_MAX
 [ha]
 sentinel_ports = [$(free_port), $(free_port), $(free_port)]
 down_after_ms = 1500
+[backups]
+# The client checks need backups to work on a build machine whose disk the build has filled;
+# the reserve itself is tested in crates/crsd/tests/faults_disk.rs.
+min_free_bytes = 16777216
 [metrics]
 listen = "127.0.0.1:0"
 exporter_listen = "127.0.0.1:$(free_port)"
