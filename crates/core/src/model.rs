@@ -372,6 +372,13 @@ pub enum GoodsDetail {
         new_replicas: i64,
         instance_ids: Vec<String>,
     },
+    /// Shards added or removed (API 3.0 UpgradeInstance `RedisShardNum` of a cluster).
+    ChangeShards {
+        mem_mb: i64,
+        old_shards: i64,
+        new_shards: i64,
+        instance_ids: Vec<String>,
+    },
 }
 
 impl GoodsDetail {
@@ -381,7 +388,8 @@ impl GoodsDetail {
             GoodsDetail::Create { instance_ids, .. }
             | GoodsDetail::Renew { instance_ids, .. }
             | GoodsDetail::Upgrade { instance_ids, .. }
-            | GoodsDetail::ChangeReplicas { instance_ids, .. } => instance_ids,
+            | GoodsDetail::ChangeReplicas { instance_ids, .. }
+            | GoodsDetail::ChangeShards { instance_ids, .. } => instance_ids,
         }
     }
 }
@@ -421,6 +429,9 @@ pub enum TaskKind {
     ModifyParams,
     /// Adds or removes replicas (payload `{"replicas": n, "price": cents}`).
     ChangeReplicas,
+    /// Adds or removes a cluster's shards, moving slots live (payload `{"shards": n,
+    /// "from": n, "price": cents}`).
+    ChangeShards,
     /// Sentinel failed the instance over on its own; recorded when crsd saw it (payload
     /// `{"master": node id}`), finished at once.
     SwitchMaster,
@@ -431,7 +442,7 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 17] = [
+    pub const ALL: [TaskKind; 18] = [
         TaskKind::NewInstance,
         TaskKind::ResizeInstance,
         TaskKind::CloseInstance,
@@ -446,6 +457,7 @@ impl TaskKind {
         TaskKind::BackupInstance,
         TaskKind::ModifyParams,
         TaskKind::ChangeReplicas,
+        TaskKind::ChangeShards,
         TaskKind::SwitchMaster,
         TaskKind::ChangeReplicaToMaster,
         TaskKind::KillMasterGroup,
@@ -468,6 +480,7 @@ impl TaskKind {
             TaskKind::BackupInstance => "backupInstance",
             TaskKind::ModifyParams => "modifyParams",
             TaskKind::ChangeReplicas => "changeReplicas",
+            TaskKind::ChangeShards => "changeShards",
             TaskKind::SwitchMaster => "switchMaster",
             TaskKind::ChangeReplicaToMaster => "changeReplicaToMaster",
             TaskKind::KillMasterGroup => "killMasterGroup",

@@ -96,6 +96,9 @@ pub enum SpecChange {
     Memory { from: i64, to: i64 },
     /// Replicas added or removed; memory and shards stay.
     Replicas { from: i64, to: i64 },
+    /// Shards added or removed (a cluster's resharding); memory per shard and replicas per
+    /// shard stay.
+    Shards { from: i64, to: i64 },
 }
 
 impl SpecChange {
@@ -110,14 +113,20 @@ impl SpecChange {
                 replicas: to,
                 ..current
             },
+            SpecChange::Shards { to, .. } => Spec {
+                shards: to,
+                ..current
+            },
         }
     }
 }
 
 /// Decides the one change `req` makes to an instance of `product` whose spec is `current`,
 /// or refuses it:
-/// - a shard count other than the instance's (a standard instance is one shard):
-///   [`Error::ShardsNotOffered`];
+/// - a shard count other than the instance's: for a cluster, one the product sells is a shard
+///   change ([`Error::ShardsNotOffered`] otherwise), refused with [`Error::SpecChangeNotOne`]
+///   when memory or replicas change too; a standard instance is one shard and stays one
+///   ([`Error::ShardsNotOffered`]);
 /// - a new replica count outside the product's range: [`Error::ReplicasNotInRange`];
 /// - memory and replicas both changed: [`Error::SpecChangeNotOne`];
 /// - otherwise a replica change when the replicas differ from the current ones, else a
@@ -128,9 +137,15 @@ pub fn decide_change(product: &ProductType, current: Spec, req: SpecRequest) -> 
     if let Some(shards) = req.shards.filter(|s| *s != current.shards) {
         if product.is_cluster() {
             product.check_shards(shards)?;
-            return Err(Error::Unsupported(
-                "changing the shard count of a cluster instance is not available yet".into(),
-            ));
+            let other_mem = req.mem_mb.is_some_and(|m| m != current.mem_mb);
+            let other_replicas = req.replicas.is_some_and(|r| r != current.replicas);
+            if other_mem || other_replicas {
+                return Err(Error::SpecChangeNotOne);
+            }
+            return Ok(SpecChange::Shards {
+                from: current.shards,
+                to: shards,
+            });
         }
         return Err(Error::ShardsNotOffered(shards));
     }
@@ -281,6 +296,41 @@ mod tests {
                 min: 1,
                 max: 2
             })
+        );
+    }
+
+    #[test]
+    fn a_cluster_shard_change_is_one_change() {
+        let c = Catalog::default();
+        let p = c
+            .product(100002, crate::catalog::CLUSTER_TYPE_ID)
+            .unwrap()
+            .1
+            .clone();
+        let now = Spec::cluster(1024, 3, 1);
+        let change = decide_change(&p, now, req(Some(1024), Some(5), Some(1))).unwrap();
+        assert_eq!(change, SpecChange::Shards { from: 3, to: 5 });
+        assert_eq!(change.apply(now), Spec::cluster(1024, 5, 1));
+        let back = decide_change(&p, Spec::cluster(1024, 5, 1), req(None, Some(3), None));
+        assert_eq!(back, Ok(SpecChange::Shards { from: 5, to: 3 }));
+        assert_eq!(
+            decide_change(&p, now, req(Some(1024), Some(4), Some(1))),
+            Err(Error::ShardsNotOffered(4))
+        );
+        assert_eq!(
+            decide_change(&p, now, req(Some(2048), Some(5), Some(1))),
+            Err(Error::SpecChangeNotOne)
+        );
+        assert_eq!(
+            decide_change(&p, now, req(Some(1024), Some(5), Some(2))),
+            Err(Error::SpecChangeNotOne)
+        );
+        // More shards cost the difference; fewer cost nothing.
+        let more = c.upgrade_price(&now, &Spec::cluster(1024, 5, 1), 30 * 86400);
+        assert!(more > 0);
+        assert_eq!(
+            c.upgrade_price(&Spec::cluster(1024, 5, 1), &now, 30 * 86400),
+            0
         );
     }
 }

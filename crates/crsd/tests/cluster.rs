@@ -244,8 +244,8 @@ async fn a_three_shard_cluster_serves_every_slot_through_its_address() {
     // Not offered: refused before anything changes.
     c.err(
         "UpgradeInstance",
-        json!({ "InstanceId": id, "MemSize": 1024, "RedisShardNum": 5 }),
-        "UnsupportedOperation",
+        json!({ "InstanceId": id, "MemSize": 1024, "RedisShardNum": 4 }),
+        "InvalidParameterValue",
     )
     .await;
     assert_eq!(c.describe(&id).await["RedisShardNum"], 3);

@@ -56,6 +56,8 @@ pub struct ClusterNodeView {
     pub connected: bool,
     /// The slot ranges it serves, inclusive.
     pub slots: Vec<(u16, u16)>,
+    /// Slots it is migrating or importing (listed on the `myself` line only).
+    pub open_slots: Vec<u16>,
 }
 
 impl ClusterNodeView {
@@ -126,6 +128,27 @@ impl Engine {
         shards: &[ClusterShard],
         timeout: Duration,
     ) -> Result<(), EngineError> {
+        self.form(shards, true, timeout).await
+    }
+
+    /// Brings new nodes into a formed cluster without giving them slots: the steps of
+    /// [`Engine::form_cluster`] but for the claims, so a new shard's master joins empty (its
+    /// slots are moved to it afterwards, see `reshard.rs`) and its replicas follow it.
+    pub async fn join_cluster(
+        &self,
+        shards: &[ClusterShard],
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
+        self.form(shards, false, timeout).await
+    }
+
+    /// Forming, with (`claim`) or without each master's even share of the slots.
+    async fn form(
+        &self,
+        shards: &[ClusterShard],
+        claim: bool,
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
         let deadline = Instant::now() + timeout;
         let n = shards.len();
         let Some(first) = shards.first() else {
@@ -157,7 +180,7 @@ impl Engine {
         let claims: Vec<_> = shards
             .iter()
             .enumerate()
-            .map(|(i, shard)| self.claim_slots(&shard.master, i, n))
+            .map(|(i, shard)| self.claim_slots(&shard.master, claim.then_some((i, n))))
             .collect();
         let master_ids = futures_util::future::try_join_all(claims).await?;
         // The first master meets everyone it does not know yet (a MEET of a known node
@@ -198,20 +221,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Shard `i` of `n`'s master: its config epoch and its slots, unless it serves slots
-    /// already. Returns its node id.
+    /// Shard `i` of `n`'s master (`share`): its config epoch and its slots, unless it serves
+    /// slots already; without a share, nothing. Returns its node id.
     async fn claim_slots(
         &self,
         master: &NodeSpec,
-        i: usize,
-        n: usize,
+        share: Option<(usize, usize)>,
     ) -> Result<String, EngineError> {
         let mut con = self.admin_connection(master).await?;
         let view = view_of(&mut con).await?;
         let me = view
             .node(&view.myself)
             .ok_or_else(|| EngineError::Protocol("CLUSTER NODES lists no myself".into()))?;
-        if me.slots.is_empty() {
+        if let Some((i, n)) = share.filter(|_| me.slots.is_empty()) {
             // Refused once the node knows others or has an epoch: then it has one.
             let _ = redis::cmd("CLUSTER")
                 .arg("SET-CONFIG-EPOCH")
@@ -320,7 +342,7 @@ async fn cluster_info(
     Ok(admin::parse_info(&text))
 }
 
-async fn view_of(con: &mut MultiplexedConnection) -> Result<ClusterView, EngineError> {
+pub(crate) async fn view_of(con: &mut MultiplexedConnection) -> Result<ClusterView, EngineError> {
     let text: String = redis::cmd("CLUSTER").arg("NODES").query_async(con).await?;
     let info = cluster_info(con).await?;
     let mut view = parse_nodes(&text)?;
@@ -353,9 +375,12 @@ pub(crate) fn parse_nodes(text: &str) -> Result<ClusterView, EngineError> {
             view.myself = f[0].to_string();
         }
         let mut slots = Vec::new();
+        let mut open_slots = Vec::new();
         for s in &f[8..] {
             // `[slot->-node]` / `[slot-<-node]`: a migration under way, not an owned slot.
-            if s.starts_with('[') {
+            if let Some(open) = s.strip_prefix('[') {
+                let slot = open.split('-').next().unwrap_or_default();
+                open_slots.push(slot.parse().map_err(|_| bad(line))?);
                 continue;
             }
             let (lo, hi) = match s.split_once('-') {
@@ -375,6 +400,7 @@ pub(crate) fn parse_nodes(text: &str) -> Result<ClusterView, EngineError> {
             failing: flags.iter().any(|fl| *fl == "fail" || *fl == "fail?"),
             connected: f[7] == "connected",
             slots,
+            open_slots,
         });
     }
     Ok(view)
@@ -423,6 +449,7 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0
         let me = v.node(&v.myself).expect("myself");
         assert_eq!(me.slots, vec![(0, 5460)]);
         assert_eq!(me.slot_count(), 5461);
+        assert_eq!(me.open_slots, vec![93]);
         let failed = v.at("127.0.0.1", 30005).expect("failed node");
         assert!(failed.failing && !failed.connected);
         assert_eq!(failed.slots, vec![(10923, 10923), (10925, 16383)]);

@@ -79,6 +79,7 @@ mod persistence;
 mod poll;
 mod process;
 mod proxy;
+mod reshard;
 mod restore;
 mod runtime;
 mod sentinel;
@@ -100,6 +101,7 @@ pub use error::EngineError;
 pub use exporter::{Exporter, ExporterConfig, ExporterTarget};
 pub use persistence::NodeUsage;
 pub use proxy::{Frontend, Proxy, ProxyConfig, Server};
+pub use reshard::{SlotMoves, SlotOwner};
 pub use runtime::NodeRuntime;
 pub use sentinel::{
     MasterView, Monitored, Promotion, SentinelConfig, SentinelSet, SentinelTimers,

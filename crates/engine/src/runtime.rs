@@ -19,7 +19,7 @@ use async_trait::async_trait;
 
 use crate::{
     ClusterShard, ClusterView, Engine, EngineError, Lineage, Liveness, NodeHandle, NodeSpec,
-    NodeStats, NodeUsage, SlowlogEntry,
+    NodeStats, NodeUsage, SlotMoves, SlotOwner, SlowlogEntry,
 };
 
 /// What the service needs from a place that runs nodes.
@@ -173,6 +173,20 @@ pub trait NodeRuntime: Send + Sync {
     async fn cluster_view(&self, spec: &NodeSpec) -> Result<ClusterView, EngineError>;
     /// Makes a cluster node forget a node removed for good.
     async fn cluster_forget(&self, spec: &NodeSpec, node_id: &str) -> Result<(), EngineError>;
+    /// Brings new nodes into a formed cluster without slots (idempotent): new masters join
+    /// empty, replicas follow their masters; returns once every node says the cluster is ok.
+    async fn join_cluster(
+        &self,
+        shards: &[ClusterShard],
+        timeout: Duration,
+    ) -> Result<(), EngineError>;
+    /// Moves slots live until each owner serves its range alone (see `reshard.rs`).
+    async fn move_slots(
+        &self,
+        owners: &[SlotOwner],
+        others: &[NodeSpec],
+        timeout: Duration,
+    ) -> Result<SlotMoves, EngineError>;
 }
 
 #[async_trait]
@@ -367,5 +381,20 @@ impl NodeRuntime for Engine {
     }
     async fn cluster_forget(&self, spec: &NodeSpec, node_id: &str) -> Result<(), EngineError> {
         Engine::cluster_forget(self, spec, node_id).await
+    }
+    async fn join_cluster(
+        &self,
+        shards: &[ClusterShard],
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
+        Engine::join_cluster(self, shards, timeout).await
+    }
+    async fn move_slots(
+        &self,
+        owners: &[SlotOwner],
+        others: &[NodeSpec],
+        timeout: Duration,
+    ) -> Result<SlotMoves, EngineError> {
+        Engine::move_slots(self, owners, others, timeout).await
     }
 }

@@ -27,15 +27,22 @@ impl Service {
     pub(crate) fn cluster_shards(&self, inst: &Instance) -> Vec<crsd_engine::ClusterShard> {
         inst.shard_ids()
             .into_iter()
-            .filter_map(|shard| {
-                let nodes = inst.shard_nodes(shard);
-                let (master, replicas) = nodes.split_first()?;
-                (master.role == NodeRole::Master).then(|| crsd_engine::ClusterShard {
-                    master: self.node_spec(inst, master),
-                    replicas: replicas.iter().map(|n| self.node_spec(inst, n)).collect(),
-                })
-            })
+            .filter_map(|shard| self.cluster_shard(inst, shard))
             .collect()
+    }
+
+    /// Shard `shard` to form or join: its master (as the database names it) and replicas.
+    pub(crate) fn cluster_shard(
+        &self,
+        inst: &Instance,
+        shard: i64,
+    ) -> Option<crsd_engine::ClusterShard> {
+        let nodes = inst.shard_nodes(shard);
+        let (master, replicas) = nodes.split_first()?;
+        (master.role == NodeRole::Master).then(|| crsd_engine::ClusterShard {
+            master: self.node_spec(inst, master),
+            replicas: replicas.iter().map(|n| self.node_spec(inst, n)).collect(),
+        })
     }
 
     /// The master of every shard: for a cluster, as the cluster itself says now (a

@@ -23,6 +23,7 @@ mod observe;
 mod page;
 mod purchase;
 mod replicas;
+mod reshard;
 mod runner;
 mod steps;
 

@@ -584,5 +584,6 @@ fn owns_processes(kind: TaskKind) -> bool {
             | TaskKind::DeleteInstance
             | TaskKind::RestoreBackup
             | TaskKind::ChangeReplicas
+            | TaskKind::ChangeShards
     )
 }

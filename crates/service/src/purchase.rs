@@ -567,7 +567,8 @@ impl Service {
 
     /// UpgradeInstance: charges the one change `req` makes and records its deal and the task
     /// that carries it out: a resizeInstance task that raises maxmemory live, or a
-    /// changeReplicas task (payload `replicas`, `price`) that adds or removes replicas.
+    /// changeReplicas task (payload `replicas`, `price`) that adds or removes replicas, or a
+    /// changeShards task (payload `shards`, `from`, `price`) that reshards a cluster live.
     /// A failed task is refunded.
     pub async fn change_spec(&self, app_id: i64, id: &str, req: SpecRequest) -> Result<i64> {
         self.owned_instance(app_id, id).await?;
@@ -600,6 +601,16 @@ impl Service {
                 },
                 TaskKind::ChangeReplicas,
                 json!({ "replicas": to, "from": from, "price": price }),
+            ),
+            SpecChange::Shards { from, to } => (
+                GoodsDetail::ChangeShards {
+                    mem_mb: inst.mem_mb,
+                    old_shards: from,
+                    new_shards: to,
+                    instance_ids,
+                },
+                TaskKind::ChangeShards,
+                json!({ "shards": to, "from": from, "price": price }),
             ),
         };
         let deal = Deal {

@@ -158,22 +158,38 @@ impl Service {
             replicas.sort_by_key(|n| n.seq);
             victims.extend(replicas.iter().skip(keep).map(|n| (*n).clone()));
         }
-        // A cluster's node ids, read before the nodes go: the others forget them.
+        self.remove_nodes(inst, &victims).await
+    }
+
+    /// Destroys `victims`, then has every remaining node of a cluster forget them (`CLUSTER
+    /// FORGET`); returns the nodes that remain.
+    pub(crate) async fn remove_nodes(
+        &self,
+        inst: &Instance,
+        victims: &[Node],
+    ) -> Result<Vec<Node>> {
+        // A cluster's node ids, read before the nodes go: the others forget them. Every id
+        // seen at a victim's address (one destroyed and started again had a new one).
         let mut cluster_ids = Vec::new();
         if inst.is_cluster() {
             if let Some(view) = self.live_cluster_view(inst).await {
-                for node in &victims {
-                    if let Some(v) = view.at(&self.node_host(node), node.port) {
+                for node in victims {
+                    let host = self.node_host(node);
+                    for v in view
+                        .nodes
+                        .iter()
+                        .filter(|v| v.host == host && v.port == node.port)
+                    {
                         cluster_ids.push(v.id.clone());
                     }
                 }
             }
         }
-        for node in &victims {
+        for node in victims {
             let spec = self.node_spec(inst, node);
             self.runtime.destroy(&spec).await.map_err(engine_err)?;
             self.forget_conformed(&spec.name);
-            tracing::info!(instance = %inst.id, node = %node.id, "replica removed");
+            tracing::info!(instance = %inst.id, node = %node.id, "node removed");
         }
         for remaining in inst
             .nodes

@@ -285,6 +285,11 @@ impl Service {
                 f.deal = task.deal_id;
                 f
             }
+            TaskKind::ChangeShards => {
+                let mut f = self.change_shards(&task, &inst).await?;
+                f.deal = task.deal_id;
+                f
+            }
             TaskKind::ChangeReplicaToMaster => {
                 self.switch_master(&task, &inst).await?;
                 Finish::to(InstanceStatus::Running)
@@ -410,6 +415,13 @@ impl Service {
                 // A change bought and not delivered: the replicas it added go, those it was
                 // to remove run again, the money goes back, the instance is released.
                 let mut f = self.undo_change_replicas(task, &inst).await?;
+                f.deal = task.deal_id;
+                f.deleted_refund = Some(payload_i64(task, "price").unwrap_or(0));
+                f
+            }
+            TaskKind::ChangeShards => {
+                // Not delivered: back to the shards it had, the money back.
+                let mut f = self.undo_change_shards(task, &inst).await?;
                 f.deal = task.deal_id;
                 f.deleted_refund = Some(payload_i64(task, "price").unwrap_or(0));
                 f
@@ -549,6 +561,9 @@ fn operator_hint(kind: TaskKind) -> &'static str {
         }
         TaskKind::StartInstance | TaskKind::CloseInstance => {
             "redis.log of both nodes; the instance is isolated"
+        }
+        TaskKind::ChangeShards => {
+            "CLUSTER NODES of every master (every slot served, none left migrating or importing) and redis.log of the shards' masters; no key is deleted by a move"
         }
         _ => "redis.log of both nodes and whether the metadata store takes writes (free space of the data dir)",
     }

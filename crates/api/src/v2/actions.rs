@@ -335,6 +335,17 @@ fn deal_json(d: &Deal, tz: chrono_tz::Tz) -> Value {
             "newReplicasNum": new_replicas,
             "redisIds": instance_ids,
         }),
+        GoodsDetail::ChangeShards {
+            mem_mb,
+            old_shards,
+            new_shards,
+            instance_ids,
+        } => json!({
+            "memSize": mem_mb,
+            "oldRedisShardNum": old_shards,
+            "newRedisShardNum": new_shards,
+            "redisIds": instance_ids,
+        }),
     };
     json!({
         "dealId": d.id.to_string(),

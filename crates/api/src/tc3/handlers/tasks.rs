@@ -104,6 +104,8 @@ pub(super) const TASK_CODES: &[(TaskKind, &str)] = &[
     (TaskKind::BackupInstance, "012"),
     (TaskKind::ModifyParams, "034"),
     // FLOW_ADDNODES: "加（减）节点".
+    // FLOW_EXPORSHR: "扩缩容" (shards added or removed).
+    (TaskKind::ChangeShards, "028"),
     (TaskKind::ChangeReplicas, "029"),
 ];
 
