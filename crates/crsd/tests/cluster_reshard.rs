@@ -381,3 +381,49 @@ async fn a_scale_out_cut_by_a_kill_9_of_crsd_ends_with_every_key() {
     c.ok("DestroyPrepaidInstance", json!({ "InstanceId": id }))
         .await;
 }
+
+/// A backup of 3 shards cannot be restored into the same cluster once it has 5: the
+/// refusal names the layout, and the data and the slots stay as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_of_another_shard_layout_is_refused_before_anything_changes() {
+    let (dir, cfg) = crsd_config().await;
+    let crsd = TestCrsd::start_with(dir, cfg).await;
+    let c = Tc3::like(&crsd.client());
+    let id = create_cluster(&c, 3).await;
+    let port = c.describe(&id).await["Port"].as_u64().unwrap() as u16;
+    let keys = preload(port, "layout-", 2_000).await;
+    let r = c
+        .ok("ManualBackupInstance", json!({ "InstanceId": id }))
+        .await;
+    assert_eq!(c.wait_task(r["TaskId"].as_i64().unwrap()).await, "succeed");
+    let list = c
+        .ok("DescribeInstanceBackups", json!({ "InstanceId": id }))
+        .await;
+    let backup_id = list["BackupSet"][0]["BackupId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let task = change_shards(&c, &id, 5).await;
+    assert_eq!(c.wait_task(task).await, "succeed");
+    assert_even(port, 5).await;
+
+    let r = c
+        .err(
+            "RestoreInstance",
+            json!({ "InstanceId": id, "BackupId": backup_id, "Password": PASSWORD }),
+            "InvalidParameterValue",
+        )
+        .await;
+    let msg = r["Error"]["Message"].as_str().unwrap_or_default();
+    assert!(msg.contains("shard layout"), "{r}");
+    // Nothing changed: the instance runs with its five shards and every key.
+    let d = c.describe(&id).await;
+    assert_eq!(
+        (d["Status"].clone(), d["RedisShardNum"].clone()),
+        (json!(2), json!(5))
+    );
+    assert_even(port, 5).await;
+    assert_readable(port, &keys).await;
+    assert_eq!(keys_on_masters(port).await, keys.len() as i64);
+}
