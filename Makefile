@@ -1,5 +1,5 @@
 # crsd: one command runs it, one command tests it.
-.PHONY: run build deb test lint bench bench-backups bench-load bench-failover bench-monitor bench-cluster
+.PHONY: run build deb test lint bench bench-backups bench-load bench-failover bench-monitor bench-cluster bench-reshard
 
 run: ## install what is missing, build crsd alone, start it with the embedded defaults
 	./scripts/install-deps.sh
@@ -33,6 +33,9 @@ bench-failover: ## kill -9 of a master behind its stable address (crsd up, crsd 
 
 bench-cluster: ## a 3-shard x 1-replica Redis Cluster: CreateInstances -> running next to redis-cli --cluster create, and kill -9 of a shard's master -> every slot writable (crsd up, hand-run cluster): p50/max
 	BENCH_SUITE=cluster ./scripts/bench.sh
+
+bench-reshard: ## 3 -> 5 shards of a cluster holding 1M keys: crsd's UpgradeInstance RedisShardNum (whole task) next to redis-cli --cluster rebalance --cluster-pipeline 100, keys moved per second
+	BENCH_SUITE=reshard ./scripts/bench.sh
 
 bench-monitor: ## one round of crsd's own monitoring history (one INFO a node, the round stored) for 100 nodes: wall and CPU time, extrapolated to 1,000
 	BENCH_SUITE=monitor ./scripts/bench.sh

@@ -45,8 +45,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "Bench2024(x";
-const HAND_PASSWORD: &str = "userpw";
+pub(crate) const PASSWORD: &str = "Bench2024(x";
+pub(crate) const HAND_PASSWORD: &str = "userpw";
 /// The hand-run nodes' users: the customer's `default`, and `repl` for replication.
 const ACL_FILE: &str = "\
 user default on >userpw ~* &* +@all
@@ -57,7 +57,7 @@ const NODES: usize = 6;
 /// crsd's node ports (and its instances' addresses) from here; the hand-run nodes' from
 /// [`HAND_PORTS`]. Both below 22768, so that their cluster buses (10000 above) stay below
 /// the kernel's ephemeral range.
-const CRSD_PORTS: u16 = 20000;
+pub(crate) const CRSD_PORTS: u16 = 20000;
 const HAND_PORTS: (u16, u16) = (21000, 22000);
 const POLL: Duration = Duration::from_millis(10);
 const PROBE_EVERY: Duration = Duration::from_millis(5);
@@ -110,13 +110,13 @@ pub async fn run(dir: &Path) -> Result<()> {
 
 /// An address clients connect to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct At {
-    host: String,
-    port: u16,
+pub(crate) struct At {
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
 impl At {
-    fn local(port: u16) -> At {
+    pub(crate) fn local(port: u16) -> At {
         At {
             host: "127.0.0.1".into(),
             port,
@@ -333,14 +333,14 @@ fn print_drill(round: usize, what: &str, d: &Drill) {
 
 // ---- crsd ----
 
-struct CrsdCluster {
-    id: String,
-    addr: At,
+pub(crate) struct CrsdCluster {
+    pub(crate) id: String,
+    pub(crate) addr: At,
     nodes: Vec<At>,
 }
 
 /// CreateInstances → DescribeInstances Status 2 → `cluster_state:ok` at the address.
-async fn create_crsd(
+pub(crate) async fn create_crsd(
     tc3: &crate::tc3::Tc3Client,
     svc: &Arc<crsd_service::Service>,
     round: usize,
@@ -411,7 +411,7 @@ async fn create_crsd(
 
 /// DestroyPostpaidInstance (crsd stops the nodes), then until none of them answers. Only
 /// printed when it fails: the end of the run kills what is left.
-async fn destroy_crsd(tc3: &crate::tc3::Tc3Client, c: &CrsdCluster) {
+pub(crate) async fn destroy_crsd(tc3: &crate::tc3::Tc3Client, c: &CrsdCluster) {
     if let Err(e) = tc3
         .call("DestroyPostpaidInstance", &json!({ "InstanceId": c.id }))
         .await
@@ -437,16 +437,16 @@ async fn destroy_crsd(tc3: &crate::tc3::Tc3Client, c: &CrsdCluster) {
 // ---- by hand ----
 
 /// Ports for the hand-run nodes: each free along with its bus port, never handed out twice.
-struct HandPorts {
+pub(crate) struct HandPorts {
     next: u16,
 }
 
 impl HandPorts {
-    fn new() -> Result<HandPorts> {
+    pub(crate) fn new() -> Result<HandPorts> {
         Ok(HandPorts { next: HAND_PORTS.0 })
     }
 
-    fn take(&mut self) -> Result<u16> {
+    pub(crate) fn take(&mut self) -> Result<u16> {
         while self.next < HAND_PORTS.1 {
             let p = self.next;
             self.next += 1;
@@ -460,9 +460,9 @@ impl HandPorts {
 }
 
 /// Six redis-servers run by hand: the first three become masters; killed when dropped.
-struct HandCluster {
-    children: Vec<Child>,
-    ports: Vec<u16>,
+pub(crate) struct HandCluster {
+    pub(crate) children: Vec<Child>,
+    pub(crate) ports: Vec<u16>,
 }
 
 impl Drop for HandCluster {
@@ -499,7 +499,7 @@ fn spawn_nodes(dir: &Path, ports: &mut HandPorts, timeout_ms: u64) -> Result<Han
 }
 
 /// A hand-run cluster node's redis.conf (and the ACL file beside it).
-fn node_conf(dir: &Path, port: u16, timeout_ms: u64) -> Result<PathBuf> {
+pub(crate) fn node_conf(dir: &Path, port: u16, timeout_ms: u64) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let acl = dir.join("users.acl");
     std::fs::write(&acl, ACL_FILE)?;
@@ -540,7 +540,7 @@ async fn wait_up(ports: &[u16], deadline: Instant) -> Result<()> {
 }
 
 /// Spawn → `redis-cli --cluster create` → full topology on all 6.
-async fn create_redis_cli(
+pub(crate) async fn create_redis_cli(
     dir: &Path,
     ports: &mut HandPorts,
     timeout_ms: u64,
@@ -765,7 +765,7 @@ async fn wait_formed(nodes: &[At], password: &str, deadline: Instant) -> Result<
 }
 
 /// `CLUSTER SLOTS`: (first slot, last slot, master) of every range, and every node listed.
-async fn slot_map(
+pub(crate) async fn slot_map(
     con: &mut MultiplexedConnection,
 ) -> redis::RedisResult<(Vec<(u16, u16, At)>, Vec<At>)> {
     let v: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(con).await?;
@@ -807,7 +807,7 @@ async fn slot_map(
     Ok((map, all))
 }
 
-fn master_of(map: &[(u16, u16, At)], slot: u16) -> Option<&At> {
+pub(crate) fn master_of(map: &[(u16, u16, At)], slot: u16) -> Option<&At> {
     map.iter()
         .find(|(lo, hi, _)| (*lo..=*hi).contains(&slot))
         .map(|(_, _, m)| m)
@@ -977,7 +977,7 @@ async fn conn(at: &At, password: &str) -> redis::RedisResult<MultiplexedConnecti
 }
 
 /// Redis Cluster's key hash (CRC16/XMODEM).
-fn crc16(data: &[u8]) -> u16 {
+pub(crate) fn crc16(data: &[u8]) -> u16 {
     let mut crc = 0u16;
     for b in data {
         crc ^= u16::from(*b) << 8;

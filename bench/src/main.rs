@@ -16,7 +16,9 @@
 //! stack: see `failover.rs`; with `BENCH_SUITE=monitor` (`make bench-monitor`), one round of
 //! crsd's own monitoring history for 100 nodes: see `monitor.rs`; with `BENCH_SUITE=cluster`
 //! (`make bench-cluster`), the cluster edition's create and shard failover next to a Redis
-//! Cluster made by hand: see `cluster.rs`.
+//! Cluster made by hand: see `cluster.rs`; with `BENCH_SUITE=reshard` (`make bench-reshard`),
+//! resharding 3 to 5 shards of a million keys next to `redis-cli --cluster rebalance`: see
+//! `reshard.rs`.
 //!
 //! Run with `make bench` (release build). Environment: BENCH_ACTION (DescribeRedis; e.g.
 //! DescribeRedisZones measures the HTTP + signature path alone), BENCH_CREATE (20),
@@ -28,6 +30,7 @@ mod cluster;
 mod failover;
 mod load;
 mod monitor;
+mod reshard;
 mod tc3;
 
 use anyhow::{bail, Context, Result};
@@ -137,6 +140,9 @@ async fn main() -> Result<()> {
     }
     if std::env::var("BENCH_SUITE").as_deref() == Ok("cluster") {
         return cluster::run(dir.path()).await;
+    }
+    if std::env::var("BENCH_SUITE").as_deref() == Ok("reshard") {
+        return reshard::run(dir.path()).await;
     }
 
     println!(
@@ -644,7 +650,7 @@ fn kill_all(cfg: &Config) {
 
 /// A v2 client that signs every request (HmacSHA256, fresh Nonce) as the SDK does.
 #[derive(Clone)]
-struct Client {
+pub(crate) struct Client {
     host: String,
     secret_id: String,
     secret_key: String,

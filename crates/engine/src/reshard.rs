@@ -16,7 +16,23 @@
 //! Slots move many at a time over the same multiplexed connections, so the round trips of one
 //! slot overlap another's MIGRATE: this is what makes it faster than redis-cli's one slot at
 //! a time. Every slot stays served throughout (by its source until step 3, by its target
-//! after). Nothing here is remembered between calls: after a crash the next call reads the
+//! after).
+//!
+//! **Config epochs.** A target takes a moved slot with a config epoch above every one it
+//! knows. A gossip message its source sent before letting the slot go still claims it, and
+//! wins wherever it lands late if the source's epoch is the higher; the node that believes it
+//! then tells the target, which drops the slot *and deletes its keys*. A master that is both
+//! a source and a target in one layout change (layouts shift along the masters) bumps its
+//! epoch when it receives, and the masters it gives to may not have heard of that epoch yet.
+//! So moves run in layers: every master gives all it gives before it receives anything
+//! (`layers`); a source's epoch is then one from before the change, known to all, and every
+//! target's is above it. Moving slots between contiguous ranges in the masters' order never
+//! makes a cycle; a state left by a crash might, and is then moved in one layer.
+//!
+//! **Agreement.** The call returns once every master given says each owner serves its whole
+//! range, what `redis-cli --cluster check` calls agreement. A master that says otherwise is
+//! told again (`SETSLOT NODE`) and the owner's epoch is raised (`CLUSTER BUMPEPOCH`), so its
+//! claim wins wherever gossip takes it. Nothing here is remembered between calls: after a crash the next call reads the
 //! masters again and moves what is not where it belongs, a slot left `MIGRATING`/`IMPORTING`
 //! is simply moved again, and open states no move needs any more are closed at the end
 //! (`CLUSTER SETSLOT <slot> STABLE`).
@@ -64,6 +80,8 @@ struct Master {
     secret: String,
     /// The slots it says it serves.
     serves: Vec<(u16, u16)>,
+    /// The range it ends with (none for a master being emptied).
+    range: Option<(u16, u16)>,
 }
 
 /// One slot to move: from `source` to `target` (indexes into the masters), `owned`: the
@@ -90,7 +108,12 @@ impl Engine {
         let started = Instant::now();
         let work = async {
             let mut masters = Vec::new();
-            for spec in owners.iter().map(|o| &o.master).chain(others) {
+            for o in owners {
+                let mut m = self.master(&o.master).await?;
+                m.range = Some((o.first, o.last.min(SLOTS - 1)));
+                masters.push(m);
+            }
+            for spec in others {
                 masters.push(self.master(spec).await?);
             }
             let ranges: Vec<(u16, u16)> = owners.iter().map(|o| (o.first, o.last)).collect();
@@ -98,11 +121,14 @@ impl Engine {
             let moves = plan(&ranges, &serves)?;
             let slots = moves.len() as u32;
             let masters = &masters;
-            let keys: u64 = stream::iter(moves.into_iter().map(Ok::<Move, EngineError>))
-                .map_ok(|m| move_slot(masters, m))
-                .try_buffer_unordered(PARALLEL_SLOTS)
-                .try_fold(0u64, |sum, keys| async move { Ok(sum + keys) })
-                .await?;
+            let mut keys = 0u64;
+            for layer in layers(moves, masters.len()) {
+                keys += stream::iter(layer.into_iter().map(Ok::<Move, EngineError>))
+                    .map_ok(|m| move_slot(masters, m))
+                    .try_buffer_unordered(PARALLEL_SLOTS)
+                    .try_fold(0u64, |sum, keys| async move { Ok(sum + keys) })
+                    .await?;
+            }
             // Open states no move needs any more (a migration cut short towards another
             // layout): closed, now that no move runs.
             for m in masters {
@@ -121,6 +147,7 @@ impl Engine {
                         .await?;
                 }
             }
+            await_agreement(masters, owners.len()).await?;
             Ok::<_, EngineError>(SlotMoves {
                 slots,
                 keys,
@@ -149,6 +176,7 @@ impl Engine {
             user: spec.admin_user.clone(),
             secret: spec.admin_secret.clone(),
             serves: me.slots.clone(),
+            range: None,
             con,
         })
     }
@@ -180,6 +208,118 @@ fn plan(ranges: &[(u16, u16)], serves: &[Vec<(u16, u16)>]) -> Result<Vec<Move>, 
         }
     }
     Ok(moves)
+}
+
+/// The moves in the order they may run (see "Config epochs" in the module's doc): a move to
+/// master `t` runs in layer `depth(t)`, where a master that gives nothing has depth 0 and one
+/// that gives has one more than the deepest master it gives to. A cycle (never met between
+/// contiguous layouts) puts everything in one layer.
+fn layers(moves: Vec<Move>, masters: usize) -> Vec<Vec<Move>> {
+    let gives_to = |m: usize| {
+        moves
+            .iter()
+            .filter(move |mv| mv.source == m)
+            .map(|mv| mv.target)
+    };
+    let mut depth: Vec<Option<usize>> = vec![None; masters];
+    // Longest path by relaxation: at most `masters` rounds unless there is a cycle.
+    let mut cyclic = true;
+    for _ in 0..=masters {
+        let mut changed = false;
+        for m in 0..masters {
+            let d = gives_to(m)
+                .map(|t| depth[t].map_or(1, |d| d + 1))
+                .max()
+                .unwrap_or(0);
+            if depth[m] != Some(d) {
+                depth[m] = Some(d);
+                changed = true;
+            }
+        }
+        if !changed {
+            cyclic = false;
+            break;
+        }
+    }
+    if cyclic {
+        return vec![moves];
+    }
+    let deepest = depth.iter().flatten().copied().max().unwrap_or(0);
+    let mut out = vec![Vec::new(); deepest + 1];
+    for mv in moves {
+        out[depth[mv.target].unwrap_or(0)].push(mv);
+    }
+    out.retain(|layer| !layer.is_empty());
+    out
+}
+
+/// How long the masters may take to agree on the slots' owners once every slot has moved.
+const AGREEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits until every master says each of the first `owners` masters serves its whole range
+/// (`masters[i]` owns `ranges` given to `move_slots`, in order); tells a master that says
+/// otherwise again, and raises the owner's epoch (see "Agreement" in the module's doc).
+async fn await_agreement(masters: &[Master], owners: usize) -> Result<(), EngineError> {
+    let deadline = Instant::now() + AGREEMENT_TIMEOUT;
+    loop {
+        let mut disputes: Vec<(usize, usize, Vec<u16>)> = Vec::new();
+        for (i, m) in masters.iter().enumerate() {
+            let mut con = m.con.clone();
+            let view = view_of(&mut con).await?;
+            for (o, owner) in masters.iter().enumerate().take(owners) {
+                let serves = view
+                    .node(&owner.id)
+                    .map(|n| n.slots.clone())
+                    .unwrap_or_default();
+                let wrong: Vec<u16> = owner
+                    .range
+                    .iter()
+                    .flat_map(|(lo, hi)| *lo..=*hi)
+                    .filter(|slot| !serves.iter().any(|(lo, hi)| (*lo..=*hi).contains(slot)))
+                    .collect();
+                if !wrong.is_empty() {
+                    disputes.push((i, o, wrong));
+                }
+            }
+        }
+        if disputes.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let (i, o, wrong) = &disputes[0];
+            return Err(EngineError::Protocol(format!(
+                "after moving slots, {} still does not say {} serves {} of its slots (slot {} first)",
+                masters[*i].name,
+                masters[*o].name,
+                wrong.len(),
+                wrong[0]
+            )));
+        }
+        for (i, o, wrong) in &disputes {
+            let (m, owner) = (&masters[*i], &masters[*o]);
+            tracing::warn!(node = %m.name, owner = %owner.name, slots = wrong.len(),
+                first = wrong[0], "a master disagrees on moved slots' owner: telling it again");
+            let mut con = m.con.clone();
+            let mut pipe = redis::pipe();
+            for slot in wrong {
+                pipe.cmd("CLUSTER")
+                    .arg("SETSLOT")
+                    .arg(*slot)
+                    .arg("NODE")
+                    .arg(&owner.id)
+                    .ignore();
+            }
+            if let Err(e) = pipe.query_async::<()>(&mut con).await {
+                tracing::debug!(node = %m.name, error = %e, "SETSLOT NODE refused");
+            }
+            let mut con = owner.con.clone();
+            redis::cmd("CLUSTER")
+                .arg("BUMPEPOCH")
+                .query_async::<redis::Value>(&mut con)
+                .await?;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Moves one slot (see the module's doc); returns how many keys went.
@@ -296,5 +436,49 @@ mod tests {
         // A slot nobody given serves: refused, never claimed.
         let serves = vec![vec![(0, 4)], vec![(6, 9)]];
         assert!(plan(&ranges, &serves).is_err());
+    }
+
+    #[test]
+    fn every_master_gives_before_it_receives() {
+        // 3 shards become 5: each old master gives to the next ones along the line.
+        let ranges: Vec<(u16, u16)> = (0..5).map(|i| crate::even_slots(i, 5)).collect();
+        let serves: Vec<Vec<(u16, u16)>> = (0..3)
+            .map(|i| vec![crate::even_slots(i, 3)])
+            .chain([vec![], vec![]])
+            .collect();
+        let moves = plan(&ranges, &serves).unwrap();
+        let count = moves.len();
+        let out = layers(moves, 5);
+        assert_eq!(out.iter().map(Vec::len).sum::<usize>(), count);
+        let pairs = |l: &Vec<Move>| {
+            let mut p: Vec<(usize, usize)> = l.iter().map(|m| (m.source, m.target)).collect();
+            p.dedup();
+            p.sort_unstable();
+            p.dedup();
+            p
+        };
+        let got: Vec<Vec<(usize, usize)>> = out.iter().map(pairs).collect();
+        assert_eq!(
+            got,
+            vec![vec![(1, 3), (2, 3), (2, 4)], vec![(1, 2)], vec![(0, 1)]]
+        );
+        // 5 back to 3: the same rule, the other way along.
+        let ranges: Vec<(u16, u16)> = (0..3).map(|i| crate::even_slots(i, 3)).collect();
+        let serves: Vec<Vec<(u16, u16)>> = (0..5).map(|i| vec![crate::even_slots(i, 5)]).collect();
+        let got: Vec<Vec<(usize, usize)>> = layers(plan(&ranges, &serves).unwrap(), 5)
+            .iter()
+            .map(pairs)
+            .collect();
+        for (n, layer) in got.iter().enumerate() {
+            for (source, _) in layer {
+                let receives_earlier = got[..n].iter().flatten().any(|(_, t)| t == source);
+                assert!(!receives_earlier, "{got:?}");
+            }
+        }
+        // A cycle (0 gives to 1 and 1 to 0): one layer.
+        let serves = vec![vec![(5, 9)], vec![(0, 4)]];
+        let cyc = layers(plan(&[(0, 4), (5, 9)], &serves).unwrap(), 2);
+        assert_eq!(cyc.len(), 1);
+        assert_eq!(cyc[0].len(), 10);
     }
 }
