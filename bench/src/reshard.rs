@@ -20,7 +20,7 @@
 //! through their slot's master hold their values.
 
 use crate::cluster::{
-    create_crsd, create_redis_cli, destroy_crsd, node_conf, At, HandCluster, HandPorts, CRSD_PORTS,
+    create_crsd, create_redis_cli, destroy_crsd, node_conf, At, HandPorts, CRSD_PORTS,
     HAND_PASSWORD, PASSWORD,
 };
 use crate::ms;
@@ -170,7 +170,7 @@ async fn hand_side(
     for &m in masters {
         redis_cli(&["--cluster", "add-node", &local(m), &local(cluster.ports[0])]).await?;
     }
-    wait_known(&cluster, HAND_PASSWORD).await?;
+    wait_known(&cluster.ports[..cluster.ports.len() - 2], HAND_PASSWORD).await?;
     for (&r, &m) in replicas.iter().zip(masters) {
         let id = myid(&At::local(m), HAND_PASSWORD).await?;
         redis_cli(&[
@@ -184,7 +184,7 @@ async fn hand_side(
         ])
         .await?;
     }
-    wait_known(&cluster, HAND_PASSWORD).await?;
+    wait_known(&cluster.ports, HAND_PASSWORD).await?;
     let adding = added.elapsed();
 
     let t0 = Instant::now();
@@ -241,24 +241,24 @@ async fn redis_cli(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Until every node of `cluster` lists them all, none in handshake.
-async fn wait_known(cluster: &HandCluster, password: &str) -> Result<()> {
+/// Until each node of `ports` lists them all, none in handshake.
+async fn wait_known(ports: &[u16], password: &str) -> Result<()> {
     let deadline = Instant::now() + JOIN_LIMIT;
-    for &p in &cluster.ports {
+    for &p in ports {
         loop {
             let text: String = redis::cmd("CLUSTER")
                 .arg("NODES")
                 .query_async(&mut conn(&At::local(p), password).await?)
                 .await?;
             let lines: Vec<&str> = text.lines().collect();
-            if lines.len() == cluster.ports.len() && !text.contains("handshake") {
+            if lines.len() == ports.len() && !text.contains("handshake") {
                 break;
             }
             if Instant::now() > deadline {
                 bail!(
                     "127.0.0.1:{p} knows {} nodes, not {}",
                     lines.len(),
-                    cluster.ports.len()
+                    ports.len()
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
