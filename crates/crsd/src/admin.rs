@@ -173,8 +173,8 @@ pub enum BackupCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Print the path of a backup's RDB file, to copy it (exit code 1 if it has none: an
-    /// expired backup).
+    /// Print the path of a backup's RDB file, to copy it, a line each for a cluster's shards
+    /// (exit code 1 if it has none: an expired backup).
     Path {
         #[command(flatten)]
         target: Target,
@@ -358,7 +358,8 @@ async fn dispatch(cfg: Config, cmd: Admin) -> Outcome {
                         "state": b.backup.state.word(),
                         "size": b.backup.size,
                         "started": time(b.backup.started_at, tz),
-                        "path": b.path.as_deref().map(path_text).unwrap_or_default(),
+                        "path": b.paths.first().map(|p| path_text(p)).unwrap_or_default(),
+                        "paths": b.paths.iter().map(|p| path_text(p)).collect::<Vec<_>>(),
                     })
                 })
                 .collect();
@@ -381,15 +382,15 @@ async fn dispatch(cfg: Config, cmd: Admin) -> Outcome {
             let svc = service(&cfg, Open::Read).await?;
             let b = svc.operator_backup(&backup_id).await.map_err(svc_err)?;
             close(&svc).await?;
-            match b.path {
-                Some(p) => {
-                    println!("{}", path_text(&p));
-                    Ok(())
-                }
-                None => Err(
+            if b.paths.is_empty() {
+                return Err(
                     anyhow!("backup {backup_id} has no file ({})", b.backup.state.word()).into(),
-                ),
+                );
             }
+            for p in &b.paths {
+                println!("{}", path_text(p));
+            }
+            Ok(())
         }
     }
 }

@@ -519,6 +519,15 @@ async fn a_cluster_backup_is_one_rdb_per_shard_and_its_restore_keeps_the_nodes()
         assert!(body.starts_with(b"REDIS"), "an RDB file");
         assert_eq!(body.len() as u64, info["FileSize"].as_u64().unwrap());
     }
+    // The operator's `crsd backup path`: a file each shard, each on this host.
+    let op = common::service(&crsd)
+        .operator_backup(&backup_id)
+        .await
+        .unwrap();
+    assert_eq!(op.paths.len(), 3, "{:?}", op.paths);
+    for p in &op.paths {
+        assert!(std::fs::read(p).unwrap().starts_with(b"REDIS"), "{p:?}");
+    }
 
     // v2: a cluster's backup downloads once exported (seed 003), one link per shard.
     let v2 = crsd.client();

@@ -123,7 +123,7 @@ pub(crate) enum Boot {
 /// Where a cluster node keeps its identity and its view of the cluster (in its folder).
 pub(crate) const CLUSTER_CONFIG_FILE: &str = "nodes.conf";
 /// The cluster bus listens this far above the node's port (Redis' own convention).
-const CLUSTER_BUS_OFFSET: u16 = 10000;
+pub const CLUSTER_BUS_OFFSET: u16 = 10000;
 
 /// The cluster bus port of a node at `port`.
 pub(crate) fn cluster_bus_port(port: u16) -> Result<u16, EngineError> {

@@ -96,6 +96,7 @@ use sha2::{Digest, Sha256};
 pub use address::Lineage;
 pub use ceiling::{CeilingConfig, CeilingStatus};
 pub use cluster::{even_slots, ClusterNodeView, ClusterShard, ClusterView, SLOTS};
+pub use config::CLUSTER_BUS_OFFSET;
 pub use engine::{Engine, Liveness};
 pub use error::EngineError;
 pub use exporter::{Exporter, ExporterConfig, ExporterTarget};

@@ -840,7 +840,8 @@ impl Service {
 
     /// After a failed restore: the master's own data back in place, every node running.
     pub(crate) async fn undo_restore(&self, task: &Task, inst: &Instance) -> Result<Finish> {
-        let master = self.master_spec(inst)?;
+        // An instance without a recorded master is refused here as the restore refused it.
+        self.master_spec(inst)?;
         let replicas = self.replica_specs(inst);
         let nodes = self.node_specs(inst);
         let runtime = &self.runtime;
@@ -882,7 +883,6 @@ impl Service {
                 .await
                 .map_err(err)?;
         }
-        let _ = &master;
         self.wait_address_ready(inst).await?;
         self.keep_promotable(inst, crate::ha::STREAM_CHECK_IN_TASK)
             .await;
@@ -1007,7 +1007,8 @@ fn backup_of(found: Option<Backup>, inst: &Instance, backup_id: &str) -> Result<
 #[derive(Debug, Clone)]
 pub struct OperatorBackup {
     pub backup: Backup,
-    pub path: Option<PathBuf>,
+    /// Its files on this host (one a shard for a cluster's backup); none once expired.
+    pub paths: Vec<PathBuf>,
 }
 
 impl Service {
@@ -1033,14 +1034,15 @@ impl Service {
     }
 
     fn operator_backup_of(&self, backup: Backup) -> OperatorBackup {
-        let path = match backup.state {
-            BackupState::Expired => None,
-            // A cluster's backup: its first shard's file (the others lie beside it).
+        let paths = match backup.state {
+            BackupState::Expired => Vec::new(),
+            // A cluster's backup: one file a shard, in the shards' order.
             _ => backup_keys(&backup)
-                .first()
-                .and_then(|k| self.backup_store.local_path(k)),
+                .iter()
+                .filter_map(|k| self.backup_store.local_path(k))
+                .collect(),
         };
-        OperatorBackup { backup, path }
+        OperatorBackup { backup, paths }
     }
 }
 

@@ -557,7 +557,7 @@ impl Service {
         let mut tx = self.store.write().await?;
         let mut spares = tx.spare_ports().await?;
         if spares.len() < wanted {
-            let used = tx.used_ports().await?.into_iter().collect();
+            let used = crate::purchase::taken_ports(&mut tx).await?;
             // Spares take at most a quarter of the free ports: they never starve a purchase
             // of its nodes' ports (a spare's port stays bound by the proxy).
             let free: Vec<u16> = self.free_ports(used).take(4 * wanted).collect();

@@ -252,8 +252,7 @@ impl Service {
             }
             let inst = if inst.port == 0 {
                 let mut tx = self.store.write().await?;
-                let used: std::collections::HashSet<u16> =
-                    tx.used_ports().await?.into_iter().collect();
+                let used = crate::purchase::taken_ports(&mut tx).await?;
                 let Some(mut fresh) = tx.instance(&inst.id).await? else {
                     continue;
                 };

@@ -12,6 +12,7 @@ use crsd_core::model::{
 use crsd_core::rules::PasswordPolicy;
 use crsd_core::spec::{self, Spec, SpecChange, SpecRequest, DEFAULT_REPLICAS};
 use crsd_core::{ids, rules, secret, timefmt, Error, Field, Result};
+use crsd_engine::CLUSTER_BUS_OFFSET;
 use crsd_store::{NewTask, WriteTx};
 use serde_json::json;
 use std::collections::HashSet;
@@ -264,7 +265,7 @@ impl Service {
         let mut used: HashSet<u16> = if pooled {
             HashSet::new()
         } else {
-            tx.used_ports().await?.into_iter().collect()
+            taken_ports(&mut tx).await?
         };
         // A port a client chose may be a spare frontend's: the instance takes that spare.
         let mut requested_spare = None;
@@ -293,7 +294,10 @@ impl Service {
         };
         let pool_port = order.port.unwrap_or(order.default_port);
         let mut hosts = self.free_hosts(used_hosts, pool_port);
+        let taken = used.clone();
         let mut free = self.free_ports(used).filter(move |p| Some(*p) != requested);
+        // The cluster buses of the nodes chosen so far: no later port of this purchase.
+        let mut buses: HashSet<u16> = HashSet::new();
         let mut instances = Vec::new();
         for n in 0..order.goods_num {
             let id = ids::new_instance_id();
@@ -320,9 +324,9 @@ impl Service {
                     Some(p) => Some(p),
                     None if self.ha().is_some() => match tx.take_spare_port(None).await? {
                         Some(p) => Some(p),
-                        None => free.next(),
+                        None => free.find(|p| !buses.contains(p)),
                     },
-                    None => free.next(),
+                    None => free.find(|p| !buses.contains(p)),
                 }
                 .ok_or(Error::NoFreePort)?;
                 // Shard by shard, its master first: node 0 is shard 0's master.
@@ -336,12 +340,21 @@ impl Service {
                         };
                         // A cluster node's bus listens 10000 above its port: free too.
                         let port = if cluster {
-                            free.find(|p| {
-                                p.checked_add(10000)
-                                    .is_some_and(|bus| self.runtime.port_free(bus))
-                            })
+                            let port = free.find(|p| {
+                                !buses.contains(p)
+                                    && p.checked_add(CLUSTER_BUS_OFFSET).is_some_and(|bus| {
+                                        !taken.contains(&bus)
+                                            && !buses.contains(&bus)
+                                            && self.runtime.port_free(bus)
+                                    })
+                            });
+                            if let Some(bus) = port.and_then(|p| p.checked_add(CLUSTER_BUS_OFFSET))
+                            {
+                                buses.insert(bus);
+                            }
+                            port
                         } else {
-                            free.next()
+                            free.find(|p| !buses.contains(p))
                         }
                         .ok_or(Error::NoFreePort)?;
                         let mut node = Node::new(&id, nodes.len() as i64, role, port);
@@ -744,6 +757,29 @@ impl Service {
             .filter(move |p| !used.contains(p))
             .filter(move |p| self.runtime.port_free(*p))
     }
+
+    /// Free ports for cluster nodes: the cluster bus port above each is neither `used` nor
+    /// bound either.
+    pub(crate) fn free_cluster_ports(&self, used: HashSet<u16>) -> impl Iterator<Item = u16> + '_ {
+        let buses = used.clone();
+        self.free_ports(used).filter(move |p| {
+            p.checked_add(CLUSTER_BUS_OFFSET)
+                .is_some_and(|bus| !buses.contains(&bus) && self.runtime.port_free(bus))
+        })
+    }
+}
+
+/// The ports no new node or frontend may take: every node's, every live instance's and
+/// spare's, and the cluster bus port of every cluster node (a stopped node's bus is free to
+/// the kernel but not to take).
+pub(crate) async fn taken_ports(tx: &mut WriteTx) -> Result<HashSet<u16>> {
+    let mut used: HashSet<u16> = tx.used_ports().await?.into_iter().collect();
+    for p in tx.cluster_node_ports().await? {
+        if let Some(bus) = p.checked_add(CLUSTER_BUS_OFFSET) {
+            used.insert(bus);
+        }
+    }
+    Ok(used)
 }
 
 /// Takes `price` from the account inside the transaction, or refuses with nothing changed.

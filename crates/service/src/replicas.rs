@@ -88,11 +88,8 @@ impl Service {
             .ok_or_else(|| Error::InstanceNotFound(inst.id.clone()))?;
         if inst.is_cluster() {
             // Each shard to `wanted` replicas, on ports whose cluster bus is free too.
-            let used: HashSet<u16> = tx.used_ports().await?.into_iter().collect();
-            let mut free = self.free_ports(used).filter(|p| {
-                p.checked_add(10000)
-                    .is_some_and(|bus| self.runtime.port_free(bus))
-            });
+            let used = crate::purchase::taken_ports(&mut tx).await?;
+            let mut free = self.free_cluster_ports(used);
             let mut added = false;
             for shard in inst.shard_ids() {
                 let have = inst.shard_nodes(shard).len() as i64 - 1;
@@ -132,7 +129,7 @@ impl Service {
                 inst.add_node_at(NodeRole::Replica, host, port);
             }
         } else {
-            let used: HashSet<u16> = tx.used_ports().await?.into_iter().collect();
+            let used = crate::purchase::taken_ports(&mut tx).await?;
             let mut free = self.free_ports(used);
             for _ in 0..missing {
                 let port = free.next().ok_or(Error::NoFreePort)?;

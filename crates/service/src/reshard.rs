@@ -26,7 +26,6 @@ use crsd_core::model::{Instance, InstanceStatus, Node, NodeRole, Task};
 use crsd_core::spec::Spec;
 use crsd_core::{Error, Result};
 use crsd_engine::{even_slots, ClusterShard, ClusterView, Liveness, NodeSpec, SlotOwner};
-use std::collections::HashSet;
 use std::time::Duration;
 
 /// How long new nodes may take to join: known everywhere, replicas synced.
@@ -154,11 +153,8 @@ impl Service {
             return Ok(inst);
         }
         let replicas = Spec::of(&inst).replicas;
-        let used: HashSet<u16> = tx.used_ports().await?.into_iter().collect();
-        let mut free = self.free_ports(used).filter(|p| {
-            p.checked_add(10000)
-                .is_some_and(|bus| self.runtime.port_free(bus))
-        });
+        let used = crate::purchase::taken_ports(&mut tx).await?;
+        let mut free = self.free_cluster_ports(used);
         let first_new = have.last().map_or(0, |s| s + 1);
         let new_shards = to - have.len();
         for shard in (first_new..).take(new_shards) {

@@ -877,6 +877,20 @@ impl WriteTx {
             .collect()
     }
 
+    /// Ports of the nodes of cluster instances (their cluster buses listen above them).
+    pub async fn cluster_node_ports(&mut self) -> Result<Vec<u16>> {
+        let rows = sqlx::query(
+            "SELECT n.port FROM nodes n JOIN instances i ON i.id = n.instance_id
+             WHERE i.type_id = ?",
+        )
+        .bind(crsd_core::catalog::CLUSTER_TYPE_ID)
+        .fetch_all(self.conn()?)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<i64, _>(0)? as u16))
+            .collect()
+    }
+
     /// Addresses of the address pool taken by nodes and by live instances (an address belongs
     /// to one node or one instance, at every port).
     pub async fn used_hosts(&mut self) -> Result<Vec<String>> {

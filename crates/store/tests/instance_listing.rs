@@ -199,3 +199,20 @@ async fn a_listing_racing_writers_never_keeps_an_old_copy() {
     }
     reader.await.unwrap();
 }
+
+#[tokio::test]
+async fn cluster_node_ports_are_those_of_cluster_instances_only() {
+    let standard = instance("crs-std", 1, "standard", 0, 1);
+    let mut cluster = instance("crs-cls", 1, "cluster", 0, 2);
+    cluster.type_id = crsd_core::catalog::CLUSTER_TYPE_ID;
+    let (_dir, store) = store_with(&[standard.clone(), cluster.clone()]).await;
+    let mut tx = store.write().await.unwrap();
+    let mut got = tx.cluster_node_ports().await.unwrap();
+    got.sort_unstable();
+    let want: Vec<u16> = cluster.nodes.iter().map(|n| n.port).collect();
+    assert_eq!(got, want);
+    let used = tx.used_ports().await.unwrap();
+    for n in standard.nodes.iter().chain(&cluster.nodes) {
+        assert!(used.contains(&n.port), "{} in {used:?}", n.port);
+    }
+}
