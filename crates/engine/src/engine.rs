@@ -348,22 +348,15 @@ impl Engine {
         // with CLONE_INTO_CGROUP could, but std spawns through posix_spawn, and a fork-based
         // spawn costs more than the exec itself, see process.rs), so redis-server runs in
         // crsd's cgroup from its exec until this write: microseconds in which it reads its
-        // config. It is in its cgroup before `start` reports it started. On cgroup v1 a
-        // migration waits for an RCU grace period (5-15 ms measured here) unless another one
-        // just happened: off the runtime's threads, which go on serving meanwhile.
-        if let Some(c) = &self.ceilings {
+        // config. On cgroup v1 a migration waits for an RCU grace period (5-15 ms measured
+        // here while the host is busy) unless another one just happened: the write runs off
+        // the runtime's threads and beside redis-server's own start (the wait for it to be
+        // ready below), not before it. Either way the node counts as started only once it is
+        // in its cgroup.
+        let entering = self.ceilings.as_ref().map(|c| {
             let (ceilings, node) = (c.clone(), spec.name.clone());
-            let entered = tokio::task::spawn_blocking(move || ceilings.enter(&node, pid))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-            if let Err(e) = entered {
-                tracing::error!(node = %spec.name, pid, error = %e, "cannot put redis-server into its cgroup; killing it");
-                let _ = child.start_kill();
-                let _ = tokio::time::timeout(SIGKILL_GRACE, child.wait()).await;
-                process::remove_stale_pid_file(&self.config, &paths);
-                return Err(io_err(format!("{}: entering its cgroup", spec.name))(e));
-            }
-        }
+            tokio::task::spawn_blocking(move || ceilings.enter(&node, pid))
+        });
         tracing::info!(
             node = %spec.name,
             pid,
@@ -377,6 +370,21 @@ impl Engine {
             status = child.wait() => Err(status),
             ready = tokio::time::timeout_at(deadline, self.wait_ready(spec, &paths, pid)) => Ok(ready),
         };
+        if let Some(entering) = entering {
+            let entered = entering
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            if let Err(e) = entered {
+                tracing::error!(node = %spec.name, pid, error = %e, "cannot put redis-server into its cgroup; killing it");
+                if outcome.is_ok() {
+                    // Still our unreaped child (it has not exited): its pid is its own.
+                    let _ = child.start_kill();
+                    let _ = tokio::time::timeout(SIGKILL_GRACE, child.wait()).await;
+                }
+                process::remove_stale_pid_file(&self.config, &paths);
+                return Err(io_err(format!("{}: entering its cgroup", spec.name))(e));
+            }
+        }
         match outcome {
             Ok(Ok(handle)) => {
                 tracing::info!(node = %spec.name, pid, run_id = %handle.run_id, "redis-server ready");
