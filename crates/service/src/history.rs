@@ -181,6 +181,12 @@ impl Service {
             tx.commit().await?;
         }
         let pruned = self.prune_samples(now).await?;
+        // Every tenth round or so, each node's command counters too (see `monitor.rs`).
+        if self.command_snapshot_due(now) {
+            if let Err(e) = self.snapshot_commands_once().await {
+                tracing::warn!(error = ?e, "keeping command counters failed");
+            }
+        }
         Ok(SampleRound {
             sampled: samples.len(),
             skipped: asked - samples.len(),
