@@ -144,6 +144,7 @@ async fn monitoring_actions_answer_from_a_real_instance() {
     // A snapshot, 20 minutes, 30 more SETs: the last interval counts exactly those; a day
     // has no snapshot that old, so it is the whole life again.
     assert_eq!(svc.snapshot_commands_once().await.unwrap(), 2);
+    let kept_at = svc.now();
     crsd.clock.advance(chrono::Duration::minutes(20));
     set_keys(&mut con, "j", 30).await;
     let now = c
@@ -344,4 +345,44 @@ async fn monitoring_actions_answer_from_a_real_instance() {
         )
         .await;
     assert_eq!(count_of(&again, "set"), 31, "{again}");
+
+    // Snapshots age out with the history's retention (a day by default).
+    let store = svc.store();
+    assert!(store
+        .command_snapshot_before(&master.name, kept_at)
+        .await
+        .unwrap()
+        .is_some());
+    crsd.clock.advance(chrono::Duration::hours(25));
+    assert_eq!(svc.snapshot_commands_once().await.unwrap(), 2);
+    assert!(store
+        .command_snapshot_before(&master.name, kept_at)
+        .await
+        .unwrap()
+        .is_none());
+
+    // An isolated instance has no process to ask: refused, as other reads of it are.
+    let r = c
+        .ok("DestroyPrepaidInstance", json!({ "InstanceId": id }))
+        .await;
+    let task: i64 = r["DealId"].as_str().unwrap().parse().unwrap();
+    assert_eq!(c.wait_task(task).await, "succeed");
+    for (action, params) in [
+        (
+            "DescribeInstanceMonitorTopNCmd",
+            json!({"InstanceId": id, "SpanType": 1}),
+        ),
+        ("DescribeInstanceMonitorSIP", json!({"InstanceId": id})),
+        (
+            "DescribeInstanceMonitorBigKey",
+            json!({"InstanceId": id, "ReqType": 2, "Date": today()}),
+        ),
+        (
+            "DescribeInstanceMonitorHotKey",
+            json!({"InstanceId": id, "SpanType": 1}),
+        ),
+    ] {
+        c.err(action, params, "ResourceUnavailable.InstanceStatusAbnormal")
+            .await;
+    }
 }

@@ -25,7 +25,7 @@
 //! behind. So the walk runs on a replica of each shard (the master only when the shard has
 //! none), in batches of [`BIG_KEY_WALK`]`.batch` keys with a pause between batches, bounded
 //! in keys and in time (a node with more keys is sized as far as the walk got), as a
-//! background job of crsd: a request starts one when the instance's last report is older
+//! background job of crsd ([`WALKS_AT_ONCE`] at most over every instance): a request starts one when the instance's last report is older
 //! than [`REPORT_FRESH`], waits for it at most [`REPORT_WAIT`], and otherwise answers the
 //! previous report of that day (or nothing yet). Reports are kept in memory only, one per
 //! instance: they are cheap to make again, and the model asks by day (`Date`): a day
@@ -91,6 +91,8 @@ const NODE_TIMEOUT: Duration = Duration::from_secs(2);
 const LFU_INIT: u64 = 5;
 /// Nodes whose counters are read at once by a snapshot round.
 const CONCURRENCY: usize = 32;
+/// Big-key walks running at once over every instance: more requests wait their turn.
+const WALKS_AT_ONCE: usize = 4;
 /// Snapshots forgotten per pruning transaction.
 const PRUNE_CHUNK: i64 = 10_000;
 
@@ -243,10 +245,21 @@ pub enum HotKeys {
 
 /// The monitoring state kept in memory: when counters were last kept, and each instance's
 /// big-key report.
-#[derive(Default)]
 pub(crate) struct MonitorState {
     last_snapshot: Mutex<Option<DateTime<Utc>>>,
     reports: Arc<Mutex<HashMap<String, ReportSlot>>>,
+    /// Bounds the walks running at once ([`WALKS_AT_ONCE`]).
+    walks: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for MonitorState {
+    fn default() -> MonitorState {
+        MonitorState {
+            last_snapshot: Mutex::default(),
+            reports: Arc::default(),
+            walks: Arc::new(tokio::sync::Semaphore::new(WALKS_AT_ONCE)),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -257,9 +270,22 @@ struct ReportSlot {
 }
 
 impl Service {
+    /// The caller's instance `id` while its nodes serve (running, or running a task): an
+    /// isolated one has no process to ask.
+    async fn serving_instance(&self, app_id: i64, id: &str) -> Result<Instance> {
+        let inst = self.owned_instance(app_id, id).await?;
+        match inst.status {
+            InstanceStatus::Running | InstanceStatus::Busy => Ok(inst),
+            other => Err(Error::InstanceStatusAbnormal {
+                id: inst.id.clone(),
+                status: other.description().into(),
+            }),
+        }
+    }
+
     /// The instance's commands over `span`.
     pub async fn workload(&self, app_id: i64, id: &str, span: Span) -> Result<Workload> {
-        let inst = self.owned_instance(app_id, id).await?;
+        let inst = self.serving_instance(app_id, id).await?;
         let now = self.now();
         let start =
             now - span.length() + chrono::Duration::seconds(SNAPSHOT_EVERY.as_secs() as i64 / 2);
@@ -416,7 +442,7 @@ impl Service {
     /// The instance's customer connections by source address, over every node that answers,
     /// most connections first.
     pub async fn client_sources(&self, app_id: i64, id: &str) -> Result<Vec<SourceUse>> {
-        let inst = self.owned_instance(app_id, id).await?;
+        let inst = self.serving_instance(app_id, id).await?;
         let mut by_ip: BTreeMap<String, SourceUse> = BTreeMap::new();
         for spec in self.node_specs(&inst) {
             let read = tokio::time::timeout(NODE_TIMEOUT, self.runtime.customer_clients(&spec));
@@ -448,7 +474,7 @@ impl Service {
         id: &str,
         date: &str,
     ) -> Result<Option<Arc<KeyReport>>> {
-        let inst = self.owned_instance(app_id, id).await?;
+        let inst = self.serving_instance(app_id, id).await?;
         let day = parse_day(date)?;
         let now = self.now();
         let today = now.with_timezone(&self.time_zone()).date_naive();
@@ -503,7 +529,10 @@ impl Service {
         let runtime = self.runtime.clone();
         let reports = self.monitor_state.reports.clone();
         let id = inst.id.clone();
+        let walks = self.monitor_state.walks.clone();
         tokio::spawn(async move {
+            // Never closed; a walk that waits its turn is still one walk.
+            let _turn = walks.acquire_owned().await;
             let mut report = KeyReport {
                 at,
                 day,
@@ -538,7 +567,7 @@ impl Service {
 
     /// The instance's hot keys (see the module's doc); `span` is redis' own decay.
     pub async fn hot_keys(&self, app_id: i64, id: &str, _span: Span) -> Result<HotKeys> {
-        let inst = self.owned_instance(app_id, id).await?;
+        let inst = self.serving_instance(app_id, id).await?;
         let mut keys: Vec<HotKey> = Vec::new();
         for spec in self.master_specs(&inst).await {
             let policy = self
