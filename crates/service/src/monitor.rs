@@ -308,6 +308,8 @@ impl Service {
                 }
             };
             let live_counts = counts(&live);
+            // None old enough, or of another process, or reset since: the whole lifetime of
+            // the process is counted (and `since` says so).
             let base = self
                 .store
                 .command_snapshot_before(&spec.name, start)
