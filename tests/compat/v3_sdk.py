@@ -280,6 +280,8 @@ def sdk_walk(redis_id):
     check("after RestoreInstance the keys hold the backed-up values",
           rep == [b"+OK", b"$3\r\none", b"$3\r\ntwo", b"$-1"], repr(rep))
 
+    monitor_walk(c, redis_id, host, port)
+
     # Refusals through the SDK.
     e = sdk_error(lambda: c.ManualBackupInstance(request(models.ManualBackupInstanceRequest,
                                                          InstanceId="crs-nosuch00")))
@@ -307,6 +309,72 @@ def sdk_walk(redis_id):
           e is not None and e.get_code() == "UnsupportedOperation"
           and "AllocateWanAddress" in (e.get_message() or ""), repr(e))
     return host, port
+
+
+def monitor_walk(c, redis_id, host, port):
+    """The monitoring actions through the SDK's typed models: every field the model names is
+    filled, and a planted 50 KB key is the biggest."""
+    rep = redis_session(host, port, ["AUTH " + PASSWORD, "SET v3:big " + "x" * 50000,
+                                     "WAIT 1 5000"])
+    check("redis: a 50 KB key planted", rep[:2] == [b"+OK", b"+OK"], repr(rep))
+    today = time.strftime("%Y%m%d", time.gmtime())  # crsd's time zone here: UTC
+
+    r = c.DescribeInstanceMonitorTopNCmd(request(
+        models.DescribeInstanceMonitorTopNCmdRequest, InstanceId=redis_id, SpanType=1))
+    counts = {d.Cmd: d.Count for d in (r.Data or [])}
+    # The restore restarted the nodes: their counters began again (the planted key's SET).
+    check("DescribeInstanceMonitorTopNCmd: SourceCommand Cmd/Count, set counted",
+          counts.get("set", 0) >= 1 and all(isinstance(n, int) for n in counts.values()),
+          brief(r))
+    r = c.DescribeInstanceMonitorTopNCmdTook(request(
+        models.DescribeInstanceMonitorTopNCmdTookRequest, InstanceId=redis_id, SpanType=4))
+    check("DescribeInstanceMonitorTopNCmdTook: CommandTake Cmd/Took",
+          any(d.Cmd == "set" and isinstance(d.Took, int) for d in (r.Data or [])), brief(r))
+    r = c.DescribeInstanceMonitorTookDist(request(
+        models.DescribeInstanceMonitorTookDistRequest, InstanceId=redis_id, Date=today,
+        SpanType=2))
+    rungs = r.Data or []
+    check("DescribeInstanceMonitorTookDist: DelayDistribution over the ladder 1..200, -1",
+          [d.Ladder for d in rungs] == [1, 5, 10, 50, 200, -1]
+          and sum(d.Size for d in rungs) >= 3 and all(d.Updatetime > 0 for d in rungs),
+          brief(r))
+
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.sendall(("AUTH " + PASSWORD + "\r\n").encode())
+        s.makefile("rb").readline()
+        r = c.DescribeInstanceMonitorSIP(request(
+            models.DescribeInstanceMonitorSIPRequest, InstanceId=redis_id))
+    sources = r.Data or []
+    check("DescribeInstanceMonitorSIP: SourceInfo Ip/Conn/Cmd, the open connection counted",
+          len(sources) >= 1 and all(d.Ip and d.Conn >= 1 and isinstance(d.Cmd, int)
+                                    for d in sources), brief(r))
+
+    def big_keys():
+        return c.DescribeInstanceMonitorBigKey(request(
+            models.DescribeInstanceMonitorBigKeyRequest, InstanceId=redis_id, ReqType=2,
+            Date=today))
+    r = poll("DescribeInstanceMonitorBigKey", big_keys, lambda r: bool(r.Data))
+    first = (r.Data or [None])[0] if r else None
+    check("DescribeInstanceMonitorBigKey: BigKeyInfo, the planted key first",
+          first is not None and first.Key == "v3:big" and first.Type == "string"
+          and first.DB == 0 and first.Size >= 50000 and first.Updatetime > 0,
+          brief(r or {}))
+    r = c.DescribeInstanceMonitorBigKeySizeDist(request(
+        models.DescribeInstanceMonitorBigKeySizeDistRequest, InstanceId=redis_id, Date=today))
+    check("DescribeInstanceMonitorBigKeySizeDist: DelayDistribution, the key within 100 KB",
+          [d.Size for d in (r.Data or [])][2:3] == [1], brief(r))
+    r = c.DescribeInstanceMonitorBigKeyTypeDist(request(
+        models.DescribeInstanceMonitorBigKeyTypeDistRequest, InstanceId=redis_id, Date=today))
+    check("DescribeInstanceMonitorBigKeyTypeDist: BigKeyTypeInfo Type/Count/Size",
+          any(d.Type == "string" and d.Count >= 1 and d.Size >= 50000 and d.Updatetime > 0
+              for d in (r.Data or [])), brief(r))
+    r = c.DescribeInstanceMonitorHotKey(request(
+        models.DescribeInstanceMonitorHotKeyRequest, InstanceId=redis_id, SpanType=1))
+    check("DescribeInstanceMonitorHotKey: empty Data under noeviction", r.Data == [], brief(r))
+    e = sdk_error(lambda: c.DescribeInstanceMonitorTopNCmd(request(
+        models.DescribeInstanceMonitorTopNCmdRequest, InstanceId=redis_id, SpanType=7)))
+    check("DescribeInstanceMonitorTopNCmd with SpanType 7 raises InvalidParameterValue",
+          e is not None and e.get_code() == "InvalidParameterValue", repr(e))
 
 
 # ---- tccli ----------------------------------------------------------------------------------

@@ -810,6 +810,32 @@ pub struct NodeSample {
     pub cpu_secs: f64,
 }
 
+/// A node's command counters as they stood at `at` (redis counts them since the process
+/// started), kept so that what happened over a span is the live counters minus an earlier
+/// snapshot of the same process (see the service's `monitor` module).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSnapshot {
+    pub node_id: String,
+    pub instance_id: String,
+    /// When it was taken, by the service's clock, in whole seconds.
+    pub at: DateTime<Utc>,
+    /// The process the counters belong to (`run_id`).
+    pub run_id: String,
+    /// By command name (`set`, `client|list`).
+    pub commands: std::collections::BTreeMap<String, CommandCount>,
+}
+
+/// One command's counters in a [`CommandSnapshot`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandCount {
+    pub calls: u64,
+    /// Time spent running it, microseconds.
+    pub usec: u64,
+    /// Calls that ran within each bound of the monitoring latency ladder, cumulative (see
+    /// the service's `monitor` module).
+    pub within: Vec<u64>,
+}
+
 impl NodeSample {
     /// Hits over lookups in the span; `None` without lookups.
     pub fn hit_ratio(&self) -> Option<f64> {

@@ -18,7 +18,8 @@
 //!   limit, inline ACL users, replication) and the node folder's permissions.
 //! * **Redis connections for admin commands**: live changes (`CONFIG SET`, `ACL SETUSER`,
 //!   persisted with `CONFIG REWRITE`), `FLUSHALL`, `INFO` queries and replication checks,
-//!   always authenticated as crsd's own ACL user.
+//!   always authenticated as crsd's own ACL user; the workload reads the monitoring actions
+//!   show (command counters, clients, bounded key walks: `workload.rs`).
 //! * **The host's proxy**: the one HAProxy process that gives every instance its stable
 //!   address and sends clients to whichever node answers `role:master` (`proxy.rs`): its
 //!   config, start, reloads that keep established connections, and its runtime commands for
@@ -87,6 +88,7 @@ mod slowlog;
 mod snapshot;
 mod stats;
 mod switch;
+mod workload;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -110,6 +112,9 @@ pub use sentinel::{
 };
 pub use slowlog::SlowlogEntry;
 pub use stats::NodeStats;
+pub use workload::{
+    ClientConn, CommandCounter, CommandCounters, KeyFreq, KeySize, KeySizes, KeyWalk,
+};
 
 /// Settings shared by every node this engine drives.
 #[derive(Clone, Debug)]

@@ -18,8 +18,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    ClusterShard, ClusterView, Engine, EngineError, Lineage, Liveness, NodeHandle, NodeSpec,
-    NodeStats, NodeUsage, SlotMoves, SlotOwner, SlowlogEntry,
+    ClientConn, ClusterShard, ClusterView, CommandCounters, Engine, EngineError, KeyFreq, KeySizes,
+    KeyWalk, Lineage, Liveness, NodeHandle, NodeSpec, NodeStats, NodeUsage, SlotMoves, SlotOwner,
+    SlowlogEntry,
 };
 
 /// What the service needs from a place that runs nodes.
@@ -76,6 +77,24 @@ pub trait NodeRuntime: Send + Sync {
         spec: &NodeSpec,
         count: usize,
     ) -> Result<Vec<SlowlogEntry>, EngineError>;
+    /// The node's command counters since its start (see `workload.rs`).
+    async fn command_counters(&self, spec: &NodeSpec) -> Result<CommandCounters, EngineError>;
+    /// The node's customer connections (crsd's own users and replication links left out).
+    async fn customer_clients(&self, spec: &NodeSpec) -> Result<Vec<ClientConn>, EngineError>;
+    /// A bounded walk over the node's keys with their sizes; the `keep` biggest of each type.
+    async fn key_sizes(
+        &self,
+        spec: &NodeSpec,
+        walk: KeyWalk,
+        keep: usize,
+    ) -> Result<KeySizes, EngineError>;
+    /// A bounded sample of the node's keys with their LFU frequency; the `keep` most frequent.
+    async fn key_frequencies(
+        &self,
+        spec: &NodeSpec,
+        walk: KeyWalk,
+        keep: usize,
+    ) -> Result<Vec<KeyFreq>, EngineError>;
     /// Makes a running node follow `spec.master` (REPLICAOF), as its spec says.
     async fn follow(&self, spec: &NodeSpec) -> Result<(), EngineError>;
     /// Moves a running node that still listens on `from` to `spec.port`, live (see
@@ -263,6 +282,28 @@ impl NodeRuntime for Engine {
         count: usize,
     ) -> Result<Vec<SlowlogEntry>, EngineError> {
         Engine::slowlog(self, spec, count).await
+    }
+    async fn command_counters(&self, spec: &NodeSpec) -> Result<CommandCounters, EngineError> {
+        Engine::command_counters(self, spec).await
+    }
+    async fn customer_clients(&self, spec: &NodeSpec) -> Result<Vec<ClientConn>, EngineError> {
+        Engine::customer_clients(self, spec).await
+    }
+    async fn key_sizes(
+        &self,
+        spec: &NodeSpec,
+        walk: KeyWalk,
+        keep: usize,
+    ) -> Result<KeySizes, EngineError> {
+        Engine::key_sizes(self, spec, walk, keep).await
+    }
+    async fn key_frequencies(
+        &self,
+        spec: &NodeSpec,
+        walk: KeyWalk,
+        keep: usize,
+    ) -> Result<Vec<KeyFreq>, EngineError> {
+        Engine::key_frequencies(self, spec, walk, keep).await
     }
     async fn follow(&self, spec: &NodeSpec) -> Result<(), EngineError> {
         Engine::follow(self, spec).await

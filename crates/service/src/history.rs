@@ -15,6 +15,9 @@
 //! transaction, so the table holds at most about retention / interval rows per node (1,440 a
 //! node for the defaults) and catching up after a long stop never holds the write lock long.
 //!
+//! Every ten minutes or so (`monitor::SNAPSHOT_EVERY`) a round also keeps each node's command
+//! counters, for the monitoring actions' spans (see `monitor.rs`); they share the retention.
+//!
 //! Times are the service's clock (whole seconds); the rates' denominators are the real time
 //! between two answers, so a clock moved by tests or by the operator never distorts a rate.
 
@@ -181,6 +184,12 @@ impl Service {
             tx.commit().await?;
         }
         let pruned = self.prune_samples(now).await?;
+        // Every tenth round or so, each node's command counters too (see `monitor.rs`).
+        if self.command_snapshot_due(now) {
+            if let Err(e) = self.snapshot_commands_once().await {
+                tracing::warn!(error = ?e, "keeping command counters failed");
+            }
+        }
         Ok(SampleRound {
             sampled: samples.len(),
             skipped: asked - samples.len(),

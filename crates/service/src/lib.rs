@@ -1,6 +1,6 @@
 //! crsd-service: one function per use case, the task runner that carries out what they
 //! record, and the background loops (supervisor, usage poller, expiry, backup schedule and
-//! retention, the history of node figures).
+//! retention, the history of node figures, the command snapshots of the monitoring actions).
 //!
 //! A use case validates its input, checks that the caller owns what it names, and writes the
 //! state change together with the durable task that carries it out, in one transaction. The
@@ -18,6 +18,7 @@ mod history;
 mod instances;
 mod loops;
 pub mod metrics;
+mod monitor;
 mod node_metrics;
 mod observe;
 mod page;
@@ -59,6 +60,11 @@ pub use ha::HaSettings;
 pub use history::{MonitorSettings, SampleRound};
 pub use instances::{DescribeQuery, InstanceView};
 pub use metrics::Metrics;
+pub use monitor::parse_day as monitor_day;
+pub use monitor::{
+    BigKey, CommandUse, HotKey, HotKeys, KeyReport, SourceUse, Span, Workload, LADDER_MS,
+    SIZE_LADDER_KB,
+};
 pub use observe::{NodeInfo, NodeState, SlowCommand, SlowLogQuery};
 pub use purchase::{CreateOrder, DEFAULT_POOL_PORT};
 pub use runner::TaskQuery;
@@ -145,6 +151,8 @@ pub struct Service {
     exporter: Option<crsd_engine::Exporter>,
     /// Each node's last answer to the history sampler (see `history.rs`).
     last_answers: history::LastAnswers,
+    /// Command snapshots' cadence and big-key reports (see `monitor.rs`).
+    monitor_state: monitor::MonitorState,
 }
 
 impl Service {
@@ -174,6 +182,7 @@ impl Service {
             process_guards: std::sync::Mutex::default(),
             metrics: metrics::Metrics::new(),
             last_answers: history::LastAnswers::default(),
+            monitor_state: monitor::MonitorState::default(),
         })
     }
 

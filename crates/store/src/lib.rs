@@ -24,8 +24,8 @@ mod snapshot;
 
 use chrono::{DateTime, Utc};
 use crsd_core::model::{
-    Account, Backup, BackupState, Deal, Instance, InstanceStatus, NodeSample, Task, TaskKind,
-    TaskStatus, TaskView,
+    Account, Backup, BackupState, CommandSnapshot, Deal, Instance, InstanceStatus, NodeSample,
+    Task, TaskKind, TaskStatus, TaskView,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
@@ -611,6 +611,25 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(rows::node_sample).collect()
+    }
+
+    // ---------------- command snapshots ----------------
+
+    /// Node `node_id`'s newest command snapshot taken at or before `at`.
+    pub async fn command_snapshot_before(
+        &self,
+        node_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<CommandSnapshot>> {
+        let row = sqlx::query(
+            "SELECT * FROM command_snapshots WHERE node_id = ? AND at <= ?
+             ORDER BY at DESC LIMIT 1",
+        )
+        .bind(node_id)
+        .bind(at.timestamp())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(rows::command_snapshot).transpose()
     }
 }
 
@@ -1263,6 +1282,49 @@ impl WriteTx {
             q.build().execute(self.conn()?).await?;
         }
         Ok(())
+    }
+
+    /// Records command snapshots; a node's second one in the same second replaces the first.
+    pub async fn insert_command_snapshots(&mut self, snaps: &[CommandSnapshot]) -> Result<()> {
+        for chunk in snaps.chunks(500) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT OR REPLACE INTO command_snapshots (node_id, instance_id, at, run_id,
+                   commands) ",
+            );
+            let mut rows = Vec::with_capacity(chunk.len());
+            for s in chunk {
+                let json = serde_json::to_string(&s.commands)
+                    .map_err(|e| StoreError::Corrupt(format!("command snapshot: {e}")))?;
+                rows.push((s, json));
+            }
+            q.push_values(rows, |mut b, (s, json)| {
+                b.push_bind(s.node_id.clone())
+                    .push_bind(s.instance_id.clone())
+                    .push_bind(s.at.timestamp())
+                    .push_bind(s.run_id.clone())
+                    .push_bind(json);
+            });
+            q.build().execute(self.conn()?).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets up to `max_rows` of the oldest command snapshots taken before `before`;
+    /// returns how many (fewer than `max_rows`: none older is left).
+    pub async fn prune_command_snapshots(
+        &mut self,
+        before: DateTime<Utc>,
+        max_rows: i64,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM command_snapshots WHERE rowid IN
+               (SELECT rowid FROM command_snapshots WHERE at < ? ORDER BY at LIMIT ?)",
+        )
+        .bind(before.timestamp())
+        .bind(max_rows)
+        .execute(self.conn()?)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Forgets up to `max_rows` of the oldest samples taken before `before`; returns how many

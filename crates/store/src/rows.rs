@@ -3,8 +3,8 @@
 use crate::{AccountRecord, Result, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
 use crsd_core::model::{
-    Account, Backup, BackupKind, BackupState, BillingMode, Deal, GoodsDetail, Instance,
-    InstanceStatus, Node, NodeRole, NodeSample, Task, TaskKind, TaskStatus,
+    Account, Backup, BackupKind, BackupState, BillingMode, CommandSnapshot, Deal, GoodsDetail,
+    Instance, InstanceStatus, Node, NodeRole, NodeSample, Task, TaskKind, TaskStatus,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
@@ -190,5 +190,21 @@ pub fn node_sample(r: &SqliteRow) -> Result<NodeSample> {
         evicted_keys: r.try_get("evicted_keys")?,
         repl_lag_bytes: r.try_get("repl_lag_bytes")?,
         cpu_secs: r.try_get("cpu_secs")?,
+    })
+}
+
+pub fn command_snapshot(r: &SqliteRow) -> Result<CommandSnapshot> {
+    let at: i64 = r.try_get("at")?;
+    let commands: String = r.try_get("commands")?;
+    Ok(CommandSnapshot {
+        node_id: r.try_get("node_id")?,
+        instance_id: r.try_get("instance_id")?,
+        at: Utc
+            .timestamp_opt(at, 0)
+            .single()
+            .ok_or_else(|| StoreError::Corrupt(format!("snapshot time {at}")))?,
+        run_id: r.try_get("run_id")?,
+        commands: serde_json::from_str(&commands)
+            .map_err(|e| StoreError::Corrupt(format!("command snapshot: {e}")))?,
     })
 }

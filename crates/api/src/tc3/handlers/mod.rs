@@ -10,6 +10,7 @@
 mod backups;
 mod instances;
 mod lifecycle;
+mod monitor;
 mod observe;
 mod params;
 mod purchase;
@@ -77,6 +78,18 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params3) -
         Action::DescribeInstanceShards => observe::describe_instance_shards(state, app, p).await,
         Action::DescribeInstanceParams => params::describe_instance_params(state, app, p).await,
         Action::ModifyInstanceParams => params::modify_instance_params(state, app, p).await,
+        Action::DescribeInstanceMonitorTopNCmd => monitor::top_n_cmd(state, app, p).await,
+        Action::DescribeInstanceMonitorTopNCmdTook => monitor::top_n_cmd_took(state, app, p).await,
+        Action::DescribeInstanceMonitorTookDist => monitor::took_dist(state, app, p).await,
+        Action::DescribeInstanceMonitorSIP => monitor::sip(state, app, p).await,
+        Action::DescribeInstanceMonitorBigKey => monitor::big_key(state, app, p).await,
+        Action::DescribeInstanceMonitorBigKeySizeDist => {
+            monitor::big_key_size_dist(state, app, p).await
+        }
+        Action::DescribeInstanceMonitorBigKeyTypeDist => {
+            monitor::big_key_type_dist(state, app, p).await
+        }
+        Action::DescribeInstanceMonitorHotKey => monitor::hot_key(state, app, p).await,
         Action::Unsupported(name) => Err(Error::Unsupported(name.to_string())),
     }
 }
