@@ -55,7 +55,45 @@ pub struct Zone {
     /// The Capital Online dialect's `RegionName` (an area, e.g. `中国大陆`); empty when not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub area: Option<String>,
+    /// API 3.0's region of the zone (`ap-guangzhou`): what clients send as `X-TC-Region`
+    /// (tccli's `--region`) and what `DescribeInstances` answers as `Region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// That region's `RegionName` (`华南地区(广州)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_name: Option<String>,
+    /// Its `RegionShortName` (`gz`), which older clients send as their region too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_short_name: Option<String>,
+    /// Its `Area` (`华南地区`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_area: Option<String>,
+    /// API 3.0's name of the zone (`ap-guangzhou-2`): DescribeProductInfo's `ZoneId`, beside
+    /// `OldZoneId` (the number, `id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_code: Option<String>,
     pub types: Vec<ProductType>,
+}
+
+impl Zone {
+    /// API 3.0's region: the configured name, else the number (`region_id`).
+    pub fn region_code(&self) -> String {
+        self.region
+            .clone()
+            .unwrap_or_else(|| self.region_id.to_string())
+    }
+
+    /// API 3.0's zone name: the configured one, else the number.
+    pub fn zone_code(&self) -> String {
+        self.zone_code
+            .clone()
+            .unwrap_or_else(|| self.id.to_string())
+    }
+
+    /// Whether a client's region (its name or short name) is this zone's.
+    fn in_region(&self, region: &str) -> bool {
+        self.region.as_deref() == Some(region) || self.region_short_name.as_deref() == Some(region)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -135,21 +173,80 @@ fn cluster() -> ProductType {
 }
 
 fn default_zones() -> Vec<Zone> {
+    // (id, name, v2 region, Capital Online site and area,
+    //  API 3.0 region, its name, short name and area, zone name)
     [
-        (100002, "广州二区", 1, "CN_Guangzhou_A", "中国大陆"),
-        (200001, "上海一区", 4, "CN_Shanghai_A", "中国大陆"),
-        (300001, "香港一区", 5, "CN_Hongkong_A", "亚太地区"),
-        (400001, "北美一区", 6, "US_SiliconValley_A", "北美地区"),
+        (
+            100002,
+            "广州二区",
+            1,
+            ("CN_Guangzhou_A", "中国大陆"),
+            (
+                "ap-guangzhou",
+                "华南地区(广州)",
+                "gz",
+                "华南地区",
+                "ap-guangzhou-2",
+            ),
+        ),
+        (
+            200001,
+            "上海一区",
+            4,
+            ("CN_Shanghai_A", "中国大陆"),
+            (
+                "ap-shanghai",
+                "华东地区(上海)",
+                "sh",
+                "华东地区",
+                "ap-shanghai-1",
+            ),
+        ),
+        (
+            300001,
+            "香港一区",
+            5,
+            ("CN_Hongkong_A", "亚太地区"),
+            (
+                "ap-hongkong",
+                "港澳台地区(中国香港)",
+                "hk",
+                "港澳台地区",
+                "ap-hongkong-1",
+            ),
+        ),
+        (
+            400001,
+            "北美一区",
+            6,
+            ("US_SiliconValley_A", "北美地区"),
+            (
+                "na-siliconvalley",
+                "美国西部(硅谷)",
+                "usw",
+                "美国西部",
+                "na-siliconvalley-1",
+            ),
+        ),
     ]
     .into_iter()
-    .map(|(id, name, region_id, site, area)| Zone {
-        id,
-        name: name.into(),
-        region_id,
-        site_id: Some(site.into()),
-        area: Some(area.into()),
-        types: vec![master_replica(), cluster()],
-    })
+    .map(
+        |(id, name, region_id, (site, area), (region, region_name, short, region_area, zone))| {
+            Zone {
+                id,
+                name: name.into(),
+                region_id,
+                site_id: Some(site.into()),
+                area: Some(area.into()),
+                region: Some(region.into()),
+                region_name: Some(region_name.into()),
+                region_short_name: Some(short.into()),
+                region_area: Some(region_area.into()),
+                zone_code: Some(zone.into()),
+                types: vec![master_replica(), cluster()],
+            }
+        },
+    )
     .collect()
 }
 
@@ -167,6 +264,29 @@ impl Default for Catalog {
 impl Catalog {
     pub fn zone(&self, id: i64) -> Option<&Zone> {
         self.zones.iter().find(|z| z.id == id)
+    }
+
+    /// The zones of the region a client names (API 3.0's `X-TC-Region`: a region's name or
+    /// short name), as the real cloud's endpoint of that region serves them. `None`: every
+    /// zone (no region named, or a catalog that names no region); a region no zone has is
+    /// [`Error::UnsupportedRegion`].
+    pub fn zones_in_region(&self, region: Option<&str>) -> Result<Option<Vec<i64>>> {
+        let Some(region) = region.filter(|r| !r.is_empty()) else {
+            return Ok(None);
+        };
+        if self.zones.iter().all(|z| z.region.is_none()) {
+            return Ok(None);
+        }
+        let ids: Vec<i64> = self
+            .zones
+            .iter()
+            .filter(|z| z.in_region(region))
+            .map(|z| z.id)
+            .collect();
+        if ids.is_empty() {
+            return Err(Error::UnsupportedRegion(region.to_string()));
+        }
+        Ok(Some(ids))
     }
 
     /// The product a purchase names, with the documented refusals in the documented order.

@@ -33,6 +33,8 @@ pub enum Error {
     UnknownAction(String),
     #[error("action {0} is not supported by this version")]
     Unsupported(String),
+    #[error("region {0} is not served here")]
+    UnsupportedRegion(String),
 
     // ---- catalog and purchase ----
     #[error("zone {0} offers no redis service")]

@@ -25,6 +25,8 @@ pub struct DescribeQuery {
     pub subnet_ids: Vec<i64>,
     pub un_subnet_ids: Vec<String>,
     pub project_ids: Vec<i64>,
+    /// The zones to list (empty: all), e.g. those of the region a request names.
+    pub zone_ids: Vec<i64>,
 }
 
 /// An instance as listings show it.
@@ -503,6 +505,7 @@ fn instance_filter(app_id: i64, q: DescribeQuery) -> Result<InstanceFilter> {
         name: q.redis_name.filter(|s| !s.is_empty()),
         address: q.address.filter(|s| !s.is_empty()),
         project_ids: q.project_ids,
+        zone_ids: q.zone_ids,
         vpc_ids: q.vpc_ids,
         un_vpc_ids: q.un_vpc_ids,
         subnet_ids: q.subnet_ids,

@@ -190,6 +190,31 @@ impl Service {
         &self.cfg
     }
 
+    /// The zones of the region a request names (see [`Catalog::zones_in_region`]).
+    pub fn zones_in_region(&self, region: Option<&str>) -> Result<Option<Vec<i64>>> {
+        self.catalog().zones_in_region(region)
+    }
+
+    /// The zone a purchase sent to `region` buys in: `zone` when given (it must be in that
+    /// region), else the region's first.
+    pub fn zone_for(&self, zone: Option<i64>, region: Option<&str>) -> Result<i64> {
+        let in_region = self.zones_in_region(region)?;
+        match (zone, in_region) {
+            (Some(z), Some(ids)) if !ids.contains(&z) => Err(Error::invalid(
+                "ZoneId",
+                format!("zone {z} is not in region {}", region.unwrap_or_default()),
+            )),
+            (Some(z), _) => Ok(z),
+            (None, Some(ids)) => Ok(ids[0]),
+            (None, None) => self
+                .catalog()
+                .zones
+                .first()
+                .map(|z| z.id)
+                .ok_or_else(|| Error::invalid("ZoneId", "no zone is configured")),
+        }
+    }
+
     pub fn catalog(&self) -> &Catalog {
         &self.cfg.catalog
     }

@@ -89,6 +89,8 @@ pub struct InstanceFilter {
     /// Substring of the instance's address (`vip`).
     pub address: Option<String>,
     pub project_ids: Vec<i64>,
+    /// Empty: every zone.
+    pub zone_ids: Vec<i64>,
     pub vpc_ids: Vec<i64>,
     pub un_vpc_ids: Vec<String>,
     pub subnet_ids: Vec<i64>,

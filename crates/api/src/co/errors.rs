@@ -46,6 +46,7 @@ pub fn code(e: &Error) -> (StatusCode, &'static str, String) {
         RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "Throttling"),
         UnknownAction(_) => (BAD, "InvalidParameter"),
         Unsupported(_) | ExportNeedsCluster => (BAD, "UnsupportedOperation"),
+        UnsupportedRegion(_) => (BAD, "InvalidParameter"),
         NoRedisService(_)
         | NoTypeIdRedisService { .. }
         | InvalidInstanceType(_)

@@ -87,12 +87,7 @@ impl Dialect for Co {
     fn params(req: &Request, query: Params3) -> Result<Params3, Error> {
         let mut p = query;
         if req.method == Method::POST {
-            let body = Params3::from_json(&req.body)?;
-            for (k, v) in body.0 {
-                if !v.is_null() {
-                    p.0.insert(k, v);
-                }
-            }
+            p.overlay(Params3::from_json(&req.body)?);
         }
         Ok(p)
     }

@@ -40,6 +40,7 @@ pub fn code(e: &Error) -> (&'static str, String) {
         RateLimited(_) => "RequestLimitExceeded",
         UnknownAction(_) => "InvalidAction",
         Unsupported(_) => "UnsupportedOperation",
+        UnsupportedRegion(_) => "UnsupportedRegion",
         NoRedisService(_) | NoTypeIdRedisService { .. } | InvalidInstanceType(_) => {
             "InvalidParameterValue.SpecNotExist"
         }

@@ -94,10 +94,15 @@ impl Dialect for Tc3 {
     }
 
     fn params(req: &Request, unread: Unread) -> Result<Params3, Error> {
+        let region = || header(&req.headers, "x-tc-region");
         match unread {
             Unread::Folded(params) => Ok(params),
-            Unread::Tc3 if req.method == Method::POST => Params3::from_json(&req.body),
-            Unread::Tc3 => Params3::from_pairs(&sign_v2::parse_pairs(&req.query), COMMON),
+            Unread::Tc3 if req.method == Method::POST => {
+                Ok(Params3::from_json(&req.body)?.in_region(region()))
+            }
+            Unread::Tc3 => Ok(
+                Params3::from_pairs(&sign_v2::parse_pairs(&req.query), COMMON)?.in_region(region()),
+            ),
         }
     }
 
@@ -107,6 +112,8 @@ impl Dialect for Tc3 {
         action: Action,
         params: &Params3,
     ) -> Result<Map<String, Value>, Error> {
+        // A region no zone is in is refused whatever the action, as the cloud's endpoints do.
+        state.svc.zones_in_region(params.region())?;
         handlers::dispatch(state, app_id, action, params).await
     }
 
@@ -166,6 +173,7 @@ async fn authenticate(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
+    let params = params.in_region(get("Region"));
     for name in ["Action", "SecretId", "Signature", "Nonce", "Timestamp"] {
         if get(name).is_none_or(|v| v.is_empty()) {
             return Err(Error::MissingParameter(name.into()));

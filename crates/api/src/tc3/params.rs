@@ -12,9 +12,33 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default)]
-pub struct Params3(pub Map<String, Value>);
+pub struct Params3 {
+    fields: Map<String, Value>,
+    /// The region the request names (`X-TC-Region`, or the old signature's `Region`): where
+    /// the client believes it is, a common parameter rather than one of the action's.
+    region: Option<String>,
+}
 
 impl Params3 {
+    /// The same parameters, sent to `region` (see the field).
+    pub fn in_region(mut self, region: Option<String>) -> Params3 {
+        self.region = region.filter(|r| !r.is_empty());
+        self
+    }
+
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
+    /// `other`'s non-null fields over these.
+    pub fn overlay(&mut self, other: Params3) {
+        for (k, v) in other.fields {
+            if !v.is_null() {
+                self.fields.insert(k, v);
+            }
+        }
+    }
+
     /// From a JSON body: must be an object within the bounds of [`limits::check_json`].
     pub fn from_json(body: &[u8]) -> Result<Params3> {
         if body.iter().all(u8::is_ascii_whitespace) {
@@ -23,7 +47,10 @@ impl Params3 {
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(m)) => {
                 limits::check_json(&m)?;
-                Ok(Params3(m))
+                Ok(Params3 {
+                    fields: m,
+                    region: None,
+                })
             }
             _ => Err(Error::invalid("body", "must be a JSON object")),
         }
@@ -42,7 +69,10 @@ impl Params3 {
             }
             tree.insert(k, &limits::segments(k)?, v)?;
         }
-        Ok(Params3(tree.into_map()))
+        Ok(Params3 {
+            fields: tree.into_map(),
+            region: None,
+        })
     }
 
     /// The string values of the fields `one` and the string items of the arrays `many`,
@@ -50,12 +80,12 @@ impl Params3 {
     pub fn instance_ids(&self, one: &[&str], many: &[&str]) -> Vec<String> {
         let mut ids = Vec::new();
         for name in one {
-            if let Some(Value::String(s)) = self.0.get(*name) {
+            if let Some(Value::String(s)) = self.fields.get(*name) {
                 ids.push(s.clone());
             }
         }
         for name in many {
-            if let Some(Value::Array(items)) = self.0.get(*name) {
+            if let Some(Value::Array(items)) = self.fields.get(*name) {
                 ids.extend(items.iter().filter_map(|v| v.as_str().map(str::to_string)));
             }
         }
@@ -63,7 +93,7 @@ impl Params3 {
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.get(name).filter(|v| !v.is_null())
+        self.fields.get(name).filter(|v| !v.is_null())
     }
 
     /// A scalar read as a string (numbers and booleans as written); a list or an object is
@@ -305,7 +335,7 @@ mod tests {
         let bad = Params3::from_json(br#"{"Limit": "many"}"#).unwrap();
         assert!(bad.int("Limit").is_err());
         assert!(Params3::from_json(b"[1]").is_err());
-        assert!(Params3::from_json(b"").unwrap().0.is_empty());
+        assert!(Params3::from_json(b"").unwrap().fields.is_empty());
     }
 
     fn invalid(r: Result<Params3>) -> String {

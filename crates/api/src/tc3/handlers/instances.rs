@@ -26,12 +26,21 @@ pub(super) async fn describe_instances(state: &AppState, app: i64, p: &Params3) 
         order_by: p.str("OrderBy")?,
         order_type: p.int("OrderType")?,
         project_ids: p.int_list("ProjectIds")?,
+        // The instances of the region the request names, as that region's endpoint lists.
+        zone_ids: svc.zones_in_region(p.region())?.unwrap_or_default(),
         ..Default::default()
     };
     let (total, views) = svc.describe(app, q).await?;
     let set: Vec<Value> = views
         .iter()
-        .map(|v| instance_set(&v.instance, v.size_used_mb, &time))
+        .map(|v| {
+            let region = svc
+                .catalog()
+                .zone(v.instance.zone_id)
+                .map(|z| z.region_code())
+                .unwrap_or_default();
+            instance_set(&v.instance, v.size_used_mb, &region, &time)
+        })
         .collect();
     Ok(fields([
         ("TotalCount", json!(total)),
@@ -177,6 +186,7 @@ pub(super) async fn kill_master_group(state: &AppState, app: i64, p: &Params3) -
 pub(super) fn instance_set(
     i: &Instance,
     size_used_mb: i64,
+    region: &str,
     time: &dyn Fn(DateTime<Utc>) -> String,
 ) -> Value {
     let mut v = instance_known(i, size_used_mb, time);
@@ -206,7 +216,7 @@ pub(super) fn instance_set(
         "RemainBandwidthDuration": "",
         "DiskSize": 0,
         "MonitorVersion": "",
-        "Region": "",
+        "Region": region,
         "WanAddress": "",
         "PolarisServer": "",
         "RedisClusterId": "",

@@ -4,7 +4,7 @@
 use super::{fields, no_auth, time_in, Fields, API3_CLUSTER_7_0, API3_STANDARD_7_0};
 use crate::tc3::params::Params3;
 use crate::AppState;
-use crsd_core::catalog::{CLUSTER_TYPE_ID, MASTER_REPLICA_TYPE_ID};
+use crsd_core::catalog::{Zone, CLUSTER_TYPE_ID, MASTER_REPLICA_TYPE_ID};
 use crsd_core::model::BillingMode;
 use crsd_core::rules::{self, PasswordPolicy};
 use crsd_core::spec::SpecRequest;
@@ -51,9 +51,9 @@ pub(super) async fn describe_product_info(
             })
             .collect();
         zones.push((
-            z.region_id,
+            z,
             json!({
-                "ZoneId": z.id.to_string(),
+                "ZoneId": z.zone_code(),
                 "ZoneName": z.name,
                 "IsSaleout": products.is_empty(),
                 "IsDefault": false,
@@ -63,21 +63,25 @@ pub(super) async fn describe_product_info(
             }),
         ));
     }
-    let mut regions: Vec<(i64, Vec<Value>)> = Vec::new();
-    for (region, zone) in zones {
-        match regions.iter_mut().find(|(r, _)| *r == region) {
-            Some((_, list)) => list.push(zone),
-            None => regions.push((region, vec![zone])),
+    // Zones grouped by region, in the catalog's order; a region's names are its first zone's.
+    let mut regions: Vec<(&Zone, Vec<Value>)> = Vec::new();
+    for (zone, listed) in zones {
+        match regions
+            .iter_mut()
+            .find(|(first, _)| first.region_code() == zone.region_code())
+        {
+            Some((_, list)) => list.push(listed),
+            None => regions.push((zone, vec![listed])),
         }
     }
     let set: Vec<Value> = regions
         .into_iter()
-        .map(|(region, zones)| {
+        .map(|(z, zones)| {
             json!({
-                "RegionId": region.to_string(),
-                "RegionName": "",
-                "RegionShortName": "",
-                "Area": "",
+                "RegionId": z.region_code(),
+                "RegionName": z.region_name.clone().unwrap_or_default(),
+                "RegionShortName": z.region_short_name.clone().unwrap_or_default(),
+                "Area": z.region_area.clone().unwrap_or_default(),
                 "ZoneSet": zones,
             })
         })
@@ -274,16 +278,7 @@ pub(super) fn zone_and_type(state: &AppState, p: &Params3) -> Result<(i64, i64, 
         }
         None => return Err(Error::MissingParameter("BillingMode".into())),
     };
-    let zone = match p.int("ZoneId")? {
-        Some(z) => z,
-        None => state
-            .svc
-            .catalog()
-            .zones
-            .first()
-            .map(|z| z.id)
-            .ok_or_else(|| Error::invalid("ZoneId", "no zone is configured"))?,
-    };
+    let zone = state.svc.zone_for(p.int("ZoneId")?, p.region())?;
     Ok((zone, type_id, billing))
 }
 
