@@ -10,6 +10,7 @@
 mod backups;
 mod instances;
 mod lifecycle;
+mod monitor;
 mod observe;
 mod params;
 mod purchase;
@@ -77,6 +78,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params3) -
         Action::DescribeInstanceShards => observe::describe_instance_shards(state, app, p).await,
         Action::DescribeInstanceParams => params::describe_instance_params(state, app, p).await,
         Action::ModifyInstanceParams => params::modify_instance_params(state, app, p).await,
+        Action::GetMonitorData => monitor::get_monitor_data(state, app, p).await,
         Action::Unsupported(name) => Err(Error::Unsupported(name.to_string())),
     }
 }
