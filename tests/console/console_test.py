@@ -2,8 +2,9 @@
 """Console test: crsd's web console in headless chromium, driven by selenium through
 chromium-driver. Signs in (a wrong key is refused first, in the page), creates an instance and
 waits until the list says running, takes a backup and sees it listed, gets its download link
-and fetches the RDB through it, opens the charts (uPlot draws the memory chart from
-GetMonitorData), then deletes the instance. Also checks what the server sends with the page
+and fetches the RDB through it, resizes the instance, resets its password, restores the backup
+(a key written after it has its old value again), opens the charts (uPlot draws the memory
+chart from GetMonitorData), then deletes the instance. Also checks what the server sends with the page
 (Content-Security-Policy, types) and that the browser holds no cookie and logged no policy
 violation.
 
@@ -14,6 +15,7 @@ optionally CRSD_CONSOLE_RESULT (a file that receives {"passed": N, "failed": M})
 
 import json
 import os
+import socket
 import sys
 import time
 import traceback
@@ -32,6 +34,7 @@ ARTIFACTS = os.environ["CRSD_ARTIFACTS"]
 RESULT_FILE = os.environ.get("CRSD_CONSOLE_RESULT")
 DEADLINE = time.time() + int(os.environ.get("CRSD_CONSOLE_LIMIT_SECS", "240"))
 PASSWORD = "Console-2024-pass"
+NEW_PASSWORD = "Console-2024-new"
 
 passed = 0
 failed = 0
@@ -79,6 +82,21 @@ def until(driver, what, fn, limit=30):
 def visible(driver, css):
     found = driver.find_elements(By.CSS_SELECTOR, css)
     return found[0] if found and found[0].is_displayed() else None
+
+
+def redis(address, password, *commands):
+    """The first line of redis's reply to each inline command, after AUTH."""
+    host, port = address.rsplit(":", 1)
+    replies = []
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        f = s.makefile("rb")
+        for cmd in ("AUTH " + password,) + commands:
+            s.sendall(cmd.encode() + b"\r\n")
+            line = f.readline().rstrip(b"\r\n")
+            if line.startswith(b"$") and int(line[1:]) >= 0:
+                line = f.readline().rstrip(b"\r\n")
+            replies.append(line)
+    return replies[1:]
 
 
 def head_checks():
@@ -188,6 +206,9 @@ def walk(d):
     shot(d, "02-running")
 
     # Open it; back it up; the backup is listed with a download link that serves the RDB.
+    address = cells[4]
+    check("redis: a key written before the backup",
+          redis(address, PASSWORD, "SET console-key before") == [b"+OK"])
     row_of(d, iid).click()
     until(d, "the instance's panel opens", lambda d: visible(d, "#detail"))
     d.find_element(By.ID, "backup").click()
@@ -212,6 +233,56 @@ def walk(d):
             head = r.read(5)
         check("the download link serves the RDB file", head == b"REDIS", head)
     shot(d, "03-backups")
+    check("redis: the key changed after the backup",
+          redis(address, PASSWORD, "SET console-key after") == [b"+OK"])
+
+    # Resize to 2 GB, reset the password, restore the backup with the new password: each
+    # followed to its end in the progress list.
+    def progress_done(label):
+        def ended(d):
+            for li in d.find_elements(By.CSS_SELECTOR, "#task-list li"):
+                if label in li.text:
+                    state = li.find_element(By.CLASS_NAME, "state").get_attribute("class")
+                    if "failed" in state.split():
+                        raise AssertionError("the page says: " + li.text)
+                    return "done" in state.split()
+            return False
+        return ended
+
+    d.find_element(By.ID, "resize").click()
+    dialog = until(d, "the resize dialog opens", lambda d: visible(d, "#resize-dialog"))
+    if not dialog:
+        return
+    Select(dialog.find_element(By.NAME, "mem")).select_by_value("2048")
+    dialog.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    until(d, "the resize ends", progress_done("Resize " + iid), 60)
+    until(d, "the list shows 2 GB", lambda d: row_of(d, iid).find_elements(
+        By.TAG_NAME, "td")[5].text == "2 GB")
+
+    d.find_element(By.ID, "reset-password").click()
+    dialog = until(d, "the password dialog opens", lambda d: visible(d, "#password-dialog"))
+    if not dialog:
+        return
+    dialog.find_element(By.NAME, "password").send_keys(NEW_PASSWORD)
+    dialog.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    until(d, "the password reset ends", progress_done("Reset the password of " + iid), 60)
+
+    d.find_element(By.CSS_SELECTOR, '#tabs button[data-tab="backups"]').click()
+    restore = until(d, "the backup offers a restore", lambda d: d.find_elements(
+        By.CSS_SELECTOR, "#backup-table tbody tr button.restore"))
+    if not restore:
+        return
+    restore[0].click()
+    dialog = until(d, "the restore dialog opens", lambda d: visible(d, "#restore-dialog"))
+    if not dialog:
+        return
+    dialog.find_element(By.NAME, "password").send_keys(NEW_PASSWORD)
+    dialog.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    until(d, "the restore ends", progress_done("Restore " + iid), 60)
+    got = redis(address, NEW_PASSWORD, "GET console-key")
+    check("redis: after the restore the key has its backed-up value (new password)",
+          got == [b"before"], got)
+    shot(d, "03-restored")
 
     # The charts: uPlot draws from GetMonitorData once the sampler (every second) has points.
     d.find_element(By.CSS_SELECTOR, '#tabs button[data-tab="charts"]').click()

@@ -68,17 +68,25 @@ async function authorization(service, body, ts) {
 // the second would be refused as a replay. So no two requests of this page share a body and a
 // second: a repeat is signed one second later (the server's window allows minutes).
 const lastSecond = new Map(); // service + body -> the last second it was signed for
+const MAX_AHEAD = 2; // seconds a request may be signed ahead of the clock
 
-function freshSecond(service, body) {
-  const now = Math.floor(Date.now() / 1000) + clockOffset;
+async function freshSecond(service, body) {
   const key = service + "\n" + body;
-  const last = lastSecond.get(key);
-  const ts = last !== undefined && last >= now ? last + 1 : now;
-  lastSecond.set(key, ts);
-  if (lastSecond.size > 500) {
-    for (const [k, t] of lastSecond) if (t < now - 5) lastSecond.delete(k);
+  for (;;) {
+    const now = Math.floor(Date.now() / 1000) + clockOffset;
+    const last = lastSecond.get(key);
+    const ts = last !== undefined && last >= now ? last + 1 : now;
+    // Repeats faster than one a second wait rather than drift out of the server's window.
+    if (ts - now > MAX_AHEAD) {
+      await sleep(250);
+      continue;
+    }
+    lastSecond.set(key, ts);
+    if (lastSecond.size > 500) {
+      for (const [k, t] of lastSecond) if (t < now - 5) lastSecond.delete(k);
+    }
+    return ts;
   }
-  return ts;
 }
 
 class ApiError extends Error {
@@ -91,7 +99,7 @@ class ApiError extends Error {
 // The `Response` of `action`, or an ApiError with the API's code and message.
 async function api(action, params = {}, which = REDIS, retried = false) {
   const body = JSON.stringify(params);
-  const ts = freshSecond(which.service, body);
+  const ts = await freshSecond(which.service, body);
   const resp = await fetch("/", {
     method: "POST",
     cache: "no-store",
