@@ -32,7 +32,8 @@ SECRET_ID = os.environ["CRSD_SECRET_ID"]
 SECRET_KEY = os.environ["CRSD_SECRET_KEY"]
 ARTIFACTS = os.environ["CRSD_ARTIFACTS"]
 RESULT_FILE = os.environ.get("CRSD_CONSOLE_RESULT")
-DEADLINE = time.time() + int(os.environ.get("CRSD_CONSOLE_LIMIT_SECS", "240"))
+DOCS_LOAD_SECS = int(os.environ.get("CRSD_CONSOLE_DOCS_LOAD_SECS", "0"))
+DEADLINE = time.time() + int(os.environ.get("CRSD_CONSOLE_LIMIT_SECS", "240")) + DOCS_LOAD_SECS
 PASSWORD = "Console-2024-pass"
 NEW_PASSWORD = "Console-2024-new"
 
@@ -99,6 +100,30 @@ def redis(address, password, *commands):
     return replies[1:]
 
 
+def traffic(address, password, secs):
+    """Writes and reads at a rate that rises and falls, with misses, for `secs` seconds."""
+    import math
+    host, port = address.rsplit(":", 1)
+    end = time.time() + secs
+    n = 0
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        f = s.makefile("rb")
+        s.sendall(("AUTH %s\r\n" % password).encode())
+        f.readline()
+        while time.time() < end:
+            batch = int(50 + 40 * math.sin(time.time() / 20))
+            cmds = []
+            for _ in range(batch):
+                n += 1
+                cmds += ["SET key:%d %s" % (n % 5000, "x" * 200), "GET key:%d" % (n % 7000)]
+            s.sendall(("\r\n".join(cmds) + "\r\n").encode())
+            for _ in cmds:
+                line = f.readline()
+                if line.startswith(b"$") and int(line[1:]) >= 0:
+                    f.readline()
+            time.sleep(0.1)
+
+
 def head_checks():
     """What the server sends with the console, before any browser."""
     class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -131,7 +156,7 @@ def browser():
     opts = webdriver.ChromeOptions()
     opts.binary_location = os.environ["CRSD_CHROMIUM"]
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1280,1000", "--no-first-run", "--disable-extensions",
+                "--window-size=1280,1400", "--no-first-run", "--disable-extensions",
                 "--no-proxy-server"):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -283,6 +308,10 @@ def walk(d):
     check("redis: after the restore the key has its backed-up value (new password)",
           got == [b"before"], got)
     shot(d, "03-restored")
+
+    # For the documentation's picture: some minutes of traffic first.
+    if DOCS_LOAD_SECS:
+        traffic(address, NEW_PASSWORD, DOCS_LOAD_SECS)
 
     # The charts: uPlot draws from GetMonitorData once the sampler (every second) has points.
     d.find_element(By.CSS_SELECTOR, '#tabs button[data-tab="charts"]').click()

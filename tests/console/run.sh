@@ -4,8 +4,9 @@
 # selenium through Debian's chromium-driver (tests/console/console_test.py): sign in (a wrong
 # key refused first), create an instance and see it reach running, take a backup and see it
 # listed with a download link that serves its RDB, open the charts, then delete the instance.
-# Screenshots go to test-artifacts/console/ (git-ignored); CONSOLE_UPDATE_DOCS=1 also copies
-# the charts' screenshot to docs/console.png.
+# Screenshots go to test-artifacts/console/ (git-ignored); CONSOLE_UPDATE_DOCS=1 also puts some
+# minutes of traffic on the instance before the charts and copies their screenshot to
+# docs/console.png.
 #
 # Needs python3 with venv, chromium, chromium-driver (scripts/install-deps.sh --test installs
 # them), redis-server and cargo (or a built target/debug/crsd). Network: PyPI only, on the first
@@ -230,6 +231,7 @@ env -u HTTPS_PROXY -u https_proxy -u HTTP_PROXY -u http_proxy -u ALL_PROXY -u al
   CRSD_URL="http://127.0.0.1:$PORT" CRSD_SECRET_ID="$SECRET_ID" CRSD_SECRET_KEY="$SECRET_KEY" \
   CRSD_CHROMIUM="$CHROMIUM" CRSD_CHROMEDRIVER="$CHROMEDRIVER" CRSD_ARTIFACTS="$ARTIFACTS" \
   CRSD_CONSOLE_RESULT="$RESULT" CRSD_CONSOLE_LIMIT_SECS="$TEST_LIMIT_SECS" \
+  CRSD_CONSOLE_DOCS_LOAD_SECS="$([ "${CONSOLE_UPDATE_DOCS:-0}" = "1" ] && echo 150 || echo 0)" \
   PYTHONDONTWRITEBYTECODE=1 SE_AVOID_STATS=true \
   "$PY" "$ROOT/tests/console/console_test.py" &
 TEST_PID=$! # in the background so that a signal to this script is handled at once

@@ -329,7 +329,7 @@ async function waitInstance(id, done, progress) {
   for (;;) {
     const r = await api("DescribeInstances", { InstanceId: id, Limit: 1, Offset: 0 });
     const i = (r.InstanceSet || [])[0];
-    if (i && done(i)) return STATUS[i.Status] || String(i.Status);
+    if (i && done(i)) return "done: " + (STATUS[i.Status] || String(i.Status));
     if (!i) throw new Error(id + " is gone");
     progress(STATUS[i.Status] || String(i.Status));
     if (Date.now() > until) throw new Error(id + " is still " + (STATUS[i.Status] || i.Status));
