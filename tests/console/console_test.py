@@ -172,9 +172,19 @@ def sign_in(d, key):
     d.find_element(By.CSS_SELECTOR, "#signin-form button[type=submit]").click()
 
 
-def row_of(d, iid):
-    rows = d.find_elements(By.CSS_SELECTOR, '#instance-table tr[data-id="%s"]' % iid)
-    return rows[0] if rows else None
+# The page re-renders its tables as answers come: rows are read and clicked in one script,
+# never through an element found earlier.
+def cells_of(d, iid):
+    """The texts of the instance's row, or None when it is not listed."""
+    return d.execute_script(
+        "const r = document.querySelector('#instance-table tr[data-id=\"' + arguments[0] + "
+        "'\"]'); return r ? Array.from(r.cells, (c) => c.textContent) : null;", iid)
+
+
+def click(d, css):
+    """Clicks the first element matching css; False when there is none."""
+    return d.execute_script(
+        "const e = document.querySelector(arguments[0]); if (e) e.click(); return !!e;", css)
 
 
 def walk(d):
@@ -211,17 +221,17 @@ def walk(d):
     form.find_element(By.NAME, "password").send_keys(PASSWORD)
     shot(d, "02-create")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    row = until(d, "the new instance is listed", lambda d: d.find_elements(
-        By.CSS_SELECTOR, "#instance-table tbody tr"), 30)
-    if not row:
+    iid = until(d, "the new instance is listed", lambda d: d.execute_script(
+        "const r = document.querySelector('#instance-table tbody tr'); "
+        "return r ? r.dataset.id : null;"), 30)
+    if not iid:
         return
-    iid = row[0].get_attribute("data-id")
-    running = until(d, "%s reaches running" % iid, lambda d: row_of(d, iid) and row_of(
-        d, iid).find_element(By.CSS_SELECTOR, ".status").text == "running", 120)
+    running = until(d, "%s reaches running" % iid,
+                    lambda d: (cells_of(d, iid) or [""] * 3)[2] == "running", 120)
     if not running:
         shot(d, "02-not-running")
         return
-    cells = [c.text for c in row_of(d, iid).find_elements(By.TAG_NAME, "td")]
+    cells = cells_of(d, iid)
     check("the list shows name, id, running, an address and the size",
           cells[0] == "console-test" and cells[1] == iid and cells[2] == "running"
           and ":" in cells[4] and cells[5].endswith("B"), cells)
@@ -234,7 +244,7 @@ def walk(d):
     address = cells[4]
     check("redis: a key written before the backup",
           redis(address, PASSWORD, "SET console-key before") == [b"+OK"])
-    row_of(d, iid).click()
+    click(d, '#instance-table tr[data-id="%s"]' % iid)
     until(d, "the instance's panel opens", lambda d: visible(d, "#detail"))
     d.find_element(By.ID, "backup").click()
     done = until(d, "the backup's task succeeds", lambda d: any(
@@ -243,13 +253,13 @@ def walk(d):
     if not done:
         return
     d.find_element(By.CSS_SELECTOR, '#tabs button[data-tab="backups"]').click()
-    backups = until(d, "the backup is listed", lambda d: d.find_elements(
-        By.CSS_SELECTOR, "#backup-table tbody tr"))
+    backups = until(d, "the backup is listed", lambda d: [r.text for r in d.find_elements(
+        By.CSS_SELECTOR, "#backup-table tbody tr")])
     if not backups:
         return
-    check("one backup, manual, ready", len(backups) == 1 and "manual" in backups[0].text
-          and "ready" in backups[0].text, backups[0].text)
-    backups[0].find_element(By.CSS_SELECTOR, "button.download").click()
+    check("one backup, manual, ready", len(backups) == 1 and "manual" in backups[0]
+          and "ready" in backups[0], backups)
+    click(d, "#backup-table tbody tr button.download")
     link = until(d, "a download link is shown", lambda d: d.find_elements(
         By.CSS_SELECTOR, "#downloads a"))
     if link:
@@ -281,8 +291,7 @@ def walk(d):
     Select(dialog.find_element(By.NAME, "mem")).select_by_value("2048")
     dialog.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     until(d, "the resize ends", progress_done("Resize " + iid), 60)
-    until(d, "the list shows 2 GB", lambda d: row_of(d, iid).find_elements(
-        By.TAG_NAME, "td")[5].text == "2 GB")
+    until(d, "the list shows 2 GB", lambda d: (cells_of(d, iid) or [""] * 6)[5] == "2 GB")
 
     d.find_element(By.ID, "reset-password").click()
     dialog = until(d, "the password dialog opens", lambda d: visible(d, "#password-dialog"))
@@ -297,7 +306,7 @@ def walk(d):
         By.CSS_SELECTOR, "#backup-table tbody tr button.restore"))
     if not restore:
         return
-    restore[0].click()
+    click(d, "#backup-table tbody tr button.restore")
     dialog = until(d, "the restore dialog opens", lambda d: visible(d, "#restore-dialog"))
     if not dialog:
         return
@@ -323,11 +332,11 @@ def walk(d):
         mem = d.find_elements(By.CSS_SELECTOR, '#charts .chart[data-metric="MemUsed"]')
         return len(charts) == 4 and mem and mem[0].find_elements(
             By.CSS_SELECTOR, ".uplot canvas") and "no data" not in mem[0].text \
-            and int(mem[0].get_attribute("data-points")) >= 3 and charts
+            and int(mem[0].get_attribute("data-points")) >= 3 \
+            and [c.find_element(By.CSS_SELECTOR, ".u-title").text for c in charts]
     # Three points of 5 s each: the sampler runs every second, the chart asks Period 5.
-    charts = until(d, "the memory chart is drawn with 3 points or more", drawn, 60)
-    if charts:
-        titles = [c.find_element(By.CSS_SELECTOR, ".u-title").text for c in charts]
+    titles = until(d, "the memory chart is drawn with 3 points or more", drawn, 60)
+    if titles:
         check("four charts: memory, ops/s, connections, hit ratio",
               titles == ["Memory used (MB)", "Operations per second", "Connections",
                          "Hit ratio (%)"], titles)
@@ -352,7 +361,7 @@ def walk(d):
     if confirm:
         confirm.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         until(d, "the instance is deleted and leaves the list",
-              lambda d: row_of(d, iid) is None and any(
+              lambda d: cells_of(d, iid) is None and any(
                   ("Delete " + iid) in li.text and "done" in li.text
                   for li in d.find_elements(By.CSS_SELECTOR, "#task-list li")), 60)
         shot(d, "05-deleted")
