@@ -12,6 +12,7 @@ const MONITOR = { service: "monitor", version: "2018-07-24" };
 const STATUS = { 0: "creating", 1: "busy", 2: "running", "-2": "isolated", "-3": "deleted" };
 const STORE_KEY = "crsd-console-credentials";
 const POLL_MS = 1000;
+const LIST_LIMIT = 100; // instances listed (the API's page)
 const WAIT_LIMIT_MS = 10 * 60 * 1000;
 const CHARTS = [
   { metric: "MemUsed", title: "Memory used (MB)" },
@@ -226,9 +227,12 @@ function signOut() {
 // ---- instances -------------------------------------------------------------------------
 
 async function refresh() {
-  const r = await api("DescribeInstances", { Limit: 100, Offset: 0 });
+  const r = await api("DescribeInstances", { Limit: LIST_LIMIT, Offset: 0 });
   instances = (r.InstanceSet || []).filter((i) => i.Status !== -3);
   renderInstances();
+  const more = $("#more-instances");
+  more.textContent = "The first " + LIST_LIMIT + " of " + r.TotalCount + " instances.";
+  show(more, r.TotalCount > LIST_LIMIT);
   if (selected && !current()) {
     selected = null;
     show($("#detail"), false);
