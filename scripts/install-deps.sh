@@ -2,8 +2,9 @@
 # Installs what crsd needs on a Debian machine and is missing: redis-server, redis-sentinel (the
 # failover engine), haproxy (the stable address of each instance) and prometheus-redis-exporter
 # (per-node metrics), all Debian's packages;
-# for the tests python3-venv, openssl, curl, xz-utils and prometheus (the metrics test scrapes
-# through the example config), and for the backup benchmark nginx and curl.
+# for the tests python3-venv, openssl, curl, xz-utils, prometheus (the metrics test scrapes
+# through the example config) and chromium with chromium-driver (the console test), and for
+# the backup benchmark nginx and curl.
 # Idempotent; does nothing when all is there.
 set -euo pipefail
 
@@ -20,6 +21,8 @@ if [ "${1:-}" = "--test" ]; then
   # The upgrade test unpacks the previous release's source where history is missing.
   command -v xz >/dev/null 2>&1 || need+=(xz-utils)
   command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 fi
 if [ "${1:-}" = "--bench" ]; then
   command -v curl >/dev/null 2>&1 || need+=(curl)

@@ -2,8 +2,8 @@
 # The test command (make test, and CI): installs what is missing, then runs the unit and
 # integration tests (real redis-server, real HTTP, real SQLite), the upgrade-in-place test
 # (the previous release's crsd, then this one, on one data dir), the compatibility tests with
-# the public Python clients, the Debian package's check, then each fuzz target for a bounded
-# time (FUZZ_SECONDS, 30).
+# the public Python clients, the web console in headless chromium, the Debian package's check,
+# then each fuzz target for a bounded time (FUZZ_SECONDS, 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Each stage says how much disk is left: a full disk fails backups and builds far from its cause.
@@ -23,6 +23,8 @@ stage "public clients"
 if [ -x tests/compat/run.sh ]; then
   tests/compat/run.sh
 fi
+stage "console"
+tests/console/run.sh
 stage "Debian package"
 ./scripts/package-test.sh
 stage "fuzzing"

@@ -2,7 +2,7 @@
 # Compatibility test: a real crsd (HTTPS with a throwaway CA made by `crsd tls init`, plain
 # HTTP beside it, real redis-server processes)
 # driven by the public qcloudapi-sdk-python 2.0.15 from PyPI (tests/compat/v2_sdk.py), then by
-# tencentcloud-sdk-python (redis 3.1.189) and tccli 3.1.189.1 through API 3.0
+# tencentcloud-sdk-python (redis and monitor 3.1.189) and tccli 3.1.189.1 through API 3.0
 # (tests/compat/v3_sdk.py), then by cds-python-sdk 0.14 and the documentation's reference code
 # through the Capital Online Redis OpenAPI on /redis (tests/compat/co_sdk.py), all against the
 # same crsd.
@@ -156,10 +156,12 @@ sdk_ok() {
 import sys
 from importlib.metadata import version
 from tencentcloud.redis.v20180412 import redis_client  # noqa: F401
+from tencentcloud.monitor.v20180724 import monitor_client  # noqa: F401
 from capitalonline.common.client import Client  # noqa: F401
 from redis.cluster import RedisCluster  # noqa: F401
 import requests  # noqa: F401
 sys.exit(version("tencentcloud-sdk-python-redis") != sys.argv[1] or version("tccli") != sys.argv[2]
+         or version("tencentcloud-sdk-python-monitor") != sys.argv[1]
          or version("cds-python-sdk") != sys.argv[3] or version("redis") != sys.argv[4])
 EOF
 }
@@ -169,7 +171,7 @@ if ! sdk_ok; then
   python3 -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input \
     "qcloudapi-sdk-python==$SDK_VERSION" "tencentcloud-sdk-python-redis==$V3_REDIS_VERSION" \
-    tencentcloud-sdk-python-common "tccli==$TCCLI_VERSION" \
+    "tencentcloud-sdk-python-monitor==$V3_REDIS_VERSION" tencentcloud-sdk-python-common "tccli==$TCCLI_VERSION" \
     "cds-python-sdk==$CDS_SDK_VERSION" "redis==$REDIS_PY_VERSION" \
     requests # cds-python-sdk imports requests, declares nothing
   sdk_ok || {
@@ -216,6 +218,9 @@ down_after_ms = 1500
 # The client checks need backups to work on a build machine whose disk the build has filled;
 # the reserve itself is tested in crates/crsd/tests/faults_disk.rs.
 min_free_bytes = 16777216
+[monitor]
+# GetMonitorData's check needs a few samples within seconds.
+sample_interval_secs = 2
 [metrics]
 listen = "127.0.0.1:0"
 exporter_listen = "127.0.0.1:$(free_port)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compatibility test: drives crsd's Tencent Cloud API 3.0 dialect (redis 2018-04-12) with the
 public tencentcloud-sdk-python (RedisClient, typed models; TC3-HMAC-SHA256 and the old
-HmacSHA256 signature) and with tccli 3.1.189.1, over HTTPS with the test CA, then checks the
+HmacSHA256 signature; MonitorClient's GetMonitorData, monitor 2018-07-24) and with tccli 3.1.189.1, over HTTPS with the test CA, then checks the
 Redis data with a raw socket; an instance with 3 replicas is bought and changed to 2 live. The
 instance of the backup walk is made through v2 CreateRedis with the v2 SDK
 (qcloudapi-sdk-python, in the same venv): one instance serves both dialects.
@@ -38,6 +38,7 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.redis.v20180412 import models, redis_client
+from tencentcloud.monitor.v20180724 import models as monitor_models, monitor_client
 from redis.cluster import RedisCluster
 
 HOST = os.environ["CRSD_HOST"]
@@ -149,6 +150,38 @@ def sdk_error(fn):
     except TencentCloudSDKException as e:
         return e
     return None
+
+
+def monitor_walk(redis_id):
+    """Cloud Monitor's GetMonitorData (service monitor, 2018-07-24) with the public
+    tencentcloud-sdk-python-monitor: the instance's figures from crsd's own history."""
+    hp = HttpProfile(endpoint=HOST, certification=CA, reqTimeout=30)
+    c = monitor_client.MonitorClient(credential.Credential(SECRET_ID, SECRET_KEY), REGION,
+                                     ClientProfile(httpProfile=hp))
+
+    def ask(metric, period=5):
+        dim = request(monitor_models.Dimension, Name="instanceid", Value=redis_id)
+        now = time.time()
+        iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))  # noqa: E731
+        return c.GetMonitorData(request(
+            monitor_models.GetMonitorDataRequest, Namespace="QCE/REDIS_MEM", MetricName=metric,
+            Instances=[request(monitor_models.Instance, Dimensions=[dim])], Period=period,
+            StartTime=iso(now - 600), EndTime=iso(now)))
+
+    r = poll("GetMonitorData MemUsed", lambda: ask("MemUsed"),
+             lambda r: r.DataPoints and r.DataPoints[0].Values)
+    ok = r is not None and r.Period == 5 and r.MetricName == "MemUsed" \
+        and r.DataPoints[0].Dimensions[0].Value == redis_id \
+        and len(r.DataPoints[0].Timestamps) == len(r.DataPoints[0].Values) \
+        and all(v > 0 for v in r.DataPoints[0].Values) and bool(r.StartTime) and bool(r.RequestId)
+    check("GetMonitorData (monitor 2018-07-24, typed) MemUsed of %s: points in MB" % redis_id, ok,
+          brief(r or {}))
+    r = ask("Connections", period=60)
+    check("GetMonitorData Connections, Period 60: minute buckets",
+          r.Period == 60 and all(int(t) % 60 == 0 for t in r.DataPoints[0].Timestamps), brief(r))
+    e = sdk_error(lambda: ask("NoSuchMetric"))
+    check("GetMonitorData of an unknown metric raises InvalidParameterValue",
+          e is not None and e.get_code() == "InvalidParameterValue", str(e))
 
 
 def create_instance_v2():
@@ -686,6 +719,7 @@ def main():
     addr = sdk_walk(redis_id)
     if not addr:
         return
+    monitor_walk(redis_id)
     tccli_walk(redis_id, *addr)
 
 

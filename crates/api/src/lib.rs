@@ -5,8 +5,10 @@
 //! primitives and the one request pipeline (`pipeline`) every dialect runs; each dialect module
 //! supplies its parser, signer, typed actions and handlers (one service call each) and renders
 //! the result or the error in its own shape and codes. Handlers never touch the store or the engine.
+//! The web console (`console`) is static files: the page is a client of API 3.0 like any other.
 
 pub mod co;
+pub mod console;
 pub mod download;
 pub mod gate;
 pub mod guard;
@@ -117,6 +119,7 @@ pub fn router(svc: Arc<Service>, cfg: ApiConfig, downloads: Downloads) -> std::i
             "/download/{file}",
             get(download_backup).head(download_backup),
         )
+        .merge(console::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             gate::check,

@@ -1,6 +1,7 @@
 //! Tencent Cloud API 3.0 signatures: `TC3-HMAC-SHA256` and the "old" query signature.
 //!
-//! API 3.0 requests (path `/`, redis version 2018-04-12) arrive signed one of two ways, and the
+//! API 3.0 requests (path `/`, redis version 2018-04-12, and Cloud Monitor's version 2018-07-24
+//! for the charts' data) arrive signed one of two ways, and the
 //! dialect handler picks by the presence of an `Authorization` header, never by `X-TC-Action`
 //! (old-signature requests carry no `X-TC-*` headers but `X-TC-TraceId`):
 //!
@@ -48,6 +49,11 @@ use crate::sign_v2::{self, SignatureMethod};
 pub const ALGORITHM: &str = "TC3-HMAC-SHA256";
 /// The service name every redis 2018-04-12 client puts in the credential scope.
 pub const SERVICE: &str = "redis";
+/// The service name of Cloud Monitor (version 2018-07-24), whose GetMonitorData draws charts.
+pub const MONITOR_SERVICE: &str = "monitor";
+/// The services a credential scope may name; which version goes with which is the dialect's
+/// business.
+pub const SERVICES: &[&str] = &[SERVICE, MONITOR_SERVICE];
 /// The last element of the credential scope.
 pub const TERMINATOR: &str = "tc3_request";
 /// The `X-TC-Content-SHA256` value that leaves the body out of the signature.
@@ -66,7 +72,8 @@ pub enum Tc3Error {
     #[error("malformed Authorization: {0}")]
     MalformedAuthorization(String),
     /// The credential scope does not fit the request: its date is not the UTC date of
-    /// `X-TC-Timestamp`, its service is not `redis`, or it does not end in `tc3_request`.
+    /// `X-TC-Timestamp`, its service is not one of [`SERVICES`], or it does not end in
+    /// `tc3_request`.
     /// Maps to `AuthFailure.InvalidAuthorization`.
     #[error("credential scope mismatch: {0}")]
     ScopeMismatch(String),
@@ -302,7 +309,7 @@ pub fn utc_date(timestamp: i64) -> Option<String> {
     chrono::DateTime::from_timestamp(timestamp, 0).map(|t| t.format("%Y-%m-%d").to_string())
 }
 
-/// The full check of a TC3 request: the scope's service is `redis` and its date the UTC date of
+/// The full check of a TC3 request: the scope's service is one of [`SERVICES`] and its date the UTC date of
 /// `req.timestamp`; SignedHeaders include `content-type` and `host` (mandatory per Tencent's
 /// documentation, and what every SDK signs: the body's meaning depends on the content type);
 /// then the signature, compared in constant time, over the SDK's canonical form or, failing
@@ -310,9 +317,9 @@ pub fn utc_date(timestamp: i64) -> Option<String> {
 ///
 /// The caller looks `secret_key` up by `auth.secret_id` and checks the timestamp's skew.
 pub fn verify(secret_key: &str, auth: &Tc3Authorization, req: &Tc3Request) -> Result<(), Tc3Error> {
-    if auth.service != SERVICE {
+    if !SERVICES.contains(&auth.service.as_str()) {
         return Err(Tc3Error::ScopeMismatch(format!(
-            "service {:?} in credential scope, expected {SERVICE:?}",
+            "service {:?} in credential scope, expected one of {SERVICES:?}",
             auth.service
         )));
     }
@@ -517,6 +524,33 @@ mod tests {
             }
         );
         assert_eq!(verify(KEY, &auth, &req), Ok(()));
+    }
+
+    #[test]
+    fn the_scope_names_redis_or_monitor_and_no_other_service() {
+        let headers = headers_021();
+        let req = request(&headers);
+        let canonical = canonical_request(&req, &signed()).unwrap();
+        for service in ["monitor", "cvm"] {
+            let sts = string_to_sign(1795530547, "2026-11-24", service, &canonical);
+            let auth = Tc3Authorization {
+                service: service.into(),
+                signature: signature(KEY, "2026-11-24", service, &sts),
+                ..parse_authorization(AUTH_021).unwrap()
+            };
+            let got = verify(KEY, &auth, &req);
+            if service == MONITOR_SERVICE {
+                assert_eq!(got, Ok(()));
+            } else {
+                assert!(matches!(got, Err(Tc3Error::ScopeMismatch(_))), "{got:?}");
+            }
+        }
+        // A signature made for one service does not pass for the other.
+        let auth = Tc3Authorization {
+            service: MONITOR_SERVICE.into(),
+            ..parse_authorization(AUTH_021).unwrap()
+        };
+        assert_eq!(verify(KEY, &auth, &req), Err(Tc3Error::SignatureMismatch));
     }
 
     #[test]

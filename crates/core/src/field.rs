@@ -37,6 +37,8 @@ pub enum Field {
     EndTime,
     /// One replica group (a node's group of a standard instance).
     ReplicaGroup,
+    /// The seconds one point of a time series covers.
+    Period,
 }
 
 impl std::fmt::Display for Field {
@@ -57,6 +59,7 @@ impl std::fmt::Display for Field {
             Field::BeginTime => "begin time",
             Field::EndTime => "end time",
             Field::ReplicaGroup => "replica group",
+            Field::Period => "period",
         })
     }
 }

@@ -26,6 +26,7 @@ mod purchase;
 mod replicas;
 mod reshard;
 mod runner;
+mod series;
 mod steps;
 
 pub use node_metrics::DiscoveryGroup;
@@ -69,6 +70,7 @@ pub use observe::{NodeInfo, NodeState, SlowCommand, SlowLogQuery};
 pub use purchase::{CreateOrder, DEFAULT_POOL_PORT};
 pub use runner::TaskQuery;
 pub use runner::UndoRetry;
+pub use series::{InstanceMetric, Series, SeriesQuery, MAX_INSTANCES, MAX_POINTS, PERIODS};
 
 /// The ACL user crsd itself uses on every instance.
 pub const ADMIN_USER: &str = "crsd";

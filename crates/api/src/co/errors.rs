@@ -27,6 +27,7 @@ fn param(field: Field) -> &'static str {
         Field::BeginTime => "StartTime",
         Field::EndTime => "EndTime",
         Field::ReplicaGroup => "GroupId",
+        Field::Period => "Period",
     }
 }
 

@@ -1,12 +1,43 @@
-//! The API 3.0 actions: the model's names parsed once into [`Action`], and which of them only
-//! read (the replay rule). Their handlers are in `handlers`.
+//! The API 3.0 actions: the models' names parsed once into [`Action`], the API each belongs
+//! to ([`Api`]: redis, or Cloud Monitor for the charts' data), and which of them only read
+//! (the replay rule). Their handlers are in `handlers`.
 
-/// Whether an action of the model only reads, so that a request with a used signature may be
-/// answered (see `guard`). The model names such actions Describe* or InquiryPrice*;
-/// DescribeBackupUrl is not one: it mints download links.
+/// Whether an action only reads, so that a request with a used signature may be answered (see
+/// `guard`). The redis model names such actions Describe* or InquiryPrice*; DescribeBackupUrl
+/// is not one: it mints download links. Cloud Monitor's GetMonitorData only reads.
 pub fn reads_only(action: &str) -> bool {
-    (action.starts_with("Describe") || action.starts_with("InquiryPrice"))
-        && action != "DescribeBackupUrl"
+    ((action.starts_with("Describe") || action.starts_with("InquiryPrice"))
+        && action != "DescribeBackupUrl")
+        || action == "GetMonitorData"
+}
+
+/// The APIs answered on `/`, told apart by the service a TC3 credential scope names; each has
+/// one version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `redis`, 2018-04-12: every action but Cloud Monitor's.
+    Redis,
+    /// `monitor`, 2018-07-24: GetMonitorData, the charts' data.
+    Monitor,
+}
+
+impl Api {
+    /// The API a credential scope's service names; `None` for any other service.
+    pub fn of_service(service: &str) -> Option<Api> {
+        match service {
+            crate::sign_tc3::SERVICE => Some(Api::Redis),
+            crate::sign_tc3::MONITOR_SERVICE => Some(Api::Monitor),
+            _ => None,
+        }
+    }
+
+    /// The one version of the API this dialect speaks.
+    pub fn version(self) -> &'static str {
+        match self {
+            Api::Redis => super::VERSION,
+            Api::Monitor => "2018-07-24",
+        }
+    }
 }
 
 /// The actions of the redis 2018-04-12 model (RedisClient), parsed once from the action's
@@ -60,6 +91,8 @@ pub enum Action {
     DescribeInstanceMonitorBigKeySizeDist,
     DescribeInstanceMonitorBigKeyTypeDist,
     DescribeInstanceMonitorHotKey,
+    /// Cloud Monitor's (`Api::Monitor`): an instance's figures over time.
+    GetMonitorData,
     /// An action of the model this version does not carry out.
     #[strum(disabled)]
     Unsupported(&'static str),
@@ -71,6 +104,14 @@ impl Action {
         match self {
             Action::Unsupported(name) => name,
             carried_out => carried_out.into(),
+        }
+    }
+
+    /// The API the action belongs to.
+    pub fn api(self) -> Api {
+        match self {
+            Action::GetMonitorData => Api::Monitor,
+            _ => Api::Redis,
         }
     }
 
@@ -201,6 +242,13 @@ mod tests {
         for name in ["DescribeFooBar", "describeinstances", "", "Unsupported"] {
             assert_eq!(Action::parse(name), None, "{name:?}");
         }
+        assert_eq!(
+            Action::parse("GetMonitorData").map(Action::api),
+            Some(Api::Monitor)
+        );
+        assert_eq!(Action::DescribeInstances.api(), Api::Redis);
+        assert!(reads_only("GetMonitorData") && reads_only("DescribeInstances"));
+        assert!(!reads_only("DescribeBackupUrl") && !reads_only("ManualBackupInstance"));
         // A name carried out is not also listed as not carried out.
         for name in NOT_CARRIED_OUT {
             assert!(name.parse::<Action>().is_err(), "{name}");

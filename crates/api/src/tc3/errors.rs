@@ -21,6 +21,7 @@ fn param(field: Field) -> &'static str {
         Field::BeginTime => "BeginTime",
         Field::EndTime => "EndTime",
         Field::ReplicaGroup => "GroupId",
+        Field::Period => "Period",
     }
 }
 

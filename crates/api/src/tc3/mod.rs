@@ -1,6 +1,7 @@
-//! The Tencent Cloud API 3.0 dialect (redis, Version 2018-04-12): requests on `/`, told from
-//! v2 by path and from each other by the `Authorization` header (not by X-TC-Action, which
-//! the old-signature form does not send):
+//! The Tencent Cloud API 3.0 dialect (redis, Version 2018-04-12; and Cloud Monitor's
+//! GetMonitorData, service `monitor`, Version 2018-07-24, with TC3 only, for charts): requests
+//! on `/`, told from v2 by path and from each other by the `Authorization` header (not by
+//! X-TC-Action, which the old-signature form does not send):
 //!
 //! * TC3-HMAC-SHA256: `Authorization` header, action in `X-TC-Action`, parameters as a JSON
 //!   body (POST) or a flattened query (GET); the signature covers the Host header exactly as
@@ -22,7 +23,7 @@ use crate::pipeline::{Dialect, Request, Signed, Ticket};
 use crate::sign_tc3;
 use crate::sign_v2::{self, SignatureMethod};
 use crate::{AppState, SharedState};
-use actions::Action;
+use actions::{Action, Api};
 use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use crsd_core::Error;
@@ -31,10 +32,8 @@ use serde_json::{json, Map, Value};
 
 /// The metrics' result code of an answer without `Error` (API 3.0 has no success code).
 const SUCCESS: &str = "Success";
-/// The API version this dialect speaks.
+/// The redis API version this dialect speaks.
 pub const VERSION: &str = "2018-04-12";
-/// The service name in TC3 credential scopes.
-const SERVICE: &str = "redis";
 /// Common parameters of the old-signature form, not the action's.
 const COMMON: &[&str] = &[
     "Action",
@@ -179,7 +178,8 @@ async fn authenticate(
             return Err(Error::MissingParameter(name.into()));
         }
     }
-    check_version(get("Version").as_deref())?;
+    // The old signature names no service: redis only.
+    check_version(Api::Redis, get("Version").as_deref())?;
     let timestamp = parse_timestamp(get("Timestamp").as_deref())?;
     let nonce = get("Nonce").unwrap_or_default();
     if nonce.parse::<u64>().map_or(true, |n| n == 0) {
@@ -198,9 +198,11 @@ async fn authenticate(
     if !signed_ok {
         return Err(Error::SignatureMismatch);
     }
+    let action = get("Action").unwrap_or_default();
+    only_actions_of(Api::Redis, &action)?;
     Ok(Signed {
         app_id: creds.app_id,
-        action: get("Action").unwrap_or_default(),
+        action,
         ticket: Ticket::Nonce {
             credential: secret_id,
             nonce,
@@ -222,7 +224,15 @@ async fn authenticate_tc3(
         .map_err(|e| Error::MalformedAuthorization(e.to_string()))?;
     let action =
         header(headers, "x-tc-action").ok_or(Error::MissingParameter("X-TC-Action".into()))?;
-    check_version(header(headers, "x-tc-version").as_deref())?;
+    let api = Api::of_service(&auth.service).ok_or_else(|| {
+        Error::MalformedAuthorization(format!(
+            "credential scope names service {:?}, not {} or {}",
+            auth.service,
+            sign_tc3::SERVICE,
+            sign_tc3::MONITOR_SERVICE
+        ))
+    })?;
+    check_version(api, header(headers, "x-tc-version").as_deref())?;
     let timestamp = parse_timestamp(header(headers, "x-tc-timestamp").as_deref())?;
     let creds = state.svc.credentials(&auth.secret_id).await?;
     let all_headers: Vec<(String, String)> = headers
@@ -244,12 +254,6 @@ async fn authenticate_tc3(
         payload: body,
         timestamp,
     };
-    if auth.service != SERVICE {
-        return Err(Error::MalformedAuthorization(format!(
-            "credential scope names service {:?}, not {SERVICE}",
-            auth.service
-        )));
-    }
     sign_tc3::verify(&creds.secret_key, &auth, &req).map_err(|e| {
         if e.code() == "AuthFailure.InvalidAuthorization" {
             Error::MalformedAuthorization(e.to_string())
@@ -257,6 +261,7 @@ async fn authenticate_tc3(
             Error::SignatureMismatch
         }
     })?;
+    only_actions_of(api, &action)?;
     Ok(Signed {
         app_id: creds.app_id,
         // TC3 requests carry no Nonce: the signature itself changes something once (lower-
@@ -271,14 +276,23 @@ async fn authenticate_tc3(
     })
 }
 
-fn check_version(v: Option<&str>) -> Result<(), Error> {
+fn check_version(api: Api, v: Option<&str>) -> Result<(), Error> {
     match v {
-        Some(VERSION) => Ok(()),
+        Some(v) if v == api.version() => Ok(()),
         None | Some("") => Err(Error::MissingParameter("Version".into())),
         Some(other) => Err(Error::invalid(
             "Version",
-            format!("{other} is not {VERSION}"),
+            format!("{other} is not {}", api.version()),
         )),
+    }
+}
+
+/// An action of the other API is no action of this one (GetMonitorData is not redis's, and
+/// Cloud Monitor has no DescribeInstances).
+fn only_actions_of(api: Api, name: &str) -> Result<(), Error> {
+    match Action::parse(name) {
+        Some(a) if a.api() != api => Err(Error::UnknownAction(name.to_string())),
+        _ => Ok(()),
     }
 }
 

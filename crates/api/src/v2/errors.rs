@@ -25,6 +25,7 @@ fn param(field: Field) -> &'static str {
         Field::BeginTime => "beginTime",
         Field::EndTime => "endTime",
         Field::ReplicaGroup => "groupId",
+        Field::Period => "period",
     }
 }
 

@@ -34,6 +34,19 @@ pub fn authorization(
     body: &[u8],
     ts: i64,
 ) -> String {
+    authorization_for("redis", secret_id, secret_key, host, body, ts)
+}
+
+/// [`authorization`] with the credential scope naming `service` (`monitor` for Cloud
+/// Monitor's GetMonitorData).
+pub fn authorization_for(
+    service: &str,
+    secret_id: &str,
+    secret_key: &str,
+    host: &str,
+    body: &[u8],
+    ts: i64,
+) -> String {
     let canonical = format!(
         "POST\n/\n\ncontent-type:application/json\nhost:{host}\n\ncontent-type;host\n{}",
         hex(&Sha256::digest(body))
@@ -42,13 +55,13 @@ pub fn authorization(
         .unwrap()
         .format("%Y-%m-%d")
         .to_string();
-    let scope = format!("{date}/redis/tc3_request");
+    let scope = format!("{date}/{service}/tc3_request");
     let to_sign = format!(
         "TC3-HMAC-SHA256\n{ts}\n{scope}\n{}",
         hex(&Sha256::digest(canonical.as_bytes()))
     );
     let k_date = hmac256(format!("TC3{secret_key}").as_bytes(), date.as_bytes());
-    let k_service = hmac256(&k_date, b"redis");
+    let k_service = hmac256(&k_date, service.as_bytes());
     let k_signing = hmac256(&k_service, b"tc3_request");
     let signature = hex(&hmac256(&k_signing, to_sign.as_bytes()));
     format!(
@@ -86,11 +99,32 @@ impl Tc3 {
     /// The `Response` object of `action` with `params`. A change is never signed twice alike
     /// (same body in the same second): it waits for the next second, as a script must.
     pub async fn call(&self, action: &str, params: Value) -> Value {
-        let reads = action.starts_with("Describe") || action.starts_with("InquiryPrice");
+        self.call_in("redis", VERSION, action, params).await
+    }
+
+    /// [`Tc3::call`] for the API of `service` and `version` (Cloud Monitor: `monitor`,
+    /// `2018-07-24`).
+    pub async fn call_in(
+        &self,
+        service: &str,
+        version: &str,
+        action: &str,
+        params: Value,
+    ) -> Value {
+        let reads = action.starts_with("Describe")
+            || action.starts_with("InquiryPrice")
+            || action == "GetMonitorData";
         let body = serde_json::to_vec(&params).unwrap();
         let (ts, auth) = loop {
             let ts = crsd_core::clock::Clock::now(&*self.clock).timestamp();
-            let auth = authorization(&self.secret_id, &self.secret_key, &self.host, &body, ts);
+            let auth = authorization_for(
+                service,
+                &self.secret_id,
+                &self.secret_key,
+                &self.host,
+                &body,
+                ts,
+            );
             // A read is recorded too: the action is not signed, so a change with the same
             // body in the same second would carry the read's signature.
             let fresh = self.used.lock().unwrap().insert(auth.clone());
@@ -107,7 +141,7 @@ impl Tc3 {
             .header("Authorization", auth)
             .header("X-TC-Action", action)
             .header("X-TC-Timestamp", ts.to_string())
-            .header("X-TC-Version", VERSION)
+            .header("X-TC-Version", version)
             .header("X-TC-Region", "ap-guangzhou")
             .body(body)
             .send()

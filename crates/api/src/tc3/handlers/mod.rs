@@ -8,6 +8,7 @@
 //! and what belongs together (buying, backups, tasks...) is read in one small file.
 
 mod backups;
+mod cloud_monitor;
 mod instances;
 mod lifecycle;
 mod monitor;
@@ -90,6 +91,7 @@ pub async fn dispatch(state: &AppState, app: i64, action: Action, p: &Params3) -
             monitor::big_key_type_dist(state, app, p).await
         }
         Action::DescribeInstanceMonitorHotKey => monitor::hot_key(state, app, p).await,
+        Action::GetMonitorData => cloud_monitor::get_monitor_data(state, app, p).await,
         Action::Unsupported(name) => Err(Error::Unsupported(name.to_string())),
     }
 }
