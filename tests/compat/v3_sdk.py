@@ -481,6 +481,18 @@ def tccli_walk(redis_id, host, port):
                                                    for i in r.get("InstanceSet") or []]
     check("tccli redis DescribeInstances (--endpoint HOST:PORT)", ok, (out + err)[:400])
 
+    # --region picks the region's zones: the instance (in ap-guangzhou) is not in ap-shanghai,
+    # and a region crsd has no zone in is UnsupportedRegion.
+    rc, out, err, r = tccli(["redis", "DescribeInstances", "--InstanceId", redis_id,
+                             "--region", "ap-shanghai", "--endpoint", endpoint])
+    ok = rc == 0 and r is not None and r.get("TotalCount") == 0
+    check("tccli redis DescribeInstances --region ap-shanghai: not listed there", ok,
+          (out + err)[:400])
+    rc, out, err, r = tccli(["redis", "DescribeInstances", "--region", "ap-nowhere",
+                             "--endpoint", endpoint])
+    check("tccli --region ap-nowhere: UnsupportedRegion", "UnsupportedRegion" in out + err,
+          (out + err)[:400])
+
     # Credentials from the environment, no profile files.
     rc, out, err, r = tccli(["redis", "DescribeInstances", "--InstanceId", redis_id,
                              "--endpoint", endpoint],

@@ -347,7 +347,8 @@ async function loadProducts() {
   const r = await api("DescribeProductInfo", {});
   const zone = ((r.RegionSet || [])[0] || {}).ZoneSet || [];
   if (zone.length) {
-    zoneId = Number(zone[0].ZoneId);
+    // ZoneId is the zone's name (ap-guangzhou-2); CreateInstances takes the number.
+    zoneId = Number(zone[0].OldZoneId);
     products = zone[0].ProductSet || [];
   }
 }

@@ -80,6 +80,8 @@ pub struct Tc3 {
     http: reqwest::Client,
     /// Signatures sent: crsd takes a change's signature once.
     used: Arc<Mutex<HashSet<String>>>,
+    /// `X-TC-Region` (tccli's `--region`); none sent when empty.
+    pub region: String,
 }
 
 impl Tc3 {
@@ -93,6 +95,15 @@ impl Tc3 {
             clock: v2.clock.clone(),
             http: reqwest::Client::new(),
             used: Default::default(),
+            region: "ap-guangzhou".into(),
+        }
+    }
+
+    /// The same client, sending `region` as `X-TC-Region` (empty: no region header).
+    pub fn in_region(&self, region: &str) -> Tc3 {
+        Tc3 {
+            region: region.into(),
+            ..self.clone()
         }
     }
 
@@ -133,7 +144,7 @@ impl Tc3 {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let resp = self
+        let req = self
             .http
             .post(format!("{}/", self.url))
             .header("Host", &self.host)
@@ -142,11 +153,13 @@ impl Tc3 {
             .header("X-TC-Action", action)
             .header("X-TC-Timestamp", ts.to_string())
             .header("X-TC-Version", version)
-            .header("X-TC-Region", "ap-guangzhou")
-            .body(body)
-            .send()
-            .await
-            .expect("request reaches crsd");
+            .body(body);
+        let req = if self.region.is_empty() {
+            req
+        } else {
+            req.header("X-TC-Region", &self.region)
+        };
+        let resp = req.send().await.expect("request reaches crsd");
         assert_eq!(resp.status(), 200, "3.0 always answers 200");
         let v: Value = resp.json().await.expect("a JSON body");
         v["Response"].clone()
