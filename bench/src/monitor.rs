@@ -7,8 +7,18 @@
 //! itself idles meanwhile), p50 and max over `BENCH_ROUNDS` rounds (20), per node, and the
 //! linear extrapolation to 1,000 nodes (500 instances); then what the rows take on disk when
 //! the `sqlite3` shell can tell (its `dbstat` table).
+//!
+//! Then the two other costs of monitoring:
+//! - a `/metrics` scrape of crsd's metrics listener with those instances: wall and crsd CPU per
+//!   scrape over BENCH_SCRAPES (50);
+//! - the latency collection adds on a node: `redis-benchmark` (GET, 10 clients, 100,000
+//!   requests, pipeline 1) against one master, once with the sampler idle and once with rounds
+//!   running back to back (each node asked for INFO every round: a round a minute in
+//!   service, so far more often here), alternated BENCH_LATENCY_PAIRS (3) times; p99 of each,
+//!   the median pair's difference.
 
 use crate::{ms, process_cpu, Client};
+use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{bail, Context, Result};
 use crsd_core::clock::OffsetClock;
 use std::path::Path;
@@ -35,7 +45,13 @@ pub async fn run(dir: &Path) -> Result<()> {
         created.secret_id.clone(),
         created.secret_key.clone(),
     );
-    let result = measure(&client, &running.service, &clock, instances, rounds, &cfg).await;
+    let mut result = measure(&client, &running.service, &clock, instances, rounds, &cfg).await;
+    if result.is_ok() {
+        result = scrapes(&running).await;
+    }
+    if result.is_ok() {
+        result = node_latency(&running.service, &clock).await;
+    }
     running.shutdown(Duration::from_secs(5)).await;
     drop(reaper);
     result
@@ -122,6 +138,123 @@ async fn measure(
         None => println!("storage: not measured (no sqlite3 shell with dbstat)"),
     }
     Ok(())
+}
+
+/// `/metrics` scrapes: wall and crsd CPU each.
+async fn scrapes(running: &crsd::server::Running) -> Result<()> {
+    let n = crate::env_usize("BENCH_SCRAPES", 50).max(1);
+    let addr = running.metrics_addr.context("no metrics listener")?;
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}/metrics");
+    let mut walls = Vec::new();
+    let mut cpus = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..n {
+        let cpu = process_cpu();
+        let t = Instant::now();
+        let body = http.get(&url).send().await?.error_for_status()?.bytes().await?;
+        walls.push(t.elapsed());
+        // The bench's own share (reading the answer) is counted too: an upper bound.
+        cpus.push(process_cpu().saturating_sub(cpu));
+        bytes = body.len();
+    }
+    let (wall_p50, _) = crate::p50_p99(&mut walls);
+    let (cpu_p50, _) = crate::p50_p99(&mut cpus);
+    println!(
+        "/metrics scrape ({} KB), {n} scrapes: wall p50 {:.2} ms (max {:.2}), CPU p50 {:.2} ms \
+         (max {:.2}, crsd and the bench's reading together)",
+        bytes / 1024,
+        ms(wall_p50),
+        ms(*walls.last().context("a scrape")?),
+        ms(cpu_p50),
+        ms(*cpus.last().context("a scrape")?)
+    );
+    Ok(())
+}
+
+/// p99 of GETs on one master with the sampler idle and with rounds back to back.
+async fn node_latency(svc: &Arc<crsd_service::Service>, clock: &Arc<OffsetClock>) -> Result<()> {
+    let pairs = crate::env_usize("BENCH_LATENCY_PAIRS", 3).max(1);
+    let inst = svc
+        .store()
+        .live_instances()
+        .await?
+        .into_iter()
+        .next()
+        .context("no instance")?;
+    let master = inst
+        .nodes
+        .iter()
+        .find(|n| n.role == crsd_core::model::NodeRole::Master)
+        .context("no master")?;
+    let (host, port) = (svc.node_host(master), master.port);
+    let mut quiet = Vec::new();
+    let mut busy = Vec::new();
+    let mut rounds_run = 0usize;
+    for _ in 0..pairs {
+        quiet.push(benchmark_p99(&host, port).await?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let (svc, clock, stop) = (svc.clone(), clock.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    clock.advance(chrono::Duration::seconds(60));
+                    if svc.sample_once().await.is_err() {
+                        break;
+                    }
+                    n += 1;
+                }
+                n
+            })
+        };
+        let p99 = benchmark_p99(&host, port).await;
+        stop.store(true, Ordering::Relaxed);
+        rounds_run += sampler.await.unwrap_or(0);
+        busy.push(p99?);
+    }
+    let each = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (q, b) = (median(&quiet), median(&busy));
+    println!(
+        "node latency, redis-benchmark GET p99 on {host}:{port}: sampler idle {q:.3} ms [{}], \
+         rounds back to back {b:.3} ms [{}] ({rounds_run} rounds ran meanwhile); added {:.3} ms \
+         (target <= 1 ms)",
+        each(&quiet),
+        each(&busy),
+        b - q
+    );
+    Ok(())
+}
+
+/// `redis-benchmark -t get` p99 in ms, from its CSV line.
+async fn benchmark_p99(host: &str, port: u16) -> Result<f64> {
+    let out = tokio::process::Command::new("redis-benchmark")
+        .args(["-h", host, "-p", &port.to_string(), "-a", PASSWORD])
+        .args(["-t", "get", "-n", "100000", "-c", "10", "-P", "1", "--csv", "--precision", "3"])
+        .output()
+        .await
+        .context("running redis-benchmark")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("\"GET\""))
+        .with_context(|| format!("no GET line from redis-benchmark: {text}"))?;
+    let fields: Vec<&str> = line.split(',').map(|f| f.trim_matches('"')).collect();
+    fields
+        .get(6)
+        .and_then(|f| f.parse().ok())
+        .with_context(|| format!("no p99 in {line}"))
 }
 
 /// Bytes of the node_samples table and its indexes, by the `sqlite3` shell's `dbstat`.

@@ -152,7 +152,7 @@ def sdk_error(fn):
     return None
 
 
-def monitor_walk(redis_id):
+def cloud_monitor_walk(redis_id):
     """Cloud Monitor's GetMonitorData (service monitor, 2018-07-24) with the public
     tencentcloud-sdk-python-monitor: the instance's figures from crsd's own history."""
     hp = HttpProfile(endpoint=HOST, certification=CA, reqTimeout=30)
@@ -731,7 +731,7 @@ def main():
     addr = sdk_walk(redis_id)
     if not addr:
         return
-    monitor_walk(redis_id)
+    cloud_monitor_walk(redis_id)
     tccli_walk(redis_id, *addr)
 
 
