@@ -18,11 +18,11 @@
 //!   the median pair's difference.
 
 use crate::{ms, process_cpu, Client};
-use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{bail, Context, Result};
 use crsd_core::clock::OffsetClock;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -152,7 +152,13 @@ async fn scrapes(running: &crsd::server::Running) -> Result<()> {
     for _ in 0..n {
         let cpu = process_cpu();
         let t = Instant::now();
-        let body = http.get(&url).send().await?.error_for_status()?.bytes().await?;
+        let body = http
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
         walls.push(t.elapsed());
         // The bench's own share (reading the answer) is counted too: an upper bound.
         cpus.push(process_cpu().saturating_sub(cpu));
@@ -240,7 +246,19 @@ async fn node_latency(svc: &Arc<crsd_service::Service>, clock: &Arc<OffsetClock>
 async fn benchmark_p99(host: &str, port: u16) -> Result<f64> {
     let out = tokio::process::Command::new("redis-benchmark")
         .args(["-h", host, "-p", &port.to_string(), "-a", PASSWORD])
-        .args(["-t", "get", "-n", "100000", "-c", "10", "-P", "1", "--csv", "--precision", "3"])
+        .args([
+            "-t",
+            "get",
+            "-n",
+            "100000",
+            "-c",
+            "10",
+            "-P",
+            "1",
+            "--csv",
+            "--precision",
+            "3",
+        ])
         .output()
         .await
         .context("running redis-benchmark")?;
