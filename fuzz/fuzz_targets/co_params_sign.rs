@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let (query, body) = text.split_once('\n').unwrap_or((&text, ""));
     let pairs = parse_pairs(query);
     if let Ok(p) = Params3::from_pairs(&pairs, &["Action", "AccessKeyId", "Signature"]) {
-        for name in p.0.keys() {
+        for name in p.names() {
             let _ = p.str(name);
             let _ = p.int(name);
         }

@@ -9,7 +9,7 @@ use crsd_api::tc3::params::Params3;
 use libfuzzer_sys::fuzz_target;
 
 fn read_all(p: &Params3) {
-    let names: Vec<String> = p.0.keys().cloned().collect();
+    let names: Vec<String> = p.names().cloned().collect();
     for name in &names {
         let _ = p.get(name);
         let _ = p.str(name);

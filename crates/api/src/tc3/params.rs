@@ -30,6 +30,11 @@ impl Params3 {
         self.region.as_deref()
     }
 
+    /// The names of the parameters given.
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.fields.keys()
+    }
+
     /// `other`'s non-null fields over these.
     pub fn overlay(&mut self, other: Params3) {
         for (k, v) in other.fields {
