@@ -7,46 +7,22 @@
 
 mod common;
 
+use common::cluster::{cluster_config, create_cluster, PASSWORD};
 use common::tc3::Tc3;
-use common::{port_range, redis_conn, test_config, TestCrsd};
+use common::{redis_conn, TestCrsd};
 use redis::aio::MultiplexedConnection;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "Cluster-2024-Pass";
 /// v2's rule: 8-16 characters.
 const V2_PASSWORD: &str = "Cluster2024pw";
 const HOST: &str = "127.0.0.1";
 
-/// A crsd whose node ports leave room for their cluster buses (10000 above) below the
-/// ephemeral range.
+/// A crsd whose node ports leave room for their cluster buses.
 async fn crsd() -> TestCrsd {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = test_config(dir.path());
-    let (lo, hi) = loop {
-        let r = port_range(40);
-        if r.1 < 22000 {
-            break r;
-        }
-    };
-    cfg.instances.port_min = lo;
-    cfg.instances.port_max = hi;
+    let (dir, cfg) = cluster_config();
     TestCrsd::start_with(dir, cfg).await
-}
-
-async fn create_cluster(c: &Tc3, shards: i64) -> String {
-    let r = c
-        .ok(
-            "CreateInstances",
-            json!({"TypeId": 18, "MemSize": 1024, "GoodsNum": 1, "Period": 1,
-                "BillingMode": 1, "ZoneId": 100002, "Password": PASSWORD,
-                "RedisShardNum": shards, "RedisReplicasNum": 1}),
-        )
-        .await;
-    let deal = r["DealId"].as_str().unwrap().to_string();
-    let d = c.wait_deal(&deal).await;
-    d["InstanceIds"][0].as_str().unwrap().to_string()
 }
 
 /// A cluster client's way with one command: sent to `port`, followed to the node a `MOVED`

@@ -9,8 +9,9 @@
 
 mod common;
 
+use common::cluster::{cluster_config, create_cluster, PASSWORD};
 use common::tc3::Tc3;
-use common::{port_range, redis_conn, test_config, TestCrsd};
+use common::{port_range, redis_conn, TestCrsd};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -18,38 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "Cluster-2024-Pass";
 const HOST: &str = "127.0.0.1";
-
-/// A crsd whose node ports leave room for their cluster buses (10000 above) below the
-/// ephemeral range.
-async fn crsd_config() -> (tempfile::TempDir, crsd::config::Config) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = test_config(dir.path());
-    let (lo, hi) = loop {
-        let r = port_range(40);
-        if r.1 < 22000 {
-            break r;
-        }
-    };
-    cfg.instances.port_min = lo;
-    cfg.instances.port_max = hi;
-    (dir, cfg)
-}
-
-async fn create_cluster(c: &Tc3, shards: i64) -> String {
-    let r = c
-        .ok(
-            "CreateInstances",
-            json!({"TypeId": 18, "MemSize": 1024, "GoodsNum": 1, "Period": 1,
-                "BillingMode": 1, "ZoneId": 100002, "Password": PASSWORD,
-                "RedisShardNum": shards, "RedisReplicasNum": 1}),
-        )
-        .await;
-    let deal = r["DealId"].as_str().unwrap().to_string();
-    let d = c.wait_deal(&deal).await;
-    d["InstanceIds"][0].as_str().unwrap().to_string()
-}
 
 /// A cluster client's way with one command: sent to the node that served the slot last (or
 /// `entry`), followed to the node a `MOVED` names, sent after `ASKING` to the node an `ASK`
@@ -257,7 +227,7 @@ async fn change_shards(c: &Tc3, id: &str, shards: i64) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_are_added_and_removed_while_a_client_writes() {
-    let (dir, cfg) = crsd_config().await;
+    let (dir, cfg) = cluster_config();
     let crsd = TestCrsd::start_with(dir, cfg).await;
     let c = Tc3::like(&crsd.client());
     let id = create_cluster(&c, 3).await;
@@ -386,7 +356,7 @@ async fn a_scale_out_cut_by_a_kill_9_of_crsd_ends_with_every_key() {
 /// refusal names the layout, and the data and the slots stay as they are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_of_another_shard_layout_is_refused_before_anything_changes() {
-    let (dir, cfg) = crsd_config().await;
+    let (dir, cfg) = cluster_config();
     let crsd = TestCrsd::start_with(dir, cfg).await;
     let c = Tc3::like(&crsd.client());
     let id = create_cluster(&c, 3).await;
