@@ -38,27 +38,12 @@ TEST_PID=""
 STAGE="setup"
 SUMMARY_PRINTED=0
 
-say() { echo "compat: $*" >&2; }
+SUITE=compat
 
-# redis_pids, wait_gone, remove_node_cgroups, cleanup.
+# say, redis_pids, wait_gone, remove_node_cgroups, cleanup, on_exit.
 # shellcheck source=../lib/stack.sh
 . "$ROOT/tests/lib/stack.sh"
 
-on_exit() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if [ "$rc" -ne 0 ] && [ -n "$TMP" ] && [ -f "$TMP/crsd.log" ] && [ "$STAGE" != "test" ]; then
-    say "crsd log (last 40 lines):"
-    tail -n 40 "$TMP/crsd.log" >&2 || true
-  fi
-  cleanup
-  if [ "$SUMMARY_PRINTED" -eq 0 ]; then
-    say "failed during: $STAGE"
-    echo "compat: 0 passed, 1 failed"
-    [ "$rc" -eq 0 ] && rc=1
-  fi
-  exit "$rc"
-}
 trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM

@@ -1,7 +1,9 @@
 # Shared by the script tests (tests/compat/run.sh, tests/console/run.sh), sourced: finding and
-# stopping what a crsd started for a test's data dir, and the cleanup both run on exit. The
-# caller defines `say` and the globals TMP (its scratch dir, the data dir is $TMP/data),
-# CRSD_PID and TEST_PID.
+# stopping what a crsd started for a test's data dir, and what both do on exit. The caller
+# sets SUITE (its name in output lines) and the globals TMP (its scratch dir, the data dir is
+# $TMP/data), CRSD_PID, TEST_PID, STAGE and SUMMARY_PRINTED, then `trap on_exit EXIT`.
+
+say() { echo "$SUITE: $*" >&2; }
 
 # Every process crsd started for our data dir (redis-servers, sentinels, the proxy and its
 # workers, the exporter): the pid files they write, plus a /proc scan for one whose pid file is not written
@@ -87,4 +89,22 @@ cleanup() {
     rm -rf "$TMP"
   fi
   TMP=""
+}
+
+# On exit: crsd's log tail after a failure, the cleanup, and a summary line when the test
+# never printed its own.
+on_exit() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ "$rc" -ne 0 ] && [ -n "$TMP" ] && [ -f "$TMP/crsd.log" ]; then
+    say "crsd log (last 40 lines):"
+    tail -n 40 "$TMP/crsd.log" >&2 || true
+  fi
+  cleanup
+  if [ "$SUMMARY_PRINTED" -eq 0 ]; then
+    say "failed during: $STAGE"
+    echo "$SUITE: 0 passed, 1 failed"
+    [ "$rc" -eq 0 ] && rc=1
+  fi
+  exit "$rc"
 }

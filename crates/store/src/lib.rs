@@ -1318,15 +1318,8 @@ impl WriteTx {
         before: DateTime<Utc>,
         max_rows: i64,
     ) -> Result<u64> {
-        let done = sqlx::query(
-            "DELETE FROM command_snapshots WHERE rowid IN
-               (SELECT rowid FROM command_snapshots WHERE at < ? ORDER BY at LIMIT ?)",
-        )
-        .bind(before.timestamp())
-        .bind(max_rows)
-        .execute(self.conn()?)
-        .await?;
-        Ok(done.rows_affected())
+        self.prune_oldest("command_snapshots", before, max_rows)
+            .await
     }
 
     /// Forgets up to `max_rows` of the oldest samples taken before `before`; returns how many
@@ -1337,10 +1330,21 @@ impl WriteTx {
         before: DateTime<Utc>,
         max_rows: i64,
     ) -> Result<u64> {
-        let done = sqlx::query(
-            "DELETE FROM node_samples WHERE id IN
-               (SELECT id FROM node_samples WHERE at < ? ORDER BY at LIMIT ?)",
-        )
+        self.prune_oldest("node_samples", before, max_rows).await
+    }
+
+    /// Deletes up to `max_rows` of `table`'s oldest rows (by its `at` column) older than
+    /// `before`; how many. `table` is one of ours, never a caller's text.
+    async fn prune_oldest(
+        &mut self,
+        table: &'static str,
+        before: DateTime<Utc>,
+        max_rows: i64,
+    ) -> Result<u64> {
+        let done = sqlx::query(&format!(
+            "DELETE FROM {table} WHERE rowid IN
+               (SELECT rowid FROM {table} WHERE at < ? ORDER BY at LIMIT ?)"
+        ))
         .bind(before.timestamp())
         .bind(max_rows)
         .execute(self.conn()?)

@@ -91,14 +91,7 @@ pub(super) async fn big_key(state: &AppState, app: i64, p: &Params3) -> Result<F
         2 => false,
         other => return Err(Error::invalid("ReqType", format!("{other} is not 1 or 2"))),
     };
-    let report = state
-        .svc
-        .key_report(
-            app,
-            &p.required_str("InstanceId")?,
-            &p.required_str("Date")?,
-        )
-        .await?;
+    let report = key_report(state, app, p).await?;
     Ok(data(report.map_or_else(Vec::new, |r| {
         let at = r.at.timestamp();
         r.biggest(strings_only)
@@ -114,14 +107,7 @@ pub(super) async fn big_key(state: &AppState, app: i64, p: &Params3) -> Result<F
 /// DescribeInstanceMonitorBigKeySizeDist: keys per rung of the size ladder (KB; -1: above
 /// the last rung).
 pub(super) async fn big_key_size_dist(state: &AppState, app: i64, p: &Params3) -> Result<Fields> {
-    let report = state
-        .svc
-        .key_report(
-            app,
-            &p.required_str("InstanceId")?,
-            &p.required_str("Date")?,
-        )
-        .await?;
+    let report = key_report(state, app, p).await?;
     Ok(data(report.map_or_else(Vec::new, |r| {
         let at = r.at.timestamp();
         SIZE_LADDER_KB
@@ -134,14 +120,7 @@ pub(super) async fn big_key_size_dist(state: &AppState, app: i64, p: &Params3) -
 
 /// DescribeInstanceMonitorBigKeyTypeDist: keys and bytes per type.
 pub(super) async fn big_key_type_dist(state: &AppState, app: i64, p: &Params3) -> Result<Fields> {
-    let report = state
-        .svc
-        .key_report(
-            app,
-            &p.required_str("InstanceId")?,
-            &p.required_str("Date")?,
-        )
-        .await?;
+    let report = key_report(state, app, p).await?;
     Ok(data(report.map_or_else(Vec::new, |r| {
         let at = r.at.timestamp();
         r.by_type
@@ -169,4 +148,20 @@ pub(super) async fn hot_key(state: &AppState, app: i64, p: &Params3) -> Result<F
         }
     };
     Ok(data(list))
+}
+
+/// The big-key report an action asks for (`InstanceId`, `Date`), if there is one yet.
+async fn key_report(
+    state: &AppState,
+    app: i64,
+    p: &Params3,
+) -> Result<Option<std::sync::Arc<crsd_service::KeyReport>>> {
+    state
+        .svc
+        .key_report(
+            app,
+            &p.required_str("InstanceId")?,
+            &p.required_str("Date")?,
+        )
+        .await
 }
