@@ -25,8 +25,9 @@ fi
 fixture=tests/upgrade/$commit.tar.xz
 src=$target/previous-src/$commit
 if [ ! -f "$src/.extracted" ]; then
-  # Another commit's source (the previous release was bumped) is of no further use.
-  rm -rf "$target/previous-src"
+  # Another commit's source (the previous release was bumped) is of no further use, nor is
+  # its build (a build of the old commit's crates was seen reused for the new one's).
+  rm -rf "$target/previous-src" "$target/previous"
   mkdir -p "$src.partial"
   if git rev-parse --git-dir >/dev/null 2>&1 && git cat-file -e "${commit}^{commit}" 2>/dev/null; then
     git archive "$commit" | tar -x -C "$src.partial"
