@@ -13,6 +13,12 @@ pub fn new_instance_id() -> String {
     format!("crs-{tail}")
 }
 
+/// A node id of the warm pool, `node-` + 12 lowercase hex digits (see `model::WarmNode`).
+pub fn new_warm_node_id() -> String {
+    let bytes: [u8; 6] = rand::thread_rng().gen();
+    format!("node-{}", hex::encode(bytes))
+}
+
 /// A backup id: a random UUID, like the cloud's (`fb8d2cd6-f6ee-11e6-ac36-525400394272`).
 pub fn new_backup_id() -> String {
     uuid::Uuid::new_v4().to_string()

@@ -275,7 +275,8 @@ impl NodeRole {
 /// One redis-server of an instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
-    /// Stable for the node's life: `<instance id>-<seq>`. The node's folder is named by it.
+    /// Stable for the node's life: `<instance id>-<seq>`, or the id a node of the warm pool
+    /// was born with (`node-<hex>`). The node's folder and cgroup are named by it.
     pub id: String,
     /// Counts up per instance from 0 and is never reused; the replica group id of the node.
     pub seq: i64,
@@ -288,7 +289,33 @@ pub struct Node {
     pub host: String,
     /// The node listens at this port (with an address pool: the instance's port).
     pub port: u16,
+    /// The folder its own folder sits in, under the runtime's root; empty: the instance's
+    /// (`<instance id>`). A node taken from the warm pool keeps the pool's ([`WARM_FOLDER`]):
+    /// its process was started there, and a running process's paths cannot move.
+    pub folder: String,
+    /// The internal secret a node taken from the warm pool still runs with until the create
+    /// that took it has given it the instance's users; empty once it has them (or for a node
+    /// started for its instance).
+    pub warm_secret: String,
 }
+
+/// A redis-server of the warm pool: started empty, before any purchase, with secrets of its
+/// own, as a master; a create takes it as one of its instance's nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmNode {
+    /// `node-<hex>`: the id it keeps as an instance's node.
+    pub id: String,
+    /// Started with `cluster-enabled yes`, for cluster instances.
+    pub cluster: bool,
+    pub port: u16,
+    pub admin_secret: String,
+    pub repl_secret: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The folder the warm pool's nodes live in (see [`Node::folder`]); no instance id looks
+/// like it.
+pub const WARM_FOLDER: &str = "warm";
 
 impl Node {
     pub fn new(instance_id: &str, seq: i64, role: NodeRole, port: u16) -> Node {
@@ -299,6 +326,17 @@ impl Node {
             role,
             host: String::new(),
             port,
+            folder: String::new(),
+            warm_secret: String::new(),
+        }
+    }
+
+    /// The folder its own folder sits in (see [`Node::folder`]).
+    pub fn folder_of<'a>(&'a self, instance_id: &'a str) -> &'a str {
+        if self.folder.is_empty() {
+            instance_id
+        } else {
+            &self.folder
         }
     }
 

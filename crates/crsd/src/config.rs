@@ -219,6 +219,13 @@ pub struct Instances {
     pub cpu_weight: u64,
     /// Hard cap per redis-server in percent of one CPU (100 = one core); 0 = none.
     pub cpu_quota_percent: u64,
+    /// The warm pool: empty redis-servers kept running for creates to take, so a create
+    /// starts no process (standard instances take master and replicas from `warm_nodes`,
+    /// cluster instances from `warm_cluster_nodes`, all of an instance's or none). Each
+    /// holds a port of the range and a few MB. 0: every create starts its nodes. Not used
+    /// with `address_pool`.
+    pub warm_nodes: usize,
+    pub warm_cluster_nodes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -423,6 +430,8 @@ impl Default for Instances {
             memory_headroom_min_mb: 64,
             cpu_weight: 100,
             cpu_quota_percent: 100,
+            warm_nodes: 2,
+            warm_cluster_nodes: 6,
         }
     }
 }

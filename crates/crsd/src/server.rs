@@ -340,6 +340,8 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
             retention: Duration::from_secs(cfg.monitor.retention_hours.saturating_mul(3600)),
         },
         cluster_node_timeout_ms: cfg.ha.cluster_node_timeout_ms.max(100),
+        warm_nodes: cfg.instances.warm_nodes,
+        warm_cluster_nodes: cfg.instances.warm_cluster_nodes,
     }
 }
 

@@ -470,7 +470,7 @@ impl Engine {
         Ok(Some(pid))
     }
 
-    async fn conform_running(&self, spec: &NodeSpec, pid: u32) {
+    pub(crate) async fn conform_running(&self, spec: &NodeSpec, pid: u32) {
         self.conform_ceiling(spec, pid);
         match self.conform_acl(spec).await {
             Ok(true) => tracing::info!(node = %spec.name, pid, "customer's ACL rules updated"),
@@ -482,7 +482,7 @@ impl Engine {
     }
 
     /// The running node in its cgroup with the spec's ceiling (failures logged).
-    fn conform_ceiling(&self, spec: &NodeSpec, pid: u32) {
+    pub(crate) fn conform_ceiling(&self, spec: &NodeSpec, pid: u32) {
         if let Some(c) = &self.ceilings {
             let placed = c.prepare(&spec.name, spec.maxmemory_mb).and_then(|()| {
                 if c.contains(&spec.name, pid) {
@@ -1266,7 +1266,7 @@ async fn replicaof(
     Ok(())
 }
 
-async fn config_rewrite(con: &mut MultiplexedConnection) -> Result<(), EngineError> {
+pub(crate) async fn config_rewrite(con: &mut MultiplexedConnection) -> Result<(), EngineError> {
     redis::cmd("CONFIG")
         .arg("REWRITE")
         .query_async::<()>(con)

@@ -88,6 +88,7 @@ mod slowlog;
 mod snapshot;
 mod stats;
 mod switch;
+mod warm;
 mod workload;
 
 use std::path::PathBuf;
@@ -162,8 +163,9 @@ pub enum Role {
 pub struct NodeSpec {
     /// The node's id, e.g. "crs-abcd1234-0": names its folder, its cgroup and its log lines.
     pub name: String,
-    /// The instance the node belongs to: its folder holds the node's
-    /// (`<root>/<instance>/<name>`, see [`EngineConfig::root`]).
+    /// The folder that holds the node's (`<root>/<instance>/<name>`, see
+    /// [`EngineConfig::root`]): its instance's id, or the warm pool's folder for a node
+    /// started before its instance existed (its process's paths cannot move).
     pub instance: String,
     pub role: Role,
     /// The address the node listens on; empty: the engine's [`EngineConfig::bind`]. With an

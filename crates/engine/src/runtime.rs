@@ -30,6 +30,9 @@ pub trait NodeRuntime: Send + Sync {
 
     /// Starts the node, or adopts its process if it already runs (then nothing restarts).
     async fn start(&self, spec: &NodeSpec) -> Result<NodeHandle, EngineError>;
+    /// Takes over a running node of the warm pool, started with `warm_secret` as crsd's
+    /// secret, as the node `spec` describes, without a restart (see [`Engine::claim`]).
+    async fn claim(&self, spec: &NodeSpec, warm_secret: &str) -> Result<NodeHandle, EngineError>;
     /// Stops the node's process; its data stays.
     async fn stop(&self, spec: &NodeSpec) -> Result<(), EngineError>;
     /// Stops the node and removes everything it had.
@@ -212,6 +215,9 @@ pub trait NodeRuntime: Send + Sync {
 impl NodeRuntime for Engine {
     async fn start(&self, spec: &NodeSpec) -> Result<NodeHandle, EngineError> {
         Engine::start(self, spec).await
+    }
+    async fn claim(&self, spec: &NodeSpec, warm_secret: &str) -> Result<NodeHandle, EngineError> {
+        Engine::claim(self, spec, warm_secret).await
     }
     async fn stop(&self, spec: &NodeSpec) -> Result<(), EngineError> {
         Engine::stop(self, spec).await

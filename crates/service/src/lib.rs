@@ -28,6 +28,7 @@ mod reshard;
 mod runner;
 mod series;
 mod steps;
+mod warm;
 
 pub use node_metrics::DiscoveryGroup;
 
@@ -118,6 +119,10 @@ pub struct ServiceConfig {
     pub monitor: MonitorSettings,
     /// `cluster-node-timeout` of cluster instances' nodes (Redis Cluster's failover).
     pub cluster_node_timeout_ms: u64,
+    /// Standard and cluster-enabled nodes the warm pool keeps running for creates to take
+    /// (see `warm.rs`).
+    pub warm_nodes: usize,
+    pub warm_cluster_nodes: usize,
 }
 
 pub struct Service {
@@ -264,7 +269,7 @@ impl Service {
         NodeSpec {
             name: node.id.clone(),
             host: node.host.clone(),
-            instance: inst.id.clone(),
+            instance: node.folder_of(&inst.id).to_string(),
             role: match node.role {
                 NodeRole::Master => Role::Master,
                 NodeRole::Replica => Role::Replica,

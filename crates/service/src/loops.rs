@@ -39,6 +39,9 @@ impl Service {
                 tracing::error!(error = ?e, "supervisor pass failed");
             }
             self.supervise_ha().await;
+            if let Err(e) = self.tend_warm_pool().await {
+                tracing::error!(error = ?e, "cannot tend the warm pool");
+            }
             // The exporter follows the nodes (a restart only when they changed), and comes
             // back after a kill. A failure is logged every 30 passes, not every pass.
             if let Err(e) = self.publish_exporter_targets().await {

@@ -7,7 +7,8 @@ use crate::Service;
 use chrono::{DateTime, Duration, Months, Utc};
 use crsd_core::catalog::{ProductType, Zone};
 use crsd_core::model::{
-    deal_status, BillingMode, Deal, GoodsDetail, Instance, InstanceStatus, Node, NodeRole, TaskKind,
+    deal_status, BillingMode, Deal, GoodsDetail, Instance, InstanceStatus, Node, NodeRole,
+    TaskKind, WARM_FOLDER,
 };
 use crsd_core::rules::PasswordPolicy;
 use crsd_core::spec::{self, Spec, SpecChange, SpecRequest, DEFAULT_REPLICAS};
@@ -329,6 +330,14 @@ impl Service {
                     None => free.find(|p| !buses.contains(p)),
                 }
                 .ok_or(Error::NoFreePort)?;
+                // Running nodes from the warm pool when it holds all the instance needs.
+                let needed = (spec.shards * (replicas + 1)) as usize;
+                let mut warm = if self.warm_wanted(cluster) > 0 {
+                    tx.take_warm_nodes(cluster, needed).await?
+                } else {
+                    Vec::new()
+                }
+                .into_iter();
                 // Shard by shard, its master first: node 0 is shard 0's master.
                 let mut nodes = Vec::new();
                 for shard in 0..spec.shards {
@@ -338,6 +347,15 @@ impl Service {
                         } else {
                             NodeRole::Replica
                         };
+                        if let Some(w) = warm.next() {
+                            let mut node = Node::new(&id, nodes.len() as i64, role, w.port);
+                            node.id = w.id;
+                            node.shard = shard;
+                            node.folder = WARM_FOLDER.to_string();
+                            node.warm_secret = w.admin_secret;
+                            nodes.push(node);
+                            continue;
+                        }
                         // A cluster node's bus listens 10000 above its port: free too.
                         let port = if cluster {
                             let port = free.find(|p| {

@@ -68,7 +68,24 @@ impl Service {
     /// reconnected by `wait_replica_synced`. `start` adopts a node that already runs, so a
     /// resumed task simply starts again.
     pub(crate) async fn start_nodes(&self, nodes: &[crsd_engine::NodeSpec]) -> Result<()> {
-        self.start_nodes_as(nodes, None).await
+        self.start_nodes_as(nodes, None, &[]).await
+    }
+
+    /// [`Service::start_nodes`] for a new instance: the nodes it took from the warm pool
+    /// (still with the pool's secret) are taken over in place (`NodeRuntime::claim`), the
+    /// others started.
+    async fn start_or_claim_nodes(
+        &self,
+        inst: &Instance,
+        nodes: &[crsd_engine::NodeSpec],
+    ) -> Result<()> {
+        let warm: Vec<(String, String)> = inst
+            .nodes
+            .iter()
+            .filter(|n| !n.warm_secret.is_empty())
+            .map(|n| (n.id.clone(), n.warm_secret.clone()))
+            .collect();
+        self.start_nodes_as(nodes, None, &warm).await
     }
 
     /// [`Service::start_nodes`] for nodes whose restore was just swapped in: each loads the
@@ -78,23 +95,31 @@ impl Service {
         nodes: &[crsd_engine::NodeSpec],
         load_timeout: std::time::Duration,
     ) -> Result<()> {
-        self.start_nodes_as(nodes, Some(load_timeout)).await
+        self.start_nodes_as(nodes, Some(load_timeout), &[]).await
     }
 
-    /// `restored`: start on the restored RDB, loading for up to this long.
+    /// `restored`: start on the restored RDB, loading for up to this long. `warm`: (node,
+    /// secret) of the nodes to take over from the warm pool.
     async fn start_nodes_as(
         &self,
         nodes: &[crsd_engine::NodeSpec],
         restored: Option<std::time::Duration>,
+        warm: &[(String, String)],
     ) -> Result<()> {
         let started: Vec<_> = nodes
             .iter()
             .map(|spec| {
                 let runtime = self.runtime.clone();
                 let spec = spec.clone();
+                let warm_secret = warm
+                    .iter()
+                    .find(|(node, _)| *node == spec.name)
+                    .map(|(_, secret)| secret.clone());
                 tokio::spawn(async move {
                     if let Some(load_timeout) = restored {
                         runtime.start_restored(&spec, load_timeout).await
+                    } else if let Some(secret) = warm_secret {
+                        runtime.claim(&spec, &secret).await
                     } else {
                         runtime.start(&spec).await
                     }
@@ -140,7 +165,7 @@ impl Service {
                 // the stable address, which leads cluster clients to a live master to learn
                 // the slot map from, serves. No Sentinel: the cluster fails itself over.
                 let formed = async {
-                    self.start_nodes(&nodes).await?;
+                    self.start_or_claim_nodes(&inst, &nodes).await?;
                     runtime
                         .form_cluster(&self.cluster_shards(&inst), CLUSTER_FORM_TIMEOUT)
                         .await
@@ -164,7 +189,7 @@ impl Service {
                 // `keep_promotable` allows it, and the frontend marks the master UP, which
                 // this task starts as master (checked once it runs).
                 let up = async {
-                    self.start_nodes(&nodes).await?;
+                    self.start_or_claim_nodes(&inst, &nodes).await?;
                     let synced = async {
                         for replica in self.replica_specs(&inst) {
                             runtime
@@ -489,6 +514,12 @@ impl Service {
             if let Some((hash, acl)) = f.password {
                 inst.password_hash = hash;
                 inst.password_acl = acl;
+            }
+            if status == TaskStatus::Succeeded {
+                // Nodes taken from the warm pool have the instance's users by now.
+                for n in &mut inst.nodes {
+                    n.warm_secret.clear();
+                }
             }
             tx.update_instance(&inst).await?;
         }

@@ -25,7 +25,7 @@ mod snapshot;
 use chrono::{DateTime, Utc};
 use crsd_core::model::{
     Account, Backup, BackupState, CommandSnapshot, Deal, Instance, InstanceStatus, NodeSample,
-    Task, TaskKind, TaskStatus, TaskView,
+    Task, TaskKind, TaskStatus, TaskView, WarmNode,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
@@ -332,6 +332,14 @@ impl Store {
     }
 
     /// Every instance that still has processes or data (not deleted), with its nodes.
+    /// The warm pool's nodes, the oldest first.
+    pub async fn warm_nodes(&self) -> Result<Vec<WarmNode>> {
+        let rows = sqlx::query("SELECT * FROM warm_nodes ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::warm_node).collect()
+    }
+
     pub async fn live_instances(&self) -> Result<Vec<Instance>> {
         let rows = sqlx::query("SELECT * FROM instances WHERE status != ? ORDER BY created_at")
             .bind(InstanceStatus::Deleted.code())
@@ -884,12 +892,58 @@ impl WriteTx {
         Ok(port)
     }
 
+    /// Adds a node to the warm pool.
+    pub async fn insert_warm_node(&mut self, w: &WarmNode) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO warm_nodes (id, cluster, port, admin_secret, repl_secret, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&w.id)
+        .bind(w.cluster)
+        .bind(i64::from(w.port))
+        .bind(&w.admin_secret)
+        .bind(&w.repl_secret)
+        .bind(millis(w.created_at))
+        .execute(self.conn()?)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes `n` warm nodes of the kind (`cluster`) out of the pool, the oldest first: all
+    /// `n`, or none when the pool holds fewer.
+    pub async fn take_warm_nodes(&mut self, cluster: bool, n: usize) -> Result<Vec<WarmNode>> {
+        let rows = sqlx::query(
+            "SELECT * FROM warm_nodes WHERE cluster = ? ORDER BY created_at, id LIMIT ?",
+        )
+        .bind(cluster)
+        .bind(n as i64)
+        .fetch_all(self.conn()?)
+        .await?;
+        if rows.len() < n {
+            return Ok(Vec::new());
+        }
+        let taken: Vec<WarmNode> = rows.iter().map(rows::warm_node).collect::<Result<_>>()?;
+        for w in &taken {
+            self.delete_warm_node(&w.id).await?;
+        }
+        Ok(taken)
+    }
+
+    /// Removes a node from the warm pool (taken, or stopped by the pool's keeper).
+    pub async fn delete_warm_node(&mut self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM warm_nodes WHERE id = ?")
+            .bind(id)
+            .execute(self.conn()?)
+            .await?;
+        Ok(())
+    }
+
     /// Ports held by nodes, by live instances' stable addresses (a deleted instance has none)
-    /// and by the proxy's spare frontends.
+    /// and by the proxy's spare frontends. and by the warm pool's nodes.
     pub async fn used_ports(&mut self) -> Result<Vec<u16>> {
         let rows = sqlx::query(
             "SELECT port FROM nodes UNION SELECT port FROM instances WHERE port != 0 AND status != -3
-             UNION SELECT port FROM spare_ports",
+             UNION SELECT port FROM spare_ports UNION SELECT port FROM warm_nodes",
         )
             .fetch_all(self.conn()?)
             .await?;
@@ -902,7 +956,7 @@ impl WriteTx {
     pub async fn cluster_node_ports(&mut self) -> Result<Vec<u16>> {
         let rows = sqlx::query(
             "SELECT n.port FROM nodes n JOIN instances i ON i.id = n.instance_id
-             WHERE i.type_id = ?",
+             WHERE i.type_id = ? UNION SELECT port FROM warm_nodes WHERE cluster = 1",
         )
         .bind(crsd_core::catalog::CLUSTER_TYPE_ID)
         .fetch_all(self.conn()?)
@@ -943,10 +997,11 @@ impl WriteTx {
         }
         for n in &i.nodes {
             sqlx::query(
-                "INSERT INTO nodes (id, instance_id, seq, shard, role, port, host)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)
+                "INSERT INTO nodes (id, instance_id, seq, shard, role, port, host, folder, warm_secret)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (id) DO UPDATE SET role = excluded.role, port = excluded.port,
-                   shard = excluded.shard, host = excluded.host",
+                   shard = excluded.shard, host = excluded.host,
+                   warm_secret = excluded.warm_secret",
             )
             .bind(&n.id)
             .bind(&i.id)
@@ -955,6 +1010,8 @@ impl WriteTx {
             .bind(n.role.name())
             .bind(n.port as i64)
             .bind(&n.host)
+            .bind(&n.folder)
+            .bind(&n.warm_secret)
             .execute(self.conn()?)
             .await?;
         }

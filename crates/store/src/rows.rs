@@ -4,7 +4,7 @@ use crate::{AccountRecord, Result, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
 use crsd_core::model::{
     Account, Backup, BackupKind, BackupState, BillingMode, CommandSnapshot, Deal, GoodsDetail,
-    Instance, InstanceStatus, Node, NodeRole, NodeSample, Task, TaskKind, TaskStatus,
+    Instance, InstanceStatus, Node, NodeRole, NodeSample, Task, TaskKind, TaskStatus, WarmNode,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
@@ -88,6 +88,19 @@ pub fn node(r: &SqliteRow) -> Result<Node> {
             .ok_or_else(|| StoreError::Corrupt(format!("node role {role}")))?,
         host: r.try_get("host")?,
         port: r.try_get::<i64, _>("port")? as u16,
+        folder: r.try_get("folder")?,
+        warm_secret: r.try_get("warm_secret")?,
+    })
+}
+
+pub fn warm_node(r: &SqliteRow) -> Result<WarmNode> {
+    Ok(WarmNode {
+        id: r.try_get("id")?,
+        cluster: r.try_get("cluster")?,
+        port: r.try_get::<i64, _>("port")? as u16,
+        admin_secret: r.try_get("admin_secret")?,
+        repl_secret: r.try_get("repl_secret")?,
+        created_at: from_millis(r.try_get("created_at")?),
     })
 }
 

@@ -33,6 +33,7 @@ impl Daemon {
             &config,
             format!(
                 "[instances]\nport_min = {lo}\nport_max = {hi}\n\
+                 warm_nodes = 0\nwarm_cluster_nodes = 0\n\
                  [loops]\nsupervise_every_ms = 200\nexpiry_every_secs = 3600\n\
                  [metrics]\nlisten = \"127.0.0.1:0\"\nexporter_listen = \"127.0.0.1:{}\"\n\
                  [ha]\nsentinel_ports = [{}, {}, {}]\n\

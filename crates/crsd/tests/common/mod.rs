@@ -68,6 +68,9 @@ pub fn test_config(dir: &Path) -> Config {
     let (lo, hi) = port_range(40);
     cfg.instances.port_min = lo;
     cfg.instances.port_max = hi;
+    // Creates start their own nodes; the warm pool's tests turn it on.
+    cfg.instances.warm_nodes = 0;
+    cfg.instances.warm_cluster_nodes = 0;
     cfg.loops.supervise_every_ms = 200;
     cfg.loops.expiry_every_secs = 3600;
     // Many crsds run at once: any free port, never the default one.

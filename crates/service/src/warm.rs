@@ -1,0 +1,183 @@
+//! The warm pool: nodes started before anyone buys them.
+//!
+//! A create that starts its nodes waits for two process starts, and a cluster's masters then
+//! for Redis Cluster's own delay: a fresh master serves no slot until two seconds after it
+//! started (`CLUSTER_WRITABLE_DELAY`). Clouds keep capacity warm; crsd keeps
+//! `warm_nodes` standard and `warm_cluster_nodes` cluster-enabled redis-servers running,
+//! empty, each with secrets of its own and a password nobody knows on `default`.
+//!
+//! * A purchase takes the nodes an instance needs from the pool in its own transaction (all
+//!   of them or none; the oldest first): they become the instance's nodes with their ids,
+//!   ports and folders (`<root>/warm/<id>`, see `Node::folder`), and keep the pool's
+//!   secret (`Node::warm_secret`) until the create's task has given them the instance's
+//!   users (`NodeRuntime::claim`); then the secret is dropped.
+//! * Without enough warm nodes, or with an address pool (nodes on addresses of their own
+//!   at the port the client asked for), a create starts its nodes as before.
+//! * The supervisor tops the pool up after each pass's instance work, restarts a warm node
+//!   that died and stops the ones a smaller setting no longer wants. Warm nodes are
+//!   detached processes like every node: a crsd restart finds them running.
+
+use crsd_core::ids;
+use crsd_core::model::{WarmNode, WARM_FOLDER};
+use crsd_engine::{Liveness, NodeSpec, Role};
+
+use crate::{Result, Service, ADMIN_USER, REPL_USER};
+
+/// `maxmemory` of a node while it is warm: it holds nothing until a create takes it, which
+/// sets the instance's.
+const WARM_MAXMEMORY_MB: u64 = 16;
+
+/// The user of a warm node's `default` password: a secret derived from its own, so nobody
+/// can write into a node before its instance's owner gets it.
+const WARM_DEFAULT_USER: &str = "default";
+
+impl Service {
+    /// How many warm nodes of the kind the pool keeps (none with an address pool: those
+    /// instances' nodes listen at addresses and ports chosen at purchase).
+    pub(crate) fn warm_wanted(&self, cluster: bool) -> usize {
+        if !self.cfg.address_pool.is_empty() {
+            return 0;
+        }
+        if cluster {
+            self.cfg.warm_cluster_nodes
+        } else {
+            self.cfg.warm_nodes
+        }
+    }
+
+    /// What a warm node is while it waits: an empty master with its own secrets.
+    pub fn warm_spec(&self, w: &WarmNode) -> NodeSpec {
+        let default_secret = crsd_engine::internal_secret(&w.admin_secret, WARM_DEFAULT_USER);
+        NodeSpec {
+            name: w.id.clone(),
+            instance: WARM_FOLDER.to_string(),
+            role: Role::Master,
+            host: String::new(),
+            port: w.port,
+            maxmemory_mb: WARM_MAXMEMORY_MB,
+            default_password_sha256: crsd_engine::acl_sha256_hex(&default_secret),
+            admin_user: ADMIN_USER.to_string(),
+            admin_secret: w.admin_secret.clone(),
+            repl_user: REPL_USER.to_string(),
+            repl_secret: w.repl_secret.clone(),
+            master: None,
+            params: Vec::new(),
+            cluster: w.cluster.then_some(crsd_engine::ClusterSettings {
+                node_timeout_ms: self.cfg.cluster_node_timeout_ms,
+            }),
+        }
+    }
+
+    /// Whether the pool holds every warm node the settings want, each running.
+    pub async fn warm_pool_full(&self) -> Result<bool> {
+        let warm = self.store.warm_nodes().await?;
+        for cluster in [false, true] {
+            let kind: Vec<&WarmNode> = warm.iter().filter(|w| w.cluster == cluster).collect();
+            if kind.len() < self.warm_wanted(cluster) {
+                return Ok(false);
+            }
+            if kind.iter().any(|w| {
+                !matches!(
+                    self.runtime.liveness(&self.warm_spec(w)),
+                    Liveness::Alive(_)
+                )
+            }) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// One pass over the pool: dead warm nodes started again, surplus ones stopped, missing
+    /// ones started. Returns how many it started.
+    pub async fn tend_warm_pool(&self) -> Result<usize> {
+        let mut started = 0;
+        let warm = self.store.warm_nodes().await?;
+        for cluster in [false, true] {
+            let wanted = self.warm_wanted(cluster);
+            let kind: Vec<&WarmNode> = warm.iter().filter(|w| w.cluster == cluster).collect();
+            // The newest go first: the oldest have waited out the cluster's delay longest.
+            for w in kind.iter().skip(wanted).rev() {
+                self.drop_warm_node(w).await?;
+            }
+            for w in kind.iter().take(wanted) {
+                let spec = self.warm_spec(w);
+                match self.runtime.liveness(&spec) {
+                    Liveness::Alive(_) | Liveness::Unknown(_) => {}
+                    Liveness::Dead => {
+                        tracing::warn!(node = %w.id, "warm node not running; starting it again");
+                        if self.start_warm(w).await {
+                            started += 1;
+                        }
+                    }
+                }
+            }
+            for _ in kind.len()..wanted {
+                let Some(w) = self.add_warm_node(cluster).await? else {
+                    break;
+                };
+                if self.start_warm(&w).await {
+                    started += 1;
+                }
+            }
+        }
+        Ok(started)
+    }
+
+    /// Reserves a port and records a new warm node; `None` when no port is free.
+    async fn add_warm_node(&self, cluster: bool) -> Result<Option<WarmNode>> {
+        let mut tx = self.store.write().await?;
+        let used = crate::purchase::taken_ports(&mut tx).await?;
+        let port = if cluster {
+            self.free_cluster_ports(used).next()
+        } else {
+            self.free_ports(used).next()
+        };
+        let Some(port) = port else {
+            tracing::warn!(cluster, "no free port for a warm node");
+            return Ok(None);
+        };
+        let w = WarmNode {
+            id: ids::new_warm_node_id(),
+            cluster,
+            port,
+            admin_secret: ids::new_secret(),
+            repl_secret: ids::new_secret(),
+            created_at: self.now(),
+        };
+        tx.insert_warm_node(&w).await?;
+        tx.commit().await?;
+        Ok(Some(w))
+    }
+
+    /// Starts a warm node; one that cannot start leaves the pool. True if it runs.
+    async fn start_warm(&self, w: &WarmNode) -> bool {
+        match self.runtime.start(&self.warm_spec(w)).await {
+            Ok(h) => {
+                tracing::info!(node = %w.id, port = w.port, cluster = w.cluster, pid = h.pid, "warm node ready");
+                true
+            }
+            Err(e) => {
+                tracing::error!(node = %w.id, port = w.port, error = %e, "cannot start a warm node; dropping it");
+                if let Err(e) = self.drop_warm_node(w).await {
+                    tracing::error!(node = %w.id, error = ?e, "cannot drop a warm node");
+                }
+                false
+            }
+        }
+    }
+
+    /// Stops a warm node, removes its folder, then its record (a crash in between leaves the
+    /// record, and the next pass drops it again).
+    async fn drop_warm_node(&self, w: &WarmNode) -> Result<()> {
+        self.runtime
+            .destroy(&self.warm_spec(w))
+            .await
+            .map_err(crate::steps::engine_err)?;
+        let mut tx = self.store.write().await?;
+        tx.delete_warm_node(&w.id).await?;
+        tx.commit().await?;
+        tracing::info!(node = %w.id, "warm node removed");
+        Ok(())
+    }
+}
