@@ -169,6 +169,7 @@ async fn measure(
     let mut crsd_drills = Vec::new();
     let mut hand_drills = Vec::new();
     for round in 0..rounds {
+        crate::wait_warm_pool(&svc).await?;
         let crsd_first = round % 2 == 1;
         // Creates.
         let base = dir.join(format!("hand-{round}"));

@@ -23,7 +23,8 @@
 //! Run with `make bench` (release build). Environment: BENCH_ACTION (DescribeRedis; e.g.
 //! DescribeRedisZones measures the HTTP + signature path alone), BENCH_CREATE (20),
 //! BENCH_CREATE3 (10, the creates with 3 replicas), BENCH_INSTANCES (200), BENCH_SECONDS (5),
-//! BENCH_CONCURRENCY (64).
+//! BENCH_CONCURRENCY (64). Every suite runs crsd with its warm pool as shipped (each measured
+//! create first waits until the pool is full again); BENCH_WARM=0 runs it without one.
 
 mod backups;
 mod cluster;
@@ -98,6 +99,20 @@ fn process_cpu() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// Waits until crsd's warm pool holds every node its settings want (a create takes two or
+/// six; the supervisor's next pass starts new ones), so that no measured create or raw start
+/// shares the host with a refill. Without a pool (`BENCH_WARM=0`) it returns at once.
+pub(crate) async fn wait_warm_pool(svc: &crsd_service::Service) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !svc.warm_pool_full().await? {
+        if Instant::now() > deadline {
+            bail!("crsd's warm pool did not fill up in 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -158,7 +173,7 @@ async fn main() -> Result<()> {
     cfg.instances.ceiling = std::env::var("BENCH_CEILING").as_deref() != Ok("0");
     // Per instance its stable address and a port per node.
     cfg.instances.port_max =
-        18000 + (3 * n_instances as u16) + 3 * n_create as u16 + 5 * n_create3 as u16 + 100;
+        18000 + (3 * n_instances as u16) + 5 * n_create as u16 + 5 * n_create3 as u16 + 100;
     for z in &mut cfg.catalog.zones {
         for t in &mut z.types {
             t.max_buy_num = 50;
@@ -169,6 +184,7 @@ async fn main() -> Result<()> {
     let reaper = Reaper(cfg.clone());
     let result = run_crsd(
         &client,
+        &running.service,
         n_create,
         n_create3,
         n_instances,
@@ -254,6 +270,7 @@ async fn main() -> Result<()> {
 
 async fn run_crsd(
     client: &Client,
+    svc: &crsd_service::Service,
     n_create: usize,
     n_create3: usize,
     n_instances: usize,
@@ -268,6 +285,7 @@ async fn run_crsd(
     let mut raw_pair = Vec::new();
     let (mut raw_cpu, mut crsd_cpu) = (Duration::ZERO, Duration::ZERO);
     for i in 0..n_create {
+        wait_warm_pool(svc).await?;
         raw_single.push(raw_spawn_once(dir, i, 0).await?);
         let c0 = process_cpu();
         raw_pair.push(raw_spawn_once(dir, i, 1).await?);
@@ -572,6 +590,12 @@ fn bench_config(dir: &Path, port_min: u16) -> Result<Config> {
     cfg.metrics.listen = "127.0.0.1:0".into();
     // The exporter runs as on a host (it follows every create), on a free port.
     cfg.metrics.exporter_listen = format!("127.0.0.1:{}", free_port()?);
+    // crsd's warm pool as shipped; BENCH_WARM=0: none, every create starts its nodes (what
+    // the pool saves).
+    if std::env::var("BENCH_WARM").as_deref() == Ok("0") {
+        cfg.instances.warm_nodes = 0;
+        cfg.instances.warm_cluster_nodes = 0;
+    }
     Ok(cfg)
 }
 

@@ -36,6 +36,9 @@ impl Engine {
         // Already the instance's (a resumed task): as any running node.
         if let Ok(p) = admin::probe(self.config(), spec).await {
             if p.is(pid, spec, &paths) {
+                // The crash may have come before the config file was rewritten.
+                let mut con = self.admin_connection(spec).await?;
+                crate::engine::config_rewrite(&mut con).await?;
                 self.conform_running(spec, pid).await;
                 self.follow_master(spec).await?;
                 return Ok(p.handle());
