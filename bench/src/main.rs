@@ -188,8 +188,10 @@ async fn main() -> Result<()> {
         n_create,
         n_create3,
         n_instances,
-        seconds,
-        concurrency,
+        Load {
+            seconds,
+            concurrency,
+        },
         dir.path(),
     )
     .await;
@@ -268,14 +270,22 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// How hard the control-plane run drives crsd: `concurrency` clients for `seconds`.
+struct Load {
+    seconds: u64,
+    concurrency: usize,
+}
+
 async fn run_crsd(
     client: &Client,
     svc: &crsd_service::Service,
     n_create: usize,
     n_create3: usize,
     n_instances: usize,
-    seconds: u64,
-    concurrency: usize,
+    Load {
+        seconds,
+        concurrency,
+    }: Load,
     dir: &Path,
 ) -> Result<(Provisioning, ControlPlane)> {
     // Provisioning latency, one at a time, each crsd create right after one raw single spawn

@@ -311,6 +311,36 @@ pub struct WarmNode {
     pub admin_secret: String,
     pub repl_secret: String,
     pub created_at: DateTime<Utc>,
+    pub state: WarmState,
+}
+
+/// Where a warm node is in its life; creates take only [`WarmState::Ready`] ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarmState {
+    /// Recorded (its port reserved) while its process starts.
+    Starting,
+    Ready,
+    /// Being stopped and removed.
+    Dropping,
+}
+
+impl WarmState {
+    pub fn name(self) -> &'static str {
+        match self {
+            WarmState::Starting => "starting",
+            WarmState::Ready => "ready",
+            WarmState::Dropping => "dropping",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<WarmState> {
+        match name {
+            "starting" => Some(WarmState::Starting),
+            "ready" => Some(WarmState::Ready),
+            "dropping" => Some(WarmState::Dropping),
+            _ => None,
+        }
+    }
 }
 
 /// The folder the warm pool's nodes live in (see [`Node::folder`]); no instance id looks

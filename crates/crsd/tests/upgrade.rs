@@ -779,8 +779,12 @@ fn conf_of(pid: u32) -> PathBuf {
 /// Keys of this tree's config that the previous release does not know, as (section, key): it
 /// refuses unknown keys, so they are left out of its config and given to the new crsd only.
 /// A key the test config gains must be listed here if the previous release lacks it.
-/// None since the previous release named in tests/upgrade/PREVIOUS.
-const NEWER_KEYS: &[(&str, &str)] = &[];
+/// The warm pool's sizes (0 in the test config: the processes of the data dir are then exactly
+/// the instances' nodes, as asserted).
+const NEWER_KEYS: &[(&str, &str)] = &[
+    ("instances", "warm_nodes"),
+    ("instances", "warm_cluster_nodes"),
+];
 
 /// Sections of this tree's config that the previous release does not know: left out whole.
 const NEWER_SECTIONS: &[&str] = &[];

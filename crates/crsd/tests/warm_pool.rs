@@ -1,7 +1,7 @@
 //! The warm pool end to end: crsd keeps empty redis-servers running; a create takes them as
 //! its instance's nodes without restarting them, gives them the instance's users, memory and
 //! roles, and the pool fills up again. Warm nodes nobody can write into, survive a crsd
-//! restart, come back after a kill -9; a taken node restarts on its instance's config with
+//! restart, are replaced after a kill -9; a taken node restarts on its instance's config with
 //! its data; deleting the instance removes its folders. The cluster edition takes six
 //! cluster-enabled warm nodes for 3 shards × 1 replica.
 
@@ -10,7 +10,7 @@ mod common;
 use common::cluster::{cluster_config, create_cluster, PASSWORD as CLUSTER_PASSWORD};
 use common::tc3::Tc3;
 use common::{engine, redis_conn, service, test_config, TestCrsd};
-use crsd_core::model::{WarmNode, WARM_FOLDER};
+use crsd_core::model::{WarmNode, WarmState, WARM_FOLDER};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -84,6 +84,12 @@ async fn a_create_takes_running_warm_nodes_and_gives_them_its_users_memory_and_r
     assert_eq!(warm.len(), 2, "{warm:?}");
     assert!(warm.iter().all(|w| !w.cluster && w.id.starts_with("node-")));
     let pids = warm_pids(&crsd, &warm);
+    let metrics = svc.render_metrics().await;
+    assert!(
+        metrics.contains("crsd_warm_nodes{kind=\"standard\"} 2\n")
+            && metrics.contains("crsd_warm_nodes{kind=\"cluster\"} 0\n"),
+        "{metrics}"
+    );
 
     // Nobody writes into a warm node: its `default` user has a password nobody was given.
     for w in &warm {
@@ -200,25 +206,26 @@ async fn a_create_takes_running_warm_nodes_and_gives_them_its_users_memory_and_r
         );
     }
 
-    // kill -9 of a warm node: the pool starts it again.
+    // kill -9 of a warm node: the pool replaces it, and its folder goes.
     let victim = &again[0];
     let pid = refilled_pids[&victim.id];
     unsafe {
         libc::kill(pid as i32, libc::SIGKILL);
     }
+    let folder = crsd.data_dir().join("instances").join(WARM_FOLDER);
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(p) = eng.running_pid(&svc.warm_spec(victim)) {
-            if p != pid {
-                break;
-            }
+    let again = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = full_pool(&crsd).await;
+        if now.iter().all(|w| w.id != victim.id) && !folder.join(&victim.id).exists() {
+            break now;
         }
         assert!(
             Instant::now() < deadline,
-            "the killed warm node is not back"
+            "the killed warm node is not replaced"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
+    assert_eq!(again.len(), 2);
 
     // Stopped and started again, the taken nodes start from their instance's config in the
     // pool's folder, with their data.
@@ -236,7 +243,6 @@ async fn a_create_takes_running_warm_nodes_and_gives_them_its_users_memory_and_r
         .await
         .unwrap();
     assert_eq!(got.as_deref(), Some("warm"));
-    let folder = crsd.data_dir().join("instances").join(WARM_FOLDER);
     let conf = std::fs::read_to_string(folder.join(&master.id).join("redis.conf")).unwrap();
     assert!(
         conf.contains(&format!("# {}", master.id)) && conf.contains("maxmemory 1024mb"),
@@ -255,6 +261,35 @@ async fn a_create_takes_running_warm_nodes_and_gives_them_its_users_memory_and_r
     for w in &again {
         assert!(folder.join(&w.id).exists(), "warm node {} kept", w.id);
     }
+
+    // A node a crash left half started is removed; a lowered setting stops the newest.
+    let leftover = WarmNode {
+        id: "node-000000000000".into(),
+        cluster: false,
+        port: crsd.config.instances.port_max,
+        admin_secret: "a".repeat(32),
+        repl_secret: "b".repeat(32),
+        created_at: chrono::Utc::now(),
+        state: WarmState::Starting,
+    };
+    let mut tx = svc.store().write().await.unwrap();
+    tx.insert_warm_node(&leftover).await.unwrap();
+    tx.commit().await.unwrap();
+    crsd.config.instances.warm_nodes = 1;
+    crsd.restart().await;
+    let svc = service(&crsd);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = svc.store().warm_nodes().await.unwrap();
+        let ids: Vec<&str> = now.iter().map(|w| w.id.as_str()).collect();
+        if ids == [again[0].id.as_str()] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pool not trimmed: {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!folder.join(&again[1].id).exists());
+    assert_eq!(eng.running_pid(&svc.warm_spec(&again[1])), None);
 }
 
 /// DescribeInstances until the instance has `want` (`None`: gone).

@@ -51,6 +51,7 @@ pub struct Metrics {
     loop_lag: GaugeVec,
     loop_pass: GaugeVec,
     instances: IntGaugeVec,
+    warm_nodes: IntGaugeVec,
     backup_bytes: IntGauge,
 }
 
@@ -125,6 +126,14 @@ impl Metrics {
             &["status"],
         )
         .expect("valid metric");
+        let warm_nodes = IntGaugeVec::new(
+            Opts::new(
+                "crsd_warm_nodes",
+                "Nodes of the warm pool waiting for a create, by kind (standard, cluster)",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
         let backup_bytes = IntGauge::new(
             "crsd_backup_store_bytes",
             "Bytes of the backup files the backup store holds (expired backups' files are gone), \
@@ -139,6 +148,7 @@ impl Metrics {
             Box::new(loop_lag.clone()),
             Box::new(loop_pass.clone()),
             Box::new(instances.clone()),
+            Box::new(warm_nodes.clone()),
             Box::new(backup_bytes.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -153,6 +163,7 @@ impl Metrics {
             loop_lag,
             loop_pass,
             instances,
+            warm_nodes,
             backup_bytes,
         }
     }
@@ -255,6 +266,18 @@ impl Service {
                 }
             }
             Err(e) => tracing::warn!(error = ?e, "cannot count instances for the metrics"),
+        }
+        match self.store.warm_nodes().await {
+            Ok(warm) => {
+                for (cluster, kind) in [(false, "standard"), (true, "cluster")] {
+                    let n = warm.iter().filter(|w| w.cluster == cluster).count();
+                    self.metrics
+                        .warm_nodes
+                        .with_label_values(&[kind])
+                        .set(n as i64);
+                }
+            }
+            Err(e) => tracing::warn!(error = ?e, "cannot count warm nodes for the metrics"),
         }
         match self.store.backup_bytes().await {
             Ok(bytes) => self.metrics.backup_bytes.set(bytes),

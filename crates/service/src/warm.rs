@@ -13,12 +13,13 @@
 //!   users (`NodeRuntime::claim`); then the secret is dropped.
 //! * Without enough warm nodes, or with an address pool (nodes on addresses of their own
 //!   at the port the client asked for), a create starts its nodes as before.
-//! * The supervisor tops the pool up after each pass's instance work, restarts a warm node
-//!   that died and stops the ones a smaller setting no longer wants. Warm nodes are
-//!   detached processes like every node: a crsd restart finds them running.
+//! * The supervisor tops the pool up after each pass's instance work, replaces a warm node
+//!   that died and stops the ones a smaller setting no longer wants. It acts on a node only
+//!   once the database says no create can take it (`WarmState`). Warm nodes are detached
+//!   processes like every node: a crsd restart finds them running.
 
 use crsd_core::ids;
-use crsd_core::model::{WarmNode, WARM_FOLDER};
+use crsd_core::model::{WarmNode, WarmState, WARM_FOLDER};
 use crsd_engine::{Liveness, NodeSpec, Role};
 
 use crate::{Result, Service, ADMIN_USER, REPL_USER};
@@ -68,15 +69,18 @@ impl Service {
         }
     }
 
-    /// Whether the pool holds every warm node the settings want, each running.
+    /// Whether the pool holds every warm node the settings want, each ready and running.
     pub async fn warm_pool_full(&self) -> Result<bool> {
         let warm = self.store.warm_nodes().await?;
         for cluster in [false, true] {
-            let kind: Vec<&WarmNode> = warm.iter().filter(|w| w.cluster == cluster).collect();
-            if kind.len() < self.warm_wanted(cluster) {
+            let ready: Vec<&WarmNode> = warm
+                .iter()
+                .filter(|w| w.cluster == cluster && w.state == WarmState::Ready)
+                .collect();
+            if ready.len() < self.warm_wanted(cluster) {
                 return Ok(false);
             }
-            if kind.iter().any(|w| {
+            if ready.iter().any(|w| {
                 !matches!(
                     self.runtime.liveness(&self.warm_spec(w)),
                     Liveness::Alive(_)
@@ -88,35 +92,49 @@ impl Service {
         Ok(true)
     }
 
-    /// One pass over the pool: dead warm nodes started again, surplus ones stopped, missing
-    /// ones started. Returns how many it started.
+    /// One pass of the pool's keeper (the supervisor's, one at a time): what an earlier pass
+    /// left half done is removed, dead and surplus warm nodes are removed, missing ones
+    /// started. Returns how many it started.
+    ///
+    /// A create takes only ready nodes, and the keeper changes a node only after moving it
+    /// out of ready in the database (`set_warm_state`, which fails once a create took it):
+    /// the two never act on one node at once.
     pub async fn tend_warm_pool(&self) -> Result<usize> {
-        let mut started = 0;
         let warm = self.store.warm_nodes().await?;
+        // A node left starting or dropping by a crash of crsd: its start may not have
+        // finished, its removal surely not.
+        for w in warm.iter().filter(|w| w.state != WarmState::Ready) {
+            self.remove_warm_node(w).await?;
+        }
+        let mut started = 0;
         for cluster in [false, true] {
             let wanted = self.warm_wanted(cluster);
-            let kind: Vec<&WarmNode> = warm.iter().filter(|w| w.cluster == cluster).collect();
-            // The newest go first: the oldest have waited out the cluster's delay longest.
-            for w in kind.iter().skip(wanted).rev() {
-                self.drop_warm_node(w).await?;
-            }
-            for w in kind.iter().take(wanted) {
-                let spec = self.warm_spec(w);
-                match self.runtime.liveness(&spec) {
-                    Liveness::Alive(_) | Liveness::Unknown(_) => {}
-                    Liveness::Dead => {
-                        tracing::warn!(node = %w.id, "warm node not running; starting it again");
-                        if self.start_warm(w).await {
-                            started += 1;
-                        }
-                    }
+            let ready: Vec<&WarmNode> = warm
+                .iter()
+                .filter(|w| w.cluster == cluster && w.state == WarmState::Ready)
+                .collect();
+            let mut kept = 0;
+            for (i, w) in ready.iter().enumerate() {
+                // The oldest are kept: they have waited out the cluster's delay longest.
+                let surplus = i >= wanted;
+                let dead = matches!(self.runtime.liveness(&self.warm_spec(w)), Liveness::Dead);
+                if !surplus && !dead {
+                    kept += 1;
+                    continue;
+                }
+                if dead && !surplus {
+                    tracing::warn!(node = %w.id, "warm node not running; replacing it");
+                }
+                if !self.drop_warm_node(w).await? {
+                    // A create took it meanwhile.
+                    continue;
                 }
             }
-            for _ in kind.len()..wanted {
+            for _ in kept..wanted {
                 let Some(w) = self.add_warm_node(cluster).await? else {
                     break;
                 };
-                if self.start_warm(&w).await {
+                if self.start_warm(&w).await? {
                     started += 1;
                 }
             }
@@ -124,7 +142,7 @@ impl Service {
         Ok(started)
     }
 
-    /// Reserves a port and records a new warm node; `None` when no port is free.
+    /// Reserves a port and records a new warm node, starting; `None` when no port is free.
     async fn add_warm_node(&self, cluster: bool) -> Result<Option<WarmNode>> {
         let mut tx = self.store.write().await?;
         let used = crate::purchase::taken_ports(&mut tx).await?;
@@ -144,32 +162,50 @@ impl Service {
             admin_secret: ids::new_secret(),
             repl_secret: ids::new_secret(),
             created_at: self.now(),
+            state: WarmState::Starting,
         };
         tx.insert_warm_node(&w).await?;
         tx.commit().await?;
         Ok(Some(w))
     }
 
-    /// Starts a warm node; one that cannot start leaves the pool. True if it runs.
-    async fn start_warm(&self, w: &WarmNode) -> bool {
+    /// Starts a recorded warm node and makes it ready; one that cannot start is removed.
+    /// True if it is ready.
+    async fn start_warm(&self, w: &WarmNode) -> Result<bool> {
         match self.runtime.start(&self.warm_spec(w)).await {
             Ok(h) => {
+                let mut tx = self.store.write().await?;
+                tx.set_warm_state(&w.id, WarmState::Starting, WarmState::Ready)
+                    .await?;
+                tx.commit().await?;
                 tracing::info!(node = %w.id, port = w.port, cluster = w.cluster, pid = h.pid, "warm node ready");
-                true
+                Ok(true)
             }
             Err(e) => {
-                tracing::error!(node = %w.id, port = w.port, error = %e, "cannot start a warm node; dropping it");
-                if let Err(e) = self.drop_warm_node(w).await {
-                    tracing::error!(node = %w.id, error = ?e, "cannot drop a warm node");
-                }
-                false
+                tracing::error!(node = %w.id, port = w.port, error = %e, "cannot start a warm node; removing it");
+                self.remove_warm_node(w).await?;
+                Ok(false)
             }
         }
     }
 
-    /// Stops a warm node, removes its folder, then its record (a crash in between leaves the
-    /// record, and the next pass drops it again).
-    async fn drop_warm_node(&self, w: &WarmNode) -> Result<()> {
+    /// Takes a ready warm node out of the pool and removes it; false when a create took it
+    /// first.
+    async fn drop_warm_node(&self, w: &WarmNode) -> Result<bool> {
+        let mut tx = self.store.write().await?;
+        let dropping = tx
+            .set_warm_state(&w.id, WarmState::Ready, WarmState::Dropping)
+            .await?;
+        tx.commit().await?;
+        if dropping {
+            self.remove_warm_node(w).await?;
+        }
+        Ok(dropping)
+    }
+
+    /// Stops a warm node that no create can take any more, removes its folder, then its
+    /// record (a crash in between leaves the record, and the next pass removes it again).
+    async fn remove_warm_node(&self, w: &WarmNode) -> Result<()> {
         self.runtime
             .destroy(&self.warm_spec(w))
             .await

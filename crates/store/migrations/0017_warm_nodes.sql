@@ -11,7 +11,11 @@ CREATE TABLE warm_nodes (
     port         INTEGER NOT NULL UNIQUE,
     admin_secret TEXT    NOT NULL,
     repl_secret  TEXT    NOT NULL,
-    created_at   INTEGER NOT NULL
+    created_at   INTEGER NOT NULL,
+    -- Only 'ready' nodes are taken. 'starting': recorded, its process being started;
+    -- 'dropping': being stopped and removed. Each is the pool keeper's alone, so a create
+    -- never takes a node the keeper is starting or removing.
+    state        TEXT    NOT NULL CHECK (state IN ('starting', 'ready', 'dropping'))
 );
 -- '' for every node of an earlier release: its folder is its instance's.
 ALTER TABLE nodes ADD COLUMN folder TEXT NOT NULL DEFAULT '';

@@ -25,7 +25,7 @@ mod snapshot;
 use chrono::{DateTime, Utc};
 use crsd_core::model::{
     Account, Backup, BackupState, CommandSnapshot, Deal, Instance, InstanceStatus, NodeSample,
-    Task, TaskKind, TaskStatus, TaskView, WarmNode,
+    Task, TaskKind, TaskStatus, TaskView, WarmNode, WarmState,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
@@ -895,8 +895,8 @@ impl WriteTx {
     /// Adds a node to the warm pool.
     pub async fn insert_warm_node(&mut self, w: &WarmNode) -> Result<()> {
         sqlx::query(
-            "INSERT INTO warm_nodes (id, cluster, port, admin_secret, repl_secret, created_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO warm_nodes (id, cluster, port, admin_secret, repl_secret, created_at, state)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&w.id)
         .bind(w.cluster)
@@ -904,16 +904,35 @@ impl WriteTx {
         .bind(&w.admin_secret)
         .bind(&w.repl_secret)
         .bind(millis(w.created_at))
+        .bind(w.state.name())
         .execute(self.conn()?)
         .await?;
         Ok(())
     }
 
-    /// Takes `n` warm nodes of the kind (`cluster`) out of the pool, the oldest first: all
-    /// `n`, or none when the pool holds fewer.
+    /// Moves a warm node from `from` to `to`; false (nothing changed) when it is not in
+    /// `from` any more, e.g. a create took it.
+    pub async fn set_warm_state(
+        &mut self,
+        id: &str,
+        from: WarmState,
+        to: WarmState,
+    ) -> Result<bool> {
+        let done = sqlx::query("UPDATE warm_nodes SET state = ? WHERE id = ? AND state = ?")
+            .bind(to.name())
+            .bind(id)
+            .bind(from.name())
+            .execute(self.conn()?)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Takes `n` ready warm nodes of the kind (`cluster`) out of the pool, the oldest first:
+    /// all `n`, or none when the pool holds fewer.
     pub async fn take_warm_nodes(&mut self, cluster: bool, n: usize) -> Result<Vec<WarmNode>> {
         let rows = sqlx::query(
-            "SELECT * FROM warm_nodes WHERE cluster = ? ORDER BY created_at, id LIMIT ?",
+            "SELECT * FROM warm_nodes WHERE cluster = ? AND state = 'ready'
+             ORDER BY created_at, id LIMIT ?",
         )
         .bind(cluster)
         .bind(n as i64)

@@ -5,6 +5,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use crsd_core::model::{
     Account, Backup, BackupKind, BackupState, BillingMode, CommandSnapshot, Deal, GoodsDetail,
     Instance, InstanceStatus, Node, NodeRole, NodeSample, Task, TaskKind, TaskStatus, WarmNode,
+    WarmState,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
@@ -94,6 +95,7 @@ pub fn node(r: &SqliteRow) -> Result<Node> {
 }
 
 pub fn warm_node(r: &SqliteRow) -> Result<WarmNode> {
+    let state: String = r.try_get("state")?;
     Ok(WarmNode {
         id: r.try_get("id")?,
         cluster: r.try_get("cluster")?,
@@ -101,6 +103,8 @@ pub fn warm_node(r: &SqliteRow) -> Result<WarmNode> {
         admin_secret: r.try_get("admin_secret")?,
         repl_secret: r.try_get("repl_secret")?,
         created_at: from_millis(r.try_get("created_at")?),
+        state: WarmState::from_name(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("warm node state {state}")))?,
     })
 }
 
