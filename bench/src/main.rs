@@ -79,7 +79,11 @@ fn p50_p99(samples: &mut [Duration]) -> (Duration, Duration) {
     (percentile(samples, 0.5), percentile(samples, 0.99))
 }
 
+/// Zero for no samples (e.g. `BENCH_CREATE3=0`).
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
 }
@@ -100,8 +104,9 @@ fn process_cpu() -> Duration {
 }
 
 /// Waits until crsd's warm pool holds every node its settings want (a create takes two or
-/// six; the supervisor's next pass starts new ones), so that no measured create or raw start
-/// shares the host with a refill. Without a pool (`BENCH_WARM=0`) it returns at once.
+/// six; the supervisor's next pass starts new ones) and that pass's later work (the
+/// exporter's restart for the new nodes) is over, so that no measured create or raw start
+/// shares the host with a refill. Without a pool (`BENCH_WARM=0`) only the settling wait.
 pub(crate) async fn wait_warm_pool(svc: &crsd_service::Service) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !svc.warm_pool_full().await? {
@@ -110,8 +115,12 @@ pub(crate) async fn wait_warm_pool(svc: &crsd_service::Service) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    tokio::time::sleep(SETTLE).await;
     Ok(())
 }
+
+/// What the supervisor's pass does after the pool's refill takes well under this.
+const SETTLE: Duration = Duration::from_millis(300);
 
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

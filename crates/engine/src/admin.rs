@@ -108,11 +108,16 @@ impl Probe {
 /// -LOADING), then INFO server to learn who answered.
 pub(crate) async fn probe(config: &EngineConfig, spec: &NodeSpec) -> Result<Probe, EngineError> {
     let mut con = connect(config, spec, PROBE_RESPONSE_TIMEOUT).await?;
-    let pong: String = redis::cmd("PING").query_async(&mut con).await?;
+    probe_on(&mut con).await
+}
+
+/// [`probe`] on an open admin connection.
+pub(crate) async fn probe_on(con: &mut MultiplexedConnection) -> Result<Probe, EngineError> {
+    let pong: String = redis::cmd("PING").query_async(con).await?;
     if pong != "PONG" {
         return Err(EngineError::Protocol(format!("PING answered {pong:?}")));
     }
-    let info = info(&mut con, "server").await?;
+    let info = info(con, "server").await?;
     Ok(Probe {
         pid: field(&info, "process_id")?,
         port: field(&info, "tcp_port")?,

@@ -78,15 +78,26 @@ async fn a_claimed_pair_serves_its_instance_and_a_second_claim_changes_nothing()
         p.engine.replica_in_sync(&p.replica).await.unwrap_or(false)
     })
     .await;
+    // The write's stream may follow the full sync by up to a second (the master's cron).
+    wait_until(
+        "the write reaches the replica",
+        Duration::from_secs(5),
+        || async {
+            let Ok(mut r) = as_admin(p.replica.port, &p.replica.admin_secret).await else {
+                return false;
+            };
+            let got: Option<String> = redis::cmd("GET")
+                .arg("k")
+                .query_async(&mut r)
+                .await
+                .unwrap_or(None);
+            got.as_deref() == Some("v")
+        },
+    )
+    .await;
     let mut r = as_admin(p.replica.port, &p.replica.admin_secret)
         .await
         .unwrap();
-    let got: Option<String> = redis::cmd("GET")
-        .arg("k")
-        .query_async(&mut r)
-        .await
-        .unwrap();
-    assert_eq!(got.as_deref(), Some("v"));
     let maxmemory: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("maxmemory")
