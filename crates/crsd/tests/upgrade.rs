@@ -1,8 +1,7 @@
 //! Upgrade in place: a data folder and the processes made by the PREVIOUS release of crsd (the
 //! commit in tests/upgrade/PREVIOUS, built by scripts/upgrade-test.sh and passed in
-//! `CRSD_PREVIOUS_BIN`) are adopted by this tree's crsd: no redis-server or proxy is restarted
-//! (the sentinels are, once each, one at a time, to accept the promotion scripts the previous
-//! release did not set), every instance serves its data at the address the API gave before,
+//! `CRSD_PREVIOUS_BIN`) are adopted by this tree's crsd: no redis-server, sentinel or proxy is
+//! restarted, every instance serves its data at the address the API gave before,
 //! without a failed connection while crsd is replaced, replicates, is still watched by every sentinel,
 //! and takes new change tasks; an adopted master killed -9 comes back with its data, and an
 //! adopted instance can be stopped and started again (the new crsd recognises the processes as
