@@ -405,6 +405,9 @@ impl Config {
     }
 }
 
+/// The most warm nodes (both kinds) the pool may keep.
+pub const MAX_WARM: usize = 64;
+
 /// The most addresses `instances.address_pool` may hold.
 pub const MAX_POOL: usize = 65_536;
 
@@ -548,6 +551,13 @@ impl Config {
         }
         if !(1..=10000).contains(&self.instances.cpu_weight) {
             return bad("instances.cpu_weight must be 1-10000");
+        }
+        let range = usize::from(self.instances.port_max - self.instances.port_min) + 1;
+        if self.instances.warm_nodes + self.instances.warm_cluster_nodes > MAX_WARM.min(range / 4) {
+            return bad(&format!(
+                "instances.warm_nodes + warm_cluster_nodes must be at most {MAX_WARM} and a \
+                 quarter of the port range"
+            ));
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return bad("tls.cert and tls.key go together");
@@ -733,5 +743,18 @@ mod example {
             .expect("examples/crsd.toml parses");
         let as_json = |c: &Config| serde_json::to_value(c).unwrap();
         assert_eq!(as_json(&example), as_json(&Config::default()));
+    }
+
+    #[test]
+    fn a_warm_pool_larger_than_a_quarter_of_the_ports_is_refused() {
+        let ok = Config::parse("[instances]\nport_min = 7000\nport_max = 7039\nwarm_nodes = 4\nwarm_cluster_nodes = 6\n");
+        assert!(ok.is_ok(), "{ok:?}");
+        for toml in [
+            "[instances]\nport_min = 7000\nport_max = 7039\nwarm_nodes = 5\nwarm_cluster_nodes = 6\n",
+            "[instances]\nwarm_nodes = 65\nwarm_cluster_nodes = 0\n",
+        ] {
+            let err = Config::parse(toml).expect_err(toml).to_string();
+            assert!(err.contains("warm_nodes + warm_cluster_nodes"), "{err}");
+        }
     }
 }
