@@ -24,7 +24,8 @@
 //! DescribeRedisZones measures the HTTP + signature path alone), BENCH_CREATE (20),
 //! BENCH_CREATE3 (10, the creates with 3 replicas), BENCH_INSTANCES (200), BENCH_SECONDS (5),
 //! BENCH_CONCURRENCY (64). Every suite runs crsd with its warm pool as shipped (each measured
-//! create first waits until the pool is full again); BENCH_WARM=0 runs it without one.
+//! create first waits until the pool is full again); BENCH_WARM=0 runs it without one,
+//! BENCH_WARM_NODES sets the standard pool's size.
 
 mod backups;
 mod cluster;
@@ -346,6 +347,7 @@ async fn run_crsd(
     let mut raw_four = Vec::new();
     let mut lat3 = Vec::new();
     for i in 0..n_create3 {
+        wait_warm_pool(svc).await?;
         raw_four.push(raw_spawn_once(dir, i, 3).await?);
         let t0 = Instant::now();
         let r = api3
@@ -614,6 +616,13 @@ fn bench_config(dir: &Path, port_min: u16) -> Result<Config> {
     if std::env::var("BENCH_WARM").as_deref() == Ok("0") {
         cfg.instances.warm_nodes = 0;
         cfg.instances.warm_cluster_nodes = 0;
+    }
+    // BENCH_WARM_NODES: another size of the standard pool.
+    if let Some(n) = std::env::var("BENCH_WARM_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.instances.warm_nodes = n;
     }
     Ok(cfg)
 }

@@ -433,7 +433,7 @@ impl Default for Instances {
             memory_headroom_min_mb: 64,
             cpu_weight: 100,
             cpu_quota_percent: 100,
-            warm_nodes: 2,
+            warm_nodes: 4,
             warm_cluster_nodes: 6,
         }
     }
