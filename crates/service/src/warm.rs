@@ -152,7 +152,9 @@ impl Service {
             self.free_ports(used).next()
         };
         let Some(port) = port else {
-            tracing::warn!(cluster, "no free port for a warm node");
+            // The instances hold the range: creates start their own nodes. Every pass would
+            // say so; `crsd_warm_nodes` shows the pool short.
+            tracing::debug!(cluster, "no free port for a warm node");
             return Ok(None);
         };
         let w = WarmNode {
