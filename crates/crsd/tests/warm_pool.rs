@@ -232,10 +232,10 @@ async fn a_create_takes_running_warm_nodes_and_gives_them_its_users_memory_and_r
     let c = Tc3::like(&v2);
     c.ok("DestroyPrepaidInstance", json!({ "InstanceId": id }))
         .await;
-    wait_status(&c, &id, Some(-2)).await;
+    c.wait_status(&id, Some(-2)).await;
     let r = c.ok("StartupInstance", json!({ "InstanceId": id })).await;
     assert_eq!(c.wait_task(r["TaskId"].as_i64().unwrap()).await, "succeed");
-    wait_status(&c, &id, Some(2)).await;
+    c.wait_status(&id, Some(2)).await;
     let mut user = redis_conn(host, port, PASSWORD).await.unwrap();
     let got: Option<String> = redis::cmd("GET")
         .arg("greeting")
@@ -252,7 +252,7 @@ async fn a_create_takes_running_warm_nodes_and_gives_them_its_users_memory_and_r
     // Deleted, the instance takes its nodes' folders along; the warm ones stay.
     c.ok("DestroyPrepaidInstance", json!({ "InstanceId": id }))
         .await;
-    wait_status(&c, &id, Some(-2)).await;
+    c.wait_status(&id, Some(-2)).await;
     let r = c.ok("CleanUpInstance", json!({ "InstanceId": id })).await;
     assert_eq!(c.wait_task(r["TaskId"].as_i64().unwrap()).await, "succeed");
     for n in &inst.nodes {
@@ -290,23 +290,6 @@ async fn a_create_takes_running_warm_nodes_and_gives_them_its_users_memory_and_r
     }
     assert!(!folder.join(&again[1].id).exists());
     assert_eq!(eng.running_pid(&svc.warm_spec(&again[1])), None);
-}
-
-/// DescribeInstances until the instance has `want` (`None`: gone).
-async fn wait_status(c: &Tc3, id: &str, want: Option<i64>) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = c.ok("DescribeInstances", json!({ "InstanceId": id })).await;
-        let status = r["InstanceSet"][0]["Status"].as_i64();
-        if status == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id}: status {status:?}, want {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

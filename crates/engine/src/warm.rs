@@ -18,6 +18,7 @@ use redis::aio::MultiplexedConnection;
 
 use crate::admin;
 use crate::config;
+use crate::layout::NodePaths;
 use crate::process;
 use crate::{acl_sha256_hex, Engine, EngineError, NodeHandle, NodeSpec, Role};
 
@@ -45,11 +46,11 @@ impl Engine {
         };
         let mut con = match admin::admin_connection(self.config(), &warm).await {
             Ok(con) => con,
-            Err(_) => return self.claimed_before(spec, &warm, pid).await,
+            Err(_) => return self.claimed_before(spec, &warm, &paths, pid).await,
         };
         let probe = admin::probe_on(&mut con).await?;
         if !probe.is(pid, &warm, &paths) {
-            return self.claimed_before(spec, &warm, pid).await;
+            return self.claimed_before(spec, &warm, &paths, pid).await;
         }
         // The instance's ceiling before its maxmemory: the warm one is the smallest.
         self.conform_ceiling(spec, pid);
@@ -65,12 +66,12 @@ impl Engine {
         &self,
         spec: &NodeSpec,
         warm: &NodeSpec,
+        paths: &NodePaths,
         pid: u32,
     ) -> Result<NodeHandle, EngineError> {
-        let paths = self.node_paths(spec)?;
         if let Ok(mut con) = admin::admin_connection(self.config(), spec).await {
             let probe = admin::probe_on(&mut con).await?;
-            if probe.is(pid, spec, &paths) {
+            if probe.is(pid, spec, paths) {
                 self.conform_running(spec, pid).await;
                 follow_master(&mut con, spec).await?;
                 return Ok(probe.handle());

@@ -129,8 +129,8 @@ async fn a_claimed_pair_serves_its_instance_and_a_second_claim_changes_nothing()
         .unwrap();
     assert_eq!(got.as_deref(), Some("v"));
 
-    // The take-over is in each node's config file: a restart keeps the instance's users,
-    // its role and its data.
+    // A restart renders the instance's config (the file still carries the pool's marker):
+    // the instance's users, the replica's role and the data.
     p.engine.stop(&p.replica).await.unwrap();
     let restarted = p.engine.start(&p.replica).await.expect("restart");
     assert_ne!(restarted.pid, hr.pid);

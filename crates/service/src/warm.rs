@@ -73,10 +73,7 @@ impl Service {
     pub async fn warm_pool_full(&self) -> Result<bool> {
         let warm = self.store.warm_nodes().await?;
         for cluster in [false, true] {
-            let ready: Vec<&WarmNode> = warm
-                .iter()
-                .filter(|w| w.cluster == cluster && w.state == WarmState::Ready)
-                .collect();
+            let ready = ready_of(&warm, cluster);
             if ready.len() < self.warm_wanted(cluster) {
                 return Ok(false);
             }
@@ -94,28 +91,23 @@ impl Service {
 
     /// One pass of the pool's keeper (the supervisor's, one at a time): what an earlier pass
     /// left half done is removed, dead and surplus warm nodes are removed, missing ones
-    /// started. Returns how many it started.
+    /// started.
     ///
     /// A create takes only ready nodes, and the keeper changes a node only after moving it
     /// out of ready in the database (`set_warm_state`, which fails once a create took it):
     /// the two never act on one node at once.
-    pub async fn tend_warm_pool(&self) -> Result<usize> {
+    pub async fn tend_warm_pool(&self) -> Result<()> {
         let warm = self.store.warm_nodes().await?;
         // A node left starting or dropping by a crash of crsd: its start may not have
         // finished, its removal surely not.
         for w in warm.iter().filter(|w| w.state != WarmState::Ready) {
             self.remove_warm_node(w).await?;
         }
-        let mut started = 0;
         for cluster in [false, true] {
             let wanted = self.warm_wanted(cluster);
-            let ready: Vec<&WarmNode> = warm
-                .iter()
-                .filter(|w| w.cluster == cluster && w.state == WarmState::Ready)
-                .collect();
             let mut kept = 0;
-            for (i, w) in ready.iter().enumerate() {
-                // The oldest are kept: they have waited out the cluster's delay longest.
+            // The oldest are kept: they have waited out the cluster's delay longest.
+            for (i, w) in ready_of(&warm, cluster).into_iter().enumerate() {
                 let surplus = i >= wanted;
                 let dead = matches!(self.runtime.liveness(&self.warm_spec(w)), Liveness::Dead);
                 if !surplus && !dead {
@@ -125,21 +117,16 @@ impl Service {
                 if dead && !surplus {
                     tracing::warn!(node = %w.id, "warm node not running; replacing it");
                 }
-                if !self.drop_warm_node(w).await? {
-                    // A create took it meanwhile.
-                    continue;
-                }
+                self.drop_warm_node(w).await?;
             }
             for _ in kept..wanted {
                 let Some(w) = self.add_warm_node(cluster).await? else {
                     break;
                 };
-                if self.start_warm(&w).await? {
-                    started += 1;
-                }
+                self.start_warm(&w).await?;
             }
         }
-        Ok(started)
+        Ok(())
     }
 
     /// Reserves a port and records a new warm node, starting; `None` when no port is free.
@@ -172,8 +159,7 @@ impl Service {
     }
 
     /// Starts a recorded warm node and makes it ready; one that cannot start is removed.
-    /// True if it is ready.
-    async fn start_warm(&self, w: &WarmNode) -> Result<bool> {
+    async fn start_warm(&self, w: &WarmNode) -> Result<()> {
         match self.runtime.start(&self.warm_spec(w)).await {
             Ok(h) => {
                 let mut tx = self.store.write().await?;
@@ -181,19 +167,18 @@ impl Service {
                     .await?;
                 tx.commit().await?;
                 tracing::info!(node = %w.id, port = w.port, cluster = w.cluster, pid = h.pid, "warm node ready");
-                Ok(true)
+                Ok(())
             }
             Err(e) => {
                 tracing::error!(node = %w.id, port = w.port, error = %e, "cannot start a warm node; removing it");
-                self.remove_warm_node(w).await?;
-                Ok(false)
+                self.remove_warm_node(w).await
             }
         }
     }
 
-    /// Takes a ready warm node out of the pool and removes it; false when a create took it
-    /// first.
-    async fn drop_warm_node(&self, w: &WarmNode) -> Result<bool> {
+    /// Takes a ready warm node out of the pool and removes it; nothing when a create took it
+    /// first (it is no longer the pool's).
+    async fn drop_warm_node(&self, w: &WarmNode) -> Result<()> {
         let mut tx = self.store.write().await?;
         let dropping = tx
             .set_warm_state(&w.id, WarmState::Ready, WarmState::Dropping)
@@ -202,7 +187,7 @@ impl Service {
         if dropping {
             self.remove_warm_node(w).await?;
         }
-        Ok(dropping)
+        Ok(())
     }
 
     /// Stops a warm node that no create can take any more, removes its folder, then its
@@ -218,4 +203,11 @@ impl Service {
         tracing::info!(node = %w.id, "warm node removed");
         Ok(())
     }
+}
+
+/// The ready warm nodes of the kind (`cluster`), the oldest first (as the store lists them).
+fn ready_of(warm: &[WarmNode], cluster: bool) -> Vec<&WarmNode> {
+    warm.iter()
+        .filter(|w| w.cluster == cluster && w.state == WarmState::Ready)
+        .collect()
 }

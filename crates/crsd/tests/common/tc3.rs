@@ -229,6 +229,25 @@ impl Tc3 {
         d["InstanceIds"][0].as_str().unwrap().to_string()
     }
 
+    /// DescribeInstances until the instance's Status is `want` (`None`: gone).
+    pub async fn wait_status(&self, id: &str, want: Option<i64>) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self
+                .ok("DescribeInstances", json!({ "InstanceId": id }))
+                .await;
+            let status = r["InstanceSet"][0]["Status"].as_i64();
+            if status == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id}: status {status:?}, want {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The instance's DescribeInstances entry.
     pub async fn describe(&self, id: &str) -> Value {
         let r = self
