@@ -13,8 +13,13 @@ fail() { echo "package-test: $*" >&2; exit 1; }
 tmp=$(mktemp -d)
 crsd_pid=""
 cleanup() {
-  [ -n "$crsd_pid" ] && kill "$crsd_pid" 2>/dev/null || true
-  # Whatever crsd started for its data folder (sentinels, the proxy, the exporter).
+  if [ -n "$crsd_pid" ]; then
+    kill "$crsd_pid" 2>/dev/null || true
+    # Until it has exited: its supervisor may still be starting a warm node.
+    for _ in $(seq 100); do kill -0 "$crsd_pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  # Whatever crsd started for its data folder (sentinels, the proxy, the exporter, the
+  # warm pool's redis-servers).
   for p in $(pgrep -f "$tmp/data" || true); do kill -9 "$p" 2>/dev/null || true; done
   rm -rf "$tmp"
 }
